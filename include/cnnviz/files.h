@@ -1,0 +1,22 @@
+// Small file-system helpers shared by the writers.
+#ifndef CNNVIZ_FILES_H_
+#define CNNVIZ_FILES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cnnviz {
+
+// Reads the whole file. Throws Error(kInput) "<kind> 'path': reason" (not
+// found, is a directory, permission denied, ...).
+std::vector<uint8_t> read_file(const std::string& path, const std::string& kind = "file");
+
+// Writes `bytes` to `path` through a temporary file in the same directory and
+// a rename, so that readers never see a half-written file. Throws
+// Error(kOutput) and leaves nothing behind on failure.
+void write_file_atomic(const std::string& path, const void* bytes, size_t size);
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_FILES_H_

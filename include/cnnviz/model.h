@@ -1,0 +1,86 @@
+// Loading a TorchScript classifier and the metadata that travels with it.
+//
+// A model is a TorchScript archive (torch.jit.save) whose extra file
+// "cnnviz.json" describes it: architecture, ImageNet labels, preprocessing and
+// feature layers (written by scripts/export_models.py; schema in README.md).
+// A TorchScript file without that extra file still loads, with ImageNet
+// preprocessing defaults and labels "class N"; ModelInfo::has_metadata tells.
+#ifndef CNNVIZ_MODEL_H_
+#define CNNVIZ_MODEL_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace cnnviz {
+
+// How an image becomes the network's input: the shorter side is resized to
+// `resize` (bilinear, antialiased, as PIL/torchvision), the centre
+// `crop` x `crop` square is kept, and each RGB channel c becomes
+// (v / 255 - mean[c]) / std[c].
+struct Preprocessing {
+  int resize = 224;
+  int crop = 224;
+  std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
+  std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+};
+
+enum class WeightsKind { kPretrained, kFile, kRandom, kUnknown };
+
+struct ModelInfo {
+  std::string path;  // the file it was loaded from
+  std::string name;  // metadata "name", else the file's stem
+  std::string arch;  // e.g. "vgg16"; empty when unknown
+  WeightsKind weights_kind = WeightsKind::kUnknown;
+  std::string weights_source;       // "IMAGENET1K_V1", a .pth path, "seed 0"
+  std::vector<std::string> labels;  // one per class; empty without metadata
+  Preprocessing preprocess;
+  std::vector<std::string> feature_layers;  // module paths, forward order
+  std::string gradcam_layer;                // default layer for Grad-CAM
+  bool has_metadata = false;
+
+  // The label of class `index`, or "class <index>" when there is none.
+  std::string label(int64_t index) const;
+};
+
+// Parses the JSON text of "cnnviz.json". Throws Error(kModel) naming `path`
+// when the text is not valid JSON or a field has the wrong type or value.
+ModelInfo parse_model_info(const std::string& json_text, const std::string& path);
+
+// A loaded classifier. Copies share the same underlying module.
+class Model {
+ public:
+  // Loads `path` on the CPU in eval mode. Throws Error(kModel) with a one-line
+  // message when the file is missing, is a directory, is not a TorchScript
+  // archive, or carries invalid metadata.
+  static Model load(const std::string& path);
+
+  const ModelInfo& info() const;
+
+  // batch: [N,3,H,W] float32, normalized as info().preprocess says.
+  // Returns [N,num_classes] float32 logits (pre-softmax), computed without
+  // autograd. Throws Error(kRuntime) when the network rejects the input or
+  // returns something other than a 2-D tensor; Error(kModel) when the number
+  // of classes differs from the number of labels.
+  at::Tensor logits(const at::Tensor& batch) const;
+
+  // The underlying module, for graph capture by the visualization methods.
+  torch::jit::Module& module() const;
+
+ private:
+  struct Impl;
+  explicit Model(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_MODEL_H_

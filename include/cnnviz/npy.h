@@ -1,0 +1,25 @@
+// NumPy .npy files (format version 1.0), little-endian float32, C order.
+#ifndef CNNVIZ_NPY_H_
+#define CNNVIZ_NPY_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cnnviz {
+
+struct NpyArray {
+  std::vector<int64_t> shape;
+  std::vector<float> data;  // product(shape) values, C order
+};
+
+// Writes `array` to `path` atomically (a temporary file renamed into place).
+// Throws Error(kOutput) when the file cannot be written.
+void write_npy(const std::string& path, const NpyArray& array);
+
+// Reads a '<f4' C-order .npy file. Throws Error(kInput) for anything else.
+NpyArray read_npy(const std::string& path);
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_NPY_H_

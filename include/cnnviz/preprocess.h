@@ -1,0 +1,36 @@
+// From an RGB image to the network's input tensor, as torchvision's
+// Resize(resize) + CenterCrop(crop) + ToTensor + Normalize do on a PIL image.
+#ifndef CNNVIZ_PREPROCESS_H_
+#define CNNVIZ_PREPROCESS_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <opencv2/core/mat.hpp>
+
+#include "cnnviz/model.h"
+
+namespace cnnviz {
+
+// Where the network's input square lies in the source image: the source is
+// resized to resized_w x resized_h, then the size x size square at
+// (left, top) of the resized image is kept.
+struct CropBox {
+  int src_w = 0, src_h = 0;
+  int resized_w = 0, resized_h = 0;
+  int left = 0, top = 0;
+  int size = 0;
+};
+
+// The shorter side becomes p.resize and the longer int(p.resize * long / short)
+// (torchvision's rule); the crop offsets are round((resized - crop) / 2) with
+// round-half-to-even, as Python's round(). Throws Error(kInput) for an empty
+// image or one whose aspect ratio would make the resized image absurdly large.
+CropBox crop_box(int src_w, int src_h, const Preprocessing& p);
+
+// rgb: H x W CV_8UC3, RGB. Returns [3,crop,crop] float32, normalized.
+// Resizing is Pillow's antialiased bilinear, bit for bit (see resize.h).
+at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p);
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_PREPROCESS_H_

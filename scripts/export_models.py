@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""Export torchvision ImageNet CNNs to TorchScript files that cnnviz loads.
+
+Each model is compiled with torch.jit.script (not traced: the module hierarchy, e.g.
+`features.29`, must survive so cnnviz can address layers by name) and saved with a
+`cnnviz.json` extra file describing weights, labels, preprocessing and layers.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cnnviz_python import ensure_torch  # noqa: E402
+
+ensure_torch("export_models.py")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.parse  # noqa: E402
+
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from torchvision.models._meta import _IMAGENET_CATEGORIES  # noqa: E402
+
+PROG = "export_models.py"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Supported architectures and the layer Grad-CAM uses by default (the last spatial feature map).
+GRADCAM_LAYER = {
+    "vgg16": "features.29",
+    "alexnet": "features.11",
+    "densenet121": "features.norm5",
+    "squeezenet1_1": "features.12",
+    "resnet50": "layer4",
+}
+MODELS = list(GRADCAM_LAYER)
+
+# The seed tutorial's preprocessing: Resize(224) (not the usual 256), CenterCrop(224),
+# ImageNet mean and std.
+PREPROCESS = {
+    "resize": 224,
+    "crop": 224,
+    "interpolation": "bilinear",
+    "antialias": True,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_WEIGHTS = 0, 1, 2, 3
+
+EPILOG = f"""\
+models: {", ".join(MODELS)}, or all.
+
+weights:
+  default           torchvision's pretrained ImageNet weights; read from
+                    $TORCH_HOME/hub/checkpoints/<file> (default ~/.cache/torch) when there,
+                    downloaded otherwise
+  --weights F.pth   a state_dict for the same architecture (one model only)
+  --random-weights  random initialization (seeded); predictions are meaningless
+
+exit status:
+  0  all requested models exported (or already present)
+  1  other failure (scripting, scripted/eager mismatch, write error)
+  2  usage error (unknown model, bad option combination)
+  3  weights unavailable or invalid
+"""
+
+
+class ExportError(Exception):
+    """A failure with a one-line message for the user and an exit code."""
+
+    def __init__(self, message, code=EXIT_FAILURE, hint=None):
+        super().__init__(message)
+        self.code = code
+        self.hint = hint
+
+
+def display_path(path):
+    """`path` relative to the working directory when it lies below it, else absolute."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def first_line(exc):
+    """A short one-line description of an exception."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines)[:300] or type(exc).__name__
+
+
+class _DropDownloadNotice:
+    """stderr wrapper that hides torch.hub's 'Downloading: ...' line (shown even when the download
+    fails at once without a network); everything else, such as the progress bar, passes through."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def write(self, text):
+        if text.startswith('Downloading: "'):
+            return len(text)
+        return self._real.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def build_pretrained(name):
+    """Build `name` with torchvision's default pretrained weights; returns (model, weights_meta)."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    real_stderr = sys.stderr
+    sys.stderr = _DropDownloadNotice(real_stderr)
+    try:
+        model = getattr(torchvision.models, name)(weights=weights, progress=real_stderr.isatty())
+    except Exception as exc:  # network, disk, or a corrupt cached checkpoint
+        checkpoint = os.path.basename(urllib.parse.urlparse(weights.url).path)
+        hub_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
+        cached = os.path.join(hub_dir, checkpoint)
+        if isinstance(exc, urllib.error.URLError):
+            reason = f"download failed: {exc.reason}"
+        elif os.path.exists(cached):
+            reason = f"cannot read {cached}: {first_line(exc)}"
+        else:
+            reason = first_line(exc)
+        raise ExportError(
+            f"cannot get pretrained weights for {name} ({reason})",
+            EXIT_WEIGHTS,
+            hint=f"put {checkpoint} (from {weights.url}) in {hub_dir}, "
+            "or pass --weights FILE.pth, or --random-weights (predictions will be meaningless)",
+        ) from None
+    finally:
+        sys.stderr = real_stderr
+    return model, {"kind": "pretrained", "source": weights.name}
+
+
+def build_from_file(name, path):
+    """Build `name` and load a state_dict from `path` (strict); returns (model, weights_meta)."""
+    path = os.path.abspath(path)
+    try:
+        state = torch.load(path, map_location="cpu")
+    except Exception as exc:
+        raise ExportError(f"cannot read weights file '{path}': {first_line(exc)}",
+                          EXIT_WEIGHTS) from None
+    # Training checkpoints often wrap the state_dict.
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ExportError(f"weights file '{path}' does not hold a state_dict", EXIT_WEIGHTS)
+    # Weights saved from nn.DataParallel carry a "module." prefix.
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+    model = getattr(torchvision.models, name)(weights=None)
+    # Name the key mismatch briefly; load_state_dict's own message lists every key.
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        for what, keys in (("missing", missing), ("unexpected", unexpected)):
+            if keys:
+                more = ", ..." if len(keys) > 3 else ""
+                parts.append(f"{len(keys)} {what} keys ({', '.join(keys[:3])}{more})")
+        raise ExportError(f"weights file '{path}' does not fit {name}: {'; '.join(parts)}",
+                          EXIT_WEIGHTS)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # e.g. a shape mismatch; drop the "Error(s) in loading" header line
+        lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        reason = lines[0] if lines else first_line(exc)
+        raise ExportError(f"weights file '{path}' does not fit {name}: {reason}",
+                          EXIT_WEIGHTS) from None
+    return model, {"kind": "file", "source": path}
+
+
+def build_random(name, seed):
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, name)(weights=None)
+    print(f"{PROG}: WARNING: {name} has RANDOM weights (seed {seed}); "
+          "its predictions are meaningless", file=sys.stderr)
+    return model, {"kind": "random", "source": f"seed {seed}"}
+
+
+def find_feature_layers(model, example):
+    """Dotted names of the feature extractor's direct children that output a spatial map, in the
+    order the forward pass calls them. The extractor is `model.features` when the model has one,
+    else the model itself (ResNet). A 1x1 map after global pooling (ResNet's avgpool) is not a
+    feature map worth visualizing, so only outputs [N,C,H,W] with H*W > 1 count."""
+    if isinstance(getattr(model, "features", None), torch.nn.Module):
+        parent, prefix = model.features, "features."
+    else:
+        parent, prefix = model, ""
+
+    called = []
+
+    def make_hook(child_name):
+        def hook(_module, _inputs, output):
+            spatial = (torch.is_tensor(output) and output.dim() == 4
+                       and output.shape[2] * output.shape[3] > 1)
+            if spatial and child_name not in called:
+                called.append(child_name)
+        return hook
+
+    handles = [child.register_forward_hook(make_hook(prefix + child_name))
+               for child_name, child in parent.named_children()]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        # Hooks left on the module would be compiled into the TorchScript file.
+        for handle in handles:
+            handle.remove()
+    return called
+
+
+def export_one(name, args, outdir):
+    path = os.path.join(outdir, f"{name}.pt")
+    if os.path.exists(path) and not args.force:
+        print(f"{display_path(path)} exists (use --force to re-export)")
+        return
+
+    if args.weights:
+        model, weights_meta = build_from_file(name, args.weights)
+    elif args.random_weights:
+        model, weights_meta = build_random(name, args.seed)
+    else:
+        model, weights_meta = build_pretrained(name)
+    model.eval()
+
+    # A fixed input, independent of the weight seed, for layer discovery and the parity check.
+    example = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1234))
+    feature_layers = find_feature_layers(model, example)
+    gradcam_layer = GRADCAM_LAYER[name]
+    if gradcam_layer not in feature_layers:
+        raise ExportError(f"{name}: Grad-CAM layer '{gradcam_layer}' is not among the feature "
+                          f"layers {feature_layers}")
+
+    try:
+        scripted = torch.jit.script(model)
+    except Exception as exc:
+        raise ExportError(f"{name}: torch.jit.script failed: {first_line(exc)}") from None
+
+    with torch.no_grad():
+        eager_out = model(example)
+        scripted_out = scripted(example)
+    diff = (eager_out - scripted_out).abs().max().item()
+    if not diff < 1e-4:
+        raise ExportError(f"{name}: scripted model disagrees with the eager model "
+                          f"(max abs diff {diff:g} >= 1e-4); not saved")
+
+    meta = {
+        "cnnviz_format": 1,
+        "name": name,
+        "arch": name,
+        "weights": weights_meta,
+        "num_classes": int(eager_out.shape[1]),
+        "labels": list(_IMAGENET_CATEGORIES),
+        "preprocess": PREPROCESS,
+        "feature_layers": feature_layers,
+        "gradcam_layer": gradcam_layer,
+        "torch_version": torch.__version__,
+        "torchvision_version": torchvision.__version__,
+    }
+    if meta["num_classes"] != len(meta["labels"]):
+        raise ExportError(f"{name}: {meta['num_classes']} outputs but "
+                          f"{len(meta['labels'])} ImageNet labels")
+
+    # Save beside the target and rename, so an interrupted export never leaves a truncated .pt.
+    tmp = path + ".tmp"
+    try:
+        torch.jit.save(scripted, tmp, _extra_files={"cnnviz.json": json.dumps(meta)})
+        os.replace(tmp, path)
+    except BaseException as exc:  # also Ctrl-C: never leave the .tmp behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if not isinstance(exc, Exception):
+            raise
+        raise ExportError(f"cannot write '{path}': {first_line(exc)}") from None
+
+    if weights_meta["kind"] == "file":
+        weights_text = f"weights from {display_path(weights_meta['source'])}"
+    else:
+        weights_text = f"{weights_meta['kind']} {weights_meta['source']}"
+    size_mib = os.path.getsize(path) / 2**20
+    size_text = f"{size_mib:.1f}" if size_mib < 10 else f"{size_mib:.0f}"
+    print(f"exported {display_path(path)} ({name}, {weights_text}, {size_text} MiB)", flush=True)
+
+
+def list_models(outdir):
+    for name in MODELS:
+        path = os.path.join(outdir, f"{name}.pt")
+        state = "exported" if os.path.exists(path) else "missing "
+        print(f"{name:<14} {state}  {display_path(path)}")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Export torchvision CNNs to TorchScript files (MODEL.pt) with cnnviz metadata.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help=f"one of {', '.join(MODELS)}, or all")
+    parser.add_argument("-o", "--outdir", default=os.path.join(REPO, "models"),
+                        help="output directory (default: <repo>/models)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--weights", metavar="FILE.pth",
+                        help="load this state_dict (single model only)")
+    source.add_argument("--random-weights", action="store_true",
+                        help="random initialization instead of pretrained weights")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="seed for --random-weights (default: 0)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing files")
+    parser.add_argument("--list", action="store_true",
+                        help="list supported models and whether OUTDIR/<name>.pt exists")
+    return parser.parse_args(argv)
+
+
+def usage_error(message):
+    print(f"{PROG}: {message}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+def main(argv):
+    args = parse_args(argv)
+    outdir = os.path.abspath(args.outdir)
+    if args.list:
+        list_models(outdir)
+        return EXIT_OK
+    if not args.models:
+        usage_error("no MODEL given (try --help)")
+
+    names = []
+    for model in args.models:
+        if model not in MODELS and model != "all":
+            usage_error(f"unknown model '{model}' (supported: {', '.join(MODELS)}, all)")
+        for name in MODELS if model == "all" else [model]:
+            if name not in names:
+                names.append(name)
+    if args.weights and len(names) > 1:
+        usage_error("--weights takes a single model")
+
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as exc:
+        print(f"{PROG}: cannot create output directory '{outdir}': {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    status = EXIT_OK
+    # Keep going after a failure so that e.g. `all` offline still exports what it can;
+    # the exit status is that of the first failure.
+    for name in names:
+        try:
+            export_one(name, args, outdir)
+        except ExportError as err:
+            print(f"{PROG}: {err}", file=sys.stderr)
+            if err.hint:
+                print(f"{PROG}: hint: {err.hint}", file=sys.stderr)
+            status = status or err.code
+        except Exception as exc:  # unexpected: one line, not a traceback
+            print(f"{PROG}: {name}: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
+            status = status or EXIT_FAILURE
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

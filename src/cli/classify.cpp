@@ -1,0 +1,162 @@
+#include "classify.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
+
+#include "cnnviz/error.h"
+#include "cnnviz/image.h"
+#include "cnnviz/predict.h"
+#include "cnnviz/preprocess.h"
+#include "cnnviz/runtime.h"
+
+namespace cnnviz::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+const char* weights_kind_name(WeightsKind k) {
+  switch (k) {
+    case WeightsKind::kPretrained:
+      return "pretrained";
+    case WeightsKind::kFile:
+      return "file";
+    case WeightsKind::kRandom:
+      return "random";
+    case WeightsKind::kUnknown:
+      break;
+  }
+  return "unknown";
+}
+
+struct Outcome {
+  std::vector<Prediction> predictions;
+  std::optional<std::string> error;
+};
+
+void print_text(std::ostream& out, const std::string& image, const std::vector<Prediction>& preds,
+                const ModelInfo& info) {
+  out << image << "\n";
+  char line[64];
+  for (size_t r = 0; r < preds.size(); ++r) {
+    std::snprintf(line, sizeof(line), "  %2zu  %.4f  %4lld  ", r + 1, preds[r].probability,
+                  static_cast<long long>(preds[r].index));
+    out << line << info.label(preds[r].index) << "\n";
+  }
+}
+
+}  // namespace
+
+CLI::App* setup_classify(CLI::App& app, ClassifyOptions& opts) {
+  CLI::App* sub = app.add_subcommand("classify", "Print the top-K ImageNet classes of each image");
+  sub->add_option("images", opts.images, "Image files (JPEG, PNG, BMP, TIFF, WebP, ...)")
+      ->required();
+  add_model_options(*sub, opts.model);
+  sub->add_option("-k,--top-k", opts.top_k, "Number of classes to print per image")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--batch-size", opts.batch_size, "Images per forward pass")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  sub->add_flag("--json", opts.json, "Print one JSON document instead of text (schema: README)");
+  sub->add_flag("--timings", opts.timings,
+                "Print load and run times (ms) to stderr as a JSON line, for benchmarks");
+  return sub;
+}
+
+int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& err) {
+  Clock::time_point start = Clock::now();
+  Model model = open_model(opts.model, err);
+  const ModelInfo& info = model.info();
+  if (!info.labels.empty() && opts.top_k > static_cast<int>(info.labels.size())) {
+    throw Error(ErrorCode::kUsage, "-k " + std::to_string(opts.top_k) + ": must be between 1 and " +
+                                       std::to_string(info.labels.size()) +
+                                       " (the model's classes)");
+  }
+  const double load_ms = ms_since(start);
+
+  start = Clock::now();
+  std::vector<Outcome> outcomes(opts.images.size());
+  const size_t batch_size = static_cast<size_t>(opts.batch_size);
+  for (size_t first = 0; first < opts.images.size(); first += batch_size) {
+    const size_t last = std::min(first + batch_size, opts.images.size());
+    std::vector<at::Tensor> inputs;
+    std::vector<size_t> slots;
+    for (size_t i = first; i < last; ++i) {
+      try {
+        inputs.push_back(preprocess(read_image_rgb(opts.images[i]), info.preprocess));
+        slots.push_back(i);
+      } catch (const Error& e) {
+        outcomes[i].error = e.what();
+        err << kPrefix << e.what() << "\n";
+      }
+    }
+    if (inputs.empty()) continue;
+    std::vector<std::vector<Prediction>> top = top_k(model.logits(at::stack(inputs)), opts.top_k);
+    for (size_t j = 0; j < slots.size(); ++j) outcomes[slots[j]].predictions = std::move(top[j]);
+  }
+  const double run_ms = ms_since(start);
+
+  size_t failed = 0;
+  for (const Outcome& o : outcomes) failed += o.error ? 1 : 0;
+
+  if (opts.json) {
+    nlohmann::ordered_json doc;
+    doc["model"] = {
+        {"name", info.name},
+        {"path", info.path},
+        {"arch", info.arch},
+        {"weights",
+         {{"kind", weights_kind_name(info.weights_kind)}, {"source", info.weights_source}}}};
+    doc["results"] = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      nlohmann::ordered_json r;
+      r["image"] = opts.images[i];
+      if (outcomes[i].error) {
+        r["error"] = *outcomes[i].error;
+      } else {
+        r["predictions"] = nlohmann::ordered_json::array();
+        int rank = 1;
+        for (const Prediction& p : outcomes[i].predictions) {
+          r["predictions"].push_back({{"rank", rank++},
+                                      {"index", p.index},
+                                      {"label", info.label(p.index)},
+                                      {"probability", p.probability}});
+        }
+      }
+      doc["results"].push_back(std::move(r));
+    }
+    doc["summary"] = {{"images", outcomes.size()}, {"failed", failed}};
+    out << doc.dump(2) << "\n";
+  } else {
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      if (!outcomes[i].error) print_text(out, opts.images[i], outcomes[i].predictions, info);
+    }
+  }
+  if (opts.timings) {
+    nlohmann::ordered_json t = {{"images", outcomes.size()},
+                                {"failed", failed},
+                                {"threads", current_threads()},
+                                {"batch_size", opts.batch_size},
+                                {"load_ms", load_ms},
+                                {"run_ms", run_ms},
+                                {"per_image_ms", run_ms / std::max<size_t>(1, outcomes.size())}};
+    err << kPrefix << "timings " << t.dump() << "\n";
+  }
+  if (failed > 0) {
+    err << kPrefix << failed << " of " << outcomes.size() << " images failed\n";
+    return static_cast<int>(ErrorCode::kInput);
+  }
+  return 0;
+}
+
+}  // namespace cnnviz::cli

@@ -1,0 +1,45 @@
+// cnnviz: the command-line entry point. Parses arguments with CLI11, runs one
+// subcommand, and is the only place that turns errors into exit codes.
+#include <CLI/CLI.hpp>
+#include <exception>
+#include <iostream>
+#include <opencv2/core/utils/logger.hpp>
+
+#include "classify.h"
+#include "cnnviz/error.h"
+#include "cnnviz/version.h"
+
+int main(int argc, char** argv) {
+  using namespace cnnviz;
+  // OpenCV's own warnings would break the one-line-per-error rule.
+  cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+
+  CLI::App app{"cnnviz: see what an ImageNet CNN looks at", "cnnviz"};
+  app.set_version_flag("--version", std::string("cnnviz ") + kVersion);
+  app.require_subcommand(1);
+  app.footer(
+      "Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad input image(s), 4 model, "
+      "5 unsupported, 6 output");
+
+  cli::ClassifyOptions classify;
+  CLI::App* classify_cmd = cli::setup_classify(app, classify);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every other parse error is a usage error.
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : static_cast<int>(ErrorCode::kUsage);
+  }
+
+  try {
+    if (classify_cmd->parsed()) return cli::run_classify(classify, std::cout, std::cerr);
+  } catch (const Error& e) {
+    std::cerr << cli::kPrefix << e.what() << "\n";
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::cerr << cli::kPrefix << "internal error: " << first_line(e.what()) << "\n";
+    return static_cast<int>(ErrorCode::kRuntime);
+  }
+  return static_cast<int>(ErrorCode::kUsage);
+}

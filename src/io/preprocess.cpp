@@ -1,0 +1,71 @@
+#include "cnnviz/preprocess.h"
+
+#include <ATen/ATen.h>
+
+#include <cfenv>
+#include <cmath>
+
+#include "cnnviz/error.h"
+#include "cnnviz/resize.h"
+
+namespace cnnviz {
+
+namespace {
+
+// The resized longer side may be at most this many times the shorter one;
+// beyond it a strip-like image would need gigabytes for a 224-pixel crop.
+constexpr int64_t kMaxAspect = 64;
+
+// Python's round(): to nearest, ties to even.
+int round_half_even(double v) {
+  std::fesetround(FE_TONEAREST);
+  return static_cast<int>(std::nearbyint(v));
+}
+
+}  // namespace
+
+CropBox crop_box(int src_w, int src_h, const Preprocessing& p) {
+  if (src_w < 1 || src_h < 1) throw Error(ErrorCode::kInput, "image is empty");
+  CropBox box;
+  box.src_w = src_w;
+  box.src_h = src_h;
+  const int64_t shorter = std::min(src_w, src_h);
+  const int64_t longer = std::max(src_w, src_h);
+  // torchvision: new_long = int(size * long / short), in floating point.
+  const int64_t new_long = static_cast<int64_t>(
+      static_cast<double>(p.resize) * static_cast<double>(longer) / static_cast<double>(shorter));
+  if (new_long > kMaxAspect * p.resize) {
+    throw Error(ErrorCode::kInput, "aspect ratio " + std::to_string(src_w) + "x" +
+                                       std::to_string(src_h) + " is too extreme (at most " +
+                                       std::to_string(kMaxAspect) + ":1)");
+  }
+  if (src_w <= src_h) {
+    box.resized_w = p.resize;
+    box.resized_h = static_cast<int>(new_long);
+  } else {
+    box.resized_w = static_cast<int>(new_long);
+    box.resized_h = p.resize;
+  }
+  box.size = p.crop;
+  box.left = round_half_even((box.resized_w - p.crop) / 2.0);
+  box.top = round_half_even((box.resized_h - p.crop) / 2.0);
+  return box;
+}
+
+at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p) {
+  if (rgb.empty() || rgb.type() != CV_8UC3) {
+    throw Error(ErrorCode::kRuntime, "preprocess: expected a non-empty 8-bit RGB image");
+  }
+  const CropBox box = crop_box(rgb.cols, rgb.rows, p);
+  // Resize and crop in one step: only the kept square is computed.
+  cv::Mat crop = resize_bilinear_pil(rgb, box.resized_w, box.resized_h,
+                                     cv::Rect(box.left, box.top, box.size, box.size));
+  at::Tensor x = at::from_blob(crop.data, {box.size, box.size, 3}, at::kByte)
+                     .permute({2, 0, 1})
+                     .to(at::kFloat);
+  at::Tensor mean = at::tensor(std::vector<float>(p.mean.begin(), p.mean.end())).view({3, 1, 1});
+  at::Tensor std = at::tensor(std::vector<float>(p.std.begin(), p.std.end())).view({3, 1, 1});
+  return x.div_(255.0).sub_(mean).div_(std).contiguous();
+}
+
+}  // namespace cnnviz

@@ -1,0 +1,187 @@
+// End-to-end tests of the cnnviz binary: exit codes, messages, output formats.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = test::squeezenet_path();
+    cv::Mat img(240, 320, CV_8UC3);
+    cv::randu(img, 0, 255);
+    good_ = dir_.file("good.png");
+    ASSERT_TRUE(cv::imwrite(good_, img));
+    good2_ = dir_.file("second.jpg");
+    ASSERT_TRUE(cv::imwrite(good2_, img));
+  }
+
+  test::RunResult cnnviz(std::vector<std::string> args,
+                         const std::map<std::string, std::string>& env = {}) {
+    args.insert(args.begin(), test::cnnviz_bin());
+    // Keep the caller's CNNVIZ_MODEL/CNNVIZ_MODELS out unless a test sets them.
+    std::map<std::string, std::string> e = {{"CNNVIZ_MODEL", ""}, {"CNNVIZ_MODELS", ""}};
+    for (const auto& [k, v] : env) e[k] = v;
+    return test::run(args, e);
+  }
+
+  // Every stderr line is a cnnviz message: no stack trace, no library noise.
+  static void expect_clean_stderr(const std::string& err) {
+    for (const std::string& line : test::lines(err)) {
+      EXPECT_EQ(line.rfind("cnnviz: ", 0), 0u) << "stray stderr line: " << line;
+    }
+  }
+
+  test::TempDir dir_;
+  std::string model_, good_, good2_;
+};
+
+TEST_F(CliTest, HelpAndVersionExitZero) {
+  test::RunResult help = cnnviz({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("classify"), std::string::npos);
+  EXPECT_NE(help.out.find("Exit codes"), std::string::npos);
+  test::RunResult sub = cnnviz({"classify", "--help"});
+  EXPECT_EQ(sub.exit_code, 0);
+  EXPECT_NE(sub.out.find("--top-k"), std::string::npos);
+  EXPECT_NE(sub.out.find("CNNVIZ_MODEL"), std::string::npos);
+  test::RunResult version = cnnviz({"--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.out.rfind("cnnviz ", 0), 0u);
+}
+
+TEST_F(CliTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(cnnviz({}).exit_code, 2);
+  EXPECT_EQ(cnnviz({"frobnicate"}).exit_code, 2);
+  EXPECT_EQ(cnnviz({"classify"}).exit_code, 2);  // no image
+  test::RunResult zero = cnnviz({"classify", "-m", model_, "-k", "0", good_});
+  EXPECT_EQ(zero.exit_code, 2);
+  EXPECT_NE(zero.err.find("-k"), std::string::npos) << zero.err;
+  test::RunResult huge = cnnviz({"classify", "-m", model_, "-k", "5000", good_});
+  EXPECT_EQ(huge.exit_code, 2);
+  EXPECT_NE(huge.err.find("-k 5000: must be between 1 and 1000"), std::string::npos) << huge.err;
+  expect_clean_stderr(huge.err);
+}
+
+TEST_F(CliTest, ClassifyPrintsTopKPerImage) {
+  test::RunResult r = cnnviz({"classify", "-m", model_, "-k", "3", good_, good2_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> out = test::lines(r.out);
+  ASSERT_EQ(out.size(), 8u) << r.out;
+  EXPECT_EQ(out[0], good_);
+  EXPECT_EQ(out[4], good2_);
+  EXPECT_EQ(out[1].substr(0, 5), "   1 ");
+  // Random weights are announced loudly on stderr.
+  EXPECT_NE(r.err.find("RANDOM weights"), std::string::npos);
+  expect_clean_stderr(r.err);
+}
+
+TEST_F(CliTest, JsonOutputFollowsTheSchema) {
+  test::RunResult r = cnnviz({"classify", "-m", model_, "--json", good_, good2_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(doc["model"]["arch"], "squeezenet1_1");
+  EXPECT_EQ(doc["model"]["weights"]["kind"], "random");
+  ASSERT_EQ(doc["results"].size(), 2u);
+  EXPECT_EQ(doc["results"][0]["image"], good_);
+  const auto& preds = doc["results"][0]["predictions"];
+  ASSERT_EQ(preds.size(), 5u);
+  for (size_t i = 0; i < preds.size(); ++i) {
+    EXPECT_EQ(preds[i]["rank"], i + 1);
+    EXPECT_TRUE(preds[i]["label"].is_string());
+    if (i > 0) {
+      EXPECT_LE(preds[i]["probability"], preds[i - 1]["probability"]);
+    }
+  }
+  EXPECT_EQ(doc["summary"]["failed"], 0);
+  // The same image decoded twice (PNG and lossless-enough JPEG aside) is
+  // classified by a deterministic network: two runs give identical output.
+  EXPECT_EQ(cnnviz({"classify", "-m", model_, "--json", good_, good2_}).out, r.out);
+}
+
+TEST_F(CliTest, BatchingDoesNotChangeResults) {
+  test::RunResult one =
+      cnnviz({"classify", "-m", model_, "--json", "--batch-size", "1", good_, good2_, good_});
+  test::RunResult three =
+      cnnviz({"classify", "-m", model_, "--json", "--batch-size", "3", good_, good2_, good_});
+  ASSERT_EQ(one.exit_code, 0);
+  ASSERT_EQ(three.exit_code, 0);
+  auto a = nlohmann::json::parse(one.out)["results"];
+  auto b = nlohmann::json::parse(three.out)["results"];
+  for (size_t i = 0; i < 3; ++i) {
+    for (size_t k = 0; k < 5; ++k) {
+      EXPECT_EQ(a[i]["predictions"][k]["index"], b[i]["predictions"][k]["index"]);
+      EXPECT_NEAR(a[i]["predictions"][k]["probability"].get<double>(),
+                  b[i]["predictions"][k]["probability"].get<double>(), 1e-5);
+    }
+  }
+}
+
+TEST_F(CliTest, BadImagesAreReportedAndTheOthersStillRun) {
+  test::write_text(dir_.file("text.png"), "not an image");
+  std::string jpeg = test::read_text(good2_);
+  test::write_text(dir_.file("cut.jpg"), jpeg.substr(0, jpeg.size() / 2));
+  test::RunResult r = cnnviz({"classify", "-m", model_, "--json", dir_.file("missing.jpg"), good_,
+                              dir_.path(), dir_.file("text.png"), dir_.file("cut.jpg")});
+  EXPECT_EQ(r.exit_code, 3);
+  expect_clean_stderr(r.err);
+  EXPECT_NE(r.err.find("image '" + dir_.file("missing.jpg") + "': not found"), std::string::npos);
+  EXPECT_NE(r.err.find("image '" + dir_.path() + "': is a directory"), std::string::npos);
+  EXPECT_NE(r.err.find("image '" + dir_.file("text.png") + "': not an image"), std::string::npos);
+  EXPECT_NE(r.err.find("image '" + dir_.file("cut.jpg") + "': truncated JPEG"), std::string::npos);
+  EXPECT_NE(r.err.find("4 of 5 images failed"), std::string::npos);
+  nlohmann::json doc = nlohmann::json::parse(r.out);
+  ASSERT_EQ(doc["results"].size(), 5u);
+  EXPECT_TRUE(doc["results"][0].contains("error"));
+  EXPECT_EQ(doc["results"][1]["predictions"].size(), 5u);
+  EXPECT_EQ(doc["summary"]["failed"], 4);
+}
+
+TEST_F(CliTest, ModelProblemsExitFour) {
+  test::write_text(dir_.file("broken.pt"), "definitely not torchscript");
+  test::RunResult corrupt = cnnviz({"classify", "-m", dir_.file("broken.pt"), good_});
+  EXPECT_EQ(corrupt.exit_code, 4);
+  EXPECT_EQ(test::lines(corrupt.err).size(), 1u) << corrupt.err;
+  EXPECT_NE(corrupt.err.find("cannot load model '" + dir_.file("broken.pt") + "'"),
+            std::string::npos);
+
+  test::RunResult missing = cnnviz({"classify", "-m", "densenet121", good_},
+                                   {{"CNNVIZ_MODELS", test::test_models_dir()}});
+  EXPECT_EQ(missing.exit_code, 4);
+  EXPECT_EQ(test::lines(missing.err).size(), 1u) << missing.err;
+  EXPECT_NE(missing.err.find("squeezenet1_1"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("scripts/export_models.py densenet121"), std::string::npos);
+}
+
+TEST_F(CliTest, ModelComesFromTheEnvironment) {
+  test::RunResult r =
+      cnnviz({"classify", "-k", "1", good_},
+             {{"CNNVIZ_MODEL", "squeezenet1_1"}, {"CNNVIZ_MODELS", test::test_models_dir()}});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(test::lines(r.out).size(), 2u);
+  test::RunResult dir_flag =
+      cnnviz({"classify", "-m", "squeezenet1_1", "--models-dir", test::test_models_dir(), good_});
+  EXPECT_EQ(dir_flag.exit_code, 0) << dir_flag.err;
+}
+
+TEST_F(CliTest, TimingsAreOneJsonLine) {
+  test::RunResult r = cnnviz({"classify", "-m", model_, "--timings", good_});
+  ASSERT_EQ(r.exit_code, 0);
+  const std::string marker = "cnnviz: timings ";
+  size_t at = r.err.find(marker);
+  ASSERT_NE(at, std::string::npos) << r.err;
+  std::string line = r.err.substr(at + marker.size());
+  nlohmann::json t = nlohmann::json::parse(line.substr(0, line.find('\n')));
+  EXPECT_EQ(t["images"], 1);
+  EXPECT_GE(t["threads"].get<int>(), 1);
+  EXPECT_GT(t["run_ms"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace cnnviz

@@ -1,0 +1,134 @@
+#include "cnnviz/model.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "cnnviz/model_store.h"
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+// --- metadata parsing (unit) ---
+
+TEST(MetadataTest, ParsesEveryField) {
+  ModelInfo info = parse_model_info(R"({
+      "cnnviz_format": 1, "name": "tiny", "arch": "vgg16",
+      "weights": {"kind": "random", "source": "seed 0"},
+      "num_classes": 2, "labels": ["cat", "dog"],
+      "preprocess": {"resize": 256, "crop": 224, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.5, 1]},
+      "feature_layers": ["features.0", "features.1"], "gradcam_layer": "features.1"})",
+                                    "m.pt");
+  EXPECT_TRUE(info.has_metadata);
+  EXPECT_EQ(info.name, "tiny");
+  EXPECT_EQ(info.weights_kind, WeightsKind::kRandom);
+  EXPECT_EQ(info.label(1), "dog");
+  EXPECT_EQ(info.label(7), "class 7");
+  EXPECT_EQ(info.preprocess.resize, 256);
+  EXPECT_FLOAT_EQ(info.preprocess.std[1], 0.5f);
+  EXPECT_EQ(info.feature_layers.size(), 2u);
+  EXPECT_EQ(info.gradcam_layer, "features.1");
+}
+
+TEST(MetadataTest, RejectsBadMetadataWithOneLine) {
+  test::expect_error([] { parse_model_info("{not json", "m.pt"); }, ErrorCode::kModel,
+                     "model 'm.pt': invalid cnnviz.json");
+  test::expect_error([] { parse_model_info(R"({"cnnviz_format": 9})", "m.pt"); }, ErrorCode::kModel,
+                     "cnnviz_format 9");
+  test::expect_error(
+      [] {
+        parse_model_info(R"({"cnnviz_format": 1, "num_classes": 3, "labels": ["a"]})", "m.pt");
+      },
+      ErrorCode::kModel, "number of labels");
+  test::expect_error(
+      [] {
+        parse_model_info(
+            R"({"cnnviz_format": 1, "preprocess": {"resize": 100, "crop": 224,
+                "mean": [0,0,0], "std": [1,1,1]}})",
+            "m.pt");
+      },
+      ErrorCode::kModel, "crop <= resize");
+  test::expect_error(
+      [] {
+        parse_model_info(R"({"cnnviz_format": 1, "preprocess": {"mean": [0,0], "std": [1,1,1]}})",
+                         "m.pt");
+      },
+      ErrorCode::kModel, "mean");
+  test::expect_error([] { parse_model_info(R"({"cnnviz_format": 1, "labels": 5})", "m.pt"); },
+                     ErrorCode::kModel, "invalid cnnviz.json");
+}
+
+// --- model resolution (unit) ---
+
+TEST(StoreTest, ResolvesNamesInTheModelsDirectory) {
+  test::TempDir dir;
+  test::write_text(dir.file("alexnet.pt"), "x");
+  test::write_text(dir.file("vgg16.pt"), "x");
+  test::write_text(dir.file("notes.txt"), "x");
+  EXPECT_EQ(list_models(dir.path()), (std::vector<std::string>{"alexnet", "vgg16"}));
+  EXPECT_EQ(resolve_model("vgg16", dir.path()), dir.file("vgg16.pt"));
+  EXPECT_EQ(resolve_model(dir.file("alexnet.pt"), "/elsewhere"), dir.file("alexnet.pt"));
+  EXPECT_TRUE(list_models(dir.file("absent")).empty());
+}
+
+TEST(StoreTest, MissingModelListsWhatExistsAndHowToExport) {
+  test::TempDir dir;
+  test::write_text(dir.file("alexnet.pt"), "x");
+  test::expect_error([&] { resolve_model("densenet121", dir.path()); }, ErrorCode::kModel,
+                     "available: alexnet; export it with: scripts/export_models.py densenet121");
+  test::expect_error([&] { resolve_model("nowhere/x.pt", dir.path()); }, ErrorCode::kModel,
+                     "model file 'nowhere/x.pt': not found");
+}
+
+// --- loading real TorchScript files (model: needs the exported squeezenet1_1) ---
+
+TEST(ModelTest, LoadsExportedModelWithMetadata) {
+  Model model = Model::load(test::squeezenet_path());
+  const ModelInfo& info = model.info();
+  EXPECT_TRUE(info.has_metadata);
+  EXPECT_EQ(info.arch, "squeezenet1_1");
+  EXPECT_EQ(info.weights_kind, WeightsKind::kRandom);
+  ASSERT_EQ(info.labels.size(), 1000u);
+  EXPECT_EQ(info.labels[56], "king snake");
+  EXPECT_EQ(info.preprocess.resize, 224);
+  EXPECT_EQ(info.gradcam_layer, "features.12");
+  EXPECT_EQ(info.feature_layers.size(), 13u);
+}
+
+TEST(ModelTest, LogitsHaveOneRowPerImageAndMatchSingleImageRuns) {
+  Model model = Model::load(test::squeezenet_path());
+  at::manual_seed(0);
+  at::Tensor batch = at::randn({3, 3, 224, 224});
+  at::Tensor logits = model.logits(batch);
+  ASSERT_EQ(logits.sizes(), at::IntArrayRef({3, 1000}));
+  EXPECT_FALSE(logits.requires_grad());
+  at::Tensor second = model.logits(batch.slice(0, 1, 2));
+  EXPECT_TRUE(at::allclose(second[0], logits[1], 1e-4, 1e-5));
+}
+
+TEST(ModelTest, WrongInputIsARuntimeError) {
+  Model model = Model::load(test::squeezenet_path());
+  test::expect_error(
+      [&] {
+        model.logits(at::zeros({1, 5, 224, 224}));
+      },
+      ErrorCode::kRuntime, "forward pass failed");
+}
+
+TEST(ModelTest, CorruptOrForeignFilesAreModelErrors) {
+  test::TempDir dir;
+  test::write_text(dir.file("garbage.pt"), std::string(1000, 'x'));
+  test::expect_error([&] { Model::load(dir.file("garbage.pt")); }, ErrorCode::kModel,
+                     "cannot load model '" + dir.file("garbage.pt") + "': not a TorchScript");
+  std::string bytes = test::read_text(test::squeezenet_path());
+  test::write_text(dir.file("cut.pt"), bytes.substr(0, bytes.size() / 2));
+  test::expect_error([&] { Model::load(dir.file("cut.pt")); }, ErrorCode::kModel,
+                     "cannot load model");
+  test::expect_error([&] { Model::load(dir.file("none.pt")); }, ErrorCode::kModel, "not found");
+  test::expect_error([&] { Model::load(dir.path()); }, ErrorCode::kModel, "is a directory");
+}
+
+}  // namespace
+}  // namespace cnnviz

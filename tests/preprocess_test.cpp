@@ -1,0 +1,78 @@
+#include "cnnviz/preprocess.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <opencv2/core.hpp>
+
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+TEST(PreprocessTest, CropBoxFollowsTorchvision) {
+  Preprocessing p;  // resize 224, crop 224
+  CropBox cat = crop_box(1280, 853, p);
+  EXPECT_EQ(cat.resized_w, 336);  // int(224 * 1280 / 853) = int(336.1)
+  EXPECT_EQ(cat.resized_h, 224);
+  EXPECT_EQ(cat.left, 56);
+  EXPECT_EQ(cat.top, 0);
+  CropBox tall = crop_box(300, 451, p);
+  EXPECT_EQ(tall.resized_w, 224);
+  EXPECT_EQ(tall.resized_h, 336);  // int(336.75): truncated, not rounded
+  EXPECT_EQ(tall.top, 56);
+  EXPECT_EQ(tall.size, 224);
+}
+
+TEST(PreprocessTest, CropOffsetRoundsHalfToEven) {
+  Preprocessing p;
+  p.resize = 225;  // (225 - 224) / 2 = 0.5 -> 0
+  EXPECT_EQ(crop_box(225, 225, p).left, 0);
+  p.resize = 227;  // 1.5 -> 2
+  EXPECT_EQ(crop_box(227, 227, p).left, 2);
+  p.resize = 256;  // the usual ImageNet recipe: 16
+  EXPECT_EQ(crop_box(500, 500, p).top, 16);
+}
+
+TEST(PreprocessTest, RejectsEmptyAndExtremeImages) {
+  Preprocessing p;
+  test::expect_error([&] { crop_box(0, 10, p); }, ErrorCode::kInput, "empty");
+  test::expect_error([&] { crop_box(10000, 2, p); }, ErrorCode::kInput, "too extreme");
+  EXPECT_EQ(crop_box(1, 1, p).resized_w, 224);
+}
+
+TEST(PreprocessTest, ConstantImageNormalizesExactly) {
+  Preprocessing p;
+  cv::Mat rgb(300, 400, CV_8UC3, cv::Scalar(51, 102, 204));
+  at::Tensor x = preprocess(rgb, p);
+  ASSERT_EQ(x.sizes(), at::IntArrayRef({3, 224, 224}));
+  EXPECT_EQ(x.scalar_type(), at::kFloat);
+  const float values[3] = {51, 102, 204};
+  for (int c = 0; c < 3; ++c) {
+    float expected = (values[c] / 255.0f - p.mean[c]) / p.std[c];
+    EXPECT_NEAR(x[c].min().item<float>(), expected, 1e-5);
+    EXPECT_NEAR(x[c].max().item<float>(), expected, 1e-5);
+  }
+}
+
+TEST(PreprocessTest, KeepsTheCentreOfTheImage) {
+  // Left half black, right half white, 448 x 224: already 224 tall, so no
+  // resize happens and the crop keeps columns 112 to 335.
+  Preprocessing p;
+  cv::Mat rgb(224, 448, CV_8UC3, cv::Scalar(0, 0, 0));
+  rgb.colRange(224, 448).setTo(cv::Scalar(255, 255, 255));
+  at::Tensor x = preprocess(rgb, p);
+  const float black = (0.0f - p.mean[0]) / p.std[0], white = (1.0f - p.mean[0]) / p.std[0];
+  EXPECT_NEAR(x[0][100][111].item<float>(), black, 1e-5);
+  EXPECT_NEAR(x[0][100][112].item<float>(), white, 1e-5);
+}
+
+TEST(PreprocessTest, OutputIsDeterministic) {
+  cv::Mat rgb(123, 321, CV_8UC3);
+  cv::randu(rgb, 0, 255);
+  Preprocessing p;
+  EXPECT_TRUE(at::equal(preprocess(rgb, p), preprocess(rgb, p)));
+}
+
+}  // namespace
+}  // namespace cnnviz

@@ -1,0 +1,74 @@
+"""Shared helpers of the Python references: image loading and torchvision preprocessing.
+
+The references follow the seed tutorial with plain PIL, torchvision and PyTorch, so that the
+C++ implementation is compared against the library behaviour users know. Import this module
+only after ensure_torch() (see scripts/cnnviz_python.py).
+"""
+
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+# Defaults of the seed tutorial, used when a model file carries no cnnviz.json.
+DEFAULT_PREPROCESS = {"resize": 224, "crop": 224, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def load_rgb(path):
+    """Open an image as an 8-bit RGB PIL image.
+
+    16-bit grey images are reduced to 8 bits by keeping the high byte (v >> 8), which is what
+    PIL itself does when it opens a 16-bit RGB PNG; PIL's convert() would clip grey ones to
+    255 instead. Everything else goes through convert("RGB"): an alpha channel is
+    dropped, not composited, as the seed tutorial's Image.open(p).convert('RGB') does. The EXIF
+    orientation is not applied (neither PIL nor torchvision applies it).
+    """
+    img = Image.open(path)
+    if img.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(img).astype(np.float64)
+        grey = (np.clip(values, 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    return img.convert("RGB")
+
+
+def preprocess(img, resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """torchvision's Resize(resize) (shorter side; PIL bilinear, which antialiases),
+    CenterCrop(crop), ToTensor, Normalize(mean, std). Returns a [3, crop, crop] float32 tensor."""
+    pipeline = transforms.Compose([
+        transforms.Resize(resize, interpolation=transforms.InterpolationMode.BILINEAR),
+        transforms.CenterCrop(crop),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=mean, std=std),
+    ])
+    return pipeline(img)
+
+
+def load_model(path):
+    """Load a TorchScript model; returns (module, metadata dict from its cnnviz.json, or {})."""
+    extra = {"cnnviz.json": ""}
+    model = torch.jit.load(path, map_location="cpu", _extra_files=extra)
+    meta = json.loads(extra["cnnviz.json"]) if extra["cnnviz.json"] else {}
+    return model.eval(), meta
+
+
+def preprocess_params(meta):
+    """The keyword arguments of preprocess() described by a cnnviz.json dict."""
+    if not meta:
+        return dict(DEFAULT_PREPROCESS)
+    pre = meta["preprocess"]
+    if pre.get("interpolation", "bilinear") != "bilinear" or not pre.get("antialias", True):
+        raise ValueError(f"unsupported preprocess in cnnviz.json: {pre} "
+                         "(the reference does antialiased bilinear only)")
+    return {key: pre[key] for key in ("resize", "crop", "mean", "std")}
+
+
+def read_preprocess(model_path):
+    """Preprocess parameters stored in a TorchScript file's cnnviz.json (defaults when none)."""
+    return preprocess_params(load_model(model_path)[1])

@@ -1,0 +1,119 @@
+#include "test_util.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace cnnviz::test {
+
+namespace {
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+}  // namespace
+
+std::string source_dir() { return CNNVIZ_SOURCE_DIR; }
+std::string cnnviz_bin() { return env_or("CNNVIZ_TEST_BIN", CNNVIZ_BIN); }
+std::string python() { return env_or("CNNVIZ_PYTHON", CNNVIZ_PYTHON); }
+std::string test_models_dir() { return env_or("CNNVIZ_TEST_MODELS", CNNVIZ_TEST_MODELS); }
+
+std::string shared_dir() {
+  std::string dir = env_or("CNNVIZ_SHARED", CNNVIZ_SHARED_DEFAULT);
+  return fs::is_directory(dir) ? dir : "";
+}
+
+std::string squeezenet_path() {
+  std::string path = test_models_dir() + "/squeezenet1_1.pt";
+  EXPECT_TRUE(fs::exists(path)) << path << " missing: run the tests through ctest (its "
+                                << "fixture.export_models exports it)";
+  return path;
+}
+
+TempDir::TempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "cnnviz-test-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
+  fs::remove_all(path_, ec);
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+RunResult run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env) {
+  TempDir dir;
+  const std::string out_path = dir.file("stdout"), err_path = dir.file("stderr");
+  pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int in = open("/dev/null", O_RDONLY);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    for (const auto& [k, v] : env) {
+      if (v.empty()) {
+        unsetenv(k.c_str());
+      } else {
+        setenv(k.c_str(), v.c_str(), 1);
+      }
+    }
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_text(out_path);
+  r.err = read_text(err_path);
+  return r;
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> result;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) result.push_back(line);
+  return result;
+}
+
+void expect_error(const std::function<void()>& fn, ErrorCode code, const std::string& substring) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected cnnviz::Error containing '" << substring << "', nothing thrown";
+  } catch (const Error& e) {
+    EXPECT_EQ(static_cast<int>(e.code()), static_cast<int>(code)) << e.what();
+    EXPECT_NE(std::string(e.what()).find(substring), std::string::npos)
+        << "message '" << e.what() << "' lacks '" << substring << "'";
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "message is not one line";
+  }
+}
+
+}  // namespace cnnviz::test

@@ -1,0 +1,63 @@
+// Helpers shared by the tests: paths, temporary directories, running the CLI,
+// and checking cnnviz::Error codes and messages.
+#ifndef CNNVIZ_TESTS_TEST_UTIL_H_
+#define CNNVIZ_TESTS_TEST_UTIL_H_
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cnnviz/error.h"
+
+namespace cnnviz::test {
+
+std::string source_dir();
+std::string cnnviz_bin();
+std::string python();
+std::string test_models_dir();  // random-weight exports made by the ctest fixture
+// shared/ beside the repository ($CNNVIZ_SHARED overrides); empty if absent.
+std::string shared_dir();
+// The exported random-weight squeezenet1_1; fails the test if absent.
+std::string squeezenet_path();
+
+// A fresh directory removed (with its contents) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void write_text(const std::string& path, const std::string& text);
+std::string read_text(const std::string& path);
+
+struct RunResult {
+  int exit_code = -1;  // -1 when the process did not exit normally
+  std::string out;
+  std::string err;
+};
+
+// Runs argv[0] with the arguments, no shell involved; `env` entries are set
+// (or, with an empty value, unset) in the child only.
+RunResult run(const std::vector<std::string>& argv,
+              const std::map<std::string, std::string>& env = {});
+
+// Lines of `text`, without the newlines.
+std::vector<std::string> lines(const std::string& text);
+
+// Expects `fn` to throw cnnviz::Error with `code` and a message containing
+// `substring`.
+void expect_error(const std::function<void()>& fn, ErrorCode code, const std::string& substring);
+
+}  // namespace cnnviz::test
+
+#endif  // CNNVIZ_TESTS_TEST_UTIL_H_
