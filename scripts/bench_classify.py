@@ -2,6 +2,7 @@
 """Python side of the classify benchmark: what `cnnviz classify` does, in PyTorch/torchvision.
 
 usage: bench_classify.py MODEL.pt IMAGE... [--batch-size 16] [--threads N] [--repeat 3]
+                         [--warmup 1]
 
 Loads the TorchScript model once (not timed), runs one untimed warm-up batch, then times
 `--repeat` runs of the whole job for all images: PIL open + convert("RGB") + Resize,
@@ -71,6 +72,9 @@ def main():
     parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
                         help="intra-op threads (default: all cores)")
     parser.add_argument("--repeat", type=positive_int, default=3)
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed batches before timing (0: time a cold run, as a fresh "
+                        "cnnviz process does)")
     args = parser.parse_args()
 
     # Set explicitly: the default depends on the build and on OMP_NUM_THREADS.
@@ -78,7 +82,8 @@ def main():
     model, pipeline = make_pipeline(args.model)
 
     # Warm-up: the first calls of a TorchScript module profile and optimize the graph.
-    classify(model, pipeline, args.images[:args.batch_size], args.batch_size)
+    for _ in range(args.warmup):
+        classify(model, pipeline, args.images[:args.batch_size], args.batch_size)
 
     run_ms = []
     for _ in range(args.repeat):

@@ -9,7 +9,7 @@
 #include <ostream>
 
 #include "cnnviz/error.h"
-#include "cnnviz/image.h"
+#include "cnnviz/loader.h"
 #include "cnnviz/predict.h"
 #include "cnnviz/preprocess.h"
 #include "cnnviz/runtime.h"
@@ -67,6 +67,9 @@ CLI::App* setup_classify(CLI::App& app, ClassifyOptions& opts) {
   sub->add_option("--batch-size", opts.batch_size, "Images per forward pass")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  sub->add_option("--decoders", opts.decoders,
+                  "Threads decoding images ahead of the network (default: every core)")
+      ->check(CLI::Range(1, 256));
   sub->add_flag("--json", opts.json, "Print one JSON document instead of text (schema: README)");
   sub->add_flag("--timings", opts.timings,
                 "Print load and run times (ms) to stderr as a JSON line, for benchmarks");
@@ -86,18 +89,20 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
 
   start = Clock::now();
   std::vector<Outcome> outcomes(opts.images.size());
-  const size_t batch_size = static_cast<size_t>(opts.batch_size);
-  for (size_t first = 0; first < opts.images.size(); first += batch_size) {
-    const size_t last = std::min(first + batch_size, opts.images.size());
+  LoaderOptions loader_options;
+  loader_options.batch_size = static_cast<size_t>(opts.batch_size);
+  loader_options.workers = opts.decoders;
+  BatchLoader loader(opts.images, info.preprocess, loader_options);
+  for (std::vector<LoadedImage> batch = loader.next(); !batch.empty(); batch = loader.next()) {
     std::vector<at::Tensor> inputs;
     std::vector<size_t> slots;
-    for (size_t i = first; i < last; ++i) {
-      try {
-        inputs.push_back(preprocess(read_image_rgb(opts.images[i]), info.preprocess));
-        slots.push_back(i);
-      } catch (const Error& e) {
-        outcomes[i].error = e.what();
-        err << kPrefix << e.what() << "\n";
+    for (LoadedImage& img : batch) {
+      if (img.error) {
+        outcomes[img.index].error = img.error->what();
+        err << kPrefix << img.error->what() << "\n";
+      } else {
+        inputs.push_back(std::move(img.input));
+        slots.push_back(img.index);
       }
     }
     if (inputs.empty()) continue;

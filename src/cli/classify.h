@@ -15,6 +15,7 @@ struct ClassifyOptions {
   std::vector<std::string> images;
   int top_k = 5;
   int batch_size = 8;
+  int decoders = 0;  // image decoding threads; 0 = every available core
   bool json = false;
   bool timings = false;
 };

@@ -1,7 +1,6 @@
 #include "cnnviz/image.h"
 
 #include <cstring>
-
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>

@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include <cfenv>
 #include <cmath>
 
 #include "cnnviz/error.h"
@@ -17,10 +16,9 @@ namespace {
 constexpr int64_t kMaxAspect = 64;
 
 // Python's round(): to nearest, ties to even.
-int round_half_even(double v) {
-  std::fesetround(FE_TONEAREST);
-  return static_cast<int>(std::nearbyint(v));
-}
+// std::nearbyint rounds in the current mode, which is to-nearest-even unless a
+// program changes it; cnnviz never does.
+int round_half_even(double v) { return static_cast<int>(std::nearbyint(v)); }
 
 }  // namespace
 
@@ -60,12 +58,22 @@ at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p) {
   // Resize and crop in one step: only the kept square is computed.
   cv::Mat crop = resize_bilinear_pil(rgb, box.resized_w, box.resized_h,
                                      cv::Rect(box.left, box.top, box.size, box.size));
-  at::Tensor x = at::from_blob(crop.data, {box.size, box.size, 3}, at::kByte)
-                     .permute({2, 0, 1})
-                     .to(at::kFloat);
-  at::Tensor mean = at::tensor(std::vector<float>(p.mean.begin(), p.mean.end())).view({3, 1, 1});
-  at::Tensor std = at::tensor(std::vector<float>(p.std.begin(), p.std.end())).view({3, 1, 1});
-  return x.div_(255.0).sub_(mean).div_(std).contiguous();
+  // Plain loops rather than tensor ops: this runs on loader threads, where
+  // LibTorch's intra-op parallelism must not start, and it is one pass. The
+  // float operations are torchvision's: v / 255, then (x - mean) / std.
+  at::Tensor x = at::empty({3, box.size, box.size}, at::kFloat);
+  float* out = x.data_ptr<float>();
+  const size_t plane = static_cast<size_t>(box.size) * box.size;
+  for (int y = 0; y < box.size; ++y) {
+    const uint8_t* row = crop.ptr<uint8_t>(y);
+    for (int xx = 0; xx < box.size; ++xx) {
+      const size_t o = static_cast<size_t>(y) * box.size + xx;
+      for (int c = 0; c < 3; ++c) {
+        out[c * plane + o] = (static_cast<float>(row[xx * 3 + c]) / 255.0f - p.mean[c]) / p.std[c];
+      }
+    }
+  }
+  return x;
 }
 
 }  // namespace cnnviz

@@ -6,8 +6,6 @@
 // cnnviz's top-5 identical to the Python pipeline's.
 #include "cnnviz/resize.h"
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -98,22 +96,20 @@ cv::Mat resize_bilinear_pil(const cv::Mat& src, int out_w, int out_h, cv::Rect r
   if (resize_x) {
     const Taps tx = make_taps(src.cols, out_w);
     horizontal.create(row_hi - row_lo, roi.width, src.type());
-    at::parallel_for(row_lo, row_hi, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t y = begin; y < end; ++y) {
-        const uint8_t* in = input.ptr<uint8_t>(static_cast<int>(y));
-        uint8_t* out = horizontal.ptr<uint8_t>(static_cast<int>(y - row_lo));
-        for (int xo = 0; xo < roi.width; ++xo) {
-          const int x = roi.x + xo;
-          const int32_t* w = &tx.weights[static_cast<size_t>(x) * tx.ksize];
-          const uint8_t* px = in + static_cast<size_t>(tx.first[x]) * channels;
-          for (int c = 0; c < channels; ++c) {
-            int32_t acc = 1 << (kPrecisionBits - 1);
-            for (int i = 0; i < tx.count[x]; ++i) acc += px[i * channels + c] * w[i];
-            out[xo * channels + c] = clip8(acc);
-          }
+    for (int y = row_lo; y < row_hi; ++y) {
+      const uint8_t* in = input.ptr<uint8_t>(y);
+      uint8_t* out = horizontal.ptr<uint8_t>(y - row_lo);
+      for (int xo = 0; xo < roi.width; ++xo) {
+        const int x = roi.x + xo;
+        const int32_t* w = &tx.weights[static_cast<size_t>(x) * tx.ksize];
+        const uint8_t* px = in + static_cast<size_t>(tx.first[x]) * channels;
+        for (int c = 0; c < channels; ++c) {
+          int32_t acc = 1 << (kPrecisionBits - 1);
+          for (int i = 0; i < tx.count[x]; ++i) acc += px[i * channels + c] * w[i];
+          out[xo * channels + c] = clip8(acc);
         }
       }
-    });
+    }
   } else {
     horizontal = input.rowRange(row_lo, row_hi).colRange(roi.x, roi.x + roi.width);
   }
@@ -122,20 +118,19 @@ cv::Mat resize_bilinear_pil(const cv::Mat& src, int out_w, int out_h, cv::Rect r
   // Vertical pass over the horizontally resized rows.
   cv::Mat out(roi.height, roi.width, src.type());
   const int row_bytes = roi.width * channels;
-  at::parallel_for(0, roi.height, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t yo = begin; yo < end; ++yo) {
-      const int y = roi.y + static_cast<int>(yo);
-      const int32_t* w = &ty.weights[static_cast<size_t>(y) * ty.ksize];
-      const int first = ty.first[y] - row_lo;
-      std::vector<int32_t> acc(row_bytes, 1 << (kPrecisionBits - 1));
-      for (int i = 0; i < ty.count[y]; ++i) {
-        const uint8_t* in = horizontal.ptr<uint8_t>(first + i);
-        for (int b = 0; b < row_bytes; ++b) acc[b] += in[b] * w[i];
-      }
-      uint8_t* dst = out.ptr<uint8_t>(static_cast<int>(yo));
-      for (int b = 0; b < row_bytes; ++b) dst[b] = clip8(acc[b]);
+  std::vector<int32_t> acc(row_bytes);
+  for (int yo = 0; yo < roi.height; ++yo) {
+    const int y = roi.y + yo;
+    const int32_t* w = &ty.weights[static_cast<size_t>(y) * ty.ksize];
+    const int first = ty.first[y] - row_lo;
+    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+    for (int i = 0; i < ty.count[y]; ++i) {
+      const uint8_t* in = horizontal.ptr<uint8_t>(first + i);
+      for (int b = 0; b < row_bytes; ++b) acc[b] += in[b] * w[i];
     }
-  });
+    uint8_t* dst = out.ptr<uint8_t>(yo);
+    for (int b = 0; b < row_bytes; ++b) dst[b] = clip8(acc[b]);
+  }
   return out;
 }
 

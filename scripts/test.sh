@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what is missing, builds everything
+# (Release, build/) and runs ctest. Extra arguments go to ctest (e.g. -L unit).
+# Models are exported by the suite itself (random weights into
+# build/test-models); the pretrained tests use ../shared when it is there and
+# skip with a message when it is not.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/scripts/lib.sh"
+
+install_missing "${CNNVIZ_PACKAGES[@]}"
+build "$root"
+
+# Exports are reused between runs; a changed export script invalidates them.
+models="$root/build/test-models"
+if [ -d "$models" ] && [ -n "$(find "$root/scripts" -name '*.py' -newer "$models" 2>/dev/null)" ]; then
+  log "export script changed: removing build/test-models"
+  rm -rf "$models"
+fi
+
+cd "$root/build"
+exec ctest --output-on-failure -j "$(nproc)" "$@"
