@@ -1,0 +1,104 @@
+// The capture engine: one forward pass that records every requested layer's
+// output, then any number of backward passes (plain, guided, deconvnet) that
+// record the gradients at those layers and at the input.
+//
+// How (see README, "How the engine works"): the model's forward graph is
+// copied and fully inlined. Before each call of a requested layer is
+// inlined, a cnnviz::tap operator is spliced after it; after inlining, every
+// aten::relu/relu_ (nested in blocks, functional, in-place, in `if` branches)
+// becomes cnnviz::relu, whose backward follows the mode of the pass. The
+// model's own module is not modified.
+#ifndef CNNVIZ_ENGINE_H_
+#define CNNVIZ_ENGINE_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cnnviz/model.h"
+
+namespace cnnviz {
+
+enum class Backprop { kPlain, kGuided, kDeconv };
+
+// What graph instrumentation found.
+struct GraphReport {
+  int guided_relus = 0;                 // aten::relu / relu_ nodes replaced
+  std::map<std::string, int> unguided;  // other activations ("aten::silu": 16)
+};
+
+// One addressable layer: a module that forward calls.
+struct LayerInfo {
+  std::string path;            // module path, "features.29"
+  std::string type;            // class name, "ReLU", "Fire", "Bottleneck"
+  std::vector<int64_t> shape;  // output shape for one crop-sized input; empty if not a tensor
+  int calls = 0;               // times it runs in one forward pass
+};
+
+class Pass;
+
+class Engine {
+ public:
+  // Instruments `model` to record the layers in `layers` (module paths).
+  // Throws Error(kUnsupported) for a path that forward never calls, with the
+  // nearest existing paths as a hint.
+  Engine(const Model& model, const std::vector<std::string>& layers);
+  ~Engine();
+  Engine(Engine&&) noexcept;
+
+  const GraphReport& report() const;
+  const std::vector<std::string>& layers() const;
+
+  // Every layer of `model` with its type and output shape for one input of
+  // the model's crop size (runs one forward pass without autograd).
+  static std::vector<LayerInfo> describe(const Model& model);
+
+  // Runs forward on batch [N,3,H,W] (float32, normalized) with autograd
+  // recording. Only one Pass may be alive at a time in a process: run() and
+  // describe() throw Error(kRuntime) while another one is.
+  Pass run(const at::Tensor& batch) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  friend class Pass;
+};
+
+// The state of one forward pass: logits, recorded activations, and the
+// autograd graph for the backward passes.
+class Pass {
+ public:
+  ~Pass();
+  Pass(Pass&&) noexcept;
+
+  const at::Tensor& logits() const;  // [N,C] float32, detached
+
+  // The output of layer `i` (index into Engine::layers()), [N,...] detached.
+  // Throws Error(kUnsupported) when the layer did not run exactly once.
+  const at::Tensor& activation(size_t i) const;
+
+  // Backpropagates sum_n logits[n, classes[n]] with every ReLU's backward in
+  // `mode`, keeping the autograd graph for further passes. Returns the
+  // gradient at the input, [N,3,H,W]; gradient(i) then holds the gradient at
+  // layer i from this pass.
+  at::Tensor backward(const std::vector<int64_t>& classes, Backprop mode);
+  const at::Tensor& gradient(size_t i) const;
+
+ private:
+  friend class Engine;
+  struct Impl;
+  explicit Pass(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Up to `max` entries of `candidates` closest to `name` (edit distance, then
+// shared prefix), for "did you mean" hints.
+std::vector<std::string> near_matches(const std::string& name,
+                                      const std::vector<std::string>& candidates, size_t max = 5);
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_ENGINE_H_

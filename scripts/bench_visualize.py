@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Python side of the visualize benchmark: Grad-CAM, guided backprop and guided Grad-CAM for
+every feature layer of a model, in PyTorch, organised three ways.
+
+usage: bench_visualize.py MODEL.pt IMAGE [--mode seed|per-layer|floor] [--threads N]
+                          [--repeat 3]
+
+All modes run on the eager torchvision model rebuilt from MODEL.pt as
+tests/reference/methods_ref.py does (parameters frozen, the input requiring grad, every ReLU
+routed through its patched relu), for each layer L of the metadata's feature_layers, target the
+top-1 logit:
+  seed       the seed tutorial's loop (pytorch-cnn-visualizations): per layer, a Grad-CAM pass
+             (forward + backward, hooks on L) and a guided-backprop pass (forward + backward,
+             guided ReLUs): 2 forward+backward per layer
+  per-layer  methods_ref.py one layer per pass: 1 forward+backward per layer for Grad-CAM,
+             plus one guided pass
+  floor      1 forward, 2 backward: a plain backward (retain_graph) with hooks on every layer
+             gives all Grad-CAMs at once, then a guided backward through the same graph; the
+             cost cnnviz's engine is designed for
+Every mode then forms, per layer, the CAM upsampled (bilinear) to the input size and min-max
+normalized, and guided Grad-CAM = guided gradient * that CAM.
+
+The model is loaded and the image preprocessed once (not timed); one untimed warm-up run, then
+`--repeat` timed runs. Prints one JSON line:
+  {"mode": ..., "layers": n, "threads": T, "run_ms": [...], "best_ms": ...}
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cnnviz_python import ensure_torch  # noqa: E402
+
+ensure_torch("bench_visualize.py")
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "reference"))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import common  # noqa: E402
+import methods_ref as ref  # noqa: E402
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def upsampled_cam(activation, grad, size):
+    """Grad-CAM [h,w] -> bilinear to `size`, min-max normalized (zeros when constant)."""
+    cam = F.interpolate(ref.grad_cam(activation, grad)[None, None], size=size, mode="bilinear",
+                        align_corners=False)[0, 0]
+    low, high = cam.min(), cam.max()
+    return (cam - low) / (high - low) if high > low else torch.zeros_like(cam)
+
+
+def run_seed(model, x, layers):
+    cls, results = None, []
+    for layer in layers:
+        _, logits, _, taps = ref.backprop(model, x, cls, "plain", [layer])
+        cls = int(logits.argmax()) if cls is None else cls
+        cam = upsampled_cam(taps.activation[layer], taps.grad[layer], x.shape[-2:])
+        guided, _, _, _ = ref.backprop(model, x, cls, "guided")
+        results.append(guided * cam)
+    return results
+
+
+def run_per_layer(model, x, layers):
+    cls, cams = None, []
+    for layer in layers:
+        _, logits, _, taps = ref.backprop(model, x, cls, "plain", [layer])
+        cls = int(logits.argmax()) if cls is None else cls
+        cams.append(upsampled_cam(taps.activation[layer], taps.grad[layer], x.shape[-2:]))
+    guided, _, _, _ = ref.backprop(model, x, cls, "guided")
+    return [guided * cam for cam in cams]
+
+
+def run_floor(model, x, layers):
+    state = ref.ReluState("plain")
+    taps = ref.LayerTaps(model, layers)
+    try:
+        xx = x.detach().clone().requires_grad_(True)
+        with ref.modal_relus(state):
+            logits = model(xx)[0]
+    finally:
+        taps.close()
+    target = logits[int(logits.argmax())]
+    target.backward(retain_graph=True)
+    # Before the second backward: the layers' tensor hooks fire again there.
+    cams = [upsampled_cam(taps.activation[layer], taps.grad[layer], x.shape[-2:])
+            for layer in layers]
+    state.mode = "guided"  # read by the ReLUs' backward, so the same graph serves
+    xx.grad = None
+    target.backward()
+    guided = xx.grad[0]
+    return [guided * cam for cam in cams]
+
+
+RUNS = {"seed": run_seed, "per-layer": run_per_layer, "floor": run_floor}
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Time Grad-CAM + guided backprop + guided "
+                                     "Grad-CAM for every feature layer in PyTorch")
+    parser.add_argument("model", metavar="MODEL.pt")
+    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument("--mode", choices=list(RUNS), default="floor")
+    parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
+                        help="intra-op threads (default: all cores)")
+    parser.add_argument("--repeat", type=positive_int, default=3)
+    args = parser.parse_args()
+
+    # Set explicitly: the default depends on the build and on OMP_NUM_THREADS.
+    torch.set_num_threads(args.threads)
+    try:
+        model, meta, _ = ref.load_eager(args.model)
+    except (ref.RefError, RuntimeError, OSError) as exc:
+        print(f"bench_visualize.py: {exc}", file=sys.stderr)
+        return 1
+    layers = meta["feature_layers"]
+    x = common.preprocess(common.load_rgb(args.image), **common.preprocess_params(meta))[None]
+    run = RUNS[args.mode]
+
+    run(model, x, layers)  # warm-up
+    run_ms = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        run(model, x, layers)
+        run_ms.append((time.perf_counter() - start) * 1000.0)
+
+    print(json.dumps({"mode": args.mode, "layers": len(layers), "threads": torch.get_num_threads(),
+                      "run_ms": [round(ms, 3) for ms in run_ms],
+                      "best_ms": round(min(run_ms), 3)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

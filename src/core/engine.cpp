@@ -1,0 +1,361 @@
+#include "cnnviz/engine.h"
+
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+#include "cnnviz/error.h"
+#include "ops.h"
+
+namespace cnnviz {
+
+namespace {
+
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+using torch::jit::WithInsertPoint;
+
+// Activations that have no guided/deconvnet definition here; they are
+// reported, and their backward stays the true gradient.
+const std::set<std::string>& unguided_kinds() {
+  static const std::set<std::string> kinds = {
+      "aten::relu6",      "aten::hardtanh",    "aten::hardtanh_",   "aten::silu",
+      "aten::silu_",      "aten::gelu",        "aten::elu",         "aten::elu_",
+      "aten::selu",       "aten::celu",        "aten::leaky_relu",  "aten::leaky_relu_",
+      "aten::prelu",      "aten::mish",        "aten::softplus",    "aten::hardswish",
+      "aten::hardswish_", "aten::hardsigmoid", "aten::hardsigmoid_"};
+  return kinds;
+}
+
+void collect(torch::jit::Block* block, std::vector<Node*>& out) {
+  for (Node* n : block->nodes()) {
+    out.push_back(n);
+    for (torch::jit::Block* b : n->blocks()) collect(b, out);
+  }
+}
+
+std::vector<Node*> all_nodes(Graph& g) {
+  std::vector<Node*> nodes;
+  collect(g.block(), nodes);
+  return nodes;
+}
+
+// The module path of a value that is `self` or reached from it by GetAttr of
+// submodules; nullopt for anything else.
+std::optional<std::string> module_path(Value* v, Value* self) {
+  if (v == self) return std::string();
+  Node* n = v->node();
+  auto cls = v->type()->cast<c10::ClassType>();
+  if (n->kind() != c10::prim::GetAttr || !cls || !cls->is_module()) return std::nullopt;
+  std::optional<std::string> parent = module_path(n->input(0), self);
+  if (!parent) return std::nullopt;
+  const std::string& name = n->s(c10::attr::name);
+  return parent->empty() ? name : *parent + "." + name;
+}
+
+struct Instrumented {
+  std::shared_ptr<Graph> graph;
+  std::unique_ptr<torch::jit::GraphFunction> function;
+  std::vector<std::string> slot_paths;  // slot -> module path
+  std::vector<std::string> slot_types;  // slot -> class name
+  GraphReport report;
+
+  std::optional<size_t> slot(const std::string& path) const {
+    auto it = std::find(slot_paths.begin(), slot_paths.end(), path);
+    if (it == slot_paths.end()) return std::nullopt;
+    return static_cast<size_t>(it - slot_paths.begin());
+  }
+};
+
+Instrumented instrument(const torch::jit::Module& module,
+                        const std::function<bool(const std::string&)>& want_tap) {
+  ops::ensure_registered();
+  Instrumented out;
+  out.graph = module.get_method("forward").graph()->copy();
+  Graph& g = *out.graph;
+  Value* self = g.inputs().at(0);
+  const c10::Symbol tap = c10::Symbol::fromQualString("cnnviz::tap");
+
+  // Inline module calls level by level, tapping the wanted ones first: the
+  // copy is per call site, so modules sharing a TorchScript type (equal
+  // Sequential blocks, say) are still told apart by their paths.
+  for (bool again = true; again;) {
+    again = false;
+    for (Node* n : all_nodes(g)) {
+      if (n->kind() != c10::prim::CallMethod) continue;
+      auto cls = n->input(0)->type()->cast<c10::ClassType>();
+      if (!cls) continue;
+      const std::string method = n->s(c10::attr::name);
+      std::optional<std::string> path = module_path(n->input(0), self);
+      if (method == "forward" && path && !path->empty() && want_tap(*path) &&
+          n->outputs().size() == 1 && n->output()->type()->isSubtypeOf(*c10::TensorType::get())) {
+        std::optional<size_t> slot = out.slot(*path);
+        if (!slot) {
+          slot = out.slot_paths.size();
+          out.slot_paths.push_back(*path);
+          out.slot_types.push_back(cls->name() ? cls->name()->name() : "?");
+        }
+        WithInsertPoint guard(n->next());
+        Value* tapped = g.insert(tap, {n->output(), static_cast<int64_t>(*slot)});
+        n->output()->replaceAllUsesWith(tapped);
+        tapped->node()->replaceInput(0, n->output());
+      }
+      torch::jit::inlineCallTo(n, &torch::jit::toGraphFunction(cls->getMethod(method)));
+      again = true;
+    }
+  }
+  torch::jit::Inline(g);  // free functions such as F.relu
+  // Fold `if inplace:` branches of functional activations and the like.
+  torch::jit::ConstantPropagation(out.graph);
+  torch::jit::EliminateDeadCode(out.graph);
+
+  const c10::Symbol relu = c10::Symbol::fromQualString("cnnviz::relu");
+  for (Node* n : all_nodes(g)) {
+    const bool in_place = n->kind() == c10::aten::relu_;
+    if (n->kind() == c10::aten::relu || in_place) {
+      WithInsertPoint guard(n);
+      Value* r = g.insert(relu, {n->input(0)});
+      // Later readers of an in-place ReLU's input expect the rectified value.
+      if (in_place) n->input(0)->replaceAllUsesAfterNodeWith(n, r);
+      n->output()->replaceAllUsesWith(r);
+      n->destroy();
+      ++out.report.guided_relus;
+    } else if (unguided_kinds().count(n->kind().toQualString())) {
+      ++out.report.unguided[n->kind().toQualString()];
+    }
+  }
+  // For debugging the instrumentation: CNNVIZ_DUMP_GRAPH=1 prints the graph.
+  if (const char* dump = std::getenv("CNNVIZ_DUMP_GRAPH"); dump && *dump == '1') {
+    std::cerr << *out.graph;
+  }
+  out.function = std::make_unique<torch::jit::GraphFunction>(
+      "cnnviz_instrumented_forward", out.graph, nullptr, torch::jit::ExecutorExecutionMode::SIMPLE);
+  return out;
+}
+
+at::Tensor first_tensor(const c10::IValue& v, const std::string& path) {
+  c10::IValue out = v;
+  if (out.isTuple()) out = out.toTupleRef().elements().at(0);
+  if (!out.isTensor() || out.toTensor().dim() != 2) {
+    throw Error(ErrorCode::kRuntime,
+                "model '" + path + "': forward does not return [N,classes] logits");
+  }
+  return out.toTensor();
+}
+
+c10::IValue call(const Instrumented& inst, const torch::jit::Module& module, const at::Tensor& x,
+                 const std::string& path) {
+  try {
+    return (*inst.function)({module._ivalue(), x});
+  } catch (const c10::Error& e) {
+    throw Error(ErrorCode::kRuntime, "model '" + path + "': forward pass failed (" +
+                                         first_line(e.what_without_backtrace()) + ")");
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kRuntime, "model '" + path + "': forward pass failed (" +
+                                         torch_error_summary(e.what()) + ")");
+  }
+}
+
+// The taps and ReLU modes are process-wide, so passes cannot overlap.
+constexpr const char* kBusy =
+    "engine: another capture pass is still alive in this process (destroy it first)";
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::vector<std::string> near_matches(const std::string& name,
+                                      const std::vector<std::string>& candidates, size_t max) {
+  std::vector<std::pair<size_t, std::string>> scored;
+  for (const std::string& c : candidates) {
+    size_t prefix = 0;
+    while (prefix < c.size() && prefix < name.size() && c[prefix] == name[prefix]) ++prefix;
+    // Edit distance first; a long shared prefix breaks ties.
+    scored.emplace_back(edit_distance(name, c) * 1000 + (1000 - std::min<size_t>(prefix, 999)), c);
+  }
+  std::sort(scored.begin(), scored.end());
+  std::vector<std::string> best;
+  for (size_t i = 0; i < scored.size() && i < max; ++i) best.push_back(scored[i].second);
+  return best;
+}
+
+struct Engine::Impl {
+  Model model;
+  Instrumented inst;
+  std::vector<std::string> layers;
+  std::vector<size_t> slots;  // per layer
+};
+
+struct Pass::Impl {
+  std::unique_lock<std::mutex> lock;
+  const Engine::Impl* engine = nullptr;
+  ops::TapRecorder recorder;
+  at::Tensor input;   // requires grad
+  at::Tensor logits;  // attached to the autograd graph
+  at::Tensor logits_detached;
+
+  ~Impl() { ops::set_recorder(nullptr); }
+};
+
+Engine::Engine(const Model& model, const std::vector<std::string>& layers)
+    : impl_(std::make_unique<Impl>(Impl{model, {}, layers, {}})) {
+  std::set<std::string> wanted(layers.begin(), layers.end());
+  impl_->inst =
+      instrument(model.module(), [&](const std::string& p) { return wanted.count(p) > 0; });
+  for (const std::string& layer : layers) {
+    std::optional<size_t> slot = impl_->inst.slot(layer);
+    if (!slot) {
+      Instrumented all = instrument(model.module(), [](const std::string&) { return true; });
+      std::string hint;
+      for (const std::string& m : near_matches(layer, all.slot_paths)) {
+        hint += (hint.empty() ? "" : ", ") + m;
+      }
+      throw Error(ErrorCode::kUnsupported, "layer '" + layer + "' not found in model '" +
+                                               model.info().name + "' (nearest: " + hint +
+                                               "; `cnnviz layers -m " + model.info().name +
+                                               "` lists them all)");
+    }
+    impl_->slots.push_back(*slot);
+  }
+  // Gradients flow to the input only: the weights are constants here.
+  for (at::Tensor p : model.module().parameters()) p.set_requires_grad(false);
+}
+
+Engine::~Engine() = default;
+Engine::Engine(Engine&&) noexcept = default;
+
+const GraphReport& Engine::report() const { return impl_->inst.report; }
+const std::vector<std::string>& Engine::layers() const { return impl_->layers; }
+
+std::vector<LayerInfo> Engine::describe(const Model& model) {
+  Instrumented inst = instrument(model.module(), [](const std::string&) { return true; });
+  const int crop = model.info().preprocess.crop;
+  std::unique_lock<std::mutex> lock(ops::lock(), std::try_to_lock);
+  if (!lock.owns_lock()) throw Error(ErrorCode::kRuntime, kBusy);
+  ops::TapRecorder recorder;
+  recorder.reset(inst.slot_paths.size());
+  ops::set_recorder(&recorder);
+  try {
+    c10::InferenceMode no_grad;
+    call(inst, model.module(), at::zeros({1, 3, crop, crop}), model.info().path);
+  } catch (...) {
+    ops::set_recorder(nullptr);
+    throw;
+  }
+  ops::set_recorder(nullptr);
+  std::vector<LayerInfo> layers;
+  for (size_t s = 0; s < inst.slot_paths.size(); ++s) {
+    LayerInfo info{inst.slot_paths[s], inst.slot_types[s], {}, recorder.forward_calls[s]};
+    if (recorder.activations[s].defined()) {
+      info.shape = recorder.activations[s].sizes().vec();
+    }
+    layers.push_back(std::move(info));
+  }
+  // Module order of first call, which is the forward order of the graph.
+  return layers;
+}
+
+Pass Engine::run(const at::Tensor& batch) const {
+  auto p = std::make_unique<Pass::Impl>();
+  p->lock = std::unique_lock<std::mutex>(ops::lock(), std::try_to_lock);
+  if (!p->lock.owns_lock()) throw Error(ErrorCode::kRuntime, kBusy);
+  p->engine = impl_.get();
+  p->recorder.reset(impl_->inst.slot_paths.size());
+  ops::set_recorder(&p->recorder);
+  ops::set_relu_mode(ops::ReluMode::kPlain);
+  torch::AutoGradMode grad(true);
+  p->input = batch.detach().clone().requires_grad_(true);
+  p->logits =
+      first_tensor(call(impl_->inst, impl_->model.module(), p->input, impl_->model.info().path),
+                   impl_->model.info().path);
+  p->logits_detached = p->logits.detach();
+  return Pass(std::move(p));
+}
+
+Pass::Pass(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pass::~Pass() = default;
+Pass::Pass(Pass&&) noexcept = default;
+
+const at::Tensor& Pass::logits() const { return impl_->logits_detached; }
+
+const at::Tensor& Pass::activation(size_t i) const {
+  const size_t slot = impl_->engine->slots.at(i);
+  const int calls = impl_->recorder.forward_calls[slot];
+  if (calls != 1) {
+    throw Error(ErrorCode::kUnsupported,
+                "layer '" + impl_->engine->layers[i] + "' runs " + std::to_string(calls) +
+                    " times in one forward pass (pick a layer that runs once)");
+  }
+  return impl_->recorder.activations[slot];
+}
+
+at::Tensor Pass::backward(const std::vector<int64_t>& classes, Backprop mode) {
+  const int64_t n = impl_->logits.size(0), c = impl_->logits.size(1);
+  if (static_cast<int64_t>(classes.size()) != n) {
+    throw Error(ErrorCode::kRuntime, "backward: one class per image expected");
+  }
+  for (int64_t k : classes) {
+    if (k < 0 || k >= c) {
+      throw Error(ErrorCode::kUsage, "class " + std::to_string(k) +
+                                         " out of range (the model has " + std::to_string(c) +
+                                         " classes)");
+    }
+  }
+  for (at::Tensor& g : impl_->recorder.gradients) g = at::Tensor();
+  ops::set_relu_mode(mode == Backprop::kGuided   ? ops::ReluMode::kGuided
+                     : mode == Backprop::kDeconv ? ops::ReluMode::kDeconv
+                                                 : ops::ReluMode::kPlain);
+  torch::AutoGradMode grad(true);
+  at::Tensor index = at::tensor(classes, at::kLong).view({-1, 1});
+  at::Tensor target = impl_->logits.gather(1, index).sum();
+  std::vector<at::Tensor> grads;
+  try {
+    grads = torch::autograd::grad({target}, {impl_->input}, {}, /*retain_graph=*/true,
+                                  /*create_graph=*/false, /*allow_unused=*/true);
+  } catch (...) {
+    ops::set_relu_mode(ops::ReluMode::kPlain);
+    throw;
+  }
+  ops::set_relu_mode(ops::ReluMode::kPlain);
+  if (!grads[0].defined()) return at::zeros_like(impl_->input);
+  return grads[0];
+}
+
+const at::Tensor& Pass::gradient(size_t i) const {
+  const size_t slot = impl_->engine->slots.at(i);
+  const at::Tensor& g = impl_->recorder.gradients[slot];
+  if (!g.defined()) {
+    throw Error(ErrorCode::kUnsupported,
+                "layer '" + impl_->engine->layers[i] +
+                    "' received no gradient (it does not affect the logits)");
+  }
+  return g;
+}
+
+}  // namespace cnnviz

@@ -1,0 +1,114 @@
+#include "ops.h"
+
+#include <torch/library.h>
+#include <torch/torch.h>
+
+#include <atomic>
+
+namespace cnnviz::ops {
+
+namespace {
+
+std::atomic<int> g_relu_mode{static_cast<int>(ReluMode::kPlain)};
+std::atomic<TapRecorder*> g_recorder{nullptr};
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+class ModeRelu : public torch::autograd::Function<ModeRelu> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
+    at::Tensor y = at::relu(x);
+    ctx->save_for_backward({y});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor& g = grads[0];
+    const at::Tensor y = ctx->get_saved_variables()[0];
+    switch (static_cast<ReluMode>(g_relu_mode.load())) {
+      case ReluMode::kGuided:
+        return {g.clamp_min(0) * (y > 0)};
+      case ReluMode::kDeconv:
+        return {g.clamp_min(0)};
+      case ReluMode::kPlain:
+        break;
+    }
+    return {g * (y > 0)};
+  }
+};
+
+void record(std::vector<at::Tensor>& where, int64_t slot, const at::Tensor& t, bool count) {
+  TapRecorder* r = g_recorder.load();
+  if (r == nullptr || slot < 0 || static_cast<size_t>(slot) >= where.size()) return;
+  where[slot] = t;
+  if (count) ++r->forward_calls[slot];
+}
+
+class Tap : public torch::autograd::Function<Tap> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t slot) {
+    ctx->saved_data["slot"] = slot;
+    if (TapRecorder* r = g_recorder.load()) record(r->activations, slot, x.detach(), true);
+    return x.clone();
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    if (TapRecorder* r = g_recorder.load()) {
+      record(r->gradients, ctx->saved_data["slot"].toInt(), grads[0].detach(), false);
+    }
+    return {grads[0], at::Tensor()};
+  }
+};
+
+at::Tensor relu_autograd(const at::Tensor& x) { return ModeRelu::apply(x); }
+at::Tensor relu_plain(const at::Tensor& x) { return at::relu(x); }
+at::Tensor tap_autograd(const at::Tensor& x, int64_t slot) { return Tap::apply(x, slot); }
+at::Tensor tap_plain(const at::Tensor& x, int64_t slot) {
+  if (TapRecorder* r = g_recorder.load()) record(r->activations, slot, x, true);
+  return x.clone();
+}
+
+}  // namespace
+
+TORCH_LIBRARY(cnnviz, m) {
+  m.def("relu(Tensor x) -> Tensor");
+  m.def("tap(Tensor x, int slot) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(cnnviz, CPU, m) {
+  m.impl("relu", relu_plain);
+  m.impl("tap", tap_plain);
+}
+
+TORCH_LIBRARY_IMPL(cnnviz, CUDA, m) {
+  m.impl("relu", relu_plain);
+  m.impl("tap", tap_plain);
+}
+
+TORCH_LIBRARY_IMPL(cnnviz, Autograd, m) {
+  m.impl("relu", relu_autograd);
+  m.impl("tap", tap_autograd);
+}
+
+void TapRecorder::reset(size_t slots) {
+  activations.assign(slots, at::Tensor());
+  gradients.assign(slots, at::Tensor());
+  forward_calls.assign(slots, 0);
+}
+
+void ensure_registered() {
+  // Referencing this translation unit is what keeps its static registrars.
+  static const bool registered = true;
+  (void)registered;
+}
+
+void set_relu_mode(ReluMode mode) { g_relu_mode.store(static_cast<int>(mode)); }
+void set_recorder(TapRecorder* recorder) { g_recorder.store(recorder); }
+
+std::mutex& lock() {
+  static std::mutex m;
+  return m;
+}
+
+}  // namespace cnnviz::ops

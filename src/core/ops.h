@@ -1,0 +1,48 @@
+// The two custom TorchScript operators the engine splices into a model's
+// graph (internal to cnnviz_core):
+//
+//   cnnviz::relu(Tensor x) -> Tensor
+//     Forward: relu(x), out of place. Backward, chosen when the backward pass
+//     runs (so one forward serves several backward passes):
+//       kPlain    g * (y > 0)            (the true gradient)
+//       kGuided   max(g, 0) * (y > 0)    (guided backpropagation)
+//       kDeconv   max(g, 0)              (deconvnet)
+//
+//   cnnviz::tap(Tensor x, int slot) -> Tensor
+//     Forward: records x (the layer's true output) in the active TapRecorder
+//     and returns a copy, so that later in-place ops cannot alter what was
+//     recorded. Backward: records the incoming gradient, passes it through.
+#ifndef CNNVIZ_CORE_OPS_H_
+#define CNNVIZ_CORE_OPS_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <mutex>
+#include <vector>
+
+namespace cnnviz::ops {
+
+enum class ReluMode { kPlain = 0, kGuided = 1, kDeconv = 2 };
+
+// What the taps saw during one forward and the backward passes after it.
+struct TapRecorder {
+  std::vector<at::Tensor> activations;  // per slot, detached
+  std::vector<at::Tensor> gradients;    // per slot, from the latest backward
+  std::vector<int> forward_calls;       // how often each slot ran in the forward
+  void reset(size_t slots);
+};
+
+// Makes sure the operators are registered (the static library's registration
+// object must be linked in). Idempotent and cheap.
+void ensure_registered();
+
+// Sets the backward mode of every cnnviz::relu and the recorder the taps write
+// to (nullptr: taps only copy). Both are process-wide: hold lock() while a
+// pass that uses them runs.
+void set_relu_mode(ReluMode mode);
+void set_recorder(TapRecorder* recorder);
+std::mutex& lock();
+
+}  // namespace cnnviz::ops
+
+#endif  // CNNVIZ_CORE_OPS_H_

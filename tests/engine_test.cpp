@@ -1,0 +1,111 @@
+#include "cnnviz/engine.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+// A TorchScript model built here: conv-like scale, in-place ReLU, a module
+// used twice, and a relu called directly in forward. Small enough to reason about.
+std::string tiny_model(const test::TempDir& dir) {
+  torch::jit::Module scale("Scale");
+  scale.register_parameter("w", at::tensor({2.0f, -1.0f, 0.5f}).view({1, 3, 1, 1}), false);
+  scale.define("def forward(self, x):\n  return x * self.w\n");
+  torch::jit::Module relu("InplaceRelu");
+  relu.define("def forward(self, x):\n  return torch.relu_(x)\n");
+  torch::jit::Module net("Tiny");
+  net.register_module("scale", scale);
+  net.register_module("act", relu);
+  net.define(
+      "def forward(self, x):\n"
+      "  y = self.act.forward(self.scale.forward(x))\n"
+      "  z = self.act.forward(y - 0.25)\n"
+      "  h = torch.relu(z.mean(dim=[2, 3]))\n"
+      "  return torch.cat([h, -h], 1)\n");
+  std::string path = dir.file("tiny.pt");
+  net.save(path);
+  return path;
+}
+
+TEST(EngineUnitTest, NearMatchesRankByEditDistance) {
+  std::vector<std::string> paths = {"features.0", "features.9", "features.12", "classifier.1"};
+  auto m = near_matches("features.99", paths, 2);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0], "features.9");
+}
+
+TEST(EngineUnitTest, RecordsTheTrueOutputBeforeAnInPlaceRelu) {
+  test::TempDir dir;
+  Model model = Model::load(tiny_model(dir));
+  Engine engine(model, {"scale"});
+  EXPECT_EQ(engine.report().guided_relus, 3);  // two calls of `act`, one F.relu
+  at::Tensor x = at::randn({2, 3, 4, 4});
+  Pass pass = engine.run(x);
+  at::Tensor a = pass.activation(0);
+  // The scale module's output has negative values: the in-place ReLU that
+  // follows must not have rectified the recorded tensor.
+  EXPECT_TRUE(at::allclose(a, x * at::tensor({2.0f, -1.0f, 0.5f}).view({1, 3, 1, 1})));
+  EXPECT_LT(a.min().item<float>(), 0.0f);
+  EXPECT_TRUE(at::allclose(pass.logits(), model.logits(x), 1e-5, 1e-6));
+}
+
+TEST(EngineUnitTest, ModesChangeOnlyTheReluBackward) {
+  test::TempDir dir;
+  Model model = Model::load(tiny_model(dir));
+  Engine engine(model, {"scale"});
+  at::manual_seed(3);
+  at::Tensor x = at::randn({1, 3, 4, 4});
+  Pass pass = engine.run(x);
+  // Output 4 is -h[1] (h has 3 channels): its gradient is -1 at the last ReLU.
+  at::Tensor plain = pass.backward({4}, Backprop::kPlain);
+  at::Tensor grad_scale = pass.gradient(0);
+  at::Tensor guided = pass.backward({4}, Backprop::kGuided);
+  at::Tensor deconv = pass.backward({4}, Backprop::kDeconv);
+  at::Tensor guided_positive = pass.backward({1}, Backprop::kGuided);
+  // Compare the plain gradient with autograd on the same function.
+  at::Tensor xr = x.clone().requires_grad_(true);
+  at::Tensor y = at::relu(xr * at::tensor({2.0f, -1.0f, 0.5f}).view({1, 3, 1, 1}));
+  at::Tensor z = at::relu(y - 0.25);
+  at::Tensor h = at::relu(z.mean({2, 3}));
+  at::Tensor out = at::cat({h, -h}, 1);
+  out.select(1, 4).sum().backward();
+  EXPECT_TRUE(at::allclose(plain, xr.grad(), 1e-5, 1e-7));
+  // Guided and deconvnet clamp that negative gradient at the last ReLU: zeros.
+  EXPECT_GT(plain.abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(guided.abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(deconv.abs().sum().item<float>(), 0.0f);
+  // Output 1 is +h[1], which depends on input channel 1 only.
+  EXPECT_GT(guided_positive.abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(guided_positive.select(1, 0).abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(grad_scale.sizes(), x.sizes());
+}
+
+TEST(EngineUnitTest, LayersThatRunTwiceAreRefused) {
+  test::TempDir dir;
+  Model model = Model::load(tiny_model(dir));
+  Engine engine(model, {"act"});
+  {
+    Pass pass = engine.run(at::randn({1, 3, 4, 4}));
+    test::expect_error([&] { pass.activation(0); }, ErrorCode::kUnsupported, "runs 2 times");
+    test::expect_error([&] { Engine::describe(model); }, ErrorCode::kRuntime, "still alive");
+  }
+  auto layers = Engine::describe(model);
+  ASSERT_EQ(layers.size(), 2u);
+  EXPECT_EQ(layers[0].path, "scale");
+  EXPECT_EQ(layers[0].type, "Scale");
+  EXPECT_EQ(layers[1].calls, 2);
+}
+
+TEST(EngineUnitTest, UnknownLayerIsUnsupportedWithHint) {
+  test::TempDir dir;
+  Model model = Model::load(tiny_model(dir));
+  test::expect_error([&] { Engine(model, {"scal"}); }, ErrorCode::kUnsupported,
+                     "layer 'scal' not found in model 'tiny' (nearest: scale");
+}
+
+}  // namespace
+}  // namespace cnnviz
