@@ -94,10 +94,13 @@ TEST(EngineUnitTest, LayersThatRunTwiceAreRefused) {
     test::expect_error([&] { Engine::describe(model); }, ErrorCode::kRuntime, "still alive");
   }
   auto layers = Engine::describe(model);
-  ASSERT_EQ(layers.size(), 2u);
+  ASSERT_EQ(layers.size(), 3u);
   EXPECT_EQ(layers[0].path, "scale");
   EXPECT_EQ(layers[0].type, "Scale");
+  EXPECT_EQ(layers[0].shape, (std::vector<int64_t>{1, 3, 224, 224}));
   EXPECT_EQ(layers[1].calls, 2);
+  // The mean over H and W in forward is found as the global pooling.
+  EXPECT_EQ(layers[2].path, kGlobalPoolInput);
 }
 
 TEST(EngineUnitTest, UnknownLayerIsUnsupportedWithHint) {

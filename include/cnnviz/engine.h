@@ -40,11 +40,17 @@ struct LayerInfo {
 
 class Pass;
 
+// The pseudo-layer whose "output" is the input of the model's global average
+// pooling (adaptive_avg_pool2d to 1x1, or a mean over H and W): the feature
+// map that CAM weighs. Request it like a layer path.
+constexpr const char* kGlobalPoolInput = "(global pool input)";
+
 class Engine {
  public:
-  // Instruments `model` to record the layers in `layers` (module paths).
-  // Throws Error(kUnsupported) for a path that forward never calls, with the
-  // nearest existing paths as a hint.
+  // Instruments `model` to record the layers in `layers` (module paths, or
+  // kGlobalPoolInput). Throws Error(kUnsupported) for a path that forward
+  // never calls, with the nearest existing paths as a hint, and for
+  // kGlobalPoolInput when the model has no global average pooling.
   Engine(const Model& model, const std::vector<std::string>& layers);
   ~Engine();
   Engine(Engine&&) noexcept;

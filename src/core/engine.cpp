@@ -1,6 +1,7 @@
 #include "cnnviz/engine.h"
 
 #include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
@@ -66,6 +67,29 @@ std::optional<std::string> module_path(Value* v, Value* self) {
   return parent->empty() ? name : *parent + "." + name;
 }
 
+// The last global average pooling of the graph (the classifier head's):
+// adaptive_avg_pool2d to 1x1, or mean over dims {2,3}.
+Node* find_global_pool(Graph& g) {
+  Node* found = nullptr;
+  for (Node* n : all_nodes(g)) {
+    if (n->kind() == c10::aten::adaptive_avg_pool2d) {
+      std::optional<c10::IValue> size = torch::jit::toIValue(n->input(1));
+      if (size && size->isIntList()) {
+        std::vector<int64_t> v = size->toIntVector();
+        if (std::all_of(v.begin(), v.end(), [](int64_t d) { return d == 1; })) found = n;
+      }
+    } else if (n->kind() == c10::aten::mean && n->inputs().size() >= 2) {
+      std::optional<c10::IValue> dims = torch::jit::toIValue(n->input(1));
+      if (dims && dims->isIntList()) {
+        std::vector<int64_t> v = dims->toIntVector();
+        std::sort(v.begin(), v.end());
+        if (v == std::vector<int64_t>{2, 3} || v == std::vector<int64_t>{-2, -1}) found = n;
+      }
+    }
+  }
+  return found;
+}
+
 struct Instrumented {
   std::shared_ptr<Graph> graph;
   std::unique_ptr<torch::jit::GraphFunction> function;
@@ -100,8 +124,10 @@ Instrumented instrument(const torch::jit::Module& module,
       if (!cls) continue;
       const std::string method = n->s(c10::attr::name);
       std::optional<std::string> path = module_path(n->input(0), self);
-      if (method == "forward" && path && !path->empty() && want_tap(*path) &&
-          n->outputs().size() == 1 && n->output()->type()->isSubtypeOf(*c10::TensorType::get())) {
+      // Overloaded forwards (DenseNet's dense layers) compile to forward__N.
+      const bool is_forward = method == "forward" || method.rfind("forward__", 0) == 0;
+      if (is_forward && path && !path->empty() && want_tap(*path) && n->outputs().size() == 1 &&
+          n->output()->type()->isSubtypeOf(*c10::TensorType::get())) {
         std::optional<size_t> slot = out.slot(*path);
         if (!slot) {
           slot = out.slot_paths.size();
@@ -113,7 +139,9 @@ Instrumented instrument(const torch::jit::Module& module,
         n->output()->replaceAllUsesWith(tapped);
         tapped->node()->replaceInput(0, n->output());
       }
-      torch::jit::inlineCallTo(n, &torch::jit::toGraphFunction(cls->getMethod(method)));
+      // false: the callee's own graph, whose module calls are still visible (the
+      // "optimized" graph would be inlined already, module boundaries lost).
+      torch::jit::inlineCallTo(n, &torch::jit::toGraphFunction(cls->getMethod(method)), false);
       again = true;
     }
   }
@@ -121,6 +149,17 @@ Instrumented instrument(const torch::jit::Module& module,
   // Fold `if inplace:` branches of functional activations and the like.
   torch::jit::ConstantPropagation(out.graph);
   torch::jit::EliminateDeadCode(out.graph);
+
+  if (want_tap(kGlobalPoolInput)) {
+    if (Node* pool = find_global_pool(g)) {
+      WithInsertPoint guard(pool);
+      const size_t slot = out.slot_paths.size();
+      out.slot_paths.push_back(kGlobalPoolInput);
+      out.slot_types.push_back(pool->kind().toUnqualString());
+      Value* tapped = g.insert(tap, {pool->input(0), static_cast<int64_t>(slot)});
+      pool->replaceInput(0, tapped);
+    }
+  }
 
   const c10::Symbol relu = c10::Symbol::fromQualString("cnnviz::relu");
   for (Node* n : all_nodes(g)) {
@@ -230,6 +269,12 @@ Engine::Engine(const Model& model, const std::vector<std::string>& layers)
       instrument(model.module(), [&](const std::string& p) { return wanted.count(p) > 0; });
   for (const std::string& layer : layers) {
     std::optional<size_t> slot = impl_->inst.slot(layer);
+    if (!slot && layer == kGlobalPoolInput) {
+      throw Error(ErrorCode::kUnsupported,
+                  "model '" + model.info().name +
+                      "' has no global average pooling before its classifier (CAM needs one; "
+                      "Grad-CAM works on any model)");
+    }
     if (!slot) {
       Instrumented all = instrument(model.module(), [](const std::string&) { return true; });
       std::string hint;

@@ -1,0 +1,49 @@
+#include <ATen/ATen.h>
+
+#include "cnnviz/error.h"
+#include "cnnviz/methods.h"
+
+namespace cnnviz {
+
+Capture::Capture(const Engine& engine, Pass& pass, std::vector<int64_t> classes)
+    : engine_(engine), pass_(pass), classes_(std::move(classes)) {}
+
+std::optional<size_t> Capture::layer_index(const std::string& path) const {
+  const auto& names = engine_.layers();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == path) return i;
+  }
+  return std::nullopt;
+}
+
+at::Tensor Capture::input_gradient(Backprop mode) {
+  auto it = input_grads_.find(mode);
+  if (it != input_grads_.end()) return it->second;
+  at::Tensor g = pass_.backward(classes_, mode);
+  if (mode == Backprop::kPlain) {
+    layer_grads_.assign(engine_.layers().size(), at::Tensor());
+    for (size_t i = 0; i < layer_grads_.size(); ++i) {
+      try {
+        layer_grads_[i] = pass_.gradient(i);
+      } catch (const Error&) {
+        // Left undefined: layer_gradient() reports it when asked.
+      }
+    }
+  }
+  input_grads_[mode] = g;
+  return g;
+}
+
+const at::Tensor& Capture::activation(size_t i) const { return pass_.activation(i); }
+
+at::Tensor Capture::layer_gradient(size_t i) {
+  input_gradient(Backprop::kPlain);
+  if (!layer_grads_.at(i).defined()) {
+    throw Error(ErrorCode::kUnsupported, "layer '" + engine_.layers()[i] +
+                                             "' received no gradient (it does not affect the "
+                                             "class score)");
+  }
+  return layer_grads_[i];
+}
+
+}  // namespace cnnviz

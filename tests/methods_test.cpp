@@ -1,0 +1,160 @@
+// Every method against tests/reference/methods_ref.py, an independent
+// implementation with plain PyTorch autograd on the eager torchvision model
+// (guided ReLUs by monkeypatching, Grad-CAM by module hooks), run on the same
+// TorchScript file, image and thread count.
+//
+// Tolerance: max |cnnviz - reference| <= kRelTol * max |reference| for each
+// map (1e-4 relative to the map's scale: both sides run the same float32
+// kernels, but in different graphs whose reduction orders may differ).
+#include "cnnviz/methods.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "cnnviz/image.h"
+#include "cnnviz/npy.h"
+#include "cnnviz/preprocess.h"
+#include "cnnviz/runtime.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace cnnviz {
+namespace {
+
+constexpr double kRelTol = 1e-4;
+
+at::Tensor load(const std::string& path) {
+  NpyArray a = read_npy(path);
+  return at::from_blob(a.data.data(), a.shape, at::kFloat).clone();
+}
+
+void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.sizes(), want.sizes()) << what;
+  const double scale = want.abs().max().item<double>();
+  const double diff = (got - want).abs().max().item<double>();
+  EXPECT_LE(diff, kRelTol * scale + 1e-12) << what << ": max diff " << diff << ", scale " << scale;
+}
+
+struct Case {
+  std::string arch;
+  std::vector<std::string> single_layers;  // checked one at a time against --all-layers
+  std::string nested;                      // a layer inside a block, or ""
+  bool cam;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.arch; }
+
+std::string smooth_image(const test::TempDir& dir) {
+  cv::Mat img(240, 320, CV_8UC3);
+  cv::RNG rng(7);
+  rng.fill(img, cv::RNG::UNIFORM, 0, 255);
+  cv::GaussianBlur(img, img, cv::Size(9, 9), 3.0);
+  std::string path = dir.file("smooth.png");
+  cv::imwrite(path, img);
+  return path;
+}
+
+class MethodsTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MethodsTest, MatchesTheAutogradReference) {
+  const Case& c = GetParam();
+  const std::string model_path = test::test_models_dir() + "/" + c.arch + ".pt";
+  ASSERT_TRUE(fs::exists(model_path)) << model_path << ": run through ctest";
+  const int threads = set_threads(0);
+  test::TempDir dir;
+  const std::string image = smooth_image(dir);
+  std::vector<std::string> argv = {
+      test::python(), test::source_dir() + "/tests/reference/methods_ref.py",
+      model_path,     image,
+      dir.path(),     "--all-layers",
+      "--threads",    std::to_string(threads)};
+  if (!c.nested.empty()) argv.insert(argv.end(), {"--layers", c.nested});
+  if (c.cam) argv.push_back("--cam");
+  test::RunResult r = test::run(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json meta = nlohmann::json::parse(test::read_text(dir.file("meta.json")));
+  const int64_t cls = meta["class"].get<int64_t>();
+
+  Model model = Model::load(model_path);
+  at::Tensor x = preprocess(read_image_rgb(image), model.info().preprocess);
+  expect_close(x, load(dir.file("input.npy")), "input");
+
+  std::vector<std::string> layers = model.info().feature_layers;
+  if (!c.nested.empty()) layers.push_back(c.nested);
+  if (c.cam) layers.push_back(kGlobalPoolInput);
+  std::map<std::string, at::Tensor> all;
+  {  // only one capture pass may be alive at a time
+    Engine engine(model, layers);
+    Pass pass = engine.run(x.unsqueeze(0));
+    expect_close(pass.logits()[0], load(dir.file("logits.npy")), "logits");
+    Capture capture(engine, pass, {cls});
+
+    at::Tensor saliency = capture.input_gradient(Backprop::kPlain)[0];
+    at::Tensor guided = capture.input_gradient(Backprop::kGuided)[0];
+    at::Tensor deconv = capture.input_gradient(Backprop::kDeconv)[0];
+    expect_close(saliency, load(dir.file("saliency.npy")), "saliency");
+    expect_close(guided, load(dir.file("guided.npy")), "guided backprop");
+    expect_close(deconv, load(dir.file("deconv.npy")), "deconvnet");
+    EXPECT_FALSE(at::allclose(guided, saliency)) << "guided backprop equals the plain gradient";
+
+    for (const MethodMap& m : find_method("gradcam").compute(capture)) {
+      if (m.layer == kGlobalPoolInput) continue;
+      all[m.layer] = m.value[0];
+      expect_close(m.value[0], load(dir.file("gradcam_" + m.layer + ".npy")), "gradcam " + m.layer);
+      expect_close(capture.activation(*capture.layer_index(m.layer))[0],
+                   load(dir.file("activation_" + m.layer + ".npy")), "activation " + m.layer);
+    }
+    if (c.cam) {
+      std::vector<MethodMap> cam = find_method("cam").compute(capture);
+      ASSERT_EQ(cam.size(), 1u);
+      expect_close(cam[0].value[0], load(dir.file("cam.npy")), "cam");
+    }
+  }
+
+  // A single-layer engine gives what the all-layers pass gave at that layer.
+  for (const std::string& layer : c.single_layers) {
+    Engine one(model, {layer});
+    Pass p = one.run(x.unsqueeze(0));
+    Capture single(one, p, {cls});
+    expect_close(find_method("gradcam").compute(single)[0].value[0], all.at(layer),
+                 "single-layer gradcam " + layer);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Model, MethodsTest,
+    ::testing::Values(Case{"squeezenet1_1",
+                           {"features.0", "features.6", "features.12"},
+                           "features.3.expand3x3",
+                           true},
+                      Case{"alexnet", {"features.0", "features.5", "features.11"}, "", false},
+                      Case{"densenet121",
+                           {"features.conv0", "features.denseblock2", "features.norm5"},
+                           "features.denseblock2.denselayer3",
+                           true},
+                      Case{"vgg16", {"features.0", "features.15", "features.29"}, "", false}),
+    [](const ::testing::TestParamInfo<Case>& info) { return info.param.arch; });
+
+TEST(ModelMethodsErrorTest, RefusesWhatCannotBeComputed) {
+  Model model = Model::load(test::test_models_dir() + "/alexnet.pt");
+  test::expect_error([&] { Engine(model, {kGlobalPoolInput}); }, ErrorCode::kUnsupported,
+                     "no global average pooling");
+  Engine engine(model, {"classifier.1"});
+  Pass pass = engine.run(at::zeros({1, 3, 224, 224}));
+  Capture capture(engine, pass, {3});
+  test::expect_error([&] { find_method("gradcam").compute(capture); }, ErrorCode::kUnsupported,
+                     "outputs [1, 4096], not a 4-D feature map");
+  test::expect_error([&] { Capture(engine, pass, {1000}).input_gradient(Backprop::kPlain); },
+                     ErrorCode::kUsage, "class 1000 out of range");
+  test::expect_error([] { find_method("lime"); }, ErrorCode::kUsage, "unknown method 'lime'");
+}
+
+}  // namespace
+}  // namespace cnnviz
