@@ -93,7 +93,7 @@ TEST(EngineUnitTest, LayersThatRunTwiceAreRefused) {
     test::expect_error([&] { pass.activation(0); }, ErrorCode::kUnsupported, "runs 2 times");
     test::expect_error([&] { Engine::describe(model); }, ErrorCode::kRuntime, "still alive");
   }
-  auto layers = Engine::describe(model);
+  auto layers = Engine::describe(model).layers;
   ASSERT_EQ(layers.size(), 3u);
   EXPECT_EQ(layers[0].path, "scale");
   EXPECT_EQ(layers[0].type, "Scale");

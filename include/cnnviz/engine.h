@@ -58,9 +58,14 @@ class Engine {
   const GraphReport& report() const;
   const std::vector<std::string>& layers() const;
 
-  // Every layer of `model` with its type and output shape for one input of
-  // the model's crop size (runs one forward pass without autograd).
-  static std::vector<LayerInfo> describe(const Model& model);
+  // Every layer of `model` in forward order with its type and output shape
+  // for one input of the model's crop size (one forward pass without
+  // autograd), and what instrumentation found.
+  struct Description {
+    std::vector<LayerInfo> layers;
+    GraphReport report;
+  };
+  static Description describe(const Model& model);
 
   // Runs forward on batch [N,3,H,W] (float32, normalized) with autograd
   // recording. Only one Pass may be alive at a time in a process: run() and

@@ -53,9 +53,9 @@ struct MethodMap {
 };
 
 struct MethodDef {
-  const char* name;      // subcommand name, e.g. "guided-gradcam"
-  const char* summary;   // one line for --help and the README
-  bool uses_layers;      // computes one map per requested layer
+  const char* name;         // subcommand name, e.g. "guided-gradcam"
+  const char* summary;      // one line for --help and the README
+  bool uses_layers;         // computes one map per requested layer
   const char* fixed_layer;  // a layer the method always needs (CAM), or nullptr
   std::vector<MethodMap> (*compute)(Capture& capture);
 };

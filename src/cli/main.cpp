@@ -3,11 +3,14 @@
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <iostream>
+#include <memory>
 #include <opencv2/core/utils/logger.hpp>
 
 #include "classify.h"
 #include "cnnviz/error.h"
 #include "cnnviz/version.h"
+#include "layers.h"
+#include "visualize.h"
 
 int main(int argc, char** argv) {
   using namespace cnnviz;
@@ -23,6 +26,10 @@ int main(int argc, char** argv) {
 
   cli::ClassifyOptions classify;
   CLI::App* classify_cmd = cli::setup_classify(app, classify);
+  std::vector<std::unique_ptr<cli::VisualizeOptions>> visualize;
+  cli::setup_visualize(app, visualize);
+  cli::LayersOptions layers;
+  CLI::App* layers_cmd = cli::setup_layers(app, layers);
 
   try {
     app.parse(argc, argv);
@@ -34,6 +41,10 @@ int main(int argc, char** argv) {
 
   try {
     if (classify_cmd->parsed()) return cli::run_classify(classify, std::cout, std::cerr);
+    if (layers_cmd->parsed()) return cli::run_layers(layers, std::cout, std::cerr);
+    for (auto& v : visualize) {
+      if (v->command->parsed()) return cli::run_visualize(*v, std::cout, std::cerr);
+    }
   } catch (const Error& e) {
     std::cerr << cli::kPrefix << e.what() << "\n";
     return e.exit_code();

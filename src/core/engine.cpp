@@ -298,7 +298,7 @@ Engine::Engine(Engine&&) noexcept = default;
 const GraphReport& Engine::report() const { return impl_->inst.report; }
 const std::vector<std::string>& Engine::layers() const { return impl_->layers; }
 
-std::vector<LayerInfo> Engine::describe(const Model& model) {
+Engine::Description Engine::describe(const Model& model) {
   Instrumented inst = instrument(model.module(), [](const std::string&) { return true; });
   const int crop = model.info().preprocess.crop;
   std::unique_lock<std::mutex> lock(ops::lock(), std::try_to_lock);
@@ -314,16 +314,27 @@ std::vector<LayerInfo> Engine::describe(const Model& model) {
     throw;
   }
   ops::set_recorder(nullptr);
-  std::vector<LayerInfo> layers;
+  Description d;
+  d.report = inst.report;
   for (size_t s = 0; s < inst.slot_paths.size(); ++s) {
     LayerInfo info{inst.slot_paths[s], inst.slot_types[s], {}, recorder.forward_calls[s]};
     if (recorder.activations[s].defined()) {
       info.shape = recorder.activations[s].sizes().vec();
     }
-    layers.push_back(std::move(info));
+    d.layers.push_back(std::move(info));
   }
-  // Module order of first call, which is the forward order of the graph.
-  return layers;
+  // Forward order: by first call; layers that never ran go last.
+  std::vector<size_t> order(d.layers.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto rank = [&](size_t i) {
+    return recorder.first_call[i] < 0 ? INT32_MAX : recorder.first_call[i];
+  };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return rank(a) < rank(b); });
+  std::vector<LayerInfo> sorted;
+  for (size_t i : order) sorted.push_back(std::move(d.layers[i]));
+  d.layers = std::move(sorted);
+  return d;
 }
 
 Pass Engine::run(const at::Tensor& batch) const {

@@ -42,7 +42,9 @@ void record(std::vector<at::Tensor>& where, int64_t slot, const at::Tensor& t, b
   TapRecorder* r = g_recorder.load();
   if (r == nullptr || slot < 0 || static_cast<size_t>(slot) >= where.size()) return;
   where[slot] = t;
-  if (count) ++r->forward_calls[slot];
+  if (count) {
+    if (r->forward_calls[slot]++ == 0) r->first_call[slot] = r->calls_seen++;
+  }
 }
 
 class Tap : public torch::autograd::Function<Tap> {
@@ -95,6 +97,8 @@ void TapRecorder::reset(size_t slots) {
   activations.assign(slots, at::Tensor());
   gradients.assign(slots, at::Tensor());
   forward_calls.assign(slots, 0);
+  first_call.assign(slots, -1);
+  calls_seen = 0;
 }
 
 void ensure_registered() {

@@ -29,6 +29,8 @@ struct TapRecorder {
   std::vector<at::Tensor> activations;  // per slot, detached
   std::vector<at::Tensor> gradients;    // per slot, from the latest backward
   std::vector<int> forward_calls;       // how often each slot ran in the forward
+  std::vector<int> first_call;          // order of each slot's first run, -1 if none
+  int calls_seen = 0;
   void reset(size_t slots);
 };
 

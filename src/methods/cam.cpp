@@ -24,12 +24,14 @@ std::vector<MethodMap> cam(Capture& capture) {
   if (!i) throw Error(ErrorCode::kRuntime, "cam: the engine was built without the pooling tap");
   const at::Tensor& a = capture.activation(*i);
   if (a.dim() != 4) {
-    throw Error(ErrorCode::kUnsupported, "cam: the global pooling's input is not a 4-D feature map");
+    throw Error(ErrorCode::kUnsupported,
+                "cam: the global pooling's input is not a 4-D feature map");
   }
   const int64_t classes = capture.logits().size(1);
   if (a.size(1) == classes) {
     at::Tensor index = at::tensor(capture.classes(), at::kLong).view({-1, 1, 1, 1});
-    return {{kGlobalPoolInput, a.gather(1, index.expand({-1, 1, a.size(2), a.size(3)})).squeeze(1)}};
+    return {
+        {kGlobalPoolInput, a.gather(1, index.expand({-1, 1, a.size(2), a.size(3)})).squeeze(1)}};
   }
   at::Tensor g = capture.layer_gradient(*i);
   at::Tensor mean = g.mean({2, 3}, /*keepdim=*/true);

@@ -18,9 +18,9 @@ std::string shape_string(at::IntArrayRef sizes) {
 at::Tensor gradcam(Capture& capture, size_t i) {
   const at::Tensor& a = capture.activation(i);
   if (a.dim() != 4) {
-    throw Error(ErrorCode::kUnsupported, "layer '" + capture.layers()[i] + "' outputs " +
-                                             shape_string(a.sizes()) +
-                                             ", not a 4-D feature map (pick a convolutional layer)");
+    throw Error(ErrorCode::kUnsupported,
+                "layer '" + capture.layers()[i] + "' outputs " + shape_string(a.sizes()) +
+                    ", not a 4-D feature map (pick a convolutional layer)");
   }
   at::Tensor weights = capture.layer_gradient(i).mean({2, 3}, /*keepdim=*/true);
   return at::relu((weights * a).sum(1));

@@ -1,0 +1,56 @@
+// Running a visualization method over images and writing every output file
+// and the manifest: the IO layer's orchestration of engine, methods and
+// rendering. See README, "Outputs", for the file layout.
+#ifndef CNNVIZ_EXPLAIN_H_
+#define CNNVIZ_EXPLAIN_H_
+
+#include <iosfwd>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cnnviz/model.h"
+
+namespace cnnviz {
+
+struct ExplainOptions {
+  std::string method;                       // a name from method_table()
+  std::vector<std::string> layers;          // --layer (repeatable); empty: the default layer
+  bool all_layers = false;                  // every feature layer
+  std::optional<std::string> target_class;  // index or label; default: top-1
+  int top = 1;                              // maps for each of the top N classes
+  std::string outdir = "cnnviz-out";
+  bool raw = true;  // write .npy arrays
+  std::string colormap = "jet";
+  double alpha = 0.5;  // heatmap weight in overlays
+  size_t batch_size = 4;
+  int decoders = 0;
+};
+
+struct ExplainSummary {
+  nlohmann::ordered_json manifest;  // also written to OUTDIR/manifest.json
+  size_t images = 0;
+  size_t failed = 0;
+};
+
+// The layers a method will use on `model` given the options: the requested
+// ones, every feature layer for all_layers (from the metadata, else the
+// children of a `features` module), or the default Grad-CAM layer. Throws
+// Error(kUnsupported) when none can be found.
+std::vector<std::string> resolve_layers(const Model& model, const ExplainOptions& options);
+
+// Parses a class given as an index or a label (case-insensitive). Throws
+// Error(kUsage) with near matches when it names no class of the model.
+int64_t parse_class(const std::string& text, const ModelInfo& info, int64_t classes);
+
+// Runs options.method on every image and writes OUTDIR/<stem>/... and
+// OUTDIR/manifest.json. A bad image gets an error entry and is reported on
+// `err`; the others go on. Throws Error for failures that stop the run
+// (unknown method, layer or class; unwritable output directory).
+ExplainSummary explain(const Model& model, const std::vector<std::string>& images,
+                       const ExplainOptions& options, std::ostream& err);
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_EXPLAIN_H_

@@ -1,0 +1,84 @@
+#include "layers.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <set>
+
+#include "cnnviz/engine.h"
+
+namespace cnnviz::cli {
+
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  if (shape.empty()) return "-";
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+CLI::App* setup_layers(CLI::App& app, LayersOptions& opts) {
+  CLI::App* sub = app.add_subcommand(
+      "layers", "List every layer (module path, type, output shape for one input)");
+  add_model_options(*sub, opts.model);
+  sub->add_flag("--json", opts.json, "Print JSON instead of a table");
+  return sub;
+}
+
+int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) {
+  Model model = open_model(opts.model, err);
+  const ModelInfo& info = model.info();
+  Engine::Description d = Engine::describe(model);
+  const std::set<std::string> features(info.feature_layers.begin(), info.feature_layers.end());
+  if (opts.json) {
+    nlohmann::ordered_json doc;
+    doc["model"] = info.name;
+    doc["gradcam_layer"] = info.gradcam_layer;
+    doc["guided_relus"] = d.report.guided_relus;
+    doc["unguided_activations"] = d.report.unguided;
+    doc["layers"] = nlohmann::ordered_json::array();
+    for (const LayerInfo& l : d.layers) {
+      doc["layers"].push_back({{"path", l.path},
+                               {"type", l.type},
+                               {"shape", l.shape},
+                               {"calls", l.calls},
+                               {"feature_layer", features.count(l.path) > 0},
+                               {"default", l.path == info.gradcam_layer}});
+    }
+    out << doc.dump(2) << "\n";
+    return 0;
+  }
+  std::string unguided;
+  for (const auto& [op, n] : d.report.unguided) {
+    unguided += (unguided.empty() ? "" : ", ") + op + " x" + std::to_string(n);
+  }
+  out << "model " << info.name << ": " << d.report.guided_relus << " ReLUs guided; "
+      << (unguided.empty() ? "no activations that cannot be guided" : "cannot guide " + unguided)
+      << "\n";
+  size_t width = 4;
+  for (const LayerInfo& l : d.layers) width = std::max(width, l.path.size());
+  char line[512];
+  std::snprintf(line, sizeof(line), "%-*s  %-22s  %-20s  %s\n", static_cast<int>(width), "path",
+                "type", "output", "notes");
+  out << line;
+  for (const LayerInfo& l : d.layers) {
+    std::string notes;
+    if (features.count(l.path)) notes += "feature ";
+    if (l.path == info.gradcam_layer) notes += "default ";
+    if (l.path == kGlobalPoolInput) notes += "CAM ";
+    if (l.calls > 1) notes += "runs " + std::to_string(l.calls) + "x ";
+    if (l.calls == 0) notes += "not run ";
+    std::snprintf(line, sizeof(line), "%-*s  %-22s  %-20s  %s\n", static_cast<int>(width),
+                  l.path.c_str(), l.type.c_str(), shape_text(l.shape).c_str(), notes.c_str());
+    out << line;
+  }
+  out << "feature = taken by --all-layers; default = Grad-CAM's default layer; CAM = the map "
+         "CAM weighs\n";
+  return 0;
+}
+
+}  // namespace cnnviz::cli

@@ -1,0 +1,67 @@
+#include "visualize.h"
+
+#include <ostream>
+
+#include "cnnviz/error.h"
+#include "cnnviz/methods.h"
+#include "cnnviz/render.h"
+
+namespace cnnviz::cli {
+
+void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions>>& all) {
+  for (const MethodDef& method : method_table()) {
+    auto opts = std::make_unique<VisualizeOptions>();
+    opts->explain.method = method.name;
+    CLI::App* sub = app.add_subcommand(method.name, method.summary);
+    if (method.name == std::string("guided-backprop")) sub->alias("gbp");
+    sub->add_option("images", opts->images, "Image files")->required();
+    add_model_options(*sub, opts->model);
+    sub->add_option("-o,--outdir", opts->explain.outdir, "Output directory")->capture_default_str();
+    sub->add_option("--class", opts->target_class,
+                    "Target class: index or ImageNet label (default: each image's top-1)");
+    sub->add_option("--top", opts->explain.top, "Maps for each of the top N classes")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str()
+        ->excludes("--class");
+    if (method.uses_layers) {
+      CLI::Option* layer =
+          sub->add_option("--layer", opts->explain.layers,
+                          "Layer by module path (repeatable; default: the model's Grad-CAM layer)");
+      sub->add_flag("--all-layers", opts->explain.all_layers,
+                    "Every layer of the feature extractor, from one forward and backward pass")
+          ->excludes(layer);
+    }
+    sub->add_flag(
+        "--no-raw", [o = opts.get()](int64_t) { o->explain.raw = false; },
+        "Do not write the raw float32 .npy arrays");
+    sub->add_option("--colormap", opts->explain.colormap, "Heatmap colormap")
+        ->capture_default_str()
+        ->check(CLI::IsMember(colormap_names()));
+    sub->add_option("--alpha", opts->explain.alpha, "Heatmap weight in overlays")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
+    sub->add_option("--batch-size", opts->explain.batch_size, "Images per forward pass")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    sub->add_option("--decoders", opts->explain.decoders,
+                    "Threads decoding images ahead of the network (default: every core)")
+        ->check(CLI::Range(1, 256));
+    sub->add_flag("--json", opts->json, "Print the manifest to stdout");
+    opts->command = sub;
+    all.push_back(std::move(opts));
+  }
+}
+
+int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) {
+  Model model = open_model(opts.model, err);
+  if (!opts.target_class.empty()) opts.explain.target_class = opts.target_class;
+  ExplainSummary summary = explain(model, opts.images, opts.explain, err);
+  if (opts.json) out << summary.manifest.dump(2) << "\n";
+  if (summary.failed > 0) {
+    err << kPrefix << summary.failed << " of " << summary.images << " images failed\n";
+    return static_cast<int>(ErrorCode::kInput);
+  }
+  return 0;
+}
+
+}  // namespace cnnviz::cli

@@ -1,0 +1,33 @@
+// The visualization subcommands (guided-backprop, deconvnet, saliency,
+// gradcam, guided-gradcam, cam): one per entry of the method registry, with
+// the same options, so a new method needs no CLI code.
+#ifndef CNNVIZ_CLI_VISUALIZE_H_
+#define CNNVIZ_CLI_VISUALIZE_H_
+
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cnnviz/explain.h"
+#include "common.h"
+
+namespace cnnviz::cli {
+
+struct VisualizeOptions {
+  ModelOptions model;
+  std::vector<std::string> images;
+  ExplainOptions explain;
+  std::string target_class;  // --class, empty: top-1
+  bool json = false;
+  CLI::App* command = nullptr;
+};
+
+// Adds one subcommand per registered method; `opts` gets one entry each.
+void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions>>& opts);
+
+int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err);
+
+}  // namespace cnnviz::cli
+
+#endif  // CNNVIZ_CLI_VISUALIZE_H_

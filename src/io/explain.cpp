@@ -1,0 +1,407 @@
+#include "cnnviz/explain.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <map>
+#include <ostream>
+#include <set>
+
+#include "cnnviz/engine.h"
+#include "cnnviz/error.h"
+#include "cnnviz/files.h"
+#include "cnnviz/loader.h"
+#include "cnnviz/methods.h"
+#include "cnnviz/npy.h"
+#include "cnnviz/predict.h"
+#include "cnnviz/render.h"
+#include "cnnviz/version.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+namespace cnnviz {
+
+namespace {
+
+constexpr int kManifestPredictions = 5;
+constexpr int kContactColumns = 6;
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+const char* weights_kind_name(WeightsKind k) {
+  switch (k) {
+    case WeightsKind::kPretrained:
+      return "pretrained";
+    case WeightsKind::kFile:
+      return "file";
+    case WeightsKind::kRandom:
+      return "random";
+    case WeightsKind::kUnknown:
+      break;
+  }
+  return "unknown";
+}
+
+// One directory name per input: the file's stem, made unique in input order
+// ("cat", "cat-2", ...).
+std::vector<std::string> unique_stems(const std::vector<std::string>& images) {
+  std::vector<std::string> stems;
+  std::set<std::string> used;
+  for (const std::string& image : images) {
+    std::string stem = fs::path(image).stem().string();
+    if (stem.empty() || stem == "." || stem == "..") stem = "image";
+    std::string name = stem;
+    for (int k = 2; used.count(name); ++k) name = stem + "-" + std::to_string(k);
+    used.insert(name);
+    stems.push_back(name);
+  }
+  return stems;
+}
+
+void make_output_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    throw Error(ErrorCode::kOutput,
+                "cannot create output directory '" + dir + "': " + ec.message());
+  // Existing but read-only directories pass create_directories: probe.
+  const std::string probe = (fs::path(dir) / ".cnnviz-write-test").string();
+  write_file_atomic(probe, "", 0);
+  fs::remove(probe, ec);
+}
+
+json range_of(const at::Tensor& t) {
+  return {{"min", t.min().item<double>()}, {"max", t.max().item<double>()}};
+}
+
+// Writes the files of one image for one map and records them.
+class ImageWriter {
+ public:
+  ImageWriter(const ExplainOptions& options, int colormap, std::string outdir, std::string subdir,
+              json& files, json& warnings)
+      : options_(options),
+        colormap_(colormap),
+        outdir_(std::move(outdir)),
+        subdir_(std::move(subdir)),
+        files_(files),
+        warnings_(warnings) {}
+
+  void gradient(const std::string& method, const std::string& layer, int64_t cls,
+                const at::Tensor& g) {
+    const std::string prefix = name(method, layer, cls);
+    if (options_.raw) npy(prefix + ".npy", method, layer, cls, "raw", g);
+    if (method == "guided-gradcam") {
+      bool flat = false;
+      at::Tensor rgb = rescale_gradient(g, Rescale::kAll, &flat);
+      if (flat) warn(prefix, "constant map, written as zeros");
+      png(prefix + "_color.png", to_bgr8(rgb), method, layer, cls, "color", g);
+      png(prefix + "_gray.png", to_gray8(rgb_to_gray(rgb)), method, layer, cls, "gray", g);
+      tiles_.emplace_back(layer, to_gray8(rgb_to_gray(rgb)));
+      return;
+    }
+    for (Rescale r : {Rescale::kAll, Rescale::kPos, Rescale::kNeg}) {
+      bool flat = false;
+      at::Tensor rgb = rescale_gradient(g, r, &flat);
+      const std::string v = rescale_name(r);
+      if (flat) warn(prefix + " " + v, "no values to rescale, written as zeros");
+      png(prefix + "_" + v + ".png", to_bgr8(rgb), method, layer, cls, v, g);
+      png(prefix + "_" + v + "_gray.png", to_gray8(rgb_to_gray(rgb)), method, layer, cls,
+          v + "_gray", g);
+    }
+  }
+
+  void cam(const std::string& method, const std::string& layer, int64_t cls, const at::Tensor& m,
+           const cv::Mat& source_rgb, const CropBox& box) {
+    const std::string prefix = name(method, layer, cls);
+    if (options_.raw) npy(prefix + ".npy", method, layer, cls, "raw", m);
+    at::Tensor norm = method_util::normalize_per_image(m.unsqueeze(0));
+    if (norm.max().item<double>() == 0.0)
+      warn(prefix, "map is all zero (or constant), written as zeros");
+    at::Tensor up = method_util::upsample(norm, box.size, box.size)[0].clamp(0.0, 1.0);
+    cv::Mat heat = colorize(up, colormap_);
+    cv::Mat over = blend(network_view_bgr(source_rgb, box), heat, options_.alpha);
+    png(prefix + "_gray.png", to_gray8(up), method, layer, cls, "gray", m);
+    png(prefix + "_heatmap.png", heat, method, layer, cls, "heatmap", m);
+    png(prefix + "_overlay.png", over, method, layer, cls, "overlay", m);
+    png(prefix + "_overlay_full.png",
+        overlay_on_source(source_rgb, up, box, colormap_, options_.alpha), method, layer, cls,
+        "overlay_full", m);
+    tiles_.emplace_back(layer, over);
+  }
+
+  // A grid of this class's per-layer tiles (overlays, or guided Grad-CAM grey
+  // maps), when there are several layers.
+  void contact_sheet_for(const std::string& method, int64_t cls) {
+    if (tiles_.size() > 1) {
+      const std::string file = method + "_c" + std::to_string(cls) + "_contact.png";
+      write_png(path(file), contact_sheet(tiles_, kContactColumns));
+      files_.push_back({{"path", rel(file)},
+                        {"method", method},
+                        {"layer", nullptr},
+                        {"class", cls},
+                        {"variant", "contact"},
+                        {"format", "png"}});
+    }
+    tiles_.clear();
+  }
+
+ private:
+  static std::string name(const std::string& method, const std::string& layer, int64_t cls) {
+    std::string n = method;
+    if (!layer.empty() && layer != kGlobalPoolInput) n += "_" + layer;
+    return n + "_c" + std::to_string(cls);
+  }
+  std::string rel(const std::string& file) const { return subdir_ + "/" + file; }
+  std::string path(const std::string& file) const { return outdir_ + "/" + rel(file); }
+
+  json entry(const std::string& file, const std::string& method, const std::string& layer,
+             int64_t cls, const std::string& variant, const char* format, const at::Tensor& raw) {
+    json e = {{"path", rel(file)},
+              {"method", method},
+              {"layer", layer.empty() ? json(nullptr) : json(layer)},
+              {"class", cls},
+              {"variant", variant},
+              {"format", format}};
+    e.update(range_of(raw));
+    return e;
+  }
+  void png(const std::string& file, const cv::Mat& image, const std::string& method,
+           const std::string& layer, int64_t cls, const std::string& variant,
+           const at::Tensor& raw) {
+    write_png(path(file), image);
+    files_.push_back(entry(file, method, layer, cls, variant, "png", raw));
+  }
+  void npy(const std::string& file, const std::string& method, const std::string& layer,
+           int64_t cls, const std::string& variant, const at::Tensor& raw) {
+    at::Tensor c = raw.contiguous().to(at::kFloat);
+    write_npy(path(file),
+              NpyArray{c.sizes().vec(),
+                       std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel())});
+    files_.push_back(entry(file, method, layer, cls, variant, "npy", raw));
+  }
+  void warn(const std::string& what, const std::string& problem) {
+    warnings_.push_back(what + ": " + problem);
+  }
+
+  const ExplainOptions& options_;
+  int colormap_;
+  std::string outdir_, subdir_;
+  json& files_;
+  json& warnings_;
+  std::vector<std::pair<std::string, cv::Mat>> tiles_;
+};
+
+// Feature layers from the metadata, else the children of `features`.
+std::vector<std::string> feature_layers(const Model& model) {
+  if (!model.info().feature_layers.empty()) return model.info().feature_layers;
+  std::vector<std::string> found;
+  for (const LayerInfo& l : Engine::describe(model).layers) {
+    if (l.path.rfind("features.", 0) == 0 && l.path.find('.', 9) == std::string::npos &&
+        l.shape.size() == 4) {
+      found.push_back(l.path);
+    }
+  }
+  return found;
+}
+
+}  // namespace
+
+std::vector<std::string> resolve_layers(const Model& model, const ExplainOptions& options) {
+  if (options.all_layers) {
+    std::vector<std::string> layers = feature_layers(model);
+    if (layers.empty()) {
+      throw Error(ErrorCode::kUnsupported,
+                  "model '" + model.info().name +
+                      "' has no feature extractor to take every layer of (no feature_layers in "
+                      "its metadata, no `features` module); name layers with --layer");
+    }
+    return layers;
+  }
+  if (!options.layers.empty()) return options.layers;
+  if (!model.info().gradcam_layer.empty()) return {model.info().gradcam_layer};
+  std::vector<std::string> layers = feature_layers(model);
+  if (layers.empty()) {
+    throw Error(ErrorCode::kUnsupported, "model '" + model.info().name +
+                                             "' has no default Grad-CAM layer; name one with "
+                                             "--layer (`cnnviz layers` lists them)");
+  }
+  return {layers.back()};
+}
+
+int64_t parse_class(const std::string& text, const ModelInfo& info, int64_t classes) {
+  if (!text.empty() && std::all_of(text.begin(), text.end(), ::isdigit)) {
+    int64_t k = std::stoll(text.substr(0, 18));
+    if (k >= classes) {
+      throw Error(ErrorCode::kUsage, "--class " + text + ": out of range (the model has " +
+                                         std::to_string(classes) + " classes, 0 to " +
+                                         std::to_string(classes - 1) + ")");
+    }
+    return k;
+  }
+  for (size_t i = 0; i < info.labels.size(); ++i) {
+    if (lower(info.labels[i]) == lower(text)) return static_cast<int64_t>(i);
+  }
+  std::string hint;
+  for (const std::string& m : near_matches(
+           lower(text),
+           [&] {
+             std::vector<std::string> l;
+             for (const std::string& s : info.labels) l.push_back(lower(s));
+             return l;
+           }(),
+           3)) {
+    hint += (hint.empty() ? "" : ", ") + m;
+  }
+  throw Error(ErrorCode::kUsage, "--class '" + text + "': no such class" +
+                                     (hint.empty() ? "" : " (nearest labels: " + hint + ")"));
+}
+
+ExplainSummary explain(const Model& model, const std::vector<std::string>& images,
+                       const ExplainOptions& options, std::ostream& err) {
+  const MethodDef& method = find_method(options.method);
+  const int colormap = colormap_id(options.colormap);
+  if (!(options.alpha >= 0.0 && options.alpha <= 1.0)) {
+    throw Error(ErrorCode::kUsage, "--alpha: must be between 0 and 1");
+  }
+  const ModelInfo& info = model.info();
+  std::vector<std::string> layers;
+  if (method.uses_layers) layers = resolve_layers(model, options);
+  if (method.fixed_layer) layers.push_back(method.fixed_layer);
+  Engine engine(model, layers);
+
+  std::optional<int64_t> fixed_class;
+  if (options.target_class) {
+    const int64_t classes =
+        info.labels.empty() ? INT64_MAX : static_cast<int64_t>(info.labels.size());
+    fixed_class = parse_class(*options.target_class, info, classes);
+  }
+  const int ranks = fixed_class ? 1 : std::max(1, options.top);
+  make_output_dir(options.outdir);
+
+  const GraphReport& report = engine.report();
+  json unguided = json::object();
+  for (const auto& [op, count] : report.unguided) unguided[op] = count;
+  const bool guided = method.name == std::string("guided-backprop") ||
+                      method.name == std::string("deconvnet") ||
+                      method.name == std::string("guided-gradcam");
+  if (guided && !report.unguided.empty()) {
+    std::string ops;
+    for (const auto& [op, count] : report.unguided) {
+      ops += (ops.empty() ? "" : ", ") + op + " x" + std::to_string(count);
+    }
+    err << "cnnviz: warning: model '" << info.name << "' has activations that cannot be guided ("
+        << ops << "); their backward stays the true gradient\n";
+  }
+
+  ExplainSummary summary;
+  json& doc = summary.manifest;
+  doc["cnnviz_version"] = kVersion;
+  doc["model"] = {
+      {"name", info.name},
+      {"path", info.path},
+      {"arch", info.arch},
+      {"weights",
+       {{"kind", weights_kind_name(info.weights_kind)}, {"source", info.weights_source}}}};
+  doc["method"] = method.name;
+  doc["layers"] = layers;
+  doc["guided_relus"] = report.guided_relus;
+  doc["unguided_activations"] = unguided;
+  doc["options"] = {{"class", options.target_class ? json(*options.target_class) : json(nullptr)},
+                    {"top", ranks},
+                    {"colormap", options.colormap},
+                    {"alpha", options.alpha},
+                    {"raw", options.raw}};
+  doc["images"] = json::array();
+
+  const std::vector<std::string> stems = unique_stems(images);
+  std::vector<json> entries(images.size());
+  LoaderOptions loader_options;
+  loader_options.batch_size = std::max<size_t>(1, options.batch_size);
+  loader_options.workers = options.decoders;
+  loader_options.keep_rgb = true;
+  BatchLoader loader(images, info.preprocess, loader_options);
+  for (std::vector<LoadedImage> batch = loader.next(); !batch.empty(); batch = loader.next()) {
+    std::vector<LoadedImage*> ok;
+    for (LoadedImage& img : batch) {
+      entries[img.index] = {{"image", img.path}};
+      if (img.error) {
+        entries[img.index]["error"] = img.error->what();
+        err << "cnnviz: " << img.error->what() << "\n";
+        ++summary.failed;
+      } else {
+        ok.push_back(&img);
+      }
+    }
+    if (ok.empty()) continue;
+    std::vector<at::Tensor> inputs;
+    for (LoadedImage* img : ok) inputs.push_back(img->input);
+    Pass pass = engine.run(at::stack(inputs));
+    const int64_t classes = pass.logits().size(1);
+    if (fixed_class && *fixed_class >= classes) parse_class(*options.target_class, info, classes);
+    auto top =
+        top_k(pass.logits(),
+              static_cast<int>(std::min<int64_t>(classes, std::max(kManifestPredictions, ranks))));
+
+    std::vector<json> files(ok.size(), json::array()), warnings(ok.size(), json::array());
+    std::vector<json> targets(ok.size(), json::array());
+    for (int r = 0; r < ranks; ++r) {
+      std::vector<int64_t> cls;
+      for (size_t n = 0; n < ok.size(); ++n)
+        cls.push_back(fixed_class ? *fixed_class : top[n][r].index);
+      Capture capture(engine, pass, cls);
+      std::vector<MethodMap> maps = method.compute(capture);
+      at::Tensor probs = at::softmax(pass.logits(), 1);
+      for (size_t n = 0; n < ok.size(); ++n) {
+        const LoadedImage& img = *ok[n];
+        targets[n].push_back({{"class", cls[n]},
+                              {"label", info.label(cls[n])},
+                              {"rank", fixed_class ? json(nullptr) : json(r + 1)},
+                              {"logit", pass.logits()[n][cls[n]].item<double>()},
+                              {"probability", probs[n][cls[n]].item<double>()}});
+        const std::string subdir = stems[img.index];
+        make_output_dir(options.outdir + "/" + subdir);
+        ImageWriter writer(options, colormap, options.outdir, subdir, files[n], warnings[n]);
+        for (const MethodMap& m : maps) {
+          if (m.input_space()) {
+            writer.gradient(method.name, m.layer, cls[n], m.value[n]);
+          } else {
+            writer.cam(method.name, m.layer, cls[n], m.value[n], img.rgb, img.box);
+          }
+        }
+        writer.contact_sheet_for(method.name, cls[n]);
+      }
+    }
+    for (size_t n = 0; n < ok.size(); ++n) {
+      json& e = entries[ok[n]->index];
+      e["dir"] = stems[ok[n]->index];
+      e["predictions"] = json::array();
+      for (int k = 0; k < std::min<int>(kManifestPredictions, static_cast<int>(top[n].size()));
+           ++k) {
+        e["predictions"].push_back({{"rank", k + 1},
+                                    {"index", top[n][k].index},
+                                    {"label", info.label(top[n][k].index)},
+                                    {"probability", top[n][k].probability}});
+      }
+      e["targets"] = std::move(targets[n]);
+      e["files"] = std::move(files[n]);
+      e["warnings"] = std::move(warnings[n]);
+      for (const auto& w : e["warnings"]) {
+        err << "cnnviz: warning: " << ok[n]->path << ": " << w.get<std::string>() << "\n";
+      }
+    }
+  }
+  for (json& e : entries) doc["images"].push_back(std::move(e));
+  summary.images = images.size();
+  doc["summary"] = {{"images", summary.images}, {"failed", summary.failed}};
+  const std::string text = doc.dump(2) + "\n";
+  write_file_atomic(options.outdir + "/manifest.json", text.data(), text.size());
+  return summary;
+}
+
+}  // namespace cnnviz
