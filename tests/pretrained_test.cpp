@@ -8,9 +8,12 @@
 #include <nlohmann/json.hpp>
 
 #include "cnnviz/image.h"
+#include "cnnviz/methods.h"
 #include "cnnviz/model.h"
+#include "cnnviz/npy.h"
 #include "cnnviz/predict.h"
 #include "cnnviz/preprocess.h"
+#include "cnnviz/runtime.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -71,6 +74,64 @@ TEST_F(PretrainedTest, TopFiveMatchesTorchvision) {
       EXPECT_NEAR(got[k].probability, want[k]["probability"].get<double>(), 0.01);
     }
   }
+}
+
+// Grad-CAM at the default layer on the classic cat-and-dog photo (the dog
+// sits in the upper half, the cat lies in the lower half): the map for a cat
+// class puts most of its mass in the lower half, the map for bull mastiff
+// (243) in the upper half. (The literal peaks do not separate here: with
+// this SqueezeNet the tiger-cat map's single hottest cell is on the dog's
+// face, a second hot region is on the cat; see README, "Exactness".)
+TEST_F(PretrainedTest, GradcamSeparatesTheCatFromTheDog) {
+  Model model = Model::load(model_path_);
+  at::Tensor x =
+      preprocess(read_image_rgb(shared_ + "/images/cat_dog.png"), model.info().preprocess);
+  Engine engine(model, {"features.12"});
+  Pass pass = engine.run(x.unsqueeze(0));
+  auto lower_share = [&](int64_t cls) {
+    Capture capture(engine, pass, {cls});
+    at::Tensor cam = method_util::normalize_per_image(method_util::gradcam(capture, 0));
+    at::Tensor up = method_util::upsample(cam, 224, 224)[0];
+    return (up.slice(0, 112).sum() / up.sum()).item<double>();
+  };
+  for (int64_t cat : {281, 282, 285}) EXPECT_GT(lower_share(cat), 0.5) << "class " << cat;
+  EXPECT_LT(lower_share(243), 0.4);
+}
+
+// The real weights against the autograd reference, as tests/methods_test.cpp
+// does with random ones.
+TEST_F(PretrainedTest, MethodsMatchTheReference) {
+  test::TempDir dir;
+  const std::string image = shared_ + "/images/cat_dog.png";
+  const int threads = set_threads(0);
+  test::RunResult r =
+      test::run({test::python(), test::source_dir() + "/tests/reference/methods_ref.py",
+                 model_path_, image, dir.path(), "--class", "243", "--layers",
+                 "features.0,features.12", "--cam", "--threads", std::to_string(threads)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto load = [&](const std::string& name) {
+    NpyArray a = read_npy(dir.file(name));
+    return at::from_blob(a.data.data(), a.shape, at::kFloat).clone();
+  };
+  auto expect_close = [](const at::Tensor& got, const at::Tensor& want, const char* what) {
+    const double scale = want.abs().max().item<double>();
+    EXPECT_LE((got - want).abs().max().item<double>(), 1e-4 * scale) << what;
+  };
+  Model model = Model::load(model_path_);
+  at::Tensor x = preprocess(read_image_rgb(image), model.info().preprocess);
+  Engine engine(model, {"features.0", "features.12", kGlobalPoolInput});
+  Pass pass = engine.run(x.unsqueeze(0));
+  Capture capture(engine, pass, {243});
+  expect_close(capture.input_gradient(Backprop::kPlain)[0], load("saliency.npy"), "saliency");
+  expect_close(capture.input_gradient(Backprop::kGuided)[0], load("guided.npy"), "guided");
+  expect_close(capture.input_gradient(Backprop::kDeconv)[0], load("deconv.npy"), "deconvnet");
+  // features.0 is a convolution followed by an in-place ReLU: its true output
+  // has negative values, which eager hooks would not see.
+  expect_close(capture.activation(0)[0], load("activation_features.0.npy"), "features.0 output");
+  EXPECT_LT(capture.activation(0).min().item<float>(), 0.0f);
+  expect_close(method_util::gradcam(capture, 0)[0], load("gradcam_features.0.npy"), "gradcam 0");
+  expect_close(method_util::gradcam(capture, 1)[0], load("gradcam_features.12.npy"), "gradcam 12");
+  expect_close(find_method("cam").compute(capture)[0].value[0], load("cam.npy"), "cam");
 }
 
 }  // namespace

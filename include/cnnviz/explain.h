@@ -32,6 +32,8 @@ struct ExplainSummary {
   nlohmann::ordered_json manifest;  // also written to OUTDIR/manifest.json
   size_t images = 0;
   size_t failed = 0;
+  double compute_ms = 0.0;  // forward, backward passes and methods
+  double write_ms = 0.0;    // rendering and writing files
 };
 
 // The layers a method will use on `model` given the options: the requested

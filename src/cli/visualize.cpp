@@ -1,10 +1,13 @@
 #include "visualize.h"
 
+#include <chrono>
+#include <nlohmann/json.hpp>
 #include <ostream>
 
 #include "cnnviz/error.h"
 #include "cnnviz/methods.h"
 #include "cnnviz/render.h"
+#include "cnnviz/runtime.h"
 
 namespace cnnviz::cli {
 
@@ -47,16 +50,27 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
                     "Threads decoding images ahead of the network (default: every core)")
         ->check(CLI::Range(1, 256));
     sub->add_flag("--json", opts->json, "Print the manifest to stdout");
+    sub->add_flag("--timings", opts->timings,
+                  "Print load, compute and write times (ms) to stderr as a JSON line");
     opts->command = sub;
     all.push_back(std::move(opts));
   }
 }
 
 int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) {
+  auto start = std::chrono::steady_clock::now();
   Model model = open_model(opts.model, err);
+  const double load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   if (!opts.target_class.empty()) opts.explain.target_class = opts.target_class;
   ExplainSummary summary = explain(model, opts.images, opts.explain, err);
   if (opts.json) out << summary.manifest.dump(2) << "\n";
+  if (opts.timings) {
+    nlohmann::ordered_json t = {{"images", summary.images},         {"failed", summary.failed},
+                                {"threads", current_threads()},     {"load_ms", load_ms},
+                                {"compute_ms", summary.compute_ms}, {"write_ms", summary.write_ms}};
+    err << kPrefix << "timings " << t.dump() << "\n";
+  }
   if (summary.failed > 0) {
     err << kPrefix << summary.failed << " of " << summary.images << " images failed\n";
     return static_cast<int>(ErrorCode::kInput);

@@ -20,6 +20,7 @@ struct VisualizeOptions {
   ExplainOptions explain;
   std::string target_class;  // --class, empty: top-1
   bool json = false;
+  bool timings = false;
   CLI::App* command = nullptr;
 };
 

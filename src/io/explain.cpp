@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <ostream>
@@ -341,6 +342,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
     if (ok.empty()) continue;
     std::vector<at::Tensor> inputs;
     for (LoadedImage* img : ok) inputs.push_back(img->input);
+    auto t0 = std::chrono::steady_clock::now();
     Pass pass = engine.run(at::stack(inputs));
     const int64_t classes = pass.logits().size(1);
     if (fixed_class && *fixed_class >= classes) parse_class(*options.target_class, info, classes);
@@ -356,6 +358,8 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
         cls.push_back(fixed_class ? *fixed_class : top[n][r].index);
       Capture capture(engine, pass, cls);
       std::vector<MethodMap> maps = method.compute(capture);
+      auto t1 = std::chrono::steady_clock::now();
+      summary.compute_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
       at::Tensor probs = at::softmax(pass.logits(), 1);
       for (size_t n = 0; n < ok.size(); ++n) {
         const LoadedImage& img = *ok[n];
@@ -376,6 +380,8 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
         }
         writer.contact_sheet_for(method.name, cls[n]);
       }
+      t0 = std::chrono::steady_clock::now();
+      summary.write_ms += std::chrono::duration<double, std::milli>(t0 - t1).count();
     }
     for (size_t n = 0; n < ok.size(); ++n) {
       json& e = entries[ok[n]->index];
