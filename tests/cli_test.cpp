@@ -151,8 +151,8 @@ TEST_F(CliTest, ModelProblemsExitFour) {
   EXPECT_NE(corrupt.err.find("cannot load model '" + dir_.file("broken.pt") + "'"),
             std::string::npos);
 
-  test::RunResult missing = cnnviz({"classify", "-m", "densenet121", good_},
-                                   {{"CNNVIZ_MODELS", test::test_models_dir()}});
+  test::RunResult missing =
+      cnnviz({"classify", "-m", "vgg19", good_}, {{"CNNVIZ_MODELS", test::test_models_dir()}});
   EXPECT_EQ(missing.exit_code, 4);
   EXPECT_EQ(test::lines(missing.err).size(), 1u) << missing.err;
   EXPECT_NE(missing.err.find("squeezenet1_1"), std::string::npos) << missing.err;
