@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# Times `cnnviz classify` against the same work in Python (PIL + torchvision
-# transforms + the same TorchScript file), side by side in one run, and prints
-# the ratio. Both sides are fresh processes timed after the model is loaded
-# (process start and model load excluded), cold (no warm-up), best of R runs,
-# alternating so that machine noise hits both alike.
+# Benchmarks cnnviz against the same work in Python, side by side in one run,
+# and prints the ratios. Weights do not change the cost: a model missing from
+# models/ is exported with random weights into build/bench-models.
 #
-#   scripts/bench.sh [--model NAME|PATH] [--images N] [--batch-size B] [--repeat R] [--threads T]
+#   scripts/bench.sh [classify] [--model NAME|PATH] [--images N] [--batch-size B]
+#                    [--repeat R] [--threads T]
+#     `cnnviz classify` vs PIL + torchvision transforms + the same TorchScript
+#     file (scripts/bench_classify.py). Both are fresh processes timed after the
+#     model is loaded, cold (no warm-up), best of R, alternating. Default model
+#     squeezenet1_1, 32 images, batch 8.
 #
-# Default model: squeezenet1_1 from models/, else a random-weight export made
-# in build/bench-models (weights do not change the cost).
+#   scripts/bench.sh visualize [--model NAME|PATH] [--repeat R] [--threads T]
+#     `cnnviz guided-gradcam --all-layers` on one image (compute time: forward,
+#     backward passes and maps; warm, i.e. after a first image in the same
+#     process, and cold; best of R; file writing reported apart)
+#     vs scripts/bench_visualize.py on the eager model: the floor (one forward
+#     + two backward passes, all layers hooked), one layer per pass, and the
+#     seed tutorial's loop (Grad-CAM + guided backprop per layer). Default vgg16.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 
+mode=classify
+case ${1:-} in classify|visualize) mode=$1; shift ;; esac
 model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc)
+[ "$mode" = visualize ] && model=vgg16 repeat=3
 while [ $# -gt 0 ]; do
   case $1 in
     --model) model=$2; shift 2 ;;
@@ -21,7 +32,7 @@ while [ $# -gt 0 ]; do
     --batch-size) batch=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -38,6 +49,49 @@ else
   model_path=$root/build/bench-models/$model.pt
   [ -f "$model_path" ] ||
     "$python" "$root/scripts/export_models.py" --random-weights -o "$root/build/bench-models" "$model" >&2
+fi
+
+calc() { awk "BEGIN { print $1 }"; }
+best() { printf '%s\n' "$@" | sort -g | head -n1; }
+
+if [ "$mode" = visualize ]; then
+  image=$root/../shared/images/cat_dog.png
+  [ -f "$image" ] || image=$("$python" -c 'import os, skimage.data as d; print(os.path.join(d.data_dir, "chelsea.png"))')
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+  # Cold: one image in a fresh process. Warm: the extra cost of two more
+  # images in the same process (batch 1), per image, as the Python side is
+  # measured after a warm-up.
+  timing() {
+    "$cnnviz" guided-gradcam --all-layers --no-raw --timings --threads "$threads" --batch-size 1 \
+      -m "$model_path" -o "$out" "$@" 2>&1 >/dev/null | grep 'cnnviz: timings'
+  }
+  field() { sed "s/.*\"$1\":\\([0-9.e+-]*\\).*/\\1/"; }
+  cold=() warm=() write=()
+  for ((r = 0; r < repeat; r++)); do
+    one=$(timing "$image")
+    three=$(timing "$image" "$image" "$image")
+    c1=$(field compute_ms <<<"$one") c3=$(field compute_ms <<<"$three")
+    cold+=("$c1")
+    warm+=("$(calc "($c3 - $c1) / 2")")
+    write+=("$(field write_ms <<<"$one")")
+  done
+  py() {
+    "$python" "$root/scripts/bench_visualize.py" "$model_path" "$image" --threads "$threads" "$@" |
+      "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(d["best_ms"], d["layers"])'
+  }
+  read -r floor layers < <(py --mode floor --repeat "$repeat")
+  read -r per_layer _ < <(py --mode per-layer --repeat 1)
+  read -r seed _ < <(py --mode seed --repeat 1)
+  c=$(best "${warm[@]}")
+  printf 'guided-gradcam --all-layers: %s, %s layers, 1 image, %d threads\n' \
+    "$(basename "$model_path")" "$layers" "$threads"
+  printf '  cnnviz warm (best of %d)       %8.0f ms   (cold, first image: %.0f ms; writing PNGs: %.0f ms)\n' \
+    "$repeat" "$c" "$(best "${cold[@]}")" "$(best "${write[@]}")"
+  printf '  python floor: 1 fwd + 2 bwd   %8.0f ms   cnnviz/floor     %.2fx\n' "$floor" "$(calc "$c / $floor")"
+  printf '  python one layer per pass     %8.0f ms   per-layer/cnnviz %.1fx\n' "$per_layer" "$(calc "$per_layer / $c")"
+  printf '  python seed loop              %8.0f ms   seed/cnnviz      %.1fx\n' "$seed" "$(calc "$seed / $c")"
+  exit 0
 fi
 
 # N images cycled from the shared photos and scikit-image's cat, copied so
@@ -57,8 +111,6 @@ for ((i = 0; i < n; i++)); do
   images+=("$dst")
 done
 
-calc() { awk "BEGIN { print $1 }"; }
-best() { printf '%s\n' "$@" | sort -g | head -n1; }
 cpp_ms=() py_ms=() cpp_wall=() py_wall=()
 for ((r = 0; r < repeat; r++)); do
   t0=$(date +%s.%N)
