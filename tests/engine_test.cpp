@@ -103,6 +103,21 @@ TEST(EngineUnitTest, LayersThatRunTwiceAreRefused) {
   EXPECT_EQ(layers[2].path, kGlobalPoolInput);
 }
 
+TEST(EngineUnitTest, ActivationsThatCannotBeGuidedAreReported) {
+  test::TempDir dir;
+  torch::jit::Module net("Six");
+  net.define(
+      "def forward(self, x):\n"
+      "  y = torch.hardtanh(x, 0.0, 6.0)\n"
+      "  z = y * torch.sigmoid(y)\n"
+      "  return torch.relu(z).mean(dim=[2, 3])\n");
+  net.save(dir.file("six.pt"));
+  Model model = Model::load(dir.file("six.pt"));
+  Engine engine(model, {});
+  EXPECT_EQ(engine.report().guided_relus, 1);
+  EXPECT_EQ(engine.report().unguided.at("aten::hardtanh"), 1);
+}
+
 TEST(EngineUnitTest, UnknownLayerIsUnsupportedWithHint) {
   test::TempDir dir;
   Model model = Model::load(tiny_model(dir));
