@@ -63,15 +63,17 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-RunResult run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env) {
-  TempDir dir;
-  const std::string out_path = dir.file("stdout"), err_path = dir.file("stderr");
+int start(const std::vector<std::string>& argv, const std::string& dir,
+          const std::map<std::string, std::string>& env) {
+  const std::string out_path = dir + "/stdout", err_path = dir + "/stderr",
+                    in_path = dir + "/stdin";
+  if (!std::filesystem::exists(in_path)) write_text(in_path, "");
   pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
     int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int in = open("/dev/null", O_RDONLY);
+    int in = open(in_path.c_str(), O_RDONLY);
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
@@ -88,13 +90,24 @@ RunResult run(const std::vector<std::string>& argv, const std::map<std::string, 
     execv(args[0], args.data());
     _exit(127);
   }
+  return pid;
+}
+
+RunResult finish(int pid, const std::string& dir) {
   int status = 0;
   waitpid(pid, &status, 0);
   RunResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = read_text(out_path);
-  r.err = read_text(err_path);
+  r.out = read_text(dir + "/stdout");
+  r.err = read_text(dir + "/stderr");
   return r;
+}
+
+RunResult run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+              const std::string& stdin_text) {
+  TempDir dir;
+  write_text(dir.file("stdin"), stdin_text);
+  return finish(start(argv, dir.path(), env), dir.path());
 }
 
 std::vector<std::string> lines(const std::string& text) {

@@ -49,7 +49,14 @@ struct RunResult {
 // Runs argv[0] with the arguments, no shell involved; `env` entries are set
 // (or, with an empty value, unset) in the child only.
 RunResult run(const std::vector<std::string>& argv,
-              const std::map<std::string, std::string>& env = {});
+              const std::map<std::string, std::string>& env = {},
+              const std::string& stdin_text = "");
+
+// Starts argv in the background (stdout/stderr to files in `dir`); returns
+// its pid. finish() waits for it and collects the result.
+int start(const std::vector<std::string>& argv, const std::string& dir,
+          const std::map<std::string, std::string>& env = {});
+RunResult finish(int pid, const std::string& dir);
 
 // Lines of `text`, without the newlines.
 std::vector<std::string> lines(const std::string& text);

@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/inputs.h"
 #include "cnnviz/model.h"
+#include "cnnviz/progress.h"
 
 namespace cnnviz {
 
@@ -26,12 +28,16 @@ struct ExplainOptions {
   double alpha = 0.5;  // heatmap weight in overlays
   size_t batch_size = 4;
   int decoders = 0;
+  Shard shard;                 // this process's share of the images
+  bool skip_existing = false;  // reuse complete outputs of earlier runs
 };
 
 struct ExplainSummary {
   nlohmann::ordered_json manifest;  // also written to OUTDIR/manifest.json
-  size_t images = 0;
+  size_t images = 0;                // in this shard
   size_t failed = 0;
+  size_t skipped = 0;  // complete from an earlier run (--skip-existing)
+  bool interrupted = false;
   double compute_ms = 0.0;  // forward, backward passes and methods
   double write_ms = 0.0;    // rendering and writing files
 };
@@ -46,12 +52,23 @@ std::vector<std::string> resolve_layers(const Model& model, const ExplainOptions
 // Error(kUsage) with near matches when it names no class of the model.
 int64_t parse_class(const std::string& text, const ModelInfo& info, int64_t classes);
 
-// Runs options.method on every image and writes OUTDIR/<stem>/... and
-// OUTDIR/manifest.json. A bad image gets an error entry and is reported on
-// `err`; the others go on. Throws Error for failures that stop the run
-// (unknown method, layer or class; unwritable output directory).
+// Runs options.method on the images of options.shard and writes
+// OUTDIR/<stem>/..., appends each finished image to the journal
+// OUTDIR/journal[.shard-K-of-N].jsonl (so an interrupted run loses only the
+// images in flight), and at the end writes OUTDIR/manifest.json (sharded:
+// manifest.shard-K-of-N.json; `merge_manifests` combines them). Stems are
+// made unique over the whole list, so shards agree on directories. A bad
+// image gets an error entry and is reported through `progress`; the others
+// go on. Stops at the next batch when interrupted(). Throws Error for
+// failures that stop the run (unknown method, layer or class; unwritable
+// output).
 ExplainSummary explain(const Model& model, const std::vector<std::string>& images,
-                       const ExplainOptions& options, std::ostream& err);
+                       const ExplainOptions& options, Progress& progress);
+
+// Combines OUTDIR/manifest.shard-*.json into OUTDIR/manifest.json (images in
+// input order). Throws Error(kInput) when there are none or they come from
+// different runs. Returns the number of images.
+size_t merge_manifests(const std::string& outdir);
 
 }  // namespace cnnviz
 

@@ -9,9 +9,11 @@
 #include <ostream>
 
 #include "cnnviz/error.h"
+#include "cnnviz/inputs.h"
 #include "cnnviz/loader.h"
 #include "cnnviz/predict.h"
 #include "cnnviz/preprocess.h"
+#include "cnnviz/progress.h"
 #include "cnnviz/runtime.h"
 
 namespace cnnviz::cli {
@@ -39,6 +41,7 @@ const char* weights_kind_name(WeightsKind k) {
 }
 
 struct Outcome {
+  bool done = false;
   std::vector<Prediction> predictions;
   std::optional<std::string> error;
 };
@@ -58,8 +61,7 @@ void print_text(std::ostream& out, const std::string& image, const std::vector<P
 
 CLI::App* setup_classify(CLI::App& app, ClassifyOptions& opts) {
   CLI::App* sub = app.add_subcommand("classify", "Print the top-K ImageNet classes of each image");
-  sub->add_option("images", opts.images, "Image files (JPEG, PNG, BMP, TIFF, WebP, ...)")
-      ->required();
+  add_input_options(*sub, opts.inputs);
   add_model_options(*sub, opts.model);
   sub->add_option("-k,--top-k", opts.top_k, "Number of classes to print per image")
       ->check(CLI::PositiveNumber)
@@ -77,6 +79,10 @@ CLI::App* setup_classify(CLI::App& app, ClassifyOptions& opts) {
 }
 
 int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& err) {
+  const std::vector<std::string> all = collect_inputs(opts.inputs);
+  const Shard shard = parse_shard(opts.inputs.shard);
+  std::vector<std::string> images;
+  for (size_t p : shard_positions(all.size(), shard)) images.push_back(all[p]);
   Clock::time_point start = Clock::now();
   Model model = open_model(opts.model, err);
   const ModelInfo& info = model.info();
@@ -88,18 +94,24 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
   const double load_ms = ms_since(start);
 
   start = Clock::now();
-  std::vector<Outcome> outcomes(opts.images.size());
+  std::vector<Outcome> outcomes(images.size());
+  Progress progress(err, images.size(), !opts.inputs.quiet && stderr_is_terminal());
+  bool stopped = false;
   LoaderOptions loader_options;
   loader_options.batch_size = static_cast<size_t>(opts.batch_size);
   loader_options.workers = opts.decoders;
-  BatchLoader loader(opts.images, info.preprocess, loader_options);
+  BatchLoader loader(images, info.preprocess, loader_options);
   for (std::vector<LoadedImage> batch = loader.next(); !batch.empty(); batch = loader.next()) {
+    if (interrupted()) {
+      stopped = true;
+      break;
+    }
     std::vector<at::Tensor> inputs;
     std::vector<size_t> slots;
     for (LoadedImage& img : batch) {
       if (img.error) {
         outcomes[img.index].error = img.error->what();
-        err << kPrefix << img.error->what() << "\n";
+        progress.failed(img.error->what());
       } else {
         inputs.push_back(std::move(img.input));
         slots.push_back(img.index);
@@ -107,7 +119,13 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
     }
     if (inputs.empty()) continue;
     std::vector<std::vector<Prediction>> top = top_k(model.logits(at::stack(inputs)), opts.top_k);
-    for (size_t j = 0; j < slots.size(); ++j) outcomes[slots[j]].predictions = std::move(top[j]);
+    for (size_t j = 0; j < slots.size(); ++j) {
+      outcomes[slots[j]].predictions = std::move(top[j]);
+      outcomes[slots[j]].done = true;
+      // Text results stream out batch by batch; JSON is one document at the end.
+      if (!opts.json) print_text(out, images[slots[j]], outcomes[slots[j]].predictions, info);
+    }
+    progress.done(slots.size());
   }
   const double run_ms = ms_since(start);
 
@@ -124,8 +142,9 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
          {{"kind", weights_kind_name(info.weights_kind)}, {"source", info.weights_source}}}};
     doc["results"] = nlohmann::ordered_json::array();
     for (size_t i = 0; i < outcomes.size(); ++i) {
+      if (!outcomes[i].done && !outcomes[i].error) continue;  // not reached (interrupted)
       nlohmann::ordered_json r;
-      r["image"] = opts.images[i];
+      r["image"] = images[i];
       if (outcomes[i].error) {
         r["error"] = *outcomes[i].error;
       } else {
@@ -140,12 +159,8 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
       }
       doc["results"].push_back(std::move(r));
     }
-    doc["summary"] = {{"images", outcomes.size()}, {"failed", failed}};
+    doc["summary"] = {{"images", outcomes.size()}, {"failed", failed}, {"interrupted", stopped}};
     out << doc.dump(2) << "\n";
-  } else {
-    for (size_t i = 0; i < outcomes.size(); ++i) {
-      if (!outcomes[i].error) print_text(out, opts.images[i], outcomes[i].predictions, info);
-    }
   }
   if (opts.timings) {
     nlohmann::ordered_json t = {{"images", outcomes.size()},
@@ -157,11 +172,11 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
                                 {"per_image_ms", run_ms / std::max<size_t>(1, outcomes.size())}};
     err << kPrefix << "timings " << t.dump() << "\n";
   }
-  if (failed > 0) {
-    err << kPrefix << failed << " of " << outcomes.size() << " images failed\n";
-    return static_cast<int>(ErrorCode::kInput);
+  if (!opts.inputs.quiet && (stopped || failed > 0 || outcomes.size() > 1)) {
+    progress.summary(stopped);
   }
-  return 0;
+  if (stopped) return kInterruptedExit;
+  return failed > 0 ? static_cast<int>(ErrorCode::kInput) : 0;
 }
 
 }  // namespace cnnviz::cli

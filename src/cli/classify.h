@@ -12,7 +12,7 @@ namespace cnnviz::cli {
 
 struct ClassifyOptions {
   ModelOptions model;
-  std::vector<std::string> images;
+  InputOptions inputs;
   int top_k = 5;
   int batch_size = 8;
   int decoders = 0;  // image decoding threads; 0 = every available core

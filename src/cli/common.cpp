@@ -1,7 +1,10 @@
 #include "common.h"
 
+#include <iostream>
 #include <ostream>
 
+#include "cnnviz/error.h"
+#include "cnnviz/inputs.h"
 #include "cnnviz/model_store.h"
 #include "cnnviz/runtime.h"
 
@@ -17,6 +20,26 @@ void add_model_options(CLI::App& sub, ModelOptions& opts) {
       ->envname("CNNVIZ_MODELS");
   sub.add_option("--threads", opts.threads, "LibTorch threads (default: every available core)")
       ->check(CLI::Range(1, 1024));
+}
+
+void add_input_options(CLI::App& sub, InputOptions& opts) {
+  sub.add_option("images", opts.images,
+                 "Image files or directories (searched recursively for image files)");
+  sub.add_option("--from-list", opts.from_list,
+                 "Also read image paths from FILE, one per line ('-' for stdin)");
+  sub.add_option("--shard", opts.shard,
+                 "Process only the K-th of N deterministic shares of the inputs (K/N)")
+      ->capture_default_str();
+  sub.add_flag("-q,--quiet", opts.quiet, "No progress bar or summary on stderr");
+}
+
+std::vector<std::string> collect_inputs(const InputOptions& opts) {
+  std::vector<std::string> images = expand_inputs(opts.images, opts.from_list, std::cin);
+  if (images.empty()) {
+    throw Error(ErrorCode::kUsage,
+                "no input images (give image files or directories, or --from-list FILE)");
+  }
+  return images;
 }
 
 Model open_model(const ModelOptions& opts, std::ostream& err) {

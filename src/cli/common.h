@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include "cnnviz/model.h"
 
@@ -19,6 +20,24 @@ struct ModelOptions {
 };
 
 void add_model_options(CLI::App& sub, ModelOptions& opts);
+
+// Where the images come from: IMAGE... arguments (files or directories),
+// --from-list FILE ("-": stdin), --shard K/N; and whether to show progress.
+struct InputOptions {
+  std::vector<std::string> images;
+  std::string from_list;
+  std::string shard = "1/1";
+  bool quiet = false;
+};
+
+void add_input_options(CLI::App& sub, InputOptions& opts);
+
+// The expanded input list (see inputs.h). Throws Error(kUsage) when it is
+// empty.
+std::vector<std::string> collect_inputs(const InputOptions& opts);
+
+// Exit status of a run interrupted by SIGINT/SIGTERM (128 + SIGINT).
+constexpr int kInterruptedExit = 130;
 
 // Resolves, loads and announces the model: sets the thread count, and warns on
 // `err` when the weights are random or the file has no metadata.

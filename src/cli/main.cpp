@@ -8,8 +8,10 @@
 
 #include "classify.h"
 #include "cnnviz/error.h"
+#include "cnnviz/progress.h"
 #include "cnnviz/version.h"
 #include "layers.h"
+#include "merge.h"
 #include "visualize.h"
 
 int main(int argc, char** argv) {
@@ -22,7 +24,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(
       "Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad input image(s), 4 model, "
-      "5 unsupported, 6 output");
+      "5 unsupported, 6 output, 130 interrupted");
 
   cli::ClassifyOptions classify;
   CLI::App* classify_cmd = cli::setup_classify(app, classify);
@@ -30,6 +32,8 @@ int main(int argc, char** argv) {
   cli::setup_visualize(app, visualize);
   cli::LayersOptions layers;
   CLI::App* layers_cmd = cli::setup_layers(app, layers);
+  cli::MergeOptions merge;
+  CLI::App* merge_cmd = cli::setup_merge(app, merge);
 
   try {
     app.parse(argc, argv);
@@ -39,9 +43,12 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : static_cast<int>(ErrorCode::kUsage);
   }
 
+  // Ctrl-C stops a run at the next batch with a consistent manifest.
+  install_interrupt_handler();
   try {
     if (classify_cmd->parsed()) return cli::run_classify(classify, std::cout, std::cerr);
     if (layers_cmd->parsed()) return cli::run_layers(layers, std::cout, std::cerr);
+    if (merge_cmd->parsed()) return cli::run_merge(merge, std::cout, std::cerr);
     for (auto& v : visualize) {
       if (v->command->parsed()) return cli::run_visualize(*v, std::cout, std::cerr);
     }

@@ -5,7 +5,9 @@
 #include <ostream>
 
 #include "cnnviz/error.h"
+#include "cnnviz/inputs.h"
 #include "cnnviz/methods.h"
+#include "cnnviz/progress.h"
 #include "cnnviz/render.h"
 #include "cnnviz/runtime.h"
 
@@ -17,7 +19,10 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
     opts->explain.method = method.name;
     CLI::App* sub = app.add_subcommand(method.name, method.summary);
     if (method.name == std::string("guided-backprop")) sub->alias("gbp");
-    sub->add_option("images", opts->images, "Image files")->required();
+    add_input_options(*sub, opts->inputs);
+    sub->add_flag("--skip-existing", opts->explain.skip_existing,
+                  "Skip images whose outputs from an earlier run with the same settings are "
+                  "complete in OUTDIR");
     add_model_options(*sub, opts->model);
     sub->add_option("-o,--outdir", opts->explain.outdir, "Output directory")->capture_default_str();
     sub->add_option("--class", opts->target_class,
@@ -30,6 +35,8 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
       CLI::Option* layer =
           sub->add_option("--layer", opts->explain.layers,
                           "Layer by module path (repeatable; default: the model's Grad-CAM layer)");
+      // One value per --layer, so that the images after it stay positional.
+      layer->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
       sub->add_flag("--all-layers", opts->explain.all_layers,
                     "Every layer of the feature extractor, from one forward and backward pass")
           ->excludes(layer);
@@ -58,12 +65,16 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
 }
 
 int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) {
+  const std::vector<std::string> images = collect_inputs(opts.inputs);
+  opts.explain.shard = parse_shard(opts.inputs.shard);
   auto start = std::chrono::steady_clock::now();
   Model model = open_model(opts.model, err);
   const double load_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   if (!opts.target_class.empty()) opts.explain.target_class = opts.target_class;
-  ExplainSummary summary = explain(model, opts.images, opts.explain, err);
+  const size_t share = shard_positions(images.size(), opts.explain.shard).size();
+  Progress progress(err, share, !opts.inputs.quiet && stderr_is_terminal());
+  ExplainSummary summary = explain(model, images, opts.explain, progress);
   if (opts.json) out << summary.manifest.dump(2) << "\n";
   if (opts.timings) {
     nlohmann::ordered_json t = {{"images", summary.images},         {"failed", summary.failed},
@@ -71,11 +82,9 @@ int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) 
                                 {"compute_ms", summary.compute_ms}, {"write_ms", summary.write_ms}};
     err << kPrefix << "timings " << t.dump() << "\n";
   }
-  if (summary.failed > 0) {
-    err << kPrefix << summary.failed << " of " << summary.images << " images failed\n";
-    return static_cast<int>(ErrorCode::kInput);
-  }
-  return 0;
+  if (!opts.inputs.quiet) progress.summary(summary.interrupted);
+  if (summary.interrupted) return kInterruptedExit;
+  return summary.failed > 0 ? static_cast<int>(ErrorCode::kInput) : 0;
 }
 
 }  // namespace cnnviz::cli

@@ -16,7 +16,7 @@ namespace cnnviz::cli {
 
 struct VisualizeOptions {
   ModelOptions model;
-  std::vector<std::string> images;
+  InputOptions inputs;
   ExplainOptions explain;
   std::string target_class;  // --class, empty: top-1
   bool json = false;

@@ -1,11 +1,16 @@
 #include "cnnviz/explain.h"
 
 #include <ATen/ATen.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <ostream>
 #include <set>
@@ -13,6 +18,7 @@
 #include "cnnviz/engine.h"
 #include "cnnviz/error.h"
 #include "cnnviz/files.h"
+#include "cnnviz/inputs.h"
 #include "cnnviz/loader.h"
 #include "cnnviz/methods.h"
 #include "cnnviz/npy.h"
@@ -198,6 +204,72 @@ class ImageWriter {
   std::vector<std::pair<std::string, cv::Mat>> tiles_;
 };
 
+// Appends one JSON line per finished image and flushes it to disk, so that
+// after a crash or Ctrl-C the journal lists exactly the complete images.
+class Journal {
+ public:
+  explicit Journal(const std::string& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+      throw Error(ErrorCode::kOutput, "cannot write '" + path + "': " + std::strerror(errno));
+    }
+  }
+  ~Journal() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  void append(const json& entry, const std::string& run_key) {
+    json line = entry;
+    line["run_key"] = run_key;
+    const std::string text = line.dump() + "\n";
+    if (::write(fd_, text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+        ::fdatasync(fd_) != 0) {
+      throw Error(ErrorCode::kOutput, "cannot write '" + path_ + "': " + std::strerror(errno));
+    }
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// The latest successful entry per image in OUTDIR's journals with `run_key`.
+std::map<std::string, json> read_journals(const std::string& outdir, const std::string& run_key) {
+  std::map<std::string, json> found;
+  std::error_code ec;
+  std::vector<fs::path> journals;
+  for (fs::directory_iterator it(outdir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind("journal", 0) == 0 && it->path().extension() == ".jsonl") {
+      journals.push_back(it->path());
+    }
+  }
+  std::sort(journals.begin(), journals.end());
+  for (const fs::path& j : journals) {
+    std::ifstream in(j);
+    for (std::string line; std::getline(in, line);) {
+      json e = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (e.is_discarded() || !e.is_object() || e.value("run_key", "") != run_key) continue;
+      if (e.contains("error") || !e.contains("files")) continue;
+      e.erase("run_key");
+      // Key first: json's by-value operator= would move `e` before the key is read.
+      const std::string image = e["image"].get<std::string>();
+      found[image] = std::move(e);
+    }
+  }
+  return found;
+}
+
+bool outputs_complete(const std::string& outdir, const json& entry) {
+  std::error_code ec;
+  for (const json& f : entry["files"]) {
+    if (!fs::is_regular_file(fs::path(outdir) / f["path"].get<std::string>(), ec)) return false;
+  }
+  return !entry["files"].empty();
+}
+
 // Feature layers from the metadata, else the children of `features`.
 std::vector<std::string> feature_layers(const Model& model) {
   if (!model.info().feature_layers.empty()) return model.info().feature_layers;
@@ -264,7 +336,7 @@ int64_t parse_class(const std::string& text, const ModelInfo& info, int64_t clas
 }
 
 ExplainSummary explain(const Model& model, const std::vector<std::string>& images,
-                       const ExplainOptions& options, std::ostream& err) {
+                       const ExplainOptions& options, Progress& progress) {
   const MethodDef& method = find_method(options.method);
   const int colormap = colormap_id(options.colormap);
   if (!(options.alpha >= 0.0 && options.alpha <= 1.0)) {
@@ -296,8 +368,8 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
     for (const auto& [op, count] : report.unguided) {
       ops += (ops.empty() ? "" : ", ") + op + " x" + std::to_string(count);
     }
-    err << "cnnviz: warning: model '" << info.name << "' has activations that cannot be guided ("
-        << ops << "); their backward stays the true gradient\n";
+    progress.note("warning: model '" + info.name + "' has activations that cannot be guided (" +
+                  ops + "); their backward stays the true gradient");
   }
 
   ExplainSummary summary;
@@ -321,20 +393,54 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   doc["images"] = json::array();
 
   const std::vector<std::string> stems = unique_stems(images);
-  std::vector<json> entries(images.size());
+  const std::vector<size_t> positions = shard_positions(images.size(), options.shard);
+  const std::string suffix = options.shard.active() ? "." + options.shard.name() : "";
+  doc["shard"] = options.shard.active() ? json(options.shard.name()) : json(nullptr);
+  doc["inputs"] = images.size();
+  const std::string run_key =
+      json({doc["model"]["path"], method.name, layers, doc["options"]}).dump();
+
+  // Entries of earlier runs with the same settings, for --skip-existing.
+  std::map<std::string, json> previous;
+  if (options.skip_existing) previous = read_journals(options.outdir, run_key);
+  Journal journal(options.outdir + "/journal" + suffix + ".jsonl");
+
+  std::map<size_t, json> entries;  // by input position
+  std::vector<std::string> to_load;
+  std::vector<size_t> load_position;
+  for (size_t p : positions) {
+    auto it = previous.find(images[p]);
+    if (it != previous.end() && outputs_complete(options.outdir, it->second)) {
+      entries[p] = it->second;
+      entries[p]["index"] = p;
+      ++summary.skipped;
+      progress.skipped();
+    } else {
+      to_load.push_back(images[p]);
+      load_position.push_back(p);
+    }
+  }
+
   LoaderOptions loader_options;
   loader_options.batch_size = std::max<size_t>(1, options.batch_size);
   loader_options.workers = options.decoders;
   loader_options.keep_rgb = true;
-  BatchLoader loader(images, info.preprocess, loader_options);
+  BatchLoader loader(to_load, info.preprocess, loader_options);
   for (std::vector<LoadedImage> batch = loader.next(); !batch.empty(); batch = loader.next()) {
+    if (interrupted()) {
+      summary.interrupted = true;
+      break;
+    }
     std::vector<LoadedImage*> ok;
     for (LoadedImage& img : batch) {
-      entries[img.index] = {{"image", img.path}};
+      const size_t p = load_position[img.index];
+      img.index = p;  // from here on: the position in the whole input list
       if (img.error) {
-        entries[img.index]["error"] = img.error->what();
-        err << "cnnviz: " << img.error->what() << "\n";
+        json e = {{"image", img.path}, {"index", p}, {"error", img.error->what()}};
+        journal.append(e, run_key);
+        entries[p] = std::move(e);
         ++summary.failed;
+        progress.failed(img.error->what());
       } else {
         ok.push_back(&img);
       }
@@ -384,8 +490,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
       summary.write_ms += std::chrono::duration<double, std::milli>(t0 - t1).count();
     }
     for (size_t n = 0; n < ok.size(); ++n) {
-      json& e = entries[ok[n]->index];
-      e["dir"] = stems[ok[n]->index];
+      json e = {{"image", ok[n]->path}, {"index", ok[n]->index}, {"dir", stems[ok[n]->index]}};
       e["predictions"] = json::array();
       for (int k = 0; k < std::min<int>(kManifestPredictions, static_cast<int>(top[n].size()));
            ++k) {
@@ -398,16 +503,76 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
       e["files"] = std::move(files[n]);
       e["warnings"] = std::move(warnings[n]);
       for (const auto& w : e["warnings"]) {
-        err << "cnnviz: warning: " << ok[n]->path << ": " << w.get<std::string>() << "\n";
+        progress.note("warning: " + ok[n]->path + ": " + w.get<std::string>());
       }
+      journal.append(e, run_key);
+      entries[ok[n]->index] = std::move(e);
+      progress.done();
     }
   }
-  for (json& e : entries) doc["images"].push_back(std::move(e));
-  summary.images = images.size();
-  doc["summary"] = {{"images", summary.images}, {"failed", summary.failed}};
+  if (interrupted()) summary.interrupted = true;
+  for (auto& [p, e] : entries) doc["images"].push_back(std::move(e));
+  summary.images = positions.size();
+  doc["summary"] = {{"images", summary.images},
+                    {"written", doc["images"].size()},
+                    {"failed", summary.failed},
+                    {"skipped", summary.skipped},
+                    {"interrupted", summary.interrupted}};
   const std::string text = doc.dump(2) + "\n";
-  write_file_atomic(options.outdir + "/manifest.json", text.data(), text.size());
+  write_file_atomic(options.outdir + "/manifest" + suffix + ".json", text.data(), text.size());
   return summary;
+}
+
+size_t merge_manifests(const std::string& outdir) {
+  std::error_code ec;
+  std::vector<fs::path> shards;
+  for (fs::directory_iterator it(outdir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind("manifest.shard-", 0) == 0 && it->path().extension() == ".json") {
+      shards.push_back(it->path());
+    }
+  }
+  std::sort(shards.begin(), shards.end());
+  if (shards.empty()) {
+    throw Error(ErrorCode::kInput, "merge: no manifest.shard-*.json in '" + outdir + "'");
+  }
+  json merged;
+  std::map<size_t, json> images;
+  json totals = {
+      {"images", 0}, {"written", 0}, {"failed", 0}, {"skipped", 0}, {"interrupted", false}};
+  for (const fs::path& p : shards) {
+    std::ifstream in(p);
+    json doc = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded() || !doc.contains("images")) {
+      throw Error(ErrorCode::kInput, "merge: '" + p.string() + "' is not a cnnviz manifest");
+    }
+    if (merged.is_null()) {
+      merged = doc;
+    } else if (doc["method"] != merged["method"] || doc["model"] != merged["model"] ||
+               doc["layers"] != merged["layers"] || doc["options"] != merged["options"]) {
+      throw Error(ErrorCode::kInput, "merge: '" + p.string() +
+                                         "' comes from a run with other settings than '" +
+                                         shards[0].string() + "'");
+    }
+    for (json& e : doc["images"]) {
+      const size_t index = e.value("index", images.size());
+      images[index] = std::move(e);
+    }
+    for (const char* k : {"images", "written", "failed", "skipped"}) {
+      totals[k] = totals[k].get<size_t>() + doc["summary"].value(k, size_t{0});
+    }
+    totals["interrupted"] =
+        totals["interrupted"].get<bool>() || doc["summary"].value("interrupted", false);
+  }
+  merged["shard"] = nullptr;
+  merged["merged_from"] = json::array();
+  for (const fs::path& p : shards) merged["merged_from"].push_back(p.filename().string());
+  merged["images"] = json::array();
+  for (auto& [i, e] : images) merged["images"].push_back(std::move(e));
+  merged["summary"] = totals;
+  const std::string text = merged.dump(2) + "\n";
+  write_file_atomic((fs::path(outdir) / "manifest.json").string(), text.data(), text.size());
+  return images.size();
 }
 
 }  // namespace cnnviz
