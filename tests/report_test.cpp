@@ -264,5 +264,43 @@ TEST_F(ReportTest, UnwritablePageIsAnOutputError) {
                      "cannot write '" + dir_.file("index.html") + "'");
 }
 
+// `cnnviz report` end to end: what it prints and its exit codes.
+class CliReportTest : public ReportTest {
+ protected:
+  test::RunResult cnnviz(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {test::cnnviz_bin()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return test::run(argv);
+  }
+};
+
+TEST_F(CliReportTest, PrintsThePathOfThePage) {
+  write_pngs(dir_.path(), doc_);
+  test::write_text(dir_.file("manifest.json"), doc_.dump());
+  test::RunResult r = cnnviz({"report", dir_.path()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, dir_.file("index.html") + "\n");
+  EXPECT_EQ(r.err, "");
+  EXPECT_TRUE(fs::is_regular_file(dir_.file("index.html")));
+}
+
+TEST_F(CliReportTest, ExitCodesAndOneLineMessages) {
+  test::RunResult r = cnnviz({"report", dir_.path()});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "cnnviz: report: '" + dir_.file("manifest.json") +
+                       "': not found (run a visualization subcommand with -o " + dir_.path() +
+                       " first)\n");
+
+  test::write_text(dir_.file("manifest.json"), doc_.dump());
+  fs::create_directories(dir_.file("index.html/keep"));
+  r = cnnviz({"report", dir_.path()});
+  EXPECT_EQ(r.exit_code, 6);
+  EXPECT_EQ(test::lines(r.err).size(), 1u) << r.err;
+  EXPECT_NE(r.err.find("cannot write '" + dir_.file("index.html") + "'"), std::string::npos);
+
+  EXPECT_EQ(cnnviz({"report"}).exit_code, 2);
+}
+
 }  // namespace
 }  // namespace cnnviz

@@ -10,6 +10,7 @@
 #include "cnnviz/error.h"
 #include "cnnviz/version.h"
 #include "layers.h"
+#include "report.h"
 #include "visualize.h"
 
 int main(int argc, char** argv) {
@@ -21,7 +22,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("cnnviz ") + kVersion);
   app.require_subcommand(1);
   app.footer(
-      "Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad input image(s), 4 model, "
+      "Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad input (images, manifest), 4 model, "
       "5 unsupported, 6 output");
 
   cli::ClassifyOptions classify;
@@ -30,6 +31,8 @@ int main(int argc, char** argv) {
   cli::setup_visualize(app, visualize);
   cli::LayersOptions layers;
   CLI::App* layers_cmd = cli::setup_layers(app, layers);
+  cli::ReportOptions report;
+  CLI::App* report_cmd = cli::setup_report(app, report);
 
   try {
     app.parse(argc, argv);
@@ -42,6 +45,7 @@ int main(int argc, char** argv) {
   try {
     if (classify_cmd->parsed()) return cli::run_classify(classify, std::cout, std::cerr);
     if (layers_cmd->parsed()) return cli::run_layers(layers, std::cout, std::cerr);
+    if (report_cmd->parsed()) return cli::run_report(report, std::cout, std::cerr);
     for (auto& v : visualize) {
       if (v->command->parsed()) return cli::run_visualize(*v, std::cout, std::cerr);
     }
