@@ -8,6 +8,12 @@ CNNVIZ_PACKAGES=(
   python3-skimage  # ships chelsea.png, the sample cat photo (CC0)
 )
 
+# Debian packages only the test suite needs (scripts/test.sh installs them,
+# setup.sh does not).
+CNNVIZ_TEST_PACKAGES=(
+  chromium  # opens the HTML report headless (tests/report_browser_test.sh)
+)
+
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 

@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 
-install_missing "${CNNVIZ_PACKAGES[@]}"
+install_missing "${CNNVIZ_PACKAGES[@]}" "${CNNVIZ_TEST_PACKAGES[@]}"
 build "$root"
 
 # Exports are reused between runs; a changed export script invalidates them.

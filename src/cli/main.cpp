@@ -12,6 +12,7 @@
 #include "cnnviz/version.h"
 #include "layers.h"
 #include "merge.h"
+#include "report.h"
 #include "visualize.h"
 
 int main(int argc, char** argv) {
@@ -23,7 +24,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("cnnviz ") + kVersion);
   app.require_subcommand(1);
   app.footer(
-      "Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad input image(s), 4 model, "
+      "Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad input (images, manifest), 4 model, "
       "5 unsupported, 6 output, 130 interrupted");
 
   cli::ClassifyOptions classify;
@@ -34,6 +35,8 @@ int main(int argc, char** argv) {
   CLI::App* layers_cmd = cli::setup_layers(app, layers);
   cli::MergeOptions merge;
   CLI::App* merge_cmd = cli::setup_merge(app, merge);
+  cli::ReportOptions report;
+  CLI::App* report_cmd = cli::setup_report(app, report);
 
   try {
     app.parse(argc, argv);
@@ -49,6 +52,7 @@ int main(int argc, char** argv) {
     if (classify_cmd->parsed()) return cli::run_classify(classify, std::cout, std::cerr);
     if (layers_cmd->parsed()) return cli::run_layers(layers, std::cout, std::cerr);
     if (merge_cmd->parsed()) return cli::run_merge(merge, std::cout, std::cerr);
+    if (report_cmd->parsed()) return cli::run_report(report, std::cout, std::cerr);
     for (auto& v : visualize) {
       if (v->command->parsed()) return cli::run_visualize(*v, std::cout, std::cerr);
     }
