@@ -10,6 +10,13 @@
 #     model is loaded, cold (no warm-up), best of R, alternating. Default model
 #     squeezenet1_1, 32 images, batch 8.
 #
+#   scripts/bench.sh batch [--model NAME|PATH] [--images N] [--threads T]
+#     the batch targets: `classify` over 64 images against the pure forward
+#     throughput of the same model and batch size (build/cnnviz_bench, same
+#     run); `gradcam --all-layers` over 16 images against 16 x one image; peak
+#     memory (/usr/bin/time -v) of `gradcam --all-layers` over N (default 500)
+#     images against 20. Default model squeezenet1_1.
+#
 #   scripts/bench.sh visualize [--model NAME|PATH] [--repeat R] [--threads T]
 #     `cnnviz guided-gradcam --all-layers` on one image (compute time: forward,
 #     backward passes and maps; warm, i.e. after a first image in the same
@@ -22,9 +29,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 
 mode=classify
-case ${1:-} in classify|visualize) mode=$1; shift ;; esac
+case ${1:-} in classify|visualize|batch) mode=$1; shift ;; esac
 model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc)
 [ "$mode" = visualize ] && model=vgg16 repeat=3
+[ "$mode" = batch ] && n=500
 while [ $# -gt 0 ]; do
   case $1 in
     --model) model=$2; shift 2 ;;
@@ -32,7 +40,7 @@ while [ $# -gt 0 ]; do
     --batch-size) batch=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -53,6 +61,58 @@ fi
 
 calc() { awk "BEGIN { print $1 }"; }
 best() { printf '%s\n' "$@" | sort -g | head -n1; }
+
+# Copies of the sample images, cycled: make_images DIR COUNT
+make_images() {
+  local dir=$1 count=$2 i src
+  local sources=()
+  for src in "$root"/../shared/images/* "$("$python" -c 'import os, skimage.data as d; print(os.path.join(d.data_dir, "chelsea.png"))')"; do
+    [ -f "$src" ] && sources+=("$src")
+  done
+  [ ${#sources[@]} -gt 0 ] || die "no sample images found"
+  mkdir -p "$dir"
+  for ((i = 0; i < count; i++)); do
+    src=${sources[$((i % ${#sources[@]}))]}
+    cp "$src" "$dir/img$(printf %04d "$i").${src##*.}"
+  done
+}
+
+if [ "$mode" = batch ]; then
+  install_missing time
+  bench="$root/build/cnnviz_bench"
+  [ -x "$bench" ] || die "build/cnnviz_bench missing: build first (scripts/test.sh or cmake --build build)"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  make_images "$work/i64" 64
+  make_images "$work/i16" 16
+  make_images "$work/i1" 1
+  make_images "$work/i20" 20
+  make_images "$work/iN" "$n"
+  field() { sed "s/.*\"$1\":\\([0-9.e+-]*\\).*/\\1/"; }
+  b=16
+  cls=$("$cnnviz" classify -q -m "$model_path" --batch-size $b --threads "$threads" --timings "$work/i64" 2>&1 >/dev/null | grep timings)
+  fwd=$("$bench" forward -m "$model_path" --batch-size $b --batches 4 --threads "$threads")
+  c=$(field per_image_ms <<<"$cls") f=$(field best_ms_per_image <<<"$fwd")
+  printf 'classify, 64 images, batch %d: %.2f ms/image; pure forward: %.2f ms/image; ratio %.2f (target <= 1.10)\n' \
+    $b "$c" "$f" "$(calc "$c / $f")"
+  run_ms() { # total compute + write time of a gradcam --all-layers run over DIR
+    "$cnnviz" gradcam --all-layers -q --no-raw --timings --batch-size 4 --threads "$threads" \
+      -m "$model_path" -o "$work/out-$(basename "$1")" "$1" 2>&1 >/dev/null | grep timings |
+      awk -F'[:,}]' '{for (i = 1; i < NF; i++) { if ($i ~ /compute_ms/) c = $(i+1); if ($i ~ /write_ms/) w = $(i+1) } print c + w}'
+  }
+  one=$(run_ms "$work/i1") sixteen=$(run_ms "$work/i16")
+  printf 'gradcam --all-layers: 1 image %.0f ms; 16 images %.0f ms = %.0f ms/image; ratio %.2f (target <= 1.20)\n' \
+    "$one" "$sixteen" "$(calc "$sixteen / 16")" "$(calc "$sixteen / 16 / $one")"
+  rss() {
+    /usr/bin/time -v "$cnnviz" gradcam --all-layers -q --no-raw --batch-size 4 --threads "$threads" \
+      -m "$model_path" -o "$work/mem-$(basename "$1")" "$1" 2>&1 >/dev/null |
+      awk '/Maximum resident set size/ { print $NF }'
+  }
+  r20=$(rss "$work/i20") rn=$(rss "$work/iN")
+  printf 'peak memory, gradcam --all-layers: 20 images %d MiB, %d images %d MiB, ratio %.2f\n' \
+    $((r20 / 1024)) "$n" $((rn / 1024)) "$(calc "$rn / $r20")"
+  exit 0
+fi
 
 if [ "$mode" = visualize ]; then
   image=$root/../shared/images/cat_dog.png
