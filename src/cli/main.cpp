@@ -1,8 +1,6 @@
 // cnnviz: the command-line entry point. Parses arguments with CLI11, runs one
 // subcommand, and is the only place that turns errors into exit codes.
 #include <CLI/CLI.hpp>
-#include <malloc.h>
-
 #include <exception>
 #include <iostream>
 #include <memory>
@@ -19,14 +17,6 @@
 
 int main(int argc, char** argv) {
   using namespace cnnviz;
-#ifdef __GLIBC__
-  // glibc raises its mmap threshold after large frees, after which image and
-  // activation buffers come from the heap and fragment it: peak memory then
-  // creeps up with the number of images. A fixed threshold keeps large
-  // buffers mmapped and returned (measured: 456 vs 473 MiB over 60 and 200
-  // images, instead of 587 vs 627 MiB and growing).
-  mallopt(M_MMAP_THRESHOLD, 1 << 20);
-#endif
   // OpenCV's own warnings would break the one-line-per-error rule.
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
 

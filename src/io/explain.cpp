@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -509,6 +510,14 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
       entries[ok[n]->index] = std::move(e);
       progress.done();
     }
+#ifdef __GLIBC__
+    // Hand the batch's freed buffers back to the system: without it glibc's
+    // heap fragments and peak memory creeps up with the number of images
+    // (measured 519 -> 789 MiB from 20 to 500 images). A fixed mmap
+    // threshold also stops the creep but makes every forward pass fault in
+    // fresh pages (classify 50% slower).
+    malloc_trim(0);
+#endif
   }
   if (interrupted()) summary.interrupted = true;
   for (auto& [p, e] : entries) doc["images"].push_back(std::move(e));
