@@ -84,6 +84,28 @@ TEST_F(CliBatchTest, FolderWithBadFilesKeepsEveryGoodResult) {
   EXPECT_EQ(r.err.find('\r'), std::string::npos) << "progress bar drawn without a terminal";
 }
 
+TEST_F(CliBatchTest, ProgressBarOnlyOnATerminal) {
+  // util-linux's script(1) (Debian's essential bsdutils) runs us on a pty.
+  if (!fs::exists("/usr/bin/script")) GTEST_SKIP() << "/usr/bin/script not installed";
+  const std::string folder = dir_.file("imgs");
+  fs::create_directories(folder);
+  for (int i = 0; i < 3; ++i) {
+    cv::imwrite(folder + "/t" + std::to_string(i) + ".png",
+                cv::Mat(40, 40, CV_8UC3, cv::Scalar(i)));
+  }
+  const std::string cmd =
+      test::cnnviz_bin() + " saliency --no-raw -m " + model_ + " -o " + out() + " " + folder;
+  test::RunResult tty = test::run({"/usr/bin/script", "-qec", cmd, "/dev/null"});
+  EXPECT_EQ(tty.exit_code, 0) << tty.out;
+  EXPECT_NE(tty.out.find("img/s"), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("ETA"), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("3 done, 0 skipped, 0 failed of 3"), std::string::npos) << tty.out;
+  test::RunResult quiet = test::run({"/usr/bin/script", "-qec", cmd + " --quiet", "/dev/null"});
+  EXPECT_EQ(quiet.exit_code, 0);
+  EXPECT_EQ(quiet.out.find("img/s"), std::string::npos) << quiet.out;
+  EXPECT_EQ(quiet.out.find("done,"), std::string::npos) << quiet.out;
+}
+
 TEST_F(CliBatchTest, ListFileFromStdinAndDirectoriesMix) {
   const std::string folder = bad_folder();
   test::RunResult r = cnnviz(

@@ -41,6 +41,7 @@ bool interrupted() { return g_interrupted.load(); }
 Progress::Progress(std::ostream& err, size_t total, bool enabled)
     : err_(err), total_(total), enabled_(enabled), start_(std::chrono::steady_clock::now()) {
   last_draw_ = start_;
+  draw(true);  // 0/N at once, so that a terminal shows the run has started
 }
 
 Progress::~Progress() { clear(); }
