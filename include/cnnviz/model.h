@@ -35,6 +35,9 @@ struct Preprocessing {
 
 enum class WeightsKind { kPretrained, kFile, kRandom, kUnknown };
 
+// "pretrained", "file", "random" or "unknown", as in cnnviz.json and manifests.
+const char* weights_kind_name(WeightsKind kind);
+
 struct ModelInfo {
   std::string path;  // the file it was loaded from
   std::string name;  // metadata "name", else the file's stem

@@ -26,20 +26,6 @@ double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-const char* weights_kind_name(WeightsKind k) {
-  switch (k) {
-    case WeightsKind::kPretrained:
-      return "pretrained";
-    case WeightsKind::kFile:
-      return "file";
-    case WeightsKind::kRandom:
-      return "random";
-    case WeightsKind::kUnknown:
-      break;
-  }
-  return "unknown";
-}
-
 struct Outcome {
   bool done = false;
   std::vector<Prediction> predictions;

@@ -39,6 +39,20 @@ std::array<float, 3> read_triple(const json& j, const char* key, const std::stri
 
 }  // namespace
 
+const char* weights_kind_name(WeightsKind kind) {
+  switch (kind) {
+    case WeightsKind::kPretrained:
+      return "pretrained";
+    case WeightsKind::kFile:
+      return "file";
+    case WeightsKind::kRandom:
+      return "random";
+    case WeightsKind::kUnknown:
+      break;
+  }
+  return "unknown";
+}
+
 std::string ModelInfo::label(int64_t index) const {
   if (index >= 0 && index < static_cast<int64_t>(labels.size())) return labels[index];
   return "class " + std::to_string(index);

@@ -42,20 +42,6 @@ std::string lower(std::string s) {
   return s;
 }
 
-const char* weights_kind_name(WeightsKind k) {
-  switch (k) {
-    case WeightsKind::kPretrained:
-      return "pretrained";
-    case WeightsKind::kFile:
-      return "file";
-    case WeightsKind::kRandom:
-      return "random";
-    case WeightsKind::kUnknown:
-      break;
-  }
-  return "unknown";
-}
-
 // One directory name per input: the file's stem, made unique in input order
 // ("cat", "cat-2", ...).
 std::vector<std::string> unique_stems(const std::vector<std::string>& images) {
@@ -236,19 +222,26 @@ class Journal {
   int fd_ = -1;
 };
 
+// The files of `dir` whose names start with `prefix` and end in `extension`,
+// sorted; none when the directory cannot be read.
+std::vector<fs::path> files_named(const std::string& dir, const std::string& prefix,
+                                  const std::string& extension) {
+  std::vector<fs::path> found;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().filename().string().rfind(prefix, 0) == 0 &&
+        it->path().extension() == extension) {
+      found.push_back(it->path());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
 // The latest successful entry per image in OUTDIR's journals with `run_key`.
 std::map<std::string, json> read_journals(const std::string& outdir, const std::string& run_key) {
   std::map<std::string, json> found;
-  std::error_code ec;
-  std::vector<fs::path> journals;
-  for (fs::directory_iterator it(outdir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind("journal", 0) == 0 && it->path().extension() == ".jsonl") {
-      journals.push_back(it->path());
-    }
-  }
-  std::sort(journals.begin(), journals.end());
-  for (const fs::path& j : journals) {
+  for (const fs::path& j : files_named(outdir, "journal", ".jsonl")) {
     std::ifstream in(j);
     for (std::string line; std::getline(in, line);) {
       json e = json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -533,15 +526,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
 }
 
 size_t merge_manifests(const std::string& outdir) {
-  std::error_code ec;
-  std::vector<fs::path> shards;
-  for (fs::directory_iterator it(outdir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind("manifest.shard-", 0) == 0 && it->path().extension() == ".json") {
-      shards.push_back(it->path());
-    }
-  }
-  std::sort(shards.begin(), shards.end());
+  const std::vector<fs::path> shards = files_named(outdir, "manifest.shard-", ".json");
   if (shards.empty()) {
     throw Error(ErrorCode::kInput, "merge: no manifest.shard-*.json in '" + outdir + "'");
   }
