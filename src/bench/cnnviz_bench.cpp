@@ -8,7 +8,9 @@
 //     backward + Grad-CAM and guided Grad-CAM maps: `guided-gradcam --all-layers`
 //
 // Prints one JSON line: {"mode", "model", "batch_size", "batches", "threads",
-// "ms_per_batch": [...], "best_ms_per_image"}. One untimed warm-up batch first.
+// "ms_per_batch": [...], "best_ms_per_image", "total_ms_per_image"}, after
+// --warmup untimed batches (default 1; 0 times a cold process, as a cnnviz
+// run over that many batches is).
 #include <ATen/ATen.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +18,7 @@
 #include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "cnnviz/engine.h"
 #include "cnnviz/error.h"
@@ -49,7 +52,7 @@ double run_explain(const cnnviz::Engine& engine, const at::Tensor& x) {
 int main(int argc, char** argv) {
   CLI::App app{"cnnviz_bench: compute-core timings on synthetic inputs", "cnnviz_bench"};
   std::string mode = "forward", model_path;
-  int batch = 8, batches = 3, threads = 0;
+  int batch = 8, batches = 3, threads = 0, warmup = 1;
   app.add_option("mode", mode, "forward or explain")
       ->check(CLI::IsMember({"forward", "explain"}))
       ->capture_default_str();
@@ -57,6 +60,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", batch, "Images per batch")->check(CLI::Range(1, 4096));
   app.add_option("--batches", batches, "Timed batches")->check(CLI::Range(1, 1000));
   app.add_option("--threads", threads, "LibTorch threads (default: every core)");
+  app.add_option("--warmup", warmup, "Untimed batches first")->check(CLI::Range(0, 100));
   CLI11_PARSE(app, argc, argv);
   try {
     cnnviz::Model model = cnnviz::Model::load(model_path);
@@ -66,13 +70,13 @@ int main(int argc, char** argv) {
     at::Tensor x = at::randn({batch, 3, crop, crop});
     std::vector<double> ms;
     if (mode == "forward") {
-      run_forward(model, x);
+      for (int i = 0; i < warmup; ++i) run_forward(model, x);
       for (int i = 0; i < batches; ++i) ms.push_back(run_forward(model, x));
     } else {
       std::vector<std::string> layers = model.info().feature_layers;
       if (layers.empty()) layers.push_back(model.info().gradcam_layer);
       cnnviz::Engine engine(model, layers);
-      run_explain(engine, x);
+      for (int i = 0; i < warmup; ++i) run_explain(engine, x);
       for (int i = 0; i < batches; ++i) ms.push_back(run_explain(engine, x));
     }
     nlohmann::ordered_json out = {
@@ -82,7 +86,8 @@ int main(int argc, char** argv) {
         {"batches", batches},
         {"threads", used_threads},
         {"ms_per_batch", ms},
-        {"best_ms_per_image", *std::min_element(ms.begin(), ms.end()) / batch}};
+        {"best_ms_per_image", *std::min_element(ms.begin(), ms.end()) / batch},
+        {"total_ms_per_image", std::accumulate(ms.begin(), ms.end(), 0.0) / (batch * batches)}};
     std::cout << out.dump() << "\n";
   } catch (const cnnviz::Error& e) {
     std::cerr << "cnnviz_bench: " << e.what() << "\n";
