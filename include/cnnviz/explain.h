@@ -42,6 +42,10 @@ struct ExplainSummary {
   double write_ms = 0.0;    // rendering and writing files
 };
 
+// The model as manifests and `classify --json` describe it: name, path, arch,
+// weights {kind, source}.
+nlohmann::ordered_json model_json(const ModelInfo& info);
+
 // The layers a method will use on `model` given the options: the requested
 // ones, every feature layer for all_layers (from the metadata, else the
 // children of a `features` module), or the default Grad-CAM layer. Throws

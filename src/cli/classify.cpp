@@ -9,6 +9,7 @@
 #include <ostream>
 
 #include "cnnviz/error.h"
+#include "cnnviz/explain.h"
 #include "cnnviz/inputs.h"
 #include "cnnviz/loader.h"
 #include "cnnviz/predict.h"
@@ -120,12 +121,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
 
   if (opts.json) {
     nlohmann::ordered_json doc;
-    doc["model"] = {
-        {"name", info.name},
-        {"path", info.path},
-        {"arch", info.arch},
-        {"weights",
-         {{"kind", weights_kind_name(info.weights_kind)}, {"source", info.weights_source}}}};
+    doc["model"] = model_json(info);
     doc["results"] = nlohmann::ordered_json::array();
     for (size_t i = 0; i < outcomes.size(); ++i) {
       if (!outcomes[i].done && !outcomes[i].error) continue;  // not reached (interrupted)

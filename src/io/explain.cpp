@@ -279,6 +279,14 @@ std::vector<std::string> feature_layers(const Model& model) {
 
 }  // namespace
 
+json model_json(const ModelInfo& info) {
+  return {{"name", info.name},
+          {"path", info.path},
+          {"arch", info.arch},
+          {"weights",
+           {{"kind", weights_kind_name(info.weights_kind)}, {"source", info.weights_source}}}};
+}
+
 std::vector<std::string> resolve_layers(const Model& model, const ExplainOptions& options) {
   if (options.all_layers) {
     std::vector<std::string> layers = feature_layers(model);
@@ -369,12 +377,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   ExplainSummary summary;
   json& doc = summary.manifest;
   doc["cnnviz_version"] = kVersion;
-  doc["model"] = {
-      {"name", info.name},
-      {"path", info.path},
-      {"arch", info.arch},
-      {"weights",
-       {{"kind", weights_kind_name(info.weights_kind)}, {"source", info.weights_source}}}};
+  doc["model"] = model_json(info);
   doc["method"] = method.name;
   doc["layers"] = layers;
   doc["guided_relus"] = report.guided_relus;
