@@ -23,6 +23,7 @@ struct LoadedImage {
   CropBox box;                 // where `input` lies in the source image
   cv::Mat rgb;                 // the decoded source image, when LoaderOptions::keep_rgb
   std::optional<Error> error;  // why the image could not be loaded
+  double load_cpu_ms = 0;      // CPU time spent reading, decoding and preprocessing it
 };
 
 struct LoaderOptions {

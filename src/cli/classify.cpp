@@ -84,6 +84,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
   std::vector<Outcome> outcomes(images.size());
   Progress progress(err, images.size(), !opts.inputs.quiet && stderr_is_terminal());
   bool stopped = false;
+  double decode_cpu_ms = 0;
   LoaderOptions loader_options;
   loader_options.batch_size = static_cast<size_t>(opts.batch_size);
   loader_options.workers = opts.decoders;
@@ -96,6 +97,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
     std::vector<at::Tensor> inputs;
     std::vector<size_t> slots;
     for (LoadedImage& img : batch) {
+      decode_cpu_ms += img.load_cpu_ms;
       if (img.error) {
         outcomes[img.index].error = img.error->what();
         progress.failed(img.error->what());
@@ -151,7 +153,8 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
                                 {"batch_size", opts.batch_size},
                                 {"load_ms", load_ms},
                                 {"run_ms", run_ms},
-                                {"per_image_ms", run_ms / std::max<size_t>(1, outcomes.size())}};
+                                {"per_image_ms", run_ms / std::max<size_t>(1, outcomes.size())},
+                                {"decode_cpu_ms_per_image", decode_cpu_ms / std::max<size_t>(1, outcomes.size())}};
     err << kPrefix << "timings " << t.dump() << "\n";
   }
   if (!opts.inputs.quiet && (stopped || failed > 0 || outcomes.size() > 1)) {

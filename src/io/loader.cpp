@@ -4,9 +4,24 @@
 #include <mutex>
 #include <thread>
 
+#include <sys/resource.h>
+#include <time.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "cnnviz/image.h"
 
 namespace cnnviz {
+
+namespace {
+constexpr int kDecoderNice = 10;
+
+double thread_cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
+}
+}  // namespace
 
 struct BatchLoader::State {
   std::vector<std::string> paths;
@@ -22,6 +37,7 @@ struct BatchLoader::State {
   std::vector<std::thread> workers;
 
   LoadedImage load(size_t i) const {
+    const double start = thread_cpu_ms();
     LoadedImage img;
     img.index = i;
     img.path = paths[i];
@@ -35,12 +51,18 @@ struct BatchLoader::State {
     } catch (const std::exception& e) {  // e.g. out of memory on a huge image
       img.error = Error(ErrorCode::kInput, "image '" + paths[i] + "': " + first_line(e.what()));
     }
+    img.load_cpu_ms = thread_cpu_ms() - start;
     return img;
   }
 
   void work() {
     // Decoding and preprocessing use no LibTorch parallelism (see
     // preprocess()), so these threads never touch the network's thread pool.
+    // They run at a lower priority: when every core is busy, the scheduler
+    // then preempts a decoder rather than one thread of the network's
+    // OpenMP team, which would stall the whole team at its next barrier.
+    // Measured on 2 cores: classify 3-5% faster. Failure is harmless.
+    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kDecoderNice);
     for (;;) {
       size_t i;
       {
