@@ -3,7 +3,13 @@
 
 Each model is compiled with torch.jit.script (not traced: the module hierarchy, e.g.
 `features.29`, must survive so cnnviz can address layers by name) and saved with a
-`cnnviz.json` extra file describing weights, labels, preprocessing and layers.
+`cnnviz.json` extra file describing weights, labels, preprocessing and the default Grad-CAM
+layer. The file lists no feature layers: cnnviz discovers the feature stages from the model
+itself, by the rule of feature_stages() below (which is how the Grad-CAM layer is validated).
+
+Every architecture is built with the same constructor arguments whatever the weights (pretrained,
+a file, random), so the scripted graph is the same: GoogLeNet as torchvision builds it for its
+pretrained weights (transform_input=True, no auxiliary heads).
 """
 
 import os
@@ -18,6 +24,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.parse  # noqa: E402
+import warnings  # noqa: E402
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402
@@ -33,8 +40,24 @@ GRADCAM_LAYER = {
     "densenet121": "features.norm5",
     "squeezenet1_1": "features.12",
     "resnet50": "layer4",
+    "googlenet": "inception5b",
+    "mobilenet_v2": "features.18",
+    "efficientnet_b0": "features.8",
 }
 MODELS = list(GRADCAM_LAYER)
+
+# Constructor arguments of the models built without torchvision's weights (from a file, random),
+# so that they get the graph of the pretrained model. torchvision's googlenet(weights=DEFAULT)
+# builds GoogLeNet(transform_input=True, aux_logits=True, init_weights=False), loads the
+# checkpoint, then drops the auxiliary heads (aux_logits=False, aux1 = aux2 = None); without
+# weights it would default to aux_logits=True and transform_input=False, another graph.
+# init_weights=True is what GoogLeNet does when not told (minus its FutureWarning).
+CONSTRUCTOR_ARGS = {
+    "googlenet": {"aux_logits": False, "transform_input": True, "init_weights": True},
+}
+# State_dict keys of torchvision checkpoints that the exported graph does not have: GoogLeNet's
+# auxiliary classifiers (untrained, and never used in eval mode).
+DROPPED_PREFIXES = {"googlenet": ("aux1.", "aux2.")}
 
 # The seed tutorial's preprocessing: Resize(224) (not the usual 256), CenterCrop(224),
 # ImageNet mean and std.
@@ -151,7 +174,13 @@ def build_from_file(name, path):
     # Weights saved from nn.DataParallel carry a "module." prefix.
     state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
-    model = getattr(torchvision.models, name)(weights=None)
+    dropped = [k for k in state if k.startswith(DROPPED_PREFIXES.get(name, ()))]
+    if dropped:
+        state = {k: v for k, v in state.items() if k not in dropped}
+        print(f"{PROG}: note: {name}: ignoring {len(dropped)} keys of the auxiliary classifiers "
+              "(not part of the exported model)", file=sys.stderr)
+
+    model = construct(name)
     # Name the key mismatch briefly; load_state_dict's own message lists every key.
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
@@ -174,36 +203,42 @@ def build_from_file(name, path):
     return model, {"kind": "file", "source": path}
 
 
+def construct(name):
+    """torchvision.models.<name> without weights, with the pretrained model's graph."""
+    return getattr(torchvision.models, name)(weights=None, **CONSTRUCTOR_ARGS.get(name, {}))
+
+
 def build_random(name, seed):
     torch.manual_seed(seed)
-    model = getattr(torchvision.models, name)(weights=None)
+    model = construct(name)
     print(f"{PROG}: WARNING: {name} has RANDOM weights (seed {seed}); "
           "its predictions are meaningless", file=sys.stderr)
     return model, {"kind": "random", "source": f"seed {seed}"}
 
 
-def find_feature_layers(model, example):
-    """Dotted names of the feature extractor's direct children that output a spatial map, in the
-    order the forward pass calls them. The extractor is `model.features` when the model has one,
-    else the model itself (ResNet). A 1x1 map after global pooling (ResNet's avgpool) is not a
-    feature map worth visualizing, so only outputs [N,C,H,W] with H*W > 1 count."""
-    if isinstance(getattr(model, "features", None), torch.nn.Module):
-        parent, prefix = model.features, "features."
-    else:
-        parent, prefix = model, ""
+def feature_stages(model, example):
+    """Dotted paths (as in named_modules) of the model's feature stages, found by running
+    `example` (one image, [1,3,H,W]) through the model with forward hooks on every module.
 
-    called = []
+    A module "qualifies" when it runs exactly once in the forward pass and its output is a
+    tensor [N,C,h,w] with h*w > 1 (a 1x1 map after global pooling is not a feature map worth
+    visualizing). A qualifying module is a "container" when at least one of its direct children
+    qualifies. Starting at the root: let C be the direct children of the current module that
+    qualify, in the order of their first call; when exactly one element of C is a container,
+    descend into it and repeat; otherwise the stages are C. So vgg16 gives features.0 ...
+    features.30 (C = [features, avgpool] at the root, only features a container), resnet50
+    conv1, bn1, relu, maxpool, layer1 ... layer4 (four containers at the root).
+    """
+    calls, spatial, first_call = {}, {}, {}
 
-    def make_hook(child_name):
-        def hook(_module, _inputs, output):
-            spatial = (torch.is_tensor(output) and output.dim() == 4
-                       and output.shape[2] * output.shape[3] > 1)
-            if spatial and child_name not in called:
-                called.append(child_name)
-        return hook
+    def hook(module, _inputs, output):
+        calls[module] = calls.get(module, 0) + 1
+        if module not in first_call:
+            first_call[module] = len(first_call)
+            spatial[module] = (torch.is_tensor(output) and output.dim() == 4
+                               and output.shape[2] * output.shape[3] > 1)
 
-    handles = [child.register_forward_hook(make_hook(prefix + child_name))
-               for child_name, child in parent.named_children()]
+    handles = [module.register_forward_hook(hook) for module in model.modules()]
     try:
         with torch.no_grad():
             model(example)
@@ -211,7 +246,25 @@ def find_feature_layers(model, example):
         # Hooks left on the module would be compiled into the TorchScript file.
         for handle in handles:
             handle.remove()
-    return called
+
+    def qualifies(module):
+        return calls.get(module, 0) == 1 and spatial[module]
+
+    current, prefix = model, ""
+    while True:
+        stages = sorted(((prefix + name, child) for name, child in current.named_children()
+                         if qualifies(child)), key=lambda item: first_call[item[1]])
+        containers = [item for item in stages
+                      if any(qualifies(grandchild) for grandchild in item[1].children())]
+        if len(containers) != 1:
+            return [path for path, _ in stages]
+        current, prefix = containers[0][1], containers[0][0] + "."
+
+
+def logits_of(output):
+    """The logits of a model's output: a scripted GoogLeNet returns a GoogLeNetOutputs tuple
+    (logits, aux2, aux1) even in eval mode."""
+    return output[0] if isinstance(output, tuple) else output
 
 
 def export_one(name, args, outdir):
@@ -228,22 +281,26 @@ def export_one(name, args, outdir):
         model, weights_meta = build_pretrained(name)
     model.eval()
 
-    # A fixed input, independent of the weight seed, for layer discovery and the parity check.
-    example = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1234))
-    feature_layers = find_feature_layers(model, example)
+    # A fixed input of the crop size, independent of the weight seed, for the stage discovery
+    # and the parity check.
+    crop = PREPROCESS["crop"]
+    example = torch.randn(1, 3, crop, crop, generator=torch.Generator().manual_seed(1234))
+    stages = feature_stages(model, example)
     gradcam_layer = GRADCAM_LAYER[name]
-    if gradcam_layer not in feature_layers:
+    if gradcam_layer not in stages:
         raise ExportError(f"{name}: Grad-CAM layer '{gradcam_layer}' is not among the feature "
-                          f"layers {feature_layers}")
+                          f"stages {stages}")
 
     try:
         scripted = torch.jit.script(model)
     except Exception as exc:
         raise ExportError(f"{name}: torch.jit.script failed: {first_line(exc)}") from None
 
-    with torch.no_grad():
-        eager_out = model(example)
-        scripted_out = scripted(example)
+    with torch.no_grad(), warnings.catch_warnings():
+        # "Scripted GoogleNet always returns GoogleNetOutputs Tuple": known, handled.
+        warnings.filterwarnings("ignore", message="Scripted GoogleNet")
+        eager_out = logits_of(model(example))
+        scripted_out = logits_of(scripted(example))
     diff = (eager_out - scripted_out).abs().max().item()
     if not diff < 1e-4:
         raise ExportError(f"{name}: scripted model disagrees with the eager model "
@@ -257,7 +314,6 @@ def export_one(name, args, outdir):
         "num_classes": int(eager_out.shape[1]),
         "labels": list(_IMAGENET_CATEGORIES),
         "preprocess": PREPROCESS,
-        "feature_layers": feature_layers,
         "gradcam_layer": gradcam_layer,
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,
