@@ -6,10 +6,12 @@ only after ensure_torch() (see scripts/cnnviz_python.py).
 """
 
 import json
+import math
 
 import numpy as np
 import torch
 from PIL import Image
+import torch.nn.functional as F
 from torchvision import transforms
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -72,3 +74,28 @@ def preprocess_params(meta):
 def read_preprocess(model_path):
     """Preprocess parameters stored in a TorchScript file's cnnviz.json (defaults when none)."""
     return preprocess_params(load_model(model_path)[1])
+
+
+def gaussian_blur(x, sigma):
+    """Gaussian blur of each channel of x ([N,C,H,W] or [C,H,W], float32), as cnnviz blurs IG
+    baselines and insertion starts: radius r = ceil(3 sigma); 1-D kernel k_i =
+    exp(-i^2 / (2 sigma^2)) for i = -r..r, normalized to sum 1 (computed in float64, used in
+    float32); x padded by r on each side with F.pad(mode="reflect"); then a depthwise conv2d
+    (groups=C) with the kernel as a row (horizontal), then as a column (vertical). Same shape
+    as x. Needs sigma > 0 and r < H, W (reflect padding)."""
+    if not sigma > 0:
+        raise ValueError(f"blur sigma must be > 0 (got {sigma})")
+    batched = x.dim() == 4
+    x = x if batched else x[None]
+    channels, height, width = x.shape[1:]
+    radius = math.ceil(3 * sigma)
+    if radius >= min(height, width):
+        raise ValueError(f"blur radius {radius} (sigma {sigma}) must be below the image size "
+                         f"{height}x{width}")
+    i = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-i * i / (2 * sigma * sigma))
+    kernel = (kernel / kernel.sum()).to(torch.float32)
+    padded = F.pad(x.to(torch.float32), (radius, radius, radius, radius), mode="reflect")
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    out = F.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+    return out if batched else out[0]

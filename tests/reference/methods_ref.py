@@ -2,12 +2,15 @@
 """Reference visual explanations with plain PyTorch autograd on an EAGER torchvision model.
 
 usage: methods_ref.py MODEL.pt IMAGE OUTDIR [--class C] [--layers L1,L2,...] [--all-layers]
-                      [--cam] [--threads N]
+                      [--cam] [--extra] [--score-cam] [--noise NOISE.npy]
+                      [--ig] [--ig-steps M] [--blur-sigma S] [--threads N]
 
 The TorchScript file only supplies the architecture name (cnnviz.json "arch") and the weights:
-the model is rebuilt as torchvision.models.<arch>(weights=None), loaded strictly from the
-scripted state_dict, frozen, and checked against the scripted logits (max abs diff < 1e-4).
-No TorchScript graph is touched, so this is independent of how cnnviz instruments its graphs.
+the model is rebuilt as torchvision.models.<arch>(weights=None) with the constructor arguments of
+scripts/export_models.py (GoogLeNet: transform_input=True, no auxiliary heads), loaded strictly
+from the scripted state_dict, frozen, and checked against the scripted logits (max abs diff
+< 1e-4; a scripted GoogLeNet returns a tuple, its element 0 is the logits). No TorchScript graph
+is touched, so this is independent of how cnnviz instruments its graphs.
 
 Every ReLU (nn.ReLU modules, nested ones, the functional F.relu of DenseNet's forward, in-place
 ones) is replaced for the duration of a pass by monkeypatching torch.nn.functional.relu,
@@ -16,24 +19,83 @@ out-of-place relu; its backward follows a mode read at backward time:
   plain   g * (y > 0)        (ordinary ReLU: saliency, Grad-CAM)
   guided  max(g, 0) * (y > 0) (guided backpropagation)
   deconv  max(g, 0)           (deconvnet)
+Every ReLU6 (MobileNetV2: nn.ReLU6 calls F.hardtanh(x, 0., 6., inplace); also F.relu6 and
+torch._C._nn.relu6/relu6_/hardtanh/hardtanh_ with bounds 0 and 6) is replaced the same way, out
+of place, with forward y = clamp(x, 0, 6) and backward
+  plain   g * ((y > 0) & (y < 6))
+  guided  max(g, 0) * ((y > 0) & (y < 6))
+  deconv  max(g, 0)
+hardtanh with other bounds is left as it is. SiLU (EfficientNet) keeps its true gradient in
+every mode: F.silu only goes through a counting wrapper that calls the original.
 Being out of place, no ReLU can overwrite a layer's output: activations are true module outputs.
 
-Target: the pre-softmax logit y_c (default c: top-1). Written to OUTDIR as float32 .npy
-(little-endian, C order):
+Feature stages ("discovered_layers"): scripts/export_models.py's feature_stages() on the eager
+model and the input image. A module qualifies when it runs exactly once in the forward pass and
+outputs [N,C,h,w] with h*w > 1. From the root, take the qualifying direct children in the order
+of their first call; when exactly one of them has a qualifying child, descend into it and
+repeat; otherwise those children are the stages.
+
+Target: the pre-softmax logit y_c (default c: top-1 of the clean image). x is the normalized
+input [1,3,H,W]; "upsample" is F.interpolate(mode="bilinear", align_corners=False) to H,W.
+Written to OUTDIR as float32 .npy (little-endian, C order):
   input.npy [3,H,W]  logits.npy [1000]
   saliency.npy, guided.npy, deconv.npy [3,H,W]: dy_c/dx with plain, guided, deconv ReLUs
   per layer L (dotted path from named_modules; default: the metadata's gradcam_layer;
-  --all-layers: every metadata feature_layers entry):
-    activation_<L>.npy [K,h,w] (the module's output), grad_<L>.npy [K,h,w] (dy_c/dA),
-    gradcam_<L>.npy [h,w] = relu(sum_k w_k A_k), w_k = spatial mean of dy_c/dA_k
+  --all-layers: every discovered feature stage; --layers adds its own):
+    activation_<L>.npy [K,h,w] (the module's output A), grad_<L>.npy [K,h,w] (g = dy_c/dA,
+    plain ReLUs), gradcam_<L>.npy [h,w] = relu(sum_k w_k A_k), w_k = spatial mean of g_k
   cam.npy [h,w] with --cam: CAM of Zhou et al., where the head is global average pooling:
     resnet50      sum_k fc.weight[c,k] A_k, A = layer4 output (no bias)
+    googlenet     sum_k fc.weight[c,k] A_k, A = inception5b output (no bias)
     densenet121   sum_k classifier.weight[c,k] A_k, A = relu(features output) (no bias)
+    mobilenet_v2, efficientnet_b0
+                  sum_k classifier[1].weight[c,k] A_k, A = features output (no bias)
     squeezenet1_1 relu(conv1x1(A))[c], A = features output: the class channel whose spatial
                   mean is the logit (the conv's bias is part of it, as in the network)
     vgg16, alexnet: no global-average-pool head; skipped (a note on stderr, "cam": null)
-  meta.json {"arch", "class", "relu_count", "layers", "eager_vs_script_max_abs", "cam"}
-relu_count is the number of patched ReLU calls in one forward pass.
+  with --extra (the maps of a layer L are computed in float64 from the float32 A [K,h,w] and g,
+  and saved as float32; S_k = sum of A_k over the h*w positions):
+    gradxinput.npy [3,H,W]   x * dy_c/dx (plain)
+    gradcampp_<L>.npy [h,w]  Grad-CAM++: alpha = g^2 / (2 g^2 + S_k g^3 + 1e-7) element-wise,
+                             alpha = 0 where g == 0; w_k = sum over positions of
+                             relu(g_k) alpha_k; map = relu(sum_k w_k A_k)
+    xgradcam_<L>.npy [h,w]   XGrad-CAM: w_k = sum over positions of g_k A_k / (S_k + 1e-7);
+                             map = relu(sum_k w_k A_k)
+    layercam_<L>.npy [h,w]   Layer-CAM: relu(sum_k relu(g_k) * A_k) (element-wise)
+    hirescam_<L>.npy [h,w]   HiResCAM: relu(sum_k g_k * A_k) (element-wise)
+    eigencam_<L>.npy [h,w]   Eigen-CAM (class independent): M = A as [h*w, K] (row = position),
+                             not centered; v1 = first right singular vector of M
+                             (torch.linalg.svd); p = M v1 as [h,w]; p = -p if p.sum() < 0;
+                             map = relu(p)
+    layercam_fused.npy [H,W] over the requested layers: each layer's Layer-CAM map upsampled,
+                             divided by its max when the max is > 0 (else all zeros), then the
+                             element-wise max across the layers
+  with --score-cam, per layer L:
+    scorecam_<L>.npy [h,w]   Score-CAM: H_k = upsample(A_k) min-max normalized to [0,1] (all
+                             zeros when max == min; float32); s_k = softmax(model(x * H_k))[c],
+                             the mask multiplying all 3 channels of the normalized input;
+                             map = relu(sum_k s_k A_k) (no-grad forwards in batches of 32;
+                             softmax and the sum in float64)
+  with --noise NOISE.npy (float32 [S,3,H,W]):
+    smoothgrad.npy [3,H,W]         mean over s of dy_c/dx at x + noise[s], plain ReLUs
+    smoothgrad_guided.npy [3,H,W]  the same with guided ReLUs
+  with --ig, Integrated Gradients with a right Riemann sum, M = --ig-steps (default 50), plain
+  ReLUs: IG = (x - x') * (1/M) sum_{k=1..M} dy_c/dx at x' + (k/M)(x - x'), for the baselines
+    ig_black.npy [3,H,W]              x' = the normalized black image, (0 - mean) / std per channel
+    ig_blurred.npy [3,H,W]            x' = gaussian_blur(x, S), S = --blur-sigma (default 10.0)
+    ig_baseline_blurred.npy [3,H,W]   that x'
+    gaussian_blur (common.gaussian_blur): r = ceil(3 S), k_i = exp(-i^2 / (2 S^2)) for
+    i = -r..r normalized to sum 1; F.pad(mode="reflect") by r on each side; a depthwise conv2d
+    (groups=3) horizontally, then vertically; float32.
+  meta.json {"arch", "class", "relu_count", "relu6_count", "silu_count", "layers",
+             "discovered_layers", "eager_vs_script_max_abs", "cam"
+             [, "ig": {"black": {"sum", "delta"}, "blurred": {"sum", "delta"}}]}
+relu_count, relu6_count and silu_count are the numbers of patched ReLU, ReLU6 and SiLU calls in
+one forward pass (the same in the plain, guided and deconv passes, or the run fails). In "ig",
+"sum" is the sum of all elements of IG (in float64) and "delta" is y_c(x) - y_c(x')
+(completeness: sum -> delta as M grows).
+The gradient passes over several inputs (SmoothGrad, IG) run in batches of 8: in eval mode a
+sample's gradient does not depend on the others of its batch.
 """
 
 import os
@@ -48,6 +110,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -55,10 +118,19 @@ import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
 
 import common  # noqa: E402
+import export_models  # noqa: E402
 
 PROG = "methods_ref.py"
 MODES = ("plain", "guided", "deconv")
-_RELU = torch.relu  # the original, captured before any patching
+# The originals, captured before any patching.
+_RELU = torch.relu
+_CLAMP = torch.clamp
+_HARDTANH = F.hardtanh
+_SILU = F.silu
+_C_HARDTANH = torch._C._nn.hardtanh
+_C_HARDTANH_ = torch._C._nn.hardtanh_
+GRAD_BATCH = 8  # inputs per forward+backward in SmoothGrad and IG
+FORWARD_BATCH = 32  # inputs per no-grad forward in Score-CAM
 
 
 class RefError(Exception):
@@ -66,11 +138,14 @@ class RefError(Exception):
 
 
 class ReluState:
-    """Backward mode of the patched ReLUs (read at backward time) and a call counter."""
+    """Backward mode of the patched ReLUs and ReLU6s (read at backward time) and call counters
+    (calls: ReLU, relu6_calls: ReLU6, silu_calls: SiLU, which is counted only)."""
 
     def __init__(self, mode="plain"):
         self.mode = mode
         self.calls = 0
+        self.relu6_calls = 0
+        self.silu_calls = 0
 
 
 class _ModalReLU(torch.autograd.Function):
@@ -94,9 +169,36 @@ class _ModalReLU(torch.autograd.Function):
         raise RuntimeError(f"unknown ReLU mode {mode!r}")
 
 
+class _ModalReLU6(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, state):
+        y = _CLAMP(x, 0.0, 6.0)
+        ctx.save_for_backward(y)
+        ctx.state = state
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        mode = ctx.state.mode
+        inside = (y > 0) & (y < 6)
+        if mode == "plain":
+            return g * inside, None
+        if mode == "guided":
+            return g.clamp(min=0) * inside, None
+        if mode == "deconv":
+            return g.clamp(min=0), None
+        raise RuntimeError(f"unknown ReLU6 mode {mode!r}")
+
+
+def _is_relu6(min_val, max_val):
+    return float(min_val) == 0.0 and float(max_val) == 6.0
+
+
 @contextlib.contextmanager
 def modal_relus(state):
-    """Route every relu of the eager model through _ModalReLU while the block runs."""
+    """Route every relu and relu6 of the eager model through _ModalReLU / _ModalReLU6, and count
+    the F.silu calls, while the block runs."""
 
     def relu(input, *args, **kwargs):  # F.relu(input, inplace=...), torch.relu, Tensor.relu
         state.calls += 1
@@ -106,8 +208,29 @@ def modal_relus(state):
         state.calls += 1
         return _ModalReLU.apply(input, state)
 
+    def relu6(input, *args, **kwargs):  # F.relu6(input, inplace), torch._C._nn.relu6(_)
+        state.relu6_calls += 1
+        return _ModalReLU6.apply(input, state)
+
+    def hardtanh_with(original):
+        def hardtanh(input, min_val=-1.0, max_val=1.0, *args, **kwargs):
+            if _is_relu6(min_val, max_val):  # nn.ReLU6: F.hardtanh(x, 0., 6., inplace)
+                state.relu6_calls += 1
+                return _ModalReLU6.apply(input, state)
+            return original(input, min_val, max_val, *args, **kwargs)
+        return hardtanh
+
+    def silu(input, *args, **kwargs):  # counted, not changed
+        state.silu_calls += 1
+        return _SILU(input, *args, **kwargs)
+
     targets = [(F, "relu", relu), (torch, "relu", relu), (torch, "relu_", relu_),
-               (torch.Tensor, "relu", relu), (torch.Tensor, "relu_", relu_)]
+               (torch.Tensor, "relu", relu), (torch.Tensor, "relu_", relu_),
+               (F, "relu6", relu6), (torch._C._nn, "relu6", relu6),
+               (torch._C._nn, "relu6_", relu6), (F, "hardtanh", hardtanh_with(_HARDTANH)),
+               (torch._C._nn, "hardtanh", hardtanh_with(_C_HARDTANH)),
+               (torch._C._nn, "hardtanh_", hardtanh_with(_C_HARDTANH_)),
+               (F, "silu", silu)]
     saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in targets]
     try:
         for owner, name, fn in targets:
@@ -152,13 +275,18 @@ class LayerTaps:
             handle.remove()
 
 
+def logits_of(output):
+    """Logits of a model's output (a scripted GoogLeNet returns (logits, aux2, aux1))."""
+    return output[0] if isinstance(output, tuple) else output
+
+
 def load_eager(path):
     """(eager model, metadata, scripted model); parameters frozen, eval mode."""
     scripted, meta = common.load_model(path)
     arch = meta.get("arch")
     if not arch or not hasattr(torchvision.models, arch):
         raise RefError(f"{path}: no usable 'arch' in cnnviz.json ({arch!r})")
-    model = getattr(torchvision.models, arch)(weights=None)
+    model = export_models.construct(arch)
     model.load_state_dict(scripted.state_dict(), strict=True)
     model.eval()
     model.requires_grad_(False)
@@ -167,14 +295,17 @@ def load_eager(path):
 
 def script_diff(model, scripted, x):
     """Max abs difference of eager and scripted logits on the batch x."""
-    with torch.no_grad():
-        return (model(x) - scripted(x)).abs().max().item()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Scripted GoogleNet")
+        return (model(x) - logits_of(scripted(x))).abs().max().item()
 
 
-def backprop(model, x, cls, mode, tap_names=()):
-    """One forward and backward of y_cls with the ReLUs in `mode`.
-    Returns (dy/dx [3,H,W], logits [C], relu calls, LayerTaps)."""
-    state = ReluState(mode)
+def backprop(model, x, cls, mode, tap_names=(), state=None):
+    """One forward and backward of y_cls with the ReLUs in `mode` (`state`, when given, is the
+    ReluState to use and keeps its counts). Returns (dy/dx [3,H,W], logits [C], relu calls,
+    LayerTaps)."""
+    state = ReluState(mode) if state is None else state
+    state.mode = mode
     taps = LayerTaps(model, tap_names)
     try:
         x = x.detach().clone().requires_grad_(True)
@@ -187,27 +318,134 @@ def backprop(model, x, cls, mode, tap_names=()):
     return x.grad[0], logits.detach(), state.calls, taps
 
 
+def mean_input_gradient(model, inputs, cls, mode, batch=GRAD_BATCH):
+    """Mean over the inputs [S,3,H,W] of dy_cls/dx at each, with the ReLUs in `mode`; [3,H,W].
+    Batches are independent: each sample's logit depends on that sample only (eval mode)."""
+    total = torch.zeros(inputs.shape[1:], dtype=torch.float64)
+    state = ReluState(mode)
+    for start in range(0, inputs.shape[0], batch):
+        xb = inputs[start:start + batch].detach().clone().requires_grad_(True)
+        with modal_relus(state):
+            model(xb)[:, cls].sum().backward()
+        total += xb.grad.double().sum(dim=0)
+    return (total / inputs.shape[0]).float()
+
+
+def logit(model, x, cls):
+    """y_cls of a single input [1,3,H,W] (no patching, no grad)."""
+    with torch.no_grad():
+        return model(x)[0, cls].item()
+
+
 def grad_cam(activation, grad):
     """relu(sum_k w_k A_k), w_k = spatial mean of dy/dA_k; [K,h,w] -> [h,w]."""
     weights = grad.mean(dim=(1, 2))
     return torch.relu((weights[:, None, None] * activation).sum(dim=0))
 
 
+def grad_cam_pp(activation, grad):
+    """Grad-CAM++ (see the module docstring); [K,h,w] -> [h,w], float64."""
+    a, g = activation.double(), grad.double()
+    s = a.sum(dim=(1, 2), keepdim=True)
+    g2 = g * g
+    alpha = g2 / (2 * g2 + s * g2 * g + 1e-7)
+    alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
+    weights = (torch.relu(g) * alpha).sum(dim=(1, 2))
+    return torch.relu((weights[:, None, None] * a).sum(dim=0))
+
+
+def xgrad_cam(activation, grad):
+    """XGrad-CAM: w_k = sum g_k A_k / (S_k + 1e-7); [K,h,w] -> [h,w], float64."""
+    a, g = activation.double(), grad.double()
+    weights = (g * a).sum(dim=(1, 2)) / (a.sum(dim=(1, 2)) + 1e-7)
+    return torch.relu((weights[:, None, None] * a).sum(dim=0))
+
+
+def layer_cam(activation, grad):
+    """Layer-CAM: relu(sum_k relu(g_k) * A_k); [K,h,w] -> [h,w], float64."""
+    return torch.relu((torch.relu(grad.double()) * activation.double()).sum(dim=0))
+
+
+def hires_cam(activation, grad):
+    """HiResCAM: relu(sum_k g_k * A_k); [K,h,w] -> [h,w], float64."""
+    return torch.relu((grad.double() * activation.double()).sum(dim=0))
+
+
+def eigen_cam(activation):
+    """Eigen-CAM: projection of the uncentered [h*w, K] activations on their first right
+    singular vector, sign chosen so that it sums to >= 0, then relu; [K,h,w] -> [h,w], float64."""
+    k, h, w = activation.shape
+    m = activation.double().reshape(k, h * w).t()
+    _, _, vh = torch.linalg.svd(m, full_matrices=False)
+    p = (m @ vh[0]).reshape(h, w)
+    if p.sum() < 0:
+        p = -p
+    return torch.relu(p)
+
+
+def upsample(maps, size):
+    """Bilinear (align_corners=False) resize of [..., h, w] maps to size (H, W)."""
+    lead = maps.shape[:-2]
+    out = F.interpolate(maps.reshape(1, -1, *maps.shape[-2:]), size=size, mode="bilinear",
+                        align_corners=False)
+    return out.reshape(*lead, *size)
+
+
+def fused_layer_cam(maps, size):
+    """Element-wise max over layers of each Layer-CAM map upsampled to size and divided by its
+    max (all zeros when the max is not > 0); float64 [H,W]."""
+    fused = torch.zeros(size, dtype=torch.float64)
+    for cam in maps:
+        up = upsample(cam.double(), size)
+        peak = up.max()
+        up = up / peak if peak > 0 else torch.zeros_like(up)
+        fused = torch.maximum(fused, up)
+    return fused
+
+
+def score_cam(model, x, activation, cls, batch=FORWARD_BATCH):
+    """Score-CAM of one layer (see the module docstring); [K,h,w] -> [h,w], float64."""
+    masks = upsample(activation, tuple(x.shape[2:]))  # [K,H,W], float32
+    low = masks.amin(dim=(1, 2), keepdim=True)
+    high = masks.amax(dim=(1, 2), keepdim=True)
+    span = high - low
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    masks = torch.where(span > 0, (masks - low) / safe, torch.zeros_like(masks))
+    scores = []
+    with torch.no_grad():
+        for start in range(0, masks.shape[0], batch):
+            masked = x * masks[start:start + batch, None]  # [B,3,H,W]
+            scores.append(model(masked).double().softmax(dim=1)[:, cls])
+    scores = torch.cat(scores)
+    return torch.relu((scores[:, None, None] * activation.double()).sum(dim=0))
+
+
+def integrated_gradients(model, x, baseline, cls, steps):
+    """IG with a right Riemann sum (plain ReLUs); x, baseline [1,3,H,W] -> [3,H,W]."""
+    alphas = (torch.arange(1, steps + 1, dtype=torch.float64) / steps).float()
+    path = baseline + alphas[:, None, None, None] * (x - baseline)  # [M,3,H,W]
+    return ((x - baseline)[0] * mean_input_gradient(model, path, cls, "plain"))
+
+
 # Layer whose output A the CAM weighs, and how, per architecture (None: no GAP head).
 CAM_LAYER = {"resnet50": "layer4", "densenet121": "features", "squeezenet1_1": "features",
-             "vgg16": None, "alexnet": None}
+             "googlenet": "inception5b", "mobilenet_v2": "features",
+             "efficientnet_b0": "features", "vgg16": None, "alexnet": None}
 
 
 def class_activation_map(model, arch, activation, cls, logit):
     """CAM of class cls from the activation of CAM_LAYER[arch]; checks that its spatial mean
     (plus the head's bias where the bias is outside the map) gives back the logit."""
     with torch.no_grad():
-        if arch == "resnet50":
+        if arch in ("resnet50", "googlenet"):
             cam, bias = torch.einsum("k,khw->hw", model.fc.weight[cls], activation), model.fc.bias
         elif arch == "densenet121":
             a = torch.relu(activation)
             cam, bias = (torch.einsum("k,khw->hw", model.classifier.weight[cls], a),
                          model.classifier.bias)
+        elif arch in ("mobilenet_v2", "efficientnet_b0"):
+            head = model.classifier[1]
+            cam, bias = torch.einsum("k,khw->hw", head.weight[cls], activation), head.bias
         elif arch == "squeezenet1_1":
             conv = model.classifier[1]
             cam, bias = torch.relu(conv(activation[None]))[0, cls], None
@@ -226,8 +464,8 @@ def save(outdir, name, tensor):
 
 def main():
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Reference saliency, guided backprop, deconvnet, Grad-CAM and "
-        "CAM on the eager torchvision model (float32 .npy files in OUTDIR)")
+        prog=PROG, description="Reference saliency, guided backprop, deconvnet, Grad-CAM, CAM "
+        "and more on the eager torchvision model (float32 .npy files in OUTDIR)")
     parser.add_argument("model", metavar="MODEL.pt")
     parser.add_argument("image", metavar="IMAGE")
     parser.add_argument("outdir", metavar="OUTDIR")
@@ -236,24 +474,32 @@ def main():
     parser.add_argument("--layers", default=None,
                         help="comma-separated module paths (default: the metadata's gradcam_layer)")
     parser.add_argument("--all-layers", action="store_true",
-                        help="every layer of the metadata's feature_layers")
+                        help="every discovered feature stage")
     parser.add_argument("--cam", action="store_true", help="also write cam.npy where defined")
+    parser.add_argument("--extra", action="store_true",
+                        help="gradient x input, Grad-CAM++, XGrad-CAM, Layer-CAM (and fused), "
+                        "HiResCAM, Eigen-CAM")
+    parser.add_argument("--score-cam", action="store_true", help="Score-CAM of every layer")
+    parser.add_argument("--noise", metavar="NOISE.npy", default=None,
+                        help="SmoothGrad (plain and guided) over these float32 [S,3,H,W] noises")
+    parser.add_argument("--ig", action="store_true",
+                        help="Integrated Gradients from a black and a blurred baseline")
+    parser.add_argument("--ig-steps", type=int, default=50, metavar="M",
+                        help="IG Riemann steps (default: 50)")
+    parser.add_argument("--blur-sigma", type=float, default=10.0, metavar="S",
+                        help="sigma of the blurred IG baseline (default: 10.0)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
+    if args.ig_steps < 1:
+        parser.error("--ig-steps must be >= 1")
+    if not args.blur_sigma > 0:
+        parser.error("--blur-sigma must be > 0")
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     try:
         model, meta, scripted = load_eager(args.model)
         arch = meta["arch"]
-        layers = []
-        if args.layers:
-            layers += [name for name in args.layers.split(",") if name]
-        if args.all_layers:
-            layers += meta["feature_layers"]
-        if not args.layers and not args.all_layers:
-            layers = [meta["gradcam_layer"]]
-        layers = list(dict.fromkeys(layers))  # drop duplicates, keep order
 
         x = common.preprocess(common.load_rgb(args.image), **common.preprocess_params(meta))[None]
         diff = script_diff(model, scripted, x)
@@ -262,6 +508,23 @@ def main():
         num_classes = int(meta.get("num_classes", 1000))
         if args.cls is not None and not 0 <= args.cls < num_classes:
             raise RefError(f"--class {args.cls} out of range [0, {num_classes})")
+        discovered = export_models.feature_stages(model, x)
+
+        layers = []
+        if args.layers:
+            layers += [name for name in args.layers.split(",") if name]
+        if args.all_layers:
+            layers += discovered
+        if not args.layers and not args.all_layers:
+            layers = [meta["gradcam_layer"]]
+        layers = list(dict.fromkeys(layers))  # drop duplicates, keep order
+
+        noise = None
+        if args.noise:
+            noise = torch.from_numpy(np.load(args.noise)).float()
+            if noise.dim() != 4 or tuple(noise.shape[1:]) != tuple(x.shape[1:]):
+                raise RefError(f"{args.noise}: shape {list(noise.shape)}, expected "
+                               f"[S,{','.join(str(n) for n in x.shape[1:])}]")
 
         cam_layer = CAM_LAYER.get(arch) if args.cam else None
         if args.cam and cam_layer is None:
@@ -269,13 +532,23 @@ def main():
                   file=sys.stderr)
         taps = list(dict.fromkeys(layers + ([cam_layer] if cam_layer else [])))
 
-        saliency, logits, relu_count, tapped = backprop(model, x, args.cls, "plain", taps)
+        state = ReluState("plain")
+        saliency, logits, _, tapped = backprop(model, x, args.cls, "plain", taps, state)
+        counts = (state.calls, state.relu6_calls, state.silu_calls)
         cls = int(logits.argmax()) if args.cls is None else args.cls
-        guided, _, guided_count, _ = backprop(model, x, cls, "guided")
-        deconv, _, deconv_count, _ = backprop(model, x, cls, "deconv")
-        if not relu_count == guided_count == deconv_count:
-            raise RefError(f"ReLU counts differ between passes: "
-                           f"{relu_count}, {guided_count}, {deconv_count}")
+        for mode in ("guided", "deconv"):
+            other = ReluState(mode)
+            result, _, _, _ = backprop(model, x, cls, mode, state=other)
+            if (other.calls, other.relu6_calls, other.silu_calls) != counts:
+                raise RefError(f"ReLU/ReLU6/SiLU counts differ between passes: {counts} plain, "
+                               f"{(other.calls, other.relu6_calls, other.silu_calls)} {mode}")
+            if mode == "guided":
+                guided = result
+            else:
+                deconv = result
+        for name in layers:
+            if name not in tapped.grad:
+                raise RefError(f"layer '{name}' got no gradient (not on the path to the logits)")
 
         os.makedirs(args.outdir, exist_ok=True)
         save(args.outdir, "input.npy", x[0])
@@ -283,28 +556,61 @@ def main():
         save(args.outdir, "saliency.npy", saliency)
         save(args.outdir, "guided.npy", guided)
         save(args.outdir, "deconv.npy", deconv)
+        size = tuple(x.shape[2:])
+        layer_cams = []
         for name in layers:
-            if name not in tapped.grad:
-                raise RefError(f"layer '{name}' got no gradient (not on the path to the logits)")
             activation, grad = tapped.activation[name], tapped.grad[name]
             save(args.outdir, f"activation_{name}.npy", activation)
             save(args.outdir, f"grad_{name}.npy", grad)
             save(args.outdir, f"gradcam_{name}.npy", grad_cam(activation, grad))
+            if args.extra:
+                save(args.outdir, f"gradcampp_{name}.npy", grad_cam_pp(activation, grad))
+                save(args.outdir, f"xgradcam_{name}.npy", xgrad_cam(activation, grad))
+                layer_cams.append(layer_cam(activation, grad))
+                save(args.outdir, f"layercam_{name}.npy", layer_cams[-1])
+                save(args.outdir, f"hirescam_{name}.npy", hires_cam(activation, grad))
+                save(args.outdir, f"eigencam_{name}.npy", eigen_cam(activation))
+            if args.score_cam:
+                save(args.outdir, f"scorecam_{name}.npy", score_cam(model, x, activation, cls))
+        if args.extra:
+            save(args.outdir, "gradxinput.npy", x[0] * saliency)
+            save(args.outdir, "layercam_fused.npy", fused_layer_cam(layer_cams, size))
         if cam_layer:
             cam = class_activation_map(model, arch, tapped.activation[cam_layer], cls,
                                        logits[cls].item())
             save(args.outdir, "cam.npy", cam)
+        if noise is not None:
+            save(args.outdir, "smoothgrad.npy",
+                 mean_input_gradient(model, x + noise, cls, "plain"))
+            save(args.outdir, "smoothgrad_guided.npy",
+                 mean_input_gradient(model, x + noise, cls, "guided"))
+
+        report = {"arch": arch, "class": cls, "relu_count": counts[0], "relu6_count": counts[1],
+                  "silu_count": counts[2], "layers": layers, "discovered_layers": discovered,
+                  "eager_vs_script_max_abs": diff, "cam": cam_layer}
+        if args.ig:
+            mean = torch.tensor(common.preprocess_params(meta)["mean"], dtype=torch.float64)
+            std = torch.tensor(common.preprocess_params(meta)["std"], dtype=torch.float64)
+            black = ((0 - mean) / std).float()[None, :, None, None].expand_as(x).contiguous()
+            blurred = common.gaussian_blur(x, args.blur_sigma)
+            report["ig"] = {}
+            y = logit(model, x, cls)
+            for kind, baseline in (("black", black), ("blurred", blurred)):
+                ig = integrated_gradients(model, x, baseline, cls, args.ig_steps)
+                save(args.outdir, f"ig_{kind}.npy", ig)
+                report["ig"][kind] = {"sum": ig.double().sum().item(),
+                                      "delta": y - logit(model, baseline, cls)}
+            save(args.outdir, "ig_baseline_blurred.npy", blurred[0])
 
         with open(os.path.join(args.outdir, "meta.json"), "w") as out:
-            json.dump({"arch": arch, "class": cls, "relu_count": relu_count, "layers": layers,
-                       "eager_vs_script_max_abs": diff,
-                       "cam": cam_layer}, out, indent=1)
+            json.dump(report, out, indent=1)
             out.write("\n")
-    except (RefError, OSError, RuntimeError) as exc:
+    except (RefError, OSError, RuntimeError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.outdir}: {arch} class {cls} relus {relu_count} layers {len(layers)} "
-          f"cam {cam_layer} eager/script {diff:.2g} ({time.perf_counter() - start:.2f} s)")
+    print(f"{args.outdir}: {arch} class {cls} relus {counts[0]} relu6s {counts[1]} "
+          f"silus {counts[2]} layers {len(layers)} cam {cam_layer} eager/script {diff:.2g} "
+          f"({time.perf_counter() - start:.2f} s)")
     return 0
 
 
