@@ -27,6 +27,7 @@ enum class Backprop { kPlain, kGuided, kDeconv };
 // What graph instrumentation found.
 struct GraphReport {
   int guided_relus = 0;                 // aten::relu / relu_ nodes replaced
+  int guided_relu6s = 0;                // relu6 / hardtanh(0, 6) nodes replaced
   std::map<std::string, int> unguided;  // other activations ("aten::silu": 16)
 };
 
@@ -72,6 +73,8 @@ class Engine {
   // describe() throw Error(kRuntime) while another one is.
   Pass run(const at::Tensor& batch) const;
 
+  const Model& model() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
@@ -86,6 +89,7 @@ class Pass {
   Pass(Pass&&) noexcept;
 
   const at::Tensor& logits() const;  // [N,C] float32, detached
+  const at::Tensor& input() const;   // the batch it ran on, [N,3,H,W] (requires grad)
 
   // The output of layer `i` (index into Engine::layers()), [N,...] detached.
   // Throws Error(kUnsupported) when the layer did not run exactly once.
@@ -98,12 +102,33 @@ class Pass {
   at::Tensor backward(const std::vector<int64_t>& classes, Backprop mode);
   const at::Tensor& gradient(size_t i) const;
 
+  // Another forward pass of the same engine on `batch`, nested in this one
+  // (for methods that need passes of their own: SmoothGrad, Integrated
+  // Gradients). It shares this pass's hold on the process-wide taps, so it
+  // must be destroyed before this pass is used again or destroyed.
+  Pass nested(const at::Tensor& batch) const;
+
+  // Logits of `batch` through the instrumented graph without autograd and
+  // without recording anything, [M,C].
+  at::Tensor forward_only(const at::Tensor& batch) const;
+
  private:
   friend class Engine;
   struct Impl;
   explicit Pass(std::unique_ptr<Impl> impl);
+  static void start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch);
   std::unique_ptr<Impl> impl_;
 };
+
+// The feature stages of a model, from its layers (Engine::describe, forward
+// order), with no per-architecture knowledge. A layer qualifies when it runs
+// once and outputs a spatial map [N,C,h,w] with h*w > 1. Starting at the
+// root module, take the qualifying direct children; while exactly one of
+// them has qualifying children of its own (a container such as VGG's
+// `features`), descend into it. vgg16: features.0..30; resnet50: conv1, bn1,
+// relu, maxpool, layer1..4; googlenet: conv1 ... inception5b; mobilenet_v2
+// and efficientnet_b0: features.0..18 / features.0..8.
+std::vector<std::string> feature_stages(const std::vector<LayerInfo>& layers);
 
 // Up to `max` entries of `candidates` closest to `name` (edit distance, then
 // shared prefix), for "did you mean" hints.

@@ -67,6 +67,9 @@ class Model {
   static Model load(const std::string& path);
 
   const ModelInfo& info() const;
+  // For overrides from the command line (labels, preprocessing); call it
+  // before the first Engine or logits() call.
+  ModelInfo& mutable_info();
 
   // batch: [N,3,H,W] float32, normalized as info().preprocess says.
   // Returns [N,num_classes] float32 logits (pre-softmax), computed without

@@ -1,6 +1,9 @@
 #include "common.h"
 
+#include <algorithm>
+#include <fstream>
 #include <iostream>
+#include <tuple>
 #include <ostream>
 
 #include "cnnviz/error.h"
@@ -20,6 +23,22 @@ void add_model_options(CLI::App& sub, ModelOptions& opts) {
       ->envname("CNNVIZ_MODELS");
   sub.add_option("--threads", opts.threads, "LibTorch threads (default: every available core)")
       ->check(CLI::Range(1, 1024));
+  sub.add_option("--labels", opts.labels,
+                 "Class names, one per line (for models without metadata; overrides it)");
+  for (auto [name, values, help] :
+       {std::tuple{"--mean", &opts.mean, "Per-channel mean of the normalization (R,G,B)"},
+        std::tuple{"--std", &opts.std, "Per-channel std of the normalization (R,G,B)"}}) {
+    sub.add_option(name, *values, help)
+        ->delimiter(',')
+        ->expected(3)
+        ->allow_extra_args(false)
+        ->check(CLI::Range(-1e6, 1e6));
+  }
+  sub.add_option("--size", opts.size, "Input size: resize the shorter side to N, crop N x N")
+      ->check(CLI::Range(8, 4096));
+  sub.add_option("--resize", opts.resize,
+                 "Resize the shorter side to N before the crop (default: the crop size)")
+      ->check(CLI::Range(8, 8192));
 }
 
 void add_input_options(CLI::App& sub, InputOptions& opts) {
@@ -42,14 +61,59 @@ std::vector<std::string> collect_inputs(const InputOptions& opts) {
   return images;
 }
 
+namespace {
+
+std::vector<std::string> read_labels(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(ErrorCode::kInput, "labels file '" + path + "': cannot be read");
+  std::vector<std::string> labels;
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    labels.push_back(line);
+  }
+  while (!labels.empty() && labels.back().empty()) labels.pop_back();
+  if (labels.empty()) throw Error(ErrorCode::kInput, "labels file '" + path + "': no labels");
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i].empty()) {
+      throw Error(ErrorCode::kInput, "labels file '" + path + "': line " + std::to_string(i + 1) +
+                                         " is empty (one class name per line)");
+    }
+  }
+  return labels;
+}
+
+void apply_overrides(const ModelOptions& opts, ModelInfo& info) {
+  if (!opts.labels.empty()) info.labels = read_labels(opts.labels);
+  Preprocessing& p = info.preprocess;
+  if (!opts.mean.empty()) std::copy(opts.mean.begin(), opts.mean.end(), p.mean.begin());
+  if (!opts.std.empty()) {
+    for (float s : opts.std) {
+      if (!(s > 0)) throw Error(ErrorCode::kUsage, "--std: every value must be positive");
+    }
+    std::copy(opts.std.begin(), opts.std.end(), p.std.begin());
+  }
+  if (opts.size > 0) p.resize = p.crop = opts.size;
+  if (opts.resize > 0) p.resize = opts.resize;
+  if (p.resize < p.crop) {
+    throw Error(ErrorCode::kUsage, "--resize " + std::to_string(p.resize) +
+                                       ": smaller than the crop (" + std::to_string(p.crop) + ")");
+  }
+}
+
+}  // namespace
+
 Model open_model(const ModelOptions& opts, std::ostream& err) {
   const std::string dir = opts.models_dir.empty() ? builtin_models_dir() : opts.models_dir;
   Model model = Model::load(resolve_model(opts.model, dir));
   set_threads(opts.threads);
+  apply_overrides(opts, model.mutable_info());
   const ModelInfo& info = model.info();
-  if (!info.has_metadata) {
+  const bool told = !opts.labels.empty() || !opts.mean.empty() || !opts.std.empty() ||
+                    opts.size > 0 || opts.resize > 0;
+  if (!info.has_metadata && !told) {
     err << kPrefix << "warning: model '" << info.path
-        << "' has no cnnviz.json metadata: using ImageNet preprocessing, classes unnamed\n";
+        << "' has no cnnviz.json metadata: using ImageNet preprocessing (224, mean/std of "
+           "ImageNet; --size, --mean, --std to change) and unnamed classes (--labels FILE)\n";
   } else if (info.weights_kind == WeightsKind::kRandom) {
     const std::string export_name = info.arch.empty() ? info.name : info.arch;
     err << kPrefix << "WARNING: model '" << info.name

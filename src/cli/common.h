@@ -17,6 +17,11 @@ struct ModelOptions {
   std::string model = "vgg16";  // -m/--model, $CNNVIZ_MODEL
   std::string models_dir;       // --models-dir, $CNNVIZ_MODELS
   int threads = 0;              // --threads; 0 = every available core
+  // Overrides for models without (or with other) metadata.
+  std::string labels;              // --labels FILE, one class name per line
+  std::vector<float> mean, std;    // --mean, --std: 3 values each
+  int size = 0;                    // --size N: resize and crop to N
+  int resize = 0;                  // --resize N: shorter side to N before the crop
 };
 
 void add_model_options(CLI::App& sub, ModelOptions& opts);

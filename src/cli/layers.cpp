@@ -7,6 +7,7 @@
 #include <set>
 
 #include "cnnviz/engine.h"
+#include "cnnviz/explain.h"
 
 namespace cnnviz::cli {
 
@@ -33,12 +34,15 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
   Model model = open_model(opts.model, err);
   const ModelInfo& info = model.info();
   Engine::Description d = Engine::describe(model);
-  const std::set<std::string> features(info.feature_layers.begin(), info.feature_layers.end());
+  const std::vector<std::string> stages = feature_layers(model, d);
+  const std::set<std::string> features(stages.begin(), stages.end());
+  const std::string gradcam_layer = default_layer(model, d);
   if (opts.json) {
     nlohmann::ordered_json doc;
     doc["model"] = info.name;
-    doc["gradcam_layer"] = info.gradcam_layer;
+    doc["gradcam_layer"] = gradcam_layer;
     doc["guided_relus"] = d.report.guided_relus;
+    doc["guided_relu6s"] = d.report.guided_relu6s;
     doc["unguided_activations"] = d.report.unguided;
     doc["layers"] = nlohmann::ordered_json::array();
     for (const LayerInfo& l : d.layers) {
@@ -47,7 +51,7 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
                                {"shape", l.shape},
                                {"calls", l.calls},
                                {"feature_layer", features.count(l.path) > 0},
-                               {"default", l.path == info.gradcam_layer}});
+                               {"default", l.path == gradcam_layer}});
     }
     out << doc.dump(2) << "\n";
     return 0;
@@ -57,6 +61,7 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
     unguided += (unguided.empty() ? "" : ", ") + op + " x" + std::to_string(n);
   }
   out << "model " << info.name << ": " << d.report.guided_relus << " ReLUs guided; "
+      << (d.report.guided_relu6s ? std::to_string(d.report.guided_relu6s) + " ReLU6s guided; " : "")
       << (unguided.empty() ? "no activations that cannot be guided" : "cannot guide " + unguided)
       << "\n";
   size_t width = 4;
@@ -68,7 +73,7 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
   for (const LayerInfo& l : d.layers) {
     std::string notes;
     if (features.count(l.path)) notes += "feature ";
-    if (l.path == info.gradcam_layer) notes += "default ";
+    if (l.path == gradcam_layer) notes += "default ";
     if (l.path == kGlobalPoolInput) notes += "CAM ";
     if (l.calls > 1) notes += "runs " + std::to_string(l.calls) + "x ";
     if (l.calls == 0) notes += "not run ";

@@ -33,12 +33,22 @@ using torch::jit::WithInsertPoint;
 // reported, and their backward stays the true gradient.
 const std::set<std::string>& unguided_kinds() {
   static const std::set<std::string> kinds = {
-      "aten::relu6",      "aten::hardtanh",    "aten::hardtanh_",   "aten::silu",
+      "aten::hardtanh",   "aten::hardtanh_",   "aten::silu",
       "aten::silu_",      "aten::gelu",        "aten::elu",         "aten::elu_",
       "aten::selu",       "aten::celu",        "aten::leaky_relu",  "aten::leaky_relu_",
       "aten::prelu",      "aten::mish",        "aten::softplus",    "aten::hardswish",
       "aten::hardswish_", "aten::hardsigmoid", "aten::hardsigmoid_"};
   return kinds;
+}
+
+// nn.ReLU6 is hardtanh(x, 0., 6.) in TorchScript.
+bool is_relu6_hardtanh(Node* n) {
+  if (n->kind() != c10::aten::hardtanh && n->kind() != c10::aten::hardtanh_) return false;
+  if (n->inputs().size() < 3) return false;
+  std::optional<c10::IValue> lo = torch::jit::toIValue(n->input(1));
+  std::optional<c10::IValue> hi = torch::jit::toIValue(n->input(2));
+  return lo && hi && lo->isDouble() && hi->isDouble() && lo->toDouble() == 0.0 &&
+         hi->toDouble() == 6.0;
 }
 
 void collect(torch::jit::Block* block, std::vector<Node*>& out) {
@@ -162,16 +172,22 @@ Instrumented instrument(const torch::jit::Module& module,
   }
 
   const c10::Symbol relu = c10::Symbol::fromQualString("cnnviz::relu");
+  const c10::Symbol relu6 = c10::Symbol::fromQualString("cnnviz::relu6");
+  const c10::Symbol relu6_in_place = c10::Symbol::fromQualString("aten::relu6_");
   for (Node* n : all_nodes(g)) {
-    const bool in_place = n->kind() == c10::aten::relu_;
-    if (n->kind() == c10::aten::relu || in_place) {
+    const bool is_relu = n->kind() == c10::aten::relu || n->kind() == c10::aten::relu_;
+    const bool is_relu6 = n->kind() == c10::aten::relu6 || n->kind() == relu6_in_place ||
+                          is_relu6_hardtanh(n);
+    if (is_relu || is_relu6) {
+      const bool in_place = n->kind() == c10::aten::relu_ || n->kind() == relu6_in_place ||
+                            n->kind() == c10::aten::hardtanh_;
       WithInsertPoint guard(n);
-      Value* r = g.insert(relu, {n->input(0)});
-      // Later readers of an in-place ReLU's input expect the rectified value.
+      Value* r = g.insert(is_relu ? relu : relu6, {n->input(0)});
+      // Later readers of an in-place activation's input expect the new value.
       if (in_place) n->input(0)->replaceAllUsesAfterNodeWith(n, r);
       n->output()->replaceAllUsesWith(r);
       n->destroy();
-      ++out.report.guided_relus;
+      ++(is_relu ? out.report.guided_relus : out.report.guided_relu6s);
     } else if (unguided_kinds().count(n->kind().toQualString())) {
       ++out.report.unguided[n->kind().toQualString()];
     }
@@ -252,15 +268,17 @@ struct Engine::Impl {
 };
 
 struct Pass::Impl {
-  std::unique_lock<std::mutex> lock;
+  std::unique_lock<std::mutex> lock;  // not held by nested passes
   const Engine::Impl* engine = nullptr;
   ops::TapRecorder recorder;
-  at::Tensor input;   // requires grad
-  at::Tensor logits;  // attached to the autograd graph
+  ops::TapRecorder* outer = nullptr;  // the enclosing pass's recorder, if nested
+  at::Tensor input;                   // requires grad
+  at::Tensor logits;                  // attached to the autograd graph
   at::Tensor logits_detached;
 
-  ~Impl() { ops::set_recorder(nullptr); }
+  ~Impl() { ops::set_recorder(outer); }
 };
+
 
 Engine::Engine(const Model& model, const std::vector<std::string>& layers)
     : impl_(std::make_unique<Impl>(Impl{model, {}, layers, {}})) {
@@ -341,17 +359,46 @@ Pass Engine::run(const at::Tensor& batch) const {
   auto p = std::make_unique<Pass::Impl>();
   p->lock = std::unique_lock<std::mutex>(ops::lock(), std::try_to_lock);
   if (!p->lock.owns_lock()) throw Error(ErrorCode::kRuntime, kBusy);
-  p->engine = impl_.get();
-  p->recorder.reset(impl_->inst.slot_paths.size());
-  ops::set_recorder(&p->recorder);
+  Pass::start(*p, *impl_, batch);
+  return Pass(std::move(p));
+}
+
+const Model& Engine::model() const { return impl_->model; }
+
+void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch) {
+  p.engine = &engine;
+  p.recorder.reset(engine.inst.slot_paths.size());
+  ops::set_recorder(&p.recorder);
   ops::set_relu_mode(ops::ReluMode::kPlain);
   torch::AutoGradMode grad(true);
-  p->input = batch.detach().clone().requires_grad_(true);
-  p->logits =
-      first_tensor(call(impl_->inst, impl_->model.module(), p->input, impl_->model.info().path),
-                   impl_->model.info().path);
-  p->logits_detached = p->logits.detach();
+  p.input = batch.detach().clone().requires_grad_(true);
+  p.logits = first_tensor(call(engine.inst, engine.model.module(), p.input,
+                               engine.model.info().path),
+                          engine.model.info().path);
+  p.logits_detached = p.logits.detach();
+}
+
+Pass Pass::nested(const at::Tensor& batch) const {
+  auto p = std::make_unique<Pass::Impl>();
+  p->outer = &impl_->recorder;
+  start(*p, *impl_->engine, batch);
   return Pass(std::move(p));
+}
+
+at::Tensor Pass::forward_only(const at::Tensor& batch) const {
+  ops::set_recorder(nullptr);
+  at::Tensor logits;
+  try {
+    c10::InferenceMode no_grad;
+    const Engine::Impl& e = *impl_->engine;
+    logits = first_tensor(call(e.inst, e.model.module(), batch, e.model.info().path),
+                          e.model.info().path);
+  } catch (...) {
+    ops::set_recorder(&impl_->recorder);
+    throw;
+  }
+  ops::set_recorder(&impl_->recorder);
+  return logits;
 }
 
 Pass::Pass(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -359,6 +406,7 @@ Pass::~Pass() = default;
 Pass::Pass(Pass&&) noexcept = default;
 
 const at::Tensor& Pass::logits() const { return impl_->logits_detached; }
+const at::Tensor& Pass::input() const { return impl_->input; }
 
 const at::Tensor& Pass::activation(size_t i) const {
   const size_t slot = impl_->engine->slots.at(i);
@@ -384,6 +432,7 @@ at::Tensor Pass::backward(const std::vector<int64_t>& classes, Backprop mode) {
     }
   }
   for (at::Tensor& g : impl_->recorder.gradients) g = at::Tensor();
+  ops::set_recorder(&impl_->recorder);
   ops::set_relu_mode(mode == Backprop::kGuided   ? ops::ReluMode::kGuided
                      : mode == Backprop::kDeconv ? ops::ReluMode::kDeconv
                                                  : ops::ReluMode::kPlain);

@@ -168,6 +168,8 @@ Model Model::load(const std::string& path) {
 
 const ModelInfo& Model::info() const { return impl_->info; }
 
+ModelInfo& Model::mutable_info() { return impl_->info; }
+
 torch::jit::Module& Model::module() const { return impl_->module; }
 
 at::Tensor Model::logits(const at::Tensor& batch) const {

@@ -38,6 +38,32 @@ class ModeRelu : public torch::autograd::Function<ModeRelu> {
   }
 };
 
+// ReLU6, min(max(x, 0), 6) (MobileNetV2), with the same three modes; its
+// gate is open where 0 < y < 6.
+class ModeRelu6 : public torch::autograd::Function<ModeRelu6> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
+    at::Tensor y = at::clamp(x, 0, 6);
+    ctx->save_for_backward({y});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor& g = grads[0];
+    const at::Tensor y = ctx->get_saved_variables()[0];
+    const at::Tensor open = (y > 0).logical_and(y < 6);
+    switch (static_cast<ReluMode>(g_relu_mode.load())) {
+      case ReluMode::kGuided:
+        return {g.clamp_min(0) * open};
+      case ReluMode::kDeconv:
+        return {g.clamp_min(0)};
+      case ReluMode::kPlain:
+        break;
+    }
+    return {g * open};
+  }
+};
+
 void record(std::vector<at::Tensor>& where, int64_t slot, const at::Tensor& t, bool count) {
   TapRecorder* r = g_recorder.load();
   if (r == nullptr || slot < 0 || static_cast<size_t>(slot) >= where.size()) return;
@@ -65,6 +91,8 @@ class Tap : public torch::autograd::Function<Tap> {
 
 at::Tensor relu_autograd(const at::Tensor& x) { return ModeRelu::apply(x); }
 at::Tensor relu_plain(const at::Tensor& x) { return at::relu(x); }
+at::Tensor relu6_autograd(const at::Tensor& x) { return ModeRelu6::apply(x); }
+at::Tensor relu6_plain(const at::Tensor& x) { return at::clamp(x, 0, 6); }
 at::Tensor tap_autograd(const at::Tensor& x, int64_t slot) { return Tap::apply(x, slot); }
 at::Tensor tap_plain(const at::Tensor& x, int64_t slot) {
   if (TapRecorder* r = g_recorder.load()) record(r->activations, slot, x, true);
@@ -75,21 +103,25 @@ at::Tensor tap_plain(const at::Tensor& x, int64_t slot) {
 
 TORCH_LIBRARY(cnnviz, m) {
   m.def("relu(Tensor x) -> Tensor");
+  m.def("relu6(Tensor x) -> Tensor");
   m.def("tap(Tensor x, int slot) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(cnnviz, CPU, m) {
   m.impl("relu", relu_plain);
+  m.impl("relu6", relu6_plain);
   m.impl("tap", tap_plain);
 }
 
 TORCH_LIBRARY_IMPL(cnnviz, CUDA, m) {
   m.impl("relu", relu_plain);
+  m.impl("relu6", relu6_plain);
   m.impl("tap", tap_plain);
 }
 
 TORCH_LIBRARY_IMPL(cnnviz, Autograd, m) {
   m.impl("relu", relu_autograd);
+  m.impl("relu6", relu6_autograd);
   m.impl("tap", tap_autograd);
 }
 

@@ -8,6 +8,10 @@
 //       kGuided   max(g, 0) * (y > 0)    (guided backpropagation)
 //       kDeconv   max(g, 0)              (deconvnet)
 //
+//   cnnviz::relu6(Tensor x) -> Tensor
+//     The same for ReLU6, clamp(x, 0, 6): the gate (y > 0) becomes
+//     (0 < y < 6); kDeconv passes max(g, 0) as for ReLU.
+//
 //   cnnviz::tap(Tensor x, int slot) -> Tensor
 //     Forward: records x (the layer's true output) in the active TapRecorder
 //     and returns a copy, so that later in-place ops cannot alter what was
