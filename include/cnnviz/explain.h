@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/engine.h"
 #include "cnnviz/inputs.h"
+#include "cnnviz/methods.h"
 #include "cnnviz/model.h"
 #include "cnnviz/progress.h"
 
@@ -30,6 +32,7 @@ struct ExplainOptions {
   int decoders = 0;
   Shard shard;                 // this process's share of the images
   bool skip_existing = false;  // reuse complete outputs of earlier runs
+  MethodParams params;         // the method's own settings (mean/std: from the model)
 };
 
 struct ExplainSummary {
@@ -46,9 +49,25 @@ struct ExplainSummary {
 // weights {kind, source}.
 nlohmann::ordered_json model_json(const ModelInfo& info);
 
+// One directory name per input: the file's stem, made unique in input order
+// ("cat", "cat-2", ...).
+std::vector<std::string> unique_stems(const std::vector<std::string>& images);
+
+// Creates `dir` (and parents) and checks that it is writable; throws
+// Error(kOutput) otherwise.
+void make_output_dir(const std::string& dir);
+
+// The feature layers of `model` (described by `d`): the metadata's
+// feature_layers when it names them, else feature_stages() of its module
+// tree.
+std::vector<std::string> feature_layers(const Model& model, const Engine::Description& d);
+
+// Grad-CAM's default layer: the metadata's gradcam_layer, else the last
+// feature layer; empty when there is none.
+std::string default_layer(const Model& model, const Engine::Description& d);
+
 // The layers a method will use on `model` given the options: the requested
-// ones, every feature layer for all_layers (from the metadata, else the
-// children of a `features` module), or the default Grad-CAM layer. Throws
+// ones, every feature layer for all_layers, or the default layer. Throws
 // Error(kUnsupported) when none can be found.
 std::vector<std::string> resolve_layers(const Model& model, const ExplainOptions& options);
 

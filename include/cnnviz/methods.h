@@ -6,6 +6,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,15 +17,35 @@
 
 namespace cnnviz {
 
+// Settings of the methods that take any (the CLI offers each method only the
+// ones its MethodDef::params names).
+struct MethodParams {
+  int samples = 50;        // SmoothGrad: noisy copies per image
+  double noise = 0.15;     // SmoothGrad: sigma / (max - min) of the input
+  uint64_t seed = 0;       // SmoothGrad: the noise's random seed
+  std::string smooth_of = "saliency";  // SmoothGrad over "saliency" or "guided-backprop"
+  int steps = 50;                      // Integrated Gradients: Riemann steps
+  std::string baseline = "black";      // Integrated Gradients: "black" or "blurred"
+  double blur_sigma = 10.0;            // the blurred baseline's Gaussian sigma, in pixels
+  int sample_batch = 16;  // images per pass for samples, steps and Score-CAM masks
+  std::array<float, 3> mean{0.485f, 0.456f, 0.406f};  // the model's normalization, for
+  std::array<float, 3> std{0.229f, 0.224f, 0.225f};   // the black baseline
+};
+
 // One capture pass seen for one target class per image: memoizes the
 // backward passes so that methods sharing one (Grad-CAM and guided Grad-CAM,
 // say) do not repeat it.
 class Capture {
  public:
   // classes: one target class per image of the pass.
-  Capture(const Engine& engine, Pass& pass, std::vector<int64_t> classes);
+  Capture(const Engine& engine, Pass& pass, std::vector<int64_t> classes,
+          MethodParams params = {});
 
   const std::vector<int64_t>& classes() const { return classes_; }
+  const MethodParams& params() const { return params_; }
+  const Engine& engine() const { return engine_; }
+  Pass& pass() { return pass_; }
+  at::Tensor input() const { return pass_.input().detach(); }  // [N,3,H,W]
   const std::vector<std::string>& layers() const { return engine_.layers(); }
   std::optional<size_t> layer_index(const std::string& path) const;
   const at::Tensor& logits() const { return pass_.logits(); }
@@ -38,6 +60,7 @@ class Capture {
   const Engine& engine_;
   Pass& pass_;
   std::vector<int64_t> classes_;
+  MethodParams params_;
   std::map<Backprop, at::Tensor> input_grads_;
   std::vector<at::Tensor> layer_grads_;  // from the plain backward
 };
@@ -58,6 +81,13 @@ struct MethodDef {
   bool uses_layers;         // computes one map per requested layer
   const char* fixed_layer;  // a layer the method always needs (CAM), or nullptr
   std::vector<MethodMap> (*compute)(Capture& capture);
+  unsigned params = 0;  // the MethodParams it reads: kParam* bits
+};
+
+enum : unsigned {
+  kParamSamples = 1u << 0,      // samples, noise, seed, smooth_of
+  kParamSteps = 1u << 1,        // steps, baseline, blur_sigma
+  kParamSampleBatch = 1u << 2,  // sample_batch
 };
 
 // The registry: every method, in the order the CLI lists them.
@@ -68,12 +98,35 @@ const MethodDef& find_method(const std::string& name);
 
 // Helpers shared by the methods (methods/common.cpp).
 namespace method_util {
+// The output of layer i, checked to be a 4-D feature map [N,K,h,w]; throws
+// Error(kUnsupported) otherwise.
+at::Tensor feature_map(Capture& capture, size_t i);
 // Grad-CAM at layer i: relu(sum_k w_k A_k), w_k = spatial mean of the plain
 // gradient. [N,h,w]. Throws Error(kUnsupported) for a non 4-D layer output.
 at::Tensor gradcam(Capture& capture, size_t i);
 // Per-image min-max normalization of [N,h,w] to [0,1]; an image whose map is
 // constant becomes all zeros.
 at::Tensor normalize_per_image(const at::Tensor& maps);
+// d logit[classes[m]] / d inputs[m] for inputs [M,3,H,W] with ReLUs in
+// `mode`, in nested passes of up to params().sample_batch images.
+at::Tensor input_gradients(Capture& capture, const at::Tensor& inputs,
+                           const std::vector<int64_t>& classes, Backprop mode);
+// Logits of inputs [M,3,H,W] without autograd, in chunks of sample_batch.
+at::Tensor logits_of(Capture& capture, const at::Tensor& inputs);
+// Each of `classes` repeated `times` times in place: {a,b} x2 -> {a,a,b,b}.
+std::vector<int64_t> repeat_each(const std::vector<int64_t>& classes, int64_t times);
+// Gaussian blur of [N,C,H,W], per channel: 1-D kernel exp(-i^2 / 2 sigma^2)
+// for |i| <= ceil(3 sigma), normalized; reflected borders; horizontal, then
+// vertical.
+at::Tensor gaussian_blur(const at::Tensor& x, double sigma);
+// SmoothGrad with the given noise patterns [S,3,H,W] (unit scale: multiplied
+// by each image's max - min), averaged over S.
+at::Tensor smooth_gradient(Capture& capture, const at::Tensor& noise, Backprop mode);
+// Integrated Gradients from `baseline` [N,3,H,W], right Riemann sum.
+at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, int steps);
+// The black image in normalized form, shaped like x.
+at::Tensor black_baseline(const at::Tensor& x, const std::array<float, 3>& mean,
+                          const std::array<float, 3>& std);
 // Bilinear resize of [N,h,w] to [N,H,W] (half-pixel centres, as OpenCV's
 // INTER_LINEAR and pytorch-grad-cam's cv2.resize).
 at::Tensor upsample(const at::Tensor& maps, int64_t height, int64_t width);

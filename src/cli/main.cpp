@@ -10,6 +10,7 @@
 #include "cnnviz/error.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/version.h"
+#include "evaluate.h"
 #include "layers.h"
 #include "merge.h"
 #include "report.h"
@@ -37,6 +38,8 @@ int main(int argc, char** argv) {
   CLI::App* merge_cmd = cli::setup_merge(app, merge);
   cli::ReportOptions report;
   CLI::App* report_cmd = cli::setup_report(app, report);
+  cli::EvaluateCliOptions evaluate;
+  CLI::App* evaluate_cmd = cli::setup_evaluate(app, evaluate);
 
   try {
     app.parse(argc, argv);
@@ -53,6 +56,7 @@ int main(int argc, char** argv) {
     if (layers_cmd->parsed()) return cli::run_layers(layers, std::cout, std::cerr);
     if (merge_cmd->parsed()) return cli::run_merge(merge, std::cout, std::cerr);
     if (report_cmd->parsed()) return cli::run_report(report, std::cout, std::cerr);
+    if (evaluate_cmd->parsed()) return cli::run_evaluate(evaluate, std::cout, std::cerr);
     for (auto& v : visualize) {
       if (v->command->parsed()) return cli::run_visualize(*v, std::cout, std::cerr);
     }

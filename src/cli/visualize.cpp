@@ -19,6 +19,8 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
     opts->explain.method = method.name;
     CLI::App* sub = app.add_subcommand(method.name, method.summary);
     if (method.name == std::string("guided-backprop")) sub->alias("gbp");
+    if (method.name == std::string("gradcam++")) sub->alias("gradcampp");
+    if (method.name == std::string("integrated-gradients")) sub->alias("ig");
     add_input_options(*sub, opts->inputs);
     sub->add_flag("--skip-existing", opts->explain.skip_existing,
                   "Skip images whose outputs from an earlier run with the same settings are "
@@ -40,6 +42,37 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
       sub->add_flag("--all-layers", opts->explain.all_layers,
                     "Every layer of the feature extractor, from one forward and backward pass")
           ->excludes(layer);
+    }
+    MethodParams& p = opts->explain.params;
+    if (method.params & kParamSamples) {
+      sub->add_option("--samples", p.samples, "Noisy copies per image")
+          ->check(CLI::Range(1, 100000))
+          ->capture_default_str();
+      sub->add_option("--noise", p.noise, "Noise sigma as a fraction of the input's value range")
+          ->check(CLI::Range(0.0, 10.0))
+          ->capture_default_str();
+      sub->add_option("--seed", p.seed, "Seed of the noise")->capture_default_str();
+      sub->add_option("--of", p.smooth_of, "Gradient to smooth")
+          ->check(CLI::IsMember({"saliency", "guided-backprop"}))
+          ->capture_default_str();
+    }
+    if (method.params & kParamSteps) {
+      sub->add_option("--steps", p.steps, "Riemann steps from the baseline to the image")
+          ->check(CLI::Range(1, 100000))
+          ->capture_default_str();
+      sub->add_option("--baseline", p.baseline, "Baseline image")
+          ->check(CLI::IsMember({"black", "blurred"}))
+          ->capture_default_str();
+      sub->add_option("--blur-sigma", p.blur_sigma,
+                      "Gaussian sigma (pixels) of the blurred baseline")
+          ->check(CLI::Range(0.1, 1000.0))
+          ->capture_default_str();
+    }
+    if (method.params & kParamSampleBatch) {
+      sub->add_option("--sample-batch", p.sample_batch,
+                      "Images per pass for noisy copies, steps or masks")
+          ->check(CLI::Range(1, 4096))
+          ->capture_default_str();
     }
     sub->add_flag(
         "--no-raw", [o = opts.get()](int64_t) { o->explain.raw = false; },

@@ -42,34 +42,6 @@ std::string lower(std::string s) {
   return s;
 }
 
-// One directory name per input: the file's stem, made unique in input order
-// ("cat", "cat-2", ...).
-std::vector<std::string> unique_stems(const std::vector<std::string>& images) {
-  std::vector<std::string> stems;
-  std::set<std::string> used;
-  for (const std::string& image : images) {
-    std::string stem = fs::path(image).stem().string();
-    if (stem.empty() || stem == "." || stem == "..") stem = "image";
-    std::string name = stem;
-    for (int k = 2; used.count(name); ++k) name = stem + "-" + std::to_string(k);
-    used.insert(name);
-    stems.push_back(name);
-  }
-  return stems;
-}
-
-void make_output_dir(const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec)
-    throw Error(ErrorCode::kOutput,
-                "cannot create output directory '" + dir + "': " + ec.message());
-  // Existing but read-only directories pass create_directories: probe.
-  const std::string probe = (fs::path(dir) / ".cnnviz-write-test").string();
-  write_file_atomic(probe, "", 0);
-  fs::remove(probe, ec);
-}
-
 json range_of(const at::Tensor& t) {
   return {{"min", t.min().item<double>()}, {"max", t.max().item<double>()}};
 }
@@ -264,20 +236,46 @@ bool outputs_complete(const std::string& outdir, const json& entry) {
   return !entry["files"].empty();
 }
 
-// Feature layers from the metadata, else the children of `features`.
-std::vector<std::string> feature_layers(const Model& model) {
-  if (!model.info().feature_layers.empty()) return model.info().feature_layers;
-  std::vector<std::string> found;
-  for (const LayerInfo& l : Engine::describe(model).layers) {
-    if (l.path.rfind("features.", 0) == 0 && l.path.find('.', 9) == std::string::npos &&
-        l.shape.size() == 4) {
-      found.push_back(l.path);
-    }
+}  // namespace
+
+// One directory name per input: the file's stem, made unique in input order
+// ("cat", "cat-2", ...).
+std::vector<std::string> unique_stems(const std::vector<std::string>& images) {
+  std::vector<std::string> stems;
+  std::set<std::string> used;
+  for (const std::string& image : images) {
+    std::string stem = fs::path(image).stem().string();
+    if (stem.empty() || stem == "." || stem == "..") stem = "image";
+    std::string name = stem;
+    for (int k = 2; used.count(name); ++k) name = stem + "-" + std::to_string(k);
+    used.insert(name);
+    stems.push_back(name);
   }
-  return found;
+  return stems;
 }
 
-}  // namespace
+void make_output_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    throw Error(ErrorCode::kOutput,
+                "cannot create output directory '" + dir + "': " + ec.message());
+  // Existing but read-only directories pass create_directories: probe.
+  const std::string probe = (fs::path(dir) / ".cnnviz-write-test").string();
+  write_file_atomic(probe, "", 0);
+  fs::remove(probe, ec);
+}
+
+std::vector<std::string> feature_layers(const Model& model, const Engine::Description& d) {
+  if (!model.info().feature_layers.empty()) return model.info().feature_layers;
+  return feature_stages(d.layers);
+}
+
+std::string default_layer(const Model& model, const Engine::Description& d) {
+  if (!model.info().gradcam_layer.empty()) return model.info().gradcam_layer;
+  std::vector<std::string> stages = feature_layers(model, d);
+  return stages.empty() ? std::string() : stages.back();
+}
 
 json model_json(const ModelInfo& info) {
   return {{"name", info.name},
@@ -288,24 +286,24 @@ json model_json(const ModelInfo& info) {
 }
 
 std::vector<std::string> resolve_layers(const Model& model, const ExplainOptions& options) {
-  if (options.all_layers) {
-    std::vector<std::string> layers = feature_layers(model);
-    if (layers.empty()) {
-      throw Error(ErrorCode::kUnsupported,
-                  "model '" + model.info().name +
-                      "' has no feature extractor to take every layer of (no feature_layers in "
-                      "its metadata, no `features` module); name layers with --layer");
-    }
-    return layers;
+  if (!options.all_layers && !options.layers.empty()) return options.layers;
+  if (!options.all_layers && !model.info().gradcam_layer.empty()) {
+    return {model.info().gradcam_layer};
   }
-  if (!options.layers.empty()) return options.layers;
-  if (!model.info().gradcam_layer.empty()) return {model.info().gradcam_layer};
-  std::vector<std::string> layers = feature_layers(model);
+  const Engine::Description d = Engine::describe(model);
+  std::vector<std::string> layers = feature_layers(model, d);
   if (layers.empty()) {
-    throw Error(ErrorCode::kUnsupported, "model '" + model.info().name +
-                                             "' has no default Grad-CAM layer; name one with "
-                                             "--layer (`cnnviz layers` lists them)");
+    throw Error(ErrorCode::kUnsupported,
+                "model '" + model.info().name + "' shows no feature stages (no submodule outputs " +
+                    "a spatial map" +
+                    (d.layers.empty() ? std::string(": it has no submodules at all, as a traced "
+                                                    "and inlined or frozen model")
+                                      : std::string()) +
+                    "); name layers with --layer, or use a method without layers (saliency, "
+                    "guided-backprop, deconvnet, smoothgrad, integrated-gradients, "
+                    "gradient-input)");
   }
+  if (options.all_layers) return layers;
   return {layers.back()};
 }
 
@@ -359,12 +357,17 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   const int ranks = fixed_class ? 1 : std::max(1, options.top);
   make_output_dir(options.outdir);
 
+  MethodParams params = options.params;
+  params.mean = info.preprocess.mean;
+  params.std = info.preprocess.std;
+
   const GraphReport& report = engine.report();
   json unguided = json::object();
   for (const auto& [op, count] : report.unguided) unguided[op] = count;
   const bool guided = method.name == std::string("guided-backprop") ||
                       method.name == std::string("deconvnet") ||
-                      method.name == std::string("guided-gradcam");
+                      method.name == std::string("guided-gradcam") ||
+                      ((method.params & kParamSamples) && params.smooth_of == "guided-backprop");
   if (guided && !report.unguided.empty()) {
     std::string ops;
     for (const auto& [op, count] : report.unguided) {
@@ -381,12 +384,29 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   doc["method"] = method.name;
   doc["layers"] = layers;
   doc["guided_relus"] = report.guided_relus;
+  doc["guided_relu6s"] = report.guided_relu6s;
   doc["unguided_activations"] = unguided;
+  if (guided && !report.unguided.empty()) {
+    doc["unguided_note"] =
+        "guided backpropagation and deconvnet are defined for ReLU (and ReLU6) only; these "
+        "activations have no standard guided rule, so their backward is the true gradient";
+  }
   doc["options"] = {{"class", options.target_class ? json(*options.target_class) : json(nullptr)},
                     {"top", ranks},
                     {"colormap", options.colormap},
                     {"alpha", options.alpha},
                     {"raw", options.raw}};
+  if (method.params & kParamSamples) {
+    doc["options"]["samples"] = params.samples;
+    doc["options"]["noise"] = params.noise;
+    doc["options"]["seed"] = params.seed;
+    doc["options"]["of"] = params.smooth_of;
+  }
+  if (method.params & kParamSteps) {
+    doc["options"]["steps"] = params.steps;
+    doc["options"]["baseline"] = params.baseline;
+    if (params.baseline == "blurred") doc["options"]["blur_sigma"] = params.blur_sigma;
+  }
   doc["images"] = json::array();
 
   const std::vector<std::string> stems = unique_stems(images);
@@ -459,7 +479,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
       std::vector<int64_t> cls;
       for (size_t n = 0; n < ok.size(); ++n)
         cls.push_back(fixed_class ? *fixed_class : top[n][r].index);
-      Capture capture(engine, pass, cls);
+      Capture capture(engine, pass, cls, params);
       std::vector<MethodMap> maps = method.compute(capture);
       auto t1 = std::chrono::steady_clock::now();
       summary.compute_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();

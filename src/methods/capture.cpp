@@ -5,8 +5,9 @@
 
 namespace cnnviz {
 
-Capture::Capture(const Engine& engine, Pass& pass, std::vector<int64_t> classes)
-    : engine_(engine), pass_(pass), classes_(std::move(classes)) {}
+Capture::Capture(const Engine& engine, Pass& pass, std::vector<int64_t> classes,
+                 MethodParams params)
+    : engine_(engine), pass_(pass), classes_(std::move(classes)), params_(std::move(params)) {}
 
 std::optional<size_t> Capture::layer_index(const std::string& path) const {
   const auto& names = engine_.layers();

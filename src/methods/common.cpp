@@ -1,5 +1,8 @@
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "cnnviz/error.h"
 #include "cnnviz/methods.h"
 
@@ -15,15 +18,50 @@ std::string shape_string(at::IntArrayRef sizes) {
 
 }  // namespace
 
-at::Tensor gradcam(Capture& capture, size_t i) {
+at::Tensor feature_map(Capture& capture, size_t i) {
   const at::Tensor& a = capture.activation(i);
   if (a.dim() != 4) {
     throw Error(ErrorCode::kUnsupported,
                 "layer '" + capture.layers()[i] + "' outputs " + shape_string(a.sizes()) +
                     ", not a 4-D feature map (pick a convolutional layer)");
   }
+  return a;
+}
+
+at::Tensor gradcam(Capture& capture, size_t i) {
+  const at::Tensor a = feature_map(capture, i);
   at::Tensor weights = capture.layer_gradient(i).mean({2, 3}, /*keepdim=*/true);
   return at::relu((weights * a).sum(1));
+}
+
+at::Tensor input_gradients(Capture& capture, const at::Tensor& inputs,
+                           const std::vector<int64_t>& classes, Backprop mode) {
+  const int64_t m = inputs.size(0);
+  const int64_t chunk = std::max(1, capture.params().sample_batch);
+  std::vector<at::Tensor> parts;
+  for (int64_t start = 0; start < m; start += chunk) {
+    const int64_t end = std::min(m, start + chunk);
+    Pass sub = capture.pass().nested(inputs.slice(0, start, end));
+    parts.push_back(
+        sub.backward(std::vector<int64_t>(classes.begin() + start, classes.begin() + end), mode));
+  }
+  return at::cat(parts);
+}
+
+at::Tensor logits_of(Capture& capture, const at::Tensor& inputs) {
+  const int64_t chunk = std::max(1, capture.params().sample_batch);
+  std::vector<at::Tensor> parts;
+  for (int64_t start = 0; start < inputs.size(0); start += chunk) {
+    parts.push_back(capture.pass().forward_only(
+        inputs.slice(0, start, std::min(inputs.size(0), start + chunk))));
+  }
+  return at::cat(parts);
+}
+
+std::vector<int64_t> repeat_each(const std::vector<int64_t>& classes, int64_t times) {
+  std::vector<int64_t> out;
+  for (int64_t c : classes) out.insert(out.end(), static_cast<size_t>(times), c);
+  return out;
 }
 
 at::Tensor normalize_per_image(const at::Tensor& maps) {
@@ -34,6 +72,26 @@ at::Tensor normalize_per_image(const at::Tensor& maps) {
   // A constant map carries no location: zeros, never NaN.
   at::Tensor out = at::where(range > 0, (flat - lo) / range.clamp_min(1e-30), at::zeros_like(flat));
   return out.view(maps.sizes());
+}
+
+at::Tensor gaussian_blur(const at::Tensor& x, double sigma) {
+  if (!(sigma > 0)) throw Error(ErrorCode::kUsage, "blur sigma: must be positive");
+  const int64_t r = static_cast<int64_t>(std::ceil(3 * sigma));
+  if (r >= x.size(2) || r >= x.size(3)) {
+    throw Error(ErrorCode::kUsage, "blur sigma " + std::to_string(sigma) +
+                                       ": too large for a " + std::to_string(x.size(3)) + "x" +
+                                       std::to_string(x.size(2)) + " input");
+  }
+  at::Tensor i = at::arange(-r, r + 1, x.options());
+  at::Tensor k = at::exp(-(i * i) / (2 * sigma * sigma));
+  k = k / k.sum();
+  const int64_t c = x.size(1);
+  at::Tensor padded = at::reflection_pad2d(x, {r, r, r, r});
+  const c10::optional<at::Tensor> no_bias;
+  const std::vector<int64_t> one{1, 1}, zero{0, 0};
+  at::Tensor h =
+      at::conv2d(padded, k.view({1, 1, 1, -1}).repeat({c, 1, 1, 1}), no_bias, one, zero, one, c);
+  return at::conv2d(h, k.view({1, 1, -1, 1}).repeat({c, 1, 1, 1}), no_bias, one, zero, one, c);
 }
 
 at::Tensor upsample(const at::Tensor& maps, int64_t height, int64_t width) {

@@ -11,6 +11,15 @@ std::vector<MethodMap> deconvnet(Capture&);
 std::vector<MethodMap> gradcam(Capture&);
 std::vector<MethodMap> guided_gradcam(Capture&);
 std::vector<MethodMap> cam(Capture&);
+std::vector<MethodMap> gradient_input(Capture&);
+std::vector<MethodMap> smoothgrad(Capture&);
+std::vector<MethodMap> integrated_gradients(Capture&);
+std::vector<MethodMap> gradcam_plus_plus(Capture&);
+std::vector<MethodMap> xgradcam(Capture&);
+std::vector<MethodMap> layercam(Capture&);
+std::vector<MethodMap> hirescam(Capture&);
+std::vector<MethodMap> scorecam(Capture&);
+std::vector<MethodMap> eigencam(Capture&);
 }  // namespace methods
 
 const std::vector<MethodDef>& method_table() {
@@ -26,6 +35,24 @@ const std::vector<MethodDef>& method_table() {
        nullptr, methods::guided_gradcam},
       {"cam", "CAM (Zhou et al.) for global-average-pooling heads", false, kGlobalPoolInput,
        methods::cam},
+      {"gradient-input", "Gradient x input: the input times its vanilla gradient", false, nullptr,
+       methods::gradient_input},
+      {"smoothgrad", "SmoothGrad: saliency or guided backprop averaged over noisy copies", false,
+       nullptr, methods::smoothgrad, kParamSamples | kParamSampleBatch},
+      {"integrated-gradients", "Integrated Gradients from a black or blurred baseline", false,
+       nullptr, methods::integrated_gradients, kParamSteps | kParamSampleBatch},
+      {"gradcam++", "Grad-CAM++: positive gradients weighted per position", true, nullptr,
+       methods::gradcam_plus_plus},
+      {"xgradcam", "XGrad-CAM: gradients weighted by normalized activations", true, nullptr,
+       methods::xgradcam},
+      {"layercam", "Layer-CAM: per-position weights; fused across layers", true, nullptr,
+       methods::layercam},
+      {"hirescam", "HiResCAM: gradient times activation, summed over channels", true, nullptr,
+       methods::hirescam},
+      {"scorecam", "Score-CAM: channels weighted by the score of the masked input", true, nullptr,
+       methods::scorecam, kParamSampleBatch},
+      {"eigencam", "Eigen-CAM: first principal component of the layer output", true, nullptr,
+       methods::eigencam},
   };
   return table;
 }

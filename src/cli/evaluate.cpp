@@ -1,0 +1,94 @@
+#include "evaluate.h"
+
+#include <cstdio>
+#include <ostream>
+
+#include "cnnviz/error.h"
+#include "cnnviz/inputs.h"
+#include "cnnviz/methods.h"
+#include "cnnviz/progress.h"
+
+namespace cnnviz::cli {
+
+CLI::App* setup_evaluate(CLI::App& app, EvaluateCliOptions& opts) {
+  CLI::App* sub = app.add_subcommand(
+      "evaluate",
+      "Faithfulness of methods' maps: deletion/insertion AUC, Average Drop/Increase, "
+      "model-randomization check");
+  add_input_options(*sub, opts.inputs);
+  add_model_options(*sub, opts.model);
+  std::vector<std::string> names;
+  for (const MethodDef& m : method_table()) names.push_back(m.name);
+  sub->add_option("--method", opts.evaluate.methods,
+                  "Method(s) to evaluate (repeatable or comma-separated)")
+      ->required()
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->check(CLI::IsMember(names));
+  sub->add_option("--layer", opts.evaluate.layer,
+                  "Layer of the layer methods (default: the model's Grad-CAM layer)");
+  sub->add_option("--class", opts.target_class,
+                  "Target class: index or label (default: each image's top-1)");
+  sub->add_option("--steps", opts.evaluate.curves.steps, "Points of each curve")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  sub->add_option("--blur-sigma", opts.evaluate.curves.blur_sigma,
+                  "Gaussian sigma (pixels) of the insertion curve's start image")
+      ->check(CLI::Range(0.1, 1000.0))
+      ->capture_default_str();
+  sub->add_option("--eval-batch", opts.evaluate.curves.batch, "Images per forward pass")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  sub->add_flag(
+      "--no-randomization", [o = &opts.evaluate](int64_t) { o->randomization = false; },
+      "Skip the model-randomization sanity check");
+  sub->add_option("--seed", opts.evaluate.seed, "Seed of the randomized weights")
+      ->capture_default_str();
+  sub->add_flag(
+      "--no-plots", [o = &opts.evaluate](int64_t) { o->plots = false; },
+      "Do not write the curves' PNG plots");
+  sub->add_option("-o,--outdir", opts.evaluate.outdir, "Output directory")->capture_default_str();
+  sub->add_flag("--json", opts.json, "Print evaluate.json to stdout instead of the table");
+  return sub;
+}
+
+int run_evaluate(EvaluateCliOptions& opts, std::ostream& out, std::ostream& err) {
+  const std::vector<std::string> all = collect_inputs(opts.inputs);
+  const Shard shard = parse_shard(opts.inputs.shard);
+  std::vector<std::string> images;
+  for (size_t p : shard_positions(all.size(), shard)) images.push_back(all[p]);
+  Model model = open_model(opts.model, err);
+  if (!opts.target_class.empty()) opts.evaluate.target_class = opts.target_class;
+  Progress progress(err, images.size(), !opts.inputs.quiet && stderr_is_terminal());
+  size_t failed = 0;
+  nlohmann::ordered_json doc = evaluate(model, images, opts.evaluate, progress, failed);
+  if (opts.json) {
+    out << doc.dump(2) << "\n";
+  } else {
+    char line[256];
+    std::snprintf(line, sizeof(line), "%-22s %8s %8s %9s %9s  %s\n", "method", "del AUC",
+                  "ins AUC", "avg drop", "increase", "randomization rank corr (top 1, 2, 4.. all)");
+    out << line;
+    for (const auto& [name, s] : doc["summary"].items()) {
+      std::string rho;
+      for (const auto& r : s["randomization_spearman"]) {
+        char v[16];
+        std::snprintf(v, sizeof(v), "%s%.2f", rho.empty() ? "" : " ", r.get<double>());
+        rho += v;
+      }
+      std::snprintf(line, sizeof(line), "%-22s %8.3f %8.3f %8.1f%% %8.1f%%  %s\n", name.c_str(),
+                    s["deletion_auc"].get<double>(), s["insertion_auc"].get<double>(),
+                    s["average_drop_pct"].get<double>(), s["increase_pct"].get<double>(),
+                    rho.c_str());
+      out << line;
+    }
+    out << "(" << doc["images"].size() - failed << " images; details in "
+        << opts.evaluate.outdir << "/evaluate.json)\n";
+  }
+  if (!opts.inputs.quiet) progress.summary(interrupted());
+  if (interrupted()) return kInterruptedExit;
+  return failed > 0 ? static_cast<int>(ErrorCode::kInput) : 0;
+}
+
+}  // namespace cnnviz::cli

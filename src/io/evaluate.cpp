@@ -1,0 +1,252 @@
+#include "cnnviz/evaluate.h"
+
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <opencv2/imgproc.hpp>
+
+#include "cnnviz/engine.h"
+#include "cnnviz/error.h"
+#include "cnnviz/explain.h"
+#include "cnnviz/files.h"
+#include "cnnviz/image.h"
+#include "cnnviz/preprocess.h"
+#include "cnnviz/progress.h"
+#include "cnnviz/render.h"
+#include "cnnviz/version.h"
+
+namespace cnnviz {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+// The layers the method needs on this model.
+std::vector<std::string> method_layers(const Model& model, const MethodDef& method,
+                                       const EvaluateOptions& options) {
+  std::vector<std::string> layers;
+  if (method.uses_layers) {
+    ExplainOptions o;
+    if (!options.layer.empty()) o.layers = {options.layer};
+    layers = resolve_layers(model, o);
+  }
+  if (method.fixed_layer) layers.push_back(method.fixed_layer);
+  return layers;
+}
+
+// The method's first map for the one image of x, as an [H,W] importance map.
+at::Tensor importance(const Engine& engine, const MethodDef& method, const at::Tensor& x,
+                      int64_t cls, const MethodParams& params) {
+  Pass pass = engine.run(x);
+  Capture capture(engine, pass, {cls}, params);
+  std::vector<MethodMap> maps = method.compute(capture);
+  return importance_map(maps.at(0).value[0], x.size(2), x.size(3)).contiguous();
+}
+
+// Cascading levels: the top 1, 2, 4, ... parametrized layers, then all.
+std::vector<size_t> levels(size_t layers) {
+  std::vector<size_t> out;
+  for (size_t k = 1; k < layers; k *= 2) out.push_back(k);
+  if (layers > 0) out.push_back(layers);
+  return out;
+}
+
+void plot_curves(const std::string& path, const std::string& title, const Faithfulness& f) {
+  const int w = 480, h = 320, left = 48, right = 16, top = 36, bottom = 40;
+  cv::Mat img(h, w, CV_8UC3, cv::Scalar(255, 255, 255));
+  const cv::Scalar axis(60, 60, 60), grid(225, 225, 225);
+  auto px = [&](double x, double y) {
+    return cv::Point(left + static_cast<int>(x * (w - left - right)),
+                     h - bottom - static_cast<int>(y * (h - top - bottom)));
+  };
+  for (int i = 0; i <= 4; ++i) {
+    const double v = i / 4.0;
+    cv::line(img, px(0, v), px(1, v), grid, 1);
+    cv::line(img, px(v, 0), px(v, 1), grid, 1);
+    char label[16];
+    std::snprintf(label, sizeof(label), "%.2f", v);
+    cv::putText(img, label, px(0, v) + cv::Point(-40, 4), cv::FONT_HERSHEY_SIMPLEX, 0.35, axis, 1,
+                cv::LINE_AA);
+    cv::putText(img, label, px(v, 0) + cv::Point(-12, 16), cv::FONT_HERSHEY_SIMPLEX, 0.35, axis,
+                1, cv::LINE_AA);
+  }
+  cv::rectangle(img, px(0, 1), px(1, 0), axis, 1);
+  auto draw = [&](const std::vector<double>& curve, const cv::Scalar& colour) {
+    std::vector<cv::Point> pts;
+    for (size_t k = 0; k < curve.size(); ++k) {
+      pts.push_back(px(static_cast<double>(k) / static_cast<double>(curve.size() - 1),
+                       std::clamp(curve[k], 0.0, 1.0)));
+    }
+    cv::polylines(img, pts, false, colour, 2, cv::LINE_AA);
+  };
+  const cv::Scalar red(40, 40, 220), green(60, 160, 40);  // BGR
+  draw(f.deletion, red);
+  draw(f.insertion, green);
+  cv::putText(img, title, cv::Point(left, 16), cv::FONT_HERSHEY_SIMPLEX, 0.45, axis, 1,
+              cv::LINE_AA);
+  char legend[96];
+  std::snprintf(legend, sizeof(legend), "deletion AUC %.3f", f.deletion_auc);
+  cv::putText(img, legend, cv::Point(left, 30), cv::FONT_HERSHEY_SIMPLEX, 0.4, red, 1,
+              cv::LINE_AA);
+  std::snprintf(legend, sizeof(legend), "insertion AUC %.3f", f.insertion_auc);
+  cv::putText(img, legend, cv::Point(left + 200, 30), cv::FONT_HERSHEY_SIMPLEX, 0.4, green, 1,
+              cv::LINE_AA);
+  cv::putText(img, "fraction of pixels deleted / inserted", cv::Point(left + 90, h - 8),
+              cv::FONT_HERSHEY_SIMPLEX, 0.4, axis, 1, cv::LINE_AA);
+  write_png(path, img);
+}
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
+
+}  // namespace
+
+json evaluate(const Model& model, const std::vector<std::string>& images,
+              const EvaluateOptions& options, Progress& progress, size_t& failed) {
+  const ModelInfo& info = model.info();
+  if (options.methods.empty()) throw Error(ErrorCode::kUsage, "evaluate: no --method given");
+  std::vector<const MethodDef*> methods;
+  for (const std::string& name : options.methods) methods.push_back(&find_method(name));
+  MethodParams params = options.params;
+  params.mean = info.preprocess.mean;
+  params.std = info.preprocess.std;
+  make_output_dir(options.outdir);
+
+  // One engine per method (their layers differ).
+  std::vector<std::vector<std::string>> layers;
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (const MethodDef* m : methods) {
+    layers.push_back(method_layers(model, *m, options));
+    engines.push_back(std::make_unique<Engine>(model, layers.back()));
+  }
+  const LogitsFn logits = [&](const at::Tensor& batch) { return model.logits(batch); };
+
+  json doc;
+  doc["cnnviz_version"] = kVersion;
+  doc["model"] = model_json(info);
+  doc["methods"] = json::object();
+  for (size_t m = 0; m < methods.size(); ++m) {
+    doc["methods"][methods[m]->name] = {{"layers", layers[m]}};
+  }
+  doc["options"] = {{"class", options.target_class ? json(*options.target_class) : json(nullptr)},
+                    {"steps", options.curves.steps},
+                    {"blur_sigma", options.curves.blur_sigma},
+                    {"randomization", options.randomization},
+                    {"seed", options.seed}};
+  doc["images"] = json::array();
+
+  // Phase 1: each image's maps and curves under the trained model.
+  struct Done {
+    at::Tensor x;
+    int64_t cls;
+    std::vector<at::Tensor> maps;  // per method
+  };
+  std::vector<std::optional<Done>> done(images.size());
+  const std::vector<std::string> stems = unique_stems(images);
+  failed = 0;
+  for (size_t i = 0; i < images.size(); ++i) {
+    if (interrupted()) break;
+    json entry = {{"image", images[i]}, {"dir", stems[i]}};
+    try {
+      const cv::Mat rgb = read_image_rgb(images[i]);
+      Done d;
+      d.x = preprocess(rgb, info.preprocess).unsqueeze(0);
+      at::Tensor top = model.logits(d.x);
+      d.cls = options.target_class
+                  ? parse_class(*options.target_class, info, top.size(1))
+                  : top.argmax(1).item<int64_t>();
+      entry["class"] = d.cls;
+      entry["label"] = info.label(d.cls);
+      entry["methods"] = json::object();
+      make_output_dir(options.outdir + "/" + stems[i]);
+      for (size_t m = 0; m < methods.size(); ++m) {
+        at::Tensor map = importance(*engines[m], *methods[m], d.x, d.cls, params);
+        Faithfulness f = measure_faithfulness(logits, d.x, map, d.cls, options.curves);
+        entry["methods"][methods[m]->name] = {{"deletion_auc", f.deletion_auc},
+                                              {"insertion_auc", f.insertion_auc},
+                                              {"confidence", f.confidence},
+                                              {"masked_confidence", f.masked_confidence},
+                                              {"drop", f.drop},
+                                              {"increase", f.increase},
+                                              {"deletion", f.deletion},
+                                              {"insertion", f.insertion}};
+        if (options.plots) {
+          const std::string name = std::string("curves_") + methods[m]->name + ".png";
+          plot_curves(options.outdir + "/" + stems[i] + "/" + name,
+                      std::string(methods[m]->name) + " - " + info.label(d.cls), f);
+          entry["methods"][methods[m]->name]["plot"] = stems[i] + "/" + name;
+        }
+        d.maps.push_back(map);
+      }
+      done[i] = std::move(d);
+      progress.done();
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kInput) throw;
+      entry["error"] = e.what();
+      ++failed;
+      progress.failed(e.what());
+    }
+    doc["images"].push_back(std::move(entry));
+  }
+
+  // Phase 2: the same maps under cascading randomizations of the top layers.
+  if (options.randomization && !interrupted()) {
+    const std::vector<std::string> all = parametrized_layers(model);
+    json level_doc = json::array();
+    for (size_t top : levels(all.size())) {
+      std::vector<std::string> randomized;
+      Model copy = randomized_copy(model, top, options.seed, &randomized);
+      level_doc.push_back({{"top", top}, {"layers", randomized}});
+      for (size_t m = 0; m < methods.size(); ++m) {
+        Engine engine(copy, layers[m]);
+        for (size_t i = 0; i < images.size() && i < doc["images"].size(); ++i) {
+          if (!done[i]) continue;
+          at::Tensor map = importance(engine, *methods[m], done[i]->x, done[i]->cls, params);
+          doc["images"][i]["methods"][methods[m]->name]["randomization"].push_back(
+              spearman(done[i]->maps[m], map));
+        }
+      }
+    }
+    doc["randomization_levels"] = std::move(level_doc);
+  }
+
+  // Summary over the images that worked.
+  json summary = json::object();
+  for (const MethodDef* m : methods) {
+    std::vector<double> del, ins, drop, inc;
+    std::vector<std::vector<double>> rho;
+    for (const json& e : doc["images"]) {
+      if (!e.contains("methods")) continue;
+      const json& r = e["methods"][m->name];
+      del.push_back(r["deletion_auc"]);
+      ins.push_back(r["insertion_auc"]);
+      drop.push_back(r["drop"]);
+      inc.push_back(r["increase"].get<bool>() ? 1.0 : 0.0);
+      if (r.contains("randomization")) {
+        const auto& v = r["randomization"];
+        if (rho.size() < v.size()) rho.resize(v.size());
+        for (size_t k = 0; k < v.size(); ++k) rho[k].push_back(v[k].get<double>());
+      }
+    }
+    json s = {{"images", del.size()},
+              {"deletion_auc", mean(del)},
+              {"insertion_auc", mean(ins)},
+              {"average_drop_pct", 100 * mean(drop)},
+              {"increase_pct", 100 * mean(inc)}};
+    s["randomization_spearman"] = json::array();
+    for (const auto& r : rho) s["randomization_spearman"].push_back(mean(r));
+    summary[m->name] = std::move(s);
+  }
+  doc["summary"] = std::move(summary);
+  doc["failed"] = failed;
+  const std::string text = doc.dump(2) + "\n";
+  write_file_atomic(options.outdir + "/evaluate.json", text.data(), text.size());
+  return doc;
+}
+
+}  // namespace cnnviz

@@ -1,0 +1,58 @@
+// Integrated Gradients (Sundararajan et al. 2017, "Axiomatic Attribution for
+// Deep Networks"): IG(x) = (x - x') * integral_0^1 d y_c / d x at
+// x' + a (x - x') da, approximated by the right Riemann sum over m steps,
+// (x - x') * (1/m) sum_{k=1..m} G(x' + (k/m)(x - x')), with plain ReLUs.
+// Completeness: sum IG ~= y_c(x) - y_c(x'), exactly in the limit m -> inf.
+//
+// Baselines x': "black", the black image normalized as the model's input
+// (per channel (0 - mean) / std; not the zero tensor, which is the mean
+// colour), or "blurred", a Gaussian blur of the input (Sturmfels et al.
+// 2020, "Visualizing the Impact of Feature Attribution Baselines"). The m
+// interpolated images go through the network in batches of --sample-batch.
+#include <ATen/ATen.h>
+
+#include "cnnviz/error.h"
+#include "cnnviz/methods.h"
+
+namespace cnnviz {
+
+namespace method_util {
+
+at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, int steps) {
+  const at::Tensor x = capture.input();
+  at::Tensor alphas = at::arange(1, steps + 1, x.options()).div_(steps).view({1, steps, 1, 1, 1});
+  at::Tensor path = baseline.unsqueeze(1) + alphas * (x - baseline).unsqueeze(1);  // [N,m,3,H,W]
+  at::Tensor grads = input_gradients(capture, path.flatten(0, 1),
+                                     repeat_each(capture.classes(), steps), Backprop::kPlain);
+  return (x - baseline) * grads.view(path.sizes()).mean(1);
+}
+
+at::Tensor black_baseline(const at::Tensor& x, const std::array<float, 3>& mean,
+                          const std::array<float, 3>& std) {
+  at::Tensor m = at::tensor(std::vector<float>(mean.begin(), mean.end())).view({1, 3, 1, 1});
+  at::Tensor s = at::tensor(std::vector<float>(std.begin(), std.end())).view({1, 3, 1, 1});
+  return ((-m) / s).expand_as(x).contiguous();
+}
+
+}  // namespace method_util
+
+namespace methods {
+
+std::vector<MethodMap> integrated_gradients(Capture& capture) {
+  const MethodParams& p = capture.params();
+  if (p.steps < 1) throw Error(ErrorCode::kUsage, "--steps: must be at least 1");
+  const at::Tensor x = capture.input();
+  at::Tensor baseline;
+  if (p.baseline == "black") {
+    baseline = method_util::black_baseline(x, p.mean, p.std);
+  } else if (p.baseline == "blurred") {
+    baseline = method_util::gaussian_blur(x, p.blur_sigma);
+  } else {
+    throw Error(ErrorCode::kUsage, "--baseline '" + p.baseline + "': must be black or blurred");
+  }
+  return {{"", method_util::integrated_gradients(capture, baseline, p.steps)}};
+}
+
+}  // namespace methods
+
+}  // namespace cnnviz
