@@ -43,6 +43,8 @@ import time  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import export_models  # noqa: E402
+
 import common  # noqa: E402
 import methods_ref as ref  # noqa: E402
 
@@ -125,8 +127,8 @@ def main():
     except (ref.RefError, RuntimeError, OSError) as exc:
         print(f"bench_visualize.py: {exc}", file=sys.stderr)
         return 1
-    layers = meta["feature_layers"]
     x = common.preprocess(common.load_rgb(args.image), **common.preprocess_params(meta))[None]
+    layers = export_models.feature_stages(model, x)
     run = RUNS[args.mode]
 
     run(model, x, layers)  # warm-up

@@ -267,6 +267,24 @@ def logits_of(output):
     return output[0] if isinstance(output, tuple) else output
 
 
+def calibrate_batchnorm(model, seed):
+    """Running mean and variance of every BatchNorm from 4 batches of 8 random images (a
+    cumulative average): with torchvision's initial statistics (0 and 1) activations shrink
+    layer after layer, and a random mobilenet_v2 has logits of size 1e-9."""
+    batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not batchnorms:
+        return
+    generator = torch.Generator().manual_seed(seed + 1)
+    for m in batchnorms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(8, 3, 224, 224, generator=generator))
+    model.eval()
+
+
 def export_one(name, args, outdir):
     path = os.path.join(outdir, f"{name}.pt")
     if os.path.exists(path) and not args.force:
@@ -277,6 +295,9 @@ def export_one(name, args, outdir):
         model, weights_meta = build_from_file(name, args.weights)
     elif args.random_weights:
         model, weights_meta = build_random(name, args.seed)
+        if args.calibrate_bn:
+            calibrate_batchnorm(model, args.seed)
+            weights_meta["source"] += ", BatchNorm calibrated"
     else:
         model, weights_meta = build_pretrained(name)
     model.eval()
@@ -368,6 +389,10 @@ def parse_args(argv):
                         help="random initialization instead of pretrained weights")
     parser.add_argument("--seed", type=int, default=0, metavar="N",
                         help="seed for --random-weights (default: 0)")
+    parser.add_argument("--calibrate-bn", action="store_true",
+                        help="with --random-weights: set BatchNorm running statistics from "
+                        "random inputs, so that deep random networks (mobilenet_v2, "
+                        "efficientnet_b0, googlenet) give gradients of a usable size (for tests)")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
     parser.add_argument("--list", action="store_true",
                         help="list supported models and whether OUTDIR/<name>.pt exists")

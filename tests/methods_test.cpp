@@ -17,6 +17,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "cnnviz/explain.h"
 #include "cnnviz/image.h"
 #include "cnnviz/npy.h"
 #include "cnnviz/preprocess.h"
@@ -47,6 +48,9 @@ struct Case {
   std::vector<std::string> single_layers;  // checked one at a time against --all-layers
   std::string nested;                      // a layer inside a block, or ""
   bool cam;
+  bool relus = true;    // has ReLUs to guide
+  bool relu6s = false;  // has ReLU6s to guide
+  bool silu = false;    // has SiLUs (reported, never guided)
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.arch; }
@@ -74,7 +78,8 @@ TEST_P(MethodsTest, MatchesTheAutogradReference) {
       test::python(), test::source_dir() + "/tests/reference/methods_ref.py",
       model_path,     image,
       dir.path(),     "--all-layers",
-      "--threads",    std::to_string(threads)};
+      "--extra",      "--threads",
+      std::to_string(threads)};
   if (!c.nested.empty()) argv.insert(argv.end(), {"--layers", c.nested});
   if (c.cam) argv.push_back("--cam");
   test::RunResult r = test::run(argv);
@@ -86,8 +91,11 @@ TEST_P(MethodsTest, MatchesTheAutogradReference) {
   at::Tensor x = preprocess(read_image_rgb(image), model.info().preprocess);
   expect_close(x, load(dir.file("input.npy")), "input");
 
-  std::vector<std::string> layers = model.info().feature_layers;
+  // Feature stages: discovered on both sides, independently.
+  std::vector<std::string> layers = meta["discovered_layers"].get<std::vector<std::string>>();
+  EXPECT_EQ(feature_layers(model, Engine::describe(model)), layers);
   if (!c.nested.empty()) layers.push_back(c.nested);
+  const std::vector<std::string> ref_layers = layers;  // what the reference's --extra saw
   if (c.cam) layers.push_back(kGlobalPoolInput);
   std::map<std::string, at::Tensor> all;
   {  // only one capture pass may be alive at a time
@@ -102,7 +110,19 @@ TEST_P(MethodsTest, MatchesTheAutogradReference) {
     expect_close(saliency, load(dir.file("saliency.npy")), "saliency");
     expect_close(guided, load(dir.file("guided.npy")), "guided backprop");
     expect_close(deconv, load(dir.file("deconv.npy")), "deconvnet");
-    EXPECT_FALSE(at::allclose(guided, saliency)) << "guided backprop equals the plain gradient";
+    const GraphReport& report = engine.report();
+    EXPECT_EQ(report.guided_relus > 0, c.relus) << c.arch;
+    EXPECT_EQ(report.guided_relu6s > 0, c.relu6s) << c.arch;
+    EXPECT_EQ(report.unguided.count("aten::silu_") + report.unguided.count("aten::silu") > 0,
+              c.silu)
+        << c.arch;
+    if (c.relus || c.relu6s) {
+      EXPECT_FALSE(at::allclose(guided, saliency)) << "guided backprop equals the plain gradient";
+    } else {  // nothing to guide: every mode is the true gradient
+      EXPECT_TRUE(at::equal(guided, saliency));
+    }
+    expect_close(find_method("gradient-input").compute(capture)[0].value[0],
+                 load(dir.file("gradxinput.npy")), "gradient x input");
 
     for (const MethodMap& m : find_method("gradcam").compute(capture)) {
       if (m.layer == kGlobalPoolInput) continue;
@@ -115,6 +135,24 @@ TEST_P(MethodsTest, MatchesTheAutogradReference) {
       std::vector<MethodMap> cam = find_method("cam").compute(capture);
       ASSERT_EQ(cam.size(), 1u);
       expect_close(cam[0].value[0], load(dir.file("cam.npy")), "cam");
+    }
+  }
+
+  {  // The other layer methods, over the layers the reference's --extra saw.
+    Engine engine(model, ref_layers);
+    Pass pass = engine.run(x.unsqueeze(0));
+    Capture capture(engine, pass, {cls});
+    const std::vector<std::pair<std::string, std::string>> extra = {{"gradcam++", "gradcampp_"},
+                                                                    {"xgradcam", "xgradcam_"},
+                                                                    {"layercam", "layercam_"},
+                                                                    {"hirescam", "hirescam_"},
+                                                                    {"eigencam", "eigencam_"}};
+    for (const auto& [method, prefix] : extra) {
+      std::vector<MethodMap> maps = find_method(method).compute(capture);
+      ASSERT_GE(maps.size(), ref_layers.size()) << method;
+      for (const MethodMap& m : maps) {
+        expect_close(m.value[0], load(dir.file(prefix + m.layer + ".npy")), method + " " + m.layer);
+      }
     }
   }
 
@@ -139,7 +177,25 @@ INSTANTIATE_TEST_SUITE_P(
                            {"features.conv0", "features.denseblock2", "features.norm5"},
                            "features.denseblock2.denselayer3",
                            true},
-                      Case{"vgg16", {"features.0", "features.15", "features.29"}, "", false}),
+                      Case{"vgg16", {"features.0", "features.15", "features.29"}, "", false},
+                      Case{"resnet50", {"conv1", "layer2", "layer4"}, "layer3.2.conv2", true},
+                      Case{"googlenet",
+                           {"conv1", "inception4a", "inception5b"},
+                           "inception4c.branch2.1",
+                           true},
+                      Case{"mobilenet_v2",
+                           {"features.0", "features.9", "features.18"},
+                           "features.5.conv.1",
+                           true,
+                           false,
+                           true},
+                      Case{"efficientnet_b0",
+                           {"features.0", "features.4", "features.8"},
+                           "features.3.0.block.1",
+                           true,
+                           false,
+                           false,
+                           true}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.arch; });
 
 TEST(ModelMethodsErrorTest, RefusesWhatCannotBeComputed) {

@@ -13,14 +13,16 @@ namespace cnnviz::methods {
 std::vector<MethodMap> gradcam_plus_plus(Capture& capture) {
   std::vector<MethodMap> maps;
   for (size_t i = 0; i < capture.layers().size(); ++i) {
-    const at::Tensor a = method_util::feature_map(capture, i);
-    const at::Tensor g = capture.layer_gradient(i);
+    // In float64: g^2 and g^3 of small gradients meet the 1e-7 in the
+    // denominator, where float32 loses the weights' leading digits.
+    const at::Tensor a = method_util::feature_map(capture, i).to(at::kDouble);
+    const at::Tensor g = capture.layer_gradient(i).to(at::kDouble);
     const at::Tensor g2 = g * g;
     const at::Tensor sum_a = a.sum({2, 3}, /*keepdim=*/true);
     at::Tensor alpha = g2 / (2 * g2 + sum_a * g2 * g + 1e-7);
     alpha = at::where(g != 0, alpha, at::zeros_like(alpha));
     const at::Tensor w = (alpha * at::relu(g)).sum({2, 3}, /*keepdim=*/true);
-    maps.push_back({capture.layers()[i], at::relu((w * a).sum(1))});
+    maps.push_back({capture.layers()[i], at::relu((w * a).sum(1)).to(at::kFloat)});
   }
   return maps;
 }

@@ -20,7 +20,9 @@ namespace method_util {
 
 at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, int steps) {
   const at::Tensor x = capture.input();
-  at::Tensor alphas = at::arange(1, steps + 1, x.options()).div_(steps).view({1, steps, 1, 1, 1});
+  // k / m in float64, then rounded once to float32.
+  at::Tensor alphas =
+      (at::arange(1, steps + 1, at::kDouble) / steps).to(x.scalar_type()).view({1, steps, 1, 1, 1});
   at::Tensor path = baseline.unsqueeze(1) + alphas * (x - baseline).unsqueeze(1);  // [N,m,3,H,W]
   at::Tensor grads = input_gradients(capture, path.flatten(0, 1),
                                      repeat_each(capture.classes(), steps), Backprop::kPlain);
@@ -29,9 +31,12 @@ at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, in
 
 at::Tensor black_baseline(const at::Tensor& x, const std::array<float, 3>& mean,
                           const std::array<float, 3>& std) {
-  at::Tensor m = at::tensor(std::vector<float>(mean.begin(), mean.end())).view({1, 3, 1, 1});
-  at::Tensor s = at::tensor(std::vector<float>(std.begin(), std.end())).view({1, 3, 1, 1});
-  return ((-m) / s).expand_as(x).contiguous();
+  // In float64, rounded once (the metadata's values are decimal numbers).
+  std::vector<double> v(3);
+  for (size_t c = 0; c < 3; ++c) {
+    v[c] = -static_cast<double>(mean[c]) / static_cast<double>(std[c]);
+  }
+  return at::tensor(v, at::kDouble).to(x.scalar_type()).view({1, 3, 1, 1}).expand_as(x).contiguous();
 }
 
 }  // namespace method_util
