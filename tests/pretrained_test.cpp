@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "cnnviz/faithfulness.h"
 #include "cnnviz/image.h"
 #include "cnnviz/methods.h"
 #include "cnnviz/model.h"
@@ -132,6 +133,31 @@ TEST_F(PretrainedTest, MethodsMatchTheReference) {
   expect_close(method_util::gradcam(capture, 0)[0], load("gradcam_features.0.npy"), "gradcam 0");
   expect_close(method_util::gradcam(capture, 1)[0], load("gradcam_features.12.npy"), "gradcam 12");
   expect_close(find_method("cam").compute(capture)[0].value[0], load("cam.npy"), "cam");
+}
+
+// Adebayo et al.'s sanity check on the real network: randomizing the top
+// layer's weights barely changes guided backprop's map (it mostly recovers
+// the image), while Grad-CAM's map becomes unrelated to the original.
+TEST_F(PretrainedTest, GuidedBackpropFailsTheRandomizationCheck) {
+  Model model = Model::load(model_path_);
+  set_threads(0);
+  Model random_top = randomized_copy(model, 1, 0);
+  const at::Tensor x =
+      preprocess(read_image_rgb(shared_ + "/images/snake.png"), model.info().preprocess)
+          .unsqueeze(0);
+  auto map = [&](const Model& m, const char* method) {
+    const std::vector<std::string> layers =
+        find_method(method).uses_layers ? std::vector<std::string>{"features.12"}
+                                        : std::vector<std::string>{};
+    Engine engine(m, layers);
+    Pass pass = engine.run(x);
+    Capture capture(engine, pass, {56});  // king snake
+    return importance_map(find_method(method).compute(capture)[0].value[0], 224, 224);
+  };
+  const double gbp = spearman(map(model, "guided-backprop"), map(random_top, "guided-backprop"));
+  const double gradcam = spearman(map(model, "gradcam"), map(random_top, "gradcam"));
+  EXPECT_GT(gbp, 0.5) << "guided backprop should (wrongly) survive randomization";
+  EXPECT_LT(gradcam, gbp - 0.3) << "Grad-CAM should change with the weights";
 }
 
 }  // namespace

@@ -83,6 +83,12 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
   }
   out << "feature = taken by --all-layers; default = Grad-CAM's default layer; CAM = the map "
          "CAM weighs\n";
+  if (std::none_of(d.layers.begin(), d.layers.end(),
+                   [](const LayerInfo& l) { return l.path != kGlobalPoolInput; })) {
+    out << "no submodules: the model was flattened (traced and frozen, or inlined); methods "
+           "that need layers (gradcam and the other CAMs but cam) cannot be used, the gradient "
+           "methods and cam can\n";
+  }
   return 0;
 }
 

@@ -292,13 +292,16 @@ std::vector<std::string> resolve_layers(const Model& model, const ExplainOptions
   }
   const Engine::Description d = Engine::describe(model);
   std::vector<std::string> layers = feature_layers(model, d);
+  const bool no_modules = std::none_of(d.layers.begin(), d.layers.end(), [](const LayerInfo& l) {
+    return l.path != kGlobalPoolInput;
+  });
   if (layers.empty()) {
     throw Error(ErrorCode::kUnsupported,
                 "model '" + model.info().name + "' shows no feature stages (no submodule outputs " +
                     "a spatial map" +
-                    (d.layers.empty() ? std::string(": it has no submodules at all, as a traced "
-                                                    "and inlined or frozen model")
-                                      : std::string()) +
+                    (no_modules ? std::string(": it has no submodules at all, as a traced and "
+                                              "frozen or inlined model")
+                                : std::string()) +
                     "); name layers with --layer, or use a method without layers (saliency, "
                     "guided-backprop, deconvnet, smoothgrad, integrated-gradients, "
                     "gradient-input)");
