@@ -109,13 +109,39 @@ TEST(EngineUnitTest, ActivationsThatCannotBeGuidedAreReported) {
   net.define(
       "def forward(self, x):\n"
       "  y = torch.hardtanh(x, 0.0, 6.0)\n"
-      "  z = y * torch.sigmoid(y)\n"
+      "  w = torch.hardtanh(y, -1.0, 1.0)\n"
+      "  z = w * torch.sigmoid(w)\n"
       "  return torch.relu(z).mean(dim=[2, 3])\n");
   net.save(dir.file("six.pt"));
   Model model = Model::load(dir.file("six.pt"));
   Engine engine(model, {});
   EXPECT_EQ(engine.report().guided_relus, 1);
+  EXPECT_EQ(engine.report().guided_relu6s, 1);  // hardtanh(0, 6) is nn.ReLU6
   EXPECT_EQ(engine.report().unguided.at("aten::hardtanh"), 1);
+}
+
+// ReLU6's three backward rules: the gate is open where 0 < y < 6.
+TEST(EngineUnitTest, ReLU6IsGuidedLikeReLU) {
+  test::TempDir dir;
+  torch::jit::Module net("Clip");
+  net.define(
+      "def forward(self, x):\n"
+      "  y = torch.hardtanh(x, 0.0, 6.0)\n"
+      "  s = y.sum(dim=[1, 2, 3])\n"
+      "  return torch.stack([s, -s], 1)\n");
+  net.save(dir.file("clip.pt"));
+  Model model = Model::load(dir.file("clip.pt"));
+  Engine engine(model, {});
+  Pass pass = engine.run(at::tensor({-1.f, 3.f, 7.f, 5.f}).view({1, 1, 2, 2}));
+  auto grad = [&](int64_t cls, Backprop mode) {
+    return pass.backward({cls}, mode).flatten();
+  };
+  EXPECT_TRUE(at::equal(grad(0, Backprop::kPlain), at::tensor({0.f, 1.f, 0.f, 1.f})));
+  EXPECT_TRUE(at::equal(grad(0, Backprop::kGuided), at::tensor({0.f, 1.f, 0.f, 1.f})));
+  EXPECT_TRUE(at::equal(grad(0, Backprop::kDeconv), at::tensor({1.f, 1.f, 1.f, 1.f})));
+  EXPECT_TRUE(at::equal(grad(1, Backprop::kPlain), at::tensor({0.f, -1.f, 0.f, -1.f})));
+  EXPECT_TRUE(at::equal(grad(1, Backprop::kGuided), at::zeros({4})));
+  EXPECT_TRUE(at::equal(grad(1, Backprop::kDeconv), at::zeros({4})));
 }
 
 TEST(EngineUnitTest, UnknownLayerIsUnsupportedWithHint) {
