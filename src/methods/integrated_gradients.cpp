@@ -31,12 +31,10 @@ at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, in
 
 at::Tensor black_baseline(const at::Tensor& x, const std::array<float, 3>& mean,
                           const std::array<float, 3>& std) {
-  // In float64, rounded once (the metadata's values are decimal numbers).
-  std::vector<double> v(3);
-  for (size_t c = 0; c < 3; ++c) {
-    v[c] = -static_cast<double>(mean[c]) / static_cast<double>(std[c]);
-  }
-  return at::tensor(v, at::kDouble).to(x.scalar_type()).view({1, 3, 1, 1}).expand_as(x).contiguous();
+  // As preprocessing normalizes a black pixel: (0 - mean) / std in float32.
+  at::Tensor m = at::tensor(std::vector<float>(mean.begin(), mean.end())).view({1, 3, 1, 1});
+  at::Tensor s = at::tensor(std::vector<float>(std.begin(), std.end())).view({1, 3, 1, 1});
+  return ((0 - m) / s).to(x.scalar_type()).expand_as(x).contiguous();
 }
 
 }  // namespace method_util

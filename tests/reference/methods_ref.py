@@ -589,9 +589,11 @@ def main():
                   "silu_count": counts[2], "layers": layers, "discovered_layers": discovered,
                   "eager_vs_script_max_abs": diff, "cam": cam_layer}
         if args.ig:
-            mean = torch.tensor(common.preprocess_params(meta)["mean"], dtype=torch.float64)
-            std = torch.tensor(common.preprocess_params(meta)["std"], dtype=torch.float64)
-            black = ((0 - mean) / std).float()[None, :, None, None].expand_as(x).contiguous()
+            # The black image as the preprocessing would normalize it: float32 arithmetic, as
+            # torchvision's Normalize on a float32 tensor.
+            mean = torch.tensor(common.preprocess_params(meta)["mean"], dtype=torch.float32)
+            std = torch.tensor(common.preprocess_params(meta)["std"], dtype=torch.float32)
+            black = ((0 - mean) / std)[None, :, None, None].expand_as(x).contiguous()
             blurred = common.gaussian_blur(x, args.blur_sigma)
             report["ig"] = {}
             y = logit(model, x, cls)
