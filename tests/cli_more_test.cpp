@@ -7,6 +7,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "cnnviz/runtime.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -68,14 +69,18 @@ TEST_F(CliMoreTest, EveryNewMethodWritesItsMaps) {
       EXPECT_EQ(doc["options"]["samples"], 3);
       EXPECT_EQ(doc["options"]["of"], "guided-backprop");
     }
-    if (method == "integrated-gradients") EXPECT_EQ(doc["options"]["baseline"], "blurred");
+    if (method == "integrated-gradients") {
+      EXPECT_EQ(doc["options"]["baseline"], "blurred");
+    }
     if (method == "layercam") {
       EXPECT_EQ(npy, 3u) << "two layers and the fused map";
       EXPECT_TRUE(fs::exists(out + "/photo/layercam_fused_c" +
                              std::to_string(doc["images"][0]["targets"][0]["class"].get<int>()) +
                              ".npy"));
     }
-    if (method == "eigencam") EXPECT_EQ(doc["layers"].size(), 13u);
+    if (method == "eigencam") {
+      EXPECT_EQ(doc["layers"].size(), 13u);
+    }
   }
   // Options belong to the methods that read them.
   test::RunResult r = cnnviz({"gradcam", "--samples", "3", "-m", model_, image_});
@@ -174,6 +179,50 @@ TEST_F(CliMoreTest, ModelsWithoutMetadata) {
     r = cnnviz({method, "-q", "-m", frozen, "--size", "160", "-o", out_, image_});
     EXPECT_EQ(r.exit_code, 0) << method << ": " << r.err;
   }
+}
+
+TEST_F(CliMoreTest, DeviceOption) {
+  const bool cuda = resolve_device("auto").is_cuda();
+  test::RunResult r = cnnviz({"gradcam", "-q", "--device", "cpu", "-m", model_, "-o", out_, image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_json(out_ + "/manifest.json")["device"], "cpu");
+  r = cnnviz({"classify", "--device", "auto", "-m", model_, image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = cnnviz({"classify", "--device", "tpu", "-m", model_, image_});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--device 'tpu': expected cpu, cuda, cuda:N or auto"), std::string::npos);
+  r = cnnviz({"classify", "--device", "cuda", "-m", model_, image_});
+  if (cuda) {
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  } else {
+    EXPECT_EQ(r.exit_code, 5) << r.err;
+    EXPECT_NE(r.err.find("--device cuda: CUDA is not available"), std::string::npos) << r.err;
+    EXPECT_EQ(test::lines(r.err).size(), 1u) << r.err;
+  }
+}
+
+// Out of device memory (simulated: CNNVIZ_TEST_OOM_ABOVE=N fails every pass
+// over more than N images): smaller batches, nothing lost.
+TEST_F(CliMoreTest, OutOfMemoryRetriesWithSmallerBatches) {
+  cv::Mat img(100, 120, CV_8UC3, cv::Scalar(20, 200, 90));
+  for (const char* name : {"b.png", "c.png"}) ASSERT_TRUE(cv::imwrite(dir_.file(name), img));
+  std::vector<std::string> args = {test::cnnviz_bin(), "gradcam", "--batch-size", "3", "-m",
+                                   model_, "-o", out_, image_, dir_.file("b.png"),
+                                   dir_.file("c.png")};
+  test::RunResult r = test::run(args, {{"CNNVIZ_TEST_OOM_ABOVE", "1"}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("out of memory on a batch of 3 images: retrying in batches of 2"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("retrying in batches of 1"), std::string::npos) << r.err;
+  nlohmann::json doc = read_json(out_ + "/manifest.json");
+  EXPECT_EQ(doc["summary"]["written"], 3);
+  EXPECT_EQ(doc["summary"]["failed"], 0);
+  // Nothing fits: every image fails with the reason, the run finishes.
+  r = test::run({test::cnnviz_bin(), "classify", "-m", model_, image_, dir_.file("b.png")},
+                {{"CNNVIZ_TEST_OOM_ABOVE", "0"}});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("image '" + image_ + "': out of memory"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -68,8 +68,10 @@ class Engine {
   };
   static Description describe(const Model& model);
 
-  // Runs forward on batch [N,3,H,W] (float32, normalized) with autograd
-  // recording. Only one Pass may be alive at a time in a process: run() and
+  // Runs forward on batch [N,3,H,W] (float32, normalized; moved to the
+  // model's device) with autograd recording; recorded activations,
+  // gradients and method maps stay on that device. Throws OutOfMemory when
+  // the device runs out of memory. Only one Pass may be alive at a time in a process: run() and
   // describe() throw Error(kRuntime) while another one is.
   Pass run(const at::Tensor& batch) const;
 
@@ -88,8 +90,8 @@ class Pass {
   ~Pass();
   Pass(Pass&&) noexcept;
 
-  const at::Tensor& logits() const;  // [N,C] float32, detached
-  const at::Tensor& input() const;   // the batch it ran on, [N,3,H,W] (requires grad)
+  const at::Tensor& logits() const;  // [N,C] float32, detached, on the CPU
+  const at::Tensor& input() const;   // the batch it ran on, [N,3,H,W], on the model's device
 
   // The output of layer `i` (index into Engine::layers()), [N,...] detached.
   // Throws Error(kUnsupported) when the layer did not run exactly once.
@@ -109,7 +111,7 @@ class Pass {
   Pass nested(const at::Tensor& batch) const;
 
   // Logits of `batch` through the instrumented graph without autograd and
-  // without recording anything, [M,C].
+  // without recording anything, [M,C] on the model's device.
   at::Tensor forward_only(const at::Tensor& batch) const;
 
  private:

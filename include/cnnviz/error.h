@@ -33,6 +33,13 @@ class Error : public std::runtime_error {
   ErrorCode code_;
 };
 
+// A device ran out of memory (CUDA's allocator): callers that batch can retry
+// with fewer images.
+class OutOfMemory : public Error {
+ public:
+  explicit OutOfMemory(const std::string& message) : Error(ErrorCode::kRuntime, message) {}
+};
+
 // Returns the first line of a (possibly multi-line) library message, without
 // trailing whitespace: LibTorch errors carry stack traces after the first line.
 std::string first_line(const std::string& message);

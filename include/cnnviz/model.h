@@ -61,19 +61,21 @@ ModelInfo parse_model_info(const std::string& json_text, const std::string& path
 // A loaded classifier. Copies share the same underlying module.
 class Model {
  public:
-  // Loads `path` on the CPU in eval mode. Throws Error(kModel) with a one-line
-  // message when the file is missing, is a directory, is not a TorchScript
-  // archive, or carries invalid metadata.
-  static Model load(const std::string& path);
+  // Loads `path` onto `device` in eval mode. Throws Error(kModel) with a
+  // one-line message when the file is missing, is a directory, is not a
+  // TorchScript archive, or carries invalid metadata.
+  static Model load(const std::string& path, at::Device device = at::Device(at::kCPU));
 
   const ModelInfo& info() const;
+  at::Device device() const;
   // For overrides from the command line (labels, preprocessing); call it
   // before the first Engine or logits() call.
   ModelInfo& mutable_info();
 
-  // batch: [N,3,H,W] float32, normalized as info().preprocess says.
-  // Returns [N,num_classes] float32 logits (pre-softmax), computed without
-  // autograd. Throws Error(kRuntime) when the network rejects the input or
+  // batch: [N,3,H,W] float32, normalized as info().preprocess says, on any
+  // device. Returns [N,num_classes] float32 logits (pre-softmax) on the CPU,
+  // computed on the model's device without autograd. Throws OutOfMemory when
+  // the device runs out of memory. Throws Error(kRuntime) when the network rejects the input or
   // returns something other than a 2-D tensor; Error(kModel) when the number
   // of classes differs from the number of labels.
   at::Tensor logits(const at::Tensor& batch) const;

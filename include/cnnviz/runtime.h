@@ -2,6 +2,11 @@
 #ifndef CNNVIZ_RUNTIME_H_
 #define CNNVIZ_RUNTIME_H_
 
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <string>
+
 namespace cnnviz {
 
 // Sets LibTorch's intra-op thread count: `threads` when > 0, else every core
@@ -11,6 +16,22 @@ int set_threads(int threads);
 
 // LibTorch's intra-op thread count now in force.
 int current_threads();
+
+// The device named by `name`: "cpu", "cuda", "cuda:N", or "auto" (CUDA when
+// LibTorch has it and a GPU is present, else the CPU). Throws
+// Error(kUnsupported) for CUDA when it is not available, saying why, and
+// Error(kUsage) for other names.
+at::Device resolve_device(const std::string& name);
+
+// Test hook: with CNNVIZ_TEST_OOM_ABOVE=N in the environment, throws
+// OutOfMemory for batches of more than N images, as a GPU that ran out of
+// memory would; how the tests exercise the retry with smaller batches on
+// machines without a GPU. Does nothing otherwise.
+void simulate_out_of_memory(int64_t batch_size);
+
+// True when this LibTorch was built with CUDA (whether or not a GPU is
+// present).
+bool cuda_built();
 
 }  // namespace cnnviz
 

@@ -89,6 +89,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
   loader_options.batch_size = static_cast<size_t>(opts.batch_size);
   loader_options.workers = opts.decoders;
   BatchLoader loader(images, info.preprocess, loader_options);
+  size_t chunk = loader_options.batch_size;  // images per pass; halved on out-of-memory
   for (std::vector<LoadedImage> batch = loader.next(); !batch.empty(); batch = loader.next()) {
     if (interrupted()) {
       stopped = true;
@@ -107,14 +108,38 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
       }
     }
     if (inputs.empty()) continue;
-    std::vector<std::vector<Prediction>> top = top_k(model.logits(at::stack(inputs)), opts.top_k);
-    for (size_t j = 0; j < slots.size(); ++j) {
-      outcomes[slots[j]].predictions = std::move(top[j]);
-      outcomes[slots[j]].done = true;
-      // Text results stream out batch by batch; JSON is one document at the end.
-      if (!opts.json) print_text(out, images[slots[j]], outcomes[slots[j]].predictions, info);
+    // Out of device memory: halve the batch and retry, and keep the smaller
+    // size for the rest of the run. An image that does not fit alone fails.
+    for (size_t start = 0; start < inputs.size();) {
+      const size_t end = std::min(inputs.size(), start + chunk);
+      std::vector<std::vector<Prediction>> top;
+      try {
+        top = top_k(model.logits(at::stack(std::vector<at::Tensor>(
+                        inputs.begin() + static_cast<std::ptrdiff_t>(start),
+                        inputs.begin() + static_cast<std::ptrdiff_t>(end)))),
+                    opts.top_k);
+      } catch (const OutOfMemory& e) {
+        if (end - start > 1) {
+          chunk = (end - start + 1) / 2;
+          progress.note("out of memory on a batch of " + std::to_string(end - start) +
+                        " images: retrying in batches of " + std::to_string(chunk));
+          continue;
+        }
+        const std::string message = "image '" + images[slots[start]] + "': " + e.what();
+        outcomes[slots[start]].error = message;
+        progress.failed(message);
+        start = end;
+        continue;
+      }
+      for (size_t j = start; j < end; ++j) {
+        outcomes[slots[j]].predictions = std::move(top[j - start]);
+        outcomes[slots[j]].done = true;
+        // Text results stream out batch by batch; JSON is one document at the end.
+        if (!opts.json) print_text(out, images[slots[j]], outcomes[slots[j]].predictions, info);
+      }
+      progress.done(end - start);
+      start = end;
     }
-    progress.done(slots.size());
   }
   const double run_ms = ms_since(start);
 
@@ -149,6 +174,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
   if (opts.timings) {
     nlohmann::ordered_json t = {{"images", outcomes.size()},
                                 {"failed", failed},
+                                {"device", model.device().str()},
                                 {"threads", current_threads()},
                                 {"batch_size", opts.batch_size},
                                 {"load_ms", load_ms},

@@ -23,6 +23,10 @@ void add_model_options(CLI::App& sub, ModelOptions& opts) {
       ->envname("CNNVIZ_MODELS");
   sub.add_option("--threads", opts.threads, "LibTorch threads (default: every available core)")
       ->check(CLI::Range(1, 1024));
+  sub.add_option("--device", opts.device,
+                 "cpu, cuda, cuda:N, or auto (CUDA when available, else the CPU)")
+      ->envname("CNNVIZ_DEVICE")
+      ->capture_default_str();
   sub.add_option("--labels", opts.labels,
                  "Class names, one per line (for models without metadata; overrides it)");
   for (auto [name, values, help] :
@@ -104,7 +108,11 @@ void apply_overrides(const ModelOptions& opts, ModelInfo& info) {
 
 Model open_model(const ModelOptions& opts, std::ostream& err) {
   const std::string dir = opts.models_dir.empty() ? builtin_models_dir() : opts.models_dir;
-  Model model = Model::load(resolve_model(opts.model, dir));
+  const at::Device device = resolve_device(opts.device);
+  if (opts.device == "auto" && device.is_cpu() && cuda_built()) {
+    err << kPrefix << "warning: this LibTorch has CUDA but no GPU is visible: running on the CPU\n";
+  }
+  Model model = Model::load(resolve_model(opts.model, dir), device);
   set_threads(opts.threads);
   apply_overrides(opts, model.mutable_info());
   const ModelInfo& info = model.info();

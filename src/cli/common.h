@@ -17,6 +17,7 @@ struct ModelOptions {
   std::string model = "vgg16";  // -m/--model, $CNNVIZ_MODEL
   std::string models_dir;       // --models-dir, $CNNVIZ_MODELS
   int threads = 0;              // --threads; 0 = every available core
+  std::string device = "auto";  // --device cpu|cuda|cuda:N|auto, $CNNVIZ_DEVICE
   // Overrides for models without (or with other) metadata.
   std::string labels;              // --labels FILE, one class name per line
   std::vector<float> mean, std;    // --mean, --std: 3 values each

@@ -111,6 +111,7 @@ int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) 
   if (opts.json) out << summary.manifest.dump(2) << "\n";
   if (opts.timings) {
     nlohmann::ordered_json t = {{"images", summary.images},         {"failed", summary.failed},
+                                {"device", model.device().str()},
                                 {"threads", current_threads()},     {"load_ms", load_ms},
                                 {"compute_ms", summary.compute_ms}, {"write_ms", summary.write_ms}};
     err << kPrefix << "timings " << t.dump() << "\n";

@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "cnnviz/error.h"
+#include "cnnviz/runtime.h"
 #include "ops.h"
 
 namespace cnnviz {
@@ -213,8 +214,12 @@ at::Tensor first_tensor(const c10::IValue& v, const std::string& path) {
 
 c10::IValue call(const Instrumented& inst, const torch::jit::Module& module, const at::Tensor& x,
                  const std::string& path) {
+  simulate_out_of_memory(x.size(0));
   try {
     return (*inst.function)({module._ivalue(), x});
+  } catch (const c10::OutOfMemoryError& e) {
+    throw OutOfMemory("model '" + path + "': out of memory on " + x.device().str() +
+                      " for a batch of " + std::to_string(x.size(0)));
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::kRuntime, "model '" + path + "': forward pass failed (" +
                                          first_line(e.what_without_backtrace()) + ")");
@@ -326,7 +331,8 @@ Engine::Description Engine::describe(const Model& model) {
   ops::set_recorder(&recorder);
   try {
     c10::InferenceMode no_grad;
-    call(inst, model.module(), at::zeros({1, 3, crop, crop}), model.info().path);
+    call(inst, model.module(), at::zeros({1, 3, crop, crop}, model.device()),
+         model.info().path);
   } catch (...) {
     ops::set_recorder(nullptr);
     throw;
@@ -371,11 +377,11 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch) {
   ops::set_recorder(&p.recorder);
   ops::set_relu_mode(ops::ReluMode::kPlain);
   torch::AutoGradMode grad(true);
-  p.input = batch.detach().clone().requires_grad_(true);
+  p.input = batch.detach().to(engine.model.device()).clone().requires_grad_(true);
   p.logits = first_tensor(call(engine.inst, engine.model.module(), p.input,
                                engine.model.info().path),
                           engine.model.info().path);
-  p.logits_detached = p.logits.detach();
+  p.logits_detached = p.logits.detach().to(at::kCPU);
 }
 
 Pass Pass::nested(const at::Tensor& batch) const {
@@ -391,8 +397,9 @@ at::Tensor Pass::forward_only(const at::Tensor& batch) const {
   try {
     c10::InferenceMode no_grad;
     const Engine::Impl& e = *impl_->engine;
-    logits = first_tensor(call(e.inst, e.model.module(), batch, e.model.info().path),
-                          e.model.info().path);
+    logits = first_tensor(
+        call(e.inst, e.model.module(), batch.to(e.model.device()), e.model.info().path),
+        e.model.info().path);
   } catch (...) {
     ops::set_recorder(&impl_->recorder);
     throw;
@@ -437,12 +444,16 @@ at::Tensor Pass::backward(const std::vector<int64_t>& classes, Backprop mode) {
                      : mode == Backprop::kDeconv ? ops::ReluMode::kDeconv
                                                  : ops::ReluMode::kPlain);
   torch::AutoGradMode grad(true);
-  at::Tensor index = at::tensor(classes, at::kLong).view({-1, 1});
+  at::Tensor index = at::tensor(classes, at::kLong).view({-1, 1}).to(impl_->logits.device());
   at::Tensor target = impl_->logits.gather(1, index).sum();
   std::vector<at::Tensor> grads;
   try {
     grads = torch::autograd::grad({target}, {impl_->input}, {}, /*retain_graph=*/true,
                                   /*create_graph=*/false, /*allow_unused=*/true);
+  } catch (const c10::OutOfMemoryError&) {
+    ops::set_relu_mode(ops::ReluMode::kPlain);
+    throw OutOfMemory("backward pass: out of memory on " + impl_->input.device().str() +
+                      " for a batch of " + std::to_string(n));
   } catch (...) {
     ops::set_relu_mode(ops::ReluMode::kPlain);
     throw;

@@ -67,8 +67,8 @@ Faithfulness measure_faithfulness(const LogitsFn& logits, const at::Tensor& x,
   if (options.steps < 1) throw Error(ErrorCode::kUsage, "--steps: must be at least 1");
   const int64_t steps = options.steps;
   const int64_t per_step = (pixels + steps - 1) / steps;
-  at::Tensor order =
-      std::get<1>(map.flatten().sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  at::Tensor order = std::get<1>(
+      map.to(at::kCPU).flatten().sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
   // rank[p] = position of pixel p in the order; pixel p is changed at step k
   // when rank[p] < k * per_step.
   at::Tensor rank = at::empty({pixels}, at::kLong);
@@ -94,7 +94,8 @@ Faithfulness measure_faithfulness(const LogitsFn& logits, const at::Tensor& x,
   f.deletion_auc = auc(f.deletion);
   f.insertion_auc = auc(f.insertion);
 
-  at::Tensor e = method_util::normalize_per_image(map.unsqueeze(0)).view({1, 1, h, w});
+  at::Tensor e =
+      method_util::normalize_per_image(map.to(at::kCPU).unsqueeze(0)).view({1, 1, h, w});
   f.confidence = probabilities(logits, x, cls, 1).at(0);
   f.masked_confidence = probabilities(logits, x * e, cls, 1).at(0);
   f.drop = f.confidence > 0 ? std::max(0.0, f.confidence - f.masked_confidence) / f.confidence
@@ -136,7 +137,7 @@ std::vector<std::string> parametrized_layers(const Model& model) {
 
 Model randomized_copy(const Model& model, size_t top, uint64_t seed,
                       std::vector<std::string>* randomized) {
-  Model copy = Model::load(model.info().path);
+  Model copy = Model::load(model.info().path, model.device());
   copy.mutable_info() = model.info();
   std::vector<std::string> layers = parametrized_layers(copy);
   const size_t first = layers.size() > top ? layers.size() - top : 0;
@@ -149,7 +150,8 @@ Model randomized_copy(const Model& model, size_t top, uint64_t seed,
     for (const auto& p : m.value.named_parameters(/*recurse=*/false)) {
       at::Tensor t = p.value;
       const double sd = t.numel() > 1 ? t.std().item<double>() : 0.0;
-      t.copy_(at::randn(t.sizes(), generator, t.options()) * (sd > 0 ? sd : 0.01));
+      t.copy_(at::randn(t.sizes(), generator, t.options().device(at::kCPU)) *
+              (sd > 0 ? sd : 0.01));
     }
     done.push_back(m.name);
   }

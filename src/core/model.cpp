@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "cnnviz/error.h"
+#include "cnnviz/runtime.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -114,6 +115,7 @@ ModelInfo parse_model_info(const std::string& json_text, const std::string& path
 struct Model::Impl {
   torch::jit::Module module;
   ModelInfo info;
+  at::Device device = at::Device(at::kCPU);
 
   // Inference runs on a frozen copy optimized for it (constants folded,
   // batch norm folded into convolutions, oneDNN layouts): about twice as fast
@@ -139,7 +141,7 @@ struct Model::Impl {
 
 Model::Model(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-Model Model::load(const std::string& path) {
+Model Model::load(const std::string& path, at::Device device) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw Error(ErrorCode::kModel, "model file '" + path + "': not found");
   if (fs::is_directory(path, ec)) {
@@ -148,7 +150,8 @@ Model Model::load(const std::string& path) {
   auto impl = std::make_shared<Impl>();
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
   try {
-    impl->module = torch::jit::load(path, c10::nullopt, extra);
+    impl->module = torch::jit::load(path, device, extra);
+    impl->device = device;
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::kModel, "cannot load model '" + path + "': not a TorchScript archive (" +
                                        first_line(e.what_without_backtrace()) + ")");
@@ -170,13 +173,19 @@ const ModelInfo& Model::info() const { return impl_->info; }
 
 ModelInfo& Model::mutable_info() { return impl_->info; }
 
+at::Device Model::device() const { return impl_->device; }
+
 torch::jit::Module& Model::module() const { return impl_->module; }
 
 at::Tensor Model::logits(const at::Tensor& batch) const {
   c10::InferenceMode no_autograd;
+  simulate_out_of_memory(batch.size(0));
   c10::IValue out;
   try {
-    out = impl_->inference_module().forward({batch});
+    out = impl_->inference_module().forward({batch.to(impl_->device)});
+  } catch (const c10::OutOfMemoryError& e) {
+    throw OutOfMemory("model '" + impl_->info.path + "': out of memory on " +
+                      impl_->device.str() + " for a batch of " + std::to_string(batch.size(0)));
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::kRuntime, "model '" + impl_->info.path + "': forward pass failed (" +
                                          first_line(e.what_without_backtrace()) + ")");
@@ -191,7 +200,7 @@ at::Tensor Model::logits(const at::Tensor& batch) const {
     throw Error(ErrorCode::kRuntime,
                 "model '" + impl_->info.path + "': forward does not return [N,classes] logits");
   }
-  at::Tensor result = out.toTensor().to(at::kFloat);
+  at::Tensor result = out.toTensor().to(at::kCPU, at::kFloat);
   const auto& labels = impl_->info.labels;
   if (!labels.empty() && result.size(1) != static_cast<int64_t>(labels.size())) {
     throw Error(ErrorCode::kModel, "model '" + impl_->info.path + "': outputs " +

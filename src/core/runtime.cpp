@@ -1,8 +1,13 @@
 #include "cnnviz/runtime.h"
 
+#include "cnnviz/error.h"
+
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <sched.h>
+#include <torch/cuda.h>
 
+#include <cstdlib>
 #include <thread>
 
 namespace cnnviz {
@@ -28,5 +33,50 @@ int set_threads(int threads) {
 }
 
 int current_threads() { return at::get_num_threads(); }
+
+bool cuda_built() { return at::hasCUDA(); }
+
+void simulate_out_of_memory(int64_t batch_size) {
+  static const long limit = [] {
+    const char* v = std::getenv("CNNVIZ_TEST_OOM_ABOVE");
+    return v && *v ? std::atol(v) : -1L;
+  }();
+  if (limit >= 0 && batch_size > limit) {
+    throw OutOfMemory("out of memory (simulated: CNNVIZ_TEST_OOM_ABOVE=" + std::to_string(limit) +
+                      ") for a batch of " + std::to_string(batch_size));
+  }
+}
+
+at::Device resolve_device(const std::string& name) {
+  if (name == "cpu") return at::Device(at::kCPU);
+  const bool available = torch::cuda::is_available();
+  if (name == "auto") return available ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+    if (!available) {
+      throw Error(ErrorCode::kUnsupported,
+                  "--device " + name + ": CUDA is not available (" +
+                      (cuda_built() ? std::string("no GPU found")
+                                    : std::string("this LibTorch is built without CUDA; see "
+                                                  "README, 'GPU'")) +
+                      "); use --device cpu or auto");
+    }
+    int index = 0;
+    if (name.size() > 5) {
+      const std::string digits = name.substr(5);
+      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos ||
+          digits.size() > 3) {
+        throw Error(ErrorCode::kUsage, "--device " + name + ": expected cuda:N");
+      }
+      index = std::stoi(digits);
+    }
+    const int count = static_cast<int>(torch::cuda::device_count());
+    if (index >= count) {
+      throw Error(ErrorCode::kUnsupported, "--device " + name + ": only " +
+                                               std::to_string(count) + " GPU(s) present");
+    }
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw Error(ErrorCode::kUsage, "--device '" + name + "': expected cpu, cuda, cuda:N or auto");
+}
 
 }  // namespace cnnviz

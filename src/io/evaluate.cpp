@@ -42,7 +42,7 @@ at::Tensor importance(const Engine& engine, const MethodDef& method, const at::T
   Pass pass = engine.run(x);
   Capture capture(engine, pass, {cls}, params);
   std::vector<MethodMap> maps = method.compute(capture);
-  return importance_map(maps.at(0).value[0], x.size(2), x.size(3)).contiguous();
+  return importance_map(maps.at(0).value[0].to(at::kCPU), x.size(2), x.size(3)).contiguous();
 }
 
 // Cascading levels: the top 1, 2, 4, ... parametrized layers, then all.
@@ -129,6 +129,7 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
   json doc;
   doc["cnnviz_version"] = kVersion;
   doc["model"] = model_json(info);
+  doc["device"] = model.device().str();
   doc["methods"] = json::object();
   for (size_t m = 0; m < methods.size(); ++m) {
     doc["methods"][methods[m]->name] = {{"layers", layers[m]}};

@@ -384,6 +384,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   json& doc = summary.manifest;
   doc["cnnviz_version"] = kVersion;
   doc["model"] = model_json(info);
+  doc["device"] = model.device().str();
   doc["method"] = method.name;
   doc["layers"] = layers;
   doc["guided_relus"] = report.guided_relus;
@@ -446,6 +447,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   loader_options.workers = options.decoders;
   loader_options.keep_rgb = true;
   BatchLoader loader(to_load, info.preprocess, loader_options);
+  size_t chunk = loader_options.batch_size;  // images per pass; halved on out-of-memory
   for (std::vector<LoadedImage> batch = loader.next(); !batch.empty(); batch = loader.next()) {
     if (interrupted()) {
       summary.interrupted = true;
@@ -466,68 +468,98 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
       }
     }
     if (ok.empty()) continue;
-    std::vector<at::Tensor> inputs;
-    for (LoadedImage* img : ok) inputs.push_back(img->input);
-    auto t0 = std::chrono::steady_clock::now();
-    Pass pass = engine.run(at::stack(inputs));
-    const int64_t classes = pass.logits().size(1);
-    if (fixed_class && *fixed_class >= classes) parse_class(*options.target_class, info, classes);
-    auto top =
-        top_k(pass.logits(),
-              static_cast<int>(std::min<int64_t>(classes, std::max(kManifestPredictions, ranks))));
+    // One batch (or, after running out of device memory, part of one).
+    auto process = [&](const std::vector<LoadedImage*>& ok) {
+      std::vector<at::Tensor> inputs;
+      for (LoadedImage* img : ok) inputs.push_back(img->input);
+      auto t0 = std::chrono::steady_clock::now();
+      Pass pass = engine.run(at::stack(inputs));
+      const int64_t classes = pass.logits().size(1);
+      if (fixed_class && *fixed_class >= classes) parse_class(*options.target_class, info, classes);
+      auto top =
+          top_k(pass.logits(),
+                static_cast<int>(std::min<int64_t>(classes, std::max(kManifestPredictions, ranks))));
 
-    std::vector<json> files(ok.size(), json::array()), warnings(ok.size(), json::array());
-    std::vector<json> targets(ok.size(), json::array());
-    for (int r = 0; r < ranks; ++r) {
-      std::vector<int64_t> cls;
-      for (size_t n = 0; n < ok.size(); ++n)
-        cls.push_back(fixed_class ? *fixed_class : top[n][r].index);
-      Capture capture(engine, pass, cls, params);
-      std::vector<MethodMap> maps = method.compute(capture);
-      auto t1 = std::chrono::steady_clock::now();
-      summary.compute_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
-      at::Tensor probs = at::softmax(pass.logits(), 1);
-      for (size_t n = 0; n < ok.size(); ++n) {
-        const LoadedImage& img = *ok[n];
-        targets[n].push_back({{"class", cls[n]},
-                              {"label", info.label(cls[n])},
-                              {"rank", fixed_class ? json(nullptr) : json(r + 1)},
-                              {"logit", pass.logits()[n][cls[n]].item<double>()},
-                              {"probability", probs[n][cls[n]].item<double>()}});
-        const std::string subdir = stems[img.index];
-        make_output_dir(options.outdir + "/" + subdir);
-        ImageWriter writer(options, colormap, options.outdir, subdir, files[n], warnings[n]);
-        for (const MethodMap& m : maps) {
-          if (m.input_space()) {
-            writer.gradient(method.name, m.layer, cls[n], m.value[n]);
-          } else {
-            writer.cam(method.name, m.layer, cls[n], m.value[n], img.rgb, img.box);
+      std::vector<json> files(ok.size(), json::array()), warnings(ok.size(), json::array());
+      std::vector<json> targets(ok.size(), json::array());
+      for (int r = 0; r < ranks; ++r) {
+        std::vector<int64_t> cls;
+        for (size_t n = 0; n < ok.size(); ++n)
+          cls.push_back(fixed_class ? *fixed_class : top[n][r].index);
+        Capture capture(engine, pass, cls, params);
+        std::vector<MethodMap> maps = method.compute(capture);
+        for (MethodMap& m : maps) m.value = m.value.to(at::kCPU);  // only maps leave the device
+        auto t1 = std::chrono::steady_clock::now();
+        summary.compute_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
+        at::Tensor probs = at::softmax(pass.logits(), 1);
+        for (size_t n = 0; n < ok.size(); ++n) {
+          const LoadedImage& img = *ok[n];
+          targets[n].push_back({{"class", cls[n]},
+                                {"label", info.label(cls[n])},
+                                {"rank", fixed_class ? json(nullptr) : json(r + 1)},
+                                {"logit", pass.logits()[n][cls[n]].item<double>()},
+                                {"probability", probs[n][cls[n]].item<double>()}});
+          const std::string subdir = stems[img.index];
+          make_output_dir(options.outdir + "/" + subdir);
+          ImageWriter writer(options, colormap, options.outdir, subdir, files[n], warnings[n]);
+          for (const MethodMap& m : maps) {
+            if (m.input_space()) {
+              writer.gradient(method.name, m.layer, cls[n], m.value[n]);
+            } else {
+              writer.cam(method.name, m.layer, cls[n], m.value[n], img.rgb, img.box);
+            }
           }
+          writer.contact_sheet_for(method.name, cls[n]);
         }
-        writer.contact_sheet_for(method.name, cls[n]);
+        t0 = std::chrono::steady_clock::now();
+        summary.write_ms += std::chrono::duration<double, std::milli>(t0 - t1).count();
       }
-      t0 = std::chrono::steady_clock::now();
-      summary.write_ms += std::chrono::duration<double, std::milli>(t0 - t1).count();
-    }
-    for (size_t n = 0; n < ok.size(); ++n) {
-      json e = {{"image", ok[n]->path}, {"index", ok[n]->index}, {"dir", stems[ok[n]->index]}};
-      e["predictions"] = json::array();
-      for (int k = 0; k < std::min<int>(kManifestPredictions, static_cast<int>(top[n].size()));
-           ++k) {
-        e["predictions"].push_back({{"rank", k + 1},
-                                    {"index", top[n][k].index},
-                                    {"label", info.label(top[n][k].index)},
-                                    {"probability", top[n][k].probability}});
+      for (size_t n = 0; n < ok.size(); ++n) {
+        json e = {{"image", ok[n]->path}, {"index", ok[n]->index}, {"dir", stems[ok[n]->index]}};
+        e["predictions"] = json::array();
+        for (int k = 0; k < std::min<int>(kManifestPredictions, static_cast<int>(top[n].size()));
+             ++k) {
+          e["predictions"].push_back({{"rank", k + 1},
+                                      {"index", top[n][k].index},
+                                      {"label", info.label(top[n][k].index)},
+                                      {"probability", top[n][k].probability}});
+        }
+        e["targets"] = std::move(targets[n]);
+        e["files"] = std::move(files[n]);
+        e["warnings"] = std::move(warnings[n]);
+        for (const auto& w : e["warnings"]) {
+          progress.note("warning: " + ok[n]->path + ": " + w.get<std::string>());
+        }
+        journal.append(e, run_key);
+        entries[ok[n]->index] = std::move(e);
+        progress.done();
       }
-      e["targets"] = std::move(targets[n]);
-      e["files"] = std::move(files[n]);
-      e["warnings"] = std::move(warnings[n]);
-      for (const auto& w : e["warnings"]) {
-        progress.note("warning: " + ok[n]->path + ": " + w.get<std::string>());
+    };
+    // Out of device memory: halve the batch and retry, and keep the smaller
+    // size for the rest of the run. An image that does not fit alone fails.
+    for (size_t start = 0; start < ok.size();) {
+      const size_t end = std::min(ok.size(), start + chunk);
+      const std::vector<LoadedImage*> part(ok.begin() + static_cast<std::ptrdiff_t>(start),
+                                           ok.begin() + static_cast<std::ptrdiff_t>(end));
+      try {
+        process(part);
+        start = end;
+      } catch (const OutOfMemory& e) {
+        if (part.size() > 1) {
+          chunk = (part.size() + 1) / 2;
+          progress.note("out of memory on a batch of " + std::to_string(part.size()) +
+                        " images: retrying in batches of " + std::to_string(chunk) + " (" +
+                        e.what() + ")");
+          continue;
+        }
+        const std::string message = "image '" + part[0]->path + "': " + e.what();
+        json entry = {{"image", part[0]->path}, {"index", part[0]->index}, {"error", message}};
+        journal.append(entry, run_key);
+        entries[part[0]->index] = std::move(entry);
+        ++summary.failed;
+        progress.failed(message);
+        start = end;
       }
-      journal.append(e, run_key);
-      entries[ok[n]->index] = std::move(e);
-      progress.done();
     }
 #ifdef __GLIBC__
     // Hand the batch's freed buffers back to the system: without it glibc's

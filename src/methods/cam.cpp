@@ -29,7 +29,7 @@ std::vector<MethodMap> cam(Capture& capture) {
   }
   const int64_t classes = capture.logits().size(1);
   if (a.size(1) == classes) {
-    at::Tensor index = at::tensor(capture.classes(), at::kLong).view({-1, 1, 1, 1});
+    at::Tensor index = at::tensor(capture.classes(), at::kLong).view({-1, 1, 1, 1}).to(a.device());
     return {
         {kGlobalPoolInput, a.gather(1, index.expand({-1, 1, a.size(2), a.size(3)})).squeeze(1)}};
   }

@@ -22,7 +22,7 @@ at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, in
   const at::Tensor x = capture.input();
   // k / m in float64, then rounded once to float32.
   at::Tensor alphas =
-      (at::arange(1, steps + 1, at::kDouble) / steps).to(x.scalar_type()).view({1, steps, 1, 1, 1});
+      (at::arange(1, steps + 1, at::kDouble) / steps).to(x.options()).view({1, steps, 1, 1, 1});
   at::Tensor path = baseline.unsqueeze(1) + alphas * (x - baseline).unsqueeze(1);  // [N,m,3,H,W]
   at::Tensor grads = input_gradients(capture, path.flatten(0, 1),
                                      repeat_each(capture.classes(), steps), Backprop::kPlain);
@@ -34,7 +34,7 @@ at::Tensor black_baseline(const at::Tensor& x, const std::array<float, 3>& mean,
   // As preprocessing normalizes a black pixel: (0 - mean) / std in float32.
   at::Tensor m = at::tensor(std::vector<float>(mean.begin(), mean.end())).view({1, 3, 1, 1});
   at::Tensor s = at::tensor(std::vector<float>(std.begin(), std.end())).view({1, 3, 1, 1});
-  return ((0 - m) / s).to(x.scalar_type()).expand_as(x).contiguous();
+  return ((0 - m) / s).to(x.options()).expand_as(x).contiguous();
 }
 
 }  // namespace method_util

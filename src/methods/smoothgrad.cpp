@@ -47,9 +47,12 @@ std::vector<MethodMap> smoothgrad(Capture& capture) {
   if (!(p.noise >= 0)) throw Error(ErrorCode::kUsage, "--noise: must not be negative");
   const at::Tensor x = capture.input();
   auto generator = at::make_generator<at::CPUGeneratorImpl>(p.seed);
+  // Drawn on the CPU whatever the device, so that a seed gives the same
+  // noise everywhere.
   at::Tensor noise = at::randn({p.samples, x.size(1), x.size(2), x.size(3)}, generator,
-                               x.options()) *
+                               x.options().device(at::kCPU)) *
                      p.noise;
+  noise = noise.to(x.device());
   return {{"", method_util::smooth_gradient(capture, noise, mode)}};
 }
 
