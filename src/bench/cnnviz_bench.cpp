@@ -13,11 +13,16 @@
 //     Prints {"smoothgrad_ms", "integrated_gradients_ms", "one_batch_ms",
 //     "separate_ms", ...}, best of --batches.
 //
+// --device cpu|cuda|auto (default cpu) runs it there (TF32 off; each timing
+// ends with a device synchronization).
+//
 // Prints one JSON line: {"mode", "model", "batch_size", "batches", "threads",
 // "ms_per_batch": [...], "best_ms_per_image", "total_ms_per_image"}, after
 // --warmup untimed batches (default 1; 0 times a cold process, as a cnnviz
 // run over that many batches is).
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <torch/cuda.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -35,10 +40,17 @@
 
 namespace {
 
+bool g_sync_cuda = false;
+
+void sync() {
+  if (g_sync_cuda) torch::cuda::synchronize();
+}
+
 double run_forward(const cnnviz::Model& model, const at::Tensor& x) {
   auto t0 = std::chrono::steady_clock::now();
   at::Tensor logits = model.logits(x);
   (void)logits.sum().item<float>();
+  sync();
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -51,6 +63,7 @@ double run_explain(const cnnviz::Engine& engine, const at::Tensor& x) {
   cnnviz::Capture capture(engine, pass, classes);
   std::vector<cnnviz::MethodMap> maps = cnnviz::find_method("guided-gradcam").compute(capture);
   (void)maps.back().value.sum().item<float>();
+  sync();
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -65,6 +78,7 @@ double run_backward(const cnnviz::Engine& engine, const at::Tensor& x) {
   (void)pass.backward(std::vector<int64_t>(x.size(0), 0), cnnviz::Backprop::kPlain)
       .sum()
       .item<float>();
+  sync();
   return ms_since(t0);
 }
 
@@ -74,6 +88,7 @@ double run_method(const cnnviz::Engine& engine, const at::Tensor& x, const char*
   cnnviz::Pass pass = engine.run(x);
   cnnviz::Capture capture(engine, pass, {0}, params);
   (void)cnnviz::find_method(method).compute(capture)[0].value.sum().item<float>();
+  sync();
   return ms_since(t0);
 }
 
@@ -90,6 +105,8 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", batch, "Images per batch")->check(CLI::Range(1, 4096));
   app.add_option("--batches", batches, "Timed batches")->check(CLI::Range(1, 1000));
   app.add_option("--threads", threads, "LibTorch threads (default: every core)");
+  std::string device = "cpu";
+  app.add_option("--device", device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   app.add_option("--warmup", warmup, "Untimed batches first")->check(CLI::Range(0, 100));
   app.add_option("--samples", samples, "sampling: noise samples and IG steps")
       ->check(CLI::Range(1, 4096));
@@ -97,11 +114,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   CLI11_PARSE(app, argc, argv);
   try {
-    cnnviz::Model model = cnnviz::Model::load(model_path);
+    const at::Device dev = cnnviz::resolve_device(device);
+    g_sync_cuda = dev.is_cuda();
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setAllowTF32CuDNN(false);
+    cnnviz::Model model = cnnviz::Model::load(model_path, dev);
     const int used_threads = cnnviz::set_threads(threads);
     const int crop = model.info().preprocess.crop;
     at::manual_seed(0);
-    at::Tensor x = at::randn({batch, 3, crop, crop});
+    at::Tensor x = at::randn({batch, 3, crop, crop}).to(dev);
     std::vector<double> ms;
     if (mode == "sampling") {
       cnnviz::Engine engine(model, {});
@@ -153,6 +174,7 @@ int main(int argc, char** argv) {
     nlohmann::ordered_json out = {
         {"mode", mode},
         {"model", model.info().name},
+        {"device", dev.str()},
         {"batch_size", batch},
         {"batches", batches},
         {"threads", used_threads},

@@ -1,0 +1,144 @@
+// cnnviz_device_check: every registered method on one device against the
+// same method on another (default: CUDA against the CPU), on synthetic
+// inputs, for the models given. Core only (no OpenCV, no CLI11), so that it
+// builds and runs on a GPU machine that has nothing but a pip PyTorch.
+//
+//   cnnviz_device_check [--device D] [--against D] [--batch N] MODEL.pt...
+//
+// Per model: a seeded random batch of N (default 2) images of the model's crop
+// size, target classes = the top-1 on the reference device, layers = the
+// default layer and the first feature stage (Score-CAM: the first stage
+// only). TF32 is turned off on CUDA: cnnviz computes in float32. Tolerances:
+// max |a - b| <= 1e-3 * max |b| for the single-pass methods (GPU kernels
+// pick other algorithms and summation orders than the CPU's); relative L2
+// error <= 1e-2 for SmoothGrad, Integrated Gradients and Score-CAM, which
+// average many passes through ReLU gates that last-bit differences can flip.
+// Prints one line per map and exits 1 if any exceeds its tolerance.
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cnnviz/engine.h"
+#include "cnnviz/error.h"
+#include "cnnviz/methods.h"
+#include "cnnviz/model.h"
+#include "cnnviz/runtime.h"
+
+namespace {
+
+struct Maps {
+  std::vector<cnnviz::MethodMap> maps;
+  std::string refused;  // the error, when the method refuses the model
+};
+
+Maps compute(const cnnviz::Model& model, const cnnviz::MethodDef& method,
+             const std::vector<std::string>& layers, const at::Tensor& x,
+             const std::vector<int64_t>& classes) {
+  Maps out;
+  try {
+    std::vector<std::string> wanted = method.uses_layers ? layers : std::vector<std::string>{};
+    if (method.fixed_layer) wanted.push_back(method.fixed_layer);
+    cnnviz::Engine engine(model, wanted);
+    cnnviz::Pass pass = engine.run(x);
+    cnnviz::MethodParams params;
+    params.samples = params.steps = 4;
+    params.sample_batch = 8;
+    params.mean = model.info().preprocess.mean;
+    params.std = model.info().preprocess.std;
+    cnnviz::Capture capture(engine, pass, classes, params);
+    out.maps = method.compute(capture);
+    for (cnnviz::MethodMap& m : out.maps) m.value = m.value.to(at::kCPU);
+  } catch (const cnnviz::Error& e) {
+    if (e.code() != cnnviz::ErrorCode::kUnsupported) throw;
+    out.refused = e.what();
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string device = "cuda", against = "cpu";
+  int64_t batch = 2;
+  std::vector<std::string> models;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "--device" || a == "--against" || a == "--batch") && i + 1 < argc) {
+      const std::string v = argv[++i];
+      if (a == "--device") device = v;
+      if (a == "--against") against = v;
+      if (a == "--batch") batch = std::stoll(v);
+    } else if (a == "-h" || a == "--help") {
+      std::printf("usage: cnnviz_device_check [--device D] [--against D] [--batch N] MODEL.pt...\n");
+      return 0;
+    } else {
+      models.push_back(a);
+    }
+  }
+  if (models.empty()) {
+    std::fprintf(stderr, "cnnviz_device_check: no model given (--help)\n");
+    return 2;
+  }
+  int failures = 0, checked = 0;
+  try {
+    const at::Device dev = cnnviz::resolve_device(device), ref = cnnviz::resolve_device(against);
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setAllowTF32CuDNN(false);
+    cnnviz::set_threads(0);
+    for (const std::string& path : models) {
+      cnnviz::Model a = cnnviz::Model::load(path, dev), b = cnnviz::Model::load(path, ref);
+      const int crop = b.info().preprocess.crop;
+      at::manual_seed(0);
+      const at::Tensor x = at::randn({batch, 3, crop, crop});
+      std::vector<int64_t> classes;
+      const at::Tensor top = b.logits(x).argmax(1);
+      for (int64_t i = 0; i < batch; ++i) classes.push_back(top[i].item<int64_t>());
+      const std::vector<std::string> stages =
+          cnnviz::feature_stages(cnnviz::Engine::describe(b).layers);
+      std::vector<std::string> layers = {stages.front()};
+      const std::string last = b.info().gradcam_layer.empty() ? stages.back()
+                                                              : b.info().gradcam_layer;
+      for (const cnnviz::MethodDef& method : cnnviz::method_table()) {
+        const bool sampled = method.params != 0;
+        std::vector<std::string> these = layers;
+        if (method.name != std::string("scorecam") && last != layers.front()) {
+          these.push_back(last);
+        }
+        Maps got = compute(a, method, these, x, classes);
+        Maps want = compute(b, method, these, x, classes);
+        if (!got.refused.empty() || !want.refused.empty()) {
+          const bool same = got.refused == want.refused;
+          std::printf("%-16s %-22s refused on %s: %s\n", b.info().name.c_str(), method.name,
+                      same ? "both" : "one device only", want.refused.c_str());
+          failures += same ? 0 : 1;
+          continue;
+        }
+        for (size_t m = 0; m < want.maps.size(); ++m) {
+          const at::Tensor g = got.maps[m].value, w = want.maps[m].value;
+          const double scale = w.abs().max().item<double>();
+          const double max_diff = (g - w).abs().max().item<double>();
+          const double rel_l2 = (g - w).norm().item<double>() / std::max(1e-30, w.norm().item<double>());
+          const bool ok = sampled || method.name == std::string("scorecam")
+                              ? rel_l2 <= 1e-2
+                              : max_diff <= 1e-3 * scale + 1e-12;
+          ++checked;
+          failures += ok ? 0 : 1;
+          std::printf("%-16s %-22s %-24s max diff %.3g of scale %.3g, rel L2 %.3g  %s\n",
+                      b.info().name.c_str(), method.name, want.maps[m].layer.c_str(), max_diff,
+                      scale, rel_l2, ok ? "ok" : "FAIL");
+        }
+      }
+    }
+  } catch (const cnnviz::Error& e) {
+    std::fprintf(stderr, "cnnviz_device_check: %s\n", e.what());
+    return e.exit_code();
+  }
+  std::printf("{\"device\": \"%s\", \"against\": \"%s\", \"maps\": %d, \"failures\": %d}\n",
+              device.c_str(), against.c_str(), checked, failures);
+  return failures == 0 ? 0 : 1;
+}
