@@ -49,7 +49,7 @@ else
   set -e
   if [ $rc -eq 3 ] && [ -z "$weights" ]; then
     # No network and no torch hub cache: fall back, loudly, to random weights.
-    "$python" "$root/scripts/export_models.py" --random-weights "$model"
+    "$python" "$root/scripts/export_models.py" --random-weights --calibrate-bn "$model"
     random=1
   elif [ $rc -ne 0 ]; then
     die "export of $model failed (exit $rc)"

@@ -25,6 +25,7 @@ struct EvaluateOptions {
   MethodParams params;        // settings of the methods
   std::string outdir = "cnnviz-eval";
   bool plots = true;  // curves_<method>.png per image
+  std::string report_name = "evaluate.json";  // in OUTDIR (shards: evaluate.shard-K-of-N.json)
 };
 
 // Runs every method on every image, measures each map, writes

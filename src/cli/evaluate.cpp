@@ -58,6 +58,7 @@ int run_evaluate(EvaluateCliOptions& opts, std::ostream& out, std::ostream& err)
   const Shard shard = parse_shard(opts.inputs.shard);
   std::vector<std::string> images;
   for (size_t p : shard_positions(all.size(), shard)) images.push_back(all[p]);
+  if (shard.active()) opts.evaluate.report_name = "evaluate." + shard.name() + ".json";
   Model model = open_model(opts.model, err);
   if (!opts.target_class.empty()) opts.evaluate.target_class = opts.target_class;
   Progress progress(err, images.size(), !opts.inputs.quiet && stderr_is_terminal());
@@ -84,7 +85,7 @@ int run_evaluate(EvaluateCliOptions& opts, std::ostream& out, std::ostream& err)
       out << line;
     }
     out << "(" << doc["images"].size() - failed << " images; details in "
-        << opts.evaluate.outdir << "/evaluate.json)\n";
+        << opts.evaluate.outdir << "/" << opts.evaluate.report_name << ")\n";
   }
   if (!opts.inputs.quiet) progress.summary(interrupted());
   if (interrupted()) return kInterruptedExit;

@@ -246,7 +246,7 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
   doc["summary"] = std::move(summary);
   doc["failed"] = failed;
   const std::string text = doc.dump(2) + "\n";
-  write_file_atomic(options.outdir + "/evaluate.json", text.data(), text.size());
+  write_file_atomic(options.outdir + "/" + options.report_name, text.data(), text.size());
   return doc;
 }
 
