@@ -71,8 +71,9 @@ def maps(activation, grad, guided):
     return guided * cam
 
 
-def backward_pass(model, x, layers, state, mode):
-    """Forward with hooks on `layers`, backward of the top-1 logits in ReLU mode `mode`."""
+def forward(model, x, layers, state):
+    """Forward of x with hooks on `layers` and plain ReLUs; returns (hooks, input, target), the
+    target being the sum of each image's top-1 logit."""
     hooks = Hooks(model, layers)
     state.mode = "plain"
     try:
@@ -83,31 +84,25 @@ def backward_pass(model, x, layers, state, mode):
         hooks.close()
     if isinstance(logits, tuple):
         logits = logits[0]
-    target = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
+    return hooks, xx, logits.gather(1, logits.argmax(1, keepdim=True)).sum()
+
+
+def backward_pass(model, x, layers, state, mode):
+    """Forward with hooks on `layers`, backward of the top-1 logits in ReLU mode `mode`."""
+    hooks, xx, target = forward(model, x, layers, state)
     state.mode = mode
     target.backward()
     return hooks, xx.grad
 
 
 def run_floor(model, x, layers, state):
-    hooks = Hooks(model, layers)
-    state.mode = "plain"
-    try:
-        xx = x.detach().clone().requires_grad_(True)
-        with ref.modal_relus(state):
-            logits = model(xx)
-    finally:
-        hooks.close()
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    target = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
+    hooks, xx, target = forward(model, x, layers, state)
     target.backward(retain_graph=True)
     acts, grads = dict(hooks.activation), dict(hooks.grad)
-    state.mode = "guided"
+    state.mode = "guided"  # read by the ReLUs' backward: the same graph serves
     xx.grad = None
     target.backward()
-    guided = xx.grad
-    return [maps(acts[n], grads[n], guided) for n in layers]
+    return [maps(acts[n], grads[n], xx.grad) for n in layers]
 
 
 def run_per_layer(model, x, layers, state):

@@ -22,6 +22,7 @@
 #include "cnnviz/npy.h"
 #include "cnnviz/preprocess.h"
 #include "cnnviz/runtime.h"
+#include "map_util.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -31,17 +32,11 @@ namespace {
 
 constexpr double kRelTol = 1e-4;
 
-at::Tensor load(const std::string& path) {
-  NpyArray a = read_npy(path);
-  return at::from_blob(a.data.data(), a.shape, at::kFloat).clone();
+void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
+  test::expect_maps_close(got, want, kRelTol, what);
 }
 
-void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
-  ASSERT_EQ(got.sizes(), want.sizes()) << what;
-  const double scale = want.abs().max().item<double>();
-  const double diff = (got - want).abs().max().item<double>();
-  EXPECT_LE(diff, kRelTol * scale + 1e-12) << what << ": max diff " << diff << ", scale " << scale;
-}
+at::Tensor load(const std::string& path) { return test::load_npy_tensor(path); }
 
 struct Case {
   std::string arch;
@@ -55,15 +50,7 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.arch; }
 
-std::string smooth_image(const test::TempDir& dir) {
-  cv::Mat img(240, 320, CV_8UC3);
-  cv::RNG rng(7);
-  rng.fill(img, cv::RNG::UNIFORM, 0, 255);
-  cv::GaussianBlur(img, img, cv::Size(9, 9), 3.0);
-  std::string path = dir.file("smooth.png");
-  cv::imwrite(path, img);
-  return path;
-}
+std::string smooth_image(const test::TempDir& dir) { return test::smooth_image(dir, 7); }
 
 class MethodsTest : public ::testing::TestWithParam<Case> {};
 

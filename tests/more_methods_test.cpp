@@ -23,6 +23,7 @@
 #include "cnnviz/npy.h"
 #include "cnnviz/preprocess.h"
 #include "cnnviz/runtime.h"
+#include "map_util.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -32,24 +33,11 @@ namespace {
 
 constexpr double kRelTol = 1e-4;
 
-at::Tensor load(const std::string& path) {
-  NpyArray a = read_npy(path);
-  return at::from_blob(a.data.data(), a.shape, at::kFloat).clone();
-}
-
-void save(const std::string& path, const at::Tensor& t) {
-  at::Tensor c = t.contiguous().to(at::kFloat);
-  NpyArray a{c.sizes().vec(), std::vector<float>(c.data_ptr<float>(),
-                                                 c.data_ptr<float>() + c.numel())};
-  write_npy(path, a);
-}
-
 void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
-  ASSERT_EQ(got.sizes(), want.sizes()) << what;
-  const double scale = want.abs().max().item<double>();
-  const double diff = (got - want).abs().max().item<double>();
-  EXPECT_LE(diff, kRelTol * scale + 1e-12) << what << ": max diff " << diff << ", scale " << scale;
+  test::expect_maps_close(got, want, kRelTol, what);
 }
+
+at::Tensor load(const std::string& path) { return test::load_npy_tensor(path); }
 
 // Integrated Gradients from the blurred baseline: the two implementations'
 // blurs differ in the last bit (their convolutions sum in other orders), and
@@ -66,15 +54,7 @@ void expect_path_close(const at::Tensor& got, const at::Tensor& want, const std:
   EXPECT_LE((got - want).norm().item<double>(), 1e-2 * want.norm().item<double>()) << what;
 }
 
-std::string smooth_image(const test::TempDir& dir) {
-  cv::Mat img(240, 320, CV_8UC3);
-  cv::RNG rng(11);
-  rng.fill(img, cv::RNG::UNIFORM, 0, 255);
-  cv::GaussianBlur(img, img, cv::Size(9, 9), 3.0);
-  std::string path = dir.file("smooth.png");
-  cv::imwrite(path, img);
-  return path;
-}
+std::string smooth_image(const test::TempDir& dir) { return test::smooth_image(dir, 11); }
 
 test::RunResult reference(const std::string& script, std::vector<std::string> args) {
   std::vector<std::string> argv = {test::python(),
@@ -94,7 +74,7 @@ TEST(ModelMoreMethodsTest, SmoothGradAndIntegratedGradientsMatchTheReference) {
   // smooth_gradient scales unit noise by the image's value range; the
   // reference adds what it is given.
   const at::Tensor noise = at::randn({6, 3, 224, 224}, generator) * 0.15;
-  save(dir.file("noise.npy"), noise * (x.max() - x.min()));
+  test::save_npy_tensor(dir.file("noise.npy"), noise * (x.max() - x.min()));
   test::RunResult r = reference(
       "methods_ref.py", {model_path, image, dir.path(), "--noise", dir.file("noise.npy"), "--ig",
                          "--ig-steps", "12", "--blur-sigma", "6", "--threads",
@@ -184,7 +164,7 @@ TEST_P(ModelEveryArchTest, PassMethodsMatchTheReference) {
   at::Tensor x = preprocess(read_image_rgb(image), model.info().preprocess).unsqueeze(0);
   const at::Tensor noise =
       at::randn({2, 3, 224, 224}, at::make_generator<at::CPUGeneratorImpl>(9)) * 0.1;
-  save(dir.file("noise.npy"), noise * (x.max() - x.min()));
+  test::save_npy_tensor(dir.file("noise.npy"), noise * (x.max() - x.min()));
   test::RunResult r = reference(
       "methods_ref.py", {model_path, image, dir.path(), "--layers", c.layer, "--noise",
                          dir.file("noise.npy"), "--ig", "--ig-steps", "2", "--score-cam",
@@ -269,8 +249,8 @@ TEST(ModelEvaluateTest, CurvesAndConfidenceMatchTheReference) {
     map = importance_map(find_method("gradcam").compute(capture)[0].value[0], 224, 224);
     saliency = importance_map(capture.input_gradient(Backprop::kPlain)[0], 224, 224);
   }
-  save(dir.file("map.npy"), map);
-  save(dir.file("saliency.npy"), saliency);
+  test::save_npy_tensor(dir.file("map.npy"), map);
+  test::save_npy_tensor(dir.file("saliency.npy"), saliency);
   test::RunResult r = reference(
       "evaluate_ref.py", {model_path, image, dir.file("map.npy"), dir.path(), "--class",
                           std::to_string(cls), "--steps", "16", "--blur-sigma", "6",

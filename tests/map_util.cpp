@@ -1,0 +1,43 @@
+#include "map_util.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "cnnviz/npy.h"
+
+namespace cnnviz::test {
+
+at::Tensor load_npy_tensor(const std::string& path) {
+  NpyArray a = read_npy(path);
+  return at::from_blob(a.data.data(), a.shape, at::kFloat).clone();
+}
+
+void save_npy_tensor(const std::string& path, const at::Tensor& t) {
+  at::Tensor c = t.contiguous().to(at::kFloat);
+  write_npy(path, NpyArray{c.sizes().vec(), std::vector<float>(c.data_ptr<float>(),
+                                                               c.data_ptr<float>() + c.numel())});
+}
+
+void expect_maps_close(const at::Tensor& got, const at::Tensor& want, double rel_tol,
+                       const std::string& what) {
+  ASSERT_EQ(got.sizes(), want.sizes()) << what;
+  const double scale = want.abs().max().item<double>();
+  const double diff = (got - want).abs().max().item<double>();
+  EXPECT_LE(diff, rel_tol * scale + 1e-12) << what << ": max diff " << diff << ", scale " << scale;
+}
+
+std::string smooth_image(const TempDir& dir, int seed) {
+  cv::Mat img(240, 320, CV_8UC3);
+  cv::RNG rng(static_cast<uint64_t>(seed));
+  rng.fill(img, cv::RNG::UNIFORM, 0, 255);
+  cv::GaussianBlur(img, img, cv::Size(9, 9), 3.0);
+  std::string path = dir.file("smooth.png");
+  cv::imwrite(path, img);
+  return path;
+}
+
+}  // namespace cnnviz::test

@@ -1,0 +1,29 @@
+// Helpers of the tests that compare maps with tests/reference/: .npy tensors,
+// the relative tolerance check, and a smooth synthetic photo.
+#ifndef CNNVIZ_TESTS_MAP_UTIL_H_
+#define CNNVIZ_TESTS_MAP_UTIL_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+#include "test_util.h"
+
+namespace cnnviz::test {
+
+// A float32 .npy file as a tensor, and back.
+at::Tensor load_npy_tensor(const std::string& path);
+void save_npy_tensor(const std::string& path, const at::Tensor& t);
+
+// max |got - want| <= rel_tol * max |want| (+1e-12), with the figures in the
+// failure message.
+void expect_maps_close(const at::Tensor& got, const at::Tensor& want, double rel_tol,
+                       const std::string& what);
+
+// A 320x240 PNG of blurred uniform noise (`seed`) in `dir`: photo-like
+// smoothness, no structure any model recognizes. Returns its path.
+std::string smooth_image(const TempDir& dir, int seed);
+
+}  // namespace cnnviz::test
+
+#endif  // CNNVIZ_TESTS_MAP_UTIL_H_
