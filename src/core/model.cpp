@@ -129,7 +129,8 @@ struct Model::Impl {
     std::call_once(frozen_once, [this] {
       try {
         frozen = torch::jit::freeze(module);
-        frozen = torch::jit::optimize_for_inference(frozen);
+        // Its oneDNN rewrites are for the CPU; on a GPU, freezing alone.
+        if (device.is_cpu()) frozen = torch::jit::optimize_for_inference(frozen);
         frozen_ok = true;
       } catch (const std::exception&) {
         frozen_ok = false;  // an exotic graph: the plain module still works
