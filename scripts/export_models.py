@@ -270,10 +270,11 @@ def logits_of(output):
 def calibrate_batchnorm(model, seed):
     """Running mean and variance of every BatchNorm from 4 batches of 8 random images (a
     cumulative average): with torchvision's initial statistics (0 and 1) activations shrink
-    layer after layer, and a random mobilenet_v2 has logits of size 1e-9."""
+    layer after layer, and a random mobilenet_v2 has logits of size 1e-9. Returns whether the
+    model has any BatchNorm."""
     batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not batchnorms:
-        return
+        return False
     generator = torch.Generator().manual_seed(seed + 1)
     for m in batchnorms:
         m.reset_running_stats()
@@ -283,6 +284,7 @@ def calibrate_batchnorm(model, seed):
         for _ in range(4):
             model(torch.randn(8, 3, 224, 224, generator=generator))
     model.eval()
+    return True
 
 
 def export_one(name, args, outdir):
@@ -295,8 +297,7 @@ def export_one(name, args, outdir):
         model, weights_meta = build_from_file(name, args.weights)
     elif args.random_weights:
         model, weights_meta = build_random(name, args.seed)
-        if args.calibrate_bn:
-            calibrate_batchnorm(model, args.seed)
+        if args.calibrate_bn and calibrate_batchnorm(model, args.seed):
             weights_meta["source"] += ", BatchNorm calibrated"
     else:
         model, weights_meta = build_pretrained(name)
