@@ -15,10 +15,19 @@ namespace cnnviz::test {
 at::Tensor load_npy_tensor(const std::string& path);
 void save_npy_tensor(const std::string& path, const at::Tensor& t);
 
+// The tolerance of map comparisons with the references: 1e-4 of the map's
+// scale (both sides run the same float32 kernels, in different graphs whose
+// reduction orders may differ).
+constexpr double kMapRelTol = 1e-4;
+
 // max |got - want| <= rel_tol * max |want| (+1e-12), with the figures in the
 // failure message.
 void expect_maps_close(const at::Tensor& got, const at::Tensor& want, double rel_tol,
                        const std::string& what);
+inline void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
+  expect_maps_close(got, want, kMapRelTol, what);
+}
+inline at::Tensor load(const std::string& path) { return load_npy_tensor(path); }
 
 // A 320x240 PNG of blurred uniform noise (`seed`) in `dir`: photo-like
 // smoothness, no structure any model recognizes. Returns its path.

@@ -3,7 +3,7 @@
 // (guided ReLUs by monkeypatching, Grad-CAM by module hooks), run on the same
 // TorchScript file, image and thread count.
 //
-// Tolerance: max |cnnviz - reference| <= kRelTol * max |reference| for each
+// Tolerance: max |cnnviz - reference| <= test::kMapRelTol (1e-4) * max |reference| for each
 // map (1e-4 relative to the map's scale: both sides run the same float32
 // kernels, but in different graphs whose reduction orders may differ).
 #include "cnnviz/methods.h"
@@ -30,13 +30,8 @@ namespace fs = std::filesystem;
 namespace cnnviz {
 namespace {
 
-constexpr double kRelTol = 1e-4;
-
-void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
-  test::expect_maps_close(got, want, kRelTol, what);
-}
-
-at::Tensor load(const std::string& path) { return test::load_npy_tensor(path); }
+using test::expect_close;  // within test::kMapRelTol of the map's scale
+using test::load;
 
 struct Case {
   std::string arch;

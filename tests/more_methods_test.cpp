@@ -31,13 +31,8 @@ namespace fs = std::filesystem;
 namespace cnnviz {
 namespace {
 
-constexpr double kRelTol = 1e-4;
-
-void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
-  test::expect_maps_close(got, want, kRelTol, what);
-}
-
-at::Tensor load(const std::string& path) { return test::load_npy_tensor(path); }
+using test::expect_close;  // within test::kMapRelTol of the map's scale
+using test::load;
 
 // Integrated Gradients from the blurred baseline: the two implementations'
 // blurs differ in the last bit (their convolutions sum in other orders), and
