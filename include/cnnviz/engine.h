@@ -110,10 +110,6 @@ class Pass {
   // must be destroyed before this pass is used again or destroyed.
   Pass nested(const at::Tensor& batch) const;
 
-  // Logits of `batch` through the instrumented graph without autograd and
-  // without recording anything, [M,C] on the model's device.
-  at::Tensor forward_only(const at::Tensor& batch) const;
-
  private:
   friend class Engine;
   struct Impl;

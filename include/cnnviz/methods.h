@@ -111,8 +111,6 @@ at::Tensor normalize_per_image(const at::Tensor& maps);
 // `mode`, in nested passes of up to params().sample_batch images.
 at::Tensor input_gradients(Capture& capture, const at::Tensor& inputs,
                            const std::vector<int64_t>& classes, Backprop mode);
-// Logits of inputs [M,3,H,W] without autograd, in chunks of sample_batch.
-at::Tensor logits_of(Capture& capture, const at::Tensor& inputs);
 // Each of `classes` repeated `times` times in place: {a,b} x2 -> {a,a,b,b}.
 std::vector<int64_t> repeat_each(const std::vector<int64_t>& classes, int64_t times);
 // Gaussian blur of [N,C,H,W], per channel: 1-D kernel exp(-i^2 / 2 sigma^2)

@@ -391,23 +391,6 @@ Pass Pass::nested(const at::Tensor& batch) const {
   return Pass(std::move(p));
 }
 
-at::Tensor Pass::forward_only(const at::Tensor& batch) const {
-  ops::set_recorder(nullptr);
-  at::Tensor logits;
-  try {
-    c10::InferenceMode no_grad;
-    const Engine::Impl& e = *impl_->engine;
-    logits = first_tensor(
-        call(e.inst, e.model.module(), batch.to(e.model.device()), e.model.info().path),
-        e.model.info().path);
-  } catch (...) {
-    ops::set_recorder(&impl_->recorder);
-    throw;
-  }
-  ops::set_recorder(&impl_->recorder);
-  return logits;
-}
-
 Pass::Pass(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Pass::~Pass() = default;
 Pass::Pass(Pass&&) noexcept = default;

@@ -48,16 +48,6 @@ at::Tensor input_gradients(Capture& capture, const at::Tensor& inputs,
   return at::cat(parts);
 }
 
-at::Tensor logits_of(Capture& capture, const at::Tensor& inputs) {
-  const int64_t chunk = std::max(1, capture.params().sample_batch);
-  std::vector<at::Tensor> parts;
-  for (int64_t start = 0; start < inputs.size(0); start += chunk) {
-    parts.push_back(capture.pass().forward_only(
-        inputs.slice(0, start, std::min(inputs.size(0), start + chunk))));
-  }
-  return at::cat(parts);
-}
-
 std::vector<int64_t> repeat_each(const std::vector<int64_t>& classes, int64_t times) {
   std::vector<int64_t> out;
   for (int64_t c : classes) out.insert(out.end(), static_cast<size_t>(times), c);

@@ -29,8 +29,10 @@ std::vector<MethodMap> scorecam(Capture& capture) {
         const int64_t end = std::min(k, start + chunk);
         at::Tensor h = method_util::normalize_per_image(
             method_util::upsample(a[j].slice(0, start, end), height, width));  // [c,H,W]
-        at::Tensor logits = capture.pass().forward_only(x[j].unsqueeze(0) * h.unsqueeze(1));
-        scores.push_back(at::softmax(logits, 1).select(1, capture.classes()[j]));
+        // No autograd needed: the model's frozen inference module (about twice
+        // as fast on CPU as the instrumented graph); logits come back on the CPU.
+        at::Tensor logits = capture.engine().model().logits(x[j].unsqueeze(0) * h.unsqueeze(1));
+        scores.push_back(at::softmax(logits, 1).select(1, capture.classes()[j]).to(a.device()));
       }
       at::Tensor s = at::cat(scores).view({k, 1, 1});
       per_image.push_back(at::relu((s * a[j]).sum(0)));
