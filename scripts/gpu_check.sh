@@ -13,7 +13,8 @@
 #   scripts/gpu_check.sh             # there: build, check, benchmark
 #
 # Output: build-gpu/gpu-check.txt (also on stdout); with $OUT set, a copy
-# there. Exit status: that of the device check.
+# there with the cmake and build logs. Exit status: 2 if the build fails,
+# else that of the device check.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -29,28 +30,45 @@ python=${PYTHON:-python3}
 log=build-gpu/gpu-check.txt
 mkdir -p build-gpu
 exec > >(tee "$log") 2>&1
+# Whatever happens, the logs go back with $OUT.
+keep_logs() { [ -n "${OUT:-}" ] && cp build-gpu/*.log "$log" "$OUT/" 2>/dev/null; true; }
+trap keep_logs EXIT
+start=$SECONDS
+step() { echo "== [$((SECONDS - start)) s] $*"; }
+
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$python" -c 'import torch, torchvision; print("torch", torch.__version__, "cuda", torch.version.cuda, "torchvision", torchvision.__version__, "gpu", torch.cuda.get_device_name(0))'
 prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 extra=()
 [ -d build-deps/include ] && extra=(-DCNNVIZ_EXTRA_INCLUDE="$root/build-deps/include")
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-  -DCNNVIZ_CORE_ONLY=ON "${extra[@]}" > build-gpu/cmake.log
-cmake --build build-gpu -j"$(nproc)" --target cnnviz_bench cnnviz_device_check > build-gpu/build.log
+step "configure and build the core against $prefix"
+if ! cmake -S . -B build-gpu -G "Unix Makefiles" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$prefix" -DCNNVIZ_CORE_ONLY=ON "${extra[@]}" > build-gpu/cmake.log 2>&1; then
+  tail -40 build-gpu/cmake.log
+  exit 2
+fi
+grep "cnnviz:" build-gpu/cmake.log || true
+# -k: one failed build shows every compile error, not only the first.
+if ! cmake --build build-gpu -j"$(nproc)" --target cnnviz_bench cnnviz_device_check -- -k \
+    > build-gpu/build.log 2>&1; then
+  grep -E -A3 "error|Error" build-gpu/build.log | head -80
+  exit 2
+fi
 models=build-gpu/models
+step "export vgg16 densenet121 squeezenet1_1"
 "$python" scripts/export_models.py --random-weights --calibrate-bn -o "$models" \
-  vgg16 densenet121 squeezenet1_1 2>&1 | grep -v WARNING
+  vgg16 densenet121 squeezenet1_1 2>&1 | { grep -v WARNING || true; }
 
-echo "== CUDA against CPU, every method"
+step "CUDA against CPU, every method"
 status=0
 build-gpu/cnnviz_device_check --device cuda --against cpu --batch 2 \
   "$models"/squeezenet1_1.pt "$models"/densenet121.pt "$models"/vgg16.pt || status=$?
 
-echo "== VGG16 guided Grad-CAM at every feature stage, CUDA"
+step "VGG16 guided Grad-CAM at every feature stage, CUDA"
 for b in 1 32; do
   build-gpu/cnnviz_bench explain --device cuda -m "$models"/vgg16.pt --batch-size $b --batches 5
   "$python" scripts/bench_gpu.py "$models"/vgg16.pt --device cuda --batch $b --mode floor
   "$python" scripts/bench_gpu.py "$models"/vgg16.pt --device cuda --batch $b --mode per-layer --repeat 2
 done
-[ -n "${OUT:-}" ] && cp "$log" "$OUT/"
+step "done, device check status $status"
 exit $status

@@ -1,4 +1,5 @@
 #include <ATen/ATen.h>
+#include <c10/util/Optional.h>
 
 #include <algorithm>
 #include <cmath>
