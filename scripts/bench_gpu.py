@@ -2,7 +2,8 @@
 """Python side of the GPU benchmark: guided Grad-CAM at every feature stage of a model for a
 batch of images, in plain PyTorch on one device, the way a careful Python user would write it.
 
-usage: bench_gpu.py MODEL.pt [--device cuda] [--batch N] [--mode floor|per-layer] [--repeat R]
+usage: bench_gpu.py MODEL.pt [--device cuda] [--batch N] [--mode floor|per-layer|per-layer-tools]
+                   [--repeat R] [--cudnn-benchmark]
 
 The eager torchvision model is rebuilt from MODEL.pt as tests/reference/methods_ref.py does
 (weights from the file, parameters frozen, every ReLU patched so that its backward can be
@@ -13,11 +14,17 @@ scripts/export_models.py's feature_stages() discovers (31 on VGG16).
              (retain_graph) with forward and tensor hooks on every layer gives every Grad-CAM,
              then a guided backward through the same graph gives the guided gradient
   per-layer  one forward + backward per layer (hooks on that layer only), plus one guided pass:
-             what pytorch-grad-cam and the seed's tools do when asked for several layers
+             what pytorch-grad-cam and the seed's tools do when asked for several layers,
+             but with the parameters frozen, so no weight gradient is computed
+  per-layer-tools  the same loop as those tools run it: the model's parameters require
+             gradients (as loaded), model.zero_grad() before each backward, so every
+             backward also computes the weight gradients
 Each mode ends with the maps: per image and layer, the CAM upsampled bilinearly to the input,
 min-max normalized, times the guided gradient. Timed with torch.cuda.synchronize() around each
-run; one untimed warm-up, then R runs. Prints one JSON line:
-  {"mode", "device", "batch", "layers", "run_ms": [...], "best_ms", "best_ms_per_image"}
+run; one untimed warm-up, then R runs. TF32 off; --cudnn-benchmark sets
+torch.backends.cudnn.benchmark (off by default, as in PyTorch). Prints one JSON line:
+  {"mode", "device", "cudnn_benchmark", "batch", "layers", "run_ms": [...], "best_ms",
+   "best_ms_per_image"}
 """
 
 import os
@@ -91,6 +98,8 @@ def backward_pass(model, x, layers, state, mode):
     """Forward with hooks on `layers`, backward of the top-1 logits in ReLU mode `mode`."""
     hooks, xx, target = forward(model, x, layers, state)
     state.mode = mode
+    if next(model.parameters()).requires_grad:  # per-layer-tools
+        model.zero_grad()
     target.backward()
     return hooks, xx.grad
 
@@ -114,7 +123,7 @@ def run_per_layer(model, x, layers, state):
     return [maps(a, g, guided) for a, g in cams]
 
 
-RUNS = {"floor": run_floor, "per-layer": run_per_layer}
+RUNS = {"floor": run_floor, "per-layer": run_per_layer, "per-layer-tools": run_per_layer}
 
 
 def main():
@@ -124,11 +133,15 @@ def main():
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--mode", choices=list(RUNS), default="floor")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--cudnn-benchmark", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     model, meta, _ = ref.load_eager(args.model)
+    if args.mode == "per-layer-tools":
+        model.requires_grad_(True)
     model = model.to(device)
     x = torch.randn(args.batch, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device)
     layers = export_models.feature_stages(model, x[:1])
@@ -150,7 +163,8 @@ def main():
         sync()
         run_ms.append((time.perf_counter() - start) * 1000.0)
     best = min(run_ms)
-    print(json.dumps({"mode": args.mode, "device": str(device), "batch": args.batch,
+    print(json.dumps({"mode": args.mode, "device": str(device),
+                      "cudnn_benchmark": args.cudnn_benchmark, "batch": args.batch,
                       "layers": len(layers), "run_ms": [round(ms, 3) for ms in run_ms],
                       "best_ms": round(best, 3),
                       "best_ms_per_image": round(best / args.batch, 3)}))

@@ -3,10 +3,12 @@
 # NVIDIA GPU and a pip-installed PyTorch with CUDA (no OpenCV, no network):
 # builds the core against that PyTorch's LibTorch, exports vgg16,
 # densenet121 and squeezenet1_1 there (random weights, BatchNorm calibrated),
-# compares every method on CUDA with the CPU (cnnviz_device_check), and
-# times VGG16 guided Grad-CAM at every feature stage at batch 1 and 32
-# against the same work in Python on the same GPU (scripts/bench_gpu.py:
-# the floor of 1 forward + 2 backward, and one layer per pass).
+# compares every method on CUDA with the CPU (cnnviz_device_check) in
+# float32 and in float64, and times VGG16 guided Grad-CAM at every
+# feature stage at batch 1 and 32 against the same work in Python on the same
+# GPU (scripts/bench_gpu.py: the floor of 1 forward + 2 backward, and one
+# layer per pass with frozen parameters and as the Python tools run it), then
+# at batch 32 with cuDNN's benchmark mode on both sides.
 #
 #   scripts/gpu_check.sh --prepare   # here: copy the header-only dependencies
 #                                    # (nlohmann_json, CLI11) into build-deps/
@@ -59,16 +61,43 @@ step "export vgg16 densenet121 squeezenet1_1"
 "$python" scripts/export_models.py --random-weights --calibrate-bn -o "$models" \
   vgg16 densenet121 squeezenet1_1 2>&1 | { grep -v WARNING || true; }
 
-step "CUDA against CPU, every method"
+step "CUDA against CPU, every method, float32 (what cnnviz runs)"
 status=0
-build-gpu/cnnviz_device_check --device cuda --against cpu --batch 2 \
+build-gpu/cnnviz_device_check --device cuda --against cpu --batch 2 --dtype float32 \
+  "$models"/squeezenet1_1.pt "$models"/densenet121.pt "$models"/vgg16.pt || status=$?
+step "CUDA against CPU, every method, float64 (the same computation?)"
+build-gpu/cnnviz_device_check --device cuda --against cpu --batch 1 --dtype float64 \
   "$models"/squeezenet1_1.pt "$models"/densenet121.pt "$models"/vgg16.pt || status=$?
 
 step "VGG16 guided Grad-CAM at every feature stage, CUDA"
+bench=build-gpu/bench.jsonl
+: > "$bench"
 for b in 1 32; do
-  build-gpu/cnnviz_bench explain --device cuda -m "$models"/vgg16.pt --batch-size $b --batches 5
-  "$python" scripts/bench_gpu.py "$models"/vgg16.pt --device cuda --batch $b --mode floor
-  "$python" scripts/bench_gpu.py "$models"/vgg16.pt --device cuda --batch $b --mode per-layer --repeat 2
+  build-gpu/cnnviz_bench explain --device cuda -m "$models"/vgg16.pt --batch-size $b --batches 5 | tee -a "$bench"
+  for mode in floor per-layer per-layer-tools; do
+    r=5; [ $mode = floor ] || r=2
+    "$python" scripts/bench_gpu.py "$models"/vgg16.pt --device cuda --batch $b --mode $mode --repeat $r | tee -a "$bench"
+  done
 done
+step "the same at batch 32 with cuDNN benchmark mode on both sides"
+build-gpu/cnnviz_bench explain --device cuda -m "$models"/vgg16.pt --batch-size 32 --batches 5 --cudnn-benchmark | tee -a "$bench"
+for mode in floor per-layer; do
+  "$python" scripts/bench_gpu.py "$models"/vgg16.pt --device cuda --batch 32 --mode $mode --repeat 3 --cudnn-benchmark | tee -a "$bench"
+done
+step "ratios (best ms per image; > 1 means cnnviz is faster)"
+"$python" - "$bench" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+def key(r):
+    return (r.get("batch_size", r.get("batch")), bool(r.get("cudnn_benchmark")))
+for k in sorted({key(r) for r in rows}):
+    same = [r for r in rows if key(r) == k]
+    ours = [r for r in same if r["mode"] == "explain"][0]["best_ms_per_image"]
+    line = f"batch {k[0]:>2} cudnn.benchmark {str(k[1]):5}  cnnviz {ours:8.3f} ms/image"
+    for r in same:
+        if r["mode"] != "explain":
+            line += f"  | {r['mode']} {r['best_ms_per_image']:.3f} ({r['best_ms_per_image'] / ours:.2f}x)"
+    print(line)
+PY
 step "done, device check status $status"
 exit $status

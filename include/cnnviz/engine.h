@@ -29,6 +29,7 @@ struct GraphReport {
   int guided_relus = 0;                 // aten::relu / relu_ nodes replaced
   int guided_relu6s = 0;                // relu6 / hardtanh(0, 6) nodes replaced
   std::map<std::string, int> unguided;  // other activations ("aten::silu": 16)
+  int copied_taps = 0;                  // taps that copy the layer's output (in-place writers)
 };
 
 // One addressable layer: a module that forward calls.

@@ -14,7 +14,9 @@
 //     "separate_ms", ...}, best of --batches.
 //
 // --device cpu|cuda|auto (default cpu) runs it there (TF32 off; each timing
-// ends with a device synchronization).
+// ends with a device synchronization). --cudnn-benchmark lets cuDNN time its
+// convolution algorithms for each shape and keep the fastest (PyTorch's
+// torch.backends.cudnn.benchmark); off by default, as in PyTorch.
 //
 // Prints one JSON line: {"mode", "model", "batch_size", "batches", "threads",
 // "ms_per_batch": [...], "best_ms_per_image", "total_ms_per_image"}, after
@@ -112,12 +114,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   app.add_option("--sample-batch", sample_batch, "sampling: images per pass")
       ->check(CLI::Range(1, 4096));
+  bool cudnn_benchmark = false;
+  app.add_flag("--cudnn-benchmark", cudnn_benchmark, "CUDA: let cuDNN pick algorithms by timing");
   CLI11_PARSE(app, argc, argv);
   try {
     const at::Device dev = cnnviz::resolve_device(device);
     g_sync_cuda = dev.is_cuda();
     at::globalContext().setAllowTF32CuBLAS(false);
     at::globalContext().setAllowTF32CuDNN(false);
+    at::globalContext().setBenchmarkCuDNN(cudnn_benchmark);
     cnnviz::Model model = cnnviz::Model::load(model_path, dev);
     const int used_threads = cnnviz::set_threads(threads);
     const int crop = model.info().preprocess.crop;
@@ -175,6 +180,7 @@ int main(int argc, char** argv) {
         {"mode", mode},
         {"model", model.info().name},
         {"device", dev.str()},
+        {"cudnn_benchmark", cudnn_benchmark},
         {"batch_size", batch},
         {"batches", batches},
         {"threads", used_threads},

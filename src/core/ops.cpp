@@ -24,17 +24,19 @@ class ModeRelu : public torch::autograd::Function<ModeRelu> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // threshold_backward(g, y, 0) is g where y > 0, else 0: ReLU's own
+    // backward kernel, one pass over memory.
     const at::Tensor& g = grads[0];
     const at::Tensor y = ctx->get_saved_variables()[0];
     switch (static_cast<ReluMode>(g_relu_mode.load())) {
       case ReluMode::kGuided:
-        return {g.clamp_min(0) * (y > 0)};
+        return {at::threshold_backward(g.clamp_min(0), y, 0)};
       case ReluMode::kDeconv:
         return {g.clamp_min(0)};
       case ReluMode::kPlain:
         break;
     }
-    return {g * (y > 0)};
+    return {at::threshold_backward(g, y, 0)};
   }
 };
 
@@ -49,18 +51,19 @@ class ModeRelu6 : public torch::autograd::Function<ModeRelu6> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // hardtanh_backward(g, y, 0, 6) is g where 0 < y < 6, else 0 (y is in
+    // (0, 6) exactly where x is).
     const at::Tensor& g = grads[0];
     const at::Tensor y = ctx->get_saved_variables()[0];
-    const at::Tensor open = (y > 0).logical_and(y < 6);
     switch (static_cast<ReluMode>(g_relu_mode.load())) {
       case ReluMode::kGuided:
-        return {g.clamp_min(0) * open};
+        return {at::hardtanh_backward(g.clamp_min(0), y, 0, 6)};
       case ReluMode::kDeconv:
         return {g.clamp_min(0)};
       case ReluMode::kPlain:
         break;
     }
-    return {g * open};
+    return {at::hardtanh_backward(g, y, 0, 6)};
   }
 };
 
@@ -75,17 +78,19 @@ void record(std::vector<at::Tensor>& where, int64_t slot, const at::Tensor& t, b
 
 class Tap : public torch::autograd::Function<Tap> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t slot) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t slot, bool copy) {
     ctx->saved_data["slot"] = slot;
     if (TapRecorder* r = g_recorder.load()) record(r->activations, slot, x.detach(), true);
-    return x.clone();
+    // Returned uncopied, x becomes a view of itself with this node as its
+    // grad_fn (autograd's rule for an input returned unchanged).
+    return copy ? x.clone() : x;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     if (TapRecorder* r = g_recorder.load()) {
       record(r->gradients, ctx->saved_data["slot"].toInt(), grads[0].detach(), false);
     }
-    return {grads[0], at::Tensor()};
+    return {grads[0], at::Tensor(), at::Tensor()};
   }
 };
 
@@ -93,10 +98,12 @@ at::Tensor relu_autograd(const at::Tensor& x) { return ModeRelu::apply(x); }
 at::Tensor relu_plain(const at::Tensor& x) { return at::relu(x); }
 at::Tensor relu6_autograd(const at::Tensor& x) { return ModeRelu6::apply(x); }
 at::Tensor relu6_plain(const at::Tensor& x) { return at::clamp(x, 0, 6); }
-at::Tensor tap_autograd(const at::Tensor& x, int64_t slot) { return Tap::apply(x, slot); }
-at::Tensor tap_plain(const at::Tensor& x, int64_t slot) {
+at::Tensor tap_autograd(const at::Tensor& x, int64_t slot, bool copy) {
+  return Tap::apply(x, slot, copy);
+}
+at::Tensor tap_plain(const at::Tensor& x, int64_t slot, bool copy) {
   if (TapRecorder* r = g_recorder.load()) record(r->activations, slot, x, true);
-  return x.clone();
+  return copy ? x.clone() : x;
 }
 
 }  // namespace
@@ -104,7 +111,7 @@ at::Tensor tap_plain(const at::Tensor& x, int64_t slot) {
 TORCH_LIBRARY(cnnviz, m) {
   m.def("relu(Tensor x) -> Tensor");
   m.def("relu6(Tensor x) -> Tensor");
-  m.def("tap(Tensor x, int slot) -> Tensor");
+  m.def("tap(Tensor x, int slot, bool copy) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(cnnviz, CPU, m) {

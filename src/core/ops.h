@@ -12,10 +12,12 @@
 //     The same for ReLU6, clamp(x, 0, 6): the gate (y > 0) becomes
 //     (0 < y < 6); kDeconv passes max(g, 0) as for ReLU.
 //
-//   cnnviz::tap(Tensor x, int slot) -> Tensor
+//   cnnviz::tap(Tensor x, int slot, bool copy) -> Tensor
 //     Forward: records x (the layer's true output) in the active TapRecorder
-//     and returns a copy, so that later in-place ops cannot alter what was
-//     recorded. Backward: records the incoming gradient, passes it through.
+//     and returns x, or a copy of it when `copy` is set: the engine sets it
+//     where the graph writes in place to x or to what is computed from it, so
+//     that nothing can alter what was recorded. Backward: records the
+//     incoming gradient, passes it through.
 #ifndef CNNVIZ_CORE_OPS_H_
 #define CNNVIZ_CORE_OPS_H_
 
