@@ -9,12 +9,25 @@
 namespace cnnviz {
 namespace {
 
-// A TorchScript model built here: conv-like scale, in-place ReLU, a module
-// used twice, and a relu called directly in forward. Small enough to reason about.
-std::string tiny_model(const test::TempDir& dir) {
+// A per-channel scale by (2, -1, 0.5): a convolution small enough to follow.
+torch::jit::Module scale_module() {
   torch::jit::Module scale("Scale");
   scale.register_parameter("w", at::tensor({2.0f, -1.0f, 0.5f}).view({1, 3, 1, 1}), false);
   scale.define("def forward(self, x):\n  return x * self.w\n");
+  return scale;
+}
+
+// Saves `net` in `dir` as NAME.pt and loads it as cnnviz does.
+Model save_and_load(const torch::jit::Module& net, const test::TempDir& dir,
+                    const std::string& name) {
+  net.save(dir.file(name + ".pt"));
+  return Model::load(dir.file(name + ".pt"));
+}
+
+// A TorchScript model built here: conv-like scale, in-place ReLU, a module
+// used twice, and a relu called directly in forward. Small enough to reason about.
+std::string tiny_model(const test::TempDir& dir) {
+  torch::jit::Module scale = scale_module();
   torch::jit::Module relu("InplaceRelu");
   relu.define("def forward(self, x):\n  return torch.relu_(x)\n");
   torch::jit::Module net("Tiny");
@@ -62,12 +75,9 @@ TEST(EngineUnitTest, TapsCopyOnlyWhereTheGraphWritesInPlace) {
   Model tiny = Model::load(tiny_model(dir));
   EXPECT_EQ(Engine(tiny, {"scale", "act"}).report().copied_taps, 0);
 
-  torch::jit::Module scale("Scale");
-  scale.register_parameter("w", at::tensor({2.0f, -1.0f, 0.5f}).view({1, 3, 1, 1}), false);
-  scale.define("def forward(self, x):\n  return x * self.w\n");
   torch::jit::Module net("Writer");
-  net.register_module("scale", scale);
-  net.register_module("other", scale.clone());
+  net.register_module("scale", scale_module());
+  net.register_module("other", scale_module());
   net.define(
       "def forward(self, x):\n"
       "  y = self.scale.forward(x)\n"
@@ -75,8 +85,7 @@ TEST(EngineUnitTest, TapsCopyOnlyWhereTheGraphWritesInPlace) {
       "  y.add_(1.0)\n"
       "  z = self.other.forward(y)\n"
       "  return (z * z).mean(dim=[2, 3])\n");
-  net.save(dir.file("writer.pt"));
-  Model model = Model::load(dir.file("writer.pt"));
+  Model model = save_and_load(net, dir, "writer");
   Engine engine(model, {"scale", "other"});
   EXPECT_EQ(engine.report().copied_taps, 1);  // "scale"'s; "other" is read only
   at::manual_seed(5);
@@ -152,8 +161,7 @@ TEST(EngineUnitTest, ActivationsThatCannotBeGuidedAreReported) {
       "  w = torch.hardtanh(y, -1.0, 1.0)\n"
       "  z = w * torch.sigmoid(w)\n"
       "  return torch.relu(z).mean(dim=[2, 3])\n");
-  net.save(dir.file("six.pt"));
-  Model model = Model::load(dir.file("six.pt"));
+  Model model = save_and_load(net, dir, "six");
   Engine engine(model, {});
   EXPECT_EQ(engine.report().guided_relus, 1);
   EXPECT_EQ(engine.report().guided_relu6s, 1);  // hardtanh(0, 6) is nn.ReLU6
@@ -169,8 +177,7 @@ TEST(EngineUnitTest, ReLU6IsGuidedLikeReLU) {
       "  y = torch.hardtanh(x, 0.0, 6.0)\n"
       "  s = y.sum(dim=[1, 2, 3])\n"
       "  return torch.stack([s, -s], 1)\n");
-  net.save(dir.file("clip.pt"));
-  Model model = Model::load(dir.file("clip.pt"));
+  Model model = save_and_load(net, dir, "clip");
   Engine engine(model, {});
   Pass pass = engine.run(at::tensor({-1.f, 3.f, 7.f, 5.f}).view({1, 1, 2, 2}));
   auto grad = [&](int64_t cls, Backprop mode) {
