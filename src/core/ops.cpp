@@ -15,6 +15,21 @@ std::atomic<TapRecorder*> g_recorder{nullptr};
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// The backward of a gated activation in the current mode; `pass(t)` keeps t
+// where the gate is open and zeroes it elsewhere.
+template <typename Pass>
+at::Tensor mode_backward(const at::Tensor& g, Pass pass) {
+  switch (static_cast<ReluMode>(g_relu_mode.load())) {
+    case ReluMode::kGuided:
+      return pass(g.clamp_min(0));
+    case ReluMode::kDeconv:
+      return g.clamp_min(0);
+    case ReluMode::kPlain:
+      break;
+  }
+  return pass(g);
+}
+
 class ModeRelu : public torch::autograd::Function<ModeRelu> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
@@ -24,19 +39,12 @@ class ModeRelu : public torch::autograd::Function<ModeRelu> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    // threshold_backward(g, y, 0) is g where y > 0, else 0: ReLU's own
+    // threshold_backward(t, y, 0) is t where y > 0, else 0: ReLU's own
     // backward kernel, one pass over memory.
-    const at::Tensor& g = grads[0];
     const at::Tensor y = ctx->get_saved_variables()[0];
-    switch (static_cast<ReluMode>(g_relu_mode.load())) {
-      case ReluMode::kGuided:
-        return {at::threshold_backward(g.clamp_min(0), y, 0)};
-      case ReluMode::kDeconv:
-        return {g.clamp_min(0)};
-      case ReluMode::kPlain:
-        break;
-    }
-    return {at::threshold_backward(g, y, 0)};
+    return {mode_backward(grads[0], [&](const at::Tensor& t) {
+      return at::threshold_backward(t, y, 0);
+    })};
   }
 };
 
@@ -51,19 +59,12 @@ class ModeRelu6 : public torch::autograd::Function<ModeRelu6> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    // hardtanh_backward(g, y, 0, 6) is g where 0 < y < 6, else 0 (y is in
+    // hardtanh_backward(t, y, 0, 6) is t where 0 < y < 6, else 0 (y is in
     // (0, 6) exactly where x is).
-    const at::Tensor& g = grads[0];
     const at::Tensor y = ctx->get_saved_variables()[0];
-    switch (static_cast<ReluMode>(g_relu_mode.load())) {
-      case ReluMode::kGuided:
-        return {at::hardtanh_backward(g.clamp_min(0), y, 0, 6)};
-      case ReluMode::kDeconv:
-        return {g.clamp_min(0)};
-      case ReluMode::kPlain:
-        break;
-    }
-    return {at::hardtanh_backward(g, y, 0, 6)};
+    return {mode_backward(grads[0], [&](const at::Tensor& t) {
+      return at::hardtanh_backward(t, y, 0, 6);
+    })};
   }
 };
 
