@@ -60,17 +60,26 @@ at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p) {
                                      cv::Rect(box.left, box.top, box.size, box.size));
   // Plain loops rather than tensor ops: this runs on loader threads, where
   // LibTorch's intra-op parallelism must not start, and it is one pass. The
-  // float operations are torchvision's: v / 255, then (x - mean) / std.
+  // float operations are torchvision's, v / 255 then (x - mean) / std,
+  // evaluated once per channel and byte value into a table.
+  float table[3][256];
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 256; ++v) {
+      table[c][v] = (static_cast<float>(v) / 255.0f - p.mean[c]) / p.std[c];
+    }
+  }
   at::Tensor x = at::empty({3, box.size, box.size}, at::kFloat);
-  float* out = x.data_ptr<float>();
   const size_t plane = static_cast<size_t>(box.size) * box.size;
+  float* r = x.data_ptr<float>();
+  float* g = r + plane;
+  float* b = g + plane;
   for (int y = 0; y < box.size; ++y) {
     const uint8_t* row = crop.ptr<uint8_t>(y);
+    const size_t o = static_cast<size_t>(y) * box.size;
     for (int xx = 0; xx < box.size; ++xx) {
-      const size_t o = static_cast<size_t>(y) * box.size + xx;
-      for (int c = 0; c < 3; ++c) {
-        out[c * plane + o] = (static_cast<float>(row[xx * 3 + c]) / 255.0f - p.mean[c]) / p.std[c];
-      }
+      r[o + xx] = table[0][row[xx * 3]];
+      g[o + xx] = table[1][row[xx * 3 + 1]];
+      b[o + xx] = table[2][row[xx * 3 + 2]];
     }
   }
   return x;
