@@ -11,11 +11,13 @@
 #     squeezenet1_1, 32 images, batch 8.
 #
 #   scripts/bench.sh batch [--model NAME|PATH] [--images N] [--threads T]
+#                          [--classify-only]
 #     the batch targets: `classify` over 64 images against the pure forward
 #     throughput of the same model and batch size over the same number of
 #     batches from a cold process (build/cnnviz_bench --warmup 0, same run,
-#     best of 3), once with T network threads and once with T-1 (one core
-#     left to decoding); `gradcam --all-layers` over 16 images against 16 x
+#     best of 3), once with T network threads (also with glibc's default
+#     malloc, CNNVIZ_SYSTEM_MALLOC=1, on both sides) and once with T-1 (one
+#     core left to decoding); `gradcam --all-layers` over 16 images against 16 x
 #     one image; peak
 #     memory (/usr/bin/time -v) of `gradcam --all-layers` over N (default 500)
 #     images against 20. Default model squeezenet1_1.
@@ -33,7 +35,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 mode=classify
 case ${1:-} in classify|visualize|batch) mode=$1; shift ;; esac
-model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc)
+model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc) classify_only=0
 [ "$mode" = visualize ] && model=vgg16 repeat=3
 [ "$mode" = batch ] && n=500
 while [ $# -gt 0 ]; do
@@ -43,7 +45,8 @@ while [ $# -gt 0 ]; do
     --batch-size) batch=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --classify-only) classify_only=1; shift ;;
+    -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -99,25 +102,43 @@ if [ "$mode" = batch ]; then
   # left to the decoders. The first cannot reach 1.0: decoding then competes
   # with the network for the same cores, and the printed bound is what
   # perfect packing of both CPU loads would give.
+  classify_ms() { # THREADS [ENV...]: one classify run; prints its timings line
+    local t=$1
+    shift
+    env "$@" "$cnnviz" classify -q -m "$model_path" --batch-size $b --threads "$t" --timings "$work/i64" 2>&1 >/dev/null | grep timings
+  }
+  forward_ms() { # THREADS [ENV...]
+    local t=$1
+    shift
+    env "$@" "$bench" forward -m "$model_path" --batch-size $b --batches 4 --warmup 0 --threads "$t" | field total_ms_per_image
+  }
+  # With every core on the network, also with glibc's malloc as it starts
+  # (CNNVIZ_SYSTEM_MALLOC=1): what cnnviz's heap reuse saves on both sides.
   classify_vs_forward() { # THREADS
-    local t=$1 c= f= d= line i
+    local t=$1 c= f= d= cs= fs= line i
     for i in 1 2 3; do
-      line=$("$cnnviz" classify -q -m "$model_path" --batch-size $b --threads "$t" --timings "$work/i64" 2>&1 >/dev/null | grep timings)
+      line=$(classify_ms "$t")
       c=$(best $c $(field per_image_ms <<<"$line")) d=$(best $d $(field decode_cpu_ms_per_image <<<"$line"))
-      line=$("$bench" forward -m "$model_path" --batch-size $b --batches 4 --warmup 0 --threads "$t")
-      f=$(best $f $(field total_ms_per_image <<<"$line"))
+      f=$(best $f $(forward_ms "$t"))
+      if [ "$t" -ge "$threads" ]; then
+        cs=$(best $cs $(classify_ms "$t" CNNVIZ_SYSTEM_MALLOC=1 | field per_image_ms))
+        fs=$(best $fs $(forward_ms "$t" CNNVIZ_SYSTEM_MALLOC=1))
+      fi
     done
     printf 'classify, 64 images, batch %d, %d network threads: %.2f ms/image; pure forward, same 4 batches: %.2f ms/image; ratio %.2f (target <= 1.10)\n' \
       $b "$t" "$c" "$f" "$(calc "$c / $f")"
     printf '  decoding and preprocessing: %.2f CPU ms/image' "$d"
     if [ "$t" -ge "$threads" ]; then
       printf '; with all %d cores busy in the forward pass the best possible ratio is %.2f\n' "$threads" "$(calc "($f * $threads + $d) / ($f * $threads)")"
+      printf '  with glibc'"'"'s default malloc: classify %.2f ms/image, pure forward %.2f ms/image (ratio %.2f); heap reuse makes them %.2fx and %.2fx faster\n' \
+        "$cs" "$fs" "$(calc "$cs / $fs")" "$(calc "$cs / $c")" "$(calc "$fs / $f")"
     else
       printf ' on the %d spare core(s)\n' $((threads - t))
     fi
   }
   classify_vs_forward "$threads"
   [ "$threads" -gt 1 ] && classify_vs_forward $((threads - 1))
+  [ "$classify_only" = 1 ] && exit 0
   run_ms() { # total compute + write time of a gradcam --all-layers run over DIR
     "$cnnviz" gradcam --all-layers -q --no-raw --timings --batch-size 4 --threads "$threads" \
       -m "$model_path" -o "$work/out-$(basename "$1")" "$1" 2>&1 >/dev/null | grep timings |

@@ -17,6 +17,8 @@
 // ends with a device synchronization). --cudnn-benchmark lets cuDNN time its
 // convolution algorithms for each shape and keep the fastest (PyTorch's
 // torch.backends.cudnn.benchmark); off by default, as in PyTorch.
+// CNNVIZ_SYSTEM_MALLOC=1 in the environment leaves glibc's malloc as it
+// starts, as in cnnviz itself, to measure what cnnviz::reuse_freed_memory saves.
 //
 // Prints one JSON line: {"mode", "model", "batch_size", "batches", "threads",
 // "ms_per_batch": [...], "best_ms_per_image", "total_ms_per_image"}, after
@@ -118,6 +120,7 @@ int main(int argc, char** argv) {
   app.add_flag("--cudnn-benchmark", cudnn_benchmark, "CUDA: let cuDNN pick algorithms by timing");
   CLI11_PARSE(app, argc, argv);
   try {
+    const bool reuse = cnnviz::reuse_freed_memory();
     const at::Device dev = cnnviz::resolve_device(device);
     g_sync_cuda = dev.is_cuda();
     at::globalContext().setAllowTF32CuBLAS(false);
@@ -181,6 +184,7 @@ int main(int argc, char** argv) {
         {"model", model.info().name},
         {"device", dev.str()},
         {"cudnn_benchmark", cudnn_benchmark},
+        {"malloc", reuse ? "reuse" : "system"},
         {"batch_size", batch},
         {"batches", batches},
         {"threads", used_threads},

@@ -90,7 +90,14 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
   loader_options.workers = opts.decoders;
   BatchLoader loader(images, info.preprocess, loader_options);
   size_t chunk = loader_options.batch_size;  // images per pass; halved on out-of-memory
-  for (std::vector<LoadedImage> batch = loader.next(); !batch.empty(); batch = loader.next()) {
+  double wait_ms = 0, network_ms = 0;  // waiting for decoded images; in the network
+  auto next_batch = [&] {
+    const Clock::time_point t = Clock::now();
+    std::vector<LoadedImage> b = loader.next();
+    wait_ms += ms_since(t);
+    return b;
+  };
+  for (std::vector<LoadedImage> batch = next_batch(); !batch.empty(); batch = next_batch()) {
     if (interrupted()) {
       stopped = true;
       break;
@@ -114,10 +121,12 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
       const size_t end = std::min(inputs.size(), start + chunk);
       std::vector<std::vector<Prediction>> top;
       try {
+        const Clock::time_point t = Clock::now();
         top = top_k(model.logits(at::stack(std::vector<at::Tensor>(
                         inputs.begin() + static_cast<std::ptrdiff_t>(start),
                         inputs.begin() + static_cast<std::ptrdiff_t>(end)))),
                     opts.top_k);
+        network_ms += ms_since(t);
       } catch (const OutOfMemory& e) {
         if (end - start > 1) {
           chunk = (end - start + 1) / 2;
@@ -180,6 +189,8 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
                                 {"load_ms", load_ms},
                                 {"run_ms", run_ms},
                                 {"per_image_ms", run_ms / std::max<size_t>(1, outcomes.size())},
+                                {"network_ms", network_ms},
+                                {"wait_ms", wait_ms},
                                 {"decode_cpu_ms_per_image", decode_cpu_ms / std::max<size_t>(1, outcomes.size())}};
     err << kPrefix << "timings " << t.dump() << "\n";
   }

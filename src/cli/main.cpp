@@ -9,6 +9,7 @@
 #include "classify.h"
 #include "cnnviz/error.h"
 #include "cnnviz/progress.h"
+#include "cnnviz/runtime.h"
 #include "cnnviz/version.h"
 #include "evaluate.h"
 #include "layers.h"
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   using namespace cnnviz;
   // OpenCV's own warnings would break the one-line-per-error rule.
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+  reuse_freed_memory();
 
   CLI::App app{"cnnviz: see what an ImageNet CNN looks at", "cnnviz"};
   app.set_version_flag("--version", std::string("cnnviz ") + kVersion);

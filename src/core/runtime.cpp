@@ -5,8 +5,12 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <sched.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <torch/cuda.h>
 
+#include <climits>
 #include <cstdlib>
 #include <thread>
 
@@ -33,6 +37,18 @@ int set_threads(int threads) {
 }
 
 int current_threads() { return at::get_num_threads(); }
+
+bool reuse_freed_memory() {
+#if defined(__GLIBC__)
+  const char* system = std::getenv("CNNVIZ_SYSTEM_MALLOC");
+  if (system && *system && std::string(system) != "0") return false;
+  // Serve every block from the heap, never from a mapping of its own, and
+  // never shrink the heap on free: the next batch asks for the same sizes.
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+#else
+  return false;
+#endif
+}
 
 bool cuda_built() { return at::hasCUDA(); }
 
