@@ -27,8 +27,9 @@
 #     backward passes and maps; warm, i.e. after a first image in the same
 #     process, and cold; best of R; file writing reported apart)
 #     vs scripts/bench_visualize.py on the eager model: the floor (one forward
-#     + two backward passes, all layers hooked), one layer per pass, and the
-#     seed tutorial's loop (Grad-CAM + guided backprop per layer). Default vgg16.
+#     + two backward passes, all layers hooked; also with glibc's malloc set
+#     as cnnviz sets it), one layer per pass, and the seed tutorial's loop
+#     (Grad-CAM + guided backprop per layer). Default vgg16.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
@@ -185,6 +186,9 @@ if [ "$mode" = visualize ]; then
       "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(d["best_ms"], d["layers"])'
   }
   read -r floor layers < <(py --mode floor --repeat "$repeat")
+  # The floor again with glibc's malloc set as cnnviz sets it (see
+  # cnnviz::reuse_freed_memory): no per-block mappings, no trimming on free.
+  read -r floor_reuse _ < <(MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647 py --mode floor --repeat "$repeat")
   read -r per_layer _ < <(py --mode per-layer --repeat 1)
   read -r seed _ < <(py --mode seed --repeat 1)
   c=$(best "${warm[@]}")
@@ -193,6 +197,7 @@ if [ "$mode" = visualize ]; then
   printf '  cnnviz warm (best of %d)       %8.0f ms   (cold, first image: %.0f ms; writing PNGs: %.0f ms)\n' \
     "$repeat" "$c" "$(best "${cold[@]}")" "$(best "${write[@]}")"
   printf '  python floor: 1 fwd + 2 bwd   %8.0f ms   cnnviz/floor     %.2fx\n' "$floor" "$(calc "$c / $floor")"
+  printf '    same, malloc as in cnnviz   %8.0f ms   cnnviz/floor     %.2fx\n' "$floor_reuse" "$(calc "$c / $floor_reuse")"
   printf '  python one layer per pass     %8.0f ms   per-layer/cnnviz %.1fx\n' "$per_layer" "$(calc "$per_layer / $c")"
   printf '  python seed loop              %8.0f ms   seed/cnnviz      %.1fx\n' "$seed" "$(calc "$seed / $c")"
   exit 0
