@@ -68,6 +68,8 @@ fi
 
 calc() { awk "BEGIN { print $1 }"; }
 best() { printf '%s\n' "$@" | sort -g | head -n1; }
+# The number after "NAME": in a JSON line on stdin: field NAME
+field() { sed "s/.*\"$1\":\\([0-9.e+-]*\\).*/\\1/"; }
 
 # Copies of the sample images, cycled: make_images DIR COUNT
 make_images() {
@@ -95,7 +97,6 @@ if [ "$mode" = batch ]; then
   make_images "$work/i1" 1
   make_images "$work/i20" 20
   make_images "$work/iN" "$n"
-  field() { sed "s/.*\"$1\":\\([0-9.e+-]*\\).*/\\1/"; }
   b=16
   # classify over 64 images against the same 4 batches of 16 pushed through
   # the forward pass alone from a cold process (synthetic input), best of 3,
@@ -171,7 +172,6 @@ if [ "$mode" = visualize ]; then
     "$cnnviz" guided-gradcam --all-layers --no-raw --timings --threads "$threads" --batch-size 1 \
       -m "$model_path" -o "$out" "$@" 2>&1 >/dev/null | grep 'cnnviz: timings'
   }
-  field() { sed "s/.*\"$1\":\\([0-9.e+-]*\\).*/\\1/"; }
   cold=() warm=() write=()
   for ((r = 0; r < repeat; r++)); do
     one=$(timing "$image")
