@@ -22,6 +22,20 @@
 #     memory (/usr/bin/time -v) of `gradcam --all-layers` over N (default 500)
 #     images against 20. Default model squeezenet1_1.
 #
+#   scripts/bench.sh pipeline [--model NAME|PATH] [--images N] [--threads T] [--repeat R]
+#     whole runs as a user sees them (fresh processes, files written), best of R
+#     (default 3) by process wall time:
+#     - `gradcam --all-layers` over N photos (default 32, cycled from
+#       ../shared/images and chelsea) with the default outputs, with
+#       `--write overlay`, and with `--write npy` (nothing but the raw arrays:
+#       the compute floor of the same run); printed: process wall time, compute
+#       (forward, backward and maps), writer time (busy time per writer
+#       thread), the tail (writing left after the last batch), files and bytes
+#       per image, and the ratios the pipeline targets name. Default model
+#       squeezenet1_1 (the real one when models/ has it).
+#     - vgg16 `gradcam --all-layers` against `--layer features.28` on one
+#       image (cat_dog.png), whole process, alternating.
+#
 #   scripts/bench.sh visualize [--model NAME|PATH] [--repeat R] [--threads T]
 #     `cnnviz guided-gradcam --all-layers` on one image (compute time: forward,
 #     backward passes and maps; warm, i.e. after a first image in the same
@@ -35,10 +49,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 
 mode=classify
-case ${1:-} in classify|visualize|batch) mode=$1; shift ;; esac
+case ${1:-} in classify|visualize|batch|pipeline) mode=$1; shift ;; esac
 model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc) classify_only=0
 [ "$mode" = visualize ] && model=vgg16 repeat=3
 [ "$mode" = batch ] && n=500
+[ "$mode" = pipeline ] && n=32 repeat=3
 while [ $# -gt 0 ]; do
   case $1 in
     --model) model=$2; shift 2 ;;
@@ -85,6 +100,82 @@ make_images() {
     cp "$src" "$dir/img$(printf %04d "$i").${src##*.}"
   done
 }
+
+# A model file by name: models/NAME.pt, else exported with random weights
+# into build/bench-models (weights do not change the cost).
+model_file() {
+  local name=$1
+  if [ -f "$name" ]; then
+    echo "$name"
+  elif [ -f "$root/models/$name.pt" ]; then
+    echo "$root/models/$name.pt"
+  else
+    [ -f "$root/build/bench-models/$name.pt" ] ||
+      "$python" "$root/scripts/export_models.py" --random-weights -o "$root/build/bench-models" "$name" >&2
+    echo "$root/build/bench-models/$name.pt"
+  fi
+}
+
+if [ "$mode" = pipeline ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  make_images "$work/photos" "$n"
+  # One whole run: prints "WALL_MS TIMINGS_JSON".
+  whole() {
+    local out=$work/out t0 t1 line
+    rm -rf "$out"
+    t0=$(date +%s%N)
+    line=$("$cnnviz" "$@" -q --timings --threads "$threads" -o "$out" 2>&1 >/dev/null | grep 'cnnviz: timings')
+    t1=$(date +%s%N)
+    echo "$(( (t1 - t0) / 1000000 )) ${line#cnnviz: timings }"
+  }
+  # Best of R by wall time: prints the fields of that run.
+  best_run() {
+    local best= line r
+    for ((r = 0; r < repeat; r++)); do
+      line=$(whole "$@")
+      if [ -z "$best" ] || [ "${line%% *}" -lt "${best%% *}" ]; then best=$line; fi
+    done
+    echo "$best"
+  }
+  report() { # LABEL "WALL JSON" COMPUTE_FLOOR_MS
+    local wall=${2%% *} json=${2#* } floor=$3
+    local compute write writers tail files bytes images
+    compute=$(field compute_ms <<<"$json") write=$(field write_ms <<<"$json")
+    writers=$(field writers <<<"$json") tail=$(field tail_ms <<<"$json")
+    files=$(field files <<<"$json") bytes=$(field bytes <<<"$json") images=$(field images <<<"$json")
+    printf '  %-16s wall %6.0f ms  compute %5.0f ms  writing %5.0f ms/writer (%d writers, tail %4.0f ms)  %4.1f files, %5.2f MB per image
+' \
+      "$1" "$wall" "$compute" "$(calc "$write / $writers")" "$writers" "$tail" "$(calc "$files / $images")" "$(calc "$bytes / $images / 1e6")"
+    printf '  %-16s writing/compute %.2f (target <= 1.00)   wall/compute %.2f   wall/compute floor %.2f
+' \
+      "" "$(calc "$write / $writers / $compute")" "$(calc "$wall / $compute")" "$(calc "$wall / $floor")"
+  }
+  sq=$(model_file "$model")
+  printf 'gradcam --all-layers, %s, %d photos, %d threads, best of %d (process wall time)
+' \
+    "$(basename "$sq")" "$n" "$threads" "$repeat"
+  floor_run=$(best_run gradcam --all-layers -m "$sq" --write npy "$work/photos")
+  floor=$(field compute_ms <<<"${floor_run#* }")
+  printf '  %-16s wall %6.0f ms  compute %5.0f ms (the compute floor: only the raw arrays written)
+' \
+    "--write npy" "${floor_run%% *}" "$floor"
+  report "default outputs" "$(best_run gradcam --all-layers -m "$sq" "$work/photos")" "$floor"
+  echo "                   targets: writing <= compute, wall <= 2x compute"
+  report "--write overlay" "$(best_run gradcam --all-layers -m "$sq" --write overlay "$work/photos")" "$floor"
+  echo "                   target: wall <= 1.3x compute"
+  vgg=$(model_file vgg16)
+  image=$root/../shared/images/cat_dog.png
+  [ -f "$image" ] || image=$work/photos/img0001.png
+  all= one=
+  for ((r = 0; r < repeat; r++)); do
+    a=$(whole gradcam --all-layers -m "$vgg" "$image") o=$(whole gradcam --layer features.28 -m "$vgg" "$image")
+    all=$(best $all ${a%% *}) one=$(best $one ${o%% *})
+  done
+  printf 'vgg16 gradcam, one image (%s), whole process, best of %d: --all-layers %.0f ms, --layer features.28 %.0f ms, ratio %.2f (target <= 1.30)\n' \
+    "$(basename "$image")" "$repeat" "$all" "$one" "$(calc "$all / $one")"
+  exit 0
+fi
 
 if [ "$mode" = batch ]; then
   install_missing time

@@ -3,9 +3,11 @@
 
 Each model is compiled with torch.jit.script (not traced: the module hierarchy, e.g.
 `features.29`, must survive so cnnviz can address layers by name) and saved with a
-`cnnviz.json` extra file describing weights, labels, preprocessing and the default Grad-CAM
-layer. The file lists no feature layers: cnnviz discovers the feature stages from the model
-itself, by the rule of feature_stages() below (which is how the Grad-CAM layer is validated).
+`cnnviz.json` extra file describing weights, labels, preprocessing, the feature stages and the
+default Grad-CAM layer. The stages follow the rule of feature_stages() below, the same rule by
+which cnnviz discovers them from a model without metadata (the tests check that both agree on
+every architecture); listing them lets cnnviz instrument the model once, without a discovery
+pass, and validates the Grad-CAM layer.
 
 Every architecture is built with the same constructor arguments whatever the weights (pretrained,
 a file, random), so the scripted graph is the same: GoogLeNet as torchvision builds it for its
@@ -336,6 +338,7 @@ def export_one(name, args, outdir):
         "num_classes": int(eager_out.shape[1]),
         "labels": list(_IMAGENET_CATEGORIES),
         "preprocess": PREPROCESS,
+        "feature_layers": stages,
         "gradcam_layer": gradcam_layer,
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,

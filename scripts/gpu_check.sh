@@ -73,14 +73,14 @@ step "VGG16 guided Grad-CAM at every feature stage, CUDA"
 bench=build-gpu/bench.jsonl
 : > "$bench"
 for b in 1 32; do
-  build-gpu/cnnviz_bench explain --device cuda -m "$models"/vgg16.pt --batch-size $b --batches 5 | tee -a "$bench"
+  build-gpu/cnnviz_bench explain --method guided-gradcam --device cuda -m "$models"/vgg16.pt --batch-size $b --batches 5 | tee -a "$bench"
   for mode in floor per-layer per-layer-tools; do
     r=5; [ $mode = floor ] || r=2
     "$python" scripts/bench_gpu.py "$models"/vgg16.pt --device cuda --batch $b --mode $mode --repeat $r | tee -a "$bench"
   done
 done
 step "the same at batch 32 with cuDNN benchmark mode on both sides"
-build-gpu/cnnviz_bench explain --device cuda -m "$models"/vgg16.pt --batch-size 32 --batches 5 --cudnn-benchmark | tee -a "$bench"
+build-gpu/cnnviz_bench explain --method guided-gradcam --device cuda -m "$models"/vgg16.pt --batch-size 32 --batches 5 --cudnn-benchmark | tee -a "$bench"
 for mode in floor per-layer; do
   "$python" scripts/bench_gpu.py "$models"/vgg16.pt --device cuda --batch 32 --mode $mode --repeat 3 --cudnn-benchmark | tee -a "$bench"
 done

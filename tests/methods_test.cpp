@@ -17,8 +17,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "cnnviz/explain.h"
 #include "cnnviz/image.h"
+#include "cnnviz/layers.h"
 #include "cnnviz/npy.h"
 #include "cnnviz/preprocess.h"
 #include "cnnviz/runtime.h"
@@ -73,9 +73,11 @@ TEST_P(MethodsTest, MatchesTheAutogradReference) {
   at::Tensor x = preprocess(read_image_rgb(image), model.info().preprocess);
   expect_close(x, load(dir.file("input.npy")), "input");
 
-  // Feature stages: discovered on both sides, independently.
+  // Feature stages: discovered on both sides, independently; the metadata's
+  // list (what --all-layers takes without a discovery pass) is the same.
   std::vector<std::string> layers = meta["discovered_layers"].get<std::vector<std::string>>();
-  EXPECT_EQ(feature_layers(model, Engine::describe(model)), layers);
+  EXPECT_EQ(feature_stages(Engine::describe(model).layers), layers);
+  EXPECT_EQ(feature_layers(model), layers);
   if (!c.nested.empty()) layers.push_back(c.nested);
   const std::vector<std::string> ref_layers = layers;  // what the reference's --extra saw
   if (c.cam) layers.push_back(kGlobalPoolInput);

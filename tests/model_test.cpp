@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "cnnviz/engine.h"
 #include "cnnviz/model_store.h"
 #include "test_util.h"
 
@@ -94,8 +95,10 @@ TEST(ModelTest, LoadsExportedModelWithMetadata) {
   EXPECT_EQ(info.labels[56], "king snake");
   EXPECT_EQ(info.preprocess.resize, 224);
   EXPECT_EQ(info.gradcam_layer, "features.12");
-  // Exports no longer list feature layers: cnnviz discovers them (explain.h).
-  EXPECT_TRUE(info.feature_layers.empty());
+  // Exports list the feature stages (so that --all-layers needs no discovery
+  // pass), and the list is what discovery finds on the model itself.
+  EXPECT_EQ(info.feature_layers, feature_stages(Engine::describe(model).layers));
+  EXPECT_EQ(info.feature_layers.size(), 13u);
 }
 
 TEST(ModelTest, LogitsHaveOneRowPerImageAndMatchSingleImageRuns) {

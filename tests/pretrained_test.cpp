@@ -147,7 +147,7 @@ TEST_F(PretrainedTest, GuidedBackpropFailsTheRandomizationCheck) {
           .unsqueeze(0);
   auto map = [&](const Model& m, const char* method) {
     const std::vector<std::string> layers =
-        find_method(method).uses_layers ? std::vector<std::string>{"features.12"}
+        find_method(method).layers == LayerUse::kChosen ? std::vector<std::string>{"features.12"}
                                         : std::vector<std::string>{};
     Engine engine(m, layers);
     Pass pass = engine.run(x);

@@ -1,4 +1,4 @@
-// `cnnviz evaluate`: faithfulness metrics of methods over images (the IO
+// `cnnviz evaluate`: faithfulness metrics of methods over images (the run
 // layer's orchestration of faithfulness.h; see README, "Evaluating methods").
 #ifndef CNNVIZ_EVALUATE_H_
 #define CNNVIZ_EVALUATE_H_
@@ -24,7 +24,7 @@ struct EvaluateOptions {
   uint64_t seed = 0;          // of the randomized weights
   MethodParams params;        // settings of the methods
   std::string outdir = "cnnviz-eval";
-  bool plots = true;  // curves_<method>.png per image
+  bool plots = true;                          // curves_<method>.png per image
   std::string report_name = "evaluate.json";  // in OUTDIR (shards: evaluate.shard-K-of-N.json)
 };
 
@@ -32,8 +32,7 @@ struct EvaluateOptions {
 // OUTDIR/evaluate.json (returned too) and OUTDIR/<stem>/curves_<method>.png.
 // A bad image gets an error entry; the others go on. `failed` counts them.
 nlohmann::ordered_json evaluate(const Model& model, const std::vector<std::string>& images,
-                                const EvaluateOptions& options, Progress& progress,
-                                size_t& failed);
+                                const EvaluateOptions& options, Progress& progress, size_t& failed);
 
 }  // namespace cnnviz
 

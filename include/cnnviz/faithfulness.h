@@ -30,9 +30,9 @@ struct Faithfulness {
 };
 
 struct FaithfulnessOptions {
-  int steps = 224;          // points of each curve, besides the start
-  double blur_sigma = 10;   // the insertion curve's starting image
-  int batch = 32;           // images per forward pass
+  int steps = 224;         // points of each curve, besides the start
+  double blur_sigma = 10;  // the insertion curve's starting image
+  int batch = 32;          // images per forward pass
 };
 
 // Curves and confidence metrics of `map` [H,W] (higher = more important)

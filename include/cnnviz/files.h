@@ -12,8 +12,11 @@ namespace cnnviz {
 // found, is a directory, permission denied, ...).
 std::vector<uint8_t> read_file(const std::string& path, const std::string& kind = "file");
 
-// Writes `bytes` to `path` through a temporary file in the same directory and
-// a rename, so that readers never see a half-written file. Throws
+// Writes `bytes` to `path` so that readers never see a half-written file:
+// into an unnamed file in the same directory (O_TMPFILE) that is linked to
+// `path` once complete, or, where the file system cannot do that, into a
+// temporary file renamed into place. An existing file is replaced
+// atomically. Safe to call from several threads for different paths. Throws
 // Error(kOutput) and leaves nothing behind on failure.
 void write_file_atomic(const std::string& path, const void* bytes, size_t size);
 

@@ -1,6 +1,13 @@
-// Visualization methods: the registry and the per-class view of a capture
-// pass they compute from. Methods return raw float maps; they never touch
-// files, colormaps or images (that is render.h's job).
+// Visualization methods: the registry, the one place a method's facts live
+// (name, aliases, summary, backward modes, output kind, parameters, layer
+// needs), and the per-class view of a capture pass the methods compute from.
+// Methods return raw float maps; they never touch files, colormaps or images
+// (render.h draws them, by output kind, never by name).
+//
+// Adding a method: one file in src/methods/ with its compute function, one
+// row in method_table() (src/methods/registry.cpp), one line in CMakeLists.
+// The CLI subcommand, its options, the rendering, the manifest and the error
+// messages all follow from the row.
 #ifndef CNNVIZ_METHODS_H_
 #define CNNVIZ_METHODS_H_
 
@@ -11,26 +18,46 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "cnnviz/engine.h"
 
 namespace cnnviz {
 
-// Settings of the methods that take any (the CLI offers each method only the
-// ones its MethodDef::params names).
+// Settings of the methods that take any (a method reads only the ones its
+// MethodDef::params names; param_table() describes each).
 struct MethodParams {
-  int samples = 50;        // SmoothGrad: noisy copies per image
-  double noise = 0.15;     // SmoothGrad: sigma / (max - min) of the input
-  uint64_t seed = 0;       // SmoothGrad: the noise's random seed
+  int samples = 50;                    // SmoothGrad: noisy copies per image
+  double noise = 0.15;                 // SmoothGrad: sigma / (max - min) of the input
+  uint64_t seed = 0;                   // SmoothGrad: the noise's random seed
   std::string smooth_of = "saliency";  // SmoothGrad over "saliency" or "guided-backprop"
   int steps = 50;                      // Integrated Gradients: Riemann steps
   std::string baseline = "black";      // Integrated Gradients: "black" or "blurred"
   double blur_sigma = 10.0;            // the blurred baseline's Gaussian sigma, in pixels
-  int sample_batch = 16;  // images per pass for samples, steps and Score-CAM masks
+  int sample_batch = 16;               // images per pass for samples, steps and Score-CAM masks
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};  // the model's normalization, for
-  std::array<float, 3> std{0.229f, 0.224f, 0.225f};   // the black baseline
+  std::array<float, 3> std{0.229f, 0.224f, 0.225f};   // the black baseline (set by the run)
 };
+
+// One setting of MethodParams as a command-line option and a manifest entry.
+struct ParamDef {
+  using Field = std::variant<int MethodParams::*, double MethodParams::*, uint64_t MethodParams::*,
+                             std::string MethodParams::*>;
+  std::string name;  // manifest key; the option is "--" + name with '_' as '-'
+  std::string help;
+  Field field;
+  double min = 0, max = 0;           // inclusive range of a numeric value (when min < max)
+  std::vector<std::string> choices;  // allowed values of a string (when not empty)
+  bool changes_maps = true;          // false: only how fast (recorded nowhere, not part of resume)
+
+  std::string flag() const;  // "--blur-sigma"
+};
+
+// Every parameter any method takes, in the order help lists them.
+const std::vector<ParamDef>& param_table();
+// Throws Error(kRuntime) for a name that is not in param_table().
+const ParamDef& find_param(const std::string& name);
 
 // One capture pass seen for one target class per image: memoizes the
 // backward passes so that methods sharing one (Grad-CAM and guided Grad-CAM,
@@ -38,8 +65,7 @@ struct MethodParams {
 class Capture {
  public:
   // classes: one target class per image of the pass.
-  Capture(const Engine& engine, Pass& pass, std::vector<int64_t> classes,
-          MethodParams params = {});
+  Capture(const Engine& engine, Pass& pass, std::vector<int64_t> classes, MethodParams params = {});
 
   const std::vector<int64_t>& classes() const { return classes_; }
   const MethodParams& params() const { return params_; }
@@ -65,36 +91,69 @@ class Capture {
   std::vector<at::Tensor> layer_grads_;  // from the plain backward
 };
 
-// A method's result for one layer (or none): either input-space, [N,3,H,W]
-// (saliency, guided backprop, deconvnet, guided Grad-CAM), or a class
-// activation map at the layer's resolution, [N,h,w] (Grad-CAM, CAM).
-// float32, unnormalized.
+// What a method's maps are; it decides how they are drawn and stored
+// (render.h lists the files of each kind).
+enum class MapKind {
+  kInputGradient,  // [N,3,H,W], signed, input space: the seed's all/pos/neg, colour and grey
+  kInputProduct,   // [N,3,H,W], a gradient times an upsampled CAM (guided Grad-CAM): colour, grey
+  kLayerMap,       // [N,h,w] >= 0, at a layer's (or the input's) resolution: heatmaps, overlays
+};
+
+// Which layers a method needs.
+enum class LayerUse {
+  kNone,             // none: input gradients of the whole network
+  kChosen,           // the ones asked for (--layer, --all-layers), else the default layer
+  kGlobalPoolInput,  // the input of the classifier's global average pooling (CAM)
+};
+
+// A method's result for one layer (or none): float32, unnormalized, [N,...]
+// as its MapKind says.
 struct MethodMap {
-  std::string layer;  // empty for input-space gradients of the whole network
+  std::string layer;  // empty for input-space maps of the whole network
   at::Tensor value;
   bool input_space() const { return value.dim() == 4; }
 };
 
 struct MethodDef {
-  const char* name;         // subcommand name, e.g. "guided-gradcam"
-  const char* summary;      // one line for --help and the README
-  bool uses_layers;         // computes one map per requested layer
-  const char* fixed_layer;  // a layer the method always needs (CAM), or nullptr
-  std::vector<MethodMap> (*compute)(Capture& capture);
-  unsigned params = 0;  // the MethodParams it reads: kParam* bits
-};
+  std::string name;                  // subcommand name, e.g. "guided-gradcam"
+  std::vector<std::string> aliases;  // other subcommand names, e.g. "gbp"
+  std::string summary;               // one line for --help and the README
+  MapKind output = MapKind::kLayerMap;
+  LayerUse layers = LayerUse::kNone;
+  std::vector<std::string> params;  // names in param_table() it reads
+  // The backward passes it runs, given its settings.
+  std::vector<Backprop> (*backprops)(const MethodParams&) = nullptr;
+  bool forward_per_channel = false;  // a forward pass per channel of each layer (Score-CAM)
+  bool nested_passes = false;        // passes of its own per sample or step (SmoothGrad, IG)
+  std::vector<MethodMap> (*compute)(Capture& capture) = nullptr;
 
-enum : unsigned {
-  kParamSamples = 1u << 0,      // samples, noise, seed, smooth_of
-  kParamSteps = 1u << 1,        // steps, baseline, blur_sigma
-  kParamSampleBatch = 1u << 2,  // sample_batch
+  bool takes(const std::string& param) const;
+  // True when a guided or deconvnet backward shapes its maps.
+  bool guided(const MethodParams& params) const;
+  // The names it answers to: name, then aliases.
+  std::vector<std::string> names() const;
 };
 
 // The registry: every method, in the order the CLI lists them.
 const std::vector<MethodDef>& method_table();
 
-// Throws Error(kUsage) listing the known names when `name` is unknown.
+// By name or alias. Throws Error(kUsage) listing the known names when
+// `name` is unknown.
 const MethodDef& find_method(const std::string& name);
+
+// "a, b or c": the names of the methods that satisfy `pred`, for messages.
+template <typename Pred>
+std::string method_names_where(Pred pred) {
+  std::vector<std::string> names;
+  for (const MethodDef& m : method_table()) {
+    if (pred(m)) names.push_back(m.name);
+  }
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    out += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  }
+  return out;
+}
 
 // Helpers shared by the methods (methods/common.cpp).
 namespace method_util {

@@ -8,10 +8,13 @@
 
 namespace cnnviz {
 
-struct NpyArray {
+// A float32 array in C order: a raw map as the methods compute it, and what
+// an .npy file holds.
+struct FloatArray {
   std::vector<int64_t> shape;
   std::vector<float> data;  // product(shape) values, C order
 };
+using NpyArray = FloatArray;
 
 // Writes `array` to `path` atomically (a temporary file renamed into place).
 // Throws Error(kOutput) when the file cannot be written.

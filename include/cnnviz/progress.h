@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <iosfwd>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -12,7 +13,7 @@ namespace cnnviz {
 // A one-line progress bar with images/s and ETA, redrawn at most 10 times a
 // second, only when `enabled` (the CLI enables it when stderr is a terminal
 // and --quiet is not given). Messages printed through note() go on their own
-// line above the bar.
+// line above the bar. Every member may be called from any thread.
 class Progress {
  public:
   Progress(std::ostream& err, size_t total, bool enabled);
@@ -27,12 +28,14 @@ class Progress {
   // the failures, one per line. Printed whether or not the bar is enabled.
   void summary(bool interrupted);
 
-  size_t failures() const { return failed_.size(); }
+  size_t failures() const;
 
  private:
+  void print(const std::string& line);  // these three: with mutex_ held
   void draw(bool force);
   void clear();
 
+  mutable std::mutex mutex_;
   std::ostream& err_;
   size_t total_;
   bool enabled_;

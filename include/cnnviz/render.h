@@ -1,63 +1,103 @@
-// Turning raw method maps into images: the seed tutorial's rescaling and
-// grayscale conversion, colormaps, overlays and contact sheets. Rendering
-// never touches the model.
+// Turning raw method maps into images, and drawing the other pictures a run
+// writes (contact sheets, evaluation curves). Rendering never touches the
+// model, and it runs on the run's writer threads: it uses plain loops and
+// OpenCV calls only, never LibTorch, so that no writer starts a thread pool
+// of its own (the CLI turns OpenCV's own threading off). Images are 8-bit
+// RGB (CV_8UC3) or grey (CV_8UC1) cv::Mat: write them with
+// write_png(..., PixelOrder::kRgb).
 #ifndef CNNVIZ_RENDER_H_
 #define CNNVIZ_RENDER_H_
 
-#include <ATen/core/Tensor.h>
-
+#include <array>
 #include <opencv2/core/mat.hpp>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "cnnviz/npy.h"
 #include "cnnviz/preprocess.h"
 
 namespace cnnviz {
+
+// The smallest and largest value of a map (both 0 for an empty map).
+struct MapRange {
+  float min = 0.0f, max = 0.0f;
+};
+MapRange map_range(const FloatArray& map);
 
 // The seed's rescale_grads on a [3,H,W] gradient, to [0,1]:
 //   kAll  (m - min) / (max - min)
 //   kPos  max(0, m) / max(m)
 //   kNeg  max(0, -m) / -min(m)
-// When the denominator is not positive (a constant map, no positive or no
-// negative values) the result is all zeros and *degenerate is set.
+// in float32, then to 8 bits (round half to even). `gray` is the seed's
+// rgb2gray of the rescaled map, 0.299 R + 0.587 G + 0.114 B. When the
+// denominator is not positive (a constant map, no positive or no negative
+// values) both are all zeros and `degenerate` is set. `range` is the map's.
 enum class Rescale { kAll, kPos, kNeg };
 const char* rescale_name(Rescale r);
-at::Tensor rescale_gradient(const at::Tensor& gradient, Rescale mode, bool* degenerate);
+struct RescaledMap {
+  cv::Mat rgb;   // H x W CV_8UC3, RGB
+  cv::Mat gray;  // H x W CV_8UC1
+  bool degenerate = false;
+};
+RescaledMap rescale_gradient(const FloatArray& gradient, Rescale mode, const MapRange& range);
 
-// The seed's rgb2gray: dot(rgb, [0.299, 0.587, 0.114]) over the channels of a
-// [3,H,W] map. Returns [H,W].
-at::Tensor rgb_to_gray(const at::Tensor& rgb);
+// A [h,w] map min-max normalized to [0,1] by `range` (a constant map becomes
+// all zeros), upsampled bilinearly to size x size with half-pixel centres
+// (as at::upsample_bilinear2d without align_corners, OpenCV's INTER_LINEAR
+// and pytorch-grad-cam's cv2.resize) and clamped to [0,1]: CV_32FC1.
+cv::Mat normalize_map(const FloatArray& map, const MapRange& range, int size);
 
-// [3,H,W] in [0,1] -> 8-bit BGR (for cv::imwrite); [H,W] in [0,1] -> 8-bit grey.
-cv::Mat to_bgr8(const at::Tensor& rgb01);
-cv::Mat to_gray8(const at::Tensor& gray01);
+// CV_32FC1 in [0,1] -> CV_8UC1, v * 255 rounded half to even.
+cv::Mat to_gray8(const cv::Mat& map01);
 
-// OpenCV colormaps by lower-case name ("jet", "turbo", "viridis", ...).
-// Throws Error(kUsage) listing the names for an unknown one.
-int colormap_id(const std::string& name);
+// An OpenCV colormap as a 256-entry RGB table.
+class Colormap {
+ public:
+  // By lower-case name ("jet", "turbo", "viridis", ...). Throws
+  // Error(kUsage) listing colormap_names() for an unknown one.
+  explicit Colormap(const std::string& name);
+  const std::string& name() const { return name_; }
+  // CV_8UC1 -> the same size CV_8UC3, RGB.
+  cv::Mat apply(const cv::Mat& gray8) const;
+
+ private:
+  std::string name_;
+  std::array<cv::Vec3b, 256> rgb_;
+};
 std::vector<std::string> colormap_names();
 
-// A [H,W] map in [0,1] through a colormap: 8-bit BGR.
-cv::Mat colorize(const at::Tensor& map01, int colormap);
+// alpha * heat + (1 - alpha) * image, both 8-bit of the same size and type.
+cv::Mat blend(const cv::Mat& image, const cv::Mat& heat, double alpha);
 
-// alpha * heat + (1 - alpha) * image, both 8-bit BGR of the same size.
-cv::Mat blend(const cv::Mat& image_bgr, const cv::Mat& heat_bgr, double alpha);
+// What every map of one image is drawn over, computed once per image.
+struct SourceView {
+  cv::Mat source_rgb;       // the decoded image, RGB
+  CropBox box;              // where the network's input lies in it
+  cv::Mat network_rgb;      // that crop as the network saw it (box.size square), RGB
+  cv::Rect crop_in_source;  // the crop's area in source pixels
+};
+// `source_rgb`: the decoded image the input `box` was cut from.
+SourceView make_source_view(const cv::Mat& source_rgb, const CropBox& box);
 
-// The overlay of a crop-sized [S,S] map in [0,1] on the whole source image:
-// the map is placed where the crop lies in the resized image and resized
-// with it back to the source size; outside the crop the image is unchanged.
-cv::Mat overlay_on_source(const cv::Mat& source_rgb, const at::Tensor& crop_map01,
-                          const CropBox& box, int colormap, double alpha);
+// The overlay of a crop-sized map (box.size square, CV_8UC1) on the whole
+// source image at its own size: the map is scaled (bilinear) onto the crop's
+// area in the source and blended there; outside it the image is unchanged.
+cv::Mat overlay_on_source(const SourceView& view, const cv::Mat& crop_gray8,
+                          const Colormap& colormap, double alpha);
+// The same into `out` (its buffer reused when it has the source's size).
+void overlay_on_source(const SourceView& view, const cv::Mat& crop_gray8, const Colormap& colormap,
+                       double alpha, cv::Mat& out);
 
-// The crop the network saw, as 8-bit BGR (for overlays at input size).
-cv::Mat network_view_bgr(const cv::Mat& source_rgb, const CropBox& box);
-
-// A grid of equally sized BGR tiles, each captioned below, `columns` wide.
+// A grid of tiles (RGB or grey, resized to the first one's size), each
+// captioned below, `columns` wide: RGB.
 cv::Mat contact_sheet(const std::vector<std::pair<std::string, cv::Mat>>& tiles, int columns);
 
-// Encodes `image` as PNG and writes it atomically. Throws Error(kOutput).
-void write_png(const std::string& path, const cv::Mat& image);
+// A plot of a deletion and an insertion curve (each a probability per step,
+// drawn over [0, 1]) with their areas in the legend: 480 x 320 RGB.
+cv::Mat plot_curves(const std::string& title, const std::vector<double>& deletion,
+                    double deletion_auc, const std::vector<double>& insertion,
+                    double insertion_auc);
 
 }  // namespace cnnviz
 

@@ -14,6 +14,10 @@ namespace cnnviz {
 // small machines. Returns the count in force afterwards.
 int set_threads(int threads);
 
+// Cores this process may run on (honours taskset and cgroup cpusets), at
+// least 1.
+int available_cores();
+
 // LibTorch's intra-op thread count now in force.
 int current_threads();
 

@@ -3,15 +3,18 @@
 //
 //   cnnviz_bench forward -m MODEL.pt [--batch-size B] [--batches K] [--threads T]
 //     the frozen inference forward pass, as `cnnviz classify` runs it
-//   cnnviz_bench explain -m MODEL.pt [--batch-size B] [--batches K] [--threads T]
-//     one capture pass tapping every feature layer + a plain and a guided
-//     backward + Grad-CAM and guided Grad-CAM maps: `guided-gradcam --all-layers`
+//   cnnviz_bench explain -m MODEL.pt --method M [--batch-size B] [--batches K] [--threads T]
+//     method M at every feature stage as `cnnviz M --all-layers` computes it
+//     (compute_maps: one capture pass, its backward passes, the maps on the CPU);
+//     scripts/bench.sh runs guided-gradcam
 //   cnnviz_bench sampling -m MODEL.pt [--samples S] [--sample-batch B] [--threads T]
-//     one image: SmoothGrad with S samples and Integrated Gradients with S
-//     steps (the registered methods, batched by B), against one forward +
-//     backward of a batch of S images and against S single-image passes.
-//     Prints {"smoothgrad_ms", "integrated_gradients_ms", "one_batch_ms",
-//     "separate_ms", ...}, best of --batches.
+//     one image: every method that runs passes of its own per sample or step
+//     (the registry's nested_passes: SmoothGrad with S samples, Integrated
+//     Gradients with S steps, batched by B), against one forward + backward
+//     of a batch of S images and against S single-image passes. Prints
+//     {"smoothgrad_ms", "integrated_gradients_ms", "one_batch_ms",
+//     "separate_ms", "<method>_vs_one_batch", "separate_vs_<method>"}, best
+//     of --batches.
 //
 // --device cpu|cuda|auto (default cpu) runs it there (TF32 off; each timing
 // ends with a device synchronization). --cudnn-benchmark lets cuDNN time its
@@ -36,8 +39,10 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "cnnviz/compute.h"
 #include "cnnviz/engine.h"
 #include "cnnviz/error.h"
+#include "cnnviz/layers.h"
 #include "cnnviz/methods.h"
 #include "cnnviz/model.h"
 #include "cnnviz/runtime.h"
@@ -58,15 +63,13 @@ double run_forward(const cnnviz::Model& model, const at::Tensor& x) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-double run_explain(const cnnviz::Engine& engine, const at::Tensor& x) {
+// One batch of `method` as a run computes it: capture pass, backward passes,
+// maps (for each image's top-1 class), moved to the CPU.
+double run_explain(const cnnviz::Engine& engine, const cnnviz::MethodDef& method,
+                   const at::Tensor& x, const cnnviz::MethodParams& params) {
   auto t0 = std::chrono::steady_clock::now();
-  cnnviz::Pass pass = engine.run(x);
-  std::vector<int64_t> classes;
-  at::Tensor top = pass.logits().argmax(1);
-  for (int64_t i = 0; i < top.size(0); ++i) classes.push_back(top[i].item<int64_t>());
-  cnnviz::Capture capture(engine, pass, classes);
-  std::vector<cnnviz::MethodMap> maps = cnnviz::find_method("guided-gradcam").compute(capture);
-  (void)maps.back().value.sum().item<float>();
+  cnnviz::BatchMaps maps = cnnviz::compute_maps(engine, method, x, cnnviz::top_classes(1), params);
+  (void)maps.maps.back().back().value.sum().item<float>();
   sync();
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -86,16 +89,6 @@ double run_backward(const cnnviz::Engine& engine, const at::Tensor& x) {
   return ms_since(t0);
 }
 
-double run_method(const cnnviz::Engine& engine, const at::Tensor& x, const char* method,
-                  const cnnviz::MethodParams& params) {
-  auto t0 = std::chrono::steady_clock::now();
-  cnnviz::Pass pass = engine.run(x);
-  cnnviz::Capture capture(engine, pass, {0}, params);
-  (void)cnnviz::find_method(method).compute(capture)[0].value.sum().item<float>();
-  sync();
-  return ms_since(t0);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -106,6 +99,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"forward", "explain", "sampling"}))
       ->capture_default_str();
   app.add_option("-m,--model", model_path, "TorchScript model file")->required();
+  std::string method;
+  app.add_option("--method", method, "explain: the method (every feature stage of its layers)");
   app.add_option("--batch-size", batch, "Images per batch")->check(CLI::Range(1, 4096));
   app.add_option("--batches", batches, "Timed batches")->check(CLI::Range(1, 1000));
   app.add_option("--threads", threads, "LibTorch threads (default: every core)");
@@ -119,6 +114,10 @@ int main(int argc, char** argv) {
   bool cudnn_benchmark = false;
   app.add_flag("--cudnn-benchmark", cudnn_benchmark, "CUDA: let cuDNN pick algorithms by timing");
   CLI11_PARSE(app, argc, argv);
+  if (mode == "explain" && method.empty()) {
+    std::cerr << "cnnviz_bench: explain needs --method NAME\n";
+    return 2;
+  }
   try {
     const bool reuse = cnnviz::reuse_freed_memory();
     const at::Device dev = cnnviz::resolve_device(device);
@@ -145,9 +144,13 @@ int main(int argc, char** argv) {
         for (int i = 0; i < batches; ++i) b = std::min(b, f());
         return b;
       };
-      const double smooth = best([&] { return run_method(engine, one, "smoothgrad", params); });
-      const double ig =
-          best([&] { return run_method(engine, one, "integrated-gradients", params); });
+      // Every method that runs passes of its own per sample or step.
+      std::vector<std::pair<std::string, double>> timed;
+      for (const cnnviz::MethodDef& m : cnnviz::method_table()) {
+        if (!m.nested_passes) continue;
+        cnnviz::Engine engine_m(model, cnnviz::method_layers(model, m, {}));
+        timed.emplace_back(m.name, best([&] { return run_explain(engine_m, m, one, params); }));
+      }
       const double batched = best([&] { return run_backward(engine, many); });
       const double separate = best([&] {
         double total = 0;
@@ -158,13 +161,18 @@ int main(int argc, char** argv) {
                                     {"model", model.info().name},
                                     {"samples", samples},
                                     {"sample_batch", sample_batch},
-                                    {"threads", used_threads},
-                                    {"smoothgrad_ms", smooth},
-                                    {"integrated_gradients_ms", ig},
-                                    {"one_batch_ms", batched},
-                                    {"separate_ms", separate},
-                                    {"smoothgrad_vs_one_batch", smooth / batched},
-                                    {"separate_vs_smoothgrad", separate / smooth}};
+                                    {"threads", used_threads}};
+      auto key = [](std::string name) {
+        std::replace(name.begin(), name.end(), '-', '_');
+        return name;
+      };
+      for (const auto& [name, t] : timed) out[key(name) + "_ms"] = t;
+      out["one_batch_ms"] = batched;
+      out["separate_ms"] = separate;
+      for (const auto& [name, t] : timed) {
+        out[key(name) + "_vs_one_batch"] = t / batched;
+        out["separate_vs_" + key(name)] = separate / t;
+      }
       std::cout << out.dump() << "\n";
       return 0;
     }
@@ -173,11 +181,13 @@ int main(int argc, char** argv) {
       for (int i = 0; i < batches; ++i) ms.push_back(run_forward(model, x));
     } else {
       // Every feature stage, as --all-layers takes them.
-      std::vector<std::string> layers = model.info().feature_layers;
-      if (layers.empty()) layers = cnnviz::feature_stages(cnnviz::Engine::describe(model).layers);
-      cnnviz::Engine engine(model, layers);
-      for (int i = 0; i < warmup; ++i) run_explain(engine, x);
-      for (int i = 0; i < batches; ++i) ms.push_back(run_explain(engine, x));
+      const cnnviz::MethodDef& m = cnnviz::find_method(method);
+      cnnviz::LayerRequest all;
+      all.all_layers = true;
+      cnnviz::Engine engine(model, cnnviz::method_layers(model, m, all));
+      cnnviz::MethodParams params;
+      for (int i = 0; i < warmup; ++i) run_explain(engine, m, x, params);
+      for (int i = 0; i < batches; ++i) ms.push_back(run_explain(engine, m, x, params));
     }
     nlohmann::ordered_json out = {
         {"mode", mode},

@@ -36,8 +36,10 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/compute.h"
 #include "cnnviz/engine.h"
 #include "cnnviz/error.h"
+#include "cnnviz/layers.h"
 #include "cnnviz/methods.h"
 #include "cnnviz/model.h"
 #include "cnnviz/runtime.h"
@@ -54,18 +56,16 @@ Maps compute(const cnnviz::Model& model, const cnnviz::MethodDef& method,
              const std::vector<int64_t>& classes) {
   Maps out;
   try {
-    std::vector<std::string> wanted = method.uses_layers ? layers : std::vector<std::string>{};
-    if (method.fixed_layer) wanted.push_back(method.fixed_layer);
-    cnnviz::Engine engine(model, wanted);
-    cnnviz::Pass pass = engine.run(x);
+    cnnviz::LayerRequest request;
+    request.layers = layers;
+    cnnviz::Engine engine(model, cnnviz::method_layers(model, method, request));
     cnnviz::MethodParams params;
     params.samples = params.steps = 4;
     params.sample_batch = 8;
     params.mean = model.info().preprocess.mean;
     params.std = model.info().preprocess.std;
-    cnnviz::Capture capture(engine, pass, classes, params);
-    out.maps = method.compute(capture);
-    for (cnnviz::MethodMap& m : out.maps) m.value = m.value.to(at::kCPU);
+    out.maps =
+        cnnviz::compute_maps(engine, method, x, cnnviz::given_classes(classes), params).maps.at(0);
   } catch (const cnnviz::Error& e) {
     if (e.code() != cnnviz::ErrorCode::kUnsupported) throw;
     out.refused = e.what();
@@ -89,7 +89,9 @@ int main(int argc, char** argv) {
       if (a == "--batch") batch = std::stoll(v);
       if (a == "--dtype") dtype = v;
     } else if (a == "-h" || a == "--help") {
-      std::printf("usage: cnnviz_device_check [--device D] [--against D] [--batch N] [--dtype float32|float64] MODEL.pt...\n");
+      std::printf(
+          "usage: cnnviz_device_check [--device D] [--against D] [--batch N] [--dtype "
+          "float32|float64] MODEL.pt...\n");
       return 0;
     } else {
       models.push_back(a);
@@ -115,8 +117,7 @@ int main(int argc, char** argv) {
       cnnviz::Model a = cnnviz::Model::load(path, dev), b = cnnviz::Model::load(path, ref);
       const int crop = b.info().preprocess.crop;
       // Stages are found by a float32 probe, before any conversion.
-      const std::vector<std::string> stages =
-          cnnviz::feature_stages(cnnviz::Engine::describe(b).layers);
+      const std::vector<std::string> stages = cnnviz::feature_layers(b);
       if (f64) {
         a.module().to(at::kDouble);
         b.module().to(at::kDouble);
@@ -130,18 +131,18 @@ int main(int argc, char** argv) {
       const at::Tensor top = b.logits(x).argmax(1);
       for (int64_t i = 0; i < batch; ++i) classes.push_back(top[i].item<int64_t>());
       std::vector<std::string> layers = {stages.front()};
-      const std::string last = b.info().gradcam_layer.empty() ? stages.back()
-                                                              : b.info().gradcam_layer;
+      const std::string last = cnnviz::default_layer(b);
       for (const cnnviz::MethodDef& method : cnnviz::method_table()) {
         std::vector<std::string> these = layers;
-        if (method.name != std::string("scorecam") && last != layers.front()) {
+        // A forward pass per channel: one layer is enough to compare.
+        if (!method.forward_per_channel && last != layers.front()) {
           these.push_back(last);
         }
         Maps got = compute(a, method, these, x, classes);
         Maps want = compute(b, method, these, x, classes);
         if (!got.refused.empty() || !want.refused.empty()) {
           const bool same = got.refused == want.refused;
-          std::printf("%-16s %-22s refused on %s: %s\n", b.info().name.c_str(), method.name,
+          std::printf("%-16s %-22s refused on %s: %s\n", b.info().name.c_str(), method.name.c_str(),
                       same ? "both" : "one device only", want.refused.c_str());
           failures += same ? 0 : 1;
           continue;
@@ -170,8 +171,8 @@ int main(int argc, char** argv) {
           ++checked;
           failures += ok ? 0 : 1;
           std::printf("%-16s %-22s %-24s max diff %.3g of scale %.3g, rel L2 %.3g%s  %s\n",
-                      b.info().name.c_str(), method.name, want.maps[m].layer.c_str(), max_diff,
-                      scale, rel_l2, floor.c_str(), ok ? "ok" : "FAIL");
+                      b.info().name.c_str(), method.name.c_str(), want.maps[m].layer.c_str(),
+                      max_diff, scale, rel_l2, floor.c_str(), ok ? "ok" : "FAIL");
         }
       }
     }

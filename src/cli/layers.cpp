@@ -7,7 +7,7 @@
 #include <set>
 
 #include "cnnviz/engine.h"
-#include "cnnviz/explain.h"
+#include "cnnviz/layers.h"
 
 namespace cnnviz::cli {
 

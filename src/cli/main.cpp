@@ -4,6 +4,7 @@
 #include <exception>
 #include <iostream>
 #include <memory>
+#include <opencv2/core.hpp>
 #include <opencv2/core/utils/logger.hpp>
 
 #include "classify.h"
@@ -21,6 +22,9 @@ int main(int argc, char** argv) {
   using namespace cnnviz;
   // OpenCV's own warnings would break the one-line-per-error rule.
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+  // cnnviz runs images in parallel on its own threads (decoders, writers);
+  // OpenCV's pool inside each of them would only oversubscribe the cores.
+  cv::setNumThreads(0);
   reuse_freed_memory();
 
   CLI::App app{"cnnviz: see what an ImageNet CNN looks at", "cnnviz"};

@@ -2,7 +2,7 @@
 
 #include <ostream>
 
-#include "cnnviz/explain.h"
+#include "cnnviz/manifest.h"
 
 namespace cnnviz::cli {
 

@@ -3,24 +3,39 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <variant>
 
 #include "cnnviz/error.h"
 #include "cnnviz/inputs.h"
 #include "cnnviz/methods.h"
+#include "cnnviz/outputs.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/render.h"
 #include "cnnviz/runtime.h"
 
 namespace cnnviz::cli {
 
+namespace {
+
+// --<param> for one MethodParams field, checked as param_table() says.
+void add_param(CLI::App& sub, const ParamDef& p, MethodParams& params) {
+  std::visit(
+      [&](auto field) {
+        CLI::Option* o = sub.add_option(p.flag(), params.*field, p.help)->capture_default_str();
+        if (!p.choices.empty()) o->check(CLI::IsMember(p.choices));
+        if (p.min < p.max) o->check(CLI::Range(p.min, p.max));
+      },
+      p.field);
+}
+
+}  // namespace
+
 void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions>>& all) {
   for (const MethodDef& method : method_table()) {
     auto opts = std::make_unique<VisualizeOptions>();
     opts->explain.method = method.name;
     CLI::App* sub = app.add_subcommand(method.name, method.summary);
-    if (method.name == std::string("guided-backprop")) sub->alias("gbp");
-    if (method.name == std::string("gradcam++")) sub->alias("gradcampp");
-    if (method.name == std::string("integrated-gradients")) sub->alias("ig");
+    for (const std::string& alias : method.aliases) sub->alias(alias);
     add_input_options(*sub, opts->inputs);
     sub->add_flag("--skip-existing", opts->explain.skip_existing,
                   "Skip images whose outputs from an earlier run with the same settings are "
@@ -33,7 +48,7 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
         ->check(CLI::Range(1, 1000))
         ->capture_default_str()
         ->excludes("--class");
-    if (method.uses_layers) {
+    if (method.layers == LayerUse::kChosen) {
       CLI::Option* layer =
           sub->add_option("--layer", opts->explain.layers,
                           "Layer by module path (repeatable; default: the model's Grad-CAM layer)");
@@ -43,40 +58,20 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
                     "Every layer of the feature extractor, from one forward and backward pass")
           ->excludes(layer);
     }
-    MethodParams& p = opts->explain.params;
-    if (method.params & kParamSamples) {
-      sub->add_option("--samples", p.samples, "Noisy copies per image")
-          ->check(CLI::Range(1, 100000))
-          ->capture_default_str();
-      sub->add_option("--noise", p.noise, "Noise sigma as a fraction of the input's value range")
-          ->check(CLI::Range(0.0, 10.0))
-          ->capture_default_str();
-      sub->add_option("--seed", p.seed, "Seed of the noise")->capture_default_str();
-      sub->add_option("--of", p.smooth_of, "Gradient to smooth")
-          ->check(CLI::IsMember({"saliency", "guided-backprop"}))
-          ->capture_default_str();
+    for (const std::string& name : method.params) {
+      add_param(*sub, find_param(name), opts->explain.params);
     }
-    if (method.params & kParamSteps) {
-      sub->add_option("--steps", p.steps, "Riemann steps from the baseline to the image")
-          ->check(CLI::Range(1, 100000))
-          ->capture_default_str();
-      sub->add_option("--baseline", p.baseline, "Baseline image")
-          ->check(CLI::IsMember({"black", "blurred"}))
-          ->capture_default_str();
-      sub->add_option("--blur-sigma", p.blur_sigma,
-                      "Gaussian sigma (pixels) of the blurred baseline")
-          ->check(CLI::Range(0.1, 1000.0))
-          ->capture_default_str();
-    }
-    if (method.params & kParamSampleBatch) {
-      sub->add_option("--sample-batch", p.sample_batch,
-                      "Images per pass for noisy copies, steps or masks")
-          ->check(CLI::Range(1, 4096))
-          ->capture_default_str();
-    }
+    std::string variants;
+    for (const std::string& v : map_variants(method.output))
+      variants += (variants.empty() ? "" : ",") + v;
+    sub->add_option("--write", opts->explain.write,
+                    "Outputs to write, comma-separated (default: all of " + variants + ")")
+        ->delimiter(',')
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     sub->add_flag(
         "--no-raw", [o = opts.get()](int64_t) { o->explain.raw = false; },
-        "Do not write the raw float32 .npy arrays");
+        "Do not write the raw float32 .npy arrays (as --write without npy)");
     sub->add_option("--colormap", opts->explain.colormap, "Heatmap colormap")
         ->capture_default_str()
         ->check(CLI::IsMember(colormap_names()));
@@ -88,6 +83,10 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
         ->capture_default_str();
     sub->add_option("--decoders", opts->explain.decoders,
                     "Threads decoding images ahead of the network (default: every core)")
+        ->check(CLI::Range(1, 256));
+    sub->add_option("--writers", opts->explain.writers,
+                    "Threads rendering and writing files while the network computes (default: "
+                    "every core)")
         ->check(CLI::Range(1, 256));
     sub->add_flag("--json", opts->json, "Print the manifest to stdout");
     sub->add_flag("--timings", opts->timings,
@@ -107,13 +106,26 @@ int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) 
   if (!opts.target_class.empty()) opts.explain.target_class = opts.target_class;
   const size_t share = shard_positions(images.size(), opts.explain.shard).size();
   Progress progress(err, share, !opts.inputs.quiet && stderr_is_terminal());
+  start = std::chrono::steady_clock::now();
   ExplainSummary summary = explain(model, images, opts.explain, progress);
+  const double run_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   if (opts.json) out << summary.manifest.dump(2) << "\n";
   if (opts.timings) {
-    nlohmann::ordered_json t = {{"images", summary.images},         {"failed", summary.failed},
+    nlohmann::ordered_json t = {{"images", summary.images},
+                                {"failed", summary.failed},
                                 {"device", model.device().str()},
-                                {"threads", current_threads()},     {"load_ms", load_ms},
-                                {"compute_ms", summary.compute_ms}, {"write_ms", summary.write_ms}};
+                                {"threads", current_threads()},
+                                {"writers", summary.writers},
+                                {"load_ms", load_ms},
+                                {"run_ms", run_ms},
+                                {"compute_ms", summary.compute_ms},
+                                {"write_ms", summary.write_ms},
+                                {"write_cpu_ms", summary.write_cpu_ms},
+                                {"wait_ms", summary.wait_ms},
+                                {"tail_ms", summary.tail_ms},
+                                {"files", summary.files_written},
+                                {"bytes", summary.bytes_written}};
     err << kPrefix << "timings " << t.dump() << "\n";
   }
   if (!opts.inputs.quiet) progress.summary(summary.interrupted);

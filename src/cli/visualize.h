@@ -1,6 +1,6 @@
-// The visualization subcommands (guided-backprop, deconvnet, saliency,
-// gradcam, guided-gradcam, cam): one per entry of the method registry, with
-// the same options, so a new method needs no CLI code.
+// The visualization subcommands: one per entry of the method registry, with
+// its aliases and parameters and the same shared options, so a new method
+// needs no CLI code.
 #ifndef CNNVIZ_CLI_VISUALIZE_H_
 #define CNNVIZ_CLI_VISUALIZE_H_
 

@@ -1,10 +1,10 @@
 #include "cnnviz/runtime.h"
 
-#include "cnnviz/error.h"
-
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <sched.h>
+
+#include "cnnviz/error.h"
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -16,9 +16,6 @@
 
 namespace cnnviz {
 
-namespace {
-
-// Cores this process may run on (honours taskset/cgroup cpusets), at least 1.
 int available_cores() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
@@ -28,8 +25,6 @@ int available_cores() {
   unsigned n = std::thread::hardware_concurrency();
   return n > 0 ? static_cast<int>(n) : 1;
 }
-
-}  // namespace
 
 int set_threads(int threads) {
   at::set_num_threads(threads > 0 ? threads : available_cores());
@@ -87,8 +82,8 @@ at::Device resolve_device(const std::string& name) {
     }
     const int count = static_cast<int>(torch::cuda::device_count());
     if (index >= count) {
-      throw Error(ErrorCode::kUnsupported, "--device " + name + ": only " +
-                                               std::to_string(count) + " GPU(s) present");
+      throw Error(ErrorCode::kUnsupported,
+                  "--device " + name + ": only " + std::to_string(count) + " GPU(s) present");
     }
     return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
   }

@@ -1,14 +1,12 @@
 #include "cnnviz/render.h"
 
-#include <ATen/ATen.h>
-
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <map>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "cnnviz/error.h"
-#include "cnnviz/files.h"
 #include "cnnviz/resize.h"
 
 namespace cnnviz {
@@ -31,14 +29,41 @@ const std::map<std::string, int>& colormaps() {
   return maps;
 }
 
-cv::Mat to8(const at::Tensor& hwc01, int channels) {
-  at::Tensor bytes = (hwc01.clamp(0.0, 1.0) * 255.0).round().to(at::kByte).contiguous();
-  cv::Mat view(static_cast<int>(bytes.size(0)), static_cast<int>(bytes.size(1)), CV_8UC(channels),
-               bytes.data_ptr<uint8_t>());
-  return view.clone();
+// v in [0,1] (clamped) to 8 bits, as (v * 255).round() in float32: round
+// half to even. Adding and subtracting 1.5 * 2^23 rounds a float in [0, 2^22)
+// to an integer in the current (round-to-nearest-even) mode, without the
+// library call std::nearbyint is on baseline x86-64.
+inline uint8_t to8(float v) {
+  v = std::min(1.0f, std::max(0.0f, v)) * 255.0f;
+  const float shifted = v + 12582912.0f;  // not folded: no -ffast-math
+  return static_cast<uint8_t>(shifted - 12582912.0f);
+}
+
+// Source index and weights of bilinear resampling with half-pixel centres,
+// as ATen computes them for upsample_bilinear2d(align_corners=false).
+struct Tap {
+  int i0, i1;
+  float w0, w1;
+};
+std::vector<Tap> bilinear_taps(int in, int out) {
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  std::vector<Tap> taps(static_cast<size_t>(out));
+  for (int d = 0; d < out; ++d) {
+    const float src = std::max(scale * (static_cast<float>(d) + 0.5f) - 0.5f, 0.0f);
+    const int i0 = static_cast<int>(src);
+    const float l1 = src - static_cast<float>(i0);
+    taps[d] = {i0, i0 + (i0 < in - 1 ? 1 : 0), 1.0f - l1, l1};
+  }
+  return taps;
 }
 
 }  // namespace
+
+MapRange map_range(const FloatArray& map) {
+  if (map.data.empty()) return {};
+  auto [lo, hi] = std::minmax_element(map.data.begin(), map.data.end());
+  return {*lo, *hi};
+}
 
 const char* rescale_name(Rescale r) {
   switch (r) {
@@ -52,48 +77,117 @@ const char* rescale_name(Rescale r) {
   return "?";
 }
 
-at::Tensor rescale_gradient(const at::Tensor& m, Rescale mode, bool* degenerate) {
-  at::Tensor num, den;
+RescaledMap rescale_gradient(const FloatArray& g, Rescale mode, const MapRange& range) {
+  if (g.shape.size() != 3 || g.shape[0] != 3) {
+    throw Error(ErrorCode::kRuntime, "rescale_gradient: expected a [3,H,W] map");
+  }
+  const int h = static_cast<int>(g.shape[1]), w = static_cast<int>(g.shape[2]);
+  RescaledMap out;
+  out.rgb = cv::Mat::zeros(h, w, CV_8UC3);
+  out.gray = cv::Mat::zeros(h, w, CV_8UC1);
+  float den = 0.0f;
   switch (mode) {
     case Rescale::kAll:
-      num = m - m.min();
-      den = m.max() - m.min();
+      den = range.max - range.min;
       break;
     case Rescale::kPos:
-      num = m.clamp_min(0);
-      den = m.max();
+      den = range.max;
       break;
     case Rescale::kNeg:
-      num = (-m).clamp_min(0);
-      den = -m.min();
+      den = -range.min;
       break;
   }
-  const double d = den.item<double>();
-  if (degenerate) *degenerate = !(d > 0.0);
-  if (!(d > 0.0)) return at::zeros_like(m);
-  return num / d;
+  out.degenerate = !(den > 0.0f);
+  if (out.degenerate) return out;
+  const size_t plane = static_cast<size_t>(h) * w;
+  const float* r = g.data.data();
+  const float* gr = r + plane;
+  const float* b = gr + plane;
+  auto value = [&](float m) {
+    switch (mode) {
+      case Rescale::kAll:
+        return (m - range.min) / den;
+      case Rescale::kPos:
+        return std::max(m, 0.0f) / den;
+      case Rescale::kNeg:
+        return std::max(-m, 0.0f) / den;
+    }
+    return 0.0f;
+  };
+  for (int y = 0; y < h; ++y) {
+    cv::Vec3b* rgb = out.rgb.ptr<cv::Vec3b>(y);
+    uint8_t* gray = out.gray.ptr<uint8_t>(y);
+    for (int x = 0; x < w; ++x) {
+      const size_t i = static_cast<size_t>(y) * w + x;
+      const float vr = value(r[i]), vg = value(gr[i]), vb = value(b[i]);
+      rgb[x] = cv::Vec3b(to8(vr), to8(vg), to8(vb));
+      gray[x] = to8(vr * 0.299f + vg * 0.587f + vb * 0.114f);
+    }
+  }
+  return out;
 }
 
-at::Tensor rgb_to_gray(const at::Tensor& rgb) {
-  at::Tensor w = at::tensor({0.299f, 0.587f, 0.114f}).to(rgb.dtype()).view({3, 1, 1});
-  return (rgb * w).sum(0);
+cv::Mat normalize_map(const FloatArray& map, const MapRange& range, int size) {
+  if (map.shape.size() != 2) throw Error(ErrorCode::kRuntime, "normalize_map: expected [h,w]");
+  const int h = static_cast<int>(map.shape[0]), w = static_cast<int>(map.shape[1]);
+  cv::Mat out = cv::Mat::zeros(size, size, CV_32FC1);
+  const float span = range.max - range.min;
+  // A constant map carries no location: zeros, never NaN.
+  if (!(span > 0.0f)) return out;
+  std::vector<float> norm(map.data.size());
+  for (size_t i = 0; i < norm.size(); ++i) {
+    norm[i] = (map.data[i] - range.min) / std::max(span, 1e-30f);
+  }
+  const std::vector<Tap> ys = bilinear_taps(h, size), xs = bilinear_taps(w, size);
+  for (int y = 0; y < size; ++y) {
+    const Tap& ty = ys[y];
+    const float* r0 = norm.data() + static_cast<size_t>(ty.i0) * w;
+    const float* r1 = norm.data() + static_cast<size_t>(ty.i1) * w;
+    float* o = out.ptr<float>(y);
+    for (int x = 0; x < size; ++x) {
+      const Tap& tx = xs[x];
+      const float v = ty.w0 * (tx.w0 * r0[tx.i0] + tx.w1 * r0[tx.i1]) +
+                      ty.w1 * (tx.w0 * r1[tx.i0] + tx.w1 * r1[tx.i1]);
+      o[x] = std::min(1.0f, std::max(0.0f, v));
+    }
+  }
+  return out;
 }
 
-cv::Mat to_bgr8(const at::Tensor& rgb01) {
-  cv::Mat rgb = to8(rgb01.permute({1, 2, 0}), 3);
-  cv::Mat bgr;
-  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-  return bgr;
+cv::Mat to_gray8(const cv::Mat& map01) {
+  cv::Mat out(map01.rows, map01.cols, CV_8UC1);
+  for (int y = 0; y < map01.rows; ++y) {
+    const float* in = map01.ptr<float>(y);
+    uint8_t* o = out.ptr<uint8_t>(y);
+    for (int x = 0; x < map01.cols; ++x) o[x] = to8(in[x]);
+  }
+  return out;
 }
 
-cv::Mat to_gray8(const at::Tensor& gray01) { return to8(gray01, 1); }
-
-int colormap_id(const std::string& name) {
+Colormap::Colormap(const std::string& name) : name_(name) {
   auto it = colormaps().find(name);
-  if (it != colormaps().end()) return it->second;
-  std::string known;
-  for (const std::string& n : colormap_names()) known += (known.empty() ? "" : ", ") + n;
-  throw Error(ErrorCode::kUsage, "--colormap " + name + ": unknown (known: " + known + ")");
+  if (it == colormaps().end()) {
+    std::string known;
+    for (const std::string& n : colormap_names()) known += (known.empty() ? "" : ", ") + n;
+    throw Error(ErrorCode::kUsage, "--colormap " + name + ": unknown (known: " + known + ")");
+  }
+  cv::Mat ramp(1, 256, CV_8UC1), bgr;
+  for (int i = 0; i < 256; ++i) ramp.at<uint8_t>(0, i) = static_cast<uint8_t>(i);
+  cv::applyColorMap(ramp, bgr, it->second);
+  for (int i = 0; i < 256; ++i) {
+    const cv::Vec3b c = bgr.at<cv::Vec3b>(0, i);
+    rgb_[i] = cv::Vec3b(c[2], c[1], c[0]);
+  }
+}
+
+cv::Mat Colormap::apply(const cv::Mat& gray8) const {
+  cv::Mat out(gray8.rows, gray8.cols, CV_8UC3);
+  for (int y = 0; y < gray8.rows; ++y) {
+    const uint8_t* in = gray8.ptr<uint8_t>(y);
+    cv::Vec3b* o = out.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < gray8.cols; ++x) o[x] = rgb_[in[x]];
+  }
+  return out;
 }
 
 std::vector<std::string> colormap_names() {
@@ -102,44 +196,48 @@ std::vector<std::string> colormap_names() {
   return names;
 }
 
-cv::Mat colorize(const at::Tensor& map01, int colormap) {
-  cv::Mat heat;
-  cv::applyColorMap(to_gray8(map01), heat, colormap);
-  return heat;
-}
-
-cv::Mat blend(const cv::Mat& image_bgr, const cv::Mat& heat_bgr, double alpha) {
+cv::Mat blend(const cv::Mat& image, const cv::Mat& heat, double alpha) {
   cv::Mat out;
-  cv::addWeighted(heat_bgr, alpha, image_bgr, 1.0 - alpha, 0.0, out);
+  cv::addWeighted(heat, alpha, image, 1.0 - alpha, 0.0, out);
   return out;
 }
 
-cv::Mat network_view_bgr(const cv::Mat& source_rgb, const CropBox& box) {
-  cv::Mat crop = resize_bilinear_pil(source_rgb, box.resized_w, box.resized_h,
-                                     cv::Rect(box.left, box.top, box.size, box.size));
-  cv::Mat bgr;
-  cv::cvtColor(crop, bgr, cv::COLOR_RGB2BGR);
-  return bgr;
+SourceView make_source_view(const cv::Mat& source_rgb, const CropBox& box) {
+  SourceView v;
+  v.source_rgb = source_rgb;
+  v.box = box;
+  v.network_rgb = resize_bilinear_pil(source_rgb, box.resized_w, box.resized_h,
+                                      cv::Rect(box.left, box.top, box.size, box.size));
+  // The source pixels whose nearest resized pixel lies in the crop: x with
+  // floor(x * resized_w / src_w) in [left, left + size), in exact integers.
+  auto first = [](int64_t resized_edge, int64_t src, int64_t resized) {
+    return static_cast<int>((resized_edge * src + resized - 1) / resized);
+  };
+  const int x0 = first(box.left, box.src_w, box.resized_w);
+  const int x1 = first(box.left + box.size, box.src_w, box.resized_w);
+  const int y0 = first(box.top, box.src_h, box.resized_h);
+  const int y1 = first(box.top + box.size, box.src_h, box.resized_h);
+  v.crop_in_source = cv::Rect(x0, y0, std::max(0, x1 - x0), std::max(0, y1 - y0)) &
+                     cv::Rect(0, 0, box.src_w, box.src_h);
+  return v;
 }
 
-cv::Mat overlay_on_source(const cv::Mat& source_rgb, const at::Tensor& crop_map01,
-                          const CropBox& box, int colormap, double alpha) {
-  // The map in resized-image coordinates, then scaled back to the source.
-  cv::Mat map8 = to_gray8(crop_map01);
-  cv::Mat canvas = cv::Mat::zeros(box.resized_h, box.resized_w, CV_8UC1);
-  cv::Mat mask = cv::Mat::zeros(box.resized_h, box.resized_w, CV_8UC1);
-  const cv::Rect crop(box.left, box.top, box.size, box.size);
-  map8.copyTo(canvas(crop));
-  mask(crop).setTo(255);
-  const cv::Size source(box.src_w, box.src_h);
-  cv::resize(canvas, canvas, source, 0, 0, cv::INTER_LINEAR);
-  cv::resize(mask, mask, source, 0, 0, cv::INTER_NEAREST);
-  cv::Mat heat, image;
-  cv::applyColorMap(canvas, heat, colormap);
-  cv::cvtColor(source_rgb, image, cv::COLOR_RGB2BGR);
-  cv::Mat out = image.clone();
-  blend(image, heat, alpha).copyTo(out, mask);
+cv::Mat overlay_on_source(const SourceView& view, const cv::Mat& crop_gray8,
+                          const Colormap& colormap, double alpha) {
+  cv::Mat out;
+  overlay_on_source(view, crop_gray8, colormap, alpha, out);
   return out;
+}
+
+void overlay_on_source(const SourceView& view, const cv::Mat& crop_gray8, const Colormap& colormap,
+                       double alpha, cv::Mat& out) {
+  view.source_rgb.copyTo(out);  // reuses out's buffer when it has the size
+  const cv::Rect& area = view.crop_in_source;
+  if (area.empty()) return;
+  cv::Mat scaled;
+  cv::resize(crop_gray8, scaled, area.size(), 0, 0, cv::INTER_LINEAR);
+  cv::Mat region = out(area);
+  cv::addWeighted(colormap.apply(scaled), alpha, region, 1.0 - alpha, 0.0, region);
 }
 
 cv::Mat contact_sheet(const std::vector<std::pair<std::string, cv::Mat>>& tiles, int columns) {
@@ -152,7 +250,7 @@ cv::Mat contact_sheet(const std::vector<std::pair<std::string, cv::Mat>>& tiles,
   for (size_t i = 0; i < tiles.size(); ++i) {
     const int x = static_cast<int>(i) % cols * tw, y = static_cast<int>(i) / cols * (th + caption);
     cv::Mat tile = tiles[i].second;
-    if (tile.channels() == 1) cv::cvtColor(tile, tile, cv::COLOR_GRAY2BGR);
+    if (tile.channels() == 1) cv::cvtColor(tile, tile, cv::COLOR_GRAY2RGB);
     if (tile.size() != cv::Size(tw, th)) cv::resize(tile, tile, cv::Size(tw, th));
     tile.copyTo(sheet(cv::Rect(x, y, tw, th)));
     // Shrink long names to fit the tile width.
@@ -169,18 +267,51 @@ cv::Mat contact_sheet(const std::vector<std::pair<std::string, cv::Mat>>& tiles,
   return sheet;
 }
 
-void write_png(const std::string& path, const cv::Mat& image) {
-  std::vector<uint8_t> bytes;
-  bool ok = false;
-  try {
-    // OpenCV's defaults (level 1 with the Z_RLE strategy) are its fastest;
-    // naming a level explicitly switches to the default strategy, 2x slower.
-    ok = cv::imencode(".png", image, bytes);
-  } catch (const cv::Exception& e) {
-    throw Error(ErrorCode::kOutput, "cannot encode '" + path + "': " + first_line(e.what()));
+cv::Mat plot_curves(const std::string& title, const std::vector<double>& deletion,
+                    double deletion_auc, const std::vector<double>& insertion,
+                    double insertion_auc) {
+  const int w = 480, h = 320, left = 48, right = 16, top = 36, bottom = 40;
+  cv::Mat img(h, w, CV_8UC3, cv::Scalar(255, 255, 255));
+  const cv::Scalar axis(60, 60, 60), grid(225, 225, 225);
+  auto px = [&](double x, double y) {
+    return cv::Point(left + static_cast<int>(x * (w - left - right)),
+                     h - bottom - static_cast<int>(y * (h - top - bottom)));
+  };
+  for (int i = 0; i <= 4; ++i) {
+    const double v = i / 4.0;
+    cv::line(img, px(0, v), px(1, v), grid, 1);
+    cv::line(img, px(v, 0), px(v, 1), grid, 1);
+    char label[16];
+    std::snprintf(label, sizeof(label), "%.2f", v);
+    cv::putText(img, label, px(0, v) + cv::Point(-40, 4), cv::FONT_HERSHEY_SIMPLEX, 0.35, axis, 1,
+                cv::LINE_AA);
+    cv::putText(img, label, px(v, 0) + cv::Point(-12, 16), cv::FONT_HERSHEY_SIMPLEX, 0.35, axis, 1,
+                cv::LINE_AA);
   }
-  if (!ok) throw Error(ErrorCode::kOutput, "cannot encode '" + path + "' as PNG");
-  write_file_atomic(path, bytes.data(), bytes.size());
+  cv::rectangle(img, px(0, 1), px(1, 0), axis, 1);
+  auto draw = [&](const std::vector<double>& curve, const cv::Scalar& colour) {
+    if (curve.size() < 2) return;
+    std::vector<cv::Point> pts;
+    for (size_t k = 0; k < curve.size(); ++k) {
+      pts.push_back(px(static_cast<double>(k) / static_cast<double>(curve.size() - 1),
+                       std::clamp(curve[k], 0.0, 1.0)));
+    }
+    cv::polylines(img, pts, false, colour, 2, cv::LINE_AA);
+  };
+  const cv::Scalar red(220, 40, 40), green(40, 160, 60);  // RGB
+  draw(deletion, red);
+  draw(insertion, green);
+  cv::putText(img, title, cv::Point(left, 16), cv::FONT_HERSHEY_SIMPLEX, 0.45, axis, 1,
+              cv::LINE_AA);
+  char legend[96];
+  std::snprintf(legend, sizeof(legend), "deletion AUC %.3f", deletion_auc);
+  cv::putText(img, legend, cv::Point(left, 30), cv::FONT_HERSHEY_SIMPLEX, 0.4, red, 1, cv::LINE_AA);
+  std::snprintf(legend, sizeof(legend), "insertion AUC %.3f", insertion_auc);
+  cv::putText(img, legend, cv::Point(left + 200, 30), cv::FONT_HERSHEY_SIMPLEX, 0.4, green, 1,
+              cv::LINE_AA);
+  cv::putText(img, "fraction of pixels deleted / inserted", cv::Point(left + 90, h - 8),
+              cv::FONT_HERSHEY_SIMPLEX, 0.4, axis, 1, cv::LINE_AA);
+  return img;
 }
 
 }  // namespace cnnviz

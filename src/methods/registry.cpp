@@ -1,4 +1,8 @@
-// The one table of visualization methods.
+// The one table of visualization methods and of their parameters. Every
+// other part of cnnviz (CLI, rendering, manifests, messages, benchmarks)
+// reads a method's facts from here.
+#include <algorithm>
+
 #include "cnnviz/error.h"
 #include "cnnviz/methods.h"
 
@@ -22,48 +26,238 @@ std::vector<MethodMap> scorecam(Capture&);
 std::vector<MethodMap> eigencam(Capture&);
 }  // namespace methods
 
+namespace {
+
+// The backward passes of the methods, by what they need.
+std::vector<Backprop> no_backward(const MethodParams&) { return {}; }
+std::vector<Backprop> plain(const MethodParams&) { return {Backprop::kPlain}; }
+std::vector<Backprop> guided(const MethodParams&) { return {Backprop::kGuided}; }
+std::vector<Backprop> deconv(const MethodParams&) { return {Backprop::kDeconv}; }
+std::vector<Backprop> plain_and_guided(const MethodParams&) {
+  return {Backprop::kPlain, Backprop::kGuided};
+}
+// SmoothGrad smooths the gradient its --of names.
+std::vector<Backprop> smoothed(const MethodParams& p) {
+  return {p.smooth_of == "guided-backprop" ? Backprop::kGuided : Backprop::kPlain};
+}
+
+}  // namespace
+
+std::string ParamDef::flag() const {
+  std::string f = "--" + name;
+  std::replace(f.begin(), f.end(), '_', '-');
+  return f;
+}
+
+const std::vector<ParamDef>& param_table() {
+  static const std::vector<ParamDef> table = [] {
+    auto number = [](std::string name, std::string help, ParamDef::Field field, double min,
+                     double max, bool changes_maps = true) {
+      ParamDef p;
+      p.name = std::move(name);
+      p.help = std::move(help);
+      p.field = field;
+      p.min = min;
+      p.max = max;
+      p.changes_maps = changes_maps;
+      return p;
+    };
+    auto choice = [](std::string name, std::string help, ParamDef::Field field,
+                     std::vector<std::string> choices) {
+      ParamDef p;
+      p.name = std::move(name);
+      p.help = std::move(help);
+      p.field = field;
+      p.choices = std::move(choices);
+      return p;
+    };
+    return std::vector<ParamDef>{
+        number("samples", "Noisy copies per image", &MethodParams::samples, 1, 100000),
+        number("noise", "Noise sigma as a fraction of the input's value range",
+               &MethodParams::noise, 0.0, 10.0),
+        number("seed", "Seed of the noise", &MethodParams::seed, 0, 0),
+        choice("of", "Gradient to smooth", &MethodParams::smooth_of,
+               {"saliency", "guided-backprop"}),
+        number("steps", "Riemann steps from the baseline to the image", &MethodParams::steps, 1,
+               100000),
+        choice("baseline", "Baseline image", &MethodParams::baseline, {"black", "blurred"}),
+        number("blur_sigma", "Gaussian sigma (pixels) of the blurred baseline",
+               &MethodParams::blur_sigma, 0.1, 1000.0),
+        number("sample_batch", "Images per pass for noisy copies, steps or masks",
+               &MethodParams::sample_batch, 1, 4096, /*changes_maps=*/false),
+    };
+  }();
+  return table;
+}
+
+const ParamDef& find_param(const std::string& name) {
+  for (const ParamDef& p : param_table()) {
+    if (p.name == name) return p;
+  }
+  throw Error(ErrorCode::kRuntime, "registry: no parameter '" + name + "'");
+}
+
+bool MethodDef::takes(const std::string& param) const {
+  return std::find(params.begin(), params.end(), param) != params.end();
+}
+
+bool MethodDef::guided(const MethodParams& p) const {
+  for (Backprop b : backprops(p)) {
+    if (b != Backprop::kPlain) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> MethodDef::names() const {
+  std::vector<std::string> all = {name};
+  all.insert(all.end(), aliases.begin(), aliases.end());
+  return all;
+}
+
+namespace {
+
+// One row of the table, field by field.
+class Row {
+ public:
+  Row(std::string name, std::vector<MethodMap> (*compute)(Capture&)) {
+    def_.name = std::move(name);
+    def_.compute = compute;
+  }
+  Row& alias(std::string a) {
+    def_.aliases.push_back(std::move(a));
+    return *this;
+  }
+  Row& summary(std::string s) {
+    def_.summary = std::move(s);
+    return *this;
+  }
+  Row& output(MapKind k) {
+    def_.output = k;
+    return *this;
+  }
+  Row& layers(LayerUse u) {
+    def_.layers = u;
+    return *this;
+  }
+  Row& backward(std::vector<Backprop> (*modes)(const MethodParams&)) {
+    def_.backprops = modes;
+    return *this;
+  }
+  Row& params(std::vector<std::string> names) {
+    def_.params = std::move(names);
+    return *this;
+  }
+  Row& forward_per_channel() {
+    def_.forward_per_channel = true;
+    return *this;
+  }
+  Row& nested_passes() {
+    def_.nested_passes = true;
+    return *this;
+  }
+  operator MethodDef() const { return def_; }
+
+ private:
+  MethodDef def_;
+};
+
+}  // namespace
+
 const std::vector<MethodDef>& method_table() {
+  using K = MapKind;
+  using L = LayerUse;
   static const std::vector<MethodDef> table = {
-      {"guided-backprop", "Guided backpropagation: input gradient through guided ReLUs", false,
-       nullptr, methods::guided_backprop},
-      {"deconvnet", "Deconvnet: input gradient through ReLUs that pass max(g, 0)", false, nullptr,
-       methods::deconvnet},
-      {"saliency", "Saliency: the vanilla input gradient of the class score", false, nullptr,
-       methods::saliency},
-      {"gradcam", "Grad-CAM at one layer or every feature layer", true, nullptr, methods::gradcam},
-      {"guided-gradcam", "Guided Grad-CAM: guided backprop times the upsampled Grad-CAM map", true,
-       nullptr, methods::guided_gradcam},
-      {"cam", "CAM (Zhou et al.) for global-average-pooling heads", false, kGlobalPoolInput,
-       methods::cam},
-      {"gradient-input", "Gradient x input: the input times its vanilla gradient", false, nullptr,
-       methods::gradient_input},
-      {"smoothgrad", "SmoothGrad: saliency or guided backprop averaged over noisy copies", false,
-       nullptr, methods::smoothgrad, kParamSamples | kParamSampleBatch},
-      {"integrated-gradients", "Integrated Gradients from a black or blurred baseline", false,
-       nullptr, methods::integrated_gradients, kParamSteps | kParamSampleBatch},
-      {"gradcam++", "Grad-CAM++: positive gradients weighted per position", true, nullptr,
-       methods::gradcam_plus_plus},
-      {"xgradcam", "XGrad-CAM: gradients weighted by normalized activations", true, nullptr,
-       methods::xgradcam},
-      {"layercam", "Layer-CAM: per-position weights; fused across layers", true, nullptr,
-       methods::layercam},
-      {"hirescam", "HiResCAM: gradient times activation, summed over channels", true, nullptr,
-       methods::hirescam},
-      {"scorecam", "Score-CAM: channels weighted by the score of the masked input", true, nullptr,
-       methods::scorecam, kParamSampleBatch},
-      {"eigencam", "Eigen-CAM: first principal component of the layer output", true, nullptr,
-       methods::eigencam},
+      Row("guided-backprop", methods::guided_backprop)
+          .alias("gbp")
+          .summary("Guided backpropagation: input gradient through guided ReLUs")
+          .output(K::kInputGradient)
+          .backward(guided),
+      Row("deconvnet", methods::deconvnet)
+          .summary("Deconvnet: input gradient through ReLUs that pass max(g, 0)")
+          .output(K::kInputGradient)
+          .backward(deconv),
+      Row("saliency", methods::saliency)
+          .summary("Saliency: the vanilla input gradient of the class score")
+          .output(K::kInputGradient)
+          .backward(plain),
+      Row("gradcam", methods::gradcam)
+          .summary("Grad-CAM at one layer or every feature layer")
+          .output(K::kLayerMap)
+          .layers(L::kChosen)
+          .backward(plain),
+      Row("guided-gradcam", methods::guided_gradcam)
+          .summary("Guided Grad-CAM: guided backprop times the upsampled Grad-CAM map")
+          .output(K::kInputProduct)
+          .layers(L::kChosen)
+          .backward(plain_and_guided),
+      Row("cam", methods::cam)
+          .summary("CAM (Zhou et al.) for global-average-pooling heads")
+          .output(K::kLayerMap)
+          .layers(L::kGlobalPoolInput)
+          .backward(plain),
+      Row("gradient-input", methods::gradient_input)
+          .summary("Gradient x input: the input times its vanilla gradient")
+          .output(K::kInputGradient)
+          .backward(plain),
+      Row("smoothgrad", methods::smoothgrad)
+          .summary("SmoothGrad: saliency or guided backprop averaged over noisy copies")
+          .output(K::kInputGradient)
+          .backward(smoothed)
+          .params({"samples", "noise", "seed", "of", "sample_batch"})
+          .nested_passes(),
+      Row("integrated-gradients", methods::integrated_gradients)
+          .alias("ig")
+          .summary("Integrated Gradients from a black or blurred baseline")
+          .output(K::kInputGradient)
+          .backward(plain)
+          .params({"steps", "baseline", "blur_sigma", "sample_batch"})
+          .nested_passes(),
+      Row("gradcam++", methods::gradcam_plus_plus)
+          .alias("gradcampp")
+          .summary("Grad-CAM++: positive gradients weighted per position")
+          .output(K::kLayerMap)
+          .layers(L::kChosen)
+          .backward(plain),
+      Row("xgradcam", methods::xgradcam)
+          .summary("XGrad-CAM: gradients weighted by normalized activations")
+          .output(K::kLayerMap)
+          .layers(L::kChosen)
+          .backward(plain),
+      Row("layercam", methods::layercam)
+          .summary("Layer-CAM: per-position weights; fused across layers")
+          .output(K::kLayerMap)
+          .layers(L::kChosen)
+          .backward(plain),
+      Row("hirescam", methods::hirescam)
+          .summary("HiResCAM: gradient times activation, summed over channels")
+          .output(K::kLayerMap)
+          .layers(L::kChosen)
+          .backward(plain),
+      Row("scorecam", methods::scorecam)
+          .summary("Score-CAM: channels weighted by the score of the masked input")
+          .output(K::kLayerMap)
+          .layers(L::kChosen)
+          .backward(no_backward)
+          .params({"sample_batch"})
+          .forward_per_channel(),
+      Row("eigencam", methods::eigencam)
+          .summary("Eigen-CAM: first principal component of the layer output")
+          .output(K::kLayerMap)
+          .layers(L::kChosen)
+          .backward(no_backward),
   };
   return table;
 }
 
 const MethodDef& find_method(const std::string& name) {
-  std::string known;
   for (const MethodDef& m : method_table()) {
-    if (name == m.name) return m;
-    known += (known.empty() ? "" : ", ") + std::string(m.name);
+    for (const std::string& n : m.names()) {
+      if (n == name) return m;
+    }
   }
-  throw Error(ErrorCode::kUsage, "unknown method '" + name + "' (known: " + known + ")");
+  throw Error(ErrorCode::kUsage,
+              "unknown method '" + name +
+                  "' (known: " + method_names_where([](const MethodDef&) { return true; }) + ")");
 }
 
 }  // namespace cnnviz

@@ -44,24 +44,40 @@ Progress::Progress(std::ostream& err, size_t total, bool enabled)
   draw(true);  // 0/N at once, so that a terminal shows the run has started
 }
 
-Progress::~Progress() { clear(); }
+Progress::~Progress() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  clear();
+}
 
 void Progress::done(size_t n) {
+  std::lock_guard<std::mutex> lock(mutex_);
   done_ += n;
   draw(false);
 }
 
 void Progress::skipped(size_t n) {
+  std::lock_guard<std::mutex> lock(mutex_);
   skipped_ += n;
   draw(false);
 }
 
 void Progress::failed(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mutex_);
   failed_.push_back(reason);
-  note(reason);
+  print(reason);
 }
 
 void Progress::note(const std::string& line) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  print(line);
+}
+
+size_t Progress::failures() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return failed_.size();
+}
+
+void Progress::print(const std::string& line) {
   clear();
   err_ << "cnnviz: " << line << "\n";
   draw(true);
@@ -94,6 +110,7 @@ void Progress::draw(bool force) {
 }
 
 void Progress::summary(bool was_interrupted) {
+  std::lock_guard<std::mutex> lock(mutex_);
   clear();
   const double elapsed = seconds_since(start_);
   const size_t processed = done_ + failed_.size();

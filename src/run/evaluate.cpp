@@ -2,19 +2,21 @@
 
 #include <ATen/ATen.h>
 
-#include <cstdio>
 #include <map>
 #include <memory>
-#include <opencv2/imgproc.hpp>
 
+#include "cnnviz/compute.h"
 #include "cnnviz/engine.h"
 #include "cnnviz/error.h"
-#include "cnnviz/explain.h"
 #include "cnnviz/files.h"
 #include "cnnviz/image.h"
+#include "cnnviz/layers.h"
+#include "cnnviz/manifest.h"
+#include "cnnviz/png.h"
 #include "cnnviz/preprocess.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/render.h"
+#include "cnnviz/targets.h"
 #include "cnnviz/version.h"
 
 namespace cnnviz {
@@ -23,26 +25,11 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-// The layers the method needs on this model.
-std::vector<std::string> method_layers(const Model& model, const MethodDef& method,
-                                       const EvaluateOptions& options) {
-  std::vector<std::string> layers;
-  if (method.uses_layers) {
-    ExplainOptions o;
-    if (!options.layer.empty()) o.layers = {options.layer};
-    layers = resolve_layers(model, o);
-  }
-  if (method.fixed_layer) layers.push_back(method.fixed_layer);
-  return layers;
-}
-
 // The method's first map for the one image of x, as an [H,W] importance map.
 at::Tensor importance(const Engine& engine, const MethodDef& method, const at::Tensor& x,
                       int64_t cls, const MethodParams& params) {
-  Pass pass = engine.run(x);
-  Capture capture(engine, pass, {cls}, params);
-  std::vector<MethodMap> maps = method.compute(capture);
-  return importance_map(maps.at(0).value[0].to(at::kCPU), x.size(2), x.size(3)).contiguous();
+  BatchMaps maps = compute_maps(engine, method, x, fixed_class(cls), params);
+  return importance_map(maps.maps.at(0).at(0).value[0], x.size(2), x.size(3)).contiguous();
 }
 
 // Cascading levels: the top 1, 2, 4, ... parametrized layers, then all.
@@ -51,51 +38,6 @@ std::vector<size_t> levels(size_t layers) {
   for (size_t k = 1; k < layers; k *= 2) out.push_back(k);
   if (layers > 0) out.push_back(layers);
   return out;
-}
-
-void plot_curves(const std::string& path, const std::string& title, const Faithfulness& f) {
-  const int w = 480, h = 320, left = 48, right = 16, top = 36, bottom = 40;
-  cv::Mat img(h, w, CV_8UC3, cv::Scalar(255, 255, 255));
-  const cv::Scalar axis(60, 60, 60), grid(225, 225, 225);
-  auto px = [&](double x, double y) {
-    return cv::Point(left + static_cast<int>(x * (w - left - right)),
-                     h - bottom - static_cast<int>(y * (h - top - bottom)));
-  };
-  for (int i = 0; i <= 4; ++i) {
-    const double v = i / 4.0;
-    cv::line(img, px(0, v), px(1, v), grid, 1);
-    cv::line(img, px(v, 0), px(v, 1), grid, 1);
-    char label[16];
-    std::snprintf(label, sizeof(label), "%.2f", v);
-    cv::putText(img, label, px(0, v) + cv::Point(-40, 4), cv::FONT_HERSHEY_SIMPLEX, 0.35, axis, 1,
-                cv::LINE_AA);
-    cv::putText(img, label, px(v, 0) + cv::Point(-12, 16), cv::FONT_HERSHEY_SIMPLEX, 0.35, axis,
-                1, cv::LINE_AA);
-  }
-  cv::rectangle(img, px(0, 1), px(1, 0), axis, 1);
-  auto draw = [&](const std::vector<double>& curve, const cv::Scalar& colour) {
-    std::vector<cv::Point> pts;
-    for (size_t k = 0; k < curve.size(); ++k) {
-      pts.push_back(px(static_cast<double>(k) / static_cast<double>(curve.size() - 1),
-                       std::clamp(curve[k], 0.0, 1.0)));
-    }
-    cv::polylines(img, pts, false, colour, 2, cv::LINE_AA);
-  };
-  const cv::Scalar red(40, 40, 220), green(60, 160, 40);  // BGR
-  draw(f.deletion, red);
-  draw(f.insertion, green);
-  cv::putText(img, title, cv::Point(left, 16), cv::FONT_HERSHEY_SIMPLEX, 0.45, axis, 1,
-              cv::LINE_AA);
-  char legend[96];
-  std::snprintf(legend, sizeof(legend), "deletion AUC %.3f", f.deletion_auc);
-  cv::putText(img, legend, cv::Point(left, 30), cv::FONT_HERSHEY_SIMPLEX, 0.4, red, 1,
-              cv::LINE_AA);
-  std::snprintf(legend, sizeof(legend), "insertion AUC %.3f", f.insertion_auc);
-  cv::putText(img, legend, cv::Point(left + 200, 30), cv::FONT_HERSHEY_SIMPLEX, 0.4, green, 1,
-              cv::LINE_AA);
-  cv::putText(img, "fraction of pixels deleted / inserted", cv::Point(left + 90, h - 8),
-              cv::FONT_HERSHEY_SIMPLEX, 0.4, axis, 1, cv::LINE_AA);
-  write_png(path, img);
 }
 
 double mean(const std::vector<double>& v) {
@@ -121,7 +63,9 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
   std::vector<std::vector<std::string>> layers;
   std::vector<std::unique_ptr<Engine>> engines;
   for (const MethodDef* m : methods) {
-    layers.push_back(method_layers(model, *m, options));
+    LayerRequest request;
+    if (!options.layer.empty()) request.layers = {options.layer};
+    layers.push_back(method_layers(model, *m, request));
     engines.push_back(std::make_unique<Engine>(model, layers.back()));
   }
   const LogitsFn logits = [&](const at::Tensor& batch) { return model.logits(batch); };
@@ -158,9 +102,8 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
       Done d;
       d.x = preprocess(rgb, info.preprocess).unsqueeze(0);
       at::Tensor top = model.logits(d.x);
-      d.cls = options.target_class
-                  ? parse_class(*options.target_class, info, top.size(1))
-                  : top.argmax(1).item<int64_t>();
+      d.cls = options.target_class ? parse_class(*options.target_class, info, top.size(1))
+                                   : top.argmax(1).item<int64_t>();
       entry["class"] = d.cls;
       entry["label"] = info.label(d.cls);
       entry["methods"] = json::object();
@@ -178,8 +121,10 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
                                               {"insertion", f.insertion}};
         if (options.plots) {
           const std::string name = std::string("curves_") + methods[m]->name + ".png";
-          plot_curves(options.outdir + "/" + stems[i] + "/" + name,
-                      std::string(methods[m]->name) + " - " + info.label(d.cls), f);
+          write_png(options.outdir + "/" + stems[i] + "/" + name,
+                    plot_curves(methods[m]->name + " - " + info.label(d.cls), f.deletion,
+                                f.deletion_auc, f.insertion, f.insertion_auc),
+                    PixelOrder::kRgb);
           entry["methods"][methods[m]->name]["plot"] = stems[i] + "/" + name;
         }
         d.maps.push_back(map);

@@ -1,13 +1,13 @@
 #include "cnnviz/loader.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <condition_variable>
 #include <mutex>
 #include <thread>
-
-#include <sys/resource.h>
-#include <time.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "cnnviz/image.h"
 

@@ -1,0 +1,93 @@
+#include "cnnviz/classify.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+
+#include "cnnviz/batching.h"
+#include "cnnviz/error.h"
+#include "cnnviz/loader.h"
+
+namespace cnnviz {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+ClassifySummary classify(const Model& model, const std::vector<std::string>& images,
+                         const ClassifyOptions& options, Progress& progress,
+                         const std::function<void(const ClassifyResult&)>& on_result) {
+  const ModelInfo& info = model.info();
+  if (!info.labels.empty() && options.top_k > static_cast<int>(info.labels.size())) {
+    throw Error(ErrorCode::kUsage,
+                "-k " + std::to_string(options.top_k) + ": must be between 1 and " +
+                    std::to_string(info.labels.size()) + " (the model's classes)");
+  }
+  const Clock::time_point start = Clock::now();
+  ClassifySummary summary;
+  summary.results.resize(images.size());
+  for (size_t i = 0; i < images.size(); ++i) summary.results[i].image = images[i];
+  LoaderOptions loader_options;
+  loader_options.batch_size = std::max<size_t>(1, options.batch_size);
+  loader_options.workers = options.decoders;
+  BatchLoader loader(images, info.preprocess, loader_options);
+  size_t chunk = loader_options.batch_size;  // images per pass; halved on out-of-memory
+  auto next_batch = [&] {
+    const Clock::time_point t = Clock::now();
+    std::vector<LoadedImage> b = loader.next();
+    summary.wait_ms += ms_since(t);
+    return b;
+  };
+  for (std::vector<LoadedImage> batch = next_batch(); !batch.empty(); batch = next_batch()) {
+    if (interrupted()) {
+      summary.interrupted = true;
+      break;
+    }
+    std::vector<at::Tensor> inputs;
+    std::vector<size_t> slots;
+    for (LoadedImage& img : batch) {
+      summary.decode_cpu_ms += img.load_cpu_ms;
+      if (img.error) {
+        summary.results[img.index].error = img.error->what();
+        ++summary.failed;
+        progress.failed(img.error->what());
+      } else {
+        inputs.push_back(std::move(img.input));
+        slots.push_back(img.index);
+      }
+    }
+    run_in_parts(
+        inputs.size(), chunk, progress,
+        [&](size_t begin, size_t end) {
+          const Clock::time_point t = Clock::now();
+          std::vector<std::vector<Prediction>> top =
+              top_k(model.logits(at::stack(std::vector<at::Tensor>(
+                        inputs.begin() + static_cast<std::ptrdiff_t>(begin),
+                        inputs.begin() + static_cast<std::ptrdiff_t>(end)))),
+                    options.top_k);
+          summary.network_ms += ms_since(t);
+          for (size_t j = begin; j < end; ++j) {
+            ClassifyResult& r = summary.results[slots[j]];
+            r.predictions = std::move(top[j - begin]);
+            on_result(r);
+          }
+          progress.done(end - begin);
+        },
+        [&](size_t j, const OutOfMemory& e) {
+          const std::string message = "image '" + images[slots[j]] + "': " + e.what();
+          summary.results[slots[j]].error = message;
+          ++summary.failed;
+          progress.failed(message);
+        });
+  }
+  summary.run_ms = ms_since(start);
+  return summary;
+}
+
+}  // namespace cnnviz

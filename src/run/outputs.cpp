@@ -1,0 +1,216 @@
+#include "cnnviz/outputs.h"
+
+#include <algorithm>
+#include <set>
+
+#include "cnnviz/error.h"
+#include "cnnviz/png.h"
+
+namespace cnnviz {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+constexpr int kContactColumns = 6;
+
+const char* kind_name(MapKind kind) {
+  switch (kind) {
+    case MapKind::kInputGradient:
+      return "input gradient";
+    case MapKind::kInputProduct:
+      return "gradient x CAM";
+    case MapKind::kLayerMap:
+      return "layer map";
+  }
+  return "?";
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+// "<method>[_<layer>]_c<class>": the name every file of a map starts with.
+std::string stem(const MethodDef& method, const std::string& layer, int64_t cls) {
+  std::string n = method.name;
+  if (!layer.empty() && layer != kGlobalPoolInput) n += "_" + layer;
+  return n + "_c" + std::to_string(cls);
+}
+
+class Writer {
+ public:
+  Writer(const ImageDir& dir, const MethodDef& method, const std::string& layer, int64_t cls,
+         const MapRange& range, MapFiles& out)
+      : dir_(dir), method_(method), layer_(layer), cls_(cls), range_(range), out_(out) {}
+
+  void png(const std::string& variant, const cv::Mat& image) {
+    const std::string file = stem(method_, layer_, cls_) + "_" + variant + ".png";
+    write_png(dir_.path(file), image, PixelOrder::kRgb);
+    record(file, variant, "png");
+  }
+  void npy(const FloatArray& raw) {
+    const std::string file = stem(method_, layer_, cls_) + ".npy";
+    write_npy(dir_.path(file), raw);
+    record(file, "raw", "npy");
+  }
+  void warn(const std::string& what, const std::string& problem) {
+    out_.warnings.push_back(what + ": " + problem);
+  }
+  std::string prefix() const { return stem(method_, layer_, cls_); }
+
+ private:
+  void record(const std::string& file, const std::string& variant, const char* format) {
+    out_.files.push_back({{"path", dir_.relative(file)},
+                          {"method", method_.name},
+                          {"layer", layer_.empty() ? json(nullptr) : json(layer_)},
+                          {"class", cls_},
+                          {"variant", variant},
+                          {"format", format},
+                          {"min", range_.min},
+                          {"max", range_.max}});
+  }
+
+  const ImageDir& dir_;
+  const MethodDef& method_;
+  const std::string& layer_;
+  int64_t cls_;
+  MapRange range_;
+  MapFiles& out_;
+};
+
+}  // namespace
+
+const std::vector<std::string>& map_variants(MapKind kind) {
+  static const std::vector<std::string> gradient = {"npy",      "all", "all_gray", "pos",
+                                                    "pos_gray", "neg", "neg_gray"};
+  static const std::vector<std::string> product = {"npy", "color", "gray", "contact"};
+  static const std::vector<std::string> layer = {"npy",     "gray",         "heatmap",
+                                                 "overlay", "overlay_full", "contact"};
+  switch (kind) {
+    case MapKind::kInputGradient:
+      return gradient;
+    case MapKind::kInputProduct:
+      return product;
+    case MapKind::kLayerMap:
+      return layer;
+  }
+  return layer;
+}
+
+std::vector<std::string> write_names() {
+  std::vector<std::string> names;
+  for (MapKind k : {MapKind::kInputGradient, MapKind::kInputProduct, MapKind::kLayerMap}) {
+    for (const std::string& v : map_variants(k)) {
+      if (std::find(names.begin(), names.end(), v) == names.end()) names.push_back(v);
+    }
+  }
+  return names;
+}
+
+bool OutputSelection::has(const std::string& variant) const {
+  return std::find(variants.begin(), variants.end(), variant) != variants.end();
+}
+
+OutputSelection select_outputs(const MethodDef& method, const std::vector<std::string>& names,
+                               bool raw) {
+  const std::vector<std::string>& available = map_variants(method.output);
+  const std::vector<std::string> known = write_names();
+  std::set<std::string> wanted;
+  for (const std::string& n : names) {
+    if (std::find(known.begin(), known.end(), n) == known.end()) {
+      throw Error(ErrorCode::kUsage,
+                  "--write " + n + ": no such output (known: " + join(known) + ")");
+    }
+    wanted.insert(n);
+  }
+  OutputSelection s;
+  for (const std::string& v : available) {
+    const bool grey = v == "gray" || (v.size() > 5 && v.compare(v.size() - 5, 5, "_gray") == 0);
+    const bool chosen = names.empty() || wanted.count(v) || (grey && wanted.count("gray"));
+    if (chosen && (raw || v != "npy")) s.variants.push_back(v);
+  }
+  if (s.variants.empty()) {
+    throw Error(ErrorCode::kUsage, "--write " + join(names) + ": " + method.name +
+                                       " writes none "
+                                       "of these (its maps are " +
+                                       kind_name(method.output) + "s: " + join(available) + ")");
+  }
+  return s;
+}
+
+MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::string& layer,
+                   int64_t cls, const FloatArray& raw, const SourceView& view,
+                   const OutputSelection& selection, const OutputStyle& style) {
+  MapFiles out;
+  const MapRange range = map_range(raw);
+  Writer w(dir, method, layer, cls, range, out);
+  if (selection.has("npy")) w.npy(raw);
+  switch (method.output) {
+    case MapKind::kInputGradient:
+      for (Rescale r : {Rescale::kAll, Rescale::kPos, Rescale::kNeg}) {
+        const std::string v = rescale_name(r);
+        const bool colour = selection.has(v), grey = selection.has(v + "_gray");
+        if (!colour && !grey) continue;
+        RescaledMap m = rescale_gradient(raw, r, range);
+        if (m.degenerate) w.warn(w.prefix() + " " + v, "no values to rescale, written as zeros");
+        if (colour) w.png(v, m.rgb);
+        if (grey) w.png(v + "_gray", m.gray);
+      }
+      break;
+    case MapKind::kInputProduct: {
+      if (!selection.has("color") && !selection.has("gray") && !selection.has("contact")) break;
+      RescaledMap m = rescale_gradient(raw, Rescale::kAll, range);
+      if (m.degenerate) w.warn(w.prefix(), "constant map, written as zeros");
+      if (selection.has("color")) w.png("color", m.rgb);
+      if (selection.has("gray")) w.png("gray", m.gray);
+      if (selection.has("contact")) out.tile = m.gray;
+      break;
+    }
+    case MapKind::kLayerMap: {
+      if (!(range.max - range.min > 0.0f)) {
+        w.warn(w.prefix(), "map is all zero (or constant), written as zeros");
+      }
+      const bool overlay = selection.has("overlay") || selection.has("contact");
+      if (!selection.has("gray") && !selection.has("heatmap") && !overlay &&
+          !selection.has("overlay_full")) {
+        break;
+      }
+      const cv::Mat gray = to_gray8(normalize_map(raw, range, view.box.size));
+      if (selection.has("gray")) w.png("gray", gray);
+      if (selection.has("heatmap") || overlay) {
+        const cv::Mat heat = style.colormap.apply(gray);
+        if (selection.has("heatmap")) w.png("heatmap", heat);
+        if (overlay) {
+          cv::Mat over = blend(view.network_rgb, heat, style.alpha);
+          if (selection.has("overlay")) w.png("overlay", over);
+          if (selection.has("contact")) out.tile = over;
+        }
+      }
+      if (selection.has("overlay_full")) {
+        // Source-sized: the thread's buffer from the last image is reused.
+        thread_local cv::Mat full;
+        overlay_on_source(view, gray, style.colormap, style.alpha, full);
+        w.png("overlay_full", full);
+      }
+      break;
+    }
+  }
+  return out;
+}
+
+json write_contact_sheet(const ImageDir& dir, const MethodDef& method, int64_t cls,
+                         const std::vector<std::pair<std::string, cv::Mat>>& all_tiles) {
+  std::vector<std::pair<std::string, cv::Mat>> tiles;
+  for (const auto& t : all_tiles) {
+    if (!t.second.empty()) tiles.push_back(t);
+  }
+  if (tiles.size() < 2) return nullptr;
+  const std::string file = method.name + "_c" + std::to_string(cls) + "_contact.png";
+  write_png(dir.path(file), contact_sheet(tiles, kContactColumns), PixelOrder::kRgb);
+  return {{"path", dir.relative(file)}, {"method", method.name}, {"layer", nullptr}, {"class", cls},
+          {"variant", "contact"},       {"format", "png"}};
+}
+
+}  // namespace cnnviz
