@@ -23,6 +23,7 @@
 #     images against 20. Default model squeezenet1_1.
 #
 #   scripts/bench.sh pipeline [--model NAME|PATH] [--images N] [--threads T] [--repeat R]
+#                             [--baseline BIN]
 #     whole runs as a user sees them (fresh processes, files written), best of R
 #     (default 3) by process wall time:
 #     - `gradcam --all-layers` over N photos (default 32, cycled from
@@ -35,6 +36,8 @@
 #       squeezenet1_1 (the real one when models/ has it).
 #     - vgg16 `gradcam --all-layers` against `--layer features.28` on one
 #       image (cat_dog.png), whole process, alternating.
+#     --baseline BIN runs the default-output and vgg16 runs with another cnnviz
+#     binary too, alternating with this one (e.g. a build of an older commit).
 #
 #   scripts/bench.sh visualize [--model NAME|PATH] [--repeat R] [--threads T]
 #     `cnnviz guided-gradcam --all-layers` on one image (compute time: forward,
@@ -50,7 +53,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 mode=classify
 case ${1:-} in classify|visualize|batch|pipeline) mode=$1; shift ;; esac
-model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc) classify_only=0
+model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc) classify_only=0 baseline=
 [ "$mode" = visualize ] && model=vgg16 repeat=3
 [ "$mode" = batch ] && n=500
 [ "$mode" = pipeline ] && n=32 repeat=3
@@ -62,6 +65,7 @@ while [ $# -gt 0 ]; do
     --repeat) repeat=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --classify-only) classify_only=1; shift ;;
+    --baseline) baseline=$(realpath "$2"); shift 2 ;;
     -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
@@ -120,60 +124,81 @@ if [ "$mode" = pipeline ]; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   make_images "$work/photos" "$n"
-  # One whole run: prints "WALL_MS TIMINGS_JSON".
-  whole() {
-    local out=$work/out t0 t1 line
+  # One whole run with binary BIN: prints "WALL COMPUTE WRITE WRITE_CPU WRITERS TAIL FILES BYTES
+  # IMAGES" (ms, counts, bytes). Files and bytes are counted on disk. Binaries
+  # without the pipeline's timings (a --baseline) wrote on the main thread:
+  # writing is then their write_ms, all of it after compute.
+  whole() { # BIN ARGS...
+    local bin=$1 out=$work/out t0 t1 json
+    shift
     rm -rf "$out"
     t0=$(date +%s%N)
-    line=$("$cnnviz" "$@" -q --timings --threads "$threads" -o "$out" 2>&1 >/dev/null | grep 'cnnviz: timings')
+    json=$("$bin" "$@" -q --timings --threads "$threads" -o "$out" 2>&1 >/dev/null | grep 'cnnviz: timings')
     t1=$(date +%s%N)
-    echo "$(( (t1 - t0) / 1000000 )) ${line#cnnviz: timings }"
+    json=${json#cnnviz: timings }
+    local write writers cpu tail
+    write=$(field write_ms <<<"$json")
+    if grep -q '"writers"' <<<"$json"; then
+      writers=$(field writers <<<"$json") cpu=$(field write_cpu_ms <<<"$json") tail=$(field tail_ms <<<"$json")
+    else
+      writers=1 cpu=$write tail=$write
+    fi
+    echo "$(( (t1 - t0) / 1000000 )) $(field compute_ms <<<"$json") $write $cpu $writers $tail" \
+      "$(find "$out" -type f ! -name 'journal*' ! -name 'manifest*' | wc -l)" \
+      "$(du -sb --exclude='journal*' --exclude='manifest*' "$out" | cut -f1)" "$(field images <<<"$json")"
   }
-  # Best of R by wall time: prints the fields of that run.
-  best_run() {
-    local best= line r
+  # Best of R by wall time, alternating the binaries given: prints one line
+  # per binary.
+  best_runs() { # "BIN..." ARGS...
+    local bins=($1) r i line
+    shift
+    local best=()
     for ((r = 0; r < repeat; r++)); do
-      line=$(whole "$@")
-      if [ -z "$best" ] || [ "${line%% *}" -lt "${best%% *}" ]; then best=$line; fi
+      for i in "${!bins[@]}"; do
+        line=$(whole "${bins[$i]}" "$@")
+        if [ -z "${best[$i]:-}" ] || [ "${line%% *}" -lt "${best[$i]%% *}" ]; then best[$i]=$line; fi
+      done
     done
-    echo "$best"
+    printf '%s\n' "${best[@]}"
   }
-  report() { # LABEL "WALL JSON" COMPUTE_FLOOR_MS
-    local wall=${2%% *} json=${2#* } floor=$3
-    local compute write writers tail files bytes images
-    compute=$(field compute_ms <<<"$json") write=$(field write_ms <<<"$json")
-    writers=$(field writers <<<"$json") tail=$(field tail_ms <<<"$json")
-    files=$(field files <<<"$json") bytes=$(field bytes <<<"$json") images=$(field images <<<"$json")
-    printf '  %-16s wall %6.0f ms  compute %5.0f ms  writing %5.0f ms/writer (%d writers, tail %4.0f ms)  %4.1f files, %5.2f MB per image
-' \
-      "$1" "$wall" "$compute" "$(calc "$write / $writers")" "$writers" "$tail" "$(calc "$files / $images")" "$(calc "$bytes / $images / 1e6")"
-    printf '  %-16s writing/compute %.2f (target <= 1.00)   wall/compute %.2f   wall/compute floor %.2f
-' \
-      "" "$(calc "$write / $writers / $compute")" "$(calc "$wall / $compute")" "$(calc "$wall / $floor")"
+  report() { # LABEL "WALL COMPUTE WRITE WRITE_CPU WRITERS TAIL FILES BYTES IMAGES" COMPUTE_FLOOR_MS
+    local wall compute write cpu writers tail files bytes images
+    read -r wall compute write cpu writers tail files bytes images <<<"$2"
+    printf '  %-16s wall %6.0f ms  compute %5.0f ms  writing %5.0f ms per writer (CPU %5.0f ms; %d writers; after the last batch %4.0f ms)  %4.1f files, %5.2f MB per image\n' \
+      "$1" "$wall" "$compute" "$(calc "$write / $writers")" "$(calc "$cpu / $writers")" "$writers" "$tail" \
+      "$(calc "$files / $images")" "$(calc "$bytes / $images / 1e6")"
+    printf '  %-16s writing/compute: %.2f (wall time per writer), %.2f (CPU time per writer)   wall/compute %.2f   wall/compute floor %.2f\n' \
+      "" "$(calc "$write / $writers / $compute")" "$(calc "$cpu / $writers / $compute")" "$(calc "$wall / $compute")" "$(calc "$wall / $3")"
   }
   sq=$(model_file "$model")
-  printf 'gradcam --all-layers, %s, %d photos, %d threads, best of %d (process wall time)
-' \
+  bins="$cnnviz"
+  [ -n "$baseline" ] && bins="$cnnviz $baseline"
+  printf 'gradcam --all-layers, %s, %d photos, %d threads, best of %d (process wall time)\n' \
     "$(basename "$sq")" "$n" "$threads" "$repeat"
-  floor_run=$(best_run gradcam --all-layers -m "$sq" --write npy "$work/photos")
-  floor=$(field compute_ms <<<"${floor_run#* }")
-  printf '  %-16s wall %6.0f ms  compute %5.0f ms (the compute floor: only the raw arrays written)
-' \
+  floor_run=$(best_runs "$cnnviz" gradcam --all-layers -m "$sq" --write npy "$work/photos")
+  floor=$(cut -d' ' -f2 <<<"$floor_run")
+  printf '  %-16s wall %6.0f ms  compute %5.0f ms (the compute floor: only the raw arrays written)\n' \
     "--write npy" "${floor_run%% *}" "$floor"
-  report "default outputs" "$(best_run gradcam --all-layers -m "$sq" "$work/photos")" "$floor"
+  mapfile -t runs < <(best_runs "$bins" gradcam --all-layers -m "$sq" "$work/photos")
+  report "default outputs" "${runs[0]}" "$floor"
   echo "                   targets: writing <= compute, wall <= 2x compute"
-  report "--write overlay" "$(best_run gradcam --all-layers -m "$sq" --write overlay "$work/photos")" "$floor"
+  [ -n "$baseline" ] && report "  baseline" "${runs[1]}" "$floor" &&
+    printf '                   baseline/cnnviz wall: %.2fx\n' "$(calc "${runs[1]%% *} / ${runs[0]%% *}")"
+  report "--write overlay" "$(best_runs "$cnnviz" gradcam --all-layers -m "$sq" --write overlay "$work/photos")" "$floor"
   echo "                   target: wall <= 1.3x compute"
   vgg=$(model_file vgg16)
   image=$root/../shared/images/cat_dog.png
   [ -f "$image" ] || image=$work/photos/img0001.png
-  all= one=
-  for ((r = 0; r < repeat; r++)); do
-    a=$(whole gradcam --all-layers -m "$vgg" "$image") o=$(whole gradcam --layer features.28 -m "$vgg" "$image")
-    all=$(best $all ${a%% *}) one=$(best $one ${o%% *})
+  for bin in $bins; do
+    all= one=
+    for ((r = 0; r < repeat; r++)); do
+      a=$(whole "$bin" gradcam --all-layers -m "$vgg" "$image") o=$(whole "$bin" gradcam --layer features.28 -m "$vgg" "$image")
+      all=$(best $all ${a%% *}) one=$(best $one ${o%% *})
+    done
+    label=vgg16; [ "$bin" != "$cnnviz" ] && label="vgg16 (baseline)"
+    printf '%s gradcam, one image (%s), whole process, best of %d: --all-layers %.0f ms, --layer features.28 %.0f ms, ratio %.2f (target <= 1.30)\n' \
+      "$label" "$(basename "$image")" "$repeat" "$all" "$one" "$(calc "$all / $one")"
   done
-  printf 'vgg16 gradcam, one image (%s), whole process, best of %d: --all-layers %.0f ms, --layer features.28 %.0f ms, ratio %.2f (target <= 1.30)\n' \
-    "$(basename "$image")" "$repeat" "$all" "$one" "$(calc "$all / $one")"
   exit 0
 fi
 
