@@ -1,27 +1,13 @@
 #include "cnnviz/loader.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include "cnnviz/image.h"
+#include "threads.h"
 
 namespace cnnviz {
-
-namespace {
-constexpr int kDecoderNice = 10;
-
-double thread_cpu_ms() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
-}
-}  // namespace
 
 struct BatchLoader::State {
   std::vector<std::string> paths;
@@ -58,11 +44,7 @@ struct BatchLoader::State {
   void work() {
     // Decoding and preprocessing use no LibTorch parallelism (see
     // preprocess()), so these threads never touch the network's thread pool.
-    // They run at a lower priority: when every core is busy, the scheduler
-    // then preempts a decoder rather than one thread of the network's
-    // OpenMP team, which would stall the whole team at its next barrier.
-    // Measured on 2 cores: classify 3-5% faster. Failure is harmless.
-    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kDecoderNice);
+    lower_thread_priority();
     for (;;) {
       size_t i;
       {

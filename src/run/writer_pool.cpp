@@ -1,27 +1,12 @@
 #include "cnnviz/writer_pool.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <numeric>
 
+#include "threads.h"
+
 namespace cnnviz {
-
-namespace {
-
-constexpr int kWriterNice = 10;
-
-double thread_cpu_ms() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
-}
-
-}  // namespace
 
 WriterPool::WriterPool(size_t threads, size_t capacity) : capacity_(std::max<size_t>(1, capacity)) {
   threads = std::max<size_t>(1, threads);
@@ -40,10 +25,7 @@ WriterPool::~WriterPool() {
 }
 
 void WriterPool::work(size_t index) {
-  // As the decoders: when every core is busy, the scheduler preempts a
-  // writer rather than a thread of the network's OpenMP team, which would
-  // stall the whole team at its next barrier. Failure is harmless.
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kWriterNice);
+  lower_thread_priority();
   for (;;) {
     std::function<void()> job;
     {
