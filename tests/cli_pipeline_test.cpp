@@ -106,7 +106,9 @@ TEST_F(CliPipelineTest, WriteChoosesTheFilesAndIsPartOfTheRun) {
     }
   }
   size_t on_disk = 0;
-  for (const auto& e : fs::recursive_directory_iterator(out_)) on_disk += e.is_regular_file();
+  for (const auto& e : fs::recursive_directory_iterator(out_)) {
+    on_disk += e.is_regular_file() && e.path().filename().string()[0] != '.';
+  }
   EXPECT_EQ(on_disk, 2 * 13 + 2u) << "the maps, the manifest and the journal";
 
   // The same selection is the same run; another one is not.

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/limits.h"
 #include "cnnviz/model.h"
 #include "cnnviz/predict.h"
 #include "cnnviz/progress.h"
@@ -16,9 +17,10 @@
 namespace cnnviz {
 
 struct ClassifyOptions {
-  int top_k = 5;          // classes per image
+  int top_k = 0;          // classes per image; 0: 5, or all of a model with fewer
   size_t batch_size = 8;  // images per forward pass
   int decoders = 0;       // decoding threads; 0 = every core
+  int64_t max_pixels = kDefaultMaxPixels;  // images with more fail before decoding
 };
 
 struct ClassifyResult {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cnnviz/faithfulness.h"
+#include "cnnviz/limits.h"
 #include "cnnviz/methods.h"
 #include "cnnviz/model.h"
 #include "cnnviz/progress.h"
@@ -25,6 +26,7 @@ struct EvaluateOptions {
   MethodParams params;        // settings of the methods
   std::string outdir = "cnnviz-eval";
   bool plots = true;                          // curves_<method>.png per image
+  int64_t max_pixels = kDefaultMaxPixels;     // images with more fail before decoding
   std::string report_name = "evaluate.json";  // in OUTDIR (shards: evaluate.shard-K-of-N.json)
 };
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cnnviz/inputs.h"
+#include "cnnviz/limits.h"
 #include "cnnviz/methods.h"
 #include "cnnviz/model.h"
 #include "cnnviz/progress.h"
@@ -31,6 +32,7 @@ struct ExplainOptions {
   size_t batch_size = 4;
   int decoders = 0;            // decoding threads; 0 = every core
   int writers = 0;             // rendering and writing threads; 0 = every core
+  int64_t max_pixels = kDefaultMaxPixels;  // images with more fail before decoding
   Shard shard;                 // this process's share of the images
   bool skip_existing = false;  // reuse complete outputs of earlier runs
   MethodParams params;         // the method's own settings (mean/std: from the model)

@@ -13,14 +13,21 @@ namespace cnnviz {
 // File name extensions taken from directories (lower case, with the dot).
 const std::vector<std::string>& image_extensions();
 
-// Expands, in argument order: a directory into the image files below it
-// (recursively, by extension, sorted by path); `list_file` ("-" for `in`)
-// into its lines (one path per line; blank lines and lines starting with '#'
-// skipped); anything else is kept as is, so that a missing file still gets
-// its own error later. Throws Error(kInput) when the list file or a
-// directory cannot be read.
-std::vector<std::string> expand_inputs(const std::vector<std::string>& args,
-                                       const std::string& list_file, std::istream& in);
+struct ExpandedInputs {
+  std::vector<std::string> images;
+  std::vector<std::string> notes;  // per directory, what was skipped and why (one line each)
+};
+
+// Expands, in argument order: a directory into the regular files below it
+// with an image extension (recursively, sorted by path; the others are
+// skipped and named in `notes`); `list_file` ("-" for `in`, at most
+// kMaxListBytes) into its entries: one path per line (blank lines and lines
+// starting with '#' skipped), or one per NUL-terminated entry when the file
+// holds a NUL byte (`find -print0`); anything else is kept as is, so that a
+// missing file still gets its own error later. Throws Error(kInput) when the
+// list file or a directory cannot be read or the list is too large.
+ExpandedInputs expand_inputs(const std::vector<std::string>& args, const std::string& list_file,
+                             std::istream& in);
 
 // "K/N" with 1 <= K <= N: this process takes every N-th input starting at
 // the K-th, so N processes with K = 1..N cover every input exactly once.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cnnviz/error.h"
+#include "cnnviz/limits.h"
 #include "cnnviz/model.h"
 #include "cnnviz/preprocess.h"
 
@@ -31,6 +32,7 @@ struct LoaderOptions {
   int workers = 0;        // decoding threads; 0 = every available core
   size_t prefetch = 2;    // batches decoded ahead of the consumer
   bool keep_rgb = false;  // keep the decoded image (for overlays)
+  int64_t max_pixels = kDefaultMaxPixels;  // larger images fail before decoding
 };
 
 // Loads `paths` in order, in batches of options.batch_size, on worker threads

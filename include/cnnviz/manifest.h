@@ -20,8 +20,16 @@ namespace cnnviz {
 nlohmann::ordered_json model_json(const ModelInfo& info);
 
 // One directory name per input: the file's stem, made unique in input order
-// ("cat", "cat-2", ...).
+// ("cat", "cat-2", ...), valid UTF-8 (other bytes become '_'), and never a
+// name the run itself writes in OUTDIR (manifest*, journal*, evaluate*,
+// index.html, hidden names): "manifest.json.png" gets "manifest.json-image".
 std::vector<std::string> unique_stems(const std::vector<std::string>& images);
+
+// An entry's "image": the path as given, and "image_hex" (its bytes in hex)
+// when it is not valid UTF-8, so that no name is lost when the manifest is
+// written (JSON holds UTF-8 only); image_name() reads it back.
+void set_image_name(nlohmann::ordered_json& entry, const std::string& image);
+std::string image_name(const nlohmann::ordered_json& entry);
 
 // Creates `dir` (and parents) and checks that it is writable; throws
 // Error(kOutput) otherwise.
@@ -60,6 +68,29 @@ class Journal {
   int fd_ = -1;
 };
 
+// Holds OUTDIR for one run (or one shard of one): a second run with the same
+// `name` ("run", "shard-2-of-4", "evaluate") into the same OUTDIR refuses to
+// start instead of mixing its files and journal lines with the first's.
+// Shards of one run, with different names, write side by side. The lock is
+// an flock on OUTDIR/.cnnviz-lock.<name>, released when the holder ends
+// (also by a crash).
+class RunLock {
+ public:
+  // Throws Error(kOutput) when another process holds it or the lock file
+  // cannot be opened (it must not be a symbolic link).
+  RunLock(const std::string& outdir, const std::string& name);
+  ~RunLock();
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// Throws Error(kOutput) when OUTDIR/`subdir` exists as anything but a real
+// directory (a symbolic link would send the maps outside OUTDIR).
+void check_image_dir(const std::string& outdir, const std::string& subdir);
+
 // The latest entry without error per image in OUTDIR's journals (whole run
 // and shards) whose run_key is `run_key`.
 std::map<std::string, nlohmann::ordered_json> read_journals(const std::string& outdir,
@@ -68,10 +99,19 @@ std::map<std::string, nlohmann::ordered_json> read_journals(const std::string& o
 // True when every file `entry` lists exists under `outdir` (and it lists one).
 bool outputs_complete(const std::string& outdir, const nlohmann::ordered_json& entry);
 
-// Combines OUTDIR/manifest.shard-*.json into OUTDIR/manifest.json (images in
-// input order). Throws Error(kInput) when there are none or they come from
-// different runs. Returns the number of images.
-size_t merge_manifests(const std::string& outdir);
+struct MergeResult {
+  size_t images = 0;
+  long shards = 0;            // N
+  std::vector<long> missing;  // the K that were not there (with `partial`)
+};
+
+// Combines OUTDIR/manifest.shard-K-of-N.json into OUTDIR/manifest.json
+// (images in input order). Throws Error(kInput) when there are none, when
+// they are shards of runs split different ways, when shards are missing
+// (unless `partial`: then the manifest lists them as "missing_shards"), when
+// they come from runs with other settings, or when one is not a cnnviz
+// manifest (too large, not JSON, nested too deep, fields of the wrong type).
+MergeResult merge_manifests(const std::string& outdir, bool partial = false);
 
 }  // namespace cnnviz
 

@@ -45,6 +45,7 @@ struct ModelInfo {
   WeightsKind weights_kind = WeightsKind::kUnknown;
   std::string weights_source;       // "IMAGENET1K_V1", a .pth path, "seed 0"
   std::vector<std::string> labels;  // one per class; empty without metadata
+  int64_t num_classes = 0;          // the metadata's num_classes; 0 when not given
   Preprocessing preprocess;
   std::vector<std::string> feature_layers;  // module paths, forward order
   std::string gradcam_layer;                // default layer for Grad-CAM
@@ -54,8 +55,15 @@ struct ModelInfo {
   std::string label(int64_t index) const;
 };
 
-// Parses the JSON text of "cnnviz.json". Throws Error(kModel) naming `path`
-// when the text is not valid JSON or a field has the wrong type or value.
+// Throws Error(kModel) when a model whose forward pass gives `outputs`
+// classes has another number of labels, or another num_classes in its
+// metadata. Every forward pass checks it (Model::logits, Engine::run).
+void check_output_classes(const ModelInfo& info, int64_t outputs);
+
+// Parses the JSON text of "cnnviz.json" (at most kMaxMetadataBytes, nested
+// at most kMaxJsonDepth deep). Every field is checked for its type and range
+// (limits.h: crop, resize, classes, string lengths); throws Error(kModel)
+// naming `path` and the field otherwise.
 ModelInfo parse_model_info(const std::string& json_text, const std::string& path);
 
 // A loaded classifier. Copies share the same underlying module.

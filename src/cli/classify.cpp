@@ -9,6 +9,8 @@
 #include "cnnviz/classify.h"
 #include "cnnviz/error.h"
 #include "cnnviz/inputs.h"
+#include "cnnviz/json_util.h"
+#include "cnnviz/limits.h"
 #include "cnnviz/manifest.h"
 #include "cnnviz/predict.h"
 #include "cnnviz/progress.h"
@@ -41,15 +43,16 @@ CLI::App* setup_classify(CLI::App& app, ClassifyOptions& opts) {
   CLI::App* sub = app.add_subcommand("classify", "Print the top-K ImageNet classes of each image");
   add_input_options(*sub, opts.inputs);
   add_model_options(*sub, opts.model);
-  sub->add_option("-k,--top-k", opts.top_k, "Number of classes to print per image")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  sub->add_option("-k,--top-k", opts.top_k,
+                  "Number of classes to print per image (default: 5, or the model's classes "
+                  "when it has fewer)")
+      ->check(CLI::Range(int64_t{1}, kMaxClasses));
   sub->add_option("--batch-size", opts.batch_size, "Images per forward pass")
-      ->check(CLI::Range(1, 4096))
+      ->check(CLI::Range(1, kMaxClassifyBatch))
       ->capture_default_str();
   sub->add_option("--decoders", opts.decoders,
                   "Threads decoding images ahead of the network (default: every core)")
-      ->check(CLI::Range(1, 256));
+      ->check(CLI::Range(1, kMaxThreads));
   sub->add_flag("--json", opts.json, "Print one JSON document instead of text (schema: README)");
   sub->add_flag("--timings", opts.timings,
                 "Print load and run times (ms) to stderr as a JSON line, for benchmarks");
@@ -57,7 +60,7 @@ CLI::App* setup_classify(CLI::App& app, ClassifyOptions& opts) {
 }
 
 int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& err) {
-  const std::vector<std::string> all = collect_inputs(opts.inputs);
+  const std::vector<std::string> all = collect_inputs(opts.inputs, err);
   const Shard shard = parse_shard(opts.inputs.shard);
   std::vector<std::string> images;
   for (size_t p : shard_positions(all.size(), shard)) images.push_back(all[p]);
@@ -68,6 +71,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
 
   cnnviz::ClassifyOptions run;
   run.top_k = opts.top_k;
+  run.max_pixels = opts.inputs.max_pixels;
   run.batch_size = static_cast<size_t>(opts.batch_size);
   run.decoders = opts.decoders;
   Progress progress(err, images.size(), !opts.inputs.quiet && stderr_is_terminal());
@@ -102,7 +106,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
     }
     doc["summary"] = {
         {"images", n}, {"failed", summary.failed}, {"interrupted", summary.interrupted}};
-    out << doc.dump(2) << "\n";
+    out << dump_json(doc, 2) << "\n";
   }
   if (opts.timings) {
     const double per = 1.0 / static_cast<double>(std::max<size_t>(1, n));

@@ -13,7 +13,7 @@ namespace cnnviz::cli {
 struct ClassifyOptions {
   ModelOptions model;
   InputOptions inputs;
-  int top_k = 5;
+  int top_k = 0;  // 0: 5, or the model's number of classes when it has fewer
   int batch_size = 8;
   int decoders = 0;  // image decoding threads; 0 = every available core
   bool json = false;

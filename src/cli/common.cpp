@@ -1,13 +1,15 @@
 #include "common.h"
 
 #include <algorithm>
-#include <fstream>
 #include <iostream>
-#include <tuple>
 #include <ostream>
+#include <sstream>
+#include <tuple>
 
 #include "cnnviz/error.h"
+#include "cnnviz/files.h"
 #include "cnnviz/inputs.h"
+#include "cnnviz/limits.h"
 #include "cnnviz/model_store.h"
 #include "cnnviz/runtime.h"
 
@@ -22,7 +24,7 @@ void add_model_options(CLI::App& sub, ModelOptions& opts) {
                  "Directory searched for model names (default: the source tree's models/)")
       ->envname("CNNVIZ_MODELS");
   sub.add_option("--threads", opts.threads, "LibTorch threads (default: every available core)")
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, kMaxThreads));
   sub.add_option("--device", opts.device,
                  "cpu, cuda, cuda:N, or auto (CUDA when available, else the CPU)")
       ->envname("CNNVIZ_DEVICE")
@@ -54,22 +56,34 @@ void add_input_options(CLI::App& sub, InputOptions& opts) {
                  "Process only the K-th of N deterministic shares of the inputs (K/N)")
       ->capture_default_str();
   sub.add_flag("-q,--quiet", opts.quiet, "No progress bar or summary on stderr");
+  sub.add_option("--max-pixels", opts.max_pixels,
+                 "Images whose header declares more pixels (width x height) fail before "
+                 "decoding")
+      ->check(CLI::Range(int64_t{1}, kMaxMaxPixels))
+      ->capture_default_str();
 }
 
-std::vector<std::string> collect_inputs(const InputOptions& opts) {
-  std::vector<std::string> images = expand_inputs(opts.images, opts.from_list, std::cin);
-  if (images.empty()) {
+std::vector<std::string> collect_inputs(const InputOptions& opts, std::ostream& err) {
+  ExpandedInputs inputs = expand_inputs(opts.images, opts.from_list, std::cin);
+  if (!opts.quiet) {
+    for (const std::string& note : inputs.notes) err << kPrefix << note << "\n";
+  }
+  if (inputs.images.empty()) {
     throw Error(ErrorCode::kUsage,
                 "no input images (give image files or directories, or --from-list FILE)");
   }
-  return images;
+  return std::move(inputs.images);
 }
 
 namespace {
 
 std::vector<std::string> read_labels(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(ErrorCode::kInput, "labels file '" + path + "': cannot be read");
+  const std::vector<uint8_t> bytes = read_file(path, "labels file", kMaxLabelsBytes);
+  const std::string text(bytes.begin(), bytes.end());
+  if (text.find('\0') != std::string::npos) {
+    throw Error(ErrorCode::kInput, "labels file '" + path + "': not text (holds a NUL byte)");
+  }
+  std::istringstream in(text);
   std::vector<std::string> labels;
   for (std::string line; std::getline(in, line);) {
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/limits.h"
 #include "cnnviz/model.h"
 
 namespace cnnviz::cli {
@@ -19,10 +20,10 @@ struct ModelOptions {
   int threads = 0;              // --threads; 0 = every available core
   std::string device = "auto";  // --device cpu|cuda|cuda:N|auto, $CNNVIZ_DEVICE
   // Overrides for models without (or with other) metadata.
-  std::string labels;              // --labels FILE, one class name per line
-  std::vector<float> mean, std;    // --mean, --std: 3 values each
-  int size = 0;                    // --size N: resize and crop to N
-  int resize = 0;                  // --resize N: shorter side to N before the crop
+  std::string labels;            // --labels FILE, one class name per line
+  std::vector<float> mean, std;  // --mean, --std: 3 values each
+  int size = 0;                  // --size N: resize and crop to N
+  int resize = 0;                // --resize N: shorter side to N before the crop
 };
 
 void add_model_options(CLI::App& sub, ModelOptions& opts);
@@ -34,13 +35,14 @@ struct InputOptions {
   std::string from_list;
   std::string shard = "1/1";
   bool quiet = false;
+  int64_t max_pixels = kDefaultMaxPixels;  // --max-pixels
 };
 
 void add_input_options(CLI::App& sub, InputOptions& opts);
 
-// The expanded input list (see inputs.h). Throws Error(kUsage) when it is
-// empty.
-std::vector<std::string> collect_inputs(const InputOptions& opts);
+// The expanded input list (see inputs.h); what directories skipped is said
+// on `err` (unless --quiet). Throws Error(kUsage) when it is empty.
+std::vector<std::string> collect_inputs(const InputOptions& opts, std::ostream& err);
 
 // Exit status of a run interrupted by SIGINT/SIGTERM (128 + SIGINT).
 constexpr int kInterruptedExit = 130;

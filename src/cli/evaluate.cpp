@@ -5,6 +5,8 @@
 
 #include "cnnviz/error.h"
 #include "cnnviz/inputs.h"
+#include "cnnviz/json_util.h"
+#include "cnnviz/limits.h"
 #include "cnnviz/methods.h"
 #include "cnnviz/progress.h"
 
@@ -28,17 +30,19 @@ CLI::App* setup_evaluate(CLI::App& app, EvaluateCliOptions& opts) {
       ->check(CLI::IsMember(names));
   sub->add_option("--layer", opts.evaluate.layer,
                   "Layer of the layer methods (default: the model's Grad-CAM layer)");
-  sub->add_option("--class", opts.target_class,
-                  "Target class: index or label (default: each image's top-1)");
+  // Set when given, even empty: `--class ''` is an error, not the default.
+  sub->add_option_function<std::string>(
+      "--class", [o = &opts.evaluate](const std::string& v) { o->target_class = v; },
+      "Target class: index or label (default: each image's top-1)");
   sub->add_option("--steps", opts.evaluate.curves.steps, "Points of each curve")
-      ->check(CLI::Range(1, 100000))
+      ->check(CLI::Range(1, kMaxSamples))
       ->capture_default_str();
   sub->add_option("--blur-sigma", opts.evaluate.curves.blur_sigma,
                   "Gaussian sigma (pixels) of the insertion curve's start image")
       ->check(CLI::Range(0.1, 1000.0))
       ->capture_default_str();
   sub->add_option("--eval-batch", opts.evaluate.curves.batch, "Images per forward pass")
-      ->check(CLI::Range(1, 4096))
+      ->check(CLI::Range(1, kMaxSampleBatch))
       ->capture_default_str();
   sub->add_flag(
       "--no-randomization", [o = &opts.evaluate](int64_t) { o->randomization = false; },
@@ -54,22 +58,22 @@ CLI::App* setup_evaluate(CLI::App& app, EvaluateCliOptions& opts) {
 }
 
 int run_evaluate(EvaluateCliOptions& opts, std::ostream& out, std::ostream& err) {
-  const std::vector<std::string> all = collect_inputs(opts.inputs);
+  const std::vector<std::string> all = collect_inputs(opts.inputs, err);
   const Shard shard = parse_shard(opts.inputs.shard);
   std::vector<std::string> images;
   for (size_t p : shard_positions(all.size(), shard)) images.push_back(all[p]);
   if (shard.active()) opts.evaluate.report_name = "evaluate." + shard.name() + ".json";
+  opts.evaluate.max_pixels = opts.inputs.max_pixels;
   Model model = open_model(opts.model, err);
-  if (!opts.target_class.empty()) opts.evaluate.target_class = opts.target_class;
   Progress progress(err, images.size(), !opts.inputs.quiet && stderr_is_terminal());
   size_t failed = 0;
   nlohmann::ordered_json doc = evaluate(model, images, opts.evaluate, progress, failed);
   if (opts.json) {
-    out << doc.dump(2) << "\n";
+    out << dump_json(doc, 2) << "\n";
   } else {
     char line[256];
-    std::snprintf(line, sizeof(line), "%-22s %8s %8s %9s %9s  %s\n", "method", "del AUC",
-                  "ins AUC", "avg drop", "increase", "randomization rank corr (top 1, 2, 4.. all)");
+    std::snprintf(line, sizeof(line), "%-22s %8s %8s %9s %9s  %s\n", "method", "del AUC", "ins AUC",
+                  "avg drop", "increase", "randomization rank corr (top 1, 2, 4.. all)");
     out << line;
     for (const auto& [name, s] : doc["summary"].items()) {
       std::string rho;
@@ -84,8 +88,8 @@ int run_evaluate(EvaluateCliOptions& opts, std::ostream& out, std::ostream& err)
                     rho.c_str());
       out << line;
     }
-    out << "(" << doc["images"].size() - failed << " images; details in "
-        << opts.evaluate.outdir << "/" << opts.evaluate.report_name << ")\n";
+    out << "(" << doc["images"].size() - failed << " images; details in " << opts.evaluate.outdir
+        << "/" << opts.evaluate.report_name << ")\n";
   }
   if (!opts.inputs.quiet) progress.summary(interrupted());
   if (interrupted()) return kInterruptedExit;

@@ -15,7 +15,6 @@ struct EvaluateCliOptions {
   ModelOptions model;
   InputOptions inputs;
   EvaluateOptions evaluate;
-  std::string target_class;
   bool json = false;
 };
 

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "cnnviz/engine.h"
+#include "cnnviz/json_util.h"
 #include "cnnviz/layers.h"
 
 namespace cnnviz::cli {
@@ -53,7 +54,7 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
                                {"feature_layer", features.count(l.path) > 0},
                                {"default", l.path == gradcam_layer}});
     }
-    out << doc.dump(2) << "\n";
+    out << dump_json(doc, 2) << "\n";
     return 0;
   }
   std::string unguided;

@@ -8,7 +8,9 @@
 #include <opencv2/core/utils/logger.hpp>
 
 #include "classify.h"
+#include "cnnviz/engine.h"
 #include "cnnviz/error.h"
+#include "cnnviz/image.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/runtime.h"
 #include "cnnviz/version.h"
@@ -25,6 +27,7 @@ int main(int argc, char** argv) {
   // cnnviz runs images in parallel on its own threads (decoders, writers);
   // OpenCV's pool inside each of them would only oversubscribe the cores.
   cv::setNumThreads(0);
+  filter_codec_messages(std::cerr);
   reuse_freed_memory();
 
   CLI::App app{"cnnviz: see what an ImageNet CNN looks at", "cnnviz"};
@@ -50,9 +53,28 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    // --help and --version exit 0; every other parse error is a usage error.
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : static_cast<int>(ErrorCode::kUsage);
+    // --help and --version print and exit 0; every other parse error is a
+    // usage error, said on one line like every other error, with a hint.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    if (app.get_subcommands().empty() && argc > 1 && argv[1][0] != '-') {
+      std::vector<std::string> names;
+      for (const CLI::App* sub : app.get_subcommands({})) {
+        names.push_back(sub->get_name());
+        for (const std::string& alias : sub->get_aliases()) names.push_back(alias);
+      }
+      std::string hint;
+      for (const std::string& n : near_matches(argv[1], names, 3)) {
+        hint += (hint.empty() ? "" : ", ") + n;
+      }
+      std::cerr << cli::kPrefix << "unknown subcommand '" << argv[1] << "' (nearest: " << hint
+                << "; 'cnnviz --help' lists them all)\n";
+      return static_cast<int>(ErrorCode::kUsage);
+    }
+    std::string help = "cnnviz --help";
+    for (const CLI::App* sub : app.get_subcommands())
+      help = "cnnviz " + sub->get_name() + " --help";
+    std::cerr << cli::kPrefix << first_line(e.what()) << " (see '" << help << "')\n";
+    return static_cast<int>(ErrorCode::kUsage);
   }
 
   // Ctrl-C stops a run at the next batch with a consistent manifest.

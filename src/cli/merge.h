@@ -10,6 +10,7 @@ namespace cnnviz::cli {
 
 struct MergeOptions {
   std::string outdir;
+  bool partial = false;  // --partial
 };
 
 CLI::App* setup_merge(CLI::App& app, MergeOptions& opts);

@@ -7,6 +7,8 @@
 
 #include "cnnviz/error.h"
 #include "cnnviz/inputs.h"
+#include "cnnviz/json_util.h"
+#include "cnnviz/limits.h"
 #include "cnnviz/methods.h"
 #include "cnnviz/outputs.h"
 #include "cnnviz/progress.h"
@@ -42,10 +44,12 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
                   "complete in OUTDIR");
     add_model_options(*sub, opts->model);
     sub->add_option("-o,--outdir", opts->explain.outdir, "Output directory")->capture_default_str();
-    sub->add_option("--class", opts->target_class,
-                    "Target class: index or ImageNet label (default: each image's top-1)");
+    // Set when given, even empty: `--class ''` is an error, not the default.
+    sub->add_option_function<std::string>(
+        "--class", [o = opts.get()](const std::string& v) { o->explain.target_class = v; },
+        "Target class: index or ImageNet label (default: each image's top-1)");
     sub->add_option("--top", opts->explain.top, "Maps for each of the top N classes")
-        ->check(CLI::Range(1, 1000))
+        ->check(CLI::Range(1, kMaxTop))
         ->capture_default_str()
         ->excludes("--class");
     if (method.layers == LayerUse::kChosen) {
@@ -79,15 +83,15 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
         ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
     sub->add_option("--batch-size", opts->explain.batch_size, "Images per forward pass")
-        ->check(CLI::Range(1, 1024))
+        ->check(CLI::Range(1, kMaxBatch))
         ->capture_default_str();
     sub->add_option("--decoders", opts->explain.decoders,
                     "Threads decoding images ahead of the network (default: every core)")
-        ->check(CLI::Range(1, 256));
+        ->check(CLI::Range(1, kMaxThreads));
     sub->add_option("--writers", opts->explain.writers,
                     "Threads rendering and writing files while the network computes (default: "
                     "every core)")
-        ->check(CLI::Range(1, 256));
+        ->check(CLI::Range(1, kMaxThreads));
     sub->add_flag("--json", opts->json, "Print the manifest to stdout");
     sub->add_flag("--timings", opts->timings,
                   "Print load, compute and write times (ms) to stderr as a JSON line");
@@ -97,20 +101,20 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
 }
 
 int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) {
-  const std::vector<std::string> images = collect_inputs(opts.inputs);
+  const std::vector<std::string> images = collect_inputs(opts.inputs, err);
   opts.explain.shard = parse_shard(opts.inputs.shard);
+  opts.explain.max_pixels = opts.inputs.max_pixels;
   auto start = std::chrono::steady_clock::now();
   Model model = open_model(opts.model, err);
   const double load_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  if (!opts.target_class.empty()) opts.explain.target_class = opts.target_class;
   const size_t share = shard_positions(images.size(), opts.explain.shard).size();
   Progress progress(err, share, !opts.inputs.quiet && stderr_is_terminal());
   start = std::chrono::steady_clock::now();
   ExplainSummary summary = explain(model, images, opts.explain, progress);
   const double run_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  if (opts.json) out << summary.manifest.dump(2) << "\n";
+  if (opts.json) out << dump_json(summary.manifest, 2) << "\n";
   if (opts.timings) {
     nlohmann::ordered_json t = {{"images", summary.images},
                                 {"failed", summary.failed},

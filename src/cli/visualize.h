@@ -18,7 +18,6 @@ struct VisualizeOptions {
   ModelOptions model;
   InputOptions inputs;
   ExplainOptions explain;
-  std::string target_class;  // --class, empty: top-1
   bool json = false;
   bool timings = false;
   CLI::App* command = nullptr;

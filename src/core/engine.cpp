@@ -400,6 +400,7 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch) {
                                engine.model.info().path),
                           engine.model.info().path);
   p.logits_detached = p.logits.detach().to(at::kCPU);
+  check_output_classes(engine.model.info(), p.logits.size(1));
 }
 
 Pass Pass::nested(const at::Tensor& batch) const {

@@ -2,12 +2,16 @@
 
 #include <torch/script.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <system_error>
 
 #include "cnnviz/error.h"
+#include "cnnviz/json_util.h"
+#include "cnnviz/limits.h"
 #include "cnnviz/runtime.h"
 
 namespace fs = std::filesystem;
@@ -25,18 +29,97 @@ constexpr int kMetadataFormat = 1;
                                      " (re-export it with scripts/export_models.py)");
 }
 
-std::array<float, 3> read_triple(const json& j, const char* key, const std::string& path) {
-  if (!j.contains(key) || !j[key].is_array() || j[key].size() != 3) {
-    bad_metadata(path, std::string("preprocess.") + key + " must be a list of 3 numbers");
+// Reads the fields of cnnviz.json, each checked for its type and range; a
+// failure names the field.
+class MetadataReader {
+ public:
+  MetadataReader(const json& root, const std::string& path) : root_(root), path_(path) {}
+
+  [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+    bad_metadata(path_, field + ": " + problem);
   }
-  std::array<float, 3> v{};
-  for (size_t i = 0; i < 3; ++i) {
-    if (!j[key][i].is_number())
-      bad_metadata(path, std::string("preprocess.") + key + " not numeric");
-    v[i] = j[key][i].get<float>();
+  const json* find(const json& in, const char* key) const {
+    auto it = in.find(key);
+    return it == in.end() || it->is_null() ? nullptr : &*it;
   }
-  return v;
-}
+  std::string string(const json& in, const char* key, const std::string& field,
+                     const std::string& fallback = {}) const {
+    const json* v = find(in, key);
+    if (!v) return fallback;
+    if (!v->is_string()) fail(field, "must be a string");
+    const std::string s = v->get<std::string>();
+    if (s.size() > kMaxMetadataString) {
+      fail(field, "longer than " + std::to_string(kMaxMetadataString) + " bytes");
+    }
+    return s;
+  }
+  int64_t integer(const json& in, const char* key, const std::string& field, int64_t lo, int64_t hi,
+                  int64_t fallback) const {
+    const json* v = find(in, key);
+    if (!v) return fallback;
+    if (!v->is_number_integer() && !v->is_number_unsigned()) fail(field, "must be an integer");
+    if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi)) {
+      fail(field, std::to_string(v->get<uint64_t>()) + " is out of range (" + std::to_string(lo) +
+                      " to " + std::to_string(hi) + ")");
+    }
+    const int64_t n = v->get<int64_t>();
+    if (n < lo || n > hi) {
+      fail(field, std::to_string(n) + " is out of range (" + std::to_string(lo) + " to " +
+                      std::to_string(hi) + ")");
+    }
+    return n;
+  }
+  std::vector<std::string> strings(const json& in, const char* key, const std::string& field,
+                                   size_t max_count) const {
+    const json* v = find(in, key);
+    if (!v) return {};
+    if (!v->is_array()) fail(field, "must be a list of strings");
+    if (v->size() > max_count) {
+      fail(field, "has " + std::to_string(v->size()) + " entries (at most " +
+                      std::to_string(max_count) + ")");
+    }
+    std::vector<std::string> out;
+    for (size_t i = 0; i < v->size(); ++i) {
+      const json& e = (*v)[i];
+      const std::string name = field + "[" + std::to_string(i) + "]";
+      if (!e.is_string()) fail(name, "must be a string");
+      out.push_back(e.get<std::string>());
+      if (out.back().size() > kMaxMetadataString) {
+        fail(name, "longer than " + std::to_string(kMaxMetadataString) + " bytes");
+      }
+    }
+    return out;
+  }
+  std::array<float, 3> triple(const json& in, const char* key, const std::string& field,
+                              const std::array<float, 3>& fallback, bool positive) const {
+    const json* v = find(in, key);
+    if (!v) return fallback;
+    if (!v->is_array() || v->size() != 3) fail(field, "must be a list of 3 numbers");
+    std::array<float, 3> out{};
+    for (size_t i = 0; i < 3; ++i) {
+      const json& e = (*v)[i];
+      if (!e.is_number()) fail(field, "must be a list of 3 numbers");
+      const double d = e.get<double>();
+      if (!std::isfinite(d) || std::abs(d) > 1e6 || (positive && !(d > 0))) {
+        fail(field, std::string("values must be ") + (positive ? "positive and " : "") +
+                        "at most 1e6 in magnitude");
+      }
+      out[i] = static_cast<float>(d);
+    }
+    return out;
+  }
+  const json& object(const json& in, const char* key, const std::string& field) const {
+    static const json empty = json::object();
+    const json* v = find(in, key);
+    if (!v) return empty;
+    if (!v->is_object()) fail(field, "must be an object");
+    return *v;
+  }
+
+ private:
+  const json& root_;
+  const std::string& path_;
+};
 
 }  // namespace
 
@@ -54,61 +137,75 @@ const char* weights_kind_name(WeightsKind kind) {
   return "unknown";
 }
 
+void check_output_classes(const ModelInfo& info, int64_t outputs) {
+  if (!info.labels.empty() && outputs != static_cast<int64_t>(info.labels.size())) {
+    throw Error(ErrorCode::kModel,
+                "model '" + info.path + "': outputs " + std::to_string(outputs) +
+                    " classes but has " + std::to_string(info.labels.size()) +
+                    " labels (from its metadata or --labels: one label per class)");
+  }
+  if (info.num_classes > 0 && outputs != info.num_classes) {
+    throw Error(ErrorCode::kModel, "model '" + info.path + "': outputs " + std::to_string(outputs) +
+                                       " classes but its metadata says num_classes " +
+                                       std::to_string(info.num_classes));
+  }
+}
+
 std::string ModelInfo::label(int64_t index) const {
   if (index >= 0 && index < static_cast<int64_t>(labels.size())) return labels[index];
   return "class " + std::to_string(index);
 }
 
 ModelInfo parse_model_info(const std::string& json_text, const std::string& path) {
+  if (json_text.size() > kMaxMetadataBytes) {
+    bad_metadata(path, "larger than " + std::to_string(kMaxMetadataBytes >> 20) + " MiB");
+  }
   json j;
   try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    bad_metadata(path, first_line(e.what()));
+    j = parse_json<json>(json_text, "metadata", ErrorCode::kModel);
+  } catch (const Error& e) {
+    bad_metadata(path, std::string(e.what()).substr(std::string("metadata: ").size()));
   }
   if (!j.is_object()) bad_metadata(path, "not a JSON object");
+  const MetadataReader r(j, path);
   ModelInfo info;
   info.path = path;
   info.has_metadata = true;
-  try {
-    int format = j.value("cnnviz_format", 0);
-    if (format != kMetadataFormat) {
-      bad_metadata(path, "cnnviz_format " + std::to_string(format) +
-                             " is not supported (expected " + std::to_string(kMetadataFormat) +
-                             ")");
-    }
-    info.name = j.value("name", std::string());
-    info.arch = j.value("arch", std::string());
-    if (j.contains("weights")) {
-      const json& w = j["weights"];
-      std::string kind = w.value("kind", std::string());
-      info.weights_kind = kind == "pretrained" ? WeightsKind::kPretrained
-                          : kind == "file"     ? WeightsKind::kFile
-                          : kind == "random"   ? WeightsKind::kRandom
-                                               : WeightsKind::kUnknown;
-      info.weights_source = w.value("source", std::string());
-    }
-    info.labels = j.value("labels", std::vector<std::string>());
-    if (j.contains("num_classes") && j["num_classes"].get<size_t>() != info.labels.size()) {
-      bad_metadata(path, "num_classes and the number of labels differ");
-    }
-    if (j.contains("preprocess")) {
-      const json& p = j["preprocess"];
-      info.preprocess.resize = p.value("resize", info.preprocess.resize);
-      info.preprocess.crop = p.value("crop", info.preprocess.crop);
-      info.preprocess.mean = read_triple(p, "mean", path);
-      info.preprocess.std = read_triple(p, "std", path);
-    }
-    info.feature_layers = j.value("feature_layers", std::vector<std::string>());
-    info.gradcam_layer = j.value("gradcam_layer", std::string());
-  } catch (const json::exception& e) {
-    bad_metadata(path, first_line(e.what()));
+  const int64_t format = r.integer(j, "cnnviz_format", "cnnviz_format", INT64_MIN, INT64_MAX, 0);
+  if (format != kMetadataFormat) {
+    bad_metadata(path, "cnnviz_format " + std::to_string(format) + " is not supported (expected " +
+                           std::to_string(kMetadataFormat) + ")");
   }
-  const Preprocessing& p = info.preprocess;
-  if (p.crop < 1 || p.resize < p.crop) bad_metadata(path, "preprocess needs 1 <= crop <= resize");
-  for (float s : p.std) {
-    if (!(s > 0.0f)) bad_metadata(path, "preprocess.std must be positive");
+  info.name = r.string(j, "name", "name");
+  info.arch = r.string(j, "arch", "arch");
+  const json& w = r.object(j, "weights", "weights");
+  const std::string kind = r.string(w, "kind", "weights.kind");
+  info.weights_kind = kind == "pretrained" ? WeightsKind::kPretrained
+                      : kind == "file"     ? WeightsKind::kFile
+                      : kind == "random"   ? WeightsKind::kRandom
+                                           : WeightsKind::kUnknown;
+  info.weights_source = r.string(w, "source", "weights.source");
+  info.labels = r.strings(j, "labels", "labels", kMaxClasses);
+  info.num_classes = r.integer(j, "num_classes", "num_classes", 1, kMaxClasses, 0);
+  if (info.num_classes > 0 && !info.labels.empty() &&
+      info.num_classes != static_cast<int64_t>(info.labels.size())) {
+    r.fail("num_classes", std::to_string(info.num_classes) +
+                              " differs from the number of labels (" +
+                              std::to_string(info.labels.size()) + ")");
   }
+  const json& p = r.object(j, "preprocess", "preprocess");
+  Preprocessing& pre = info.preprocess;
+  pre.crop = static_cast<int>(r.integer(p, "crop", "preprocess.crop", 1, kMaxCrop, pre.crop));
+  pre.resize = static_cast<int>(
+      r.integer(p, "resize", "preprocess.resize", 1, kMaxResize, std::max(pre.resize, pre.crop)));
+  if (pre.resize < pre.crop) {
+    r.fail("preprocess.resize", std::to_string(pre.resize) + " is smaller than the crop (" +
+                                    std::to_string(pre.crop) + "; needs crop <= resize)");
+  }
+  pre.mean = r.triple(p, "mean", "preprocess.mean", pre.mean, false);
+  pre.std = r.triple(p, "std", "preprocess.std", pre.std, true);
+  info.feature_layers = r.strings(j, "feature_layers", "feature_layers", kMaxMetadataLayers);
+  info.gradcam_layer = r.string(j, "gradcam_layer", "gradcam_layer");
   return info;
 }
 
@@ -143,10 +240,16 @@ struct Model::Impl {
 Model::Model(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Model Model::load(const std::string& path, at::Device device) {
+  // Only regular files: a FIFO or a device (/dev/zero behind a link) would
+  // block or never end.
   std::error_code ec;
-  if (!fs::exists(path, ec)) throw Error(ErrorCode::kModel, "model file '" + path + "': not found");
-  if (fs::is_directory(path, ec)) {
+  const fs::file_status st = fs::status(path, ec);
+  if (!fs::exists(st)) throw Error(ErrorCode::kModel, "model file '" + path + "': not found");
+  if (fs::is_directory(st)) {
     throw Error(ErrorCode::kModel, "model file '" + path + "': is a directory");
+  }
+  if (!fs::is_regular_file(st)) {
+    throw Error(ErrorCode::kModel, "model file '" + path + "': not a regular file");
   }
   auto impl = std::make_shared<Impl>();
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
@@ -185,8 +288,8 @@ at::Tensor Model::logits(const at::Tensor& batch) const {
   try {
     out = impl_->inference_module().forward({batch.to(impl_->device)});
   } catch (const c10::OutOfMemoryError& e) {
-    throw OutOfMemory("model '" + impl_->info.path + "': out of memory on " +
-                      impl_->device.str() + " for a batch of " + std::to_string(batch.size(0)));
+    throw OutOfMemory("model '" + impl_->info.path + "': out of memory on " + impl_->device.str() +
+                      " for a batch of " + std::to_string(batch.size(0)));
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::kRuntime, "model '" + impl_->info.path + "': forward pass failed (" +
                                          first_line(e.what_without_backtrace()) + ")");
@@ -202,12 +305,7 @@ at::Tensor Model::logits(const at::Tensor& batch) const {
                 "model '" + impl_->info.path + "': forward does not return [N,classes] logits");
   }
   at::Tensor result = out.toTensor().to(at::kCPU, at::kFloat);
-  const auto& labels = impl_->info.labels;
-  if (!labels.empty() && result.size(1) != static_cast<int64_t>(labels.size())) {
-    throw Error(ErrorCode::kModel, "model '" + impl_->info.path + "': outputs " +
-                                       std::to_string(result.size(1)) + " classes but has " +
-                                       std::to_string(labels.size()) + " labels");
-  }
+  check_output_classes(impl_->info, result.size(1));
   return result;
 }
 

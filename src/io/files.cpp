@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -12,35 +13,57 @@
 
 namespace cnnviz {
 
-std::vector<uint8_t> read_file(const std::string& path, const std::string& kind) {
+std::vector<uint8_t> read_file(const std::string& path, const std::string& kind, size_t max_bytes) {
   auto fail = [&](const std::string& problem) -> Error {
     return Error(ErrorCode::kInput, kind + " '" + path + "': " + problem);
   };
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
+  // below, as everything but a regular file is).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) throw fail("not found");
+    if (errno == ENOTDIR) throw fail("not found (a part of the path is not a directory)");
     throw fail(std::strerror(errno));
   }
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const bool dir = S_ISDIR(st.st_mode);
     ::close(fd);
-    throw fail("is a directory");
+    throw fail(dir ? "is a directory" : "not a regular file");
   }
-  std::vector<uint8_t> bytes;
-  bytes.reserve(S_ISREG(st.st_mode) ? static_cast<size_t>(st.st_size) : 0);
-  uint8_t buf[1 << 16];
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    throw fail("too large (" + std::to_string(st.st_size) + " bytes; the limit is " +
+               std::to_string(max_bytes) + ")");
+  }
+  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
+  size_t got = 0;
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (got == bytes.size()) {
+      // The file may have grown since fstat: read on, within the limit.
+      if (bytes.size() >= max_bytes) {
+        uint8_t probe;
+        const ssize_t more = ::read(fd, &probe, 1);
+        if (more > 0) {
+          ::close(fd);
+          throw fail("too large (more than " + std::to_string(max_bytes) + " bytes)");
+        }
+        break;
+      }
+      bytes.resize(std::min(max_bytes, std::max<size_t>(bytes.size() * 2, 1 << 16)));
+    }
+    const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
+      const int err = errno;
       ::close(fd);
       throw fail(std::string("read failed: ") + std::strerror(err));
     }
     if (n == 0) break;
-    bytes.insert(bytes.end(), buf, buf + n);
+    got += static_cast<size_t>(n);
   }
   ::close(fd);
+  bytes.resize(got);
   return bytes;
 }
 

@@ -1,9 +1,21 @@
 #include "cnnviz/image.h"
 
+// libjpeg's headers need FILE and size_t first.
+#include <jerror.h>
+#include <jpeglib.h>
+#include <png.h>
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <ostream>
+#include <streambuf>
+#include <string>
 
 #include "cnnviz/error.h"
 #include "cnnviz/files.h"
@@ -34,43 +46,316 @@ bool jpeg_has_end_marker(const std::vector<uint8_t>& b) {
   return false;
 }
 
-// libpng prints warnings about broken ICC profiles ("iCCP: known incorrect
-// sRGB profile") straight to stderr, and OpenCV offers no way to silence it.
-// cnnviz ignores colour profiles anyway (as PIL does), so iCCP chunks are
-// dropped before decoding. Returns false when there is none to drop.
-bool strip_png_iccp(const std::vector<uint8_t>& in, std::vector<uint8_t>& out) {
-  constexpr size_t kSignature = 8;
-  bool found = false;
-  size_t pos = kSignature;
-  while (pos + 12 <= in.size()) {
-    const size_t len = (size_t{in[pos]} << 24) | (size_t{in[pos + 1]} << 16) |
-                       (size_t{in[pos + 2]} << 8) | size_t{in[pos + 3]};
-    if (len > in.size() - pos - 12) break;  // truncated: leave it to the decoder
-    if (std::memcmp(&in[pos + 4], "iCCP", 4) == 0) {
-      if (!found) out.assign(in.begin(), in.begin() + pos);
-      found = true;
-    } else if (found) {
-      out.insert(out.end(), in.begin() + pos, in.begin() + pos + 12 + len);
-    }
-    pos += 12 + len;
-  }
-  if (found) out.insert(out.end(), in.begin() + pos, in.end());
-  return found;
+std::string pixels_problem(int64_t width, int64_t height, int64_t max_pixels) {
+  return std::to_string(width) + "x" + std::to_string(height) +
+         " pixels, more than the budget of " + std::to_string(max_pixels) + " (--max-pixels)";
 }
+
+// OpenCV's decoders check the size in a file's header against
+// OPENCV_IO_MAX_IMAGE_PIXELS before they allocate; it is read once, on the
+// first decode, so it is set here, before that, to the first budget asked
+// for (the CLI has one per process) unless the environment sets it already.
+void limit_opencv_pixels(int64_t max_pixels) {
+  static std::once_flag once;
+  std::call_once(once, [max_pixels] {
+    setenv("OPENCV_IO_MAX_IMAGE_PIXELS", std::to_string(max_pixels).c_str(), /*overwrite=*/0);
+  });
+}
+
+// JPEG through libjpeg itself rather than OpenCV: its header gives the size
+// before anything is allocated, and its warnings tell corrupt data, which
+// libjpeg otherwise decodes "successfully" (grey where data is missing) and
+// OpenCV does not report. Warnings that do not change pixels are accepted,
+// as PIL accepts them.
+enum class JpegResult { kOk, kNotHandled, kTooLarge, kCorrupt };
+
+struct JpegErrors {
+  jpeg_error_mgr mgr;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+  bool corrupt;
+};
+
+bool benign_warning(int code) {
+  return code == JWRN_EXTRANEOUS_DATA || code == JWRN_JFIF_MAJOR || code == JWRN_ADOBE_XFORM ||
+         code == JWRN_BOGUS_ICC;
+}
+
+void on_jpeg_error(j_common_ptr c) {
+  auto* e = reinterpret_cast<JpegErrors*>(c->err);
+  c->err->format_message(c, e->message);
+  std::longjmp(e->jump, 1);
+}
+
+void on_jpeg_message(j_common_ptr c, int level) {
+  if (level >= 0) return;  // trace messages
+  auto* e = reinterpret_cast<JpegErrors*>(c->err);
+  if (benign_warning(c->err->msg_code) || e->corrupt) return;
+  e->corrupt = true;
+  c->err->format_message(c, e->message);
+}
+
+// Only trivially destructible locals here: libjpeg leaves by longjmp.
+JpegResult decode_jpeg(const uint8_t* data, size_t size, int64_t max_pixels, cv::Mat* rgb,
+                       int64_t* width, int64_t* height, char* message) {
+  jpeg_decompress_struct cinfo;
+  JpegErrors errors;
+  std::memset(&errors, 0, sizeof errors);
+  cinfo.err = jpeg_std_error(&errors.mgr);
+  errors.mgr.error_exit = on_jpeg_error;
+  errors.mgr.emit_message = on_jpeg_message;
+  if (setjmp(errors.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    std::strcpy(message, errors.message);
+    return JpegResult::kCorrupt;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
+  jpeg_read_header(&cinfo, TRUE);
+  *width = cinfo.image_width;
+  *height = cinfo.image_height;
+  if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
+    jpeg_destroy_decompress(&cinfo);
+    return JpegResult::kNotHandled;  // OpenCV converts CMYK
+  }
+  if (*width * *height > max_pixels) {
+    jpeg_destroy_decompress(&cinfo);
+    return JpegResult::kTooLarge;
+  }
+  cinfo.out_color_space = JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  rgb->create(static_cast<int>(cinfo.output_height), static_cast<int>(cinfo.output_width), CV_8UC3);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = rgb->ptr<uint8_t>(static_cast<int>(cinfo.output_scanline));
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  if (errors.corrupt) {
+    std::strcpy(message, errors.message);
+    return JpegResult::kCorrupt;
+  }
+  return JpegResult::kOk;
+}
+
+// PNG through libpng itself: OpenCV leaves libpng's default handlers in
+// place, which print "libpng error: ..." to stderr, and would need the iCCP
+// workaround for its warnings. The pixels are what OpenCV's IMREAD_UNCHANGED
+// plus the conversion below give: palettes expanded (transparency ignored),
+// grey replicated, alpha dropped, 16-bit samples' high byte kept (as
+// Pillow), no gamma correction (as PIL's convert("RGB")).
+struct PngReader {
+  const uint8_t* data;
+  size_t size, pos;
+  std::jmp_buf jump;
+  char message[256];
+};
+
+void on_png_error(png_structp png, png_const_charp message) {
+  auto* r = static_cast<PngReader*>(png_get_error_ptr(png));
+  std::snprintf(r->message, sizeof r->message, "%s", message);
+  std::longjmp(r->jump, 1);
+}
+
+void on_png_warning(png_structp, png_const_charp) {}  // colour profiles and the like
+
+void on_png_read(png_structp png, png_bytep out, png_size_t length) {
+  auto* r = static_cast<PngReader*>(png_get_io_ptr(png));
+  if (length > r->size - r->pos) png_error(png, "the data ends early");
+  std::memcpy(out, r->data + r->pos, length);
+  r->pos += length;
+}
+
+enum class PngResult { kOk, kTooLarge, kCorrupt };
+
+// Only trivially destructible locals here: libpng leaves by longjmp.
+PngResult decode_png(const uint8_t* data, size_t size, int64_t max_pixels, cv::Mat* rgb,
+                     int64_t* width, int64_t* height, char* message) {
+  PngReader reader;
+  reader.data = data;
+  reader.size = size;
+  reader.pos = 0;
+  reader.message[0] = 0;
+  png_structp png =
+      png_create_read_struct(PNG_LIBPNG_VER_STRING, &reader, on_png_error, on_png_warning);
+  if (!png) {
+    std::strcpy(message, "out of memory");
+    return PngResult::kCorrupt;
+  }
+  png_infop info = png_create_info_struct(png);
+  png_bytep* rows = nullptr;
+  if (setjmp(reader.jump)) {
+    std::free(rows);
+    png_destroy_read_struct(&png, &info, nullptr);
+    std::strcpy(message, reader.message);
+    return PngResult::kCorrupt;
+  }
+  if (!info) png_error(png, "out of memory");
+  png_set_read_fn(png, &reader, on_png_read);
+  // Colour profiles are ignored (as PIL does): no need to check them.
+  png_set_option(png, PNG_SKIP_sRGB_CHECK_PROFILE, PNG_OPTION_ON);
+  png_read_info(png, info);
+  *width = png_get_image_width(png, info);
+  *height = png_get_image_height(png, info);
+  if (*width * *height > max_pixels) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return PngResult::kTooLarge;
+  }
+  const int type = png_get_color_type(png, info);
+  if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (type == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) {
+    png_set_expand_gray_1_2_4_to_8(png);
+  }
+  if (type == PNG_COLOR_TYPE_GRAY || type == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+  if (type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+  png_set_strip_16(png);  // the high byte, as Pillow
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  if (png_get_channels(png, info) != 3 || png_get_bit_depth(png, info) != 8) {
+    png_error(png, "unsupported sample layout");
+  }
+  rgb->create(static_cast<int>(*height), static_cast<int>(*width), CV_8UC3);
+  rows = static_cast<png_bytep*>(std::malloc(sizeof(png_bytep) * static_cast<size_t>(*height)));
+  if (!rows) png_error(png, "out of memory");
+  for (int64_t y = 0; y < *height; ++y) rows[y] = rgb->ptr<uint8_t>(static_cast<int>(y));
+  png_read_image(png, rows);
+  png_read_end(png, nullptr);
+  std::free(rows);
+  png_destroy_read_struct(&png, &info, nullptr);
+  return PngResult::kOk;
+}
+
+// std::cerr's buffer with OpenCV's decoding messages taken out: its loader
+// prints "imdecode_('...'): can't read data: ..." to std::cerr for every
+// file a decoder gives up on, which cnnviz reports on one line of its own.
+// A line that may still become one of those is held back until it cannot;
+// everything else passes at once (so a progress bar's "\r..." is not
+// delayed). Thread-safe: decoders run on several threads.
+class CodecNoiseFilter : public std::streambuf {
+ public:
+  explicit CodecNoiseFilter(std::streambuf* out) : out_(out) {}
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
+    const char ch = traits_type::to_char_type(c);
+    std::lock_guard<std::mutex> lock(mutex_);
+    put(ch);
+    return c;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (std::streamsize i = 0; i < n; ++i) put(s[i]);
+    return n;
+  }
+  int sync() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return out_->pubsync();
+  }
+
+ private:
+  static bool noise_prefix(const std::string& line, bool whole) {
+    for (const char* p : {"imdecode_(", "imread_("}) {
+      const std::string prefix = p;
+      if (whole ? line.rfind(prefix, 0) == 0
+                : prefix.compare(0, std::min(prefix.size(), line.size()), line, 0,
+                                 std::min(prefix.size(), line.size())) == 0) {
+        return true;
+      }
+    }
+    return false;
+  }
+  void put(char ch) {
+    if (passing_) {
+      out_->sputc(ch);
+      if (ch == '\n') passing_ = false;
+      return;
+    }
+    held_ += ch;
+    if (ch == '\n') {
+      // OpenCV's message (whose text ends in a newline) is followed by
+      // std::endl: the empty lines after one go too.
+      const bool noise = noise_prefix(held_, true) || (after_noise_ && held_ == "\n");
+      if (!noise) out_->sputn(held_.data(), static_cast<std::streamsize>(held_.size()));
+      after_noise_ = noise;
+      held_.clear();
+    } else if (!noise_prefix(held_, false)) {
+      after_noise_ = false;
+      out_->sputn(held_.data(), static_cast<std::streamsize>(held_.size()));
+      held_.clear();
+      passing_ = true;
+    }
+  }
+
+  std::streambuf* out_;
+  std::mutex mutex_;
+  std::string held_;
+  bool passing_ = false;
+  bool after_noise_ = false;
+};
 
 }  // namespace
 
-cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& name) {
+Error with_image_name(const Error& e, const std::string& path) {
+  const std::string subject = "image '" + path + "'";
+  if (std::string(e.what()).rfind(subject, 0) == 0) return e;
+  return Error(e.code(), subject + ": " + e.what());
+}
+
+void filter_codec_messages(std::ostream& stream) {
+  static CodecNoiseFilter* filter = nullptr;  // lives as long as the process
+  if (!filter) {
+    filter = new CodecNoiseFilter(stream.rdbuf());
+    stream.rdbuf(filter);
+  }
+}
+
+int64_t max_image_file_bytes(int64_t max_pixels) {
+  return max_pixels * kMaxImageBytesPerPixel + (int64_t{1} << 20);
+}
+
+cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& name,
+                         int64_t max_pixels) {
   auto fail = [&](const std::string& problem) -> Error {
     return Error(ErrorCode::kInput, "image '" + name + "': " + problem);
   };
   if (bytes.empty()) throw fail("empty file");
   const bool jpeg = starts_with(bytes, {0xFF, 0xD8, 0xFF});
-  if (jpeg && !jpeg_has_end_marker(bytes)) throw fail("truncated JPEG (no end-of-image marker)");
+  if (jpeg) {
+    if (!jpeg_has_end_marker(bytes)) throw fail("truncated JPEG (no end-of-image marker)");
+    cv::Mat rgb;
+    int64_t width = 0, height = 0;
+    char message[JMSG_LENGTH_MAX] = "";
+    switch (decode_jpeg(bytes.data(), bytes.size(), max_pixels, &rgb, &width, &height, message)) {
+      case JpegResult::kOk:
+        return rgb;
+      case JpegResult::kTooLarge:
+        throw fail(pixels_problem(width, height, max_pixels));
+      case JpegResult::kCorrupt:
+        throw fail(std::string("corrupt or truncated JPEG data (") + message + ")");
+      case JpegResult::kNotHandled:
+        break;
+    }
+  }
 
-  const bool png = starts_with(bytes, {0x89, 'P', 'N', 'G'});
-  std::vector<uint8_t> stripped;
-  const std::vector<uint8_t>& data = png && strip_png_iccp(bytes, stripped) ? stripped : bytes;
+  const bool png = starts_with(bytes, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'});
+  if (png) {
+    // The size is in the header, read before anything is allocated (a 124
+    // KB file can hold 32000x32000 1-bit pixels).
+    cv::Mat rgb;
+    int64_t width = 0, height = 0;
+    char message[256] = "";
+    switch (decode_png(bytes.data(), bytes.size(), max_pixels, &rgb, &width, &height, message)) {
+      case PngResult::kOk:
+        return rgb;
+      case PngResult::kTooLarge:
+        throw fail(pixels_problem(width, height, max_pixels));
+      case PngResult::kCorrupt:
+        throw fail(std::string("corrupt or truncated PNG data (") + message + ")");
+    }
+  }
+  limit_opencv_pixels(max_pixels);
+  const std::vector<uint8_t>& data = bytes;
 
   cv::Mat raw;
   try {
@@ -80,11 +365,18 @@ cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& n
         cv::Mat(1, static_cast<int>(data.size()), CV_8UC1, const_cast<uint8_t*>(data.data())),
         cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
-    throw fail("cannot decode (" + first_line(e.what()) + ")");
+    const std::string what = first_line(e.what());
+    if (what.find("CV_IO_MAX_IMAGE_PIXELS") != std::string::npos ||
+        what.find("CV_IO_MAX_IMAGE_WIDTH") != std::string::npos ||
+        what.find("CV_IO_MAX_IMAGE_HEIGHT") != std::string::npos) {
+      throw fail("more pixels than the budget of " + std::to_string(max_pixels) +
+                 " (--max-pixels)");
+    }
+    throw fail("cannot decode (" + what + ")");
   }
   if (raw.empty()) {
-    throw fail(png || jpeg ? "corrupt or truncated image data"
-                           : "not an image or unsupported format");
+    throw fail(jpeg ? "corrupt or truncated image data"
+                    : "not an image (or an unsupported format, or corrupt or truncated data)");
   }
 
   cv::Mat eight;
@@ -132,8 +424,10 @@ cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& n
   return rgb;
 }
 
-cv::Mat read_image_rgb(const std::string& path) {
-  return decode_image_rgb(read_file(path, "image"), path);
+cv::Mat read_image_rgb(const std::string& path, int64_t max_pixels) {
+  return decode_image_rgb(
+      read_file(path, "image", static_cast<size_t>(max_image_file_bytes(max_pixels))), path,
+      max_pixels);
 }
 
 }  // namespace cnnviz

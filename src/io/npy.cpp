@@ -44,7 +44,7 @@ void write_npy(const std::string& path, const NpyArray& array) {
 }
 
 NpyArray read_npy(const std::string& path) {
-  std::vector<uint8_t> b = read_file(path, "npy file");
+  std::vector<uint8_t> b = read_file(path, "npy file", size_t{1} << 31);
   auto fail = [&](const std::string& problem) -> Error {
     return Error(ErrorCode::kInput, "npy file '" + path + "': " + problem);
   };

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "cnnviz/error.h"
+#include "cnnviz/limits.h"
 #include "cnnviz/methods.h"
 
 namespace cnnviz {
@@ -72,19 +73,19 @@ const std::vector<ParamDef>& param_table() {
       return p;
     };
     return std::vector<ParamDef>{
-        number("samples", "Noisy copies per image", &MethodParams::samples, 1, 100000),
+        number("samples", "Noisy copies per image", &MethodParams::samples, 1, kMaxSamples),
         number("noise", "Noise sigma as a fraction of the input's value range",
                &MethodParams::noise, 0.0, 10.0),
         number("seed", "Seed of the noise", &MethodParams::seed, 0, 0),
         choice("of", "Gradient to smooth", &MethodParams::smooth_of,
                {"saliency", "guided-backprop"}),
         number("steps", "Riemann steps from the baseline to the image", &MethodParams::steps, 1,
-               100000),
+               kMaxSamples),
         choice("baseline", "Baseline image", &MethodParams::baseline, {"black", "blurred"}),
         number("blur_sigma", "Gaussian sigma (pixels) of the blurred baseline",
                &MethodParams::blur_sigma, 0.1, 1000.0),
         number("sample_batch", "Images per pass for noisy copies, steps or masks",
-               &MethodParams::sample_batch, 1, 4096, /*changes_maps=*/false),
+               &MethodParams::sample_batch, 1, kMaxSampleBatch, /*changes_maps=*/false),
     };
   }();
   return table;

@@ -14,6 +14,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr int64_t kDefaultTopK = 5;
+
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
@@ -24,10 +26,12 @@ ClassifySummary classify(const Model& model, const std::vector<std::string>& ima
                          const ClassifyOptions& options, Progress& progress,
                          const std::function<void(const ClassifyResult&)>& on_result) {
   const ModelInfo& info = model.info();
-  if (!info.labels.empty() && options.top_k > static_cast<int>(info.labels.size())) {
-    throw Error(ErrorCode::kUsage,
-                "-k " + std::to_string(options.top_k) + ": must be between 1 and " +
-                    std::to_string(info.labels.size()) + " (the model's classes)");
+  const int64_t known_classes =
+      !info.labels.empty() ? static_cast<int64_t>(info.labels.size()) : info.num_classes;
+  if (options.top_k > 0 && known_classes > 0 && options.top_k > known_classes) {
+    throw Error(ErrorCode::kUsage, "-k " + std::to_string(options.top_k) +
+                                       ": must be between 1 and " + std::to_string(known_classes) +
+                                       " (the model's classes)");
   }
   const Clock::time_point start = Clock::now();
   ClassifySummary summary;
@@ -36,6 +40,7 @@ ClassifySummary classify(const Model& model, const std::vector<std::string>& ima
   LoaderOptions loader_options;
   loader_options.batch_size = std::max<size_t>(1, options.batch_size);
   loader_options.workers = options.decoders;
+  loader_options.max_pixels = options.max_pixels;
   BatchLoader loader(images, info.preprocess, loader_options);
   size_t chunk = loader_options.batch_size;  // images per pass; halved on out-of-memory
   auto next_batch = [&] {
@@ -66,11 +71,18 @@ ClassifySummary classify(const Model& model, const std::vector<std::string>& ima
         inputs.size(), chunk, progress,
         [&](size_t begin, size_t end) {
           const Clock::time_point t = Clock::now();
-          std::vector<std::vector<Prediction>> top =
-              top_k(model.logits(at::stack(std::vector<at::Tensor>(
-                        inputs.begin() + static_cast<std::ptrdiff_t>(begin),
-                        inputs.begin() + static_cast<std::ptrdiff_t>(end)))),
-                    options.top_k);
+          const at::Tensor logits = model.logits(at::stack(
+              std::vector<at::Tensor>(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
+                                      inputs.begin() + static_cast<std::ptrdiff_t>(end))));
+          // Not given: 5, or every class of a model with fewer.
+          const int64_t k =
+              options.top_k > 0 ? options.top_k : std::min<int64_t>(kDefaultTopK, logits.size(1));
+          if (k > logits.size(1)) {
+            throw Error(ErrorCode::kUsage, "-k " + std::to_string(k) + ": must be between 1 and " +
+                                               std::to_string(logits.size(1)) +
+                                               " (the model's classes)");
+          }
+          std::vector<std::vector<Prediction>> top = top_k(logits, static_cast<int>(k));
           summary.network_ms += ms_since(t);
           for (size_t j = begin; j < end; ++j) {
             ClassifyResult& r = summary.results[slots[j]];

@@ -10,6 +10,7 @@
 #include "cnnviz/error.h"
 #include "cnnviz/files.h"
 #include "cnnviz/image.h"
+#include "cnnviz/json_util.h"
 #include "cnnviz/layers.h"
 #include "cnnviz/manifest.h"
 #include "cnnviz/png.h"
@@ -93,12 +94,18 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
   };
   std::vector<std::optional<Done>> done(images.size());
   const std::vector<std::string> stems = unique_stems(images);
+  // One evaluation (or shard of one) at a time in OUTDIR, and no image
+  // directory that is a link out of it.
+  const RunLock lock(options.outdir, options.report_name.substr(0, options.report_name.rfind('.')));
+  for (const std::string& stem : stems) check_image_dir(options.outdir, stem);
   failed = 0;
   for (size_t i = 0; i < images.size(); ++i) {
     if (interrupted()) break;
-    json entry = {{"image", images[i]}, {"dir", stems[i]}};
+    json entry;
+    set_image_name(entry, images[i]);
+    entry["dir"] = stems[i];
     try {
-      const cv::Mat rgb = read_image_rgb(images[i]);
+      const cv::Mat rgb = read_image_rgb(images[i], options.max_pixels);
       Done d;
       d.x = preprocess(rgb, info.preprocess).unsqueeze(0);
       at::Tensor top = model.logits(d.x);
@@ -107,6 +114,7 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
       entry["class"] = d.cls;
       entry["label"] = info.label(d.cls);
       entry["methods"] = json::object();
+      check_image_dir(options.outdir, stems[i]);
       make_output_dir(options.outdir + "/" + stems[i]);
       for (size_t m = 0; m < methods.size(); ++m) {
         at::Tensor map = importance(*engines[m], *methods[m], d.x, d.cls, params);
@@ -131,8 +139,9 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
       }
       done[i] = std::move(d);
       progress.done();
-    } catch (const Error& e) {
-      if (e.code() != ErrorCode::kInput) throw;
+    } catch (const Error& raw) {
+      if (raw.code() != ErrorCode::kInput) throw;
+      const Error e = with_image_name(raw, images[i]);
       entry["error"] = e.what();
       ++failed;
       progress.failed(e.what());
@@ -190,7 +199,7 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
   }
   doc["summary"] = std::move(summary);
   doc["failed"] = failed;
-  const std::string text = doc.dump(2) + "\n";
+  const std::string text = dump_json(doc, 2) + "\n";
   write_file_atomic(options.outdir + "/" + options.report_name, text.data(), text.size());
   return doc;
 }

@@ -17,6 +17,7 @@
 #include "cnnviz/engine.h"
 #include "cnnviz/error.h"
 #include "cnnviz/files.h"
+#include "cnnviz/json_util.h"
 #include "cnnviz/layers.h"
 #include "cnnviz/loader.h"
 #include "cnnviz/manifest.h"
@@ -150,7 +151,10 @@ struct RunState {
   }
 
   void fail(size_t position, const std::string& image, const std::string& message) {
-    json e = {{"image", image}, {"index", position}, {"error", message}};
+    json e;
+    set_image_name(e, image);
+    e["index"] = position;
+    e["error"] = message;
     journal.append(e, run_key);
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -242,10 +246,14 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   doc["shard"] = options.shard.active() ? json(options.shard.name()) : json(nullptr);
   doc["inputs"] = images.size();
   const std::string run_key =
-      json({doc["model"]["path"], method.name, layers, doc["options"]}).dump();
+      dump_json(json({doc["model"]["path"], method.name, layers, doc["options"]}));
 
   // Entries of earlier runs with the same settings, for --skip-existing.
   std::map<std::string, json> previous;
+  // One run (or shard) at a time in OUTDIR; image directories that are
+  // links would send maps elsewhere: refused before any work.
+  const RunLock lock(options.outdir, options.shard.active() ? options.shard.name() : "run");
+  for (size_t p : positions) check_image_dir(options.outdir, stems[p]);
   if (options.skip_existing) previous = read_journals(options.outdir, run_key);
   Journal journal(options.outdir + "/journal" + suffix + ".jsonl");
 
@@ -272,6 +280,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   loader_options.batch_size = std::max<size_t>(1, options.batch_size);
   loader_options.workers = options.decoders;
   loader_options.keep_rgb = full_view;
+  loader_options.max_pixels = options.max_pixels;
   BatchLoader loader(to_load, info.preprocess, loader_options);
 
   RunState state{method, selection, style, journal, run_key, progress, {}, entries};
@@ -345,11 +354,11 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
         if (!maps.maps.empty()) {
           for (const MethodMap& m : maps.maps[0]) w->layers.push_back(m.layer);
         }
-        w->entry = {{"image", img.path},
-                    {"index", img.index},
-                    {"dir", stems[img.index]},
-                    {"predictions", std::move(predictions)},
-                    {"targets", std::move(target_list)}};
+        set_image_name(w->entry, img.path);
+        w->entry.update(json{{"index", img.index},
+                             {"dir", stems[img.index]},
+                             {"predictions", std::move(predictions)},
+                             {"targets", std::move(target_list)}});
         w->written.resize(w->raw.size());
         size_t jobs = 0;
         for (size_t r = 0; r < w->raw.size(); ++r) {
@@ -365,6 +374,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
       size_t rows = 0, columns = 0;  // ranks, maps per rank
       for (const std::shared_ptr<ImageWork>& w : work) {
         std::error_code ec;
+        check_image_dir(w->dir.outdir, w->dir.subdir);
         fs::create_directories(fs::path(w->dir.outdir) / w->dir.subdir, ec);
         if (ec) {
           throw Error(ErrorCode::kOutput, "cannot create output directory '" + w->dir.outdir + "/" +
@@ -425,7 +435,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
                     {"failed", summary.failed},
                     {"skipped", summary.skipped},
                     {"interrupted", summary.interrupted}};
-  const std::string text = doc.dump(2) + "\n";
+  const std::string text = dump_json(doc, 2) + "\n";
   write_file_atomic(options.outdir + "/manifest" + suffix + ".json", text.data(), text.size());
   return summary;
 }

@@ -3,10 +3,11 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
 #include <istream>
 
 #include "cnnviz/error.h"
+#include "cnnviz/files.h"
+#include "cnnviz/limits.h"
 
 namespace fs = std::filesystem;
 
@@ -25,14 +26,49 @@ bool is_image_name(const fs::path& p) {
   return std::find(known.begin(), known.end(), ext) != known.end();
 }
 
-void read_list(std::istream& in, std::vector<std::string>& out) {
-  for (std::string line; std::getline(in, line);) {
+// One path per line (trailing spaces and CRs dropped; blank lines and
+// '#' comments skipped), or, when the text holds a NUL byte, one path per
+// NUL-terminated entry, exactly as written (`find -print0`, `xargs -0`).
+void split_list(const std::string& text, std::vector<std::string>& out) {
+  if (text.find('\0') != std::string::npos) {
+    size_t start = 0;
+    for (size_t end; (end = text.find('\0', start)) != std::string::npos; start = end + 1) {
+      if (end > start) out.push_back(text.substr(start, end - start));
+    }
+    if (start < text.size()) out.push_back(text.substr(start));
+    return;
+  }
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    start = end + 1;
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) {
       line.pop_back();
     }
     if (line.empty() || line[0] == '#') continue;
     out.push_back(line);
   }
+}
+
+std::string read_stream(std::istream& in, const std::string& name) {
+  std::string text;
+  char buf[1 << 16];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxListBytes) {
+      throw Error(ErrorCode::kInput, "list file '" + name + "': too large (more than " +
+                                         std::to_string(kMaxListBytes) + " bytes)");
+    }
+  }
+  return text;
+}
+
+std::string first_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 3; ++i) out += (i ? ", " : "") + names[i];
+  return names.size() > 3 ? out + ", ..." : out;
 }
 
 }  // namespace
@@ -43,35 +79,58 @@ const std::vector<std::string>& image_extensions() {
   return exts;
 }
 
-std::vector<std::string> expand_inputs(const std::vector<std::string>& args,
-                                       const std::string& list_file, std::istream& in) {
-  std::vector<std::string> out;
+ExpandedInputs expand_inputs(const std::vector<std::string>& args, const std::string& list_file,
+                             std::istream& in) {
+  ExpandedInputs out;
   for (const std::string& arg : args) {
     std::error_code ec;
     if (!fs::is_directory(arg, ec)) {
-      out.push_back(arg);
+      out.images.push_back(arg);
       continue;
     }
-    std::vector<std::string> found;
+    std::vector<std::string> found, other, irregular;
     fs::recursive_directory_iterator it(arg, fs::directory_options::skip_permission_denied, ec),
         end;
     if (ec) throw Error(ErrorCode::kInput, "directory '" + arg + "': " + ec.message());
     for (; it != end; it.increment(ec)) {
       if (ec) throw Error(ErrorCode::kInput, "directory '" + arg + "': " + ec.message());
       std::error_code fe;
-      if (!it->is_directory(fe) && is_image_name(it->path())) found.push_back(it->path().string());
+      const fs::file_status st = it->status(fe);  // follows links
+      if (fs::is_directory(st)) continue;
+      const std::string path = it->path().string();
+      if (!is_image_name(it->path())) {
+        other.push_back(it->path().filename().string());
+      } else if (!fs::is_regular_file(st)) {
+        // A FIFO or device would block or never end; a broken link fails.
+        irregular.push_back(it->path().filename().string());
+      } else {
+        found.push_back(path);
+      }
     }
     std::sort(found.begin(), found.end());
-    out.insert(out.end(), found.begin(), found.end());
+    out.images.insert(out.images.end(), found.begin(), found.end());
+    if (!other.empty() || !irregular.empty()) {
+      std::sort(other.begin(), other.end());
+      std::sort(irregular.begin(), irregular.end());
+      std::string note = "'" + arg + "': skipped ";
+      if (!other.empty()) {
+        note += std::to_string(other.size()) + " file" + (other.size() > 1 ? "s" : "") +
+                " without an image extension (" + first_names(other) + ")";
+      }
+      if (!irregular.empty()) {
+        note += std::string(other.empty() ? "" : " and ") + std::to_string(irregular.size()) +
+                " that " + (irregular.size() > 1 ? "are" : "is") + " not a regular file (" +
+                first_names(irregular) + ")";
+      }
+      out.notes.push_back(note);
+    }
   }
   if (!list_file.empty()) {
-    if (list_file == "-") {
-      read_list(in, out);
-    } else {
-      std::ifstream f(list_file);
-      if (!f) throw Error(ErrorCode::kInput, "list file '" + list_file + "': cannot be read");
-      read_list(f, out);
-    }
+    const std::string text = list_file == "-" ? read_stream(in, "-") : [&] {
+      const std::vector<uint8_t> bytes = read_file(list_file, "list file", kMaxListBytes);
+      return std::string(bytes.begin(), bytes.end());
+    }();
+    split_list(text, out.images);
   }
   return out;
 }

@@ -28,12 +28,12 @@ struct BatchLoader::State {
     img.index = i;
     img.path = paths[i];
     try {
-      cv::Mat rgb = read_image_rgb(paths[i]);
+      cv::Mat rgb = read_image_rgb(paths[i], options.max_pixels);
       img.box = crop_box(rgb.cols, rgb.rows, preprocessing);
       img.input = preprocess(rgb, preprocessing);
       if (options.keep_rgb) img.rgb = std::move(rgb);
     } catch (const Error& e) {
-      img.error = e;
+      img.error = with_image_name(e, paths[i]);
     } catch (const std::exception& e) {  // e.g. out of memory on a huge image
       img.error = Error(ErrorCode::kInput, "image '" + paths[i] + "': " + first_line(e.what()));
     }

@@ -21,6 +21,8 @@
 #include "assets.h"
 #include "cnnviz/error.h"
 #include "cnnviz/files.h"
+#include "cnnviz/json_util.h"
+#include "cnnviz/limits.h"
 #include "cnnviz/manifest.h"
 #include "cnnviz/version.h"
 
@@ -60,13 +62,11 @@ std::vector<RunFile> find_manifests(const std::string& outdir) {
 }
 
 json read_manifest(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file(path, "report:");
-  json doc;
-  try {
-    doc = json::parse(bytes.begin(), bytes.end());
-  } catch (const json::exception& e) {
-    throw bad_manifest(path, "not valid JSON (" + json_problem(e) + ")");
-  }
+  const std::vector<uint8_t> bytes = read_file(path, "report:", kMaxManifestBytes);
+  // Depth-limited: nothing that walks the document later can run out of stack.
+  const json doc =
+      parse_json(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                 "report: '" + path + "'", ErrorCode::kInput);
   if (!doc.is_object() || !doc.contains("images") || !doc["images"].is_array()) {
     throw bad_manifest(path, "not a cnnviz manifest (no \"images\" array)");
   }
@@ -124,6 +124,9 @@ json report_data(const std::string& outdir, const std::vector<RunFile>& files) {
       const size_t run_index = data["runs"].size();
       data["runs"].push_back(std::move(run));
       for (const json& e : doc["images"]) {
+        if (!e.is_object() || !e.contains("image") || !e["image"].is_string()) {
+          throw bad_manifest(path, "not a cnnviz manifest (an entry of \"images\" names no image)");
+        }
         json img = {{"image", e.at("image").get<std::string>()},
                     {"dir", e.value("dir", "")},
                     {"run", run_index}};
