@@ -341,7 +341,17 @@ cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& n
   const bool png = starts_with(bytes, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'});
   if (png) {
     // The size is in the header, read before anything is allocated (a 124
-    // KB file can hold 32000x32000 1-bit pixels).
+    // KB file can hold 32000x32000 1-bit pixels); the first chunk is the
+    // header, whatever its checksum says.
+    if (bytes.size() >= 24 && std::memcmp(&bytes[12], "IHDR", 4) == 0) {
+      auto be32 = [&](size_t at) {
+        return (int64_t{bytes[at]} << 24) | (int64_t{bytes[at + 1]} << 16) |
+               (int64_t{bytes[at + 2]} << 8) | int64_t{bytes[at + 3]};
+      };
+      if (be32(16) * be32(20) > max_pixels) {
+        throw fail(pixels_problem(be32(16), be32(20), max_pixels));
+      }
+    }
     cv::Mat rgb;
     int64_t width = 0, height = 0;
     char message[256] = "";
