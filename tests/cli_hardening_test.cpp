@@ -35,12 +35,9 @@ class CliHardeningTest : public ::testing::Test {
     ASSERT_TRUE(cv::imwrite(photo_, m));
   }
 
-  test::RunResult cnnviz(std::vector<std::string> args,
-                         std::map<std::string, std::string> env = {}) {
-    args.insert(args.begin(), test::cnnviz_bin());
-    env.emplace("CNNVIZ_MODEL", "");
-    env.emplace("CNNVIZ_MODELS", "");
-    return test::run(args, env);
+  test::RunResult cnnviz(const std::vector<std::string>& args,
+                         const std::map<std::string, std::string>& env = {}) {
+    return test::run_cnnviz(args, env);
   }
 
   json manifest() const { return json::parse(test::read_text(out_ + "/manifest.json")); }

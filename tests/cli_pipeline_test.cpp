@@ -29,12 +29,9 @@ class CliPipelineTest : public ::testing::Test {
     out_ = dir_.file("out");
   }
 
-  test::RunResult cnnviz(std::vector<std::string> args,
-                         std::map<std::string, std::string> env = {}) {
-    args.insert(args.begin(), test::cnnviz_bin());
-    env.emplace("CNNVIZ_MODEL", "");
-    env.emplace("CNNVIZ_MODELS", "");
-    return test::run(args, env);
+  test::RunResult cnnviz(const std::vector<std::string>& args,
+                         const std::map<std::string, std::string>& env = {}) {
+    return test::run_cnnviz(args, env);
   }
 
   nlohmann::json manifest() const {

@@ -63,6 +63,13 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
+RunResult run_cnnviz(std::vector<std::string> args, std::map<std::string, std::string> env) {
+  args.insert(args.begin(), cnnviz_bin());
+  env.emplace("CNNVIZ_MODEL", "");
+  env.emplace("CNNVIZ_MODELS", "");
+  return run(args, env);
+}
+
 int start(const std::vector<std::string>& argv, const std::string& dir,
           const std::map<std::string, std::string>& env) {
   const std::string out_path = dir + "/stdout", err_path = dir + "/stderr",

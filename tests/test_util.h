@@ -52,6 +52,10 @@ RunResult run(const std::vector<std::string>& argv,
               const std::map<std::string, std::string>& env = {},
               const std::string& stdin_text = "");
 
+// Runs the cnnviz binary with `args`, with $CNNVIZ_MODEL and $CNNVIZ_MODELS
+// unset (and `env` set) in the child.
+RunResult run_cnnviz(std::vector<std::string> args, std::map<std::string, std::string> env = {});
+
 // Starts argv in the background (stdout/stderr to files in `dir`); returns
 // its pid. finish() waits for it and collects the result.
 int start(const std::vector<std::string>& argv, const std::string& dir,

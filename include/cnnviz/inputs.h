@@ -29,6 +29,14 @@ struct ExpandedInputs {
 ExpandedInputs expand_inputs(const std::vector<std::string>& args, const std::string& list_file,
                              std::istream& in);
 
+// Class names, one per line (trailing CRs and spaces dropped, trailing
+// blank lines ignored), at most kMaxClasses of at most kMaxMetadataString
+// bytes each. Throws Error(kInput) "labels file '<path>': problem" for an
+// empty line, a NUL byte, or too many or too long labels. read_labels reads
+// the file (at most kMaxLabelsBytes) first.
+std::vector<std::string> parse_labels(const std::string& text, const std::string& path);
+std::vector<std::string> read_labels(const std::string& path);
+
 // "K/N" with 1 <= K <= N: this process takes every N-th input starting at
 // the K-th, so N processes with K = 1..N cover every input exactly once.
 struct Shard {

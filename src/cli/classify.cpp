@@ -8,6 +8,7 @@
 
 #include "cnnviz/classify.h"
 #include "cnnviz/error.h"
+#include "cnnviz/stopwatch.h"
 #include "cnnviz/inputs.h"
 #include "cnnviz/json_util.h"
 #include "cnnviz/limits.h"
@@ -19,12 +20,6 @@
 namespace cnnviz::cli {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
 
 void print_text(std::ostream& out, const std::string& image, const std::vector<Prediction>& preds,
                 const ModelInfo& info) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <iostream>
 #include <ostream>
-#include <sstream>
 #include <tuple>
 
 #include "cnnviz/error.h"
@@ -76,29 +75,6 @@ std::vector<std::string> collect_inputs(const InputOptions& opts, std::ostream& 
 }
 
 namespace {
-
-std::vector<std::string> read_labels(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file(path, "labels file", kMaxLabelsBytes);
-  const std::string text(bytes.begin(), bytes.end());
-  if (text.find('\0') != std::string::npos) {
-    throw Error(ErrorCode::kInput, "labels file '" + path + "': not text (holds a NUL byte)");
-  }
-  std::istringstream in(text);
-  std::vector<std::string> labels;
-  for (std::string line; std::getline(in, line);) {
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    labels.push_back(line);
-  }
-  while (!labels.empty() && labels.back().empty()) labels.pop_back();
-  if (labels.empty()) throw Error(ErrorCode::kInput, "labels file '" + path + "': no labels");
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (labels[i].empty()) {
-      throw Error(ErrorCode::kInput, "labels file '" + path + "': line " + std::to_string(i + 1) +
-                                         " is empty (one class name per line)");
-    }
-  }
-  return labels;
-}
 
 void apply_overrides(const ModelOptions& opts, ModelInfo& info) {
   if (!opts.labels.empty()) info.labels = read_labels(opts.labels);

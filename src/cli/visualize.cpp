@@ -14,6 +14,7 @@
 #include "cnnviz/progress.h"
 #include "cnnviz/render.h"
 #include "cnnviz/runtime.h"
+#include "cnnviz/stopwatch.h"
 
 namespace cnnviz::cli {
 
@@ -104,16 +105,14 @@ int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) 
   const std::vector<std::string> images = collect_inputs(opts.inputs, err);
   opts.explain.shard = parse_shard(opts.inputs.shard);
   opts.explain.max_pixels = opts.inputs.max_pixels;
-  auto start = std::chrono::steady_clock::now();
+  Clock::time_point start = Clock::now();
   Model model = open_model(opts.model, err);
-  const double load_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const double load_ms = ms_since(start);
   const size_t share = shard_positions(images.size(), opts.explain.shard).size();
   Progress progress(err, share, !opts.inputs.quiet && stderr_is_terminal());
-  start = std::chrono::steady_clock::now();
+  start = Clock::now();
   ExplainSummary summary = explain(model, images, opts.explain, progress);
-  const double run_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const double run_ms = ms_since(start);
   if (opts.json) out << dump_json(summary.manifest, 2) << "\n";
   if (opts.timings) {
     nlohmann::ordered_json t = {{"images", summary.images},

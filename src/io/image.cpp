@@ -183,7 +183,9 @@ PngResult decode_png(const uint8_t* data, size_t size, int64_t max_pixels, cv::M
     return PngResult::kCorrupt;
   }
   png_infop info = png_create_info_struct(png);
-  png_bytep* rows = nullptr;
+  // volatile: set after setjmp, read after a longjmp (found by fuzzing: the
+  // register copy leaked the rows on corrupt data).
+  png_bytep* volatile rows = nullptr;
   if (setjmp(reader.jump)) {
     std::free(rows);
     png_destroy_read_struct(&png, &info, nullptr);

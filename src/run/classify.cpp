@@ -6,19 +6,14 @@
 
 #include "cnnviz/batching.h"
 #include "cnnviz/error.h"
+#include "cnnviz/stopwatch.h"
 #include "cnnviz/loader.h"
 
 namespace cnnviz {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr int64_t kDefaultTopK = 5;
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
 
 }  // namespace
 

@@ -16,6 +16,7 @@
 #include "cnnviz/compute.h"
 #include "cnnviz/engine.h"
 #include "cnnviz/error.h"
+#include "cnnviz/stopwatch.h"
 #include "cnnviz/files.h"
 #include "cnnviz/json_util.h"
 #include "cnnviz/layers.h"
@@ -35,13 +36,7 @@ namespace cnnviz {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr int kManifestPredictions = 5;
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
 
 // Test hook: with CNNVIZ_TEST_WRITE_DELAY_MS=N in the environment each map
 // takes N ms longer to write, so that a test can stop a run while its

@@ -135,6 +135,46 @@ ExpandedInputs expand_inputs(const std::vector<std::string>& args, const std::st
   return out;
 }
 
+std::vector<std::string> parse_labels(const std::string& text, const std::string& path) {
+  auto fail = [&](const std::string& problem) {
+    return Error(ErrorCode::kInput, "labels file '" + path + "': " + problem);
+  };
+  if (text.find('\0') != std::string::npos) throw fail("not text (holds a NUL byte)");
+  std::vector<std::string> labels;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    start = end + 1;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.size() > kMaxMetadataString) {
+      throw fail("line " + std::to_string(labels.size() + 1) + " is longer than " +
+                 std::to_string(kMaxMetadataString) + " bytes");
+    }
+    labels.push_back(std::move(line));
+    if (labels.size() > static_cast<size_t>(kMaxClasses) + 1) {
+      throw fail("more than " + std::to_string(kMaxClasses) + " labels");
+    }
+  }
+  while (!labels.empty() && labels.back().empty()) labels.pop_back();
+  if (labels.empty()) throw fail("no labels");
+  if (labels.size() > static_cast<size_t>(kMaxClasses)) {
+    throw fail("more than " + std::to_string(kMaxClasses) + " labels");
+  }
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i].empty()) {
+      throw fail("line " + std::to_string(i + 1) + " is empty (one class name per line)");
+    }
+  }
+  return labels;
+}
+
+std::vector<std::string> read_labels(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file(path, "labels file", kMaxLabelsBytes);
+  return parse_labels(std::string(bytes.begin(), bytes.end()), path);
+}
+
 std::string Shard::name() const {
   return "shard-" + std::to_string(index) + "-of-" + std::to_string(count);
 }

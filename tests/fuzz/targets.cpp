@@ -1,0 +1,202 @@
+#include "targets.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <sstream>
+#include <stdexcept>
+
+#include "cnnviz/error.h"
+#include "cnnviz/files.h"
+#include "cnnviz/image.h"
+#include "cnnviz/inputs.h"
+#include "cnnviz/manifest.h"
+#include "cnnviz/model.h"
+#include "cnnviz/npy.h"
+#include "cnnviz/png.h"
+#include "cnnviz/preprocess.h"
+#include "cnnviz/report.h"
+
+namespace fs = std::filesystem;
+
+namespace cnnviz::fuzz {
+
+namespace {
+
+[[noreturn]] void bug(const std::string& what) { throw std::logic_error("fuzz: " + what); }
+
+// A directory of this process's own for targets that read files (in memory
+// when /dev/shm exists), emptied before each input.
+const std::string& scratch() {
+  static const std::string dir = [] {
+    const fs::path base = fs::exists("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
+    const fs::path d = base / ("cnnviz-fuzz-" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    return d.string();
+  }();
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) fs::remove_all(e.path(), ec);
+  return dir;
+}
+
+void write(const std::string& path, const uint8_t* data, size_t size) {
+  write_file_atomic(path, data, size);
+}
+
+}  // namespace
+
+int image(const uint8_t* data, size_t size) {
+  constexpr int64_t kBudget = 4'000'000;
+  try {
+    const cv::Mat rgb =
+        decode_image_rgb(std::vector<uint8_t>(data, data + size), "fuzz", kBudget);
+    if (rgb.empty() || rgb.type() != CV_8UC3) bug("decoded image is not 8-bit RGB");
+    if (static_cast<int64_t>(rgb.cols) * rgb.rows > kBudget) bug("budget exceeded");
+    Preprocessing p;
+    p.resize = p.crop = 32;
+    const CropBox box = crop_box(rgb.cols, rgb.rows, p);
+    if (box.left < 0 || box.top < 0 || box.left + box.size > box.resized_w ||
+        box.top + box.size > box.resized_h) {
+      bug("crop outside the resized image");
+    }
+    (void)preprocess(rgb, p);
+  } catch (const Error&) {
+  }
+  return 0;
+}
+
+int metadata(const uint8_t* data, size_t size) {
+  try {
+    const ModelInfo info =
+        parse_model_info(std::string(reinterpret_cast<const char*>(data), size), "fuzz.pt");
+    const Preprocessing& p = info.preprocess;
+    if (p.crop < 1 || p.crop > kMaxCrop || p.resize < p.crop || p.resize > kMaxResize) {
+      bug("preprocessing out of bounds");
+    }
+    for (float s : p.std) {
+      if (!(s > 0)) bug("std not positive");
+    }
+    if (info.labels.size() > static_cast<size_t>(kMaxClasses)) bug("too many labels");
+  } catch (const Error&) {
+  }
+  return 0;
+}
+
+int lists(const uint8_t* data, size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  try {
+    const std::vector<std::string> labels = parse_labels(text, "fuzz");
+    if (labels.empty()) bug("no labels without an error");
+    for (const std::string& l : labels) {
+      if (l.empty() || l.find('\n') != std::string::npos) bug("empty or multi-line label");
+    }
+  } catch (const Error&) {
+  }
+  try {
+    std::istringstream in(text);
+    const ExpandedInputs inputs = expand_inputs({}, "-", in);
+    for (const std::string& image : inputs.images) {
+      if (image.empty()) bug("an empty path");
+    }
+  } catch (const Error&) {
+  }
+  return 0;
+}
+
+int manifests(const uint8_t* data, size_t size) {
+  const std::string dir = scratch();
+  write(dir + "/manifest.json", data, size);
+  try {
+    write_report(dir);
+  } catch (const Error&) {
+  }
+  fs::remove(dir + "/manifest.json");
+  write(dir + "/manifest.shard-1-of-1.json", data, size);
+  try {
+    merge_manifests(dir);
+  } catch (const Error&) {
+  }
+  write(dir + "/journal.jsonl", data, size);
+  // Whatever the journal says, only files inside OUTDIR count.
+  for (const auto& [image, entry] : read_journals(dir, "")) {
+    if (!outputs_complete(dir, entry)) continue;
+    for (const auto& f : entry["files"]) {
+      const std::string path = f["path"].get<std::string>();
+      if (path.empty() || path[0] == '/') bug("a path outside OUTDIR was trusted: " + path);
+      for (const auto& part : fs::path(path)) {
+        if (part == "..") bug("a path leaving OUTDIR was trusted: " + path);
+      }
+    }
+  }
+  return 0;
+}
+
+int npy(const uint8_t* data, size_t size) {
+  const std::string dir = scratch();
+  write(dir + "/in.npy", data, size);
+  try {
+    const NpyArray a = read_npy(dir + "/in.npy");
+    size_t count = 1;
+    for (int64_t d : a.shape) count *= static_cast<size_t>(d);
+    if (count != a.data.size()) bug("shape and data disagree");
+  } catch (const Error&) {
+  }
+  // Round trip: the first byte picks a rank, the rest are the values.
+  if (size == 0) return 0;
+  const size_t floats = (size - 1) / sizeof(float);
+  NpyArray a;
+  a.data.resize(floats);
+  std::memcpy(a.data.data(), data + 1, floats * sizeof(float));
+  switch (data[0] % 3) {
+    case 0:
+      a.shape = {static_cast<int64_t>(floats)};
+      break;
+    case 1:
+      a.shape = {1, static_cast<int64_t>(floats)};
+      break;
+    default:
+      a.shape = {static_cast<int64_t>(floats), 1, 1};
+  }
+  write_npy(dir + "/out.npy", a);
+  const NpyArray b = read_npy(dir + "/out.npy");
+  if (b.shape != a.shape || b.data.size() != a.data.size() ||
+      std::memcmp(b.data.data(), a.data.data(), a.data.size() * sizeof(float)) != 0) {
+    bug("npy round trip changed the array");
+  }
+  return 0;
+}
+
+int png(const uint8_t* data, size_t size) {
+  if (size < 3) return 0;
+  // Width, channels and order from the first bytes; the rest are pixels.
+  const int width = 1 + data[0] % 64;
+  const int channels = data[1] % 2 ? 3 : 1;
+  const PixelOrder order = data[2] % 2 ? PixelOrder::kBgr : PixelOrder::kRgb;
+  const size_t row = static_cast<size_t>(width) * channels;
+  const int height = static_cast<int>((size - 3) / row);
+  if (height < 1) return 0;
+  cv::Mat img(height, width, CV_8UC(channels), const_cast<uint8_t*>(data + 3));
+  const std::vector<uint8_t> bytes = encode_png(img, order);
+  cv::Mat back = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+  if (back.empty()) bug("OpenCV cannot decode the PNG");
+  if (channels == 3 && order == PixelOrder::kRgb) cv::cvtColor(back, back, cv::COLOR_BGR2RGB);
+  if (back.size() != img.size() || back.type() != img.type() ||
+      cv::norm(back, img, cv::NORM_INF) != 0) {
+    bug("PNG round trip changed the pixels");
+  }
+  return 0;
+}
+
+const std::vector<NamedTarget>& targets() {
+  static const std::vector<NamedTarget> all = {{"image", image},         {"metadata", metadata},
+                                               {"lists", lists},         {"manifests", manifests},
+                                               {"npy", npy},             {"png", png}};
+  return all;
+}
+
+}  // namespace cnnviz::fuzz
