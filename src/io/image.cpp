@@ -350,7 +350,9 @@ cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& n
         return (int64_t{bytes[at]} << 24) | (int64_t{bytes[at + 1]} << 16) |
                (int64_t{bytes[at + 2]} << 8) | int64_t{bytes[at + 3]};
       };
-      if (be32(16) * be32(20) > max_pixels) {
+      // Each side is below 2^32: their product may not fit in int64.
+      const int64_t w = be32(16), h = be32(20);
+      if (w > 0 && h > max_pixels / w) {
         throw fail(pixels_problem(be32(16), be32(20), max_pixels));
       }
     }

@@ -77,7 +77,8 @@ NpyArray read_npy(const std::string& path) {
   const size_t offset = start + header_len;
   if (b.size() - offset != count * sizeof(float)) throw fail("data size does not match its shape");
   array.data.resize(count);
-  std::memcpy(array.data.data(), b.data() + offset, count * sizeof(float));
+  // An empty array (shape (0,)) has no data to copy, nor a buffer to copy to.
+  if (count > 0) std::memcpy(array.data.data(), b.data() + offset, count * sizeof(float));
   return array;
 }
 
