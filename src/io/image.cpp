@@ -1,6 +1,7 @@
 #include "cnnviz/image.h"
 
 // libjpeg's headers need FILE and size_t first.
+#include <algorithm>
 #include <jerror.h>
 #include <jpeglib.h>
 #include <png.h>
@@ -44,6 +45,20 @@ bool jpeg_has_end_marker(const std::vector<uint8_t>& b) {
     if (b[i - 1] == 0xFF && b[i] == 0xD9) return true;
   }
   return false;
+}
+
+// BMP, TIFF, WebP, PNM (P1 to P6) and JPEG 2000 (a JP2 file or a bare
+// codestream), by their first bytes.
+bool opencv_format(const std::vector<uint8_t>& b) {
+  auto at = [&](size_t offset, std::initializer_list<uint8_t> magic) {
+    if (b.size() < offset + magic.size()) return false;
+    return std::equal(magic.begin(), magic.end(), b.begin() + static_cast<std::ptrdiff_t>(offset));
+  };
+  return at(0, {'B', 'M'}) || at(0, {'I', 'I', 42, 0}) || at(0, {'M', 'M', 0, 42}) ||
+         (at(0, {'R', 'I', 'F', 'F'}) && at(8, {'W', 'E', 'B', 'P'})) ||
+         (b.size() >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6') ||
+         at(0, {0, 0, 0, 12, 'j', 'P', ' ', ' ', 13, 10, 0x87, 10}) ||
+         at(0, {0xFF, 0x4F, 0xFF, 0x51});
 }
 
 std::string pixels_problem(int64_t width, int64_t height, int64_t max_pixels) {
@@ -367,6 +382,14 @@ cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& n
       case PngResult::kCorrupt:
         throw fail(std::string("corrupt or truncated PNG data (") + message + ")");
     }
+  }
+  // Only the formats cnnviz takes from folders reach OpenCV: its other
+  // decoders (DICOM through GDCM, found by fuzzing; OpenEXR, Radiance HDR,
+  // Sun raster, PFM) recognize files by content whatever their name, and
+  // GDCM aborts the process on malformed input.
+  if (!opencv_format(bytes)) {
+    throw fail(
+        "not an image (or an unsupported format: JPEG, PNG, BMP, TIFF, WebP, PNM, JPEG 2000)");
   }
   limit_opencv_pixels(max_pixels);
   const std::vector<uint8_t>& data = bytes;
