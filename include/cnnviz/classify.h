@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/image_targets.h"
 #include "cnnviz/limits.h"
 #include "cnnviz/model.h"
 #include "cnnviz/predict.h"
@@ -21,11 +22,24 @@ struct ClassifyOptions {
   size_t batch_size = 8;  // images per forward pass
   int decoders = 0;       // decoding threads; 0 = every core
   int64_t max_pixels = kDefaultMaxPixels;  // images with more fail before decoding
+  // --class, --targets: classes whose scores each image also reports (top
+  // is not used: the predictions are the top classes).
+  TargetRequest targets;
+};
+
+// An image's score for one of its given classes.
+struct TargetScore {
+  int64_t index = 0;
+  std::string spec;    // as written
+  std::string source;  // "class" or "targets"
+  double logit = 0, probability = 0;
+  int64_t rank = 0;  // 1 + the classes more probable (ties: the lower index first)
 };
 
 struct ClassifyResult {
   std::string image;
   std::vector<Prediction> predictions;  // top_k, by decreasing probability
+  std::vector<TargetScore> targets;     // its given classes, if any
   std::optional<std::string> error;     // why the image failed
   bool done() const { return error || !predictions.empty(); }
 };
@@ -43,8 +57,10 @@ struct ClassifySummary {
 // Classifies `images`; `on_result` sees each successful result (on the
 // calling thread) as soon as its batch is done, in input order within the
 // batch; failures go to `progress`. Stops at the next batch when
-// interrupted(). Throws Error(kUsage) when top_k is not between 1 and the
-// model's classes, and Error for failures that stop the whole run.
+// interrupted(). An image whose given class does not exist fails. Throws
+// Error(kUsage) when top_k is not between 1 and the model's classes or a
+// --class does not exist, Error(kInput) for a targets file that cannot be
+// read, and Error for failures that stop the whole run.
 ClassifySummary classify(const Model& model, const std::vector<std::string>& images,
                          const ClassifyOptions& options, Progress& progress,
                          const std::function<void(const ClassifyResult&)>& on_result);

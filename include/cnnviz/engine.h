@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cnnviz/model.h"
+#include "cnnviz/targets.h"
 
 namespace cnnviz {
 
@@ -98,11 +99,12 @@ class Pass {
   // Throws Error(kUnsupported) when the layer did not run exactly once.
   const at::Tensor& activation(size_t i) const;
 
-  // Backpropagates sum_n logits[n, classes[n]] with every ReLU's backward in
+  // Backpropagates sum_n target_scores(logits, classes, score)[n] (the logit
+  // of classes[n] by default; targets.h) with every ReLU's backward in
   // `mode`, keeping the autograd graph for further passes. Returns the
   // gradient at the input, [N,3,H,W]; gradient(i) then holds the gradient at
-  // layer i from this pass.
-  at::Tensor backward(const std::vector<int64_t>& classes, Backprop mode);
+  // layer i from this pass. Throws Error(kUsage) for a class out of range.
+  at::Tensor backward(const std::vector<int64_t>& classes, Backprop mode, const Score& score = {});
   const at::Tensor& gradient(size_t i) const;
 
   // Another forward pass of the same engine on `batch`, nested in this one

@@ -22,8 +22,14 @@ struct ExplainOptions {
   std::string method;                       // a name from method_table()
   std::vector<std::string> layers;          // --layer (repeatable); empty: the default layer
   bool all_layers = false;                  // every feature layer
-  std::optional<std::string> target_class;  // index or label; default: top-1
-  int top = 1;                              // maps for each of the top N classes
+  // What the maps explain. An image named in `targets_file` gets the classes
+  // of its row; the others get `classes` (--class, repeatable: indices or
+  // labels) when given, else their `top` most probable classes.
+  std::vector<std::string> classes;
+  std::string targets_file;  // --targets: CSV or TSV (inputs.h); empty: none
+  int top = 1;               // maps for each of the top N classes
+  std::optional<ScoreKind> score;  // --score; default: the method's (registry)
+  bool counterfactual = false;     // explain the negated score
   std::string outdir = "cnnviz-out";
   std::vector<std::string> write;  // --write: the variants to write; empty: all (outputs.h)
   bool raw = true;                 // write .npy arrays (--no-raw: false)
@@ -43,6 +49,7 @@ struct ExplainSummary {
   size_t images = 0;                // in this shard
   size_t failed = 0;
   size_t skipped = 0;  // complete from an earlier run (--skip-existing)
+  size_t default_targets = 0;  // with --targets: images of this shard it does not name
   bool interrupted = false;
   size_t writers = 0;         // writer threads
   double compute_ms = 0.0;    // forward, backward passes and methods (the calling thread)

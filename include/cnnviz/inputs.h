@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <iosfwd>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,40 @@ ExpandedInputs expand_inputs(const std::vector<std::string>& args, const std::st
 // the file (at most kMaxLabelsBytes) first.
 std::vector<std::string> parse_labels(const std::string& text, const std::string& path);
 std::vector<std::string> read_labels(const std::string& path);
+
+// A targets file (--targets): which classes each image's maps explain.
+// One row per line: an image, then one or more classes (indices or labels),
+// separated by tabs when the line holds one, else by commas (CSV: a field
+// in double quotes may hold commas, "" is a quote). Spaces around fields,
+// blank lines, lines starting with '#' and a first row whose first field is
+// "image", "path", "file" or "filename" (a header) are skipped.
+struct TargetRow {
+  std::string image;                 // a path, or a file name
+  std::vector<std::string> classes;  // as written, in order
+  size_t line = 0;                   // 1-based
+};
+
+struct TargetsFile {
+  std::string path;
+  std::vector<TargetRow> rows;
+  std::string digest;  // of the bytes (FNV-1a 64, hex): the run's settings name it
+
+  // The row of an input image: the row naming the same path (compared
+  // lexically normalized), else the row naming its file name; nullptr when
+  // none does.
+  const TargetRow* find(const std::string& image) const;
+
+  std::map<std::string, size_t> by_path;  // normalized path -> row (find's index)
+  std::map<std::string, size_t> by_name;  // a row naming a bare file name -> row
+};
+
+// Throws Error(kInput) "targets file '<path>' line N: problem" for a row
+// without classes, an empty field, an unclosed quote, an image named twice,
+// more than kMaxTop classes in a row, a line over kMaxMetadataString * 4
+// bytes, a NUL byte or text that is not UTF-8. read_targets reads at most
+// kMaxListBytes first.
+TargetsFile parse_targets(const std::string& text, const std::string& path);
+TargetsFile read_targets(const std::string& path);
 
 // "K/N" with 1 <= K <= N: this process takes every N-th input starting at
 // the K-th, so N processes with K = 1..N cover every input exactly once.

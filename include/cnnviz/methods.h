@@ -38,6 +38,7 @@ struct MethodParams {
   int sample_batch = 16;               // images per pass for samples, steps and Score-CAM masks
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};  // the model's normalization, for
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};   // the black baseline (set by the run)
+  Score score;  // what the backward passes differentiate (method_score(); set by the run)
 };
 
 // One setting of MethodParams as a command-line option and a manifest entry.
@@ -76,7 +77,8 @@ class Capture {
   std::optional<size_t> layer_index(const std::string& path) const;
   const at::Tensor& logits() const { return pass_.logits(); }
 
-  // d logit[classes] / d input with every ReLU's backward in `mode`, [N,3,H,W].
+  // d score(classes) / d input (params().score: the logit by default) with
+  // every ReLU's backward in `mode`, [N,3,H,W].
   at::Tensor input_gradient(Backprop mode);
   // The output of layer i and the plain gradient there, [N,...].
   const at::Tensor& activation(size_t i) const;
@@ -123,6 +125,11 @@ struct MethodDef {
   std::vector<std::string> params;  // names in param_table() it reads
   // The backward passes it runs, given its settings.
   std::vector<Backprop> (*backprops)(const MethodParams&) = nullptr;
+  // The scores it can explain (--score); the first is its default. Empty:
+  // its maps do not depend on the target (Eigen-CAM).
+  std::vector<ScoreKind> scores{ScoreKind::kLogit, ScoreKind::kProbability,
+                                ScoreKind::kLogProbability, ScoreKind::kSigmoid};
+  bool counterfactual = true;        // it can explain the negated score
   bool forward_per_channel = false;  // a forward pass per channel of each layer (Score-CAM)
   bool nested_passes = false;        // passes of its own per sample or step (SmoothGrad, IG)
   std::vector<MethodMap> (*compute)(Capture& capture) = nullptr;
@@ -140,6 +147,12 @@ const std::vector<MethodDef>& method_table();
 // By name or alias. Throws Error(kUsage) listing the known names when
 // `name` is unknown.
 const MethodDef& find_method(const std::string& name);
+
+// The score `method` differentiates: `requested` (--score) when given, else
+// its default, negated when `counterfactual`. Throws Error(kUsage) naming
+// the method when it cannot explain that score, or the negation.
+Score method_score(const MethodDef& method, std::optional<ScoreKind> requested,
+                   bool counterfactual);
 
 // "a, b or c": the names of the methods that satisfy `pred`, for messages.
 template <typename Pred>
@@ -166,7 +179,7 @@ at::Tensor gradcam(Capture& capture, size_t i);
 // Per-image min-max normalization of [N,h,w] to [0,1]; an image whose map is
 // constant becomes all zeros.
 at::Tensor normalize_per_image(const at::Tensor& maps);
-// d logit[classes[m]] / d inputs[m] for inputs [M,3,H,W] with ReLUs in
+// d score[classes[m]] / d inputs[m] (params().score) for inputs [M,3,H,W] with ReLUs in
 // `mode`, in nested passes of up to params().sample_batch images.
 at::Tensor input_gradients(Capture& capture, const at::Tensor& inputs,
                            const std::vector<int64_t>& classes, Backprop mode);

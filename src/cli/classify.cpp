@@ -21,14 +21,20 @@ namespace cnnviz::cli {
 
 namespace {
 
-void print_text(std::ostream& out, const std::string& image, const std::vector<Prediction>& preds,
-                const ModelInfo& info) {
-  out << image << "\n";
+void print_text(std::ostream& out, const ClassifyResult& result, const ModelInfo& info) {
+  out << result.image << "\n";
   char line[64];
+  const std::vector<Prediction>& preds = result.predictions;
   for (size_t r = 0; r < preds.size(); ++r) {
     std::snprintf(line, sizeof(line), "  %2zu  %.4f  %4lld  ", r + 1, preds[r].probability,
                   static_cast<long long>(preds[r].index));
     out << line << info.label(preds[r].index) << "\n";
+  }
+  // Given classes: "=" instead of a rank column would hide where they stand.
+  for (const TargetScore& t : result.targets) {
+    std::snprintf(line, sizeof(line), "  =%-3lld %.4f  %4lld  ", static_cast<long long>(t.rank),
+                  t.probability, static_cast<long long>(t.index));
+    out << line << info.label(t.index) << "\n";
   }
 }
 
@@ -48,6 +54,12 @@ CLI::App* setup_classify(CLI::App& app, ClassifyOptions& opts) {
   sub->add_option("--decoders", opts.decoders,
                   "Threads decoding images ahead of the network (default: every core)")
       ->check(CLI::Range(1, kMaxThreads));
+  CLI::Option* cls = sub->add_option("--class", opts.classes,
+                                     "Also report this class's probability and rank (index or "
+                                     "label; repeatable)");
+  cls->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("--targets", opts.targets_file,
+                  "CSV or TSV file: image path or name, then the classes to report for it");
   sub->add_flag("--json", opts.json, "Print one JSON document instead of text (schema: README)");
   sub->add_flag("--timings", opts.timings,
                 "Print load and run times (ms) to stderr as a JSON line, for benchmarks");
@@ -69,11 +81,13 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
   run.max_pixels = opts.inputs.max_pixels;
   run.batch_size = static_cast<size_t>(opts.batch_size);
   run.decoders = opts.decoders;
+  run.targets.classes = opts.classes;
+  run.targets.targets_file = opts.targets_file;
   Progress progress(err, images.size(), !opts.inputs.quiet && stderr_is_terminal());
   // Text results stream out batch by batch; JSON is one document at the end.
   const ClassifySummary summary =
       classify(model, images, run, progress, [&](const ClassifyResult& r) {
-        if (!opts.json) print_text(out, r.image, r.predictions, info);
+        if (!opts.json) print_text(out, r, info);
       });
   const size_t n = summary.results.size();
 
@@ -95,6 +109,18 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
                                       {"index", p.index},
                                       {"label", info.label(p.index)},
                                       {"probability", p.probability}});
+        }
+        if (!result.targets.empty()) {
+          r["targets"] = nlohmann::ordered_json::array();
+          for (const TargetScore& t : result.targets) {
+            r["targets"].push_back({{"class", t.index},
+                                    {"label", info.label(t.index)},
+                                    {"spec", t.spec},
+                                    {"source", t.source},
+                                    {"rank", t.rank},
+                                    {"logit", t.logit},
+                                    {"probability", t.probability}});
+          }
         }
       }
       doc["results"].push_back(std::move(r));

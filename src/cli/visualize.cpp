@@ -45,14 +45,33 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
                   "complete in OUTDIR");
     add_model_options(*sub, opts->model);
     sub->add_option("-o,--outdir", opts->explain.outdir, "Output directory")->capture_default_str();
-    // Set when given, even empty: `--class ''` is an error, not the default.
-    sub->add_option_function<std::string>(
-        "--class", [o = opts.get()](const std::string& v) { o->explain.target_class = v; },
-        "Target class: index or ImageNet label (default: each image's top-1)");
+    // Kept when given, even empty: `--class ''` is an error, not the default.
+    CLI::Option* cls = sub->add_option_function<std::vector<std::string>>(
+        "--class",
+        [o = opts.get()](const std::vector<std::string>& v) {
+          o->explain.classes.insert(o->explain.classes.end(), v.begin(), v.end());
+        },
+        "Target class: index or label (repeatable: maps for each; default: each image's top-1)");
+    cls->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     sub->add_option("--top", opts->explain.top, "Maps for each of the top N classes")
         ->check(CLI::Range(1, kMaxTop))
         ->capture_default_str()
-        ->excludes("--class");
+        ->excludes(cls);
+    sub->add_option("--targets", opts->explain.targets_file,
+                    "CSV or TSV file: image path or name, then its classes (images not in it "
+                    "get --class or --top)");
+    if (!method.scores.empty()) {
+      sub->add_option_function<std::string>(
+             "--score",
+             [o = opts.get()](const std::string& v) { o->explain.score = parse_score(v); },
+             "What is explained: logit, probability, log-probability or sigmoid (default: " +
+                 score_name(method.scores.front()) + ")")
+          ->check(CLI::IsMember(score_names()));
+    }
+    if (method.counterfactual) {
+      sub->add_flag("--counterfactual", opts->explain.counterfactual,
+                    "Explain the negated score: the evidence against the class");
+    }
     if (method.layers == LayerUse::kChosen) {
       CLI::Option* layer =
           sub->add_option("--layer", opts->explain.layers,

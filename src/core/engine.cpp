@@ -428,26 +428,16 @@ const at::Tensor& Pass::activation(size_t i) const {
   return impl_->recorder.activations[slot];
 }
 
-at::Tensor Pass::backward(const std::vector<int64_t>& classes, Backprop mode) {
-  const int64_t n = impl_->logits.size(0), c = impl_->logits.size(1);
-  if (static_cast<int64_t>(classes.size()) != n) {
-    throw Error(ErrorCode::kRuntime, "backward: one class per image expected");
-  }
-  for (int64_t k : classes) {
-    if (k < 0 || k >= c) {
-      throw Error(ErrorCode::kUsage, "class " + std::to_string(k) +
-                                         " out of range (the model has " + std::to_string(c) +
-                                         " classes)");
-    }
-  }
+at::Tensor Pass::backward(const std::vector<int64_t>& classes, Backprop mode, const Score& score) {
+  const int64_t n = impl_->logits.size(0);
+  torch::AutoGradMode grad(true);
+  // Checks the classes (and may throw) before any process-wide state changes.
+  at::Tensor target = target_scores(impl_->logits, classes, score).sum();
   for (at::Tensor& g : impl_->recorder.gradients) g = at::Tensor();
   ops::set_recorder(&impl_->recorder);
   ops::set_relu_mode(mode == Backprop::kGuided   ? ops::ReluMode::kGuided
                      : mode == Backprop::kDeconv ? ops::ReluMode::kDeconv
                                                  : ops::ReluMode::kPlain);
-  torch::AutoGradMode grad(true);
-  at::Tensor index = at::tensor(classes, at::kLong).view({-1, 1}).to(impl_->logits.device());
-  at::Tensor target = impl_->logits.gather(1, index).sum();
   std::vector<at::Tensor> grads;
   try {
     grads = torch::autograd::grad({target}, {impl_->input}, {}, /*retain_graph=*/true,

@@ -1,7 +1,10 @@
 #include "cnnviz/targets.h"
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
 #include <cctype>
+#include <climits>
 
 #include "cnnviz/engine.h"
 #include "cnnviz/error.h"
@@ -16,19 +19,91 @@ std::string lower(std::string s) {
   return s;
 }
 
-Error out_of_range(const std::string& text, int64_t classes) {
-  return Error(ErrorCode::kUsage, "--class " + text + ": out of range (the model has " +
+Error out_of_range(const std::string& subject, const std::string& text, int64_t classes) {
+  return Error(ErrorCode::kUsage, subject + " " + text + ": out of range (the model has " +
                                       std::to_string(classes) + " classes, 0 to " +
                                       std::to_string(classes - 1) + ")");
 }
 
+void check_class(int64_t k, int64_t classes) {
+  if (k != kNoTarget && (k < 0 || k >= classes)) {
+    throw out_of_range("class", std::to_string(k), classes);
+  }
+}
+
 }  // namespace
 
-TargetChooser fixed_class(int64_t k) {
-  return [k](const at::Tensor& logits) {
-    const int64_t classes = logits.size(1);
-    if (k < 0 || k >= classes) throw out_of_range(std::to_string(k), classes);
-    return std::vector<std::vector<int64_t>>{std::vector<int64_t>(logits.size(0), k)};
+const std::vector<std::string>& score_names() {
+  static const std::vector<std::string> names{"logit", "probability", "log-probability",
+                                              "sigmoid"};
+  return names;
+}
+
+const std::string& score_name(ScoreKind kind) {
+  return score_names().at(static_cast<size_t>(kind));
+}
+
+ScoreKind parse_score(const std::string& name) {
+  const std::vector<std::string>& names = score_names();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return static_cast<ScoreKind>(i);
+  }
+  throw Error(ErrorCode::kUsage,
+              "--score '" + name + "': unknown (logit, probability, log-probability or sigmoid)");
+}
+
+at::Tensor target_scores(const at::Tensor& logits, const std::vector<int64_t>& classes,
+                         const Score& score) {
+  const int64_t n = logits.size(0), c = logits.size(1);
+  if (static_cast<int64_t>(classes.size()) != n) {
+    throw Error(ErrorCode::kRuntime, "targets: one class per image expected");
+  }
+  if (c == 1 &&
+      (score.kind == ScoreKind::kProbability || score.kind == ScoreKind::kLogProbability)) {
+    throw Error(ErrorCode::kUsage, "--score " + score_name(score.kind) +
+                                       ": the model has one output, whose softmax is always 1 "
+                                       "(use --score logit or sigmoid)");
+  }
+  std::vector<int64_t> index(classes.size());
+  std::vector<float> present(classes.size());
+  for (size_t i = 0; i < classes.size(); ++i) {
+    check_class(classes[i], c);
+    index[i] = classes[i] == kNoTarget ? 0 : classes[i];
+    present[i] = classes[i] == kNoTarget ? 0.0f : 1.0f;
+  }
+  const at::Tensor idx = at::tensor(index, at::kLong).view({-1, 1}).to(logits.device());
+  at::Tensor s;
+  switch (score.kind) {
+    case ScoreKind::kLogit:
+      s = logits.gather(1, idx);
+      break;
+    case ScoreKind::kProbability:
+      s = at::softmax(logits, 1).gather(1, idx);
+      break;
+    case ScoreKind::kLogProbability:
+      s = at::log_softmax(logits, 1).gather(1, idx);
+      break;
+    case ScoreKind::kSigmoid:
+      s = at::sigmoid(logits.gather(1, idx));
+      break;
+  }
+  s = s.squeeze(1);
+  if (score.counterfactual) s = -s;
+  if (std::find(classes.begin(), classes.end(), kNoTarget) != classes.end()) {
+    s = s * at::tensor(present, s.options());
+  }
+  return s;
+}
+
+TargetChooser fixed_classes(std::vector<int64_t> classes) {
+  return [classes = std::move(classes)](const at::Tensor& logits) {
+    const int64_t c = logits.size(1);
+    std::vector<std::vector<int64_t>> ranks;
+    for (int64_t k : classes) {
+      if (k < 0 || k >= c) throw out_of_range("--class", std::to_string(k), c);
+      ranks.emplace_back(logits.size(0), k);
+    }
+    return ranks;
   };
 }
 
@@ -51,23 +126,58 @@ TargetChooser given_classes(std::vector<int64_t> per_image) {
       throw Error(ErrorCode::kRuntime, "targets: one class per image expected");
     }
     for (int64_t k : per_image) {
-      if (k < 0 || k >= logits.size(1)) throw out_of_range(std::to_string(k), logits.size(1));
+      if (k < 0 || k >= logits.size(1)) {
+        throw out_of_range("--class", std::to_string(k), logits.size(1));
+      }
     }
     return std::vector<std::vector<int64_t>>{per_image};
   };
 }
 
-int64_t parse_class(const std::string& text, const ModelInfo& info, int64_t classes) {
+TargetChooser per_image_classes(std::vector<std::optional<std::vector<int64_t>>> per_image,
+                                int top) {
+  return [per_image = std::move(per_image), top](const at::Tensor& logits) {
+    const int64_t n = logits.size(0), c = logits.size(1);
+    if (static_cast<int64_t>(per_image.size()) != n) {
+      throw Error(ErrorCode::kRuntime, "targets: one list of classes per image expected");
+    }
+    const int k = static_cast<int>(std::min<int64_t>(std::max(1, top), c));
+    const std::vector<std::vector<Prediction>> best = top_k(logits, k);
+    std::vector<std::vector<int64_t>> lists;
+    size_t ranks = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      std::vector<int64_t> list;
+      if (per_image[i]) {
+        list = *per_image[i];
+        for (int64_t cls : list) {
+          if (cls < 0 || cls >= c) throw out_of_range("class", std::to_string(cls), c);
+        }
+      } else {
+        for (const Prediction& p : best[i]) list.push_back(p.index);
+      }
+      ranks = std::max(ranks, list.size());
+      lists.push_back(std::move(list));
+    }
+    std::vector<std::vector<int64_t>> out(ranks, std::vector<int64_t>(n, kNoTarget));
+    for (int64_t i = 0; i < n; ++i) {
+      for (size_t r = 0; r < lists[i].size(); ++r) out[r][i] = lists[i][r];
+    }
+    return out;
+  };
+}
+
+int64_t parse_class(const std::string& text, const ModelInfo& info, int64_t classes,
+                    const std::string& subject) {
   if (text.empty()) {
-    throw Error(ErrorCode::kUsage, "--class '': empty (give a class index or a label)");
+    throw Error(ErrorCode::kUsage, subject + " '': empty (give a class index or a label)");
   }
   if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); })) {
     const size_t first = std::min(text.find_first_not_of('0'), text.size() - 1);
     const std::string digits = text.substr(first);
     // More than 18 digits cannot be a class of any model (nor fit int64).
-    if (digits.size() > 18) throw out_of_range(text, classes);
+    if (digits.size() > 18) throw out_of_range(subject, text, classes);
     const int64_t k = std::stoll(digits);
-    if (k >= classes) throw out_of_range(text, classes);
+    if (k >= classes) throw out_of_range(subject, text, classes);
     return k;
   }
   for (size_t i = 0; i < info.labels.size(); ++i) {
@@ -79,8 +189,14 @@ int64_t parse_class(const std::string& text, const ModelInfo& info, int64_t clas
   for (const std::string& m : near_matches(lower(text), labels, 3)) {
     hint += (hint.empty() ? "" : ", ") + m;
   }
-  throw Error(ErrorCode::kUsage, "--class '" + text + "': no such class" +
+  throw Error(ErrorCode::kUsage, subject + " '" + text + "': no such class" +
                                      (hint.empty() ? "" : " (nearest labels: " + hint + ")"));
+}
+
+int64_t known_classes(const ModelInfo& info) {
+  if (info.num_classes > 0) return info.num_classes;
+  if (!info.labels.empty()) return static_cast<int64_t>(info.labels.size());
+  return INT64_MAX;
 }
 
 }  // namespace cnnviz

@@ -29,9 +29,13 @@ std::vector<MethodMap> cam(Capture& capture) {
   }
   const int64_t classes = capture.logits().size(1);
   if (a.size(1) == classes) {
-    at::Tensor index = at::tensor(capture.classes(), at::kLong).view({-1, 1, 1, 1}).to(a.device());
-    return {
-        {kGlobalPoolInput, a.gather(1, index.expand({-1, 1, a.size(2), a.size(3)})).squeeze(1)}};
+    // The class channels themselves (SqueezeNet); a rank without a target
+    // reads channel 0 and is not written.
+    std::vector<int64_t> cls = capture.classes();
+    for (int64_t& k : cls) k = std::max<int64_t>(k, 0);
+    at::Tensor index = at::tensor(cls, at::kLong).view({-1, 1, 1, 1}).to(a.device());
+    at::Tensor map = a.gather(1, index.expand({-1, 1, a.size(2), a.size(3)})).squeeze(1);
+    return {{kGlobalPoolInput, capture.params().score.counterfactual ? -map : map}};
   }
   at::Tensor g = capture.layer_gradient(*i);
   at::Tensor mean = g.mean({2, 3}, /*keepdim=*/true);

@@ -44,7 +44,8 @@ at::Tensor input_gradients(Capture& capture, const at::Tensor& inputs,
     const int64_t end = std::min(m, start + chunk);
     Pass sub = capture.pass().nested(inputs.slice(0, start, end));
     parts.push_back(
-        sub.backward(std::vector<int64_t>(classes.begin() + start, classes.begin() + end), mode));
+        sub.backward(std::vector<int64_t>(classes.begin() + start, classes.begin() + end), mode,
+                     capture.params().score));
   }
   return at::cat(parts);
 }

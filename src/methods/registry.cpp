@@ -148,6 +148,11 @@ class Row {
     def_.params = std::move(names);
     return *this;
   }
+  Row& scores(std::vector<ScoreKind> kinds, bool counterfactual) {
+    def_.scores = std::move(kinds);
+    def_.counterfactual = counterfactual;
+    return *this;
+  }
   Row& forward_per_channel() {
     def_.forward_per_channel = true;
     return *this;
@@ -195,7 +200,9 @@ const std::vector<MethodDef>& method_table() {
           .summary("CAM (Zhou et al.) for global-average-pooling heads")
           .output(K::kLayerMap)
           .layers(L::kGlobalPoolInput)
-          .backward(plain),
+          .backward(plain)
+          // The classifier's weights of the logit; negated for counterfactuals.
+          .scores({ScoreKind::kLogit}, true),
       Row("gradient-input", methods::gradient_input)
           .summary("Gradient x input: the input times its vanilla gradient")
           .output(K::kInputGradient)
@@ -240,14 +247,49 @@ const std::vector<MethodDef>& method_table() {
           .layers(L::kChosen)
           .backward(no_backward)
           .params({"sample_batch"})
+          // The paper's score is the masked image's probability; a negated
+          // score would weigh every channel below zero (an empty map).
+          .scores({ScoreKind::kProbability, ScoreKind::kLogit, ScoreKind::kLogProbability,
+                   ScoreKind::kSigmoid},
+                  false)
           .forward_per_channel(),
       Row("eigencam", methods::eigencam)
           .summary("Eigen-CAM: first principal component of the layer output")
           .output(K::kLayerMap)
           .layers(L::kChosen)
-          .backward(no_backward),
+          .backward(no_backward)
+          .scores({}, false),
   };
   return table;
+}
+
+Score method_score(const MethodDef& method, std::optional<ScoreKind> requested,
+                   bool counterfactual) {
+  if (method.scores.empty() && (requested || counterfactual)) {
+    throw Error(ErrorCode::kUsage, std::string(requested ? "--score" : "--counterfactual") +
+                                       ": " + method.name +
+                                       " does not depend on the target (its maps are the same "
+                                       "for every class)");
+  }
+  Score score;
+  if (!method.scores.empty()) score.kind = method.scores.front();
+  if (requested) {
+    if (std::find(method.scores.begin(), method.scores.end(), *requested) ==
+        method.scores.end()) {
+      std::string accepted;
+      for (ScoreKind k : method.scores) accepted += (accepted.empty() ? "" : ", ") + score_name(k);
+      throw Error(ErrorCode::kUsage, "--score " + score_name(*requested) + ": " + method.name +
+                                         " explains " + accepted + " only");
+    }
+    score.kind = *requested;
+  }
+  if (counterfactual && !method.counterfactual) {
+    throw Error(ErrorCode::kUsage, "--counterfactual: " + method.name +
+                                       " has no counterfactual maps (use a gradient method such "
+                                       "as gradcam)");
+  }
+  score.counterfactual = counterfactual;
+  return score;
 }
 
 const MethodDef& find_method(const std::string& name) {

@@ -4,7 +4,8 @@
 // [0, 1] (a constant channel becomes all zeros), masks the normalized input:
 // s_k = softmax(f(x * H_k))_c. map = relu(sum_k s_k A_k). As in the
 // authors' code, the score is the masked image's probability itself (the
-// paper's baseline term f(x_b) is left out).
+// paper's baseline term f(x_b) is left out); --score picks another score of
+// the masked image (the registry makes probability its default).
 //
 // K masked images per image (512 at VGG16's last layers), run through the
 // network without autograd in batches of --sample-batch.
@@ -32,7 +33,8 @@ std::vector<MethodMap> scorecam(Capture& capture) {
         // No autograd needed: the model's frozen inference module (about twice
         // as fast on CPU as the instrumented graph); logits come back on the CPU.
         at::Tensor logits = capture.engine().model().logits(x[j].unsqueeze(0) * h.unsqueeze(1));
-        scores.push_back(at::softmax(logits, 1).select(1, capture.classes()[j]).to(a.device()));
+        const std::vector<int64_t> cls(static_cast<size_t>(end - start), capture.classes()[j]);
+        scores.push_back(target_scores(logits, cls, capture.params().score).to(a.device()));
       }
       at::Tensor s = at::cat(scores).view({k, 1, 1});
       per_image.push_back(at::relu((s * a[j]).sum(0)));

@@ -28,15 +28,32 @@ ClassifySummary classify(const Model& model, const std::vector<std::string>& ima
                                        ": must be between 1 and " + std::to_string(known_classes) +
                                        " (the model's classes)");
   }
+  std::vector<size_t> all(images.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  TargetRequest request = options.targets;
+  request.top = 0;  // the predictions are the top classes
+  const TargetPlan plan(info, images, all, request, progress);
   const Clock::time_point start = Clock::now();
   ClassifySummary summary;
   summary.results.resize(images.size());
-  for (size_t i = 0; i < images.size(); ++i) summary.results[i].image = images[i];
+  std::vector<std::string> to_load;
+  std::vector<size_t> load_position;
+  for (size_t i = 0; i < images.size(); ++i) {
+    summary.results[i].image = images[i];
+    if (plan.of(i).error.empty()) {
+      to_load.push_back(images[i]);
+      load_position.push_back(i);
+    } else {
+      summary.results[i].error = plan.of(i).error;
+      ++summary.failed;
+      progress.failed(plan.of(i).error);
+    }
+  }
   LoaderOptions loader_options;
   loader_options.batch_size = std::max<size_t>(1, options.batch_size);
   loader_options.workers = options.decoders;
   loader_options.max_pixels = options.max_pixels;
-  BatchLoader loader(images, info.preprocess, loader_options);
+  BatchLoader loader(to_load, info.preprocess, loader_options);
   size_t chunk = loader_options.batch_size;  // images per pass; halved on out-of-memory
   auto next_batch = [&] {
     const Clock::time_point t = Clock::now();
@@ -52,6 +69,7 @@ ClassifySummary classify(const Model& model, const std::vector<std::string>& ima
     std::vector<at::Tensor> inputs;
     std::vector<size_t> slots;
     for (LoadedImage& img : batch) {
+      img.index = load_position[img.index];
       summary.decode_cpu_ms += img.load_cpu_ms;
       if (img.error) {
         summary.results[img.index].error = img.error->what();
@@ -79,9 +97,27 @@ ClassifySummary classify(const Model& model, const std::vector<std::string>& ima
           }
           std::vector<std::vector<Prediction>> top = top_k(logits, static_cast<int>(k));
           summary.network_ms += ms_since(t);
+          const at::Tensor probs = at::softmax(logits.to(at::kDouble), 1);
           for (size_t j = begin; j < end; ++j) {
             ClassifyResult& r = summary.results[slots[j]];
             r.predictions = std::move(top[j - begin]);
+            const ImageTargets& given = plan.of(slots[j]);
+            const at::Tensor p = probs[static_cast<int64_t>(j - begin)];
+            for (size_t c = 0; c < given.classes.size(); ++c) {
+              const int64_t cls = given.classes[c];
+              if (cls >= p.size(0)) {
+                throw Error(ErrorCode::kUsage, "class " + std::to_string(cls) +
+                                                   ": out of range (the model has " +
+                                                   std::to_string(p.size(0)) + " classes)");
+              }
+              const double pc = p[cls].item<double>();
+              // Ranked as top_k ranks: by probability, ties to the lower index.
+              const int64_t above = (p > pc).sum().item<int64_t>() +
+                                    (p.slice(0, 0, cls) == pc).sum().item<int64_t>();
+              r.targets.push_back({cls, given.specs[c], given.source,
+                                   logits[static_cast<int64_t>(j - begin)][cls].item<double>(), pc,
+                                   above + 1});
+            }
             on_result(r);
           }
           progress.done(end - begin);

@@ -29,7 +29,9 @@ using json = nlohmann::ordered_json;
 // The method's first map for the one image of x, as an [H,W] importance map.
 at::Tensor importance(const Engine& engine, const MethodDef& method, const at::Tensor& x,
                       int64_t cls, const MethodParams& params) {
-  BatchMaps maps = compute_maps(engine, method, x, fixed_class(cls), params);
+  MethodParams p = params;
+  p.score = method_score(method, std::nullopt, false);  // the method's own (the logit, mostly)
+  BatchMaps maps = compute_maps(engine, method, x, fixed_class(cls), p);
   return importance_map(maps.maps.at(0).at(0).value[0], x.size(2), x.size(3)).contiguous();
 }
 

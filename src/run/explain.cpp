@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <malloc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "cnnviz/batching.h"
@@ -18,6 +20,7 @@
 #include "cnnviz/error.h"
 #include "cnnviz/stopwatch.h"
 #include "cnnviz/files.h"
+#include "cnnviz/image_targets.h"
 #include "cnnviz/json_util.h"
 #include "cnnviz/layers.h"
 #include "cnnviz/loader.h"
@@ -159,6 +162,7 @@ struct RunState {
   }
 };
 
+
 FloatArray to_array(const at::Tensor& t) {
   const at::Tensor c = t.to(at::kCPU, at::kFloat).contiguous();
   const float* p = c.data_ptr<float>();
@@ -180,20 +184,19 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
       method_layers(model, method, LayerRequest{options.layers, options.all_layers});
   Engine engine(model, layers);
 
-  TargetChooser targets;
-  if (options.target_class) {
-    const int64_t classes =
-        info.labels.empty() ? INT64_MAX : static_cast<int64_t>(info.labels.size());
-    targets = fixed_class(parse_class(*options.target_class, info, classes));
-  } else {
-    targets = top_classes(std::max(1, options.top));
-  }
-  const int ranks = options.target_class ? 1 : std::max(1, options.top);
+  // What the maps explain: checked before any work.
+  const Score score = method_score(method, options.score, options.counterfactual);
+  const std::vector<size_t> positions = shard_positions(images.size(), options.shard);
+  const TargetPlan plan(info, images, positions,
+                        TargetRequest{options.classes, options.targets_file, options.top},
+                        progress);
+  const size_t ranks = plan.max_ranks();
   make_output_dir(options.outdir);
 
   MethodParams params = options.params;
   params.mean = info.preprocess.mean;
   params.std = info.preprocess.std;
+  params.score = score;
 
   const GraphReport& report = engine.report();
   json unguided = json::object();
@@ -223,12 +226,14 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
         "guided backpropagation and deconvnet are defined for ReLU (and ReLU6) only; these "
         "activations have no standard guided rule, so their backward is the true gradient";
   }
-  doc["options"] = {{"class", options.target_class ? json(*options.target_class) : json(nullptr)},
-                    {"top", ranks},
-                    {"colormap", options.colormap},
-                    {"alpha", options.alpha},
-                    {"raw", selection.has("npy")},
-                    {"write", selection.variants}};
+  doc["options"] = plan.options();
+  doc["options"].update(json{
+      {"score", method.scores.empty() ? json(nullptr) : json(score_name(score.kind))},
+      {"counterfactual", score.counterfactual},
+      {"colormap", options.colormap},
+      {"alpha", options.alpha},
+      {"raw", selection.has("npy")},
+      {"write", selection.variants}});
   for (const std::string& name : method.params) {
     const ParamDef& p = find_param(name);
     if (p.changes_maps) doc["options"][p.name] = param_value(p, params);
@@ -236,7 +241,6 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   doc["images"] = json::array();
 
   const std::vector<std::string> stems = unique_stems(images);
-  const std::vector<size_t> positions = shard_positions(images.size(), options.shard);
   const std::string suffix = options.shard.active() ? "." + options.shard.name() : "";
   doc["shard"] = options.shard.active() ? json(options.shard.name()) : json(nullptr);
   doc["inputs"] = images.size();
@@ -252,10 +256,17 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   if (options.skip_existing) previous = read_journals(options.outdir, run_key);
   Journal journal(options.outdir + "/journal" + suffix + ".jsonl");
 
+  std::vector<size_t> bad_targets;  // positions whose targets do not exist
+  for (size_t p : positions) {
+    if (!plan.of(p).error.empty()) bad_targets.push_back(p);
+  }
+  summary.default_targets = plan.not_in_file();
+
   std::map<size_t, json> entries;  // by input position
   std::vector<std::string> to_load;
   std::vector<size_t> load_position;
   for (size_t p : positions) {
+    if (!plan.of(p).error.empty()) continue;
     auto it = previous.find(images[p]);
     if (it != previous.end() && outputs_complete(options.outdir, it->second)) {
       entries[p] = it->second;
@@ -279,6 +290,10 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   BatchLoader loader(to_load, info.preprocess, loader_options);
 
   RunState state{method, selection, style, journal, run_key, progress, {}, entries};
+  for (size_t p : bad_targets) {
+    state.fail(p, images[p], plan.of(p).error);
+    ++summary.failed;
+  }
   // Declared last: destroyed (its queue drained, its threads joined) before
   // anything its jobs use.
   const size_t writers = options.writers > 0 ? static_cast<size_t>(options.writers)
@@ -312,7 +327,14 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
       std::vector<at::Tensor> inputs;
       for (size_t i = begin; i < end; ++i) inputs.push_back(ok[i]->input);
       const Clock::time_point t0 = Clock::now();
+      std::vector<size_t> batch_positions;
+      for (size_t i = begin; i < end; ++i) batch_positions.push_back(ok[i]->index);
+      const TargetChooser targets = plan.chooser(batch_positions);
       const BatchMaps maps = compute_maps(engine, method, at::stack(inputs), targets, params);
+      std::vector<at::Tensor> rank_scores;  // [rank]: each image's differentiated score
+      for (const std::vector<int64_t>& cls : maps.classes) {
+        rank_scores.push_back(target_scores(maps.logits, cls, score));
+      }
       const int64_t classes = maps.logits.size(1);
       const auto top =
           top_k(maps.logits, static_cast<int>(std::min<int64_t>(classes, kManifestPredictions)));
@@ -335,14 +357,22 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
                                  {"probability", top[n][k].probability}});
         }
         json target_list = json::array();
+        const ImageTargets& given = plan.of(img.index);
         for (size_t r = 0; r < maps.classes.size(); ++r) {
           const int64_t cls = maps.classes[r][n];
+          if (cls == kNoTarget) continue;  // another image of the batch has more targets
           w->classes.push_back(cls);
-          target_list.push_back({{"class", cls},
-                                 {"label", info.label(cls)},
-                                 {"rank", options.target_class ? json(nullptr) : json(r + 1)},
-                                 {"logit", maps.logits[n][cls].item<double>()},
-                                 {"probability", probs[n][cls].item<double>()}});
+          const bool chosen = given.source == "top";
+          target_list.push_back(
+              {{"class", cls},
+               {"label", info.label(cls)},
+               {"rank", chosen ? json(r + 1) : json(nullptr)},
+               {"source", given.source},
+               {"spec", chosen ? json(nullptr) : json(given.specs.at(r))},
+               {"score", method.scores.empty() ? json(nullptr)
+                                               : json(rank_scores[r][n].item<double>())},
+               {"logit", maps.logits[n][cls].item<double>()},
+               {"probability", probs[n][cls].item<double>()}});
           w->raw.emplace_back();
           for (const MethodMap& m : maps.maps[r]) w->raw.back().push_back(to_array(m.value[n]));
         }
@@ -429,6 +459,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
                     {"written", doc["images"].size()},
                     {"failed", summary.failed},
                     {"skipped", summary.skipped},
+                    {"default_targets", plan.has_file() ? json(summary.default_targets) : json(nullptr)},
                     {"interrupted", summary.interrupted}};
   const std::string text = dump_json(doc, 2) + "\n";
   write_file_atomic(options.outdir + "/manifest" + suffix + ".json", text.data(), text.size());

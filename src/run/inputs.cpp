@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <istream>
 
 #include "cnnviz/error.h"
 #include "cnnviz/files.h"
+#include "cnnviz/json_util.h"
 #include "cnnviz/limits.h"
 
 namespace fs = std::filesystem;
@@ -173,6 +175,132 @@ std::vector<std::string> parse_labels(const std::string& text, const std::string
 std::vector<std::string> read_labels(const std::string& path) {
   const std::vector<uint8_t> bytes = read_file(path, "labels file", kMaxLabelsBytes);
   return parse_labels(std::string(bytes.begin(), bytes.end()), path);
+}
+
+namespace {
+
+std::string normal_path(const std::string& p) { return fs::path(p).lexically_normal().string(); }
+
+// The fields of one line: tab-separated when it holds a tab, else CSV.
+// Returns false for an unclosed quote.
+bool split_fields(const std::string& line, std::vector<std::string>& fields) {
+  fields.clear();
+  const char sep = line.find('\t') != std::string::npos ? '\t' : ',';
+  auto trim = [](std::string s) {
+    const size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+    return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+  };
+  size_t i = 0;
+  while (true) {
+    std::string field;
+    while (i < line.size() && line[i] == ' ') ++i;
+    if (sep == ',' && i < line.size() && line[i] == '"') {
+      ++i;
+      bool closed = false;
+      while (i < line.size()) {
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            field += '"';
+            i += 2;
+            continue;
+          }
+          closed = true;
+          ++i;
+          break;
+        }
+        field += line[i++];
+      }
+      if (!closed) return false;
+      while (i < line.size() && line[i] != sep) field += line[i++];
+    } else {
+      while (i < line.size() && line[i] != sep) field += line[i++];
+    }
+    fields.push_back(trim(field));
+    if (i >= line.size()) break;
+    ++i;  // the separator
+  }
+  return true;
+}
+
+}  // namespace
+
+TargetsFile parse_targets(const std::string& text, const std::string& path) {
+  auto fail = [&](size_t line, const std::string& problem) {
+    return Error(ErrorCode::kInput, "targets file '" + path + "'" +
+                                        (line ? " line " + std::to_string(line) : "") + ": " +
+                                        problem);
+  };
+  if (text.find('\0') != std::string::npos) throw fail(0, "not text (holds a NUL byte)");
+  if (!valid_utf8(text)) throw fail(0, "not UTF-8 text");
+  TargetsFile file;
+  file.path = path;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  char digest[17];
+  std::snprintf(digest, sizeof digest, "%016llx", static_cast<unsigned long long>(h));
+  file.digest = digest;
+
+  const size_t max_line = kMaxMetadataString * 4;
+  std::vector<std::string> fields;
+  bool first = true;
+  size_t start = 0, number = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    start = end + 1;
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (number == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a BOM
+    if (line.size() > max_line) {
+      throw fail(number, "longer than " + std::to_string(max_line) + " bytes");
+    }
+    if (line.find_first_not_of(" \t") == std::string::npos || line[0] == '#') continue;
+    if (!split_fields(line, fields)) throw fail(number, "a quote is not closed");
+    const bool header = first && (lower(fields[0]) == "image" || lower(fields[0]) == "path" ||
+                                  lower(fields[0]) == "file" || lower(fields[0]) == "filename");
+    first = false;
+    if (header) continue;
+    if (fields[0].empty()) throw fail(number, "no image (the first field is empty)");
+    if (fields.size() < 2) {
+      throw fail(number, "no class after '" + fields[0] +
+                             "' (expected: image, then one or more classes)");
+    }
+    if (fields.size() - 1 > static_cast<size_t>(kMaxTop)) {
+      throw fail(number, "more than " + std::to_string(kMaxTop) + " classes");
+    }
+    TargetRow row{fields[0], {fields.begin() + 1, fields.end()}, number};
+    for (size_t f = 0; f < row.classes.size(); ++f) {
+      if (row.classes[f].empty()) {
+        throw fail(number, "field " + std::to_string(f + 2) + " is empty (a class index or label)");
+      }
+    }
+    const bool bare = row.image.find('/') == std::string::npos;
+    std::map<std::string, size_t>& index = bare ? file.by_name : file.by_path;
+    const std::string key = bare ? row.image : normal_path(row.image);
+    auto [it, added] = index.emplace(key, file.rows.size());
+    if (!added) {
+      throw fail(number, "image '" + row.image + "' is also on line " +
+                             std::to_string(file.rows[it->second].line));
+    }
+    file.rows.push_back(std::move(row));
+  }
+  if (file.rows.empty()) throw fail(0, "no rows (expected: image, then one or more classes)");
+  return file;
+}
+
+TargetsFile read_targets(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file(path, "targets file", kMaxListBytes);
+  return parse_targets(std::string(bytes.begin(), bytes.end()), path);
+}
+
+const TargetRow* TargetsFile::find(const std::string& image) const {
+  auto p = by_path.find(normal_path(image));
+  if (p != by_path.end()) return &rows[p->second];
+  // A bare name also matches an input given as a bare name ("cat.jpg").
+  auto n = by_name.find(fs::path(image).filename().string());
+  if (n != by_name.end()) return &rows[n->second];
+  return nullptr;
 }
 
 std::string Shard::name() const {

@@ -105,6 +105,18 @@ int lists(const uint8_t* data, size_t size) {
     }
   } catch (const Error&) {
   }
+  try {  // the same bytes as a --targets file
+    const TargetsFile file = parse_targets(text, "fuzz");
+    if (file.rows.empty()) bug("a targets file without rows and without an error");
+    for (const TargetRow& row : file.rows) {
+      if (row.image.empty() || row.classes.empty()) bug("a row without image or classes");
+      for (const std::string& c : row.classes) {
+        if (c.empty()) bug("an empty class");
+      }
+      if (file.find(row.image) == nullptr) bug("a row that find() does not return");
+    }
+  } catch (const Error&) {
+  }
   return 0;
 }
 
@@ -151,7 +163,7 @@ int npy(const uint8_t* data, size_t size) {
   const size_t floats = (size - 1) / sizeof(float);
   NpyArray a;
   a.data.resize(floats);
-  std::memcpy(a.data.data(), data + 1, floats * sizeof(float));
+  if (floats > 0) std::memcpy(a.data.data(), data + 1, floats * sizeof(float));
   switch (data[0] % 3) {
     case 0:
       a.shape = {static_cast<int64_t>(floats)};

@@ -3,7 +3,8 @@
 
 usage: methods_ref.py MODEL.pt IMAGE OUTDIR [--class C] [--layers L1,L2,...] [--all-layers]
                       [--cam] [--extra] [--score-cam] [--noise NOISE.npy]
-                      [--ig] [--ig-steps M] [--blur-sigma S] [--threads N]
+                      [--ig] [--ig-steps M] [--blur-sigma S] [--score S] [--counterfactual]
+                      [--threads N]
 
 The TorchScript file only supplies the architecture name (cnnviz.json "arch") and the weights:
 the model is rebuilt as torchvision.models.<arch>(weights=None) with the constructor arguments of
@@ -35,7 +36,10 @@ outputs [N,C,h,w] with h*w > 1. From the root, take the qualifying direct childr
 of their first call; when exactly one of them has a qualifying child, descend into it and
 repeat; otherwise those children are the stages.
 
-Target: the pre-softmax logit y_c (default c: top-1 of the clean image). x is the normalized
+Target: the pre-softmax logit y_c (default c: top-1 of the clean image); --score probability,
+log-probability or sigmoid differentiates softmax(y)_c, log_softmax(y)_c or sigmoid(y_c)
+instead, and --counterfactual the negation (every gradient below; not Score-CAM's softmax, nor
+CAM's weights, nor the IG completeness check, which use the logit). x is the normalized
 input [1,3,H,W]; "upsample" is F.interpolate(mode="bilinear", align_corners=False) to H,W.
 Written to OUTDIR as float32 .npy (little-endian, C order):
   input.npy [3,H,W]  logits.npy [1000]
@@ -300,6 +304,29 @@ def script_diff(model, scripted, x):
         return (model(x) - logits_of(scripted(x))).abs().max().item()
 
 
+# What the backward passes differentiate (--score, --counterfactual); Score-CAM keeps the
+# softmax probability of the paper.
+SCORE = {"kind": "logit", "negate": False}
+
+
+def score_of(out, cls):
+    """The score of class cls for each row of the model's output out [N,C]: the logit, the
+    softmax probability, the log-softmax, or the sigmoid of the logit; negated when
+    counterfactual. [N]."""
+    kind = SCORE["kind"]
+    if kind == "logit":
+        s = out[:, cls]
+    elif kind == "probability":
+        s = torch.softmax(out, dim=1)[:, cls]
+    elif kind == "log-probability":
+        s = torch.log_softmax(out, dim=1)[:, cls]
+    elif kind == "sigmoid":
+        s = torch.sigmoid(out[:, cls])
+    else:
+        raise RefError(f"unknown score {kind}")
+    return -s if SCORE["negate"] else s
+
+
 def backprop(model, x, cls, mode, tap_names=(), state=None):
     """One forward and backward of y_cls with the ReLUs in `mode` (`state`, when given, is the
     ReluState to use and keeps its counts). Returns (dy/dx [3,H,W], logits [C], relu calls,
@@ -310,9 +337,10 @@ def backprop(model, x, cls, mode, tap_names=(), state=None):
     try:
         x = x.detach().clone().requires_grad_(True)
         with modal_relus(state):
-            logits = model(x)[0]
+            out = model(x)
+            logits = out[0]
             target = int(logits.argmax()) if cls is None else cls
-            logits[target].backward()
+            score_of(out, target).sum().backward()
     finally:
         taps.close()
     return x.grad[0], logits.detach(), state.calls, taps
@@ -326,7 +354,7 @@ def mean_input_gradient(model, inputs, cls, mode, batch=GRAD_BATCH):
     for start in range(0, inputs.shape[0], batch):
         xb = inputs[start:start + batch].detach().clone().requires_grad_(True)
         with modal_relus(state):
-            model(xb)[:, cls].sum().backward()
+            score_of(model(xb), cls).sum().backward()
         total += xb.grad.double().sum(dim=0)
     return (total / inputs.shape[0]).float()
 
@@ -488,6 +516,11 @@ def main():
                         help="IG Riemann steps (default: 50)")
     parser.add_argument("--blur-sigma", type=float, default=10.0, metavar="S",
                         help="sigma of the blurred IG baseline (default: 10.0)")
+    parser.add_argument("--score", default="logit",
+                        choices=["logit", "probability", "log-probability", "sigmoid"],
+                        help="what the gradients differentiate (default: the logit)")
+    parser.add_argument("--counterfactual", action="store_true",
+                        help="differentiate the negated score")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     if args.ig_steps < 1:
@@ -496,6 +529,7 @@ def main():
         parser.error("--blur-sigma must be > 0")
 
     torch.set_num_threads(args.threads)
+    SCORE["kind"], SCORE["negate"] = args.score, args.counterfactual
     start = time.perf_counter()
     try:
         model, meta, scripted = load_eager(args.model)
