@@ -343,6 +343,47 @@ TEST_F(CliTargetsTest, RepeatedClassesAndCounterfactuals) {
   }
 }
 
+// A binary or regression head: one output, class 0; the counterfactual is
+// its decrease; a softmax over one output is refused.
+TEST_F(CliTargetsTest, ModelsWithOneOutput) {
+  torch::jit::Module net("OneOutput");
+  net.register_parameter("w", at::tensor({1.0f, -2.0f, 0.5f}).view({1, 3, 1, 1}), false);
+  net.define("def forward(self, x):\n  return torch.relu(x * self.w).mean([1, 2, 3]).unsqueeze(1)\n");
+  const std::string path = dir_.file("one.pt");
+  net.save(path);
+  const std::vector<std::string> common = {"-m", path, "--size", "32", "--write", "npy",
+                                           folder_ + "/a.png"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), common.begin(), common.end());
+    return args;
+  };
+  test::RunResult r =
+      test::run_cnnviz(with({"saliency", "-o", out_ + "-up", "--score", "sigmoid"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_cnnviz(with({"saliency", "-o", out_, "--counterfactual"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json t = manifest()["images"][0]["targets"][0];
+  EXPECT_EQ(t["class"], 0);
+  EXPECT_DOUBLE_EQ(t["score"].get<double>(), -t["logit"].get<double>());
+  auto npy_of = [&](const std::string& outdir) {
+    const nlohmann::json doc =
+        nlohmann::json::parse(test::read_text(outdir + "/manifest.json"));
+    for (const auto& f : doc["images"][0]["files"]) {
+      if (f["variant"] == "raw") return test::load(outdir + "/" + f["path"].get<std::string>());
+    }
+    ADD_FAILURE() << "no .npy in " << outdir;
+    return at::Tensor();
+  };
+  const at::Tensor down = npy_of(out_), up = npy_of(out_ + "-up");
+  ASSERT_TRUE(down.defined() && up.defined());
+  // sigmoid'(z) > 0: the evidence for and against point in opposite ways.
+  EXPECT_LT((up * down).sum().item<double>(), 0.0);
+  EXPECT_GT(down.abs().max().item<double>(), 0.0);
+  r = test::run_cnnviz(with({"saliency", "-o", dir_.file("o4"), "--score", "probability"}));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("one output, whose softmax is always 1"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTargetsTest, ClassifyReportsTheGivenClasses) {
   const std::string targets = dir_.file("t.tsv");
   test::write_text(targets, "a.png\t7\ttabby\nb.png\t99999\n");
