@@ -192,7 +192,7 @@ TEST(ModelMethodsErrorTest, RefusesWhatCannotBeComputed) {
   test::expect_error([&] { find_method("gradcam").compute(capture); }, ErrorCode::kUnsupported,
                      "outputs [1, 4096], not a 4-D feature map");
   test::expect_error([&] { Capture(engine, pass, {1000}).input_gradient(Backprop::kPlain); },
-                     ErrorCode::kUsage, "class 1000 out of range");
+                     ErrorCode::kUsage, "class 1000: out of range");
   test::expect_error([] { find_method("lime"); }, ErrorCode::kUsage, "unknown method 'lime'");
 }
 

@@ -197,7 +197,7 @@ TEST(ModelTargetsTest, ScoresMatchTheAutogradReference) {
     Pass pass = engine.run(x);
     const at::Tensor order = pass.logits()[0].argsort(0, /*descending=*/true);
     MethodParams cf;
-    cf.score.counterfactual = true;
+    cf.score = Score{ScoreKind::kLogit, true};
     for (int64_t i = 0; i < 200 && target < 0; ++i) {
       Capture capture(engine, pass, {order[i].item<int64_t>()}, cf);
       if (find_method("gradcam").compute(capture).at(0).value.max().item<double>() > 0) {

@@ -38,7 +38,10 @@ struct MethodParams {
   int sample_batch = 16;               // images per pass for samples, steps and Score-CAM masks
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};  // the model's normalization, for
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};   // the black baseline (set by the run)
-  Score score;  // what the backward passes differentiate (method_score(); set by the run)
+  // What the method explains (method_score(); set by the runs). Unset: each
+  // method's own default, the first of its row's `scores` (the logit, or
+  // Score-CAM's probability).
+  std::optional<Score> score;
 };
 
 // One setting of MethodParams as a command-line option and a manifest entry.

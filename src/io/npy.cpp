@@ -39,7 +39,8 @@ void write_npy(const std::string& path, const NpyArray& array) {
   const size_t payload = array.data.size() * sizeof(float);
   size_t offset = bytes.size();
   bytes.resize(offset + payload);
-  std::memcpy(&bytes[offset], array.data.data(), payload);  // x86-64 is little-endian
+  // x86-64 is little-endian. An empty array has no buffer to copy from.
+  if (payload > 0) std::memcpy(&bytes[offset], array.data.data(), payload);
   write_file_atomic(path, bytes.data(), bytes.size());
 }
 

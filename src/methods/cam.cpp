@@ -35,7 +35,8 @@ std::vector<MethodMap> cam(Capture& capture) {
     for (int64_t& k : cls) k = std::max<int64_t>(k, 0);
     at::Tensor index = at::tensor(cls, at::kLong).view({-1, 1, 1, 1}).to(a.device());
     at::Tensor map = a.gather(1, index.expand({-1, 1, a.size(2), a.size(3)})).squeeze(1);
-    return {{kGlobalPoolInput, capture.params().score.counterfactual ? -map : map}};
+    const bool negate = capture.params().score && capture.params().score->counterfactual;
+    return {{kGlobalPoolInput, negate ? -map : map}};
   }
   at::Tensor g = capture.layer_gradient(*i);
   at::Tensor mean = g.mean({2, 3}, /*keepdim=*/true);

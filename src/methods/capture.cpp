@@ -20,7 +20,7 @@ std::optional<size_t> Capture::layer_index(const std::string& path) const {
 at::Tensor Capture::input_gradient(Backprop mode) {
   auto it = input_grads_.find(mode);
   if (it != input_grads_.end()) return it->second;
-  at::Tensor g = pass_.backward(classes_, mode, params_.score);
+  at::Tensor g = pass_.backward(classes_, mode, params_.score.value_or(Score{}));
   if (mode == Backprop::kPlain) {
     layer_grads_.assign(engine_.layers().size(), at::Tensor());
     for (size_t i = 0; i < layer_grads_.size(); ++i) {

@@ -45,7 +45,7 @@ at::Tensor input_gradients(Capture& capture, const at::Tensor& inputs,
     Pass sub = capture.pass().nested(inputs.slice(0, start, end));
     parts.push_back(
         sub.backward(std::vector<int64_t>(classes.begin() + start, classes.begin() + end), mode,
-                     capture.params().score));
+                     capture.params().score.value_or(Score{})));
   }
   return at::cat(parts);
 }
