@@ -56,12 +56,15 @@ TEST_P(MethodsTest, MatchesTheAutogradReference) {
   const int threads = set_threads(0);
   test::TempDir dir;
   const std::string image = smooth_image(dir);
-  std::vector<std::string> argv = {
-      test::python(), test::source_dir() + "/tests/reference/methods_ref.py",
-      model_path,     image,
-      dir.path(),     "--all-layers",
-      "--extra",      "--threads",
-      std::to_string(threads)};
+  std::vector<std::string> argv = {test::python(),
+                                   test::source_dir() + "/tests/reference/methods_ref.py",
+                                   model_path,
+                                   image,
+                                   dir.path(),
+                                   "--all-layers",
+                                   "--extra",
+                                   "--threads",
+                                   std::to_string(threads)};
   if (!c.nested.empty()) argv.insert(argv.end(), {"--layers", c.nested});
   if (c.cam) argv.push_back("--cam");
   test::RunResult r = test::run(argv);
@@ -152,34 +155,32 @@ TEST_P(MethodsTest, MatchesTheAutogradReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     Model, MethodsTest,
-    ::testing::Values(Case{"squeezenet1_1",
-                           {"features.0", "features.6", "features.12"},
-                           "features.3.expand3x3",
-                           true},
-                      Case{"alexnet", {"features.0", "features.5", "features.11"}, "", false},
-                      Case{"densenet121",
-                           {"features.conv0", "features.denseblock2", "features.norm5"},
-                           "features.denseblock2.denselayer3",
-                           true},
-                      Case{"vgg16", {"features.0", "features.15", "features.29"}, "", false},
-                      Case{"resnet50", {"conv1", "layer2", "layer4"}, "layer3.2.conv2", true},
-                      Case{"googlenet",
-                           {"conv1", "inception4a", "inception5b"},
-                           "inception4c.branch2.1",
-                           true},
-                      Case{"mobilenet_v2",
-                           {"features.0", "features.9", "features.18"},
-                           "features.5.conv.1",
-                           true,
-                           false,
-                           true},
-                      Case{"efficientnet_b0",
-                           {"features.0", "features.4", "features.8"},
-                           "features.3.0.block.1",
-                           true,
-                           false,
-                           false,
-                           true}),
+    ::testing::Values(
+        Case{"squeezenet1_1",
+             {"features.0", "features.6", "features.12"},
+             "features.3.expand3x3",
+             true},
+        Case{"alexnet", {"features.0", "features.5", "features.11"}, "", false},
+        Case{"densenet121",
+             {"features.conv0", "features.denseblock2", "features.norm5"},
+             "features.denseblock2.denselayer3",
+             true},
+        Case{"vgg16", {"features.0", "features.15", "features.29"}, "", false},
+        Case{"resnet50", {"conv1", "layer2", "layer4"}, "layer3.2.conv2", true},
+        Case{"googlenet", {"conv1", "inception4a", "inception5b"}, "inception4c.branch2.1", true},
+        Case{"mobilenet_v2",
+             {"features.0", "features.9", "features.18"},
+             "features.5.conv.1",
+             true,
+             false,
+             true},
+        Case{"efficientnet_b0",
+             {"features.0", "features.4", "features.8"},
+             "features.3.0.block.1",
+             true,
+             false,
+             false,
+             true}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.arch; });
 
 TEST(ModelMethodsErrorTest, RefusesWhatCannotBeComputed) {

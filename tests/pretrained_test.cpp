@@ -146,9 +146,9 @@ TEST_F(PretrainedTest, GuidedBackpropFailsTheRandomizationCheck) {
       preprocess(read_image_rgb(shared_ + "/images/snake.png"), model.info().preprocess)
           .unsqueeze(0);
   auto map = [&](const Model& m, const char* method) {
-    const std::vector<std::string> layers =
-        find_method(method).layers == LayerUse::kChosen ? std::vector<std::string>{"features.12"}
-                                        : std::vector<std::string>{};
+    const std::vector<std::string> layers = find_method(method).layers == LayerUse::kChosen
+                                                ? std::vector<std::string>{"features.12"}
+                                                : std::vector<std::string>{};
     Engine engine(m, layers);
     Pass pass = engine.run(x);
     Capture capture(engine, pass, {56});  // king snake

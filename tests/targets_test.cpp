@@ -3,6 +3,8 @@
 // files, and what each method accepts. Unit tests with a model built here,
 // the reference comparison (tests/reference/methods_ref.py --score,
 // --counterfactual) on an exported SqueezeNet, and the CLI end to end.
+#include "cnnviz/targets.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
@@ -18,7 +20,6 @@
 #include "cnnviz/methods.h"
 #include "cnnviz/preprocess.h"
 #include "cnnviz/runtime.h"
-#include "cnnviz/targets.h"
 #include "map_util.h"
 #include "test_util.h"
 
@@ -65,8 +66,11 @@ TEST(TargetsUnitTest, ScoresOfEachKind) {
   expect_error([&] { target_scores(z, {3, 0}, {}); }, ErrorCode::kUsage, "out of range");
   // One output: its softmax is 1 whatever the input.
   const at::Tensor one = at::tensor({0.7f, -0.2f}).view({2, 1});
-  expect_error([&] { target_scores(one, {0, 0}, {ScoreKind::kProbability, false}); },
-               ErrorCode::kUsage, "one output");
+  expect_error(
+      [&] {
+        target_scores(one, {0, 0}, {ScoreKind::kProbability, false});
+      },
+      ErrorCode::kUsage, "one output");
   EXPECT_NEAR(target_scores(one, {0, 0}, {ScoreKind::kLogit, true})[1].item<double>(), 0.2, 1e-7);
 }
 
@@ -76,10 +80,10 @@ TEST(TargetsUnitTest, ParsesScoreNames) {
 }
 
 TEST(TargetsUnitTest, PerImageClassesPadRanksAndFallBackToTheTopClasses) {
-  const at::Tensor z = at::tensor({0.0f, 5.0f, 1.0f, 3.0f, 0.0f, 2.0f, 1.0f, 1.0f, 9.0f}).view({3, 3});
-  TargetChooser choose = per_image_classes({std::vector<int64_t>{2, 0}, std::nullopt,
-                                            std::vector<int64_t>{1}},
-                                           1);
+  const at::Tensor z =
+      at::tensor({0.0f, 5.0f, 1.0f, 3.0f, 0.0f, 2.0f, 1.0f, 1.0f, 9.0f}).view({3, 3});
+  TargetChooser choose =
+      per_image_classes({std::vector<int64_t>{2, 0}, std::nullopt, std::vector<int64_t>{1}}, 1);
   const auto ranks = choose(z);
   ASSERT_EQ(ranks.size(), 2u);
   EXPECT_EQ(ranks[0], (std::vector<int64_t>{2, 0, 1}));  // image 1: its top-1 class
@@ -100,8 +104,8 @@ TEST(TargetsUnitTest, EachMethodSaysWhichScoresItExplains) {
   // Score-CAM's own score is the masked image's probability.
   EXPECT_EQ(method_score(find_method("scorecam"), std::nullopt, false).kind,
             ScoreKind::kProbability);
-  expect_error([] { method_score(find_method("scorecam"), std::nullopt, true); },
-               ErrorCode::kUsage, "--counterfactual: scorecam");
+  expect_error([] { method_score(find_method("scorecam"), std::nullopt, true); }, ErrorCode::kUsage,
+               "--counterfactual: scorecam");
   expect_error([] { method_score(find_method("cam"), ScoreKind::kProbability, false); },
                ErrorCode::kUsage, "--score probability: cam explains logit only");
   expect_error([] { method_score(find_method("eigencam"), ScoreKind::kLogit, false); },
@@ -234,8 +238,8 @@ TEST(ModelTargetsTest, ScoresMatchTheAutogradReference) {
     Capture capture(engine, pass, {cls}, params);
     test::expect_close(capture.input_gradient(Backprop::kPlain)[0],
                        test::load(out + "/saliency.npy"), "saliency");
-    test::expect_close(capture.input_gradient(Backprop::kGuided)[0], test::load(out + "/guided.npy"),
-                       "guided");
+    test::expect_close(capture.input_gradient(Backprop::kGuided)[0],
+                       test::load(out + "/guided.npy"), "guided");
     const std::vector<MethodMap> cam = find_method("gradcam").compute(capture);
     test::expect_close(cam.at(0).value[0], test::load(out + "/gradcam_" + layer + ".npy"),
                        "gradcam");
@@ -310,16 +314,16 @@ TEST_F(CliTargetsTest, TargetsFileGivesEachImageItsClasses) {
 
   // A bad file stops the run before any work, naming the line.
   test::write_text(targets, "a.png,1\na.png,2\n");
-  r = test::run_cnnviz({"gradcam", "-m", model_, "-o", dir_.file("o2"), "--targets", targets,
-                        folder_});
+  r = test::run_cnnviz(
+      {"gradcam", "-m", model_, "-o", dir_.file("o2"), "--targets", targets, folder_});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.err.find("line 2: image 'a.png' is also on line 1"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTargetsTest, RepeatedClassesAndCounterfactuals) {
-  test::RunResult r = test::run_cnnviz({"gradcam", "-m", model_, "-o", out_, "--write", "npy",
-                                        "--class", "tabby", "--class", "7", "--class", "281",
-                                        "--counterfactual", folder_ + "/a.png"});
+  test::RunResult r =
+      test::run_cnnviz({"gradcam", "-m", model_, "-o", out_, "--write", "npy", "--class", "tabby",
+                        "--class", "7", "--class", "281", "--counterfactual", folder_ + "/a.png"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json doc = manifest();
   EXPECT_EQ(doc["options"]["class"], nlohmann::json({"tabby", "7"}));
@@ -348,11 +352,12 @@ TEST_F(CliTargetsTest, RepeatedClassesAndCounterfactuals) {
 TEST_F(CliTargetsTest, ModelsWithOneOutput) {
   torch::jit::Module net("OneOutput");
   net.register_parameter("w", at::tensor({1.0f, -2.0f, 0.5f}).view({1, 3, 1, 1}), false);
-  net.define("def forward(self, x):\n  return torch.relu(x * self.w).mean([1, 2, 3]).unsqueeze(1)\n");
+  net.define(
+      "def forward(self, x):\n  return torch.relu(x * self.w).mean([1, 2, 3]).unsqueeze(1)\n");
   const std::string path = dir_.file("one.pt");
   net.save(path);
-  const std::vector<std::string> common = {"-m", path, "--size", "32", "--write", "npy",
-                                           folder_ + "/a.png"};
+  const std::vector<std::string> common = {"-m",      path,  "--size",          "32",
+                                           "--write", "npy", folder_ + "/a.png"};
   auto with = [&](std::vector<std::string> args) {
     args.insert(args.end(), common.begin(), common.end());
     return args;
@@ -366,8 +371,7 @@ TEST_F(CliTargetsTest, ModelsWithOneOutput) {
   EXPECT_EQ(t["class"], 0);
   EXPECT_DOUBLE_EQ(t["score"].get<double>(), -t["logit"].get<double>());
   auto npy_of = [&](const std::string& outdir) {
-    const nlohmann::json doc =
-        nlohmann::json::parse(test::read_text(outdir + "/manifest.json"));
+    const nlohmann::json doc = nlohmann::json::parse(test::read_text(outdir + "/manifest.json"));
     for (const auto& f : doc["images"][0]["files"]) {
       if (f["variant"] == "raw") return test::load(outdir + "/" + f["path"].get<std::string>());
     }
@@ -387,8 +391,8 @@ TEST_F(CliTargetsTest, ModelsWithOneOutput) {
 TEST_F(CliTargetsTest, ClassifyReportsTheGivenClasses) {
   const std::string targets = dir_.file("t.tsv");
   test::write_text(targets, "a.png\t7\ttabby\nb.png\t99999\n");
-  test::RunResult r = test::run_cnnviz({"classify", "-m", model_, "--json", "-k", "3", "--targets",
-                                        targets, folder_});
+  test::RunResult r = test::run_cnnviz(
+      {"classify", "-m", model_, "--json", "-k", "3", "--targets", targets, folder_});
   EXPECT_EQ(r.exit_code, 3) << r.err;  // b.png: no class 99999
   EXPECT_NE(r.err.find("they get their predictions only"), std::string::npos) << r.err;
   const nlohmann::json doc = nlohmann::json::parse(r.out);
@@ -398,7 +402,8 @@ TEST_F(CliTargetsTest, ClassifyReportsTheGivenClasses) {
   EXPECT_EQ(a["targets"][1]["spec"], "tabby");
   // Its rank agrees with the predictions where they overlap.
   r = test::run_cnnviz({"classify", "-m", model_, "--json", "-k", "1", "--class",
-                        std::to_string(a["predictions"][0]["index"].get<int>()), folder_ + "/a.png"});
+                        std::to_string(a["predictions"][0]["index"].get<int>()),
+                        folder_ + "/a.png"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json one = nlohmann::json::parse(r.out)["results"][0];
   EXPECT_EQ(one["targets"][0]["rank"], 1);

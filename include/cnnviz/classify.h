@@ -18,9 +18,9 @@
 namespace cnnviz {
 
 struct ClassifyOptions {
-  int top_k = 0;          // classes per image; 0: 5, or all of a model with fewer
-  size_t batch_size = 8;  // images per forward pass
-  int decoders = 0;       // decoding threads; 0 = every core
+  int top_k = 0;                           // classes per image; 0: 5, or all of a model with fewer
+  size_t batch_size = 8;                   // images per forward pass
+  int decoders = 0;                        // decoding threads; 0 = every core
   int64_t max_pixels = kDefaultMaxPixels;  // images with more fail before decoding
   // --class, --targets: classes whose scores each image also reports (top
   // is not used: the predictions are the top classes).

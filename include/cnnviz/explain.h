@@ -19,15 +19,15 @@
 namespace cnnviz {
 
 struct ExplainOptions {
-  std::string method;                       // a name from method_table()
-  std::vector<std::string> layers;          // --layer (repeatable); empty: the default layer
-  bool all_layers = false;                  // every feature layer
+  std::string method;               // a name from method_table()
+  std::vector<std::string> layers;  // --layer (repeatable); empty: the default layer
+  bool all_layers = false;          // every feature layer
   // What the maps explain. An image named in `targets_file` gets the classes
   // of its row; the others get `classes` (--class, repeatable: indices or
   // labels) when given, else their `top` most probable classes.
   std::vector<std::string> classes;
-  std::string targets_file;  // --targets: CSV or TSV (inputs.h); empty: none
-  int top = 1;               // maps for each of the top N classes
+  std::string targets_file;        // --targets: CSV or TSV (inputs.h); empty: none
+  int top = 1;                     // maps for each of the top N classes
   std::optional<ScoreKind> score;  // --score; default: the method's (registry)
   bool counterfactual = false;     // explain the negated score
   std::string outdir = "cnnviz-out";
@@ -36,19 +36,19 @@ struct ExplainOptions {
   std::string colormap = "jet";
   double alpha = 0.5;  // heatmap weight in overlays
   size_t batch_size = 4;
-  int decoders = 0;            // decoding threads; 0 = every core
-  int writers = 0;             // rendering and writing threads; 0 = every core
+  int decoders = 0;                        // decoding threads; 0 = every core
+  int writers = 0;                         // rendering and writing threads; 0 = every core
   int64_t max_pixels = kDefaultMaxPixels;  // images with more fail before decoding
-  Shard shard;                 // this process's share of the images
-  bool skip_existing = false;  // reuse complete outputs of earlier runs
-  MethodParams params;         // the method's own settings (mean/std: from the model)
+  Shard shard;                             // this process's share of the images
+  bool skip_existing = false;              // reuse complete outputs of earlier runs
+  MethodParams params;                     // the method's own settings (mean/std: from the model)
 };
 
 struct ExplainSummary {
   nlohmann::ordered_json manifest;  // also written to OUTDIR/manifest.json
   size_t images = 0;                // in this shard
   size_t failed = 0;
-  size_t skipped = 0;  // complete from an earlier run (--skip-existing)
+  size_t skipped = 0;          // complete from an earlier run (--skip-existing)
   size_t default_targets = 0;  // with --targets: images of this shard it does not name
   bool interrupted = false;
   size_t writers = 0;         // writer threads

@@ -12,8 +12,7 @@ namespace cnnviz {
 // (checked before reading; FIFOs and devices are refused without blocking).
 // Throws Error(kInput) "<kind> 'path': reason" (not found, is a directory,
 // not a regular file, too large, permission denied, ...).
-std::vector<uint8_t> read_file(const std::string& path, const std::string& kind,
-                               size_t max_bytes);
+std::vector<uint8_t> read_file(const std::string& path, const std::string& kind, size_t max_bytes);
 
 // Writes `bytes` to `path` so that readers never see a half-written file:
 // into an unnamed file in the same directory (O_TMPFILE) that is linked to

@@ -29,9 +29,9 @@ struct LoadedImage {
 
 struct LoaderOptions {
   size_t batch_size = 8;
-  int workers = 0;        // decoding threads; 0 = every available core
-  size_t prefetch = 2;    // batches decoded ahead of the consumer
-  bool keep_rgb = false;  // keep the decoded image (for overlays)
+  int workers = 0;                         // decoding threads; 0 = every available core
+  size_t prefetch = 2;                     // batches decoded ahead of the consumer
+  bool keep_rgb = false;                   // keep the decoded image (for overlays)
   int64_t max_pixels = kDefaultMaxPixels;  // larger images fail before decoding
 };
 

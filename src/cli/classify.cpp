@@ -8,7 +8,6 @@
 
 #include "cnnviz/classify.h"
 #include "cnnviz/error.h"
-#include "cnnviz/stopwatch.h"
 #include "cnnviz/inputs.h"
 #include "cnnviz/json_util.h"
 #include "cnnviz/limits.h"
@@ -16,6 +15,7 @@
 #include "cnnviz/predict.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/runtime.h"
+#include "cnnviz/stopwatch.h"
 
 namespace cnnviz::cli {
 

@@ -15,7 +15,7 @@ struct ClassifyOptions {
   InputOptions inputs;
   int top_k = 0;  // 0: 5, or the model's number of classes when it has fewer
   int batch_size = 8;
-  int decoders = 0;  // image decoding threads; 0 = every available core
+  int decoders = 0;                  // image decoding threads; 0 = every available core
   std::vector<std::string> classes;  // --class: also report these
   std::string targets_file;          // --targets
   bool json = false;

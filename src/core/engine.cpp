@@ -35,11 +35,11 @@ using torch::jit::WithInsertPoint;
 // reported, and their backward stays the true gradient.
 const std::set<std::string>& unguided_kinds() {
   static const std::set<std::string> kinds = {
-      "aten::hardtanh",   "aten::hardtanh_",   "aten::silu",
-      "aten::silu_",      "aten::gelu",        "aten::elu",         "aten::elu_",
-      "aten::selu",       "aten::celu",        "aten::leaky_relu",  "aten::leaky_relu_",
-      "aten::prelu",      "aten::mish",        "aten::softplus",    "aten::hardswish",
-      "aten::hardswish_", "aten::hardsigmoid", "aten::hardsigmoid_"};
+      "aten::hardtanh",    "aten::hardtanh_",   "aten::silu",        "aten::silu_",
+      "aten::gelu",        "aten::elu",         "aten::elu_",        "aten::selu",
+      "aten::celu",        "aten::leaky_relu",  "aten::leaky_relu_", "aten::prelu",
+      "aten::mish",        "aten::softplus",    "aten::hardswish",   "aten::hardswish_",
+      "aten::hardsigmoid", "aten::hardsigmoid_"};
   return kinds;
 }
 
@@ -178,8 +178,8 @@ Instrumented instrument(const torch::jit::Module& module,
   const c10::Symbol relu6_in_place = c10::Symbol::fromQualString("aten::relu6_");
   for (Node* n : all_nodes(g)) {
     const bool is_relu = n->kind() == c10::aten::relu || n->kind() == c10::aten::relu_;
-    const bool is_relu6 = n->kind() == c10::aten::relu6 || n->kind() == relu6_in_place ||
-                          is_relu6_hardtanh(n);
+    const bool is_relu6 =
+        n->kind() == c10::aten::relu6 || n->kind() == relu6_in_place || is_relu6_hardtanh(n);
     if (is_relu || is_relu6) {
       const bool in_place = n->kind() == c10::aten::relu_ || n->kind() == relu6_in_place ||
                             n->kind() == c10::aten::hardtanh_;
@@ -302,7 +302,6 @@ struct Pass::Impl {
   ~Impl() { ops::set_recorder(outer); }
 };
 
-
 Engine::Engine(const Model& model, const std::vector<std::string>& layers)
     : impl_(std::make_unique<Impl>(Impl{model, {}, layers, {}})) {
   std::set<std::string> wanted(layers.begin(), layers.end());
@@ -349,8 +348,7 @@ Engine::Description Engine::describe(const Model& model) {
   ops::set_recorder(&recorder);
   try {
     c10::InferenceMode no_grad;
-    call(inst, model.module(), at::zeros({1, 3, crop, crop}, model.device()),
-         model.info().path);
+    call(inst, model.module(), at::zeros({1, 3, crop, crop}, model.device()), model.info().path);
   } catch (...) {
     ops::set_recorder(nullptr);
     throw;
@@ -396,9 +394,9 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch) {
   ops::set_relu_mode(ops::ReluMode::kPlain);
   torch::AutoGradMode grad(true);
   p.input = batch.detach().to(engine.model.device()).clone().requires_grad_(true);
-  p.logits = first_tensor(call(engine.inst, engine.model.module(), p.input,
-                               engine.model.info().path),
-                          engine.model.info().path);
+  p.logits =
+      first_tensor(call(engine.inst, engine.model.module(), p.input, engine.model.info().path),
+                   engine.model.info().path);
   p.logits_detached = p.logits.detach().to(at::kCPU);
   check_output_classes(engine.model.info(), p.logits.size(1));
 }

@@ -34,8 +34,7 @@ void check_class(int64_t k, int64_t classes) {
 }  // namespace
 
 const std::vector<std::string>& score_names() {
-  static const std::vector<std::string> names{"logit", "probability", "log-probability",
-                                              "sigmoid"};
+  static const std::vector<std::string> names{"logit", "probability", "log-probability", "sigmoid"};
   return names;
 }
 

@@ -1,11 +1,11 @@
 #include "cnnviz/image.h"
 
 // libjpeg's headers need FILE and size_t first.
-#include <algorithm>
 #include <jerror.h>
 #include <jpeglib.h>
 #include <png.h>
 
+#include <algorithm>
 #include <csetjmp>
 #include <cstdio>
 #include <cstdlib>

@@ -70,9 +70,9 @@ at::Tensor gaussian_blur(const at::Tensor& x, double sigma) {
   if (!(sigma > 0)) throw Error(ErrorCode::kUsage, "blur sigma: must be positive");
   const int64_t r = static_cast<int64_t>(std::ceil(3 * sigma));
   if (r >= x.size(2) || r >= x.size(3)) {
-    throw Error(ErrorCode::kUsage, "blur sigma " + std::to_string(sigma) +
-                                       ": too large for a " + std::to_string(x.size(3)) + "x" +
-                                       std::to_string(x.size(2)) + " input");
+    throw Error(ErrorCode::kUsage, "blur sigma " + std::to_string(sigma) + ": too large for a " +
+                                       std::to_string(x.size(3)) + "x" + std::to_string(x.size(2)) +
+                                       " input");
   }
   at::Tensor i = at::arange(-r, r + 1, x.options());
   at::Tensor k = at::exp(-(i * i) / (2 * sigma * sigma));

@@ -266,16 +266,15 @@ const std::vector<MethodDef>& method_table() {
 Score method_score(const MethodDef& method, std::optional<ScoreKind> requested,
                    bool counterfactual) {
   if (method.scores.empty() && (requested || counterfactual)) {
-    throw Error(ErrorCode::kUsage, std::string(requested ? "--score" : "--counterfactual") +
-                                       ": " + method.name +
+    throw Error(ErrorCode::kUsage, std::string(requested ? "--score" : "--counterfactual") + ": " +
+                                       method.name +
                                        " does not depend on the target (its maps are the same "
                                        "for every class)");
   }
   Score score;
   if (!method.scores.empty()) score.kind = method.scores.front();
   if (requested) {
-    if (std::find(method.scores.begin(), method.scores.end(), *requested) ==
-        method.scores.end()) {
+    if (std::find(method.scores.begin(), method.scores.end(), *requested) == method.scores.end()) {
       std::string accepted;
       for (ScoreKind k : method.scores) accepted += (accepted.empty() ? "" : ", ") + score_name(k);
       throw Error(ErrorCode::kUsage, "--score " + score_name(*requested) + ": " + method.name +

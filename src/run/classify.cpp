@@ -6,8 +6,8 @@
 
 #include "cnnviz/batching.h"
 #include "cnnviz/error.h"
-#include "cnnviz/stopwatch.h"
 #include "cnnviz/loader.h"
+#include "cnnviz/stopwatch.h"
 
 namespace cnnviz {
 
@@ -112,8 +112,8 @@ ClassifySummary classify(const Model& model, const std::vector<std::string>& ima
               }
               const double pc = p[cls].item<double>();
               // Ranked as top_k ranks: by probability, ties to the lower index.
-              const int64_t above = (p > pc).sum().item<int64_t>() +
-                                    (p.slice(0, 0, cls) == pc).sum().item<int64_t>();
+              const int64_t above =
+                  (p > pc).sum().item<int64_t>() + (p.slice(0, 0, cls) == pc).sum().item<int64_t>();
               r.targets.push_back({cls, given.specs[c], given.source,
                                    logits[static_cast<int64_t>(j - begin)][cls].item<double>(), pc,
                                    above + 1});

@@ -18,7 +18,6 @@
 #include "cnnviz/compute.h"
 #include "cnnviz/engine.h"
 #include "cnnviz/error.h"
-#include "cnnviz/stopwatch.h"
 #include "cnnviz/files.h"
 #include "cnnviz/image_targets.h"
 #include "cnnviz/json_util.h"
@@ -28,6 +27,7 @@
 #include "cnnviz/outputs.h"
 #include "cnnviz/predict.h"
 #include "cnnviz/runtime.h"
+#include "cnnviz/stopwatch.h"
 #include "cnnviz/targets.h"
 #include "cnnviz/version.h"
 #include "cnnviz/writer_pool.h"
@@ -162,7 +162,6 @@ struct RunState {
   }
 };
 
-
 FloatArray to_array(const at::Tensor& t) {
   const at::Tensor c = t.to(at::kCPU, at::kFloat).contiguous();
   const float* p = c.data_ptr<float>();
@@ -227,13 +226,13 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
         "activations have no standard guided rule, so their backward is the true gradient";
   }
   doc["options"] = plan.options();
-  doc["options"].update(json{
-      {"score", method.scores.empty() ? json(nullptr) : json(score_name(score.kind))},
-      {"counterfactual", score.counterfactual},
-      {"colormap", options.colormap},
-      {"alpha", options.alpha},
-      {"raw", selection.has("npy")},
-      {"write", selection.variants}});
+  doc["options"].update(
+      json{{"score", method.scores.empty() ? json(nullptr) : json(score_name(score.kind))},
+           {"counterfactual", score.counterfactual},
+           {"colormap", options.colormap},
+           {"alpha", options.alpha},
+           {"raw", selection.has("npy")},
+           {"write", selection.variants}});
   for (const std::string& name : method.params) {
     const ParamDef& p = find_param(name);
     if (p.changes_maps) doc["options"][p.name] = param_value(p, params);
@@ -369,8 +368,8 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
                {"rank", chosen ? json(r + 1) : json(nullptr)},
                {"source", given.source},
                {"spec", chosen ? json(nullptr) : json(given.specs.at(r))},
-               {"score", method.scores.empty() ? json(nullptr)
-                                               : json(rank_scores[r][n].item<double>())},
+               {"score",
+                method.scores.empty() ? json(nullptr) : json(rank_scores[r][n].item<double>())},
                {"logit", maps.logits[n][cls].item<double>()},
                {"probability", probs[n][cls].item<double>()}});
           w->raw.emplace_back();
@@ -455,12 +454,13 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   summary.files_written = state.files;
   for (auto& [p, e] : entries) doc["images"].push_back(std::move(e));
   summary.images = positions.size();
-  doc["summary"] = {{"images", summary.images},
-                    {"written", doc["images"].size()},
-                    {"failed", summary.failed},
-                    {"skipped", summary.skipped},
-                    {"default_targets", plan.has_file() ? json(summary.default_targets) : json(nullptr)},
-                    {"interrupted", summary.interrupted}};
+  doc["summary"] = {
+      {"images", summary.images},
+      {"written", doc["images"].size()},
+      {"failed", summary.failed},
+      {"skipped", summary.skipped},
+      {"default_targets", plan.has_file() ? json(summary.default_targets) : json(nullptr)},
+      {"interrupted", summary.interrupted}};
   const std::string text = dump_json(doc, 2) + "\n";
   write_file_atomic(options.outdir + "/manifest" + suffix + ".json", text.data(), text.size());
   return summary;

@@ -40,9 +40,9 @@ TargetPlan::TargetPlan(const ModelInfo& info, const std::vector<std::string>& im
     for (const std::string& spec : row->classes) {
       int64_t k = 0;
       try {
-        k = parse_class(spec, info, known,
-                        "targets file '" + file_->path + "' line " + std::to_string(row->line) +
-                            ": class");
+        k = parse_class(
+            spec, info, known,
+            "targets file '" + file_->path + "' line " + std::to_string(row->line) + ": class");
       } catch (const Error& e) {
         t.error = "image '" + images[p] + "': " + e.what();
         break;
@@ -54,11 +54,10 @@ TargetPlan::TargetPlan(const ModelInfo& info, const std::vector<std::string>& im
     max_ranks_ = std::max(max_ranks_, t.classes.size());
   }
   if (not_in_file_ > 0) {
-    const std::string fallback =
-        !fixed_.empty()     ? "the --class targets"
-        : request.top <= 0  ? "their predictions only"
-        : top_ == 1         ? "their top-1 class"
-                            : "their top " + std::to_string(top_) + " classes";
+    const std::string fallback = !fixed_.empty()    ? "the --class targets"
+                                 : request.top <= 0 ? "their predictions only"
+                                 : top_ == 1        ? "their top-1 class"
+                                             : "their top " + std::to_string(top_) + " classes";
     progress.note("targets: " + std::to_string(not_in_file_) + " of " +
                   std::to_string(positions.size()) + " images are not in '" + file_->path +
                   "'; they get " + fallback);

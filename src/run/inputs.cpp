@@ -263,8 +263,8 @@ TargetsFile parse_targets(const std::string& text, const std::string& path) {
     if (header) continue;
     if (fields[0].empty()) throw fail(number, "no image (the first field is empty)");
     if (fields.size() < 2) {
-      throw fail(number, "no class after '" + fields[0] +
-                             "' (expected: image, then one or more classes)");
+      throw fail(number,
+                 "no class after '" + fields[0] + "' (expected: image, then one or more classes)");
     }
     if (fields.size() - 1 > static_cast<size_t>(kMaxTop)) {
       throw fail(number, "more than " + std::to_string(kMaxTop) + " classes");

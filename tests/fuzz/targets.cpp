@@ -53,8 +53,7 @@ void write(const std::string& path, const uint8_t* data, size_t size) {
 int image(const uint8_t* data, size_t size) {
   constexpr int64_t kBudget = 4'000'000;
   try {
-    const cv::Mat rgb =
-        decode_image_rgb(std::vector<uint8_t>(data, data + size), "fuzz", kBudget);
+    const cv::Mat rgb = decode_image_rgb(std::vector<uint8_t>(data, data + size), "fuzz", kBudget);
     if (rgb.empty() || rgb.type() != CV_8UC3) bug("decoded image is not 8-bit RGB");
     if (static_cast<int64_t>(rgb.cols) * rgb.rows > kBudget) bug("budget exceeded");
     Preprocessing p;
@@ -205,9 +204,9 @@ int png(const uint8_t* data, size_t size) {
 }
 
 const std::vector<NamedTarget>& targets() {
-  static const std::vector<NamedTarget> all = {{"image", image},         {"metadata", metadata},
-                                               {"lists", lists},         {"manifests", manifests},
-                                               {"npy", npy},             {"png", png}};
+  static const std::vector<NamedTarget> all = {{"image", image}, {"metadata", metadata},
+                                               {"lists", lists}, {"manifests", manifests},
+                                               {"npy", npy},     {"png", png}};
   return all;
 }
 
