@@ -47,14 +47,22 @@
 #     + two backward passes, all layers hooked; also with glibc's malloc set
 #     as cnnviz sets it), one layer per pass, and the seed tutorial's loop
 #     (Grad-CAM + guided backprop per layer). Default vgg16.
+#
+#   scripts/bench.sh backbone [--model NAME|PATH] [--repeat R] [--threads T]
+#     `cnnviz gradcam --all-layers` on one image (compute time, warm, best of
+#     R) against one forward + one backward of the same model in eager
+#     PyTorch (scripts/bench_visualize.py --mode fwdbwd, best of R): the cost
+#     of a map at every encoder block over the bare gradient. Default
+#     vit_b_16 (12 blocks; target <= 1.1x).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 
 mode=classify
-case ${1:-} in classify|visualize|batch|pipeline) mode=$1; shift ;; esac
+case ${1:-} in classify|visualize|batch|pipeline|backbone) mode=$1; shift ;; esac
 model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc) classify_only=0 baseline=
 [ "$mode" = visualize ] && model=vgg16 repeat=3
+[ "$mode" = backbone ] && model=vit_b_16 repeat=3
 [ "$mode" = batch ] && n=500
 [ "$mode" = pipeline ] && n=32 repeat=3
 while [ $# -gt 0 ]; do
@@ -273,6 +281,35 @@ if [ "$mode" = batch ]; then
   r20=$(rss "$work/i20") rn=$(rss "$work/iN")
   printf 'peak memory, gradcam --all-layers: 20 images %d MiB, %d images %d MiB, ratio %.2f\n' \
     $((r20 / 1024)) "$n" $((rn / 1024)) "$(calc "$rn / $r20")"
+  exit 0
+fi
+
+if [ "$mode" = backbone ]; then
+  image=$root/../shared/images/cat_dog.png
+  [ -f "$image" ] || image=$("$python" -c 'import os, skimage.data as d; print(os.path.join(d.data_dir, "chelsea.png"))')
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+  timing() {
+    "$cnnviz" gradcam --all-layers --write npy --timings --threads "$threads" --batch-size 1 \
+      -m "$model_path" -o "$out" "$@" 2>&1 >/dev/null | grep 'cnnviz: timings'
+  }
+  warm=() py=()
+  for ((r = 0; r < repeat; r++)); do
+    one=$(timing "$image")
+    three=$(timing "$image" "$image" "$image")
+    warm+=("$(calc "($(field compute_ms <<<"$three") - $(field compute_ms <<<"$one")) / 2")")
+    py+=("$("$python" "$root/scripts/bench_visualize.py" "$model_path" "$image" --mode fwdbwd \
+      --threads "$threads" --repeat 1 |
+      "$python" -c 'import json,sys; print(json.loads(sys.stdin.read())["best_ms"])')")
+  done
+  layers=$("$cnnviz" layers --json -m "$model_path" |
+    "$python" -c 'import json,sys; print(sum(l["feature_layer"] for l in json.load(sys.stdin)["layers"]))')
+  c=$(best "${warm[@]}") f=$(best "${py[@]}")
+  printf 'gradcam --all-layers: %s, %s layers, 1 image, %d threads\n' \
+    "$(basename "$model_path")" "$layers" "$threads"
+  printf '  cnnviz warm (best of %d)            %8.0f ms\n' "$repeat" "$c"
+  printf '  python 1 fwd + 1 bwd (best of %d)   %8.0f ms   cnnviz/python %.2fx (target <= 1.1)\n' \
+    "$repeat" "$f" "$(calc "$c / $f")"
   exit 0
 fi
 

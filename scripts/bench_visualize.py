@@ -17,6 +17,8 @@ top-1 logit:
   floor      1 forward, 2 backward: a plain backward (retain_graph) with hooks on every layer
              gives all Grad-CAMs at once, then a guided backward through the same graph; the
              cost cnnviz's engine is designed for
+  fwdbwd     1 forward + 1 backward of the top-1 logit to the input, no hooks and nothing else:
+             the floor of Grad-CAM at every layer (the backbone benchmark's reference)
 Every mode then forms, per layer, the CAM upsampled (bilinear) to the input size and min-max
 normalized, and guided Grad-CAM = guided gradient * that CAM.
 
@@ -106,7 +108,15 @@ def run_floor(model, x, layers):
     return [guided * cam for cam in cams]
 
 
-RUNS = {"seed": run_seed, "per-layer": run_per_layer, "floor": run_floor}
+def run_fwdbwd(model, x, _layers):
+    xx = x.detach().clone().requires_grad_(True)
+    logits = model(xx)
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    logits[0, int(logits[0].argmax())].backward()
+    return [xx.grad[0]]
+
+
+RUNS = {"seed": run_seed, "per-layer": run_per_layer, "floor": run_floor, "fwdbwd": run_fwdbwd}
 
 
 def main():

@@ -24,6 +24,7 @@ ensure_torch("export_models.py")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.parse  # noqa: E402
 import warnings  # noqa: E402
@@ -45,6 +46,15 @@ GRADCAM_LAYER = {
     "googlenet": "inception5b",
     "mobilenet_v2": "features.18",
     "efficientnet_b0": "features.8",
+    # Backbones whose layers are not all [N,C,h,w] maps: ViT's blocks output token sequences
+    # [N,1+196,768], Swin's stages channels-last maps [N,h,w,C]; cnnviz reads both as maps
+    # (README, "Backbones").
+    "vit_b_16": "encoder.layers.encoder_layer_11",
+    "swin_t": "features.7",
+    "convnext_tiny": "features.7",
+    "regnet_y_400mf": "trunk_output.block4",
+    "inception_v3": "Mixed_7c",
+    "maxvit_t": "blocks.3",
 }
 MODELS = list(GRADCAM_LAYER)
 
@@ -56,13 +66,19 @@ MODELS = list(GRADCAM_LAYER)
 # init_weights=True is what GoogLeNet does when not told (minus its FutureWarning).
 CONSTRUCTOR_ARGS = {
     "googlenet": {"aux_logits": False, "transform_input": True, "init_weights": True},
+    # torchvision's inception_v3(weights=DEFAULT) keeps its auxiliary head (run in training
+    # only) and transforms the input, as the checkpoint expects.
+    "inception_v3": {"aux_logits": True, "transform_input": True, "init_weights": True},
 }
 # State_dict keys of torchvision checkpoints that the exported graph does not have: GoogLeNet's
 # auxiliary classifiers (untrained, and never used in eval mode).
 DROPPED_PREFIXES = {"googlenet": ("aux1.", "aux2.")}
 
-# The seed tutorial's preprocessing: Resize(224) (not the usual 256), CenterCrop(224),
-# ImageNet mean and std.
+# The seed tutorial's preprocessing, kept for the models it covers: Resize(224) (not the usual
+# 256), CenterCrop(224), ImageNet mean and std. The other models take the resize and crop of
+# their torchvision weights' transforms (inception_v3: 342 and 299); see preprocess_for().
+SEED_MODELS = ("vgg16", "alexnet", "densenet121", "squeezenet1_1", "resnet50", "googlenet",
+               "mobilenet_v2", "efficientnet_b0")
 PREPROCESS = {
     "resize": 224,
     "crop": 224,
@@ -73,6 +89,24 @@ PREPROCESS = {
 }
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_WEIGHTS = 0, 1, 2, 3
+
+
+def preprocess_for(name):
+    """The preprocessing recorded for `name`: the seed tutorial's for its models, else the
+    resize, crop, mean and std of torchvision's default weights for the architecture (known
+    offline, whatever weights are exported). cnnviz resizes bilinearly (antialiased) for every
+    model; torchvision's transforms for swin_t and maxvit_t resize bicubically."""
+    if name in SEED_MODELS:
+        return dict(PREPROCESS)
+    transforms = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+    return {
+        "resize": int(transforms.resize_size[0]),
+        "crop": int(transforms.crop_size[0]),
+        "interpolation": "bilinear",
+        "antialias": True,
+        "mean": [float(v) for v in transforms.mean],
+        "std": [float(v) for v in transforms.std],
+    }
 
 EPILOG = f"""\
 models: {", ".join(MODELS)}, or all.
@@ -210,9 +244,21 @@ def construct(name):
     return getattr(torchvision.models, name)(weights=None, **CONSTRUCTOR_ARGS.get(name, {}))
 
 
+def reinit_zero_linears(model, seed):
+    """Gives random weights (normal, std 0.02) to the linear layers that torchvision initializes
+    to zero (ViT's classification head): with them every logit of a random model is 0 and every
+    gradient vanishes."""
+    generator = torch.Generator().manual_seed(seed + 2)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and not m.weight.any():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=generator) * 0.02)
+
+
 def build_random(name, seed):
     torch.manual_seed(seed)
     model = construct(name)
+    reinit_zero_linears(model, seed)
     print(f"{PROG}: WARNING: {name} has RANDOM weights (seed {seed}); "
           "its predictions are meaningless", file=sys.stderr)
     return model, {"kind": "random", "source": f"seed {seed}"}
@@ -222,23 +268,43 @@ def feature_stages(model, example):
     """Dotted paths (as in named_modules) of the model's feature stages, found by running
     `example` (one image, [1,3,H,W]) through the model with forward hooks on every module.
 
-    A module "qualifies" when it runs exactly once in the forward pass and its output is a
-    tensor [N,C,h,w] with h*w > 1 (a 1x1 map after global pooling is not a feature map worth
-    visualizing). A qualifying module is a "container" when at least one of its direct children
-    qualifies. Starting at the root: let C be the direct children of the current module that
-    qualify, in the order of their first call; when exactly one element of C is a container,
-    descend into it and repeat; otherwise the stages are C. So vgg16 gives features.0 ...
-    features.30 (C = [features, avgpool] at the root, only features a container), resnet50
-    conv1, bn1, relu, maxpool, layer1 ... layer4 (four containers at the root).
+    A module "qualifies" when it runs exactly once in the forward pass and its output reads as a
+    spatial map with more than one position: [N,C,h,w]; [N,h,w,C] (channels last: dims 1 and 2
+    equal, dims 2 and 3 not); or [N,T,C] token sequences whose T is a square s*s, or 1 + s*s
+    with a class token first (s >= 2). A qualifying module is a "container" when at least one
+    of its direct children qualifies. A module that never runs itself (a ModuleList, such as
+    MaxViT's `blocks`) is see-through: its children count as its parent's. Starting at the
+    root: let C be the direct children of the current module that qualify, in the order of
+    their first call; when exactly one element of C is a container, descend into it and repeat;
+    when several are but exactly one of those is "deep" (has a container among its qualifying
+    children: RegNet's trunk_output beside its stem), descend into that one; otherwise the
+    stages are C. So vgg16 gives features.0 ... features.30 (C = [features,
+    avgpool] at the root, only features a container), resnet50 conv1, bn1, relu, maxpool,
+    layer1 ... layer4 (four containers at the root), vit_b_16 its 12 encoder blocks.
     """
     calls, spatial, first_call = {}, {}, {}
+
+    def square_side(n):
+        s = math.isqrt(max(n, 0))
+        return s if s >= 2 and s * s == n else 0
+
+    def is_map(output):
+        if not torch.is_tensor(output):
+            return False
+        shape = list(output.shape)
+        if len(shape) == 4:
+            if shape[1] == shape[2] and shape[2] != shape[3]:
+                return shape[1] * shape[2] > 1
+            return shape[2] * shape[3] > 1
+        if len(shape) == 3:
+            return bool(square_side(shape[1]) or square_side(shape[1] - 1))
+        return False
 
     def hook(module, _inputs, output):
         calls[module] = calls.get(module, 0) + 1
         if module not in first_call:
             first_call[module] = len(first_call)
-            spatial[module] = (torch.is_tensor(output) and output.dim() == 4
-                               and output.shape[2] * output.shape[3] > 1)
+            spatial[module] = is_map(output)
 
     handles = [module.register_forward_hook(hook) for module in model.modules()]
     try:
@@ -252,15 +318,31 @@ def feature_stages(model, example):
     def qualifies(module):
         return calls.get(module, 0) == 1 and spatial[module]
 
+    def children(module, prefix):
+        """(path, child) of `module`'s children, looking through modules that never run."""
+        for name, child in module.named_children():
+            if calls.get(child, 0) == 0 and any(True for _ in child.children()):
+                yield from children(child, prefix + name + ".")
+            else:
+                yield prefix + name, child
+
     current, prefix = model, ""
     while True:
-        stages = sorted(((prefix + name, child) for name, child in current.named_children()
+        stages = sorted(((path, child) for path, child in children(current, prefix)
                          if qualifies(child)), key=lambda item: first_call[item[1]])
-        containers = [item for item in stages
-                      if any(qualifies(grandchild) for grandchild in item[1].children())]
-        if len(containers) != 1:
+        def is_container(module):
+            return any(qualifies(child) for _, child in children(module, ""))
+
+        containers = [item for item in stages if is_container(item[1])]
+        deep = [item for item in containers
+                if any(qualifies(child) and is_container(child)
+                       for _, child in children(item[1], ""))]
+        if len(containers) == 1:
+            current, prefix = containers[0][1], containers[0][0] + "."
+        elif len(containers) > 1 and len(deep) == 1:
+            current, prefix = deep[0][1], deep[0][0] + "."
+        else:
             return [path for path, _ in stages]
-        current, prefix = containers[0][1], containers[0][0] + "."
 
 
 def logits_of(output):
@@ -269,7 +351,7 @@ def logits_of(output):
     return output[0] if isinstance(output, tuple) else output
 
 
-def calibrate_batchnorm(model, seed):
+def calibrate_batchnorm(model, seed, size=224):
     """Running mean and variance of every BatchNorm from 4 batches of 8 random images (a
     cumulative average): with torchvision's initial statistics (0 and 1) activations shrink
     layer after layer, and a random mobilenet_v2 has logits of size 1e-9. Returns whether the
@@ -284,7 +366,7 @@ def calibrate_batchnorm(model, seed):
     model.train()
     with torch.no_grad():
         for _ in range(4):
-            model(torch.randn(8, 3, 224, 224, generator=generator))
+            model(torch.randn(8, 3, size, size, generator=generator))
     model.eval()
     return True
 
@@ -299,7 +381,7 @@ def export_one(name, args, outdir):
         model, weights_meta = build_from_file(name, args.weights)
     elif args.random_weights:
         model, weights_meta = build_random(name, args.seed)
-        if args.calibrate_bn and calibrate_batchnorm(model, args.seed):
+        if args.calibrate_bn and calibrate_batchnorm(model, args.seed, preprocess_for(name)["crop"]):
             weights_meta["source"] += ", BatchNorm calibrated"
     else:
         model, weights_meta = build_pretrained(name)
@@ -307,7 +389,8 @@ def export_one(name, args, outdir):
 
     # A fixed input of the crop size, independent of the weight seed, for the stage discovery
     # and the parity check.
-    crop = PREPROCESS["crop"]
+    preprocess = preprocess_for(name)
+    crop = preprocess["crop"]
     example = torch.randn(1, 3, crop, crop, generator=torch.Generator().manual_seed(1234))
     stages = feature_stages(model, example)
     gradcam_layer = GRADCAM_LAYER[name]
@@ -337,7 +420,7 @@ def export_one(name, args, outdir):
         "weights": weights_meta,
         "num_classes": int(eager_out.shape[1]),
         "labels": list(_IMAGENET_CATEGORIES),
-        "preprocess": PREPROCESS,
+        "preprocess": preprocess,
         "feature_layers": stages,
         "gradcam_layer": gradcam_layer,
         "torch_version": torch.__version__,

@@ -128,7 +128,7 @@ TEST(RegistryTest, EveryOutputKindRendersEveryVariant) {
     fs::create_directories(dir.file(m.name));
     const OutputSelection all = select_outputs(m, {}, true);
     EXPECT_EQ(all.variants, map_variants(m.output));
-    MapFiles f = write_map(out, m, "layer.1", 7, raw, view, all, style);
+    MapFiles f = write_map(out, m, "layer.1", MapTarget{7, std::nullopt}, raw, view, all, style);
     std::set<std::string> variants;
     for (const auto& e : f.files) {
       variants.insert(e["variant"].get<std::string>());
@@ -151,7 +151,8 @@ TEST(RegistryTest, EveryOutputKindRendersEveryVariant) {
     EXPECT_TRUE(f.warnings.empty());
     if (!all.has("contact")) continue;
     // A sheet of two tiles.
-    const auto sheet = write_contact_sheet(out, m, 7, {{"a", f.tile}, {"b", f.tile}});
+    const auto sheet =
+        write_contact_sheet(out, m, MapTarget{7, std::nullopt}, {{"a", f.tile}, {"b", f.tile}});
     ASSERT_TRUE(sheet.is_object());
     EXPECT_FALSE(cv::imread(dir.path() + "/" + sheet["path"].get<std::string>()).empty());
   }

@@ -17,12 +17,15 @@ namespace cnnviz {
 
 struct BatchMaps {
   at::Tensor logits;                          // [N,C] float32, on the CPU
+  at::Tensor explained;                       // what the classes index: the logits, or the
+                                              // engine's unit's value [N,1] (engine.h)
   std::vector<std::vector<int64_t>> classes;  // [rank][image]: what each rank explains
   std::vector<std::vector<MethodMap>> maps;   // [rank]: the method's maps, [N,...] on `out`
 };
 
 // Runs `batch` ([N,3,H,W] float32, normalized, on any device) through
-// `engine`'s capture pass, chooses the targets from its logits, and computes
+// `engine`'s capture pass, chooses the targets from what it explains (its
+// logits, or its unit's value), and computes
 // `method` for each rank. The maps keep their dtype and are moved to `out`
 // (the CPU unless told otherwise: only the maps leave the device). The
 // engine must have been built with method_layers() of `method` (layers.h).

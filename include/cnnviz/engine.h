@@ -15,6 +15,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,12 +55,19 @@ class Engine {
   // kGlobalPoolInput). Throws Error(kUnsupported) for a path that forward
   // never calls, with the nearest existing paths as a hint, and for
   // kGlobalPoolInput when the model has no global average pooling.
-  Engine(const Model& model, const std::vector<std::string>& layers);
+  //
+  // With `unit`, backward passes differentiate that channel or neuron of its
+  // layer (targets.h) instead of the logits: the layer is tapped too, and
+  // each Pass's explained() is the unit's value [N,1] (class 0 is the
+  // unit). Throws Error(kUnsupported) when the unit's layer is not found.
+  Engine(const Model& model, const std::vector<std::string>& layers,
+         std::optional<Unit> unit = std::nullopt);
   ~Engine();
   Engine(Engine&&) noexcept;
 
   const GraphReport& report() const;
   const std::vector<std::string>& layers() const;
+  const std::optional<Unit>& unit() const;
 
   // Every layer of `model` in forward order with its type and output shape
   // for one input of the model's crop size (one forward pass without
@@ -93,14 +101,17 @@ class Pass {
   Pass(Pass&&) noexcept;
 
   const at::Tensor& logits() const;  // [N,C] float32, detached, on the CPU
-  const at::Tensor& input() const;   // the batch it ran on, [N,3,H,W], on the model's device
+  // What backward() differentiates a score of, [N,K] float32, detached, on
+  // the CPU: the logits, or the engine's unit's value [N,1].
+  const at::Tensor& explained() const;
+  const at::Tensor& input() const;  // the batch it ran on, [N,3,H,W], on the model's device
 
   // The output of layer `i` (index into Engine::layers()), [N,...] detached.
   // Throws Error(kUnsupported) when the layer did not run exactly once.
   const at::Tensor& activation(size_t i) const;
 
-  // Backpropagates sum_n target_scores(logits, classes, score)[n] (the logit
-  // of classes[n] by default; targets.h) with every ReLU's backward in
+  // Backpropagates sum_n target_scores(explained, classes, score)[n] (the
+  // logit of classes[n] by default; targets.h) with every ReLU's backward in
   // `mode`, keeping the autograd graph for further passes. Returns the
   // gradient at the input, [N,3,H,W]; gradient(i) then holds the gradient at
   // layer i from this pass. Throws Error(kUsage) for a class out of range.
@@ -118,17 +129,25 @@ class Pass {
   struct Impl;
   explicit Pass(std::unique_ptr<Impl> impl);
   static void start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch);
+  static at::Tensor unit_value(Impl& p, const Engine::Impl& engine);
   std::unique_ptr<Impl> impl_;
 };
 
 // The feature stages of a model, from its layers (Engine::describe, forward
 // order), with no per-architecture knowledge. A layer qualifies when it runs
-// once and outputs a spatial map [N,C,h,w] with h*w > 1. Starting at the
-// root module, take the qualifying direct children; while exactly one of
-// them has qualifying children of its own (a container such as VGG's
-// `features`), descend into it. vgg16: features.0..30; resnet50: conv1, bn1,
+// once and its output reads as a spatial map (feature_map.h: [N,C,h,w],
+// [N,h,w,C] or a square grid of tokens, h*w > 1). Starting at the root
+// module, take the qualifying direct children (a module that never runs
+// itself, such as a ModuleList, is see-through); while exactly one of them
+// has qualifying children of its own (a container such as VGG's
+// `features`), descend into it; when several do but only one of those has
+// containers among its children (RegNet's `trunk_output` beside its
+// `stem`), descend into that one. vgg16: features.0..30; resnet50: conv1, bn1,
 // relu, maxpool, layer1..4; googlenet: conv1 ... inception5b; mobilenet_v2
-// and efficientnet_b0: features.0..18 / features.0..8.
+// and efficientnet_b0: features.0..18 / features.0..8; vit_b_16:
+// encoder.layers.encoder_layer_0..11; swin_t and convnext_tiny:
+// features.0..7; maxvit_t: stem, blocks.0..3; regnet_y_400mf:
+// trunk_output.block1..4.
 std::vector<std::string> feature_stages(const std::vector<LayerInfo>& layers);
 
 // Up to `max` entries of `candidates` closest to `name` (edit distance, then

@@ -28,6 +28,10 @@ struct ExplainOptions {
   std::vector<std::string> classes;
   std::string targets_file;        // --targets: CSV or TSV (inputs.h); empty: none
   int top = 1;                     // maps for each of the top N classes
+  // --unit LAYER:K[:y:x] (targets.h): every image's one target is that
+  // channel or neuron instead of a class; excludes classes, targets_file
+  // and top. Empty: class targets.
+  std::string unit;
   std::optional<ScoreKind> score;  // --score; default: the method's (registry)
   bool counterfactual = false;     // explain the negated score
   std::string outdir = "cnnviz-out";

@@ -44,6 +44,18 @@ std::string default_layer(const Model& model);
 std::vector<std::string> method_layers(const Model& model, const MethodDef& method,
                                        const LayerRequest& request);
 
+// The layers `method` needs on `model` for `request` when the target is
+// `unit` (--unit): as method_layers(), but without a request the unit's own
+// layer (where that channel is active), and with --all-layers only the
+// feature stages whose output comes before the unit's in the forward pass
+// (no gradient reaches later ones from it). Checks the unit against the
+// model first (one forward pass): its layer exists, runs once and reads as a
+// map (Error(kUnsupported) otherwise), and its channel and position are in
+// range (Error(kUsage)). Throws Error(kUsage) for a requested layer whose
+// output comes after the unit's, and for a method that cannot explain units.
+std::vector<std::string> unit_method_layers(const Model& model, const MethodDef& method,
+                                            const LayerRequest& request, const Unit& unit);
+
 }  // namespace cnnviz
 
 #endif  // CNNVIZ_LAYERS_H_

@@ -132,7 +132,11 @@ struct MethodDef {
   // its maps do not depend on the target (Eigen-CAM).
   std::vector<ScoreKind> scores{ScoreKind::kLogit, ScoreKind::kProbability,
                                 ScoreKind::kLogProbability, ScoreKind::kSigmoid};
-  bool counterfactual = true;        // it can explain the negated score
+  bool counterfactual = true;  // it can explain the negated score
+  // It can explain a --unit (targets.h): its maps follow from gradients of
+  // the target alone. Not CAM (the classifier's weights of a class) nor
+  // Score-CAM (the class score of masked inputs).
+  bool units = true;
   bool forward_per_channel = false;  // a forward pass per channel of each layer (Score-CAM)
   bool nested_passes = false;        // passes of its own per sample or step (SmoothGrad, IG)
   std::vector<MethodMap> (*compute)(Capture& capture) = nullptr;
@@ -173,11 +177,14 @@ std::string method_names_where(Pred pred) {
 
 // Helpers shared by the methods (methods/common.cpp).
 namespace method_util {
-// The output of layer i, checked to be a 4-D feature map [N,K,h,w]; throws
-// Error(kUnsupported) otherwise.
+// The output of layer i as a feature map [N,K,h,w] by the one reshape rule
+// (feature_map.h: channels-last maps permuted, token grids reshaped); throws
+// Error(kUnsupported) naming the layer when the rule cannot read it.
 at::Tensor feature_map(Capture& capture, size_t i);
+// The plain gradient at layer i, reshaped the same way.
+at::Tensor feature_gradient(Capture& capture, size_t i);
 // Grad-CAM at layer i: relu(sum_k w_k A_k), w_k = spatial mean of the plain
-// gradient. [N,h,w]. Throws Error(kUnsupported) for a non 4-D layer output.
+// gradient. [N,h,w]. Throws Error(kUnsupported) for an output that is not a map.
 at::Tensor gradcam(Capture& capture, size_t i);
 // Per-image min-max normalization of [N,h,w] to [0,1]; an image whose map is
 // constant becomes all zeros.

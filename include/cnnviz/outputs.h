@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <opencv2/core/mat.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,7 +52,18 @@ struct OutputStyle {
   double alpha = 0.5;  // heatmap weight in overlays
 };
 
-// Where one image's files go: OUTDIR/<subdir>/<method>[_<layer>]_c<class>...
+// What a map explains, as its files are named and listed: a class
+// ("_c281") or a unit ("_u-features.12-5", Unit::tag()).
+struct MapTarget {
+  int64_t cls = 0;
+  std::optional<Unit> unit;
+
+  std::string tag() const;  // "c281" or "u-features.12-5"
+  // Its manifest fields: {"class": 281}, or {"class": null, "unit": "features.12:5"}.
+  nlohmann::ordered_json fields() const;
+};
+
+// Where one image's files go: OUTDIR/<subdir>/<method>[_<layer>]_<target tag>...
 struct ImageDir {
   std::string outdir, subdir;
   std::string path(const std::string& file) const { return outdir + "/" + subdir + "/" + file; }
@@ -65,18 +77,18 @@ struct MapFiles {
   cv::Mat tile;  // its contact-sheet tile, when "contact" is selected
 };
 
-// Renders `raw` (the map of `layer` for class `cls`, [3,H,W] or [h,w] as
+// Renders `raw` (the map of `layer` for `target`, [3,H,W] or [h,w] as
 // method.output says) and writes the selected files atomically. `view` is
 // the image it was computed from (needed for overlays and layer-map tiles).
 // Uses no LibTorch. Throws Error(kOutput) when a file cannot be written.
 MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::string& layer,
-                   int64_t cls, const FloatArray& raw, const SourceView& view,
+                   const MapTarget& target, const FloatArray& raw, const SourceView& view,
                    const OutputSelection& selection, const OutputStyle& style);
 
-// The contact sheet of one class's tiles (layer name, tile), when there are
+// The contact sheet of one target's tiles (layer name, tile), when there are
 // several: its manifest entry, or null when none was written.
 nlohmann::ordered_json write_contact_sheet(
-    const ImageDir& dir, const MethodDef& method, int64_t cls,
+    const ImageDir& dir, const MethodDef& method, const MapTarget& target,
     const std::vector<std::pair<std::string, cv::Mat>>& tiles);
 
 }  // namespace cnnviz

@@ -5,6 +5,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <ostream>
 #include <string>
 
 namespace cnnviz {
@@ -44,6 +45,15 @@ at::Device resolve_device(const std::string& name);
 // memory would; how the tests exercise the retry with smaller batches on
 // machines without a GPU. Does nothing otherwise.
 void simulate_out_of_memory(int64_t batch_size);
+
+// Routes LibTorch's warnings (TORCH_WARN, and warnings.warn compiled into a
+// TorchScript model) to `err` as one line each, "cnnviz: warning: ...",
+// once per distinct message, instead of glog's multi-line output. Drops the
+// notes of torchvision's scripted GoogLeNet and Inception3 that they "always
+// return a tuple": cnnviz takes the logits from the tuple's first element.
+// Call once, before any model runs; `err` must outlive the process's use of
+// LibTorch.
+void route_torch_warnings(std::ostream& err);
 
 // True when this LibTorch was built with CUDA (whether or not a GPU is
 // present).

@@ -76,6 +76,27 @@ TargetChooser per_image_classes(std::vector<std::optional<std::vector<int64_t>>>
 int64_t parse_class(const std::string& text, const ModelInfo& info, int64_t classes,
                     const std::string& subject = "--class");
 
+// A channel or a neuron of a layer as what the maps explain (--unit
+// LAYER:K or LAYER:K:y:x): the mean over positions of channel K of LAYER's
+// output read as a map [N,C,h,w] (feature_map.h, so token and channels-last
+// layers too), or its value at row y, column x of that map. The seed
+// library's "layer activation with guided backprop".
+struct Unit {
+  std::string layer;
+  int64_t channel = 0;
+  int64_t y = -1, x = -1;  // -1: the channel's mean
+
+  bool neuron() const { return y >= 0; }
+  // "features.12:5" or "features.12:5:3:4", as parse_unit() reads it.
+  std::string spec() const;
+  // "u-features.12-5" or "u-features.12-5-3-4": in file names.
+  std::string tag() const;
+};
+
+// Parses LAYER:K or LAYER:K:y:x (K, y, x non-negative integers; LAYER a
+// module path). Throws Error(kUsage) naming `text` and what is wrong.
+Unit parse_unit(const std::string& text);
+
 // The model's number of classes as known before a forward pass: the
 // metadata's num_classes, else its number of labels, else INT64_MAX
 // (unknown: checked against the logits later).

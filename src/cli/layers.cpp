@@ -7,6 +7,7 @@
 #include <set>
 
 #include "cnnviz/engine.h"
+#include "cnnviz/feature_map.h"
 #include "cnnviz/json_util.h"
 #include "cnnviz/layers.h"
 
@@ -47,9 +48,16 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
     doc["unguided_activations"] = d.report.unguided;
     doc["layers"] = nlohmann::ordered_json::array();
     for (const LayerInfo& l : d.layers) {
+      nlohmann::ordered_json map = nullptr;
+      if (std::optional<FeatureLayout> f = infer_layout(l.shape)) {
+        map = {{"layout", f->name()},
+               {"shape", {f->channels, f->height, f->width}},
+               {"reshape", f->describe()}};
+      }
       doc["layers"].push_back({{"path", l.path},
                                {"type", l.type},
                                {"shape", l.shape},
+                               {"map", map},
                                {"calls", l.calls},
                                {"feature_layer", features.count(l.path) > 0},
                                {"default", l.path == gradcam_layer}});
@@ -67,9 +75,9 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
       << "\n";
   size_t width = 4;
   for (const LayerInfo& l : d.layers) width = std::max(width, l.path.size());
-  char line[512];
-  std::snprintf(line, sizeof(line), "%-*s  %-22s  %-20s  %s\n", static_cast<int>(width), "path",
-                "type", "output", "notes");
+  char line[768];
+  std::snprintf(line, sizeof(line), "%-*s  %-22s  %-20s  %-44s  %s\n", static_cast<int>(width),
+                "path", "type", "output", "read as map [C,h,w]", "notes");
   out << line;
   for (const LayerInfo& l : d.layers) {
     std::string notes;
@@ -78,12 +86,18 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
     if (l.path == kGlobalPoolInput) notes += "CAM ";
     if (l.calls > 1) notes += "runs " + std::to_string(l.calls) + "x ";
     if (l.calls == 0) notes += "not run ";
-    std::snprintf(line, sizeof(line), "%-*s  %-22s  %-20s  %s\n", static_cast<int>(width),
-                  l.path.c_str(), l.type.c_str(), shape_text(l.shape).c_str(), notes.c_str());
+    std::string map = "-";
+    if (std::optional<FeatureLayout> f = infer_layout(l.shape)) {
+      map = shape_text({f->channels, f->height, f->width});
+      if (f->layout != Layout::kChannelsFirst) map += " (" + f->describe() + ")";
+    }
+    std::snprintf(line, sizeof(line), "%-*s  %-22s  %-20s  %-44s  %s\n", static_cast<int>(width),
+                  l.path.c_str(), l.type.c_str(), shape_text(l.shape).c_str(), map.c_str(),
+                  notes.c_str());
     out << line;
   }
   out << "feature = taken by --all-layers; default = Grad-CAM's default layer; CAM = the map "
-         "CAM weighs\n";
+         "CAM weighs; read as map = what the layer methods see (- : not a spatial map)\n";
   if (std::none_of(d.layers.begin(), d.layers.end(),
                    [](const LayerInfo& l) { return l.path != kGlobalPoolInput; })) {
     out << "no submodules: the model was flattened (traced and frozen, or inlined); methods "

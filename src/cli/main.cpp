@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   // OpenCV's pool inside each of them would only oversubscribe the cores.
   cv::setNumThreads(0);
   filter_codec_messages(std::cerr);
+  route_torch_warnings(std::cerr);
   reuse_freed_memory();
 
   CLI::App app{"cnnviz: see what an ImageNet CNN looks at", "cnnviz"};

@@ -57,9 +57,18 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
         ->check(CLI::Range(1, kMaxTop))
         ->capture_default_str()
         ->excludes(cls);
-    sub->add_option("--targets", opts->explain.targets_file,
-                    "CSV or TSV file: image path or name, then its classes (images not in it "
-                    "get --class or --top)");
+    CLI::Option* targets =
+        sub->add_option("--targets", opts->explain.targets_file,
+                        "CSV or TSV file: image path or name, then its classes (images not in it "
+                        "get --class or --top)");
+    if (method.units) {
+      sub->add_option("--unit", opts->explain.unit,
+                      "Explain a channel of a layer instead of a class: LAYER:K (its mean "
+                      "activation) or LAYER:K:Y:X (one neuron)")
+          ->excludes(cls)
+          ->excludes(targets)
+          ->excludes("--top");
+    }
     if (!method.scores.empty()) {
       sub->add_option_function<std::string>(
              "--score",

@@ -9,7 +9,8 @@ BatchMaps compute_maps(const Engine& engine, const MethodDef& method, const at::
   Pass pass = engine.run(batch);
   BatchMaps result;
   result.logits = pass.logits();
-  result.classes = targets(result.logits);
+  result.explained = pass.explained();
+  result.classes = targets(result.explained);
   for (const std::vector<int64_t>& classes : result.classes) {
     Capture capture(engine, pass, classes, params);
     std::vector<MethodMap> maps = method.compute(capture);

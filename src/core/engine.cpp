@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "cnnviz/error.h"
+#include "cnnviz/feature_map.h"
 #include "cnnviz/runtime.h"
 #include "ops.h"
 
@@ -288,6 +289,8 @@ struct Engine::Impl {
   Instrumented inst;
   std::vector<std::string> layers;
   std::vector<size_t> slots;  // per layer
+  std::optional<Unit> unit;
+  int64_t unit_slot = -1;
 };
 
 struct Pass::Impl {
@@ -298,16 +301,24 @@ struct Pass::Impl {
   at::Tensor input;                   // requires grad
   at::Tensor logits;                  // attached to the autograd graph
   at::Tensor logits_detached;
+  at::Tensor explained;  // what backward differentiates: the logits, or the unit's value
+  at::Tensor explained_detached;
 
   ~Impl() { ops::set_recorder(outer); }
 };
 
-Engine::Engine(const Model& model, const std::vector<std::string>& layers)
-    : impl_(std::make_unique<Impl>(Impl{model, {}, layers, {}})) {
+Engine::Engine(const Model& model, const std::vector<std::string>& layers, std::optional<Unit> unit)
+    : impl_(std::make_unique<Impl>(Impl{model, {}, layers, {}, std::move(unit), -1})) {
   std::set<std::string> wanted(layers.begin(), layers.end());
+  std::vector<std::string> located = layers;  // the layers, then the unit's
+  if (impl_->unit) {
+    wanted.insert(impl_->unit->layer);
+    located.push_back(impl_->unit->layer);
+  }
   impl_->inst =
       instrument(model.module(), [&](const std::string& p) { return wanted.count(p) > 0; });
-  for (const std::string& layer : layers) {
+  for (size_t i = 0; i < located.size(); ++i) {
+    const std::string& layer = located[i];
     std::optional<size_t> slot = impl_->inst.slot(layer);
     if (!slot && layer == kGlobalPoolInput) {
       throw Error(ErrorCode::kUnsupported,
@@ -321,12 +332,17 @@ Engine::Engine(const Model& model, const std::vector<std::string>& layers)
       for (const std::string& m : near_matches(layer, all.slot_paths)) {
         hint += (hint.empty() ? "" : ", ") + m;
       }
-      throw Error(ErrorCode::kUnsupported, "layer '" + layer + "' not found in model '" +
-                                               model.info().name + "' (nearest: " + hint +
-                                               "; `cnnviz layers -m " + model.info().name +
-                                               "` lists them all)");
+      const std::string subject = i < layers.size() ? "layer '" + layer + "'"
+                                                    : "--unit '" + impl_->unit->spec() + "': layer";
+      throw Error(ErrorCode::kUnsupported, subject + " not found in model '" + model.info().name +
+                                               "' (nearest: " + hint + "; `cnnviz layers -m " +
+                                               model.info().name + "` lists them all)");
     }
-    impl_->slots.push_back(*slot);
+    if (i < layers.size()) {
+      impl_->slots.push_back(*slot);
+    } else {
+      impl_->unit_slot = static_cast<int64_t>(*slot);
+    }
   }
   // Gradients flow to the input only: the weights are constants here.
   for (at::Tensor p : model.module().parameters()) p.set_requires_grad(false);
@@ -337,6 +353,7 @@ Engine::Engine(Engine&&) noexcept = default;
 
 const GraphReport& Engine::report() const { return impl_->inst.report; }
 const std::vector<std::string>& Engine::layers() const { return impl_->layers; }
+const std::optional<Unit>& Engine::unit() const { return impl_->unit; }
 
 Engine::Description Engine::describe(const Model& model) {
   Instrumented inst = instrument(model.module(), [](const std::string&) { return true; });
@@ -390,6 +407,7 @@ const Model& Engine::model() const { return impl_->model; }
 void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch) {
   p.engine = &engine;
   p.recorder.reset(engine.inst.slot_paths.size());
+  p.recorder.keep_slot = engine.unit_slot;
   ops::set_recorder(&p.recorder);
   ops::set_relu_mode(ops::ReluMode::kPlain);
   torch::AutoGradMode grad(true);
@@ -399,6 +417,35 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch) {
                    engine.model.info().path);
   p.logits_detached = p.logits.detach().to(at::kCPU);
   check_output_classes(engine.model.info(), p.logits.size(1));
+  p.explained = engine.unit ? unit_value(p, engine) : p.logits;
+  p.explained_detached = engine.unit ? p.explained.detach().to(at::kCPU) : p.logits_detached;
+}
+
+at::Tensor Pass::unit_value(Impl& p, const Engine::Impl& engine) {
+  const Unit& u = *engine.unit;
+  const size_t slot = static_cast<size_t>(engine.unit_slot);
+  const int calls = p.recorder.forward_calls[slot];
+  if (calls != 1 || !p.recorder.kept.defined()) {
+    throw Error(ErrorCode::kUnsupported, "--unit '" + u.spec() + "': layer '" + u.layer +
+                                             "' runs " + std::to_string(calls) +
+                                             " times in one forward pass (pick a layer that "
+                                             "runs once)");
+  }
+  const at::Tensor map = to_feature_map(p.recorder.kept, u.layer, engine.model.info().name);
+  const int64_t c = map.size(1), h = map.size(2), w = map.size(3);
+  auto out_of_range = [&](const std::string& what) {
+    return Error(ErrorCode::kUsage, "--unit '" + u.spec() + "': " + what +
+                                        " out of range (layer '" + u.layer + "' is read as " +
+                                        std::to_string(c) + " channels of " + std::to_string(h) +
+                                        "x" + std::to_string(w) + ")");
+  };
+  if (u.channel >= c) throw out_of_range("channel " + std::to_string(u.channel));
+  if (u.neuron() && (u.y >= h || u.x >= w)) {
+    throw out_of_range("position (" + std::to_string(u.y) + ", " + std::to_string(u.x) + ")");
+  }
+  const at::Tensor channel = map.select(1, u.channel);  // [N,h,w]
+  at::Tensor v = u.neuron() ? channel.select(1, u.y).select(1, u.x) : channel.mean({1, 2});
+  return v.unsqueeze(1);
 }
 
 Pass Pass::nested(const at::Tensor& batch) const {
@@ -413,6 +460,7 @@ Pass::~Pass() = default;
 Pass::Pass(Pass&&) noexcept = default;
 
 const at::Tensor& Pass::logits() const { return impl_->logits_detached; }
+const at::Tensor& Pass::explained() const { return impl_->explained_detached; }
 const at::Tensor& Pass::input() const { return impl_->input; }
 
 const at::Tensor& Pass::activation(size_t i) const {
@@ -430,7 +478,7 @@ at::Tensor Pass::backward(const std::vector<int64_t>& classes, Backprop mode, co
   const int64_t n = impl_->logits.size(0);
   torch::AutoGradMode grad(true);
   // Checks the classes (and may throw) before any process-wide state changes.
-  at::Tensor target = target_scores(impl_->logits, classes, score).sum();
+  at::Tensor target = target_scores(impl_->explained, classes, score).sum();
   for (at::Tensor& g : impl_->recorder.gradients) g = at::Tensor();
   ops::set_recorder(&impl_->recorder);
   ops::set_relu_mode(mode == Backprop::kGuided   ? ops::ReluMode::kGuided
@@ -459,7 +507,10 @@ const at::Tensor& Pass::gradient(size_t i) const {
   if (!g.defined()) {
     throw Error(ErrorCode::kUnsupported,
                 "layer '" + impl_->engine->layers[i] +
-                    "' received no gradient (it does not affect the logits)");
+                    (impl_->engine->unit ? "' received no gradient (it does not affect --unit '" +
+                                               impl_->engine->unit->spec() + "')"
+                                         : std::string("' received no gradient (it does not "
+                                                       "affect the logits)")));
   }
   return g;
 }

@@ -1,8 +1,11 @@
 #include "cnnviz/layers.h"
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
 
 #include "cnnviz/error.h"
+#include "cnnviz/feature_map.h"
 
 namespace cnnviz {
 
@@ -62,6 +65,82 @@ std::vector<std::string> method_layers(const Model& model, const MethodDef& meth
                     ")");
   }
   return layers;
+}
+
+std::vector<std::string> unit_method_layers(const Model& model, const MethodDef& method,
+                                            const LayerRequest& request, const Unit& unit) {
+  const std::string subject = "--unit '" + unit.spec() + "'";
+  if (!method.units) {
+    throw Error(ErrorCode::kUsage,
+                subject + ": " + method.name + " explains classes only (" +
+                    method_names_where([](const MethodDef& m) { return m.units; }) +
+                    " explain units)");
+  }
+  const std::string& name = model.info().name;
+  const Engine::Description d = Engine::describe(model);
+  auto index_of = [&](const std::string& path) -> std::optional<size_t> {
+    for (size_t i = 0; i < d.layers.size(); ++i) {
+      if (d.layers[i].path == path) return i;
+    }
+    return std::nullopt;
+  };
+  const std::optional<size_t> at = index_of(unit.layer);
+  if (!at) {
+    std::vector<std::string> paths;
+    for (const LayerInfo& l : d.layers) paths.push_back(l.path);
+    std::string hint;
+    for (const std::string& m : near_matches(unit.layer, paths)) {
+      hint += (hint.empty() ? "" : ", ") + m;
+    }
+    throw Error(ErrorCode::kUnsupported,
+                subject + ": layer '" + unit.layer + "' not found in model '" + name +
+                    "' (nearest: " + hint + "; `cnnviz layers -m " + name + "` lists them all)");
+  }
+  const LayerInfo& info = d.layers[*at];
+  if (info.calls != 1) {
+    throw Error(ErrorCode::kUnsupported, subject + ": layer '" + unit.layer + "' runs " +
+                                             std::to_string(info.calls) +
+                                             " times in one forward pass (pick a layer that "
+                                             "runs once)");
+  }
+  std::optional<FeatureLayout> layout = infer_layout(info.shape);
+  if (!layout) to_feature_map(at::zeros(info.shape), unit.layer, name);  // throws, saying why
+  auto out_of_range = [&](const std::string& what) {
+    return Error(ErrorCode::kUsage, subject + ": " + what + " out of range (layer '" + unit.layer +
+                                        "' is read as " + std::to_string(layout->channels) +
+                                        " channels of " + std::to_string(layout->height) + "x" +
+                                        std::to_string(layout->width) + ")");
+  };
+  if (unit.channel >= layout->channels) {
+    throw out_of_range("channel " + std::to_string(unit.channel));
+  }
+  if (unit.neuron() && (unit.y >= layout->height || unit.x >= layout->width)) {
+    throw out_of_range("position (" + std::to_string(unit.y) + ", " + std::to_string(unit.x) + ")");
+  }
+  if (method.layers != LayerUse::kChosen) return method_layers(model, method, request);
+  if (!request.layers.empty()) {
+    for (const std::string& layer : request.layers) {
+      std::optional<size_t> i = index_of(layer);
+      if (i && *i > *at) {
+        throw Error(ErrorCode::kUsage, "--layer " + layer + ": its output comes after " + subject +
+                                           "'s layer in the forward pass, so no gradient from "
+                                           "the unit reaches it");
+      }
+    }
+    return request.layers;
+  }
+  if (!request.all_layers) return {unit.layer};
+  std::vector<std::string> before;
+  for (const std::string& stage : feature_layers(model, d)) {
+    std::optional<size_t> i = index_of(stage);
+    if (i && *i <= *at) before.push_back(stage);
+  }
+  if (before.empty()) {
+    throw Error(ErrorCode::kUsage, "--all-layers with " + subject +
+                                       ": no feature stage comes before the unit's layer (name "
+                                       "layers with --layer)");
+  }
+  return before;
 }
 
 }  // namespace cnnviz

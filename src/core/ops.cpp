@@ -42,9 +42,8 @@ class ModeRelu : public torch::autograd::Function<ModeRelu> {
     // threshold_backward(t, y, 0) is t where y > 0, else 0: ReLU's own
     // backward kernel, one pass over memory.
     const at::Tensor y = ctx->get_saved_variables()[0];
-    return {mode_backward(grads[0], [&](const at::Tensor& t) {
-      return at::threshold_backward(t, y, 0);
-    })};
+    return {mode_backward(grads[0],
+                          [&](const at::Tensor& t) { return at::threshold_backward(t, y, 0); })};
   }
 };
 
@@ -62,9 +61,8 @@ class ModeRelu6 : public torch::autograd::Function<ModeRelu6> {
     // hardtanh_backward(t, y, 0, 6) is t where 0 < y < 6, else 0 (y is in
     // (0, 6) exactly where x is).
     const at::Tensor y = ctx->get_saved_variables()[0];
-    return {mode_backward(grads[0], [&](const at::Tensor& t) {
-      return at::hardtanh_backward(t, y, 0, 6);
-    })};
+    return {mode_backward(grads[0],
+                          [&](const at::Tensor& t) { return at::hardtanh_backward(t, y, 0, 6); })};
   }
 };
 
@@ -100,7 +98,9 @@ at::Tensor relu_plain(const at::Tensor& x) { return at::relu(x); }
 at::Tensor relu6_autograd(const at::Tensor& x) { return ModeRelu6::apply(x); }
 at::Tensor relu6_plain(const at::Tensor& x) { return at::clamp(x, 0, 6); }
 at::Tensor tap_autograd(const at::Tensor& x, int64_t slot, bool copy) {
-  return Tap::apply(x, slot, copy);
+  at::Tensor y = Tap::apply(x, slot, copy);
+  if (TapRecorder* r = g_recorder.load(); r != nullptr && r->keep_slot == slot) r->kept = y;
+  return y;
 }
 at::Tensor tap_plain(const at::Tensor& x, int64_t slot, bool copy) {
   if (TapRecorder* r = g_recorder.load()) record(r->activations, slot, x, true);
@@ -139,6 +139,7 @@ void TapRecorder::reset(size_t slots) {
   forward_calls.assign(slots, 0);
   first_call.assign(slots, -1);
   calls_seen = 0;
+  kept = at::Tensor();
 }
 
 void ensure_registered() {

@@ -37,6 +37,10 @@ struct TapRecorder {
   std::vector<int> forward_calls;       // how often each slot ran in the forward
   std::vector<int> first_call;          // order of each slot's first run, -1 if none
   int calls_seen = 0;
+  // The slot whose output is kept attached to the autograd graph (the --unit
+  // layer's; -1: none), and that output.
+  int64_t keep_slot = -1;
+  at::Tensor kept;
   void reset(size_t slots);
 };
 

@@ -8,10 +8,13 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#include <c10/util/Exception.h>
 #include <torch/cuda.h>
 
 #include <climits>
 #include <cstdlib>
+#include <mutex>
+#include <set>
 #include <thread>
 
 namespace cnnviz {
@@ -32,6 +35,36 @@ int set_threads(int threads) {
 }
 
 int current_threads() { return at::get_num_threads(); }
+
+namespace {
+
+class WarningRouter : public c10::WarningHandler {
+ public:
+  explicit WarningRouter(std::ostream& err) : err_(err) {}
+
+  void process(const c10::SourceLocation&, const std::string& msg, bool) override {
+    if (msg.find("always returns") != std::string::npos &&
+        msg.find("Scripted") != std::string::npos) {
+      return;
+    }
+    std::string line = msg.substr(0, msg.find('\n'));
+    std::lock_guard<std::mutex> hold(mutex_);
+    if (!seen_.insert(line).second) return;
+    err_ << "cnnviz: warning: " << line << "\n";
+  }
+
+ private:
+  std::ostream& err_;
+  std::mutex mutex_;
+  std::set<std::string> seen_;
+};
+
+}  // namespace
+
+void route_torch_warnings(std::ostream& err) {
+  static WarningRouter* router = new WarningRouter(err);  // lives as long as the process
+  c10::Warning::set_warning_handler(router);
+}
 
 bool reuse_freed_memory() {
 #if defined(__GLIBC__)

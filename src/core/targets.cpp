@@ -33,6 +33,51 @@ void check_class(int64_t k, int64_t classes) {
 
 }  // namespace
 
+std::string Unit::spec() const {
+  std::string s = layer + ":" + std::to_string(channel);
+  if (neuron()) s += ":" + std::to_string(y) + ":" + std::to_string(x);
+  return s;
+}
+
+std::string Unit::tag() const {
+  std::string s = "u-" + layer + "-" + std::to_string(channel);
+  if (neuron()) s += "-" + std::to_string(y) + "-" + std::to_string(x);
+  return s;
+}
+
+Unit parse_unit(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return Error(ErrorCode::kUsage, "--unit '" + text + "': " + why +
+                                        " (expected LAYER:CHANNEL or LAYER:CHANNEL:Y:X, e.g. "
+                                        "features.12:5)");
+  };
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t colon; (colon = text.find(':', start)) != std::string::npos; start = colon + 1) {
+    parts.push_back(text.substr(start, colon - start));
+  }
+  parts.push_back(text.substr(start));
+  if (parts.size() != 2 && parts.size() != 4) throw bad("wrong number of fields");
+  if (parts[0].empty()) throw bad("no layer");
+  std::vector<int64_t> numbers;
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const std::string& p = parts[i];
+    if (p.empty() || p.size() > 9 ||
+        !std::all_of(p.begin(), p.end(), [](unsigned char c) { return std::isdigit(c); })) {
+      throw bad("'" + p + "' is not a non-negative integer");
+    }
+    numbers.push_back(std::stoll(p));
+  }
+  Unit u;
+  u.layer = parts[0];
+  u.channel = numbers[0];
+  if (numbers.size() == 3) {
+    u.y = numbers[1];
+    u.x = numbers[2];
+  }
+  return u;
+}
+
 const std::vector<std::string>& score_names() {
   static const std::vector<std::string> names{"logit", "probability", "log-probability", "sigmoid"};
   return names;

@@ -5,33 +5,24 @@
 #include <cmath>
 
 #include "cnnviz/error.h"
+#include "cnnviz/feature_map.h"
 #include "cnnviz/methods.h"
 
 namespace cnnviz::method_util {
 
-namespace {
-
-std::string shape_string(at::IntArrayRef sizes) {
-  std::string s = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
-  return s + "]";
+at::Tensor feature_map(Capture& capture, size_t i) {
+  return to_feature_map(capture.activation(i), capture.layers()[i],
+                        capture.engine().model().info().name);
 }
 
-}  // namespace
-
-at::Tensor feature_map(Capture& capture, size_t i) {
-  const at::Tensor& a = capture.activation(i);
-  if (a.dim() != 4) {
-    throw Error(ErrorCode::kUnsupported,
-                "layer '" + capture.layers()[i] + "' outputs " + shape_string(a.sizes()) +
-                    ", not a 4-D feature map (pick a convolutional layer)");
-  }
-  return a;
+at::Tensor feature_gradient(Capture& capture, size_t i) {
+  return to_feature_map(capture.layer_gradient(i), capture.layers()[i],
+                        capture.engine().model().info().name);
 }
 
 at::Tensor gradcam(Capture& capture, size_t i) {
   const at::Tensor a = feature_map(capture, i);
-  at::Tensor weights = capture.layer_gradient(i).mean({2, 3}, /*keepdim=*/true);
+  at::Tensor weights = feature_gradient(capture, i).mean({2, 3}, /*keepdim=*/true);
   return at::relu((weights * a).sum(1));
 }
 

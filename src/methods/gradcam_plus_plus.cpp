@@ -16,7 +16,7 @@ std::vector<MethodMap> gradcam_plus_plus(Capture& capture) {
     // In float64: g^2 and g^3 of small gradients meet the 1e-7 in the
     // denominator, where float32 loses the weights' leading digits.
     const at::Tensor a = method_util::feature_map(capture, i).to(at::kDouble);
-    const at::Tensor g = capture.layer_gradient(i).to(at::kDouble);
+    const at::Tensor g = method_util::feature_gradient(capture, i).to(at::kDouble);
     const at::Tensor g2 = g * g;
     const at::Tensor sum_a = a.sum({2, 3}, /*keepdim=*/true);
     at::Tensor alpha = g2 / (2 * g2 + sum_a * g2 * g + 1e-7);

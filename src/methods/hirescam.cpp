@@ -13,7 +13,8 @@ std::vector<MethodMap> hirescam(Capture& capture) {
   std::vector<MethodMap> maps;
   for (size_t i = 0; i < capture.layers().size(); ++i) {
     const at::Tensor a = method_util::feature_map(capture, i);
-    maps.push_back({capture.layers()[i], at::relu((capture.layer_gradient(i) * a).sum(1))});
+    maps.push_back(
+        {capture.layers()[i], at::relu((method_util::feature_gradient(capture, i) * a).sum(1))});
   }
   return maps;
 }

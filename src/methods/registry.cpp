@@ -153,6 +153,10 @@ class Row {
     def_.counterfactual = counterfactual;
     return *this;
   }
+  Row& no_units() {
+    def_.units = false;
+    return *this;
+  }
   Row& forward_per_channel() {
     def_.forward_per_channel = true;
     return *this;
@@ -202,7 +206,8 @@ const std::vector<MethodDef>& method_table() {
           .layers(L::kGlobalPoolInput)
           .backward(plain)
           // The classifier's weights of the logit; negated for counterfactuals.
-          .scores({ScoreKind::kLogit}, true),
+          .scores({ScoreKind::kLogit}, true)
+          .no_units(),
       Row("gradient-input", methods::gradient_input)
           .summary("Gradient x input: the input times its vanilla gradient")
           .output(K::kInputGradient)
@@ -252,6 +257,7 @@ const std::vector<MethodDef>& method_table() {
           .scores({ScoreKind::kProbability, ScoreKind::kLogit, ScoreKind::kLogProbability,
                    ScoreKind::kSigmoid},
                   false)
+          .no_units()
           .forward_per_channel(),
       Row("eigencam", methods::eigencam)
           .summary("Eigen-CAM: first principal component of the layer output")

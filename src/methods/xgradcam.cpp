@@ -12,7 +12,7 @@ std::vector<MethodMap> xgradcam(Capture& capture) {
   std::vector<MethodMap> maps;
   for (size_t i = 0; i < capture.layers().size(); ++i) {
     const at::Tensor a = method_util::feature_map(capture, i);
-    const at::Tensor g = capture.layer_gradient(i);
+    const at::Tensor g = method_util::feature_gradient(capture, i);
     const at::Tensor w =
         (g * a / (a.sum({2, 3}, /*keepdim=*/true) + 1e-7)).sum({2, 3}, /*keepdim=*/true);
     maps.push_back({capture.layers()[i], at::relu((w * a).sum(1))});

@@ -72,7 +72,7 @@ struct ImageWork {
   // [rank][map]: the raw maps (until written) and what writing them gave.
   std::vector<std::vector<FloatArray>> raw;
   std::vector<std::vector<MapFiles>> written;
-  std::vector<int64_t> classes;     // per rank
+  std::vector<MapTarget> targets;   // per rank
   std::vector<std::string> layers;  // per map
   std::atomic<size_t> remaining{0};
 
@@ -114,7 +114,7 @@ struct RunState {
         if (!f.tile.empty()) tiles.emplace_back(w.layers[m], f.tile);
       }
       if (selection.has("contact")) {
-        json sheet = write_contact_sheet(w.dir, method, w.classes[r], tiles);
+        json sheet = write_contact_sheet(w.dir, method, w.targets[r], tiles);
         if (!sheet.is_null()) files_json.push_back(std::move(sheet));
       }
     }
@@ -144,7 +144,7 @@ struct RunState {
     test_write_delay();
     FloatArray raw = std::move(w->raw[r][m]);
     w->written[r][m] =
-        write_map(w->dir, method, w->layers[m], w->classes[r], raw, w->view(), selection, style);
+        write_map(w->dir, method, w->layers[m], w->targets[r], raw, w->view(), selection, style);
     if (--w->remaining == 0) finish(*w);
   }
 
@@ -179,15 +179,32 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   const OutputStyle style{Colormap(options.colormap), options.alpha};
   const OutputSelection selection = select_outputs(method, options.write, options.raw);
   const ModelInfo& info = model.info();
-  const std::vector<std::string> layers =
-      method_layers(model, method, LayerRequest{options.layers, options.all_layers});
-  Engine engine(model, layers);
+  std::optional<Unit> unit;
+  if (!options.unit.empty()) {
+    unit = parse_unit(options.unit);
+    if (!options.classes.empty() || !options.targets_file.empty() || options.top != 1) {
+      throw Error(ErrorCode::kUsage, "--unit '" + options.unit +
+                                         "': replaces --class, --targets and --top (the unit is "
+                                         "every image's one target)");
+    }
+    if (options.score && *options.score != ScoreKind::kLogit) {
+      throw Error(ErrorCode::kUsage, "--score " + score_name(*options.score) +
+                                         ": applies to classes; a --unit is explained by its "
+                                         "value (--counterfactual: by its decrease)");
+    }
+  }
+  const LayerRequest request{options.layers, options.all_layers};
+  const std::vector<std::string> layers = unit ? unit_method_layers(model, method, request, *unit)
+                                               : method_layers(model, method, request);
+  Engine engine(model, layers, unit);
 
   // What the maps explain: checked before any work.
-  const Score score = method_score(method, options.score, options.counterfactual);
+  const Score score =
+      method_score(method, unit ? std::nullopt : options.score, options.counterfactual);
   const std::vector<size_t> positions = shard_positions(images.size(), options.shard);
   const TargetPlan plan(info, images, positions,
-                        TargetRequest{options.classes, options.targets_file, options.top},
+                        unit ? TargetRequest{{}, "", 1}
+                             : TargetRequest{options.classes, options.targets_file, options.top},
                         progress);
   const size_t ranks = plan.max_ranks();
   make_output_dir(options.outdir);
@@ -226,6 +243,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
         "activations have no standard guided rule, so their backward is the true gradient";
   }
   doc["options"] = plan.options();
+  doc["options"]["unit"] = unit ? json(unit->spec()) : json(nullptr);
   doc["options"].update(
       json{{"score", method.scores.empty() ? json(nullptr) : json(score_name(score.kind))},
            {"counterfactual", score.counterfactual},
@@ -332,7 +350,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
       const BatchMaps maps = compute_maps(engine, method, at::stack(inputs), targets, params);
       std::vector<at::Tensor> rank_scores;  // [rank]: each image's differentiated score
       for (const std::vector<int64_t>& cls : maps.classes) {
-        rank_scores.push_back(target_scores(maps.logits, cls, score));
+        rank_scores.push_back(target_scores(maps.explained, cls, score));
       }
       const int64_t classes = maps.logits.size(1);
       const auto top =
@@ -360,20 +378,36 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
         for (size_t r = 0; r < maps.classes.size(); ++r) {
           const int64_t cls = maps.classes[r][n];
           if (cls == kNoTarget) continue;  // another image of the batch has more targets
-          w->classes.push_back(cls);
-          const bool chosen = given.source == "top";
-          target_list.push_back(
-              {{"class", cls},
-               {"label", info.label(cls)},
-               {"rank", chosen ? json(r + 1) : json(nullptr)},
-               {"source", given.source},
-               {"spec", chosen ? json(nullptr) : json(given.specs.at(r))},
-               {"score",
-                method.scores.empty() ? json(nullptr) : json(rank_scores[r][n].item<double>())},
-               {"logit", maps.logits[n][cls].item<double>()},
-               {"probability", probs[n][cls].item<double>()}});
+          const json score_value =
+              method.scores.empty() ? json(nullptr) : json(rank_scores[r][n].item<double>());
           w->raw.emplace_back();
           for (const MethodMap& m : maps.maps[r]) w->raw.back().push_back(to_array(m.value[n]));
+          if (unit) {
+            w->targets.push_back(MapTarget{0, unit});
+            target_list.push_back({{"class", nullptr},
+                                   {"label", "unit " + unit->spec()},
+                                   {"rank", nullptr},
+                                   {"source", "unit"},
+                                   {"spec", unit->spec()},
+                                   {"unit",
+                                    {{"layer", unit->layer},
+                                     {"channel", unit->channel},
+                                     {"y", unit->neuron() ? json(unit->y) : json(nullptr)},
+                                     {"x", unit->neuron() ? json(unit->x) : json(nullptr)}}},
+                                   {"score", score_value},
+                                   {"value", maps.explained[n][0].item<double>()}});
+            continue;
+          }
+          w->targets.push_back(MapTarget{cls, std::nullopt});
+          const bool chosen = given.source == "top";
+          target_list.push_back({{"class", cls},
+                                 {"label", info.label(cls)},
+                                 {"rank", chosen ? json(r + 1) : json(nullptr)},
+                                 {"source", given.source},
+                                 {"spec", chosen ? json(nullptr) : json(given.specs.at(r))},
+                                 {"score", score_value},
+                                 {"logit", maps.logits[n][cls].item<double>()},
+                                 {"probability", probs[n][cls].item<double>()}});
         }
         if (!maps.maps.empty()) {
           for (const MethodMap& m : maps.maps[0]) w->layers.push_back(m.layer);

@@ -32,50 +32,49 @@ std::string join(const std::vector<std::string>& names) {
   return out;
 }
 
-// "<method>[_<layer>]_c<class>": the name every file of a map starts with.
-std::string stem(const MethodDef& method, const std::string& layer, int64_t cls) {
+// "<method>[_<layer>]_<target tag>": the name every file of a map starts with.
+std::string stem(const MethodDef& method, const std::string& layer, const MapTarget& target) {
   std::string n = method.name;
   if (!layer.empty() && layer != kGlobalPoolInput) n += "_" + layer;
-  return n + "_c" + std::to_string(cls);
+  return n + "_" + target.tag();
 }
 
 class Writer {
  public:
-  Writer(const ImageDir& dir, const MethodDef& method, const std::string& layer, int64_t cls,
-         const MapRange& range, MapFiles& out)
-      : dir_(dir), method_(method), layer_(layer), cls_(cls), range_(range), out_(out) {}
+  Writer(const ImageDir& dir, const MethodDef& method, const std::string& layer,
+         const MapTarget& target, const MapRange& range, MapFiles& out)
+      : dir_(dir), method_(method), layer_(layer), target_(target), range_(range), out_(out) {}
 
   void png(const std::string& variant, const cv::Mat& image) {
-    const std::string file = stem(method_, layer_, cls_) + "_" + variant + ".png";
+    const std::string file = stem(method_, layer_, target_) + "_" + variant + ".png";
     write_png(dir_.path(file), image, PixelOrder::kRgb);
     record(file, variant, "png");
   }
   void npy(const FloatArray& raw) {
-    const std::string file = stem(method_, layer_, cls_) + ".npy";
+    const std::string file = stem(method_, layer_, target_) + ".npy";
     write_npy(dir_.path(file), raw);
     record(file, "raw", "npy");
   }
   void warn(const std::string& what, const std::string& problem) {
     out_.warnings.push_back(what + ": " + problem);
   }
-  std::string prefix() const { return stem(method_, layer_, cls_); }
+  std::string prefix() const { return stem(method_, layer_, target_); }
 
  private:
   void record(const std::string& file, const std::string& variant, const char* format) {
-    out_.files.push_back({{"path", dir_.relative(file)},
-                          {"method", method_.name},
-                          {"layer", layer_.empty() ? json(nullptr) : json(layer_)},
-                          {"class", cls_},
-                          {"variant", variant},
-                          {"format", format},
-                          {"min", range_.min},
-                          {"max", range_.max}});
+    json entry = {{"path", dir_.relative(file)},
+                  {"method", method_.name},
+                  {"layer", layer_.empty() ? json(nullptr) : json(layer_)}};
+    entry.update(target_.fields());
+    entry.update(
+        json{{"variant", variant}, {"format", format}, {"min", range_.min}, {"max", range_.max}});
+    out_.files.push_back(std::move(entry));
   }
 
   const ImageDir& dir_;
   const MethodDef& method_;
   const std::string& layer_;
-  int64_t cls_;
+  const MapTarget& target_;
   MapRange range_;
   MapFiles& out_;
 };
@@ -141,11 +140,11 @@ OutputSelection select_outputs(const MethodDef& method, const std::vector<std::s
 }
 
 MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::string& layer,
-                   int64_t cls, const FloatArray& raw, const SourceView& view,
+                   const MapTarget& target, const FloatArray& raw, const SourceView& view,
                    const OutputSelection& selection, const OutputStyle& style) {
   MapFiles out;
   const MapRange range = map_range(raw);
-  Writer w(dir, method, layer, cls, range, out);
+  Writer w(dir, method, layer, target, range, out);
   if (selection.has("npy")) w.npy(raw);
   switch (method.output) {
     case MapKind::kInputGradient:
@@ -200,17 +199,26 @@ MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::stri
   return out;
 }
 
-json write_contact_sheet(const ImageDir& dir, const MethodDef& method, int64_t cls,
+json write_contact_sheet(const ImageDir& dir, const MethodDef& method, const MapTarget& target,
                          const std::vector<std::pair<std::string, cv::Mat>>& all_tiles) {
   std::vector<std::pair<std::string, cv::Mat>> tiles;
   for (const auto& t : all_tiles) {
     if (!t.second.empty()) tiles.push_back(t);
   }
   if (tiles.size() < 2) return nullptr;
-  const std::string file = method.name + "_c" + std::to_string(cls) + "_contact.png";
+  const std::string file = method.name + "_" + target.tag() + "_contact.png";
   write_png(dir.path(file), contact_sheet(tiles, kContactColumns), PixelOrder::kRgb);
-  return {{"path", dir.relative(file)}, {"method", method.name}, {"layer", nullptr}, {"class", cls},
-          {"variant", "contact"},       {"format", "png"}};
+  json entry = {{"path", dir.relative(file)}, {"method", method.name}, {"layer", nullptr}};
+  entry.update(target.fields());
+  entry.update(json{{"variant", "contact"}, {"format", "png"}});
+  return entry;
+}
+
+std::string MapTarget::tag() const { return unit ? unit->tag() : "c" + std::to_string(cls); }
+
+json MapTarget::fields() const {
+  if (unit) return {{"class", nullptr}, {"unit", unit->spec()}};
+  return {{"class", cls}};
 }
 
 }  // namespace cnnviz

@@ -123,6 +123,7 @@ import torchvision  # noqa: E402
 
 import common  # noqa: E402
 import export_models  # noqa: E402
+import tiny_models  # noqa: E402
 
 PROG = "methods_ref.py"
 MODES = ("plain", "guided", "deconv")
@@ -248,10 +249,37 @@ def modal_relus(state):
                 setattr(owner, name, original)
 
 
+def vit_tokens(grid):
+    """[N,1+grid*grid,C] -> [N,C,grid,grid]: drop the class token, the rest row by row (the
+    patch embedding's convolution is [N,C,h,w] already)."""
+    def reshape(_name, t):
+        if t.dim() == 4:
+            return t
+        return t[:, 1:, :].reshape(t.shape[0], grid, grid, t.shape[2]).permute(0, 3, 1, 2)
+    return reshape
+
+
+def swin_channels_last(stem_conv):
+    """Swin's modules output [N,h,w,C], all but the stem's convolution: permute them."""
+    return lambda name, t: t if name == stem_conv else t.permute(0, 3, 1, 2)
+
+
+# The layer outputs that are not [N,C,h,w], written out by hand per architecture (as users of
+# hook-based tools do with a reshape_transform); cnnviz infers the same from the shapes alone.
+RESHAPE = {
+    "vit_b_16": vit_tokens(14),
+    "swin_t": swin_channels_last("features.0.0"),
+    "tiny_vit": vit_tokens(4),
+    "tiny_swin": swin_channels_last("features.0.0"),
+}
+LAYOUT = {"reshape": None}  # the current model's entry of RESHAPE (main sets it)
+
+
 class LayerTaps:
     """Forward hooks that record each named module's true output A and, through a tensor hook,
-    dy/dA. The hook hands a clone downstream, so a later in-place op cannot touch A (or move the
-    gradient hook onto a modified tensor)."""
+    dy/dA, both as [C,h,w] (RESHAPE for the models that need it). The hook hands a clone
+    downstream, so a later in-place op cannot touch A (or move the gradient hook onto a modified
+    tensor)."""
 
     def __init__(self, model, names):
         modules = dict(model.named_modules())
@@ -263,14 +291,20 @@ class LayerTaps:
             self._handles.append(modules[name].register_forward_hook(self._make_hook(name)))
 
     def _make_hook(self, name):
+        reshape = LAYOUT["reshape"] or (lambda _name, t: t)
+
         def hook(_module, _inputs, output):
-            if not torch.is_tensor(output) or output.dim() != 4:
-                raise RefError(f"layer '{name}' does not output an [N,C,H,W] tensor")
+            if not torch.is_tensor(output):
+                raise RefError(f"layer '{name}' does not output a tensor")
             if name in self.activation:
                 raise RefError(f"layer '{name}' runs more than once per forward pass")
-            self.activation[name] = output.detach().clone()[0]
+            activation = reshape(name, output.detach())
+            if activation.dim() != 4:
+                raise RefError(f"layer '{name}' does not output an [N,C,H,W] tensor")
+            self.activation[name] = activation.clone()[0]
             if output.requires_grad:
-                output.register_hook(lambda g: self.grad.__setitem__(name, g.detach().clone()[0]))
+                output.register_hook(
+                    lambda g: self.grad.__setitem__(name, reshape(name, g.detach()).clone()[0]))
             return output.clone()
         return hook
 
@@ -288,9 +322,12 @@ def load_eager(path):
     """(eager model, metadata, scripted model); parameters frozen, eval mode."""
     scripted, meta = common.load_model(path)
     arch = meta.get("arch")
-    if not arch or not hasattr(torchvision.models, arch):
+    if arch in tiny_models.TINY:
+        model = tiny_models.TINY[arch]()
+    elif arch and hasattr(torchvision.models, arch):
+        model = export_models.construct(arch)
+    else:
         raise RefError(f"{path}: no usable 'arch' in cnnviz.json ({arch!r})")
-    model = export_models.construct(arch)
     model.load_state_dict(scripted.state_dict(), strict=True)
     model.eval()
     model.requires_grad_(False)
@@ -327,22 +364,65 @@ def score_of(out, cls):
     return -s if SCORE["negate"] else s
 
 
+# --unit LAYER:K[:Y:X]: the backward passes differentiate channel K of LAYER's output (as a
+# [N,C,h,w] map, RESHAPE'd by hand where needed) averaged over positions, or its value at (Y, X),
+# instead of a class score.
+UNIT = {"layer": None, "channel": 0, "y": None, "x": None}
+
+
+def parse_unit(spec):
+    parts = spec.split(":")
+    if len(parts) not in (2, 4) or not parts[0]:
+        raise RefError(f"--unit {spec!r}: expected LAYER:K or LAYER:K:Y:X")
+    UNIT["layer"], UNIT["channel"] = parts[0], int(parts[1])
+    if len(parts) == 4:
+        UNIT["y"], UNIT["x"] = int(parts[2]), int(parts[3])
+
+
+class UnitHook:
+    """Keeps the unit layer's output (attached to the graph) during a forward pass."""
+
+    def __init__(self, model):
+        self.output = None
+        module = dict(model.named_modules())[UNIT["layer"]]
+        self._handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, _module, _inputs, output):
+        if self.output is not None:
+            raise RefError(f"unit layer '{UNIT['layer']}' runs more than once per forward pass")
+        self.output = output
+
+    def value(self):
+        """The unit's value per image, [N] (negated when counterfactual)."""
+        reshape = LAYOUT["reshape"] or (lambda _name, t: t)
+        fmap = reshape(UNIT["layer"], self.output)[:, UNIT["channel"]]
+        v = fmap.mean(dim=(1, 2)) if UNIT["y"] is None else fmap[:, UNIT["y"], UNIT["x"]]
+        return -v if SCORE["negate"] else v
+
+    def close(self):
+        self._handle.remove()
+
+
 def backprop(model, x, cls, mode, tap_names=(), state=None):
-    """One forward and backward of y_cls with the ReLUs in `mode` (`state`, when given, is the
-    ReluState to use and keeps its counts). Returns (dy/dx [3,H,W], logits [C], relu calls,
-    LayerTaps)."""
+    """One forward and backward of y_cls (or of the --unit) with the ReLUs in `mode` (`state`,
+    when given, is the ReluState to use and keeps its counts). Returns (dy/dx [3,H,W], logits
+    [C], relu calls, LayerTaps)."""
     state = ReluState(mode) if state is None else state
     state.mode = mode
     taps = LayerTaps(model, tap_names)
+    unit = UnitHook(model) if UNIT["layer"] else None  # after the taps: sees what flows on
     try:
         x = x.detach().clone().requires_grad_(True)
         with modal_relus(state):
             out = model(x)
             logits = out[0]
             target = int(logits.argmax()) if cls is None else cls
-            score_of(out, target).sum().backward()
+            objective = unit.value() if unit else score_of(out, target)
+            objective.sum().backward()
     finally:
         taps.close()
+        if unit:
+            unit.close()
     return x.grad[0], logits.detach(), state.calls, taps
 
 
@@ -521,6 +601,9 @@ def main():
                         help="what the gradients differentiate (default: the logit)")
     parser.add_argument("--counterfactual", action="store_true",
                         help="differentiate the negated score")
+    parser.add_argument("--unit", default=None, metavar="LAYER:K[:Y:X]",
+                        help="differentiate a channel's mean (or one neuron) of a layer instead "
+                        "of a class score")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     if args.ig_steps < 1:
@@ -530,10 +613,13 @@ def main():
 
     torch.set_num_threads(args.threads)
     SCORE["kind"], SCORE["negate"] = args.score, args.counterfactual
+    if args.unit:
+        parse_unit(args.unit)
     start = time.perf_counter()
     try:
         model, meta, scripted = load_eager(args.model)
         arch = meta["arch"]
+        LAYOUT["reshape"] = RESHAPE.get(arch)
 
         x = common.preprocess(common.load_rgb(args.image), **common.preprocess_params(meta))[None]
         diff = script_diff(model, scripted, x)

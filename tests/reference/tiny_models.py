@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Tiny models for the tests, built from torchvision's own classes and exported the way
+scripts/export_models.py exports the real ones (TorchScript + cnnviz.json), in a second or two:
+
+  tiny_vit   torchvision VisionTransformer, 32x32 input, 8x8 patches: its encoder blocks output
+             [N, 1+16, 16] token sequences (a class token and a 4x4 grid)
+  tiny_swin  torchvision SwinTransformer, 32x32 input: its stages output channels-last maps
+             [N, 8, 8, 12] and [N, 4, 4, 24]
+
+They let the suite check cnnviz's reshape rule and stage discovery on the real module code of
+those architectures against tests/reference/methods_ref.py, without the full models' size.
+
+usage: tiny_models.py -o OUTDIR [NAME...]   (default: all)
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from cnnviz_python import ensure_torch  # noqa: E402
+
+ensure_torch("tiny_models.py")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+
+import torch  # noqa: E402
+from torchvision.models.swin_transformer import SwinTransformer  # noqa: E402
+from torchvision.models.vision_transformer import VisionTransformer  # noqa: E402
+
+import export_models  # noqa: E402
+
+CLASSES = 10
+
+
+def tiny_vit():
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+                             mlp_dim=32, num_classes=CLASSES)
+
+
+def tiny_swin():
+    # embed_dim 12, not 8: an [N,8,8,8] output would not tell channels from positions.
+    return SwinTransformer(patch_size=[4, 4], embed_dim=12, depths=[1, 1], num_heads=[1, 2],
+                           window_size=[2, 2], num_classes=CLASSES)
+
+
+# name -> (constructor, default Grad-CAM layer, crop)
+TINY = {"tiny_vit": tiny_vit, "tiny_swin": tiny_swin}
+GRADCAM_LAYER = {"tiny_vit": "encoder.layers.encoder_layer_1", "tiny_swin": "features.3"}
+CROP = 32
+
+
+def export(name, outdir, seed=0):
+    torch.manual_seed(seed)
+    model = TINY[name]()
+    export_models.reinit_zero_linears(model, seed)
+    model.eval()
+    example = torch.randn(1, 3, CROP, CROP, generator=torch.Generator().manual_seed(1234))
+    stages = export_models.feature_stages(model, example)
+    if GRADCAM_LAYER[name] not in stages:
+        raise SystemExit(f"tiny_models.py: {name}: '{GRADCAM_LAYER[name]}' is not among the "
+                         f"stages {stages}")
+    scripted = torch.jit.script(model)
+    with torch.no_grad():
+        diff = (model(example) - scripted(example)).abs().max().item()
+    if not diff < 1e-4:
+        raise SystemExit(f"tiny_models.py: {name}: scripted and eager differ by {diff:g}")
+    meta = {
+        "cnnviz_format": 1,
+        "name": name,
+        "arch": name,
+        "weights": {"kind": "random", "source": f"seed {seed}"},
+        "num_classes": CLASSES,
+        "labels": [f"tiny class {i}" for i in range(CLASSES)],
+        "preprocess": {"resize": 36, "crop": CROP, "interpolation": "bilinear", "antialias": True,
+                       "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        "feature_layers": stages,
+        "gradcam_layer": GRADCAM_LAYER[name],
+    }
+    path = os.path.join(outdir, f"{name}.pt")
+    torch.jit.save(scripted, path + ".tmp", _extra_files={"cnnviz.json": json.dumps(meta)})
+    os.replace(path + ".tmp", path)
+    print(f"exported {path} (stages {', '.join(stages)})")
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="tiny_models.py", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(TINY))
+    parser.add_argument("-o", "--outdir", required=True)
+    args = parser.parse_args()
+    for name in args.names:
+        if name not in TINY:
+            parser.error(f"unknown model '{name}' ({', '.join(TINY)})")
+    os.makedirs(args.outdir, exist_ok=True)
+    torch.set_num_threads(1)
+    for name in args.names or list(TINY):
+        export(name, args.outdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
