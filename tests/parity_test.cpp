@@ -77,5 +77,31 @@ TEST_F(ModelParityTest, PreprocessingMatchesTorchvision) {
   }
 }
 
+// A 1-channel model: torchvision's Grayscale() (PIL's convert("L"), ITU-R
+// 601 luma in fixed point) before the resize, one mean and std.
+TEST_F(ModelParityTest, GreyPreprocessingMatchesTorchvision) {
+  const std::string ref = test::source_dir() + "/tests/reference/preprocess_ref.py";
+  Preprocessing p;
+  p.channels = 1;
+  p.resize = 36;
+  p.crop = 28;
+  p.mean[0] = 0.5f;
+  p.std[0] = 0.25f;
+  const std::vector<std::string> all = images();
+  for (size_t i = 0; i < all.size() && i < 3; ++i) {  // three reference runs are enough
+    SCOPED_TRACE(all[i]);
+    const std::string out = dir_.file("grey.npy");
+    test::RunResult r = test::run({test::python(), ref, all[i], out, "--grey", "--resize", "36",
+                                   "--crop", "28", "--mean", "0.5", "--std", "0.25"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    NpyArray expected = read_npy(out);
+    ASSERT_EQ(expected.shape, (std::vector<int64_t>{1, 28, 28}));
+    at::Tensor want = at::from_blob(expected.data.data(), {1, 28, 28}, at::kFloat);
+    at::Tensor got = preprocess(read_image_rgb(all[i]), p);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_LE((got - want).abs().max().item<double>(), kMaxAbs);
+  }
+}
+
 }  // namespace
 }  // namespace cnnviz

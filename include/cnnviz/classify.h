@@ -41,6 +41,7 @@ struct ClassifyResult {
   std::vector<Prediction> predictions;  // top_k, by decreasing probability
   std::vector<TargetScore> targets;     // its given classes, if any
   std::optional<std::string> error;     // why the image failed
+  bool grey = false;                    // the source has no colour (manifest.h: input_json)
   bool done() const { return error || !predictions.empty(); }
 };
 

@@ -78,11 +78,11 @@ class Engine {
   };
   static Description describe(const Model& model);
 
-  // Runs forward on batch [N,3,H,W] (float32, normalized; moved to the
-  // model's device) with autograd recording; recorded activations,
-  // gradients and method maps stay on that device. Throws OutOfMemory when
-  // the device runs out of memory. Only one Pass may be alive at a time in a process: run() and
-  // describe() throw Error(kRuntime) while another one is.
+  // Runs forward on batch [N,C,H,W] (C: the model's input channels) (float32, normalized; moved to
+  // the model's device) with autograd recording; recorded activations, gradients and method maps
+  // stay on that device. Throws OutOfMemory when the device runs out of memory. Only one Pass may
+  // be alive at a time in a process: run() and describe() throw Error(kRuntime) while another one
+  // is.
   Pass run(const at::Tensor& batch) const;
 
   const Model& model() const;

@@ -20,7 +20,8 @@ namespace cnnviz {
 struct LoadedImage {
   size_t index = 0;  // position in the input list
   std::string path;
-  at::Tensor input;            // [3,crop,crop] float32, normalized; undefined on error
+  at::Tensor input;            // [channels,crop,crop] float32, normalized; undefined on error
+  bool grey = false;           // the source has no colour (every pixel R == G == B)
   CropBox box;                 // where `input` lies in the source image
   cv::Mat rgb;                 // the decoded source image, when LoaderOptions::keep_rgb
   std::optional<Error> error;  // why the image could not be loaded

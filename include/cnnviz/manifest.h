@@ -19,6 +19,12 @@ namespace cnnviz {
 // weights {kind, source}.
 nlohmann::ordered_json model_json(const ModelInfo& info);
 
+// How an image met the model's input channels: {"grey": whether the source
+// has no colour, "conversion": "rgb to grey (ITU-R 601 luma)" for a colour
+// image into a 1-channel model, "grey to rgb (copied)" for a grey image into
+// a 3-channel one, else null}.
+nlohmann::ordered_json input_json(int channels, bool grey);
+
 // One directory name per input: the file's stem, made unique in input order
 // ("cat", "cat-2", ...), valid UTF-8 (other bytes become '_'), and never a
 // name the run itself writes in OUTDIR (manifest*, journal*, evaluate*,

@@ -27,9 +27,18 @@ struct CropBox {
 // image or one whose aspect ratio would make the resized image absurdly large.
 CropBox crop_box(int src_w, int src_h, const Preprocessing& p);
 
-// rgb: H x W CV_8UC3, RGB. Returns [3,crop,crop] float32, normalized.
-// Resizing is Pillow's antialiased bilinear, bit for bit (see resize.h).
+// rgb: H x W CV_8UC3, RGB. Returns [p.channels,crop,crop] float32,
+// normalized (1 channel: the luma, luma_601()). Resizing is Pillow's
+// antialiased bilinear, bit for bit (see resize.h).
 at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p);
+
+// The ITU-R 601 luma of an RGB image as PIL's convert("L") computes it:
+// (19595 R + 38470 G + 7471 B + 2^15) >> 16, CV_8UC1.
+cv::Mat luma_601(const cv::Mat& rgb);
+
+// True when every pixel of the RGB image has R == G == B (a grey image, as
+// decoding replicates grey sources to three channels).
+bool is_grey(const cv::Mat& rgb);
 
 }  // namespace cnnviz
 

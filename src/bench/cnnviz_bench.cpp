@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
     const int used_threads = cnnviz::set_threads(threads);
     const int crop = model.info().preprocess.crop;
     at::manual_seed(0);
-    at::Tensor x = at::randn({batch, 3, crop, crop}).to(dev);
+    at::Tensor x = at::randn({batch, model.info().preprocess.channels, crop, crop}).to(dev);
     std::vector<double> ms;
     if (mode == "sampling") {
       cnnviz::Engine engine(model, {});
@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
       params.samples = params.steps = samples;
       params.sample_batch = sample_batch;
       const at::Tensor one = x.slice(0, 0, 1);
-      const at::Tensor many = one.expand({samples, 3, crop, crop}).contiguous();
+      const at::Tensor many = one.expand({samples, one.size(1), crop, crop}).contiguous();
       auto best = [&](const std::function<double()>& f) {
         for (int i = 0; i < warmup; ++i) f();
         double b = 1e300;

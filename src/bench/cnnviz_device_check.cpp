@@ -123,7 +123,8 @@ int main(int argc, char** argv) {
         b.module().to(at::kDouble);
       }
       at::manual_seed(0);
-      const at::Tensor x = at::randn({batch, 3, crop, crop}).to(f64 ? at::kDouble : at::kFloat);
+      const at::Tensor x = at::randn({batch, b.info().preprocess.channels, crop, crop})
+                               .to(f64 ? at::kDouble : at::kFloat);
       // The same input moved by one ulp (towards +inf): the reference
       // device's own sensitivity to last-bit changes.
       const at::Tensor x_ulp = at::nextafter(x, at::full_like(x, INFINITY));

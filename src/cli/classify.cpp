@@ -102,6 +102,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
       if (result.error) {
         r["error"] = *result.error;
       } else {
+        r["input"] = input_json(info.preprocess.channels, result.grey);
         r["predictions"] = nlohmann::ordered_json::array();
         int rank = 1;
         for (const Prediction& p : result.predictions) {

@@ -1,6 +1,8 @@
 #include "common.h"
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <iostream>
 #include <ostream>
 #include <tuple>
@@ -31,14 +33,45 @@ void add_model_options(CLI::App& sub, ModelOptions& opts) {
   sub.add_option("--labels", opts.labels,
                  "Class names, one per line (for models without metadata; overrides it)");
   for (auto [name, values, help] :
-       {std::tuple{"--mean", &opts.mean, "Per-channel mean of the normalization (R,G,B)"},
-        std::tuple{"--std", &opts.std, "Per-channel std of the normalization (R,G,B)"}}) {
-    sub.add_option(name, *values, help)
-        ->delimiter(',')
-        ->expected(3)
-        ->allow_extra_args(false)
-        ->check(CLI::Range(-1e6, 1e6));
+       {std::tuple{"--mean", &opts.mean,
+                   "Per-channel mean of the normalization (R,G,B; one value for a grey model)"},
+        std::tuple{"--std", &opts.std,
+                   "Per-channel std of the normalization (R,G,B; one value for a grey model)"}}) {
+    // One argument, "a,b,c" or "a": one value per input channel (counted
+    // against the channels once the model is known).
+    sub.add_option_function<std::string>(
+           name,
+           [name = std::string(name), values](const std::string& text) {
+             values->clear();
+             size_t start = 0;
+             for (;;) {
+               const size_t comma = text.find(',', start);
+               const std::string item = text.substr(start, comma - start);
+               size_t used = 0;
+               double v = 0;
+               try {
+                 v = std::stod(item, &used);
+               } catch (const std::exception&) {
+                 used = 0;
+               }
+               if (item.empty() || used != item.size() || !(std::abs(v) <= 1e6)) {
+                 throw CLI::ValidationError(name,
+                                            "'" + item + "' is not a number between -1e6 and 1e6");
+               }
+               values->push_back(static_cast<float>(v));
+               if (comma == std::string::npos) break;
+               start = comma + 1;
+             }
+             if (values->size() > 3) {
+               throw CLI::ValidationError(name, "at most 3 values (one per input channel)");
+             }
+           },
+           help)
+        ->allow_extra_args(false);
   }
+  sub.add_option("--channels", opts.channels,
+                 "Input channels of the model: 3 (RGB) or 1 (grey: the image's ITU-R 601 luma)")
+      ->check(CLI::IsMember({1, 3}));
   sub.add_option("--size", opts.size, "Input size: resize the shorter side to N, crop N x N")
       ->check(CLI::Range(8, 4096));
   sub.add_option("--resize", opts.resize,
@@ -79,6 +112,21 @@ namespace {
 void apply_overrides(const ModelOptions& opts, ModelInfo& info) {
   if (!opts.labels.empty()) info.labels = read_labels(opts.labels);
   Preprocessing& p = info.preprocess;
+  if (opts.channels > 0 && opts.channels != p.channels) {
+    // Another channel count: that count's defaults unless --mean/--std say more.
+    p.channels = opts.channels;
+    p.mean = p.channels == 1 ? std::array<float, 3>{0, 0, 0} : Preprocessing{}.mean;
+    p.std = p.channels == 1 ? std::array<float, 3>{1, 1, 1} : Preprocessing{}.std;
+  }
+  for (const auto& [name, values] : {std::pair{"--mean", &opts.mean}, {"--std", &opts.std}}) {
+    if (!values->empty() && values->size() != static_cast<size_t>(p.channels)) {
+      throw Error(ErrorCode::kUsage, std::string(name) + ": " + std::to_string(values->size()) +
+                                         " value" + (values->size() == 1 ? "" : "s") +
+                                         " for a model with " + std::to_string(p.channels) +
+                                         " input channel" + (p.channels == 1 ? "" : "s") +
+                                         " (--channels)");
+    }
+  }
   if (!opts.mean.empty()) std::copy(opts.mean.begin(), opts.mean.end(), p.mean.begin());
   if (!opts.std.empty()) {
     for (float s : opts.std) {
@@ -107,7 +155,7 @@ Model open_model(const ModelOptions& opts, std::ostream& err) {
   apply_overrides(opts, model.mutable_info());
   const ModelInfo& info = model.info();
   const bool told = !opts.labels.empty() || !opts.mean.empty() || !opts.std.empty() ||
-                    opts.size > 0 || opts.resize > 0;
+                    opts.size > 0 || opts.resize > 0 || opts.channels > 0;
   if (!info.has_metadata && !told) {
     err << kPrefix << "warning: model '" << info.path
         << "' has no cnnviz.json metadata: using ImageNet preprocessing (224, mean/std of "

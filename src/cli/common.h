@@ -21,7 +21,8 @@ struct ModelOptions {
   std::string device = "auto";  // --device cpu|cuda|cuda:N|auto, $CNNVIZ_DEVICE
   // Overrides for models without (or with other) metadata.
   std::string labels;            // --labels FILE, one class name per line
-  std::vector<float> mean, std;  // --mean, --std: 3 values each
+  std::vector<float> mean, std;  // --mean, --std: one value per input channel
+  int channels = 0;              // --channels 1|3; 0: the metadata's (default 3)
   int size = 0;                  // --size N: resize and crop to N
   int resize = 0;                // --resize N: shorter side to N before the crop
 };

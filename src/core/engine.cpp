@@ -365,7 +365,9 @@ Engine::Description Engine::describe(const Model& model) {
   ops::set_recorder(&recorder);
   try {
     c10::InferenceMode no_grad;
-    call(inst, model.module(), at::zeros({1, 3, crop, crop}, model.device()), model.info().path);
+    call(inst, model.module(),
+         at::zeros({1, model.info().preprocess.channels, crop, crop}, model.device()),
+         model.info().path);
   } catch (...) {
     ops::set_recorder(nullptr);
     throw;

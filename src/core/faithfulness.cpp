@@ -25,12 +25,11 @@ std::vector<double> probabilities(const LogitsFn& logits, const at::Tensor& inpu
                                   int batch) {
   std::vector<double> out;
   for (int64_t start = 0; start < inputs.size(0); start += batch) {
-    at::Tensor p = at::softmax(logits(inputs.slice(0, start, std::min(inputs.size(0),
-                                                                      start + batch))),
-                               1)
-                       .select(1, cls)
-                       .to(at::kDouble)
-                       .contiguous();
+    at::Tensor p =
+        at::softmax(logits(inputs.slice(0, start, std::min(inputs.size(0), start + batch))), 1)
+            .select(1, cls)
+            .to(at::kDouble)
+            .contiguous();
     out.insert(out.end(), p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
   }
   return out;
@@ -67,8 +66,8 @@ Faithfulness measure_faithfulness(const LogitsFn& logits, const at::Tensor& x,
   if (options.steps < 1) throw Error(ErrorCode::kUsage, "--steps: must be at least 1");
   const int64_t steps = options.steps;
   const int64_t per_step = (pixels + steps - 1) / steps;
-  at::Tensor order = std::get<1>(
-      map.to(at::kCPU).flatten().sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  at::Tensor order =
+      std::get<1>(map.to(at::kCPU).flatten().sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
   // rank[p] = position of pixel p in the order; pixel p is changed at step k
   // when rank[p] < k * per_step.
   at::Tensor rank = at::empty({pixels}, at::kLong);
@@ -94,18 +93,17 @@ Faithfulness measure_faithfulness(const LogitsFn& logits, const at::Tensor& x,
   f.deletion_auc = auc(f.deletion);
   f.insertion_auc = auc(f.insertion);
 
-  at::Tensor e =
-      method_util::normalize_per_image(map.to(at::kCPU).unsqueeze(0)).view({1, 1, h, w});
+  at::Tensor e = method_util::normalize_per_image(map.to(at::kCPU).unsqueeze(0)).view({1, 1, h, w});
   f.confidence = probabilities(logits, x, cls, 1).at(0);
   f.masked_confidence = probabilities(logits, x * e, cls, 1).at(0);
-  f.drop = f.confidence > 0 ? std::max(0.0, f.confidence - f.masked_confidence) / f.confidence
-                            : 0.0;
+  f.drop =
+      f.confidence > 0 ? std::max(0.0, f.confidence - f.masked_confidence) / f.confidence : 0.0;
   f.increase = f.masked_confidence > f.confidence;
   return f;
 }
 
 at::Tensor importance_map(const at::Tensor& value, int64_t height, int64_t width) {
-  if (value.dim() == 3 && value.size(0) == 3 && value.size(1) == height &&
+  if (value.dim() == 3 && (value.size(0) == 3 || value.size(0) == 1) && value.size(1) == height &&
       value.size(2) == width) {
     return std::get<0>(value.abs().max(0));
   }
@@ -150,8 +148,7 @@ Model randomized_copy(const Model& model, size_t top, uint64_t seed,
     for (const auto& p : m.value.named_parameters(/*recurse=*/false)) {
       at::Tensor t = p.value;
       const double sd = t.numel() > 1 ? t.std().item<double>() : 0.0;
-      t.copy_(at::randn(t.sizes(), generator, t.options().device(at::kCPU)) *
-              (sd > 0 ? sd : 0.01));
+      t.copy_(at::randn(t.sizes(), generator, t.options().device(at::kCPU)) * (sd > 0 ? sd : 0.01));
     }
     done.push_back(m.name);
   }

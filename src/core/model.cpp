@@ -90,15 +90,19 @@ class MetadataReader {
     }
     return out;
   }
+  // A list of `n` numbers (one per input channel), in the first n entries.
   std::array<float, 3> triple(const json& in, const char* key, const std::string& field,
-                              const std::array<float, 3>& fallback, bool positive) const {
+                              const std::array<float, 3>& fallback, bool positive,
+                              size_t n = 3) const {
     const json* v = find(in, key);
     if (!v) return fallback;
-    if (!v->is_array() || v->size() != 3) fail(field, "must be a list of 3 numbers");
-    std::array<float, 3> out{};
-    for (size_t i = 0; i < 3; ++i) {
+    const std::string what = "must be a list of " + std::to_string(n) + " number" +
+                             (n == 1 ? "" : "s") + " (one per input channel)";
+    if (!v->is_array() || v->size() != n) fail(field, what);
+    std::array<float, 3> out = fallback;
+    for (size_t i = 0; i < n; ++i) {
       const json& e = (*v)[i];
-      if (!e.is_number()) fail(field, "must be a list of 3 numbers");
+      if (!e.is_number()) fail(field, what);
       const double d = e.get<double>();
       if (!std::isfinite(d) || std::abs(d) > 1e6 || (positive && !(d > 0))) {
         fail(field, std::string("values must be ") + (positive ? "positive and " : "") +
@@ -202,8 +206,15 @@ ModelInfo parse_model_info(const std::string& json_text, const std::string& path
     r.fail("preprocess.resize", std::to_string(pre.resize) + " is smaller than the crop (" +
                                     std::to_string(pre.crop) + "; needs crop <= resize)");
   }
-  pre.mean = r.triple(p, "mean", "preprocess.mean", pre.mean, false);
-  pre.std = r.triple(p, "std", "preprocess.std", pre.std, true);
+  pre.channels = static_cast<int>(r.integer(p, "channels", "preprocess.channels", 1, 3, 3));
+  if (pre.channels == 2) r.fail("preprocess.channels", "must be 1 (grey) or 3 (RGB)");
+  if (pre.channels == 1) {  // without mean and std: v / 255 as it is
+    pre.mean = {0.0f, 0.0f, 0.0f};
+    pre.std = {1.0f, 1.0f, 1.0f};
+  }
+  const size_t n = static_cast<size_t>(pre.channels);
+  pre.mean = r.triple(p, "mean", "preprocess.mean", pre.mean, false, n);
+  pre.std = r.triple(p, "std", "preprocess.std", pre.std, true, n);
   info.feature_layers = r.strings(j, "feature_layers", "feature_layers", kMaxMetadataLayers);
   info.gradcam_layer = r.string(j, "gradcam_layer", "gradcam_layer");
   return info;

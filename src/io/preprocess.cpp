@@ -50,11 +50,50 @@ CropBox crop_box(int src_w, int src_h, const Preprocessing& p) {
   return box;
 }
 
+cv::Mat luma_601(const cv::Mat& rgb) {
+  cv::Mat out(rgb.rows, rgb.cols, CV_8UC1);
+  for (int y = 0; y < rgb.rows; ++y) {
+    const uint8_t* in = rgb.ptr<uint8_t>(y);
+    uint8_t* o = out.ptr<uint8_t>(y);
+    for (int x = 0; x < rgb.cols; ++x) {
+      const uint32_t r = in[3 * x], g = in[3 * x + 1], b = in[3 * x + 2];
+      o[x] = static_cast<uint8_t>((19595 * r + 38470 * g + 7471 * b + 0x8000) >> 16);
+    }
+  }
+  return out;
+}
+
+bool is_grey(const cv::Mat& rgb) {
+  for (int y = 0; y < rgb.rows; ++y) {
+    const uint8_t* in = rgb.ptr<uint8_t>(y);
+    for (int x = 0; x < rgb.cols; ++x) {
+      if (in[3 * x] != in[3 * x + 1] || in[3 * x] != in[3 * x + 2]) return false;
+    }
+  }
+  return true;
+}
+
 at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p) {
   if (rgb.empty() || rgb.type() != CV_8UC3) {
     throw Error(ErrorCode::kRuntime, "preprocess: expected a non-empty 8-bit RGB image");
   }
   const CropBox box = crop_box(rgb.cols, rgb.rows, p);
+  if (p.channels == 1) {
+    // Luma first, then the resize, as Grayscale() before Resize() on a PIL image.
+    cv::Mat crop = resize_bilinear_pil(luma_601(rgb), box.resized_w, box.resized_h,
+                                       cv::Rect(box.left, box.top, box.size, box.size));
+    float table[256];
+    for (int v = 0; v < 256; ++v)
+      table[v] = (static_cast<float>(v) / 255.0f - p.mean[0]) / p.std[0];
+    at::Tensor x = at::empty({1, box.size, box.size}, at::kFloat);
+    float* out = x.data_ptr<float>();
+    for (int y = 0; y < box.size; ++y) {
+      const uint8_t* row = crop.ptr<uint8_t>(y);
+      for (int xx = 0; xx < box.size; ++xx)
+        out[static_cast<size_t>(y) * box.size + xx] = table[row[xx]];
+    }
+    return x;
+  }
   // Resize and crop in one step: only the kept square is computed.
   cv::Mat crop = resize_bilinear_pil(rgb, box.resized_w, box.resized_h,
                                      cv::Rect(box.left, box.top, box.size, box.size));

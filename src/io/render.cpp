@@ -78,9 +78,10 @@ const char* rescale_name(Rescale r) {
 }
 
 RescaledMap rescale_gradient(const FloatArray& g, Rescale mode, const MapRange& range) {
-  if (g.shape.size() != 3 || g.shape[0] != 3) {
-    throw Error(ErrorCode::kRuntime, "rescale_gradient: expected a [3,H,W] map");
+  if (g.shape.size() != 3 || (g.shape[0] != 3 && g.shape[0] != 1)) {
+    throw Error(ErrorCode::kRuntime, "rescale_gradient: expected a [3,H,W] or [1,H,W] map");
   }
+  const bool one = g.shape[0] == 1;  // a grey model's input: colour is its grey copied
   const int h = static_cast<int>(g.shape[1]), w = static_cast<int>(g.shape[2]);
   RescaledMap out;
   out.rgb = cv::Mat::zeros(h, w, CV_8UC3);
@@ -101,8 +102,8 @@ RescaledMap rescale_gradient(const FloatArray& g, Rescale mode, const MapRange& 
   if (out.degenerate) return out;
   const size_t plane = static_cast<size_t>(h) * w;
   const float* r = g.data.data();
-  const float* gr = r + plane;
-  const float* b = gr + plane;
+  const float* gr = one ? r : r + plane;
+  const float* b = one ? r : gr + plane;
   auto value = [&](float m) {
     switch (mode) {
       case Rescale::kAll:

@@ -32,8 +32,10 @@ at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, in
 at::Tensor black_baseline(const at::Tensor& x, const std::array<float, 3>& mean,
                           const std::array<float, 3>& std) {
   // As preprocessing normalizes a black pixel: (0 - mean) / std in float32.
-  at::Tensor m = at::tensor(std::vector<float>(mean.begin(), mean.end())).view({1, 3, 1, 1});
-  at::Tensor s = at::tensor(std::vector<float>(std.begin(), std.end())).view({1, 3, 1, 1});
+  // One entry per input channel (a grey model's input has one).
+  const int64_t c = x.size(1);
+  at::Tensor m = at::tensor(std::vector<float>(mean.begin(), mean.begin() + c)).view({1, c, 1, 1});
+  at::Tensor s = at::tensor(std::vector<float>(std.begin(), std.begin() + c)).view({1, c, 1, 1});
   return ((0 - m) / s).to(x.options()).expand_as(x).contiguous();
 }
 

@@ -76,6 +76,7 @@ ClassifySummary classify(const Model& model, const std::vector<std::string>& ima
         ++summary.failed;
         progress.failed(img.error->what());
       } else {
+        summary.results[img.index].grey = img.grey;
         inputs.push_back(std::move(img.input));
         slots.push_back(img.index);
       }

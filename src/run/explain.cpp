@@ -415,6 +415,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
         set_image_name(w->entry, img.path);
         w->entry.update(json{{"index", img.index},
                              {"dir", stems[img.index]},
+                             {"input", input_json(info.preprocess.channels, img.grey)},
                              {"predictions", std::move(predictions)},
                              {"targets", std::move(target_list)}});
         w->written.resize(w->raw.size());

@@ -31,6 +31,7 @@ struct BatchLoader::State {
       cv::Mat rgb = read_image_rgb(paths[i], options.max_pixels);
       img.box = crop_box(rgb.cols, rgb.rows, preprocessing);
       img.input = preprocess(rgb, preprocessing);
+      img.grey = is_grey(rgb);
       if (options.keep_rgb) img.rgb = std::move(rgb);
     } catch (const Error& e) {
       img.error = with_image_name(e, paths[i]);

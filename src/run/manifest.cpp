@@ -29,7 +29,15 @@ json model_json(const ModelInfo& info) {
           {"path", info.path},
           {"arch", info.arch},
           {"weights",
-           {{"kind", weights_kind_name(info.weights_kind)}, {"source", info.weights_source}}}};
+           {{"kind", weights_kind_name(info.weights_kind)}, {"source", info.weights_source}}},
+          {"channels", info.preprocess.channels}};
+}
+
+json input_json(int channels, bool grey) {
+  json conversion = nullptr;
+  if (channels == 1 && !grey) conversion = "rgb to grey (ITU-R 601 luma)";
+  if (channels == 3 && grey) conversion = "grey to rgb (copied)";
+  return {{"grey", grey}, {"conversion", conversion}};
 }
 
 namespace {

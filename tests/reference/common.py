@@ -40,10 +40,11 @@ def load_rgb(path):
     return img.convert("RGB")
 
 
-def preprocess(img, resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+def preprocess(img, resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, grey=False):
     """torchvision's Resize(resize) (shorter side; PIL bilinear, which antialiases),
-    CenterCrop(crop), ToTensor, Normalize(mean, std). Returns a [3, crop, crop] float32 tensor."""
-    pipeline = transforms.Compose([
+    CenterCrop(crop), ToTensor, Normalize(mean, std). Returns a [3, crop, crop] float32 tensor;
+    with `grey`, Grayscale() first (PIL's convert("L")) and [1, crop, crop]."""
+    pipeline = transforms.Compose(([transforms.Grayscale(num_output_channels=1)] if grey else []) + [
         transforms.Resize(resize, interpolation=transforms.InterpolationMode.BILINEAR),
         transforms.CenterCrop(crop),
         transforms.ToTensor(),
