@@ -70,10 +70,10 @@ TEST(ModelMoreMethodsTest, SmoothGradAndIntegratedGradientsMatchTheReference) {
   // reference adds what it is given.
   const at::Tensor noise = at::randn({6, 3, 224, 224}, generator) * 0.15;
   test::save_npy_tensor(dir.file("noise.npy"), noise * (x.max() - x.min()));
-  test::RunResult r = reference(
-      "methods_ref.py", {model_path, image, dir.path(), "--noise", dir.file("noise.npy"), "--ig",
-                         "--ig-steps", "12", "--blur-sigma", "6", "--threads",
-                         std::to_string(threads)});
+  test::RunResult r =
+      reference("methods_ref.py",
+                {model_path, image, dir.path(), "--noise", dir.file("noise.npy"), "--ig",
+                 "--ig-steps", "12", "--blur-sigma", "6", "--threads", std::to_string(threads)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json meta = nlohmann::json::parse(test::read_text(dir.file("meta.json")));
   const int64_t cls = meta["class"].get<int64_t>();
@@ -94,7 +94,7 @@ TEST(ModelMoreMethodsTest, SmoothGradAndIntegratedGradientsMatchTheReference) {
   const at::Tensor blurred = method_util::gaussian_blur(x, 6);
   expect_close(blurred[0], load(dir.file("ig_baseline_blurred.npy")), "blurred baseline");
   expect_path_close(method_util::integrated_gradients(capture, blurred, 12)[0],
-               load(dir.file("ig_blurred.npy")), "integrated gradients, blurred");
+                    load(dir.file("ig_blurred.npy")), "integrated gradients, blurred");
   // The main pass is still usable after the nested ones.
   expect_close(capture.input_gradient(Backprop::kPlain)[0], load(dir.file("saliency.npy")),
                "saliency after nested passes");
@@ -157,13 +157,14 @@ TEST_P(ModelEveryArchTest, PassMethodsMatchTheReference) {
   const std::string image = smooth_image(dir);
   Model model = Model::load(model_path);
   at::Tensor x = preprocess(read_image_rgb(image), model.info().preprocess).unsqueeze(0);
+  const int64_t size = x.size(2);
   const at::Tensor noise =
-      at::randn({2, 3, 224, 224}, at::make_generator<at::CPUGeneratorImpl>(9)) * 0.1;
+      at::randn({2, 3, size, size}, at::make_generator<at::CPUGeneratorImpl>(9)) * 0.1;
   test::save_npy_tensor(dir.file("noise.npy"), noise * (x.max() - x.min()));
-  test::RunResult r = reference(
-      "methods_ref.py", {model_path, image, dir.path(), "--layers", c.layer, "--noise",
-                         dir.file("noise.npy"), "--ig", "--ig-steps", "2", "--score-cam",
-                         "--threads", std::to_string(threads)});
+  test::RunResult r =
+      reference("methods_ref.py", {model_path, image, dir.path(), "--layers", c.layer, "--noise",
+                                   dir.file("noise.npy"), "--ig", "--ig-steps", "2", "--score-cam",
+                                   "--threads", std::to_string(threads)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json meta = nlohmann::json::parse(test::read_text(dir.file("meta.json")));
   const int64_t cls = meta["class"].get<int64_t>();
@@ -176,10 +177,10 @@ TEST_P(ModelEveryArchTest, PassMethodsMatchTheReference) {
   // Guided Grad-CAM from the reference's own guided gradient and Grad-CAM.
   const at::Tensor ref_cam = load(dir.file("gradcam_" + c.layer + ".npy"));
   const at::Tensor lo = ref_cam.min(), hi = ref_cam.max();
-  const at::Tensor unit = hi.item<double>() > lo.item<double>() ? (ref_cam - lo) / (hi - lo)
-                                                                 : at::zeros_like(ref_cam);
+  const at::Tensor unit =
+      hi.item<double>() > lo.item<double>() ? (ref_cam - lo) / (hi - lo) : at::zeros_like(ref_cam);
   const at::Tensor up = at::upsample_bilinear2d(unit.view({1, 1, unit.size(0), unit.size(1)}),
-                                                {224, 224}, false)[0];
+                                                {size, size}, false)[0];
   expect_close(find_method("guided-gradcam").compute(capture)[0].value[0],
                load(dir.file("guided.npy")) * up, "guided gradcam");
   expect_close(method_util::smooth_gradient(capture, noise, Backprop::kPlain)[0],
@@ -193,18 +194,25 @@ TEST_P(ModelEveryArchTest, PassMethodsMatchTheReference) {
   expect_close(score.at(0).value[0], load(dir.file("scorecam_" + c.layer + ".npy")), "score-cam");
 }
 
-INSTANTIATE_TEST_SUITE_P(Model, ModelEveryArchTest,
-                         ::testing::Values(ArchCase{"squeezenet1_1", "features.0"},
-                                           ArchCase{"alexnet", "features.0"},
-                                           ArchCase{"densenet121", "features.conv0"},
-                                           ArchCase{"vgg16", "features.0"},
-                                           ArchCase{"resnet50", "conv1"},
-                                           ArchCase{"googlenet", "conv1"},
-                                           ArchCase{"mobilenet_v2", "features.0"},
-                                           ArchCase{"efficientnet_b0", "features.0"}),
-                         [](const ::testing::TestParamInfo<ArchCase>& info) {
-                           return info.param.arch;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Model, ModelEveryArchTest,
+    ::testing::Values(ArchCase{"squeezenet1_1", "features.0"}, ArchCase{"alexnet", "features.0"},
+                      ArchCase{"densenet121", "features.conv0"}, ArchCase{"vgg16", "features.0"},
+                      ArchCase{"resnet50", "conv1"}, ArchCase{"googlenet", "conv1"},
+                      ArchCase{"mobilenet_v2", "features.0"},
+                      ArchCase{"efficientnet_b0", "features.0"},
+                      // A token layer and a channels-last stage.
+                      ArchCase{"tiny_vit", "encoder.layers.encoder_layer_0"},
+                      ArchCase{"tiny_swin", "features.0"}),
+    [](const ::testing::TestParamInfo<ArchCase>& info) { return info.param.arch; });
+// The full-size backbones (`scripts/test.sh --backbones`).
+INSTANTIATE_TEST_SUITE_P(
+    Backbone, ModelEveryArchTest,
+    ::testing::Values(ArchCase{"vit_b_16", "encoder.layers.encoder_layer_0"},
+                      ArchCase{"swin_t", "features.0"}, ArchCase{"convnext_tiny", "features.0"},
+                      ArchCase{"regnet_y_400mf", "trunk_output.block1"},
+                      ArchCase{"inception_v3", "Conv2d_1a_3x3"}, ArchCase{"maxvit_t", "stem"}),
+    [](const ::testing::TestParamInfo<ArchCase>& info) { return info.param.arch; });
 
 TEST(ModelMoreMethodsTest, ScoreCamMatchesTheReference) {
   const std::string model_path = test::squeezenet_path();
@@ -246,10 +254,10 @@ TEST(ModelEvaluateTest, CurvesAndConfidenceMatchTheReference) {
   }
   test::save_npy_tensor(dir.file("map.npy"), map);
   test::save_npy_tensor(dir.file("saliency.npy"), saliency);
-  test::RunResult r = reference(
-      "evaluate_ref.py", {model_path, image, dir.file("map.npy"), dir.path(), "--class",
-                          std::to_string(cls), "--steps", "16", "--blur-sigma", "6",
-                          "--threads", std::to_string(threads)});
+  test::RunResult r =
+      reference("evaluate_ref.py",
+                {model_path, image, dir.file("map.npy"), dir.path(), "--class", std::to_string(cls),
+                 "--steps", "16", "--blur-sigma", "6", "--threads", std::to_string(threads)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json want = nlohmann::json::parse(test::read_text(dir.file("evaluate.json")));
 
@@ -257,8 +265,8 @@ TEST(ModelEvaluateTest, CurvesAndConfidenceMatchTheReference) {
   options.steps = 16;
   options.blur_sigma = 6;
   options.batch = 5;
-  Faithfulness f = measure_faithfulness(
-      [&](const at::Tensor& b) { return model.logits(b); }, x, map, cls, options);
+  Faithfulness f = measure_faithfulness([&](const at::Tensor& b) { return model.logits(b); }, x,
+                                        map, cls, options);
   ASSERT_EQ(f.deletion.size(), 17u);
   ASSERT_EQ(f.insertion.size(), 17u);
   for (size_t k = 0; k < 17; ++k) {
@@ -272,11 +280,10 @@ TEST(ModelEvaluateTest, CurvesAndConfidenceMatchTheReference) {
   EXPECT_NEAR(f.drop, want["drop"].get<double>(), 1e-4);
   EXPECT_EQ(f.increase, want["increase"].get<bool>());
 
-  r = reference("evaluate_ref.py",
-                {"--spearman", dir.file("map.npy"), dir.file("saliency.npy")});
+  r = reference("evaluate_ref.py", {"--spearman", dir.file("map.npy"), dir.file("saliency.npy")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NEAR(spearman(map, saliency),
-              nlohmann::json::parse(r.out)["spearman"].get<double>(), 1e-9);
+  EXPECT_NEAR(spearman(map, saliency), nlohmann::json::parse(r.out)["spearman"].get<double>(),
+              1e-9);
 }
 
 TEST(ModelEvaluateTest, RandomizedCopyChangesOnlyTheTopLayers) {
@@ -294,8 +301,8 @@ TEST(ModelEvaluateTest, RandomizedCopyChangesOnlyTheTopLayers) {
 }
 
 // A toy classifier: class 0's logit is 40 * (the mean of channel 0 over a
-// square R) - 30, class 1's is 0 (a blurred R is not enough evidence). Deleting R destroys the evidence; a map
-// that marks R must beat its inverse on both curves.
+// square R) - 30, class 1's is 0 (a blurred R is not enough evidence). Deleting R destroys the
+// evidence; a map that marks R must beat its inverse on both curves.
 TEST(FaithfulnessTest, TheTrueRegionScoresBetterThanItsInverse) {
   const int64_t h = 32, w = 32;
   at::Tensor region = at::zeros({h, w});

@@ -97,6 +97,10 @@ struct Unit {
 // module path). Throws Error(kUsage) naming `text` and what is wrong.
 Unit parse_unit(const std::string& text);
 
+// Throws Error(kUsage) naming the unit and its layer's size when its channel
+// or position lies outside a map of `channels` x `height` x `width`.
+void check_unit_range(const Unit& unit, int64_t channels, int64_t height, int64_t width);
+
 // The model's number of classes as known before a forward pass: the
 // metadata's num_classes, else its number of labels, else INT64_MAX
 // (unknown: checked against the logits later).

@@ -435,16 +435,7 @@ at::Tensor Pass::unit_value(Impl& p, const Engine::Impl& engine) {
   }
   const at::Tensor map = to_feature_map(p.recorder.kept, u.layer, engine.model.info().name);
   const int64_t c = map.size(1), h = map.size(2), w = map.size(3);
-  auto out_of_range = [&](const std::string& what) {
-    return Error(ErrorCode::kUsage, "--unit '" + u.spec() + "': " + what +
-                                        " out of range (layer '" + u.layer + "' is read as " +
-                                        std::to_string(c) + " channels of " + std::to_string(h) +
-                                        "x" + std::to_string(w) + ")");
-  };
-  if (u.channel >= c) throw out_of_range("channel " + std::to_string(u.channel));
-  if (u.neuron() && (u.y >= h || u.x >= w)) {
-    throw out_of_range("position (" + std::to_string(u.y) + ", " + std::to_string(u.x) + ")");
-  }
+  check_unit_range(u, c, h, w);
   const at::Tensor channel = map.select(1, u.channel);  // [N,h,w]
   at::Tensor v = u.neuron() ? channel.select(1, u.y).select(1, u.x) : channel.mean({1, 2});
   return v.unsqueeze(1);

@@ -105,18 +105,7 @@ std::vector<std::string> unit_method_layers(const Model& model, const MethodDef&
   }
   std::optional<FeatureLayout> layout = infer_layout(info.shape);
   if (!layout) to_feature_map(at::zeros(info.shape), unit.layer, name);  // throws, saying why
-  auto out_of_range = [&](const std::string& what) {
-    return Error(ErrorCode::kUsage, subject + ": " + what + " out of range (layer '" + unit.layer +
-                                        "' is read as " + std::to_string(layout->channels) +
-                                        " channels of " + std::to_string(layout->height) + "x" +
-                                        std::to_string(layout->width) + ")");
-  };
-  if (unit.channel >= layout->channels) {
-    throw out_of_range("channel " + std::to_string(unit.channel));
-  }
-  if (unit.neuron() && (unit.y >= layout->height || unit.x >= layout->width)) {
-    throw out_of_range("position (" + std::to_string(unit.y) + ", " + std::to_string(unit.x) + ")");
-  }
+  check_unit_range(unit, layout->channels, layout->height, layout->width);
   if (method.layers != LayerUse::kChosen) return method_layers(model, method, request);
   if (!request.layers.empty()) {
     for (const std::string& layer : request.layers) {

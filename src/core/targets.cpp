@@ -78,6 +78,19 @@ Unit parse_unit(const std::string& text) {
   return u;
 }
 
+void check_unit_range(const Unit& u, int64_t channels, int64_t height, int64_t width) {
+  auto out_of_range = [&](const std::string& what) {
+    return Error(ErrorCode::kUsage, "--unit '" + u.spec() + "': " + what +
+                                        " out of range (layer '" + u.layer + "' is read as " +
+                                        std::to_string(channels) + " channels of " +
+                                        std::to_string(height) + "x" + std::to_string(width) + ")");
+  };
+  if (u.channel >= channels) throw out_of_range("channel " + std::to_string(u.channel));
+  if (u.neuron() && (u.y >= height || u.x >= width)) {
+    throw out_of_range("position (" + std::to_string(u.y) + ", " + std::to_string(u.x) + ")");
+  }
+}
+
 const std::vector<std::string>& score_names() {
   static const std::vector<std::string> names{"logit", "probability", "log-probability", "sigmoid"};
   return names;
