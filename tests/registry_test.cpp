@@ -49,8 +49,10 @@ TEST(RegistryTest, EveryRowIsComplete) {
     if (m.output == MapKind::kInputGradient) {
       EXPECT_EQ(m.layers, LayerUse::kNone);
     }
-    if (m.layers == LayerUse::kNone) {
-      EXPECT_NE(m.output, MapKind::kLayerMap);
+    // A layer map without layers is at the input's resolution: the
+    // perturbation methods' (occlusion, RISE).
+    if (m.layers == LayerUse::kNone && m.output == MapKind::kLayerMap) {
+      EXPECT_TRUE(m.perturbs);
     }
     // Every backward mode a method can ask for, for every value of its
     // string parameters, is a mode the engine has.

@@ -37,6 +37,7 @@ constexpr int kMaxBatch = 256;           // --batch-size of the map methods
 constexpr int kMaxClassifyBatch = 1024;  // classify's --batch-size
 constexpr int kMaxTop = 100;             // --top
 constexpr int kMaxSamples = 10000;       // --samples, --steps
+constexpr int kMaxMasks = 100000;        // RISE's --masks
 constexpr int kMaxSampleBatch = 1024;    // --sample-batch, --eval-batch
 
 }  // namespace cnnviz

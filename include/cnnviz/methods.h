@@ -33,9 +33,15 @@ struct MethodParams {
   uint64_t seed = 0;                   // SmoothGrad: the noise's random seed
   std::string smooth_of = "saliency";  // SmoothGrad over "saliency" or "guided-backprop"
   int steps = 50;                      // Integrated Gradients: Riemann steps
-  std::string baseline = "black";      // Integrated Gradients: "black" or "blurred"
-  double blur_sigma = 10.0;            // the blurred baseline's Gaussian sigma, in pixels
-  int sample_batch = 16;               // images per pass for samples, steps and Score-CAM masks
+  std::string baseline = "black";      // Integrated Gradients: "black", "blurred" or "mean"
+  double blur_sigma = 10.0;            // the blurred baseline's (and fill's) Gaussian sigma, pixels
+  int window = 32;                     // Occlusion: side of the square window, pixels
+  int stride = 16;                     // Occlusion: step between windows, pixels
+  std::string fill = "mean";           // Occlusion: "mean", "black" or "blur"
+  int masks = 1000;                    // RISE: random masks per image
+  int grid = 7;                        // RISE: cells per side of a mask's grid
+  double keep = 0.5;                   // RISE: probability that a cell is kept
+  int sample_batch = 16;               // images per pass for samples, steps, masks and windows
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};  // the model's normalization, for
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};   // the black baseline (set by the run)
   // What the method explains (method_score(); set by the runs). Unset: each
@@ -139,7 +145,11 @@ struct MethodDef {
   bool units = true;
   bool forward_per_channel = false;  // a forward pass per channel of each layer (Score-CAM)
   bool nested_passes = false;        // passes of its own per sample or step (SmoothGrad, IG)
+  bool perturbs = false;             // forward passes of perturbed inputs (occlusion, RISE)
   std::vector<MethodMap> (*compute)(Capture& capture) = nullptr;
+  // Checks settings that depend on the input's size (height x width) before
+  // any work; throws Error(kUsage) naming the option. Null: nothing to check.
+  void (*check)(const MethodParams& params, int64_t height, int64_t width) = nullptr;
 
   bool takes(const std::string& param) const;
   // True when a guided or deconvnet backward shapes its maps.
@@ -202,6 +212,12 @@ at::Tensor gaussian_blur(const at::Tensor& x, double sigma);
 // SmoothGrad with the given noise patterns [S,3,H,W] (unit scale: multiplied
 // by each image's max - min), averaged over S.
 at::Tensor smooth_gradient(Capture& capture, const at::Tensor& noise, Backprop mode);
+// The baseline (or fill) image named `name` for x: "black" (black_baseline),
+// "mean" (zeros: the normalization's mean colour) or "blurred"/"blur"
+// (gaussian_blur with params.blur_sigma). Throws Error(kUsage) naming
+// `option` for any other name.
+at::Tensor reference_image(const at::Tensor& x, const std::string& name, const MethodParams& params,
+                           const std::string& option);
 // Integrated Gradients from `baseline` [N,3,H,W], right Riemann sum.
 at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, int steps);
 // The black image in normalized form, shaped like x.

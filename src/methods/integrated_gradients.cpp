@@ -6,8 +6,9 @@
 //
 // Baselines x': "black", the black image normalized as the model's input
 // (per channel (0 - mean) / std; not the zero tensor, which is the mean
-// colour), or "blurred", a Gaussian blur of the input (Sturmfels et al.
-// 2020, "Visualizing the Impact of Feature Attribution Baselines"). The m
+// colour), "blurred", a Gaussian blur of the input (Sturmfels et al. 2020,
+// "Visualizing the Impact of Feature Attribution Baselines"), or "mean",
+// the zero tensor (the normalization's mean colour). The m
 // interpolated images go through the network in batches of --sample-batch.
 #include <ATen/ATen.h>
 
@@ -29,6 +30,16 @@ at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, in
   return (x - baseline) * grads.view(path.sizes()).mean(1);
 }
 
+at::Tensor reference_image(const at::Tensor& x, const std::string& name, const MethodParams& params,
+                           const std::string& option) {
+  if (name == "black") return black_baseline(x, params.mean, params.std);
+  if (name == "mean") return at::zeros_like(x);
+  if (name == "blurred" || name == "blur") return gaussian_blur(x, params.blur_sigma);
+  throw Error(ErrorCode::kUsage,
+              option + " '" + name + "': must be black, " +
+                  (option == "--fill" ? "blur" : "blurred") + " or mean");
+}
+
 at::Tensor black_baseline(const at::Tensor& x, const std::array<float, 3>& mean,
                           const std::array<float, 3>& std) {
   // As preprocessing normalizes a black pixel: (0 - mean) / std in float32.
@@ -47,14 +58,7 @@ std::vector<MethodMap> integrated_gradients(Capture& capture) {
   const MethodParams& p = capture.params();
   if (p.steps < 1) throw Error(ErrorCode::kUsage, "--steps: must be at least 1");
   const at::Tensor x = capture.input();
-  at::Tensor baseline;
-  if (p.baseline == "black") {
-    baseline = method_util::black_baseline(x, p.mean, p.std);
-  } else if (p.baseline == "blurred") {
-    baseline = method_util::gaussian_blur(x, p.blur_sigma);
-  } else {
-    throw Error(ErrorCode::kUsage, "--baseline '" + p.baseline + "': must be black or blurred");
-  }
+  const at::Tensor baseline = method_util::reference_image(x, p.baseline, p, "--baseline");
   return {{"", method_util::integrated_gradients(capture, baseline, p.steps)}};
 }
 

@@ -25,6 +25,9 @@ std::vector<MethodMap> layercam(Capture&);
 std::vector<MethodMap> hirescam(Capture&);
 std::vector<MethodMap> scorecam(Capture&);
 std::vector<MethodMap> eigencam(Capture&);
+std::vector<MethodMap> occlusion(Capture&);
+void check_occlusion(const MethodParams&, int64_t height, int64_t width);
+std::vector<MethodMap> rise(Capture&);
 }  // namespace methods
 
 namespace {
@@ -76,15 +79,26 @@ const std::vector<ParamDef>& param_table() {
         number("samples", "Noisy copies per image", &MethodParams::samples, 1, kMaxSamples),
         number("noise", "Noise sigma as a fraction of the input's value range",
                &MethodParams::noise, 0.0, 10.0),
-        number("seed", "Seed of the noise", &MethodParams::seed, 0, 0),
+        number("seed", "Random seed (of SmoothGrad's noise, of RISE's masks)",
+               &MethodParams::seed, 0, 0),
         choice("of", "Gradient to smooth", &MethodParams::smooth_of,
                {"saliency", "guided-backprop"}),
         number("steps", "Riemann steps from the baseline to the image", &MethodParams::steps, 1,
                kMaxSamples),
-        choice("baseline", "Baseline image", &MethodParams::baseline, {"black", "blurred"}),
-        number("blur_sigma", "Gaussian sigma (pixels) of the blurred baseline",
+        choice("baseline", "Baseline image (mean: the normalization's mean colour)",
+               &MethodParams::baseline, {"black", "blurred", "mean"}),
+        number("blur_sigma", "Gaussian sigma (pixels) of the blurred baseline or fill",
                &MethodParams::blur_sigma, 0.1, 1000.0),
-        number("sample_batch", "Images per pass for noisy copies, steps or masks",
+        number("window", "Side of the occluding square, pixels", &MethodParams::window, 1,
+               kMaxCrop),
+        number("stride", "Step between windows, pixels (at most the window)",
+               &MethodParams::stride, 1, kMaxCrop),
+        choice("fill", "What covers the window (mean: the normalization's mean colour)",
+               &MethodParams::fill, {"mean", "black", "blur"}),
+        number("masks", "Random masks per image", &MethodParams::masks, 1, kMaxMasks),
+        number("grid", "Cells per side of a mask", &MethodParams::grid, 2, 64),
+        number("p", "Probability that a mask's cell is kept", &MethodParams::keep, 0.01, 1.0),
+        number("sample_batch", "Images per pass for noisy copies, steps, masks or windows",
                &MethodParams::sample_batch, 1, kMaxSampleBatch, /*changes_maps=*/false),
     };
   }();
@@ -163,6 +177,14 @@ class Row {
   }
   Row& nested_passes() {
     def_.nested_passes = true;
+    return *this;
+  }
+  Row& perturbs() {
+    def_.perturbs = true;
+    return *this;
+  }
+  Row& check(void (*f)(const MethodParams&, int64_t, int64_t)) {
+    def_.check = f;
     return *this;
   }
   operator MethodDef() const { return def_; }
@@ -265,6 +287,27 @@ const std::vector<MethodDef>& method_table() {
           .layers(L::kChosen)
           .backward(no_backward)
           .scores({}, false),
+      Row("occlusion", methods::occlusion)
+          .summary("Occlusion: the score's drop when a window of the input is covered")
+          .output(K::kLayerMap)
+          .backward(no_backward)
+          .params({"window", "stride", "fill", "blur_sigma", "sample_batch"})
+          // Scores of occluded inputs: no unit (the frozen module gives logits only).
+          .no_units()
+          .perturbs()
+          .check(methods::check_occlusion),
+      Row("rise", methods::rise)
+          .summary("RISE: random masks weighted by the masked input's score")
+          .output(K::kLayerMap)
+          .backward(no_backward)
+          .params({"masks", "grid", "p", "seed", "sample_batch"})
+          // The paper's score is the masked image's probability; weights below
+          // zero (a negated score) would make the map meaningless.
+          .scores({ScoreKind::kProbability, ScoreKind::kLogit, ScoreKind::kLogProbability,
+                   ScoreKind::kSigmoid},
+                  false)
+          .no_units()
+          .perturbs(),
   };
   return table;
 }

@@ -60,6 +60,9 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
   MethodParams params = options.params;
   params.mean = info.preprocess.mean;
   params.std = info.preprocess.std;
+  for (const MethodDef* m : methods) {
+    if (m->check) m->check(params, info.preprocess.crop, info.preprocess.crop);
+  }
   make_output_dir(options.outdir);
 
   // One engine per method (their layers differ).

@@ -213,6 +213,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   params.mean = info.preprocess.mean;
   params.std = info.preprocess.std;
   params.score = score;
+  if (method.check) method.check(params, info.preprocess.crop, info.preprocess.crop);
 
   const GraphReport& report = engine.report();
   json unguided = json::object();

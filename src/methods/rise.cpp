@@ -1,0 +1,75 @@
+// RISE (Petsiuk, Das and Saenko 2018, "RISE: Randomized Input Sampling for
+// Explanation of Black-box Models"): the saliency of a pixel is the expected
+// score of the input under random masks that keep it.
+//
+// Each of --masks masks is a --grid s x s grid of cells, each kept (1) with
+// probability --p, else 0; it is upsampled (bilinear, half-pixel centres) to
+// (s + 1) C x (s + 1) C pixels, C = ceil(max(H, W) / s), and cropped to
+// H x W at a random shift (dy, dx), each in [0, C): soft edges at random
+// offsets. saliency = 1 / (N p) sum_i score(x * M_i) M_i, [N,H,W] at the
+// input's resolution. As in the authors' code the mask multiplies the
+// normalized input (a masked pixel takes the normalization's mean colour)
+// and the score is the masked image's softmax probability (--score picks
+// another).
+//
+// The masks come from --seed with the CPU generator, in this order: the
+// cells, rand([N, s, s]) < p; then the shifts, randint(0, C, [N, 2]) as
+// (dy, dx). The same seed gives the same masks on every device and for every
+// image. They are upsampled --sample-batch at a time and run through the
+// model's frozen inference module (no autograd); memory does not grow with N.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <string>
+
+#include "cnnviz/error.h"
+#include "cnnviz/methods.h"
+
+namespace cnnviz::methods {
+
+std::vector<MethodMap> rise(Capture& capture) {
+  const MethodParams& p = capture.params();
+  if (p.masks < 1) throw Error(ErrorCode::kUsage, "--masks: must be at least 1");
+  if (p.grid < 1) throw Error(ErrorCode::kUsage, "--grid: must be at least 1");
+  if (!(p.keep > 0 && p.keep <= 1)) {
+    throw Error(ErrorCode::kUsage, "--p: must be in (0, 1]");
+  }
+  const at::Tensor x = capture.input().to(at::kCPU);
+  const int64_t n = x.size(0), height = x.size(2), width = x.size(3);
+  const int64_t s = p.grid;
+  const int64_t cell = (std::max(height, width) + s - 1) / s;
+  const int64_t up = (s + 1) * cell;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(p.seed);
+  const at::Tensor cells =
+      (at::rand({p.masks, s, s}, generator, at::kFloat) < p.keep).to(at::kFloat);
+  const at::Tensor shifts = at::randint(0, cell, {p.masks, 2}, generator, at::kLong);
+  const auto shift = shifts.accessor<int64_t, 2>();
+
+  const Model& model = capture.engine().model();
+  const Score score = p.score.value_or(Score{ScoreKind::kProbability, false});
+  const int64_t chunk = std::max(1, p.sample_batch);
+  at::Tensor sums = at::zeros({n, height, width}, at::kDouble);
+  for (int64_t start = 0; start < p.masks; start += chunk) {
+    const int64_t end = std::min<int64_t>(p.masks, start + chunk);
+    const at::Tensor big = at::upsample_bilinear2d(cells.slice(0, start, end).unsqueeze(1),
+                                                   {up, up}, /*align_corners=*/false);
+    std::vector<at::Tensor> cropped;
+    for (int64_t i = start; i < end; ++i) {
+      cropped.push_back(big[i - start][0]
+                            .slice(0, shift[i][0], shift[i][0] + height)
+                            .slice(1, shift[i][1], shift[i][1] + width));
+    }
+    const at::Tensor masks = at::stack(cropped);  // [c,H,W]
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t cls = capture.classes()[static_cast<size_t>(j)];
+      const at::Tensor logits = model.logits(x[j].unsqueeze(0) * masks.unsqueeze(1));
+      const at::Tensor w =
+          target_scores(logits, std::vector<int64_t>(static_cast<size_t>(end - start), cls), score);
+      sums[j] += (w.view({-1, 1, 1}) * masks).sum(0).to(at::kDouble);
+    }
+  }
+  const at::Tensor saliency = (sums / (static_cast<double>(p.masks) * p.keep)).to(at::kFloat);
+  return {{"", saliency.to(capture.input().device())}};
+}
+
+}  // namespace cnnviz::methods
