@@ -54,15 +54,26 @@
 #     PyTorch (scripts/bench_visualize.py --mode fwdbwd, best of R): the cost
 #     of a map at every encoder block over the bare gradient. Default
 #     vit_b_16 (12 blocks; target <= 1.1x).
+#   scripts/bench.sh attribution [--model NAME|PATH] [--repeat R] [--threads T]
+#     DeepLIFT's compute on one image (build/cnnviz_bench explain, warm, best
+#     of R) against one forward + one backward of a batch of two in eager
+#     PyTorch (bench_visualize.py --mode fwdbwd --batch 2; target <= 1.3x);
+#     occlusion (default 32x32 windows, stride 16) and RISE (1000 masks) at
+#     --sample-batch 16 as masked forwards per second against the frozen
+#     forward's throughput at batch 16 (cnnviz_bench forward, as classify runs
+#     it; target >= 0.9x), and their peak memory at 4x the windows and masks
+#     against the default (bounded: streamed accumulation). Default vgg16
+#     (DeepLIFT) and squeezenet1_1 (occlusion, RISE).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 
 mode=classify
-case ${1:-} in classify|visualize|batch|pipeline|backbone) mode=$1; shift ;; esac
+case ${1:-} in classify|visualize|batch|pipeline|backbone|attribution) mode=$1; shift ;; esac
 model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc) classify_only=0 baseline=
 [ "$mode" = visualize ] && model=vgg16 repeat=3
 [ "$mode" = backbone ] && model=vit_b_16 repeat=3
+[ "$mode" = attribution ] && model=vgg16 repeat=3
 [ "$mode" = batch ] && n=500
 [ "$mode" = pipeline ] && n=32 repeat=3
 while [ $# -gt 0 ]; do
@@ -281,6 +292,46 @@ if [ "$mode" = batch ]; then
   r20=$(rss "$work/i20") rn=$(rss "$work/iN")
   printf 'peak memory, gradcam --all-layers: 20 images %d MiB, %d images %d MiB, ratio %.2f\n' \
     $((r20 / 1024)) "$n" $((rn / 1024)) "$(calc "$rn / $r20")"
+  exit 0
+fi
+
+if [ "$mode" = attribution ]; then
+  image=$root/../shared/images/cat_dog.png
+  [ -f "$image" ] || image=$("$python" -c 'import os, skimage.data as d; print(os.path.join(d.data_dir, "chelsea.png"))')
+  bench=$root/build/cnnviz_bench
+  [ -x "$bench" ] || die "build/cnnviz_bench missing: run scripts/setup.sh first"
+  ms_of() { "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(d["best_ms_per_image"])'; }
+  dl=() py=()
+  for ((r = 0; r < repeat; r++)); do
+    dl+=("$("$bench" explain -m "$model_path" --method deeplift --batch-size 1 --batches 1 \
+      --threads "$threads" | ms_of)")
+    py+=("$("$python" "$root/scripts/bench_visualize.py" "$model_path" "$image" --mode fwdbwd \
+      --batch 2 --threads "$threads" --repeat 1 |
+      "$python" -c 'import json,sys; print(json.loads(sys.stdin.read())["best_ms"])')")
+  done
+  c=$(best "${dl[@]}") f=$(best "${py[@]}")
+  printf 'deeplift: %s, 1 image, %d threads\n' "$(basename "$model_path")" "$threads"
+  printf '  cnnviz (best of %d)                        %8.0f ms\n' "$repeat" "$c"
+  printf '  python 1 fwd + 1 bwd, batch 2 (best of %d) %8.0f ms   cnnviz/python %.2fx (target <= 1.3)\n' \
+    "$repeat" "$f" "$(calc "$c / $f")"
+  sq=$(model_file squeezenet1_1)
+  fwd=$("$bench" forward -m "$sq" --batch-size 16 --batches "$repeat" --threads "$threads" | ms_of)
+  printf 'occlusion and RISE: %s, 1 image, --sample-batch 16, %d threads\n' "$(basename "$sq")" "$threads"
+  printf '  frozen forward, batch 16 (best of %d)     %8.2f ms per image = %6.1f images/s\n' \
+    "$repeat" "$fwd" "$(calc "1000 / $fwd")"
+  # Masked forwards per image: 13 x 13 windows of 32 at stride 16 on 224x224,
+  # 1000 masks, plus the capture pass (and occlusion's unmasked score).
+  for m in "occlusion 170" "rise 1001"; do
+    set -- $m
+    t=$("$bench" explain -m "$sq" --method "$1" --batch-size 1 --batches "$repeat" --threads "$threads" | ms_of)
+    printf '  %-10s %5d forwards                  %8.0f ms = %6.1f forwards/s   %.2fx the forward (target >= 0.9)\n' \
+      "$1" "$2" "$t" "$(calc "$2 * 1000 / $t")" "$(calc "$2 * $fwd / $t")"
+  done
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+  peak() { /usr/bin/time -f %M "$cnnviz" "$@" -q --threads "$threads" -m "$sq" -o "$out/$1" "$image" 2>&1 >/dev/null | tail -n1; }
+  printf '  peak memory: occlusion %s / %s KiB (169 / 729 windows), RISE %s / %s KiB (1000 / 4000 masks)\n' \
+    "$(peak occlusion)" "$(peak occlusion --stride 8)" "$(peak rise)" "$(peak rise --masks 4000)"
   exit 0
 fi
 

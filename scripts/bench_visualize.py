@@ -18,7 +18,8 @@ top-1 logit:
              gives all Grad-CAMs at once, then a guided backward through the same graph; the
              cost cnnviz's engine is designed for
   fwdbwd     1 forward + 1 backward of the top-1 logit to the input, no hooks and nothing else:
-             the floor of Grad-CAM at every layer (the backbone benchmark's reference)
+             the floor of Grad-CAM at every layer (the backbone benchmark's reference); with
+             --batch B, of B copies of the image (DeepLIFT's floor: a batch of two)
 Every mode then forms, per layer, the CAM upsampled (bilinear) to the input size and min-max
 normalized, and guided Grad-CAM = guided gradient * that CAM.
 
@@ -112,7 +113,7 @@ def run_fwdbwd(model, x, _layers):
     xx = x.detach().clone().requires_grad_(True)
     logits = model(xx)
     logits = logits[0] if isinstance(logits, tuple) else logits
-    logits[0, int(logits[0].argmax())].backward()
+    logits[:, int(logits[0].argmax())].sum().backward()
     return [xx.grad[0]]
 
 
@@ -128,6 +129,8 @@ def main():
     parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
                         help="intra-op threads (default: all cores)")
     parser.add_argument("--repeat", type=positive_int, default=3)
+    parser.add_argument("--batch", type=positive_int, default=1,
+                        help="fwdbwd: copies of the image in the batch (DeepLIFT's floor: 2)")
     args = parser.parse_args()
 
     # Set explicitly: the default depends on the build and on OMP_NUM_THREADS.
@@ -139,6 +142,8 @@ def main():
         return 1
     x = common.preprocess(common.load_rgb(args.image), **common.preprocess_params(meta))[None]
     layers = export_models.feature_stages(model, x)
+    if args.mode == "fwdbwd":
+        x = x.repeat(args.batch, 1, 1, 1)
     run = RUNS[args.mode]
 
     run(model, x, layers)  # warm-up

@@ -129,10 +129,31 @@ TEST(PerturbationReferenceTest, SqueezeNetMatchesTheReference) {
   const int threads = set_threads(0);
   test::TempDir dir;
   const std::string image = test::smooth_image(dir, 5);
-  test::RunResult r = reference({model_path, image, dir.path(), "--occlusion", "--window", "48",
-                                 "--stride", "24", "--fill", "blur", "--blur-sigma", "4", "--rise",
-                                 "--masks", "96", "--grid", "6", "--p", "0.4", "--seed", "7",
-                                 "--batch", "16", "--threads", std::to_string(threads)});
+  test::RunResult r = reference({model_path,
+                                 image,
+                                 dir.path(),
+                                 "--occlusion",
+                                 "--window",
+                                 "48",
+                                 "--stride",
+                                 "24",
+                                 "--fill",
+                                 "blur",
+                                 "--blur-sigma",
+                                 "4",
+                                 "--rise",
+                                 "--masks",
+                                 "96",
+                                 "--grid",
+                                 "6",
+                                 "--p",
+                                 "0.4",
+                                 "--seed",
+                                 "7",
+                                 "--batch",
+                                 "16",
+                                 "--threads",
+                                 std::to_string(threads)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json meta = nlohmann::json::parse(test::read_text(dir.file("meta.json")));
   const int64_t cls = meta["class"].get<int64_t>();
@@ -167,8 +188,8 @@ TEST(PerturbationCliTest, MapsOptionsAndErrors) {
   EXPECT_EQ(doc["options"]["window"], 56);
   EXPECT_EQ(doc["options"]["fill"], "black");
   EXPECT_EQ(doc["options"]["score"], "logit");
-  const std::string stem = "occlusion_c" + std::to_string(doc["images"][0]["targets"][0]["class"]
-                                                              .get<int>());
+  const std::string stem =
+      "occlusion_c" + std::to_string(doc["images"][0]["targets"][0]["class"].get<int>());
   for (const char* variant : {".npy", "_heatmap.png", "_overlay.png"}) {
     EXPECT_TRUE(fs::exists(out + "/" + fs::path(image).stem().string() + "/" + stem + variant))
         << stem << variant;

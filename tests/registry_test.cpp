@@ -63,7 +63,10 @@ TEST(RegistryTest, EveryRowIsComplete) {
         MethodParams varied = params;
         varied.*std::get<std::string MethodParams::*>(def.field) = choice;
         for (Backprop b : m.backprops(varied)) {
-          EXPECT_TRUE(b == Backprop::kPlain || b == Backprop::kGuided || b == Backprop::kDeconv);
+          EXPECT_TRUE(b == Backprop::kPlain || b == Backprop::kGuided || b == Backprop::kDeconv ||
+                      b == Backprop::kRescale);
+          // The rescale rule needs the paired pass that `references` asks for.
+          EXPECT_EQ(b == Backprop::kRescale, m.references != nullptr);
         }
       }
     }

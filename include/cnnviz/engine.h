@@ -24,7 +24,10 @@
 
 namespace cnnviz {
 
-enum class Backprop { kPlain, kGuided, kDeconv };
+// How the backward passes through ReLUs (and max-pooling): the true
+// gradient, guided backpropagation, deconvnet, or DeepLIFT's rescale rule
+// (multipliers against the references of a paired pass; see Engine::run).
+enum class Backprop { kPlain, kGuided, kDeconv, kRescale };
 
 // What graph instrumentation found.
 struct GraphReport {
@@ -32,6 +35,7 @@ struct GraphReport {
   int guided_relu6s = 0;                // relu6 / hardtanh(0, 6) nodes replaced
   std::map<std::string, int> unguided;  // other activations ("aten::silu": 16)
   int copied_taps = 0;                  // taps that copy the layer's output (in-place writers)
+  int max_pools = 0;                    // aten::max_pool2d nodes replaced (DeepLIFT's rule)
 };
 
 // One addressable layer: a module that forward calls.
@@ -83,7 +87,10 @@ class Engine {
   // stay on that device. Throws OutOfMemory when the device runs out of memory. Only one Pass may
   // be alive at a time in a process: run() and describe() throw Error(kRuntime) while another one
   // is.
-  Pass run(const at::Tensor& batch) const;
+  //
+  // paired: the batch is [inputs; references] (2N rows, row i paired with
+  // row N + i), for Backprop::kRescale; its ReLUs keep their inputs too.
+  Pass run(const at::Tensor& batch, bool paired = false) const;
 
   const Model& model() const;
 
@@ -114,7 +121,8 @@ class Pass {
   // logit of classes[n] by default; targets.h) with every ReLU's backward in
   // `mode`, keeping the autograd graph for further passes. Returns the
   // gradient at the input, [N,3,H,W]; gradient(i) then holds the gradient at
-  // layer i from this pass. Throws Error(kUsage) for a class out of range.
+  // layer i from this pass. Throws Error(kUsage) for a class out of range,
+  // Error(kRuntime) for kRescale on a pass that is not paired.
   at::Tensor backward(const std::vector<int64_t>& classes, Backprop mode, const Score& score = {});
   const at::Tensor& gradient(size_t i) const;
 
@@ -128,7 +136,7 @@ class Pass {
   friend class Engine;
   struct Impl;
   explicit Pass(std::unique_ptr<Impl> impl);
-  static void start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch);
+  static void start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, bool paired);
   static at::Tensor unit_value(Impl& p, const Engine::Impl& engine);
   std::unique_ptr<Impl> impl_;
 };

@@ -146,6 +146,10 @@ struct MethodDef {
   bool forward_per_channel = false;  // a forward pass per channel of each layer (Score-CAM)
   bool nested_passes = false;        // passes of its own per sample or step (SmoothGrad, IG)
   bool perturbs = false;             // forward passes of perturbed inputs (occlusion, RISE)
+  // Set: the capture pass is paired (Engine::run), its batch the images then
+  // these references of them [N,C,H,W] (DeepLIFT's baselines); the Capture's
+  // input() is that [2N,...] batch, its classes() the images' N.
+  at::Tensor (*references)(const at::Tensor& images, const MethodParams& params) = nullptr;
   std::vector<MethodMap> (*compute)(Capture& capture) = nullptr;
   // Checks settings that depend on the input's size (height x width) before
   // any work; throws Error(kUsage) naming the option. Null: nothing to check.

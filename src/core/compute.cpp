@@ -6,10 +6,14 @@ namespace cnnviz {
 
 BatchMaps compute_maps(const Engine& engine, const MethodDef& method, const at::Tensor& batch,
                        const TargetChooser& targets, const MethodParams& params, at::Device out) {
-  Pass pass = engine.run(batch);
+  const int64_t n = batch.size(0);
+  Pass pass = method.references
+                  ? engine.run(at::cat({batch, method.references(batch, params)}), true)
+                  : engine.run(batch);
   BatchMaps result;
-  result.logits = pass.logits();
-  result.explained = pass.explained();
+  // A paired pass's second half is the references: not part of the result.
+  result.logits = pass.logits().slice(0, 0, n);
+  result.explained = pass.explained().slice(0, 0, n);
   result.classes = targets(result.explained);
   for (const std::vector<int64_t>& classes : result.classes) {
     Capture capture(engine, pass, classes, params);

@@ -174,6 +174,18 @@ Instrumented instrument(const torch::jit::Module& module,
     }
   }
 
+  // Max-pooling with a backward that follows the mode (DeepLIFT's rule).
+  const c10::Symbol max_pool = c10::Symbol::fromQualString("cnnviz::max_pool2d");
+  for (Node* n : all_nodes(g)) {
+    if (n->kind() != c10::aten::max_pool2d || n->inputs().size() != 6) continue;
+    WithInsertPoint guard(n);
+    Node* pool = g.insertNode(g.create(max_pool, n->inputs(), 1));
+    pool->output()->setType(n->output()->type());
+    n->output()->replaceAllUsesWith(pool->output());
+    n->destroy();
+    ++out.report.max_pools;
+  }
+
   const c10::Symbol relu = c10::Symbol::fromQualString("cnnviz::relu");
   const c10::Symbol relu6 = c10::Symbol::fromQualString("cnnviz::relu6");
   const c10::Symbol relu6_in_place = c10::Symbol::fromQualString("aten::relu6_");
@@ -303,6 +315,7 @@ struct Pass::Impl {
   at::Tensor logits_detached;
   at::Tensor explained;  // what backward differentiates: the logits, or the unit's value
   at::Tensor explained_detached;
+  bool paired = false;
 
   ~Impl() { ops::set_recorder(outer); }
 };
@@ -396,27 +409,38 @@ Engine::Description Engine::describe(const Model& model) {
   return d;
 }
 
-Pass Engine::run(const at::Tensor& batch) const {
+Pass Engine::run(const at::Tensor& batch, bool paired) const {
+  if (paired && batch.size(0) % 2 != 0) {
+    throw Error(ErrorCode::kRuntime, "engine: a paired pass needs an even batch");
+  }
   auto p = std::make_unique<Pass::Impl>();
   p->lock = std::unique_lock<std::mutex>(ops::lock(), std::try_to_lock);
   if (!p->lock.owns_lock()) throw Error(ErrorCode::kRuntime, kBusy);
-  Pass::start(*p, *impl_, batch);
+  Pass::start(*p, *impl_, batch, paired);
   return Pass(std::move(p));
 }
 
 const Model& Engine::model() const { return impl_->model; }
 
-void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch) {
+void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, bool paired) {
   p.engine = &engine;
+  p.paired = paired;
   p.recorder.reset(engine.inst.slot_paths.size());
   p.recorder.keep_slot = engine.unit_slot;
   ops::set_recorder(&p.recorder);
   ops::set_relu_mode(ops::ReluMode::kPlain);
   torch::AutoGradMode grad(true);
   p.input = batch.detach().to(engine.model.device()).clone().requires_grad_(true);
-  p.logits =
-      first_tensor(call(engine.inst, engine.model.module(), p.input, engine.model.info().path),
-                   engine.model.info().path);
+  ops::set_paired(paired);
+  c10::IValue out;
+  try {
+    out = call(engine.inst, engine.model.module(), p.input, engine.model.info().path);
+  } catch (...) {
+    ops::set_paired(false);
+    throw;
+  }
+  ops::set_paired(false);
+  p.logits = first_tensor(out, engine.model.info().path);
   p.logits_detached = p.logits.detach().to(at::kCPU);
   check_output_classes(engine.model.info(), p.logits.size(1));
   p.explained = engine.unit ? unit_value(p, engine) : p.logits;
@@ -444,7 +468,7 @@ at::Tensor Pass::unit_value(Impl& p, const Engine::Impl& engine) {
 Pass Pass::nested(const at::Tensor& batch) const {
   auto p = std::make_unique<Pass::Impl>();
   p->outer = &impl_->recorder;
-  start(*p, *impl_->engine, batch);
+  start(*p, *impl_->engine, batch, false);
   return Pass(std::move(p));
 }
 
@@ -469,14 +493,18 @@ const at::Tensor& Pass::activation(size_t i) const {
 
 at::Tensor Pass::backward(const std::vector<int64_t>& classes, Backprop mode, const Score& score) {
   const int64_t n = impl_->logits.size(0);
+  if (mode == Backprop::kRescale && !impl_->paired) {
+    throw Error(ErrorCode::kRuntime, "engine: the rescale rule needs a paired pass");
+  }
   torch::AutoGradMode grad(true);
   // Checks the classes (and may throw) before any process-wide state changes.
   at::Tensor target = target_scores(impl_->explained, classes, score).sum();
   for (at::Tensor& g : impl_->recorder.gradients) g = at::Tensor();
   ops::set_recorder(&impl_->recorder);
-  ops::set_relu_mode(mode == Backprop::kGuided   ? ops::ReluMode::kGuided
-                     : mode == Backprop::kDeconv ? ops::ReluMode::kDeconv
-                                                 : ops::ReluMode::kPlain);
+  ops::set_relu_mode(mode == Backprop::kGuided    ? ops::ReluMode::kGuided
+                     : mode == Backprop::kDeconv  ? ops::ReluMode::kDeconv
+                     : mode == Backprop::kRescale ? ops::ReluMode::kRescale
+                                                  : ops::ReluMode::kPlain);
   std::vector<at::Tensor> grads;
   try {
     grads = torch::autograd::grad({target}, {impl_->input}, {}, /*retain_graph=*/true,

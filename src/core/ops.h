@@ -12,6 +12,22 @@
 //     The same for ReLU6, clamp(x, 0, 6): the gate (y > 0) becomes
 //     (0 < y < 6); kDeconv passes max(g, 0) as for ReLU.
 //
+//   cnnviz::max_pool2d(Tensor x, int[] kernel, int[] stride, int[] padding,
+//                      int[] dilation, bool ceil_mode) -> Tensor
+//     Forward: max_pool2d. Backward: the true gradient (to each window's
+//     maximum), except in kRescale mode (below).
+//
+//   kRescale (DeepLIFT's rescale rule) needs a paired forward pass: the batch
+//   is [inputs; references], rows i and N + i a pair, run while
+//   set_paired(true) so that the ReLUs keep their inputs. The inputs' rows
+//   then get, with dx = x - x' and dy = y - y' of their pair:
+//     relu, relu6  g * dy / dx where |dx| >= 1e-10, else the true gradient
+//     max_pool2d   U / dx where |dx| >= 1e-10, else the true gradient, with
+//                  U the scatter-add of g * (max(y, y') - y') to the
+//                  inputs' maxima plus g * (y - max(y, y')) to the
+//                  references' maxima (sum U = sum g dy: Captum's rule)
+//   and the references' rows get 0.
+//
 //   cnnviz::tap(Tensor x, int slot, bool copy) -> Tensor
 //     Forward: records x (the layer's true output) in the active TapRecorder
 //     and returns x, or a copy of it when `copy` is set: the engine sets it
@@ -28,7 +44,7 @@
 
 namespace cnnviz::ops {
 
-enum class ReluMode { kPlain = 0, kGuided = 1, kDeconv = 2 };
+enum class ReluMode { kPlain = 0, kGuided = 1, kDeconv = 2, kRescale = 3 };
 
 // What the taps saw during one forward and the backward passes after it.
 struct TapRecorder {
@@ -52,6 +68,8 @@ void ensure_registered();
 // to (nullptr: taps only copy). Both are process-wide: hold lock() while a
 // pass that uses them runs.
 void set_relu_mode(ReluMode mode);
+// While set, forward passes are paired (see kRescale).
+void set_paired(bool paired);
 void set_recorder(TapRecorder* recorder);
 std::mutex& lock();
 

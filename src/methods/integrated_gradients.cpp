@@ -35,9 +35,8 @@ at::Tensor reference_image(const at::Tensor& x, const std::string& name, const M
   if (name == "black") return black_baseline(x, params.mean, params.std);
   if (name == "mean") return at::zeros_like(x);
   if (name == "blurred" || name == "blur") return gaussian_blur(x, params.blur_sigma);
-  throw Error(ErrorCode::kUsage,
-              option + " '" + name + "': must be black, " +
-                  (option == "--fill" ? "blur" : "blurred") + " or mean");
+  throw Error(ErrorCode::kUsage, option + " '" + name + "': must be black, " +
+                                     (option == "--fill" ? "blur" : "blurred") + " or mean");
 }
 
 at::Tensor black_baseline(const at::Tensor& x, const std::array<float, 3>& mean,

@@ -38,10 +38,9 @@ std::vector<int64_t> window_starts(int64_t size, int64_t window, int64_t stride)
 void check_occlusion(const MethodParams& p, int64_t height, int64_t width) {
   const int64_t side = std::min(height, width);
   if (p.window < 1 || p.window > side) {
-    throw Error(ErrorCode::kUsage, "--window " + std::to_string(p.window) +
-                                       ": must be from 1 to " + std::to_string(side) +
-                                       " (the model's input is " + std::to_string(width) + "x" +
-                                       std::to_string(height) + ")");
+    throw Error(ErrorCode::kUsage, "--window " + std::to_string(p.window) + ": must be from 1 to " +
+                                       std::to_string(side) + " (the model's input is " +
+                                       std::to_string(width) + "x" + std::to_string(height) + ")");
   }
   if (p.stride < 1 || p.stride > p.window) {
     throw Error(ErrorCode::kUsage, "--stride " + std::to_string(p.stride) +

@@ -28,6 +28,8 @@ std::vector<MethodMap> eigencam(Capture&);
 std::vector<MethodMap> occlusion(Capture&);
 void check_occlusion(const MethodParams&, int64_t height, int64_t width);
 std::vector<MethodMap> rise(Capture&);
+std::vector<MethodMap> deeplift(Capture&);
+at::Tensor deeplift_references(const at::Tensor& images, const MethodParams& params);
 }  // namespace methods
 
 namespace {
@@ -37,6 +39,7 @@ std::vector<Backprop> no_backward(const MethodParams&) { return {}; }
 std::vector<Backprop> plain(const MethodParams&) { return {Backprop::kPlain}; }
 std::vector<Backprop> guided(const MethodParams&) { return {Backprop::kGuided}; }
 std::vector<Backprop> deconv(const MethodParams&) { return {Backprop::kDeconv}; }
+std::vector<Backprop> rescale(const MethodParams&) { return {Backprop::kRescale}; }
 std::vector<Backprop> plain_and_guided(const MethodParams&) {
   return {Backprop::kPlain, Backprop::kGuided};
 }
@@ -79,8 +82,8 @@ const std::vector<ParamDef>& param_table() {
         number("samples", "Noisy copies per image", &MethodParams::samples, 1, kMaxSamples),
         number("noise", "Noise sigma as a fraction of the input's value range",
                &MethodParams::noise, 0.0, 10.0),
-        number("seed", "Random seed (of SmoothGrad's noise, of RISE's masks)",
-               &MethodParams::seed, 0, 0),
+        number("seed", "Random seed (of SmoothGrad's noise, of RISE's masks)", &MethodParams::seed,
+               0, 0),
         choice("of", "Gradient to smooth", &MethodParams::smooth_of,
                {"saliency", "guided-backprop"}),
         number("steps", "Riemann steps from the baseline to the image", &MethodParams::steps, 1,
@@ -91,8 +94,8 @@ const std::vector<ParamDef>& param_table() {
                &MethodParams::blur_sigma, 0.1, 1000.0),
         number("window", "Side of the occluding square, pixels", &MethodParams::window, 1,
                kMaxCrop),
-        number("stride", "Step between windows, pixels (at most the window)",
-               &MethodParams::stride, 1, kMaxCrop),
+        number("stride", "Step between windows, pixels (at most the window)", &MethodParams::stride,
+               1, kMaxCrop),
         choice("fill", "What covers the window (mean: the normalization's mean colour)",
                &MethodParams::fill, {"mean", "black", "blur"}),
         number("masks", "Random masks per image", &MethodParams::masks, 1, kMaxMasks),
@@ -181,6 +184,10 @@ class Row {
   }
   Row& perturbs() {
     def_.perturbs = true;
+    return *this;
+  }
+  Row& paired(at::Tensor (*references)(const at::Tensor&, const MethodParams&)) {
+    def_.references = references;
     return *this;
   }
   Row& check(void (*f)(const MethodParams&, int64_t, int64_t)) {
@@ -287,6 +294,14 @@ const std::vector<MethodDef>& method_table() {
           .layers(L::kChosen)
           .backward(no_backward)
           .scores({}, false),
+      Row("deeplift", methods::deeplift)
+          .summary("DeepLIFT (rescale rule): contributions to the change from a baseline")
+          .output(K::kInputGradient)
+          .backward(rescale)
+          .params({"baseline", "blur_sigma"})
+          // Summation to delta holds for the logit (the softmax is no rule's).
+          .scores({ScoreKind::kLogit}, true)
+          .paired(methods::deeplift_references),
       Row("occlusion", methods::occlusion)
           .summary("Occlusion: the score's drop when a window of the input is covered")
           .output(K::kLayerMap)

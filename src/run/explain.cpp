@@ -224,8 +224,8 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
     for (const auto& [op, count] : report.unguided) {
       ops += (ops.empty() ? "" : ", ") + op + " x" + std::to_string(count);
     }
-    progress.note("warning: model '" + info.name + "' has activations that cannot be guided (" +
-                  ops + "); their backward stays the true gradient");
+    progress.note("warning: model '" + info.name + "' has activations that " + method.name +
+                  " has no rule for (" + ops + "); their backward stays the true gradient");
   }
 
   ExplainSummary summary;
@@ -239,9 +239,9 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   doc["guided_relu6s"] = report.guided_relu6s;
   doc["unguided_activations"] = unguided;
   if (guided && !report.unguided.empty()) {
-    doc["unguided_note"] =
-        "guided backpropagation and deconvnet are defined for ReLU (and ReLU6) only; these "
-        "activations have no standard guided rule, so their backward is the true gradient";
+    doc["unguided_note"] = method.name +
+                           "'s backward rule is defined for ReLU (and ReLU6) only; these "
+                           "activations have none, so their backward is the true gradient";
   }
   doc["options"] = plan.options();
   doc["options"]["unit"] = unit ? json(unit->spec()) : json(nullptr);
