@@ -58,6 +58,7 @@
 #     DeepLIFT's compute on one image (build/cnnviz_bench explain, warm, best
 #     of R) against one forward + one backward of a batch of two in eager
 #     PyTorch (bench_visualize.py --mode fwdbwd --batch 2; target <= 1.3x);
+#     LRP's (default composite) against one forward + one backward;
 #     occlusion (default 32x32 windows, stride 16) and RISE (1000 masks) at
 #     --sample-batch 16 as masked forwards per second against the frozen
 #     forward's throughput at batch 16 (cnnviz_bench forward, as classify runs
@@ -313,6 +314,21 @@ if [ "$mode" = attribution ]; then
   printf 'deeplift: %s, 1 image, %d threads\n' "$(basename "$model_path")" "$threads"
   printf '  cnnviz (best of %d)                        %8.0f ms\n' "$repeat" "$c"
   printf '  python 1 fwd + 1 bwd, batch 2 (best of %d) %8.0f ms   cnnviz/python %.2fx (target <= 1.3)\n' \
+    "$repeat" "$f" "$(calc "$c / $f")"
+  # LRP (the default composite, epsilon-plus-flat) against one forward and
+  # one backward of the image alone.
+  lrp=() py1=()
+  for ((r = 0; r < repeat; r++)); do
+    lrp+=("$("$bench" explain -m "$model_path" --method lrp --batch-size 1 --batches 1 \
+      --threads "$threads" | ms_of)")
+    py1+=("$("$python" "$root/scripts/bench_visualize.py" "$model_path" "$image" --mode fwdbwd \
+      --threads "$threads" --repeat 1 |
+      "$python" -c 'import json,sys; print(json.loads(sys.stdin.read())["best_ms"])')")
+  done
+  c=$(best "${lrp[@]}") f=$(best "${py1[@]}")
+  printf 'lrp: %s, 1 image, %d threads\n' "$(basename "$model_path")" "$threads"
+  printf '  cnnviz (best of %d)                        %8.0f ms\n' "$repeat" "$c"
+  printf '  python 1 fwd + 1 bwd (best of %d)          %8.0f ms   cnnviz/python %.2fx (target <= 1.3)\n' \
     "$repeat" "$f" "$(calc "$c / $f")"
   sq=$(model_file squeezenet1_1)
   fwd=$("$bench" forward -m "$sq" --batch-size 16 --batches "$repeat" --threads "$threads" | ms_of)

@@ -134,7 +134,7 @@ TEST_F(CliPipelineTest, BadWriteListsAreUsageErrors) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(test::lines(r.err).back(),
             "cnnviz: --write overlay: guided-backprop writes none of these (its maps are input "
-            "gradients: npy, all, all_gray, pos, pos_gray, neg, neg_gray)");
+            "gradients: npy, all, all_gray, pos, pos_gray, neg, neg_gray, signed)");
   r = cnnviz({"gradcam", "-m", model_, "-o", out_, "--write", "png", folder});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--write png: no such output"), std::string::npos) << r.err;

@@ -14,7 +14,7 @@ using Variants = std::vector<std::string>;
 
 TEST(OutputsTest, DefaultIsEverythingTodaysRunsWrite) {
   EXPECT_EQ(select_outputs(find_method("gbp"), {}, true).variants,
-            (Variants{"npy", "all", "all_gray", "pos", "pos_gray", "neg", "neg_gray"}));
+            (Variants{"npy", "all", "all_gray", "pos", "pos_gray", "neg", "neg_gray", "signed"}));
   EXPECT_EQ(select_outputs(find_method("gradcam"), {}, true).variants,
             (Variants{"npy", "gray", "heatmap", "overlay", "overlay_full", "contact"}));
   EXPECT_EQ(select_outputs(find_method("guided-gradcam"), {}, true).variants,

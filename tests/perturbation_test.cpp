@@ -124,7 +124,7 @@ test::RunResult reference(std::vector<std::string> args) {
   return test::run(argv);
 }
 
-TEST(PerturbationReferenceTest, SqueezeNetMatchesTheReference) {
+TEST(ModelPerturbationTest, SqueezeNetMatchesTheReference) {
   const std::string model_path = test::squeezenet_path();
   const int threads = set_threads(0);
   test::TempDir dir;
@@ -176,7 +176,7 @@ TEST(PerturbationReferenceTest, SqueezeNetMatchesTheReference) {
                           test::load(dir.file("rise.npy")), kRelTol, "rise");
 }
 
-TEST(PerturbationCliTest, MapsOptionsAndErrors) {
+TEST(CliPerturbationTest, MapsOptionsAndErrors) {
   const std::string model = test::squeezenet_path();
   test::TempDir dir;
   const std::string image = test::smooth_image(dir, 6);

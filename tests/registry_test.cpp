@@ -64,9 +64,11 @@ TEST(RegistryTest, EveryRowIsComplete) {
         varied.*std::get<std::string MethodParams::*>(def.field) = choice;
         for (Backprop b : m.backprops(varied)) {
           EXPECT_TRUE(b == Backprop::kPlain || b == Backprop::kGuided || b == Backprop::kDeconv ||
-                      b == Backprop::kRescale);
+                      b == Backprop::kLrp || b == Backprop::kRescale);
           // The rescale rule needs the paired pass that `references` asks for.
           EXPECT_EQ(b == Backprop::kRescale, m.references != nullptr);
+          // Relevance needs an engine with LRP's rules.
+          EXPECT_EQ(b == Backprop::kLrp, m.lrp);
         }
       }
     }

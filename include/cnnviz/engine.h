@@ -27,7 +27,21 @@ namespace cnnviz {
 // How the backward passes through ReLUs (and max-pooling): the true
 // gradient, guided backpropagation, deconvnet, or DeepLIFT's rescale rule
 // (multipliers against the references of a paired pass; see Engine::run).
-enum class Backprop { kPlain, kGuided, kDeconv, kRescale };
+enum class Backprop { kPlain, kGuided, kDeconv, kRescale, kLrp };
+
+// Layer-wise relevance propagation's rules for convolutions and linear layers
+// (an engine built with `lrp`; see README, "LRP"). The backward then carries
+// c with relevance R = z * c at each value z, so that ReLUs, poolings,
+// additions, concatenations and reshapes split relevance in proportion to
+// their inputs by their own gradient.
+enum class LrpRule { kEpsilon = 0, kZPlus = 1, kGamma = 2, kAlphaBeta = 3, kFlat = 4, kBox = 5 };
+struct LrpRules {
+  LrpRule first = LrpRule::kFlat;  // the convolution or linear layer the input reaches first
+  LrpRule conv = LrpRule::kZPlus;  // every other convolution
+  LrpRule linear = LrpRule::kEpsilon;
+  double epsilon = 1e-6, gamma = 0.25, alpha = 2, beta = 1;
+  std::vector<float> low, high;  // the box rule's input bounds, per input channel
+};
 
 // What graph instrumentation found.
 struct GraphReport {
@@ -36,6 +50,8 @@ struct GraphReport {
   std::map<std::string, int> unguided;  // other activations ("aten::silu": 16)
   int copied_taps = 0;                  // taps that copy the layer's output (in-place writers)
   int max_pools = 0;                    // aten::max_pool2d nodes replaced (DeepLIFT's rule)
+  int lrp_layers = 0;                   // convolutions and linear layers with LRP rules (lrp)
+  int folded_batch_norms = 0;           // batch norms folded into their convolution (lrp)
 };
 
 // One addressable layer: a module that forward calls.
@@ -64,8 +80,13 @@ class Engine {
   // layer (targets.h) instead of the logits: the layer is tapped too, and
   // each Pass's explained() is the unit's value [N,1] (class 0 is the
   // unit). Throws Error(kUnsupported) when the unit's layer is not found.
+  //
+  // With `lrp`, every convolution (with the eval-mode batch norm that follows
+  // it) and linear layer gets LRP's rules for Pass::relevance(); operations
+  // that have none (other normalizations, attention, activations other than
+  // ReLU) are counted in report().unguided.
   Engine(const Model& model, const std::vector<std::string>& layers,
-         std::optional<Unit> unit = std::nullopt);
+         std::optional<Unit> unit = std::nullopt, bool lrp = false);
   ~Engine();
   Engine(Engine&&) noexcept;
 
@@ -125,6 +146,12 @@ class Pass {
   // Error(kRuntime) for kRescale on a pass that is not paired.
   at::Tensor backward(const std::vector<int64_t>& classes, Backprop mode, const Score& score = {});
   const at::Tensor& gradient(size_t i) const;
+
+  // LRP: c at the input (relevance = input * c) of the score, with `rules`;
+  // gradient(i) then holds c at layer i. Throws Error(kRuntime) when the
+  // engine was not built with `lrp`.
+  at::Tensor relevance(const std::vector<int64_t>& classes, const LrpRules& rules,
+                       const Score& score = {});
 
   // Another forward pass of the same engine on `batch`, nested in this one
   // (for methods that need passes of their own: SmoothGrad, Integrated

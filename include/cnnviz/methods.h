@@ -41,7 +41,12 @@ struct MethodParams {
   int masks = 1000;                    // RISE: random masks per image
   int grid = 7;                        // RISE: cells per side of a mask's grid
   double keep = 0.5;                   // RISE: probability that a cell is kept
-  int sample_batch = 16;               // images per pass for samples, steps, masks and windows
+  std::string composite = "epsilon-plus-flat";  // LRP: the rules per layer kind
+  std::string rule = "composite";               // LRP: one rule for every layer instead
+  double epsilon = 1e-6;                        // LRP: epsilon rule's stabilizer
+  double gamma = 0.25;                          // LRP: gamma rule's weight of positive weights
+  double alpha = 2.0, beta = 1.0;               // LRP: alpha-beta rule (alpha - beta = 1)
+  int sample_batch = 16;  // images per pass for samples, steps, masks and windows
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};  // the model's normalization, for
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};   // the black baseline (set by the run)
   // What the method explains (method_score(); set by the runs). Unset: each
@@ -146,6 +151,7 @@ struct MethodDef {
   bool forward_per_channel = false;  // a forward pass per channel of each layer (Score-CAM)
   bool nested_passes = false;        // passes of its own per sample or step (SmoothGrad, IG)
   bool perturbs = false;             // forward passes of perturbed inputs (occlusion, RISE)
+  bool lrp = false;                  // its engine carries LRP's rules (Engine's `lrp`)
   // Set: the capture pass is paired (Engine::run), its batch the images then
   // these references of them [N,C,H,W] (DeepLIFT's baselines); the Capture's
   // input() is that [2N,...] batch, its classes() the images' N.

@@ -42,6 +42,13 @@ struct RescaledMap {
 };
 RescaledMap rescale_gradient(const FloatArray& gradient, Rescale mode, const MapRange& range);
 
+// A signed input-space map [C,H,W] summed over channels and drawn with a
+// diverging blue-white-red scale centred on zero (as LRP papers draw
+// relevance): v / max |v| = -1 is blue (0,0,255), 0 white, +1 red (255,0,0),
+// linear in between; RGB, 8 bits. All white, with `degenerate` set, when the
+// map is all zero.
+cv::Mat signed_heatmap(const FloatArray& map, bool& degenerate);
+
 // A [h,w] map min-max normalized to [0,1] by `range` (a constant map becomes
 // all zeros), upsampled bilinearly to size x size with half-pixel centres
 // (as at::upsample_bilinear2d without align_corners, OpenCV's INTER_LINEAR

@@ -184,7 +184,7 @@ int main(int argc, char** argv) {
       const cnnviz::MethodDef& m = cnnviz::find_method(method);
       cnnviz::LayerRequest all;
       all.all_layers = true;
-      cnnviz::Engine engine(model, cnnviz::method_layers(model, m, all));
+      cnnviz::Engine engine(model, cnnviz::method_layers(model, m, all), std::nullopt, m.lrp);
       cnnviz::MethodParams params;
       for (int i = 0; i < warmup; ++i) run_explain(engine, m, x, params);
       for (int i = 0; i < batches; ++i) ms.push_back(run_explain(engine, m, x, params));

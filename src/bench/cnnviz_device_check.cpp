@@ -58,10 +58,13 @@ Maps compute(const cnnviz::Model& model, const cnnviz::MethodDef& method,
   try {
     cnnviz::LayerRequest request;
     request.layers = layers;
-    cnnviz::Engine engine(model, cnnviz::method_layers(model, method, request));
+    cnnviz::Engine engine(model, cnnviz::method_layers(model, method, request), std::nullopt,
+                          method.lrp);
     cnnviz::MethodParams params;
     params.samples = params.steps = 4;
     params.sample_batch = 8;
+    params.masks = 16;                   // RISE
+    params.window = params.stride = 56;  // occlusion: 4 x 4 windows
     params.mean = model.info().preprocess.mean;
     params.std = model.info().preprocess.std;
     out.maps =

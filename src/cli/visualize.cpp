@@ -108,9 +108,13 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
     sub->add_option("--colormap", opts->explain.colormap, "Heatmap colormap")
         ->capture_default_str()
         ->check(CLI::IsMember(colormap_names()));
-    sub->add_option("--alpha", opts->explain.alpha, "Heatmap weight in overlays")
-        ->check(CLI::Range(0.0, 1.0))
-        ->capture_default_str();
+    // A method parameter of that name (LRP's alpha-beta rule) takes the
+    // flag: its maps are input gradients, drawn without overlays.
+    if (!method.takes("alpha")) {
+      sub->add_option("--alpha", opts->explain.alpha, "Heatmap weight in overlays")
+          ->check(CLI::Range(0.0, 1.0))
+          ->capture_default_str();
+    }
     sub->add_option("--batch-size", opts->explain.batch_size, "Images per forward pass")
         ->check(CLI::Range(1, kMaxBatch))
         ->capture_default_str();

@@ -117,8 +117,93 @@ struct Instrumented {
   }
 };
 
+// LRP's layers: every aten::conv2d (integer padding) and aten::linear
+// becomes cnnviz::lrp_conv2d / lrp_linear; a convolution whose only use is an
+// aten::batch_norm absorbs it (the rules see the folded layer). `first` marks
+// the layers that the input reaches through no other such layer. Operations
+// left without a rule are counted in report.unguided.
+void rewrite_for_lrp(Graph& g, GraphReport& report) {
+  const c10::Symbol conv = c10::Symbol::fromQualString("cnnviz::lrp_conv2d");
+  const c10::Symbol linear = c10::Symbol::fromQualString("cnnviz::lrp_linear");
+  std::set<Value*> from_input = {g.inputs().at(1)};
+  std::set<Node*> gone;
+  const std::vector<Node*> nodes = all_nodes(g);
+  for (Node* n : nodes) {
+    if (gone.count(n)) continue;
+    const bool is_conv = n->kind() == c10::aten::conv2d && n->inputs().size() == 7 &&
+                         n->input(4)->type()->isSubtypeOf(*c10::ListType::ofInts());
+    const bool is_linear = n->kind() == c10::aten::linear && n->inputs().size() == 3;
+    if (!is_conv && !is_linear) {
+      for (Value* v : n->inputs()) {
+        if (from_input.count(v)) {
+          for (Value* o : n->outputs()) from_input.insert(o);
+          break;
+        }
+      }
+      continue;
+    }
+    const bool first = from_input.count(n->input(0)) > 0;
+    Node* replaced = n;  // the node whose output the new one takes over
+    std::vector<Value*> inputs(n->inputs().begin(), n->inputs().end());
+    if (is_conv) {
+      // BatchNorm2d's own checks read the output's shape before the batch
+      // norm runs: its rank (`input.dim()`, the convolution's input's rank)
+      // and, in training mode only, its size (the fused layer refuses
+      // training mode). They read the input instead, so that the batch norm
+      // is the output's one use and the convolution can move to it.
+      const std::vector<torch::jit::Use> uses = n->output()->uses();
+      for (const torch::jit::Use& use : uses) {
+        if (use.user->kind() == c10::aten::dim || use.user->kind() == c10::aten::size) {
+          use.user->replaceInput(use.offset, n->input(0));
+        }
+      }
+      Node* bn = nullptr;
+      if (n->output()->uses().size() == 1) {
+        const torch::jit::Use& use = n->output()->uses()[0];
+        if (use.user->kind() == c10::aten::batch_norm && use.offset == 0 &&
+            use.user->inputs().size() == 9) {
+          bn = use.user;
+        }
+      }
+      if (bn) {
+        for (size_t i : {1, 2, 3, 4, 7, 5}) inputs.push_back(bn->input(i));
+        replaced = bn;
+        ++report.folded_batch_norms;
+      } else {
+        WithInsertPoint guard(n);
+        Value* none = g.insertConstant(c10::IValue());
+        inputs.insert(inputs.end(),
+                      {none, none, none, none, g.insertConstant(0.0), g.insertConstant(false)});
+      }
+    }
+    WithInsertPoint guard(replaced);
+    inputs.push_back(g.insertConstant(first));
+    Node* layer = g.insertNode(g.create(is_conv ? conv : linear, inputs, 1));
+    layer->output()->setType(replaced->output()->type());
+    replaced->output()->replaceAllUsesWith(layer->output());
+    if (replaced != n) {
+      replaced->destroy();
+      gone.insert(replaced);
+    }
+    n->destroy();
+    ++report.lrp_layers;
+  }
+  // What has no rule: the plain gradient passes it.
+  static const std::set<std::string> no_rule = {
+      "aten::batch_norm",   "aten::layer_norm",
+      "aten::group_norm",   "aten::instance_norm",
+      "aten::softmax",      "aten::matmul",
+      "aten::bmm",          "aten::addmm",
+      "aten::_convolution", "aten::conv2d",
+      "aten::conv1d",       "aten::sigmoid",
+      "aten::tanh",         "aten::scaled_dot_product_attention"};
+  for (Node* n : all_nodes(g)) {
+    if (no_rule.count(n->kind().toQualString())) ++report.unguided[n->kind().toQualString()];
+  }
+}
+
 Instrumented instrument(const torch::jit::Module& module,
-                        const std::function<bool(const std::string&)>& want_tap) {
+                        const std::function<bool(const std::string&)>& want_tap, bool lrp = false) {
   ops::ensure_registered();
   Instrumented out;
   out.graph = module.get_method("forward").graph()->copy();
@@ -174,6 +259,7 @@ Instrumented instrument(const torch::jit::Module& module,
     }
   }
 
+  if (lrp) rewrite_for_lrp(g, out.report);
   // Max-pooling with a backward that follows the mode (DeepLIFT's rule).
   const c10::Symbol max_pool = c10::Symbol::fromQualString("cnnviz::max_pool2d");
   for (Node* n : all_nodes(g)) {
@@ -303,6 +389,7 @@ struct Engine::Impl {
   std::vector<size_t> slots;  // per layer
   std::optional<Unit> unit;
   int64_t unit_slot = -1;
+  bool lrp = false;
 };
 
 struct Pass::Impl {
@@ -320,16 +407,17 @@ struct Pass::Impl {
   ~Impl() { ops::set_recorder(outer); }
 };
 
-Engine::Engine(const Model& model, const std::vector<std::string>& layers, std::optional<Unit> unit)
-    : impl_(std::make_unique<Impl>(Impl{model, {}, layers, {}, std::move(unit), -1})) {
+Engine::Engine(const Model& model, const std::vector<std::string>& layers, std::optional<Unit> unit,
+               bool lrp)
+    : impl_(std::make_unique<Impl>(Impl{model, {}, layers, {}, std::move(unit), -1, lrp})) {
   std::set<std::string> wanted(layers.begin(), layers.end());
   std::vector<std::string> located = layers;  // the layers, then the unit's
   if (impl_->unit) {
     wanted.insert(impl_->unit->layer);
     located.push_back(impl_->unit->layer);
   }
-  impl_->inst =
-      instrument(model.module(), [&](const std::string& p) { return wanted.count(p) > 0; });
+  impl_->inst = instrument(
+      model.module(), [&](const std::string& p) { return wanted.count(p) > 0; }, lrp);
   for (size_t i = 0; i < located.size(); ++i) {
     const std::string& layer = located[i];
     std::optional<size_t> slot = impl_->inst.slot(layer);
@@ -504,6 +592,7 @@ at::Tensor Pass::backward(const std::vector<int64_t>& classes, Backprop mode, co
   ops::set_relu_mode(mode == Backprop::kGuided    ? ops::ReluMode::kGuided
                      : mode == Backprop::kDeconv  ? ops::ReluMode::kDeconv
                      : mode == Backprop::kRescale ? ops::ReluMode::kRescale
+                     : mode == Backprop::kLrp     ? ops::ReluMode::kLrp
                                                   : ops::ReluMode::kPlain);
   std::vector<at::Tensor> grads;
   try {
@@ -520,6 +609,25 @@ at::Tensor Pass::backward(const std::vector<int64_t>& classes, Backprop mode, co
   ops::set_relu_mode(ops::ReluMode::kPlain);
   if (!grads[0].defined()) return at::zeros_like(impl_->input);
   return grads[0];
+}
+
+at::Tensor Pass::relevance(const std::vector<int64_t>& classes, const LrpRules& rules,
+                           const Score& score) {
+  if (!impl_->engine->lrp) {
+    throw Error(ErrorCode::kRuntime, "engine: relevance needs an engine built for LRP");
+  }
+  ops::LrpSettings settings;
+  settings.first = static_cast<int>(rules.first);
+  settings.conv = static_cast<int>(rules.conv);
+  settings.linear = static_cast<int>(rules.linear);
+  settings.epsilon = rules.epsilon;
+  settings.gamma = rules.gamma;
+  settings.alpha = rules.alpha;
+  settings.beta = rules.beta;
+  settings.low = rules.low;
+  settings.high = rules.high;
+  ops::set_lrp(settings);
+  return backward(classes, Backprop::kLrp, score);
 }
 
 const at::Tensor& Pass::gradient(size_t i) const {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <functional>
 
 namespace cnnviz::ops {
 
@@ -30,6 +31,7 @@ at::Tensor mode_backward(const at::Tensor& g, Pass pass) {
       return g.clamp_min(0);
     case ReluMode::kPlain:
     case ReluMode::kRescale:  // handled by the callers
+    case ReluMode::kLrp:      // relevance passes ReLUs as the gradient does
       break;
   }
   return pass(g);
@@ -165,6 +167,234 @@ class ModeMaxPool : public torch::autograd::Function<ModeMaxPool> {
   }
 };
 
+// LRP. The rules' numbers are cnnviz::LrpRule's (engine.h).
+enum LrpRuleId { kEpsilon = 0, kZPlus = 1, kGamma = 2, kAlphaBeta = 3, kFlat = 4, kBox = 5 };
+LrpSettings g_lrp;  // written by set_lrp while the pass lock is held, read in backward
+
+bool lrp_mode() { return static_cast<ReluMode>(g_relu_mode.load()) == ReluMode::kLrp; }
+
+at::Tensor sign_of(const at::Tensor& z) { return at::where(z >= 0, 1.0, -1.0).to(z.dtype()); }
+
+// num / den, 0 where den is 0.
+at::Tensor safe_div(const at::Tensor& num, const at::Tensor& den) {
+  return at::where(den != 0, num / at::where(den != 0, den, at::ones_like(den)),
+                   at::zeros_like(num));
+}
+
+// A convolution or linear layer as its rules see it: forward(a, w, b) and
+// transpose(s, a, w) = W^T s, shaped like a.
+struct LrpLayer {
+  std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)> forward;
+  std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)> transpose;
+};
+
+// The per-channel bounds of the box rule, shaped like a ([N,C,H,W]).
+at::Tensor bound(const std::vector<float>& v, const at::Tensor& a) {
+  TORCH_CHECK(a.dim() == 4 && static_cast<int64_t>(v.size()) == a.size(1),
+              "cnnviz: the box rule needs the image input ([N,C,H,W] with the model's channels)");
+  return at::tensor(v).to(a.options()).view({1, -1, 1, 1}).expand_as(a).contiguous();
+}
+
+// c_in with R_in = a * c_in, from c at the output z (R = z * c), by `rule`.
+at::Tensor lrp_rule(const LrpLayer& layer, int rule, const at::Tensor& c, const at::Tensor& a,
+                    const at::Tensor& w, const at::Tensor& b, const at::Tensor& z) {
+  const LrpSettings& st = g_lrp;
+  const at::Tensor r = z * c;
+  const at::Tensor none;
+  const at::Tensor wp = w.clamp_min(0), wn = w.clamp_max(0);
+  switch (rule) {
+    case kEpsilon:
+      return layer.transpose(r / (z + st.epsilon * sign_of(z)), a, w);
+    case kGamma: {
+      const at::Tensor wg = w + st.gamma * wp;
+      const at::Tensor bg = b.defined() ? b + st.gamma * b.clamp_min(0) : none;
+      const at::Tensor zg = layer.forward(a, wg, bg);
+      return layer.transpose(r / (zg + 1e-9 * sign_of(zg)), a, wg);
+    }
+    case kZPlus:
+    case kAlphaBeta: {
+      // After a ReLU the input has no negative part: half the work.
+      const bool signed_input = a.min().item<double>() < 0;
+      const at::Tensor ap = a.clamp_min(0), an = a.clamp_max(0);
+      const at::Tensor zp = signed_input ? layer.forward(ap, wp, none) + layer.forward(an, wn, none)
+                                         : layer.forward(a, wp, none);
+      const at::Tensor sp = r / (zp + 1e-9);
+      if (rule == kZPlus) {
+        if (!signed_input) return layer.transpose(sp, a, wp);
+        return at::where(a > 0, layer.transpose(sp, a, wp), layer.transpose(sp, a, wn));
+      }
+      const at::Tensor zn = layer.forward(an, wp, none) + layer.forward(ap, wn, none);
+      const at::Tensor sn = r / (zn - 1e-9);
+      return at::where(
+          a > 0, st.alpha * layer.transpose(sp, a, wp) - st.beta * layer.transpose(sn, a, wn),
+          st.alpha * layer.transpose(sp, a, wn) - st.beta * layer.transpose(sn, a, wp));
+    }
+    case kFlat: {
+      const at::Tensor ones = at::ones_like(w);
+      const at::Tensor n = layer.forward(at::ones_like(a), ones, none);
+      return safe_div(layer.transpose(safe_div(r, n), a, ones), a);
+    }
+    case kBox: {
+      const at::Tensor lo = bound(st.low, a), hi = bound(st.high, a);
+      const at::Tensor zb =
+          layer.forward(a, w, none) - layer.forward(lo, wp, none) - layer.forward(hi, wn, none);
+      const at::Tensor s = r / (zb + 1e-9 * sign_of(zb));
+      const at::Tensor r_in = a * layer.transpose(s, a, w) - lo * layer.transpose(s, a, wp) -
+                              hi * layer.transpose(s, a, wn);
+      return safe_div(r_in, a);
+    }
+    default:
+      TORCH_CHECK(false, "cnnviz: unknown LRP rule ", rule);
+  }
+}
+
+std::vector<int64_t> pair_of(at::IntArrayRef v) {
+  return v.size() == 1 ? std::vector<int64_t>{v[0], v[0]} : v.vec();
+}
+
+// Convolution, then the eval-mode batch norm that followed it (when bn_var
+// is defined), with LRP's backward.
+class LrpConv : public torch::autograd::Function<LrpConv> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const at::Tensor& b, at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation, int64_t groups, const at::Tensor& bn_w,
+                            const at::Tensor& bn_b, const at::Tensor& bn_mean,
+                            const at::Tensor& bn_var, double eps, bool training, bool first) {
+    TORCH_CHECK(!training, "cnnviz: LRP needs batch norm in eval mode");
+    const bool has_bn = bn_var.numel() > 0;  // empty: no batch norm
+    at::Tensor y = at::conv2d(x, w, b, stride, padding, dilation, groups);
+    if (has_bn) y = at::batch_norm(y, bn_w, bn_b, bn_mean, bn_var, false, 0.0, eps, true);
+    ctx->saved_data["has_bn"] = has_bn;
+    // Not y itself: the graph may write to it in place (ResNet's `out +=
+    // identity` after the last batch norm of a block); the rules recompute it.
+    ctx->save_for_backward({x, w, b, bn_w, bn_b, bn_mean, bn_var});
+    ctx->saved_data["stride"] = pair_of(stride);
+    ctx->saved_data["padding"] = pair_of(padding);
+    ctx->saved_data["dilation"] = pair_of(dilation);
+    ctx->saved_data["groups"] = groups;
+    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["first"] = first;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list v = ctx->get_saved_variables();
+    const at::Tensor &x = v[0], &w = v[1], &b = v[2], &bn_w = v[3], &bn_b = v[4], &bn_mean = v[5],
+                     &bn_var = v[6];
+    const std::vector<int64_t> stride = ctx->saved_data["stride"].toIntVector();
+    const std::vector<int64_t> padding = ctx->saved_data["padding"].toIntVector();
+    const std::vector<int64_t> dilation = ctx->saved_data["dilation"].toIntVector();
+    const int64_t groups = ctx->saved_data["groups"].toInt();
+    // The batch norm folded in: W' = W s, b' = (b - mean) s + beta.
+    at::Tensor wf = w, bf = b;
+    if (ctx->saved_data["has_bn"].toBool()) {
+      const at::Tensor s = at::rsqrt(bn_var + ctx->saved_data["eps"].toDouble()) * bn_w;
+      wf = w * s.view({-1, 1, 1, 1});
+      bf = (b - bn_mean) * s + bn_b;
+    }
+    LrpLayer layer;
+    layer.forward = [&](const at::Tensor& a, const at::Tensor& k, const at::Tensor& bias) {
+      return at::conv2d(a, k, bias, stride, padding, dilation, groups);
+    };
+    layer.transpose = [&](const at::Tensor& s, const at::Tensor& a, const at::Tensor& k) {
+      return std::get<0>(at::convolution_backward(s, a, k, c10::nullopt, stride, padding, dilation,
+                                                  false, {0, 0}, groups, {true, false, false}));
+    };
+    variable_list out(14);
+    if (!lrp_mode()) {
+      out[0] = layer.transpose(grads[0], x, wf);  // the true gradient
+    } else {
+      const bool first = ctx->saved_data["first"].toBool();
+      out[0] = lrp_rule(layer, first ? g_lrp.first : g_lrp.conv, grads[0], x, wf, bf,
+                        layer.forward(x, wf, bf));
+    }
+    return out;
+  }
+};
+
+class LrpLinear : public torch::autograd::Function<LrpLinear> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const at::Tensor& b, bool first) {
+    at::Tensor y = at::linear(x, w, b);
+    ctx->save_for_backward({x, w, b});
+    ctx->saved_data["first"] = first;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list v = ctx->get_saved_variables();
+    LrpLayer layer;
+    layer.forward = [](const at::Tensor& a, const at::Tensor& k, const at::Tensor& bias) {
+      return at::linear(a, k, bias);
+    };
+    layer.transpose = [](const at::Tensor& s, const at::Tensor&, const at::Tensor& k) {
+      return s.matmul(k);
+    };
+    variable_list out(4);
+    if (!lrp_mode()) {
+      out[0] = grads[0].matmul(v[1]);
+    } else {
+      const bool first = ctx->saved_data["first"].toBool();
+      out[0] = lrp_rule(layer, first ? g_lrp.first : g_lrp.linear, grads[0], v[0], v[1], v[2],
+                        at::linear(v[0], v[1], v[2]));
+    }
+    return out;
+  }
+};
+
+template <typename Make>
+at::Tensor defined_or(const c10::optional<at::Tensor>& t, Make make) {
+  return t.has_value() && t->defined() ? *t : make();
+}
+
+at::Tensor lrp_conv_autograd(const at::Tensor& x, const at::Tensor& w,
+                             const c10::optional<at::Tensor>& b, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                             const c10::optional<at::Tensor>& bn_w,
+                             const c10::optional<at::Tensor>& bn_b,
+                             const c10::optional<at::Tensor>& bn_mean,
+                             const c10::optional<at::Tensor>& bn_var, double eps, bool training,
+                             bool first) {
+  // Autograd functions take no undefined tensors: a zero bias (exact), and
+  // empty tensors for a missing batch norm, ones and zeros for its missing
+  // affine parameters.
+  const int64_t k = w.size(0);
+  const at::Tensor bias = defined_or(b, [&] { return at::zeros({k}, w.options()); });
+  const bool has_bn = bn_var.has_value() && bn_var->defined();
+  const at::Tensor empty = at::empty({0}, w.options());
+  return LrpConv::apply(
+      x, w, bias, stride, padding, dilation, groups,
+      has_bn ? defined_or(bn_w, [&] { return at::ones({k}, w.options()); }) : empty,
+      has_bn ? defined_or(bn_b, [&] { return at::zeros({k}, w.options()); }) : empty,
+      has_bn ? defined_or(bn_mean, [&] { return at::zeros({k}, w.options()); }) : empty,
+      has_bn ? *bn_var : empty, eps, training, first);
+}
+at::Tensor lrp_conv_plain(const at::Tensor& x, const at::Tensor& w,
+                          const c10::optional<at::Tensor>& b, at::IntArrayRef stride,
+                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                          const c10::optional<at::Tensor>& bn_w,
+                          const c10::optional<at::Tensor>& bn_b,
+                          const c10::optional<at::Tensor>& bn_mean,
+                          const c10::optional<at::Tensor>& bn_var, double eps, bool training,
+                          bool /*first*/) {
+  at::Tensor y = at::conv2d(x, w, b, stride, padding, dilation, groups);
+  if (bn_var.has_value() && bn_var->defined()) {
+    y = at::batch_norm(y, bn_w, bn_b, bn_mean, bn_var, training, 0.0, eps, true);
+  }
+  return y;
+}
+at::Tensor lrp_linear_autograd(const at::Tensor& x, const at::Tensor& w,
+                               const c10::optional<at::Tensor>& b, bool first) {
+  return LrpLinear::apply(x, w, defined_or(b, [&] { return at::zeros({w.size(0)}, w.options()); }),
+                          first);
+}
+at::Tensor lrp_linear_plain(const at::Tensor& x, const at::Tensor& w,
+                            const c10::optional<at::Tensor>& b, bool /*first*/) {
+  return at::linear(x, w, b);
+}
+
 void record(std::vector<at::Tensor>& where, int64_t slot, const at::Tensor& t, bool count) {
   TapRecorder* r = g_recorder.load();
   if (r == nullptr || slot < 0 || static_cast<size_t>(slot) >= where.size()) return;
@@ -223,6 +453,11 @@ TORCH_LIBRARY(cnnviz, m) {
   m.def(
       "max_pool2d(Tensor x, int[] kernel, int[] stride, int[] padding, int[] dilation, "
       "bool ceil_mode) -> Tensor");
+  m.def(
+      "lrp_conv2d(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding, int[] dilation, "
+      "int groups, Tensor? bn_w, Tensor? bn_b, Tensor? bn_mean, Tensor? bn_var, float bn_eps, "
+      "bool bn_training, bool first) -> Tensor");
+  m.def("lrp_linear(Tensor x, Tensor w, Tensor? b, bool first) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(cnnviz, CPU, m) {
@@ -230,6 +465,8 @@ TORCH_LIBRARY_IMPL(cnnviz, CPU, m) {
   m.impl("relu6", relu6_plain);
   m.impl("tap", tap_plain);
   m.impl("max_pool2d", max_pool_plain);
+  m.impl("lrp_conv2d", lrp_conv_plain);
+  m.impl("lrp_linear", lrp_linear_plain);
 }
 
 TORCH_LIBRARY_IMPL(cnnviz, CUDA, m) {
@@ -237,6 +474,8 @@ TORCH_LIBRARY_IMPL(cnnviz, CUDA, m) {
   m.impl("relu6", relu6_plain);
   m.impl("tap", tap_plain);
   m.impl("max_pool2d", max_pool_plain);
+  m.impl("lrp_conv2d", lrp_conv_plain);
+  m.impl("lrp_linear", lrp_linear_plain);
 }
 
 TORCH_LIBRARY_IMPL(cnnviz, Autograd, m) {
@@ -244,6 +483,8 @@ TORCH_LIBRARY_IMPL(cnnviz, Autograd, m) {
   m.impl("relu6", relu6_autograd);
   m.impl("tap", tap_autograd);
   m.impl("max_pool2d", max_pool_autograd);
+  m.impl("lrp_conv2d", lrp_conv_autograd);
+  m.impl("lrp_linear", lrp_linear_autograd);
 }
 
 void TapRecorder::reset(size_t slots) {
@@ -264,6 +505,7 @@ void ensure_registered() {
 void set_relu_mode(ReluMode mode) { g_relu_mode.store(static_cast<int>(mode)); }
 void set_recorder(TapRecorder* recorder) { g_recorder.store(recorder); }
 void set_paired(bool paired) { g_paired.store(paired); }
+void set_lrp(const LrpSettings& settings) { g_lrp = settings; }
 
 std::mutex& lock() {
   static std::mutex m;

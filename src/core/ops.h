@@ -28,6 +28,19 @@
 //                  references' maxima (sum U = sum g dy: Captum's rule)
 //   and the references' rows get 0.
 //
+//   cnnviz::lrp_conv2d(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding,
+//                      int[] dilation, int groups, Tensor? bn_w, Tensor? bn_b,
+//                      Tensor? bn_mean, Tensor? bn_var, float bn_eps, bool first)
+//   cnnviz::lrp_linear(Tensor x, Tensor w, Tensor? b, bool first)
+//     Forward: the convolution (then the eval-mode batch norm that followed
+//     it in the graph, when bn_var is given) or the linear layer, computed as
+//     before. Backward: the true gradient, except in kLrp mode, where the
+//     incoming gradient is read as c with relevance R = z * c at the output z
+//     and the layer's rule (LrpSettings: the first layer's rule when `first`)
+//     gives the input's relevance R_in, returned as c_in with R_in = x * c_in.
+//     The batch norm is folded into the convolution first (W' = W s, b' = (b -
+//     mean) s + beta, s = gamma / sqrt(var + eps)).
+//
 //   cnnviz::tap(Tensor x, int slot, bool copy) -> Tensor
 //     Forward: records x (the layer's true output) in the active TapRecorder
 //     and returns x, or a copy of it when `copy` is set: the engine sets it
@@ -44,7 +57,15 @@
 
 namespace cnnviz::ops {
 
-enum class ReluMode { kPlain = 0, kGuided = 1, kDeconv = 2, kRescale = 3 };
+enum class ReluMode { kPlain = 0, kGuided = 1, kDeconv = 2, kRescale = 3, kLrp = 4 };
+
+// LRP's rules for cnnviz::lrp_conv2d and cnnviz::lrp_linear in kLrp mode (see
+// engine.h, LrpRules; values of cnnviz::LrpRule).
+struct LrpSettings {
+  int first = 0, conv = 0, linear = 0;
+  double epsilon = 1e-6, gamma = 0.25, alpha = 2, beta = 1;
+  std::vector<float> low, high;  // per input channel (the box rule)
+};
 
 // What the taps saw during one forward and the backward passes after it.
 struct TapRecorder {
@@ -70,6 +91,7 @@ void ensure_registered();
 void set_relu_mode(ReluMode mode);
 // While set, forward passes are paired (see kRescale).
 void set_paired(bool paired);
+void set_lrp(const LrpSettings& settings);
 void set_recorder(TapRecorder* recorder);
 std::mutex& lock();
 

@@ -77,6 +77,31 @@ const char* rescale_name(Rescale r) {
   return "?";
 }
 
+cv::Mat signed_heatmap(const FloatArray& g, bool& degenerate) {
+  if (g.shape.size() != 3) throw Error(ErrorCode::kRuntime, "signed_heatmap: expected [C,H,W]");
+  const size_t c = g.shape[0];
+  const int h = static_cast<int>(g.shape[1]), w = static_cast<int>(g.shape[2]);
+  const size_t plane = static_cast<size_t>(h) * w;
+  std::vector<float> sum(plane, 0.0f);
+  for (size_t k = 0; k < c; ++k) {
+    for (size_t i = 0; i < plane; ++i) sum[i] += g.data[k * plane + i];
+  }
+  float top = 0.0f;
+  for (float v : sum) top = std::max(top, std::abs(v));
+  degenerate = !(top > 0.0f);
+  cv::Mat out(h, w, CV_8UC3, cv::Scalar(255, 255, 255));
+  if (degenerate) return out;
+  for (int y = 0; y < h; ++y) {
+    cv::Vec3b* rgb = out.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < w; ++x) {
+      const float t = std::max(-1.0f, std::min(1.0f, sum[static_cast<size_t>(y) * w + x] / top));
+      const uint8_t fade = to8(1.0f - std::abs(t));
+      rgb[x] = t >= 0 ? cv::Vec3b(255, fade, fade) : cv::Vec3b(fade, fade, 255);
+    }
+  }
+  return out;
+}
+
 RescaledMap rescale_gradient(const FloatArray& g, Rescale mode, const MapRange& range) {
   if (g.shape.size() != 3 || (g.shape[0] != 3 && g.shape[0] != 1)) {
     throw Error(ErrorCode::kRuntime, "rescale_gradient: expected a [3,H,W] or [1,H,W] map");

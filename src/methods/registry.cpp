@@ -29,6 +29,8 @@ std::vector<MethodMap> occlusion(Capture&);
 void check_occlusion(const MethodParams&, int64_t height, int64_t width);
 std::vector<MethodMap> rise(Capture&);
 std::vector<MethodMap> deeplift(Capture&);
+std::vector<MethodMap> lrp(Capture&);
+void check_lrp(const MethodParams&, int64_t height, int64_t width);
 at::Tensor deeplift_references(const at::Tensor& images, const MethodParams& params);
 }  // namespace methods
 
@@ -40,6 +42,7 @@ std::vector<Backprop> plain(const MethodParams&) { return {Backprop::kPlain}; }
 std::vector<Backprop> guided(const MethodParams&) { return {Backprop::kGuided}; }
 std::vector<Backprop> deconv(const MethodParams&) { return {Backprop::kDeconv}; }
 std::vector<Backprop> rescale(const MethodParams&) { return {Backprop::kRescale}; }
+std::vector<Backprop> relevance(const MethodParams&) { return {Backprop::kLrp}; }
 std::vector<Backprop> plain_and_guided(const MethodParams&) {
   return {Backprop::kPlain, Backprop::kGuided};
 }
@@ -101,6 +104,18 @@ const std::vector<ParamDef>& param_table() {
         number("masks", "Random masks per image", &MethodParams::masks, 1, kMaxMasks),
         number("grid", "Cells per side of a mask", &MethodParams::grid, 2, 64),
         number("p", "Probability that a mask's cell is kept", &MethodParams::keep, 0.01, 1.0),
+        choice("composite", "LRP rules per layer kind (see --rule)", &MethodParams::composite,
+               {"epsilon-plus-flat", "epsilon-gamma-box"}),
+        choice("rule", "One LRP rule for every layer (composite: --composite's)",
+               &MethodParams::rule,
+               {"composite", "epsilon", "zplus", "gamma", "alpha-beta", "flat"}),
+        number("epsilon", "Stabilizer of the epsilon rule", &MethodParams::epsilon, 0.0, 1e6),
+        number("gamma", "Extra weight of positive weights in the gamma rule", &MethodParams::gamma,
+               0.0, 1e6),
+        number("alpha", "Weight of positive contributions (alpha-beta; alpha - beta = 1)",
+               &MethodParams::alpha, 1.0, 1e6),
+        number("beta", "Weight of negative contributions (alpha-beta)", &MethodParams::beta, 0.0,
+               1e6),
         number("sample_batch", "Images per pass for noisy copies, steps, masks or windows",
                &MethodParams::sample_batch, 1, kMaxSampleBatch, /*changes_maps=*/false),
     };
@@ -184,6 +199,10 @@ class Row {
   }
   Row& perturbs() {
     def_.perturbs = true;
+    return *this;
+  }
+  Row& lrp() {
+    def_.lrp = true;
     return *this;
   }
   Row& paired(at::Tensor (*references)(const at::Tensor&, const MethodParams&)) {
@@ -302,6 +321,15 @@ const std::vector<MethodDef>& method_table() {
           // Summation to delta holds for the logit (the softmax is no rule's).
           .scores({ScoreKind::kLogit}, true)
           .paired(methods::deeplift_references),
+      Row("lrp", methods::lrp)
+          .summary("LRP: the logit redistributed to the pixels, rule by rule (composites)")
+          .output(K::kInputGradient)
+          .backward(relevance)
+          .params({"composite", "rule", "epsilon", "gamma", "alpha", "beta"})
+          // Relevance starts at the logit (its value, conserved down the layers).
+          .scores({ScoreKind::kLogit}, true)
+          .lrp()
+          .check(methods::check_lrp),
       Row("occlusion", methods::occlusion)
           .summary("Occlusion: the score's drop when a window of the input is covered")
           .output(K::kLayerMap)

@@ -72,7 +72,7 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
     LayerRequest request;
     if (!options.layer.empty()) request.layers = {options.layer};
     layers.push_back(method_layers(model, *m, request));
-    engines.push_back(std::make_unique<Engine>(model, layers.back()));
+    engines.push_back(std::make_unique<Engine>(model, layers.back(), std::nullopt, m->lrp));
   }
   const LogitsFn logits = [&](const at::Tensor& batch) { return model.logits(batch); };
 
@@ -163,7 +163,7 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
       Model copy = randomized_copy(model, top, options.seed, &randomized);
       level_doc.push_back({{"top", top}, {"layers", randomized}});
       for (size_t m = 0; m < methods.size(); ++m) {
-        Engine engine(copy, layers[m]);
+        Engine engine(copy, layers[m], std::nullopt, methods[m]->lrp);
         for (size_t i = 0; i < images.size() && i < doc["images"].size(); ++i) {
           if (!done[i]) continue;
           at::Tensor map = importance(engine, *methods[m], done[i]->x, done[i]->cls, params);

@@ -196,7 +196,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   const LayerRequest request{options.layers, options.all_layers};
   const std::vector<std::string> layers = unit ? unit_method_layers(model, method, request, *unit)
                                                : method_layers(model, method, request);
-  Engine engine(model, layers, unit);
+  Engine engine(model, layers, unit, method.lrp);
 
   // What the maps explain: checked before any work.
   const Score score =

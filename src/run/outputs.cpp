@@ -83,7 +83,7 @@ class Writer {
 
 const std::vector<std::string>& map_variants(MapKind kind) {
   static const std::vector<std::string> gradient = {"npy",      "all", "all_gray", "pos",
-                                                    "pos_gray", "neg", "neg_gray"};
+                                                    "pos_gray", "neg", "neg_gray", "signed"};
   static const std::vector<std::string> product = {"npy", "color", "gray", "contact"};
   static const std::vector<std::string> layer = {"npy",     "gray",         "heatmap",
                                                  "overlay", "overlay_full", "contact"};
@@ -156,6 +156,12 @@ MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::stri
         if (m.degenerate) w.warn(w.prefix() + " " + v, "no values to rescale, written as zeros");
         if (colour) w.png(v, m.rgb);
         if (grey) w.png(v + "_gray", m.gray);
+      }
+      if (selection.has("signed")) {
+        bool degenerate = false;
+        const cv::Mat heat = signed_heatmap(raw, degenerate);
+        if (degenerate) w.warn(w.prefix() + " signed", "all zero, written as white");
+        w.png("signed", heat);
       }
       break;
     case MapKind::kInputProduct: {
