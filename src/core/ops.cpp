@@ -248,6 +248,22 @@ at::Tensor lrp_rule(const LrpLayer& layer, int rule, const at::Tensor& c, const 
   }
 }
 
+// The layer's output z for the rules, kept from the forward pass. Kept
+// detached (a saved output would hold its own grad_fn) with its version: the
+// graph may write to it in place later (ResNet's `out += identity` after a
+// block's last batch norm), and then `recompute` gives it back.
+void keep_output(AutogradContext* ctx, const at::Tensor& y) {
+  ctx->saved_data["z"] = y.detach();
+  ctx->saved_data["z_version"] = static_cast<int64_t>(y._version());
+}
+
+template <typename Recompute>
+at::Tensor kept_output(AutogradContext* ctx, Recompute recompute) {
+  const at::Tensor z = ctx->saved_data["z"].toTensor();
+  if (static_cast<int64_t>(z._version()) == ctx->saved_data["z_version"].toInt()) return z;
+  return recompute();
+}
+
 std::vector<int64_t> pair_of(at::IntArrayRef v) {
   return v.size() == 1 ? std::vector<int64_t>{v[0], v[0]} : v.vec();
 }
@@ -266,9 +282,8 @@ class LrpConv : public torch::autograd::Function<LrpConv> {
     at::Tensor y = at::conv2d(x, w, b, stride, padding, dilation, groups);
     if (has_bn) y = at::batch_norm(y, bn_w, bn_b, bn_mean, bn_var, false, 0.0, eps, true);
     ctx->saved_data["has_bn"] = has_bn;
-    // Not y itself: the graph may write to it in place (ResNet's `out +=
-    // identity` after the last batch norm of a block); the rules recompute it.
     ctx->save_for_backward({x, w, b, bn_w, bn_b, bn_mean, bn_var});
+    keep_output(ctx, y);
     ctx->saved_data["stride"] = pair_of(stride);
     ctx->saved_data["padding"] = pair_of(padding);
     ctx->saved_data["dilation"] = pair_of(dilation);
@@ -307,7 +322,7 @@ class LrpConv : public torch::autograd::Function<LrpConv> {
     } else {
       const bool first = ctx->saved_data["first"].toBool();
       out[0] = lrp_rule(layer, first ? g_lrp.first : g_lrp.conv, grads[0], x, wf, bf,
-                        layer.forward(x, wf, bf));
+                        kept_output(ctx, [&] { return layer.forward(x, wf, bf); }));
     }
     return out;
   }
@@ -319,6 +334,7 @@ class LrpLinear : public torch::autograd::Function<LrpLinear> {
                             const at::Tensor& b, bool first) {
     at::Tensor y = at::linear(x, w, b);
     ctx->save_for_backward({x, w, b});
+    keep_output(ctx, y);
     ctx->saved_data["first"] = first;
     return y;
   }
@@ -338,7 +354,7 @@ class LrpLinear : public torch::autograd::Function<LrpLinear> {
     } else {
       const bool first = ctx->saved_data["first"].toBool();
       out[0] = lrp_rule(layer, first ? g_lrp.first : g_lrp.linear, grads[0], v[0], v[1], v[2],
-                        at::linear(v[0], v[1], v[2]));
+                        kept_output(ctx, [&] { return at::linear(v[0], v[1], v[2]); }));
     }
     return out;
   }
