@@ -5,6 +5,7 @@ C++ implementation is compared against the library behaviour users know. Import 
 only after ensure_torch() (see scripts/cnnviz_python.py).
 """
 
+import contextlib
 import json
 import math
 
@@ -100,3 +101,20 @@ def gaussian_blur(x, sigma):
     rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
     out = F.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
     return out if batched else out[0]
+
+
+@contextlib.contextmanager
+def patched(targets):
+    """Set each (owner, name, fn) of targets while the block runs, then restore the originals
+    (an attribute the owner only inherited, such as a Tensor method, is deleted again)."""
+    saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in targets]
+    try:
+        for owner, name, fn in targets:
+            setattr(owner, name, fn)
+        yield
+    finally:
+        for owner, name, original in saved:
+            if original is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)

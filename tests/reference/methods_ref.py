@@ -236,17 +236,8 @@ def modal_relus(state):
                (torch._C._nn, "hardtanh", hardtanh_with(_C_HARDTANH)),
                (torch._C._nn, "hardtanh_", hardtanh_with(_C_HARDTANH_)),
                (F, "silu", silu)]
-    saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in targets]
-    try:
-        for owner, name, fn in targets:
-            setattr(owner, name, fn)
+    with common.patched(targets):
         yield state
-    finally:
-        for owner, name, original in saved:
-            if original is None:  # inherited (Tensor methods): drop the override
-                delattr(owner, name)
-            else:
-                setattr(owner, name, original)
 
 
 def vit_tokens(grid):

@@ -335,17 +335,8 @@ def deeplift_rules(state):
                (F, "max_pool2d_with_indices", refuse_indices)]
     for name, places in OTHER_NONLINEAR.items():
         targets += [(owner, attr, counted(name, getattr(owner, attr))) for owner, attr in places]
-    saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in targets]
-    try:
-        for owner, name, fn in targets:
-            setattr(owner, name, fn)
+    with common.patched(targets):
         yield state
-    finally:
-        for owner, name, original in saved:
-            if original is None:  # inherited (Tensor methods): drop the override
-                delattr(owner, name)
-            else:
-                setattr(owner, name, original)
 
 
 def normalized_constant(meta, value, like):
