@@ -76,7 +76,8 @@ TEST_F(CliVisualizeTest, GuidedBackpropWritesTheSeedsSixMapsAndRawGradient) {
   }
   NpyArray raw = read_npy(base + ".npy");
   EXPECT_EQ(raw.shape, (std::vector<int64_t>{3, 224, 224}));
-  EXPECT_EQ(doc["images"][0]["files"].size(), 7u);
+  EXPECT_EQ(cv::imread(base + "_signed.png", cv::IMREAD_UNCHANGED).channels(), 3);
+  EXPECT_EQ(doc["images"][0]["files"].size(), 8u);
   expect_files_decode(doc);
 }
 

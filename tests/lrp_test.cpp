@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cnnviz/compute.h"
@@ -130,6 +131,7 @@ TEST(LrpTest, EpsilonRuleOnReluNetworksIsGradientTimesInput) {
 struct LrpCase {
   std::string arch, composite;
   double tolerance;
+  std::string layer;  // also the relevance there, summed over channels
 };
 
 void PrintTo(const LrpCase& c, std::ostream* os) { *os << c.arch << " " << c.composite; }
@@ -142,41 +144,48 @@ TEST_P(ModelLrpTest, MatchesTheReference) {
   const int threads = set_threads(0);
   test::TempDir dir;
   const std::string image = test::smooth_image(dir, 8);
-  test::RunResult r = test::run(
-      {test::python(), test::source_dir() + "/tests/reference/relevance_ref.py", model_path, image,
-       dir.path(), "--lrp", "--composite", c.composite, "--threads", std::to_string(threads)});
+  test::RunResult r =
+      test::run({test::python(), test::source_dir() + "/tests/reference/relevance_ref.py",
+                 model_path, image, dir.path(), "--lrp", "--composite", c.composite, "--layers",
+                 c.layer, "--threads", std::to_string(threads)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json meta = nlohmann::json::parse(test::read_text(dir.file("meta.json")));
   const int64_t cls = meta["class"].get<int64_t>();
   Model model = Model::load(model_path);
   const at::Tensor x = preprocess(read_image_rgb(image), model.info().preprocess).unsqueeze(0);
   const MethodDef& m = find_method("lrp");
-  Engine engine(model, {}, std::nullopt, true);
+  Engine engine(model, {c.layer}, std::nullopt, true);
   MethodParams p;
   p.composite = c.composite;
   p.mean = model.info().preprocess.mean;
   p.std = model.info().preprocess.std;
   p.score = method_score(m, std::nullopt, false);
-  const at::Tensor map = compute_maps(engine, m, x, fixed_class(cls), p).maps.at(0).at(0).value[0];
+  const std::vector<MethodMap> maps = compute_maps(engine, m, x, fixed_class(cls), p).maps.at(0);
+  ASSERT_EQ(maps.size(), 2u);
+  const at::Tensor map = maps[0].value[0];
   test::expect_maps_close(map, test::load(dir.file("lrp.npy")), c.tolerance, "lrp");
+  EXPECT_EQ(maps[1].layer, c.layer);
+  test::expect_maps_close(maps[1].value[0], test::load(dir.file("lrp_" + c.layer + ".npy")),
+                          c.tolerance, "lrp at " + c.layer);
   std::cout << c.arch << " " << c.composite << ": relevance " << map.sum().item<double>()
             << " of the logit " << meta["logit"] << " (reference " << meta["lrp_sum"] << ")\n";
 }
 
-INSTANTIATE_TEST_SUITE_P(Model, ModelLrpTest,
-                         ::testing::Values(LrpCase{"vgg16", "epsilon-plus-flat", 1e-4},
-                                           LrpCase{"vgg16", "epsilon-gamma-box", 1e-4},
-                                           // 16 residual splits in float32: measured
-                                           // 2.7e-4 of the max at the largest pixel
-                                           // (the sums agree to 1e-6).
-                                           LrpCase{"resnet50", "epsilon-plus-flat", 1e-3}),
-                         [](const ::testing::TestParamInfo<LrpCase>& info) {
-                           std::string name = info.param.arch + "_" + info.param.composite;
-                           for (char& ch : name) {
-                             if (ch == '-') ch = '_';
-                           }
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Model, ModelLrpTest,
+    ::testing::Values(LrpCase{"vgg16", "epsilon-plus-flat", 1e-4, "features.29"},
+                      LrpCase{"squeezenet1_1", "epsilon-gamma-box", 1e-4, "features.12"},
+                      // 16 residual splits in float32: measured
+                      // 2.7e-4 of the max at the largest pixel
+                      // (the sums agree to 1e-6).
+                      LrpCase{"resnet50", "epsilon-plus-flat", 1e-3, "layer3"}),
+    [](const ::testing::TestParamInfo<LrpCase>& info) {
+      std::string name = info.param.arch + "_" + info.param.composite;
+      for (char& ch : name) {
+        if (ch == '-') ch = '_';
+      }
+      return name;
+    });
 
 TEST(LrpTest, OptionsThatMakeNoSenseAreUsageErrors) {
   const MethodDef& m = find_method("lrp");
@@ -190,6 +199,31 @@ TEST(LrpTest, OptionsThatMakeNoSenseAreUsageErrors) {
   m.check(p, 224, 224);
   const ParamDef& eps = find_param("epsilon");
   EXPECT_EQ(eps.min, 0.0);  // --epsilon -1 is out of range for the CLI
+}
+
+TEST(CliLrpTest, InputAndLayerRelevanceFiles) {
+  const std::string model = test::squeezenet_path();
+  test::TempDir dir;
+  const std::string image = test::smooth_image(dir, 9);
+  const std::string out = dir.file("out");
+  test::RunResult r = test::run_cnnviz({"lrp", "-q", "--composite", "epsilon-gamma-box", "--layer",
+                                        "features.12", "-m", model, "-o", out, image});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json doc = nlohmann::json::parse(test::read_text(out + "/manifest.json"));
+  EXPECT_EQ(doc["layers"], nlohmann::json::array({"features.12"}));
+  EXPECT_EQ(doc["options"]["composite"], "epsilon-gamma-box");
+  const std::string tag = "_c" + std::to_string(doc["images"][0]["targets"][0]["class"].get<int>());
+  const std::string base = out + "/" + std::filesystem::path(image).stem().string() + "/lrp";
+  for (const std::string f :
+       {tag + ".npy", tag + "_pos.png", tag + "_signed.png", "_features.12" + tag + ".npy",
+        "_features.12" + tag + "_overlay.png"}) {
+    EXPECT_TRUE(std::filesystem::exists(base + f)) << base + f;
+  }
+  // Without --layer: the input's relevance only.
+  r = test::run_cnnviz({"lrp", "-q", "-m", model, "-o", dir.file("plain"), image});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(test::read_text(dir.file("plain") + "/manifest.json"))["layers"],
+            nlohmann::json::array());
 }
 
 }  // namespace

@@ -134,16 +134,16 @@ TEST(ModelPerturbationTest, SqueezeNetMatchesTheReference) {
                                  dir.path(),
                                  "--occlusion",
                                  "--window",
-                                 "48",
+                                 "60",
                                  "--stride",
-                                 "24",
+                                 "30",
                                  "--fill",
                                  "blur",
                                  "--blur-sigma",
                                  "4",
                                  "--rise",
                                  "--masks",
-                                 "96",
+                                 "64",
                                  "--grid",
                                  "6",
                                  "--p",
@@ -160,18 +160,18 @@ TEST(ModelPerturbationTest, SqueezeNetMatchesTheReference) {
   Model model = Model::load(model_path);
   const at::Tensor x = preprocess(read_image_rgb(image), model.info().preprocess).unsqueeze(0);
   MethodParams p;
-  p.window = 48;
-  p.stride = 24;
+  p.window = 60;
+  p.stride = 30;
   p.fill = "blur";
   p.blur_sigma = 4;
-  p.masks = 96;
+  p.masks = 64;
   p.grid = 6;
   p.keep = 0.4;
   p.seed = 7;
   p.sample_batch = 16;
   test::expect_maps_close(run(model, "occlusion", x, cls, p).at(0).value[0],
                           test::load(dir.file("occlusion.npy")), kRelTol, "occlusion");
-  EXPECT_EQ(meta["windows"], 81) << "9 x 9 windows (tops 0, 24, ..., 168, then 176)";
+  EXPECT_EQ(meta["windows"], 49) << "7 x 7 windows (tops 0, 30, ..., 150, then 164)";
   test::expect_maps_close(run(model, "rise", x, cls, p).at(0).value[0],
                           test::load(dir.file("rise.npy")), kRelTol, "rise");
 }

@@ -46,8 +46,9 @@ TEST(RegistryTest, EveryRowIsComplete) {
       EXPECT_TRUE(m.takes(p));
     }
     // Input-space maps cover the whole network; layer maps need layers.
+    // ... or, with layer maps of their own kind, at layers asked for only.
     if (m.output == MapKind::kInputGradient) {
-      EXPECT_EQ(m.layers, LayerUse::kNone);
+      EXPECT_TRUE(m.layers == LayerUse::kNone || (m.layers == LayerUse::kOptional && m.layer_maps));
     }
     // A layer map without layers is at the input's resolution: the
     // perturbation methods' (occlusion, RISE).
@@ -135,7 +136,18 @@ TEST(RegistryTest, EveryOutputKindRendersEveryVariant) {
     fs::create_directories(dir.file(m.name));
     const OutputSelection all = select_outputs(m, {}, true);
     EXPECT_EQ(all.variants, map_variants(m.output));
-    MapFiles f = write_map(out, m, "layer.1", MapTarget{7, std::nullopt}, raw, view, all, style);
+    // Input-space maps have no layer (a method with layer maps draws those
+    // as layer maps: below).
+    const std::string layer = m.output == MapKind::kLayerMap ? "layer.1" : "";
+    MapFiles f = write_map(out, m, layer, MapTarget{7, std::nullopt}, raw, view, all, style);
+    if (m.layer_maps) {
+      const FloatArray at_layer{{4, 5}, std::vector<float>(20, 0.5f)};
+      MapFiles g =
+          write_map(out, m, "layer.1", MapTarget{7, std::nullopt}, at_layer, view, all, style);
+      std::set<std::string> drawn;
+      for (const auto& e : g.files) drawn.insert(e["variant"].get<std::string>());
+      EXPECT_TRUE(drawn.count("overlay") && drawn.count("heatmap")) << "layer maps as layer maps";
+    }
     std::set<std::string> variants;
     for (const auto& e : f.files) {
       variants.insert(e["variant"].get<std::string>());

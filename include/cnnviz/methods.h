@@ -120,6 +120,7 @@ enum class LayerUse {
   kNone,             // none: input gradients of the whole network
   kChosen,           // the ones asked for (--layer, --all-layers), else the default layer
   kGlobalPoolInput,  // the input of the classifier's global average pooling (CAM)
+  kOptional,         // the ones asked for (--layer, --all-layers), else none (LRP's per-layer maps)
 };
 
 // A method's result for one layer (or none): float32, unnormalized, [N,...]
@@ -152,6 +153,10 @@ struct MethodDef {
   bool nested_passes = false;        // passes of its own per sample or step (SmoothGrad, IG)
   bool perturbs = false;             // forward passes of perturbed inputs (occlusion, RISE)
   bool lrp = false;                  // its engine carries LRP's rules (Engine's `lrp`)
+  // Its maps at layers (a MethodMap with a layer) are layer maps
+  // (kLayerMap), whatever `output` says of its input-space maps (LRP's
+  // relevance at --layer beside the input's).
+  bool layer_maps = false;
   // Set: the capture pass is paired (Engine::run), its batch the images then
   // these references of them [N,C,H,W] (DeepLIFT's baselines); the Capture's
   // input() is that [2N,...] batch, its classes() the images' N.

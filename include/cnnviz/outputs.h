@@ -35,7 +35,11 @@ std::vector<std::string> write_names();
 // What a run writes for each map.
 struct OutputSelection {
   std::vector<std::string> variants;  // in map_variants() order
+  // Those of the layer maps of a method with MethodDef::layer_maps.
+  std::vector<std::string> layer_variants;
   bool has(const std::string& variant) const;
+  // In either list.
+  bool any(const std::string& variant) const;
 };
 
 // The variants `names` (--write; empty: all of the method's kind) select for

@@ -81,10 +81,12 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
       sub->add_flag("--counterfactual", opts->explain.counterfactual,
                     "Explain the negated score: the evidence against the class");
     }
-    if (method.layers == LayerUse::kChosen) {
-      CLI::Option* layer =
-          sub->add_option("--layer", opts->explain.layers,
-                          "Layer by module path (repeatable; default: the model's Grad-CAM layer)");
+    if (method.layers == LayerUse::kChosen || method.layers == LayerUse::kOptional) {
+      CLI::Option* layer = sub->add_option(
+          "--layer", opts->explain.layers,
+          method.layers == LayerUse::kChosen
+              ? "Layer by module path (repeatable; default: the model's Grad-CAM layer)"
+              : "Also a map at this layer, by module path (repeatable)");
       // One value per --layer, so that the images after it stay positional.
       layer->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
       sub->add_flag("--all-layers", opts->explain.all_layers,
@@ -97,6 +99,11 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
     std::string variants;
     for (const std::string& v : map_variants(method.output))
       variants += (variants.empty() ? "" : ",") + v;
+    if (method.layer_maps) {
+      for (const std::string& v : map_variants(MapKind::kLayerMap)) {
+        if (variants.find(v) == std::string::npos) variants += "," + v;
+      }
+    }
     sub->add_option("--write", opts->explain.write,
                     "Outputs to write, comma-separated (default: all of " + variants + ")")
         ->delimiter(',')

@@ -38,6 +38,9 @@ std::vector<std::string> method_layers(const Model& model, const MethodDef& meth
       return {};
     case LayerUse::kGlobalPoolInput:
       return {kGlobalPoolInput};
+    case LayerUse::kOptional:
+      if (request.all_layers) return feature_layers(model);
+      return request.layers;
     case LayerUse::kChosen:
       break;
   }

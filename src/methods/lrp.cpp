@@ -20,7 +20,9 @@
 // connections) and concatenations split it in proportion to their inputs,
 // and reshapes pass it unchanged: the rules of the literature, with no
 // per-architecture code. The map is the input's relevance x * c, [N,C,H,W],
-// drawn as an input gradient.
+// drawn as an input gradient; with --layer or --all-layers, also the
+// relevance of each of those layers' outputs summed over channels, [N,h,w],
+// drawn as a layer map.
 //
 // Composites: epsilon-plus-flat (the default: flat for the first layer, z+
 // for convolutions, epsilon for linear layers) and epsilon-gamma-box (box,
@@ -30,6 +32,7 @@
 #include <cmath>
 
 #include "cnnviz/error.h"
+#include "cnnviz/feature_map.h"
 #include "cnnviz/methods.h"
 
 namespace cnnviz::methods {
@@ -88,7 +91,16 @@ std::vector<MethodMap> lrp(Capture& capture) {
   }
   const at::Tensor c =
       capture.pass().relevance(capture.classes(), rules, p.score.value_or(Score{}));
-  return {{"", x * c}};
+  std::vector<MethodMap> maps = {{"", x * c}};
+  // At each layer asked for: its output's relevance, A * c, summed over
+  // channels (read as a map by the one reshape rule).
+  for (size_t i = 0; i < capture.layers().size(); ++i) {
+    const at::Tensor a = method_util::feature_map(capture, i);
+    const at::Tensor ci = to_feature_map(capture.pass().gradient(i), capture.layers()[i],
+                                         capture.engine().model().info().name);
+    maps.push_back({capture.layers()[i], (a * ci).sum(1)});
+  }
+  return maps;
 }
 
 }  // namespace cnnviz::methods

@@ -205,6 +205,10 @@ class Row {
     def_.lrp = true;
     return *this;
   }
+  Row& layer_maps() {
+    def_.layer_maps = true;
+    return *this;
+  }
   Row& paired(at::Tensor (*references)(const at::Tensor&, const MethodParams&)) {
     def_.references = references;
     return *this;
@@ -324,6 +328,9 @@ const std::vector<MethodDef>& method_table() {
       Row("lrp", methods::lrp)
           .summary("LRP: the logit redistributed to the pixels, rule by rule (composites)")
           .output(K::kInputGradient)
+          // --layer / --all-layers add the relevance there, summed over channels.
+          .layers(L::kOptional)
+          .layer_maps()
           .backward(relevance)
           .params({"composite", "rule", "epsilon", "gamma", "alpha", "beta"})
           // Relevance starts at the logit (its value, conserved down the layers).

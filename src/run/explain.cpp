@@ -57,6 +57,15 @@ json param_value(const ParamDef& p, const MethodParams& params) {
   return std::visit([&](auto field) { return json(params.*field); }, p.field);
 }
 
+// The variants a run writes, its maps' and then its layer maps' own.
+std::vector<std::string> written_variants(const OutputSelection& s) {
+  std::vector<std::string> all = s.variants;
+  for (const std::string& v : s.layer_variants) {
+    if (std::find(all.begin(), all.end(), v) == all.end()) all.push_back(v);
+  }
+  return all;
+}
+
 // One image on its way through the writers: the maps of every rank, the
 // source they are drawn over (built once, by the first map that needs it),
 // and the parts of its manifest entry known when it was computed.
@@ -113,7 +122,7 @@ struct RunState {
         warnings.insert(warnings.end(), f.warnings.begin(), f.warnings.end());
         if (!f.tile.empty()) tiles.emplace_back(w.layers[m], f.tile);
       }
-      if (selection.has("contact")) {
+      if (selection.any("contact")) {
         json sheet = write_contact_sheet(w.dir, method, w.targets[r], tiles);
         if (!sheet.is_null()) files_json.push_back(std::move(sheet));
       }
@@ -250,8 +259,8 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
            {"counterfactual", score.counterfactual},
            {"colormap", options.colormap},
            {"alpha", options.alpha},
-           {"raw", selection.has("npy")},
-           {"write", selection.variants}});
+           {"raw", selection.any("npy")},
+           {"write", written_variants(selection)}});
   for (const std::string& name : method.params) {
     const ParamDef& p = find_param(name);
     if (p.changes_maps) doc["options"][p.name] = param_value(p, params);
@@ -297,9 +306,9 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
     }
   }
 
-  const bool full_view =
-      method.output == MapKind::kLayerMap &&
-      (selection.has("overlay") || selection.has("overlay_full") || selection.has("contact"));
+  const bool layer_maps = method.output == MapKind::kLayerMap || method.layer_maps;
+  const bool full_view = layer_maps && (selection.any("overlay") || selection.any("overlay_full") ||
+                                        selection.any("contact"));
   LoaderOptions loader_options;
   loader_options.batch_size = std::max<size_t>(1, options.batch_size);
   loader_options.workers = options.decoders;

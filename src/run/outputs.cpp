@@ -112,6 +112,11 @@ bool OutputSelection::has(const std::string& variant) const {
   return std::find(variants.begin(), variants.end(), variant) != variants.end();
 }
 
+bool OutputSelection::any(const std::string& variant) const {
+  return has(variant) ||
+         std::find(layer_variants.begin(), layer_variants.end(), variant) != layer_variants.end();
+}
+
 OutputSelection select_outputs(const MethodDef& method, const std::vector<std::string>& names,
                                bool raw) {
   const std::vector<std::string>& available = map_variants(method.output);
@@ -124,13 +129,19 @@ OutputSelection select_outputs(const MethodDef& method, const std::vector<std::s
     }
     wanted.insert(n);
   }
+  auto choose = [&](const std::vector<std::string>& from) {
+    std::vector<std::string> out;
+    for (const std::string& v : from) {
+      const bool grey = v == "gray" || (v.size() > 5 && v.compare(v.size() - 5, 5, "_gray") == 0);
+      const bool chosen = names.empty() || wanted.count(v) || (grey && wanted.count("gray"));
+      if (chosen && (raw || v != "npy")) out.push_back(v);
+    }
+    return out;
+  };
   OutputSelection s;
-  for (const std::string& v : available) {
-    const bool grey = v == "gray" || (v.size() > 5 && v.compare(v.size() - 5, 5, "_gray") == 0);
-    const bool chosen = names.empty() || wanted.count(v) || (grey && wanted.count("gray"));
-    if (chosen && (raw || v != "npy")) s.variants.push_back(v);
-  }
-  if (s.variants.empty()) {
+  s.variants = choose(available);
+  if (method.layer_maps) s.layer_variants = choose(map_variants(MapKind::kLayerMap));
+  if (s.variants.empty() && s.layer_variants.empty()) {
     throw Error(ErrorCode::kUsage, "--write " + join(names) + ": " + method.name +
                                        " writes none "
                                        "of these (its maps are " +
@@ -145,19 +156,24 @@ MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::stri
   MapFiles out;
   const MapRange range = map_range(raw);
   Writer w(dir, method, layer, target, range, out);
-  if (selection.has("npy")) w.npy(raw);
-  switch (method.output) {
+  // A method's maps at layers may be of another kind than its own.
+  const bool at_layer = method.layer_maps && !layer.empty();
+  OutputSelection layer_selection;
+  layer_selection.variants = selection.layer_variants;
+  const OutputSelection& chosen = at_layer ? layer_selection : selection;
+  if (chosen.has("npy")) w.npy(raw);
+  switch (at_layer ? MapKind::kLayerMap : method.output) {
     case MapKind::kInputGradient:
       for (Rescale r : {Rescale::kAll, Rescale::kPos, Rescale::kNeg}) {
         const std::string v = rescale_name(r);
-        const bool colour = selection.has(v), grey = selection.has(v + "_gray");
+        const bool colour = chosen.has(v), grey = chosen.has(v + "_gray");
         if (!colour && !grey) continue;
         RescaledMap m = rescale_gradient(raw, r, range);
         if (m.degenerate) w.warn(w.prefix() + " " + v, "no values to rescale, written as zeros");
         if (colour) w.png(v, m.rgb);
         if (grey) w.png(v + "_gray", m.gray);
       }
-      if (selection.has("signed")) {
+      if (chosen.has("signed")) {
         bool degenerate = false;
         const cv::Mat heat = signed_heatmap(raw, degenerate);
         if (degenerate) w.warn(w.prefix() + " signed", "all zero, written as white");
@@ -165,35 +181,35 @@ MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::stri
       }
       break;
     case MapKind::kInputProduct: {
-      if (!selection.has("color") && !selection.has("gray") && !selection.has("contact")) break;
+      if (!chosen.has("color") && !chosen.has("gray") && !chosen.has("contact")) break;
       RescaledMap m = rescale_gradient(raw, Rescale::kAll, range);
       if (m.degenerate) w.warn(w.prefix(), "constant map, written as zeros");
-      if (selection.has("color")) w.png("color", m.rgb);
-      if (selection.has("gray")) w.png("gray", m.gray);
-      if (selection.has("contact")) out.tile = m.gray;
+      if (chosen.has("color")) w.png("color", m.rgb);
+      if (chosen.has("gray")) w.png("gray", m.gray);
+      if (chosen.has("contact")) out.tile = m.gray;
       break;
     }
     case MapKind::kLayerMap: {
       if (!(range.max - range.min > 0.0f)) {
         w.warn(w.prefix(), "map is all zero (or constant), written as zeros");
       }
-      const bool overlay = selection.has("overlay") || selection.has("contact");
-      if (!selection.has("gray") && !selection.has("heatmap") && !overlay &&
-          !selection.has("overlay_full")) {
+      const bool overlay = chosen.has("overlay") || chosen.has("contact");
+      if (!chosen.has("gray") && !chosen.has("heatmap") && !overlay &&
+          !chosen.has("overlay_full")) {
         break;
       }
       const cv::Mat gray = to_gray8(normalize_map(raw, range, view.box.size));
-      if (selection.has("gray")) w.png("gray", gray);
-      if (selection.has("heatmap") || overlay) {
+      if (chosen.has("gray")) w.png("gray", gray);
+      if (chosen.has("heatmap") || overlay) {
         const cv::Mat heat = style.colormap.apply(gray);
-        if (selection.has("heatmap")) w.png("heatmap", heat);
+        if (chosen.has("heatmap")) w.png("heatmap", heat);
         if (overlay) {
           cv::Mat over = blend(view.network_rgb, heat, style.alpha);
-          if (selection.has("overlay")) w.png("overlay", over);
-          if (selection.has("contact")) out.tile = over;
+          if (chosen.has("overlay")) w.png("overlay", over);
+          if (chosen.has("contact")) out.tile = over;
         }
       }
-      if (selection.has("overlay_full")) {
+      if (chosen.has("overlay_full")) {
         // Source-sized: the thread's buffer from the last image is reused.
         thread_local cv::Mat full;
         overlay_on_source(view, gray, style.colormap, style.alpha, full);
