@@ -302,34 +302,25 @@ if [ "$mode" = attribution ]; then
   bench=$root/build/cnnviz_bench
   [ -x "$bench" ] || die "build/cnnviz_bench missing: run scripts/setup.sh first"
   ms_of() { "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(d["best_ms_per_image"])'; }
-  dl=() py=()
-  for ((r = 0; r < repeat; r++)); do
-    dl+=("$("$bench" explain -m "$model_path" --method deeplift --batch-size 1 --batches 1 \
-      --threads "$threads" | ms_of)")
-    py+=("$("$python" "$root/scripts/bench_visualize.py" "$model_path" "$image" --mode fwdbwd \
-      --batch 2 --threads "$threads" --repeat 1 |
-      "$python" -c 'import json,sys; print(json.loads(sys.stdin.read())["best_ms"])')")
-  done
-  c=$(best "${dl[@]}") f=$(best "${py[@]}")
-  printf 'deeplift: %s, 1 image, %d threads\n' "$(basename "$model_path")" "$threads"
-  printf '  cnnviz (best of %d)                        %8.0f ms\n' "$repeat" "$c"
-  printf '  python 1 fwd + 1 bwd, batch 2 (best of %d) %8.0f ms   cnnviz/python %.2fx (target <= 1.3)\n' \
-    "$repeat" "$f" "$(calc "$c / $f")"
-  # LRP (the default composite, epsilon-plus-flat) against one forward and
-  # one backward of the image alone.
-  lrp=() py1=()
-  for ((r = 0; r < repeat; r++)); do
-    lrp+=("$("$bench" explain -m "$model_path" --method lrp --batch-size 1 --batches 1 \
-      --threads "$threads" | ms_of)")
-    py1+=("$("$python" "$root/scripts/bench_visualize.py" "$model_path" "$image" --mode fwdbwd \
-      --threads "$threads" --repeat 1 |
-      "$python" -c 'import json,sys; print(json.loads(sys.stdin.read())["best_ms"])')")
-  done
-  c=$(best "${lrp[@]}") f=$(best "${py1[@]}")
-  printf 'lrp: %s, 1 image, %d threads\n' "$(basename "$model_path")" "$threads"
-  printf '  cnnviz (best of %d)                        %8.0f ms\n' "$repeat" "$c"
-  printf '  python 1 fwd + 1 bwd (best of %d)          %8.0f ms   cnnviz/python %.2fx (target <= 1.3)\n' \
-    "$repeat" "$f" "$(calc "$c / $f")"
+  # METHOD against eager PyTorch's forward + backward of a batch of BATCH
+  # copies of the image, alternating, best of R each.
+  against_fwdbwd() { # METHOD BATCH
+    local ours=() theirs=() r c f
+    for ((r = 0; r < repeat; r++)); do
+      ours+=("$("$bench" explain -m "$model_path" --method "$1" --batch-size 1 --batches 1 \
+        --threads "$threads" | ms_of)")
+      theirs+=("$("$python" "$root/scripts/bench_visualize.py" "$model_path" "$image" --mode fwdbwd \
+        --batch "$2" --threads "$threads" --repeat 1 |
+        "$python" -c 'import json,sys; print(json.loads(sys.stdin.read())["best_ms"])')")
+    done
+    c=$(best "${ours[@]}") f=$(best "${theirs[@]}")
+    printf '%s: %s, 1 image, %d threads\n' "$1" "$(basename "$model_path")" "$threads"
+    printf '  cnnviz (best of %d)                        %8.0f ms\n' "$repeat" "$c"
+    printf '  python 1 fwd + 1 bwd, batch %d (best of %d) %8.0f ms   cnnviz/python %.2fx (target <= 1.3)\n' \
+      "$2" "$repeat" "$f" "$(calc "$c / $f")"
+  }
+  against_fwdbwd deeplift 2  # the image and its baseline
+  against_fwdbwd lrp 1       # the default composite, epsilon-plus-flat
   sq=$(model_file squeezenet1_1)
   fwd=$("$bench" forward -m "$sq" --batch-size 16 --batches "$repeat" --threads "$threads" | ms_of)
   printf 'occlusion and RISE: %s, 1 image, --sample-batch 16, %d threads\n' "$(basename "$sq")" "$threads"
