@@ -81,7 +81,9 @@ TEST(LrpTest, BiasFreeReluNetworksConserveRelevance) {
   for (const LrpRules& rules : {plus_flat, gamma_box}) {
     double logit = 0;
     const double sum = relevance_sum(engine, x, 1, rules, &logit);
-    if (logit > 0) EXPECT_NEAR(sum, logit, 1e-5 * std::abs(logit));
+    if (logit > 0) {
+      EXPECT_NEAR(sum, logit, 1e-5 * std::abs(logit));
+    }
   }
 }
 
@@ -214,7 +216,7 @@ TEST(CliLrpTest, InputAndLayerRelevanceFiles) {
   EXPECT_EQ(doc["options"]["composite"], "epsilon-gamma-box");
   const std::string tag = "_c" + std::to_string(doc["images"][0]["targets"][0]["class"].get<int>());
   const std::string base = out + "/" + std::filesystem::path(image).stem().string() + "/lrp";
-  for (const std::string f :
+  for (const std::string& f :
        {tag + ".npy", tag + "_pos.png", tag + "_signed.png", "_features.12" + tag + ".npy",
         "_features.12" + tag + "_overlay.png"}) {
     EXPECT_TRUE(std::filesystem::exists(base + f)) << base + f;

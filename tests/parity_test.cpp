@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -62,15 +63,21 @@ class ModelParityTest : public ::testing::Test {
 TEST_F(ModelParityTest, PreprocessingMatchesTorchvision) {
   const std::string ref = test::source_dir() + "/tests/reference/preprocess_ref.py";
   Preprocessing p;
-  for (const std::string& image : images()) {
-    SCOPED_TRACE(image);
-    const std::string out = dir_.file("ref.npy");
-    test::RunResult r = test::run({test::python(), ref, image, out});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    NpyArray expected = read_npy(out);
+  // One reference run for every image (Python and torch start once).
+  const std::vector<std::string> all = images();
+  std::vector<std::string> args = {test::python(), ref};
+  for (size_t i = 0; i < all.size(); ++i) {
+    args.push_back(all[i]);
+    args.push_back(dir_.file("ref" + std::to_string(i) + ".npy"));
+  }
+  test::RunResult r = test::run(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (size_t i = 0; i < all.size(); ++i) {
+    SCOPED_TRACE(all[i]);
+    NpyArray expected = read_npy(dir_.file("ref" + std::to_string(i) + ".npy"));
     ASSERT_EQ(expected.shape, (std::vector<int64_t>{3, 224, 224}));
     at::Tensor want = at::from_blob(expected.data.data(), {3, 224, 224}, at::kFloat);
-    at::Tensor got = preprocess(read_image_rgb(image), p);
+    at::Tensor got = preprocess(read_image_rgb(all[i]), p);
     at::Tensor diff = (got - want).abs();
     EXPECT_LE(diff.max().item<double>(), kMaxAbs);
     EXPECT_LE(diff.mean().item<double>(), kMaxMean);
@@ -88,13 +95,21 @@ TEST_F(ModelParityTest, GreyPreprocessingMatchesTorchvision) {
   p.mean[0] = 0.5f;
   p.std[0] = 0.25f;
   const std::vector<std::string> all = images();
-  for (size_t i = 0; i < all.size() && i < 3; ++i) {  // three reference runs are enough
+  const size_t n = std::min<size_t>(all.size(), 3);  // three images are enough
+  std::vector<std::string> args = {test::python(), ref};
+  for (size_t i = 0; i < n; ++i) {
+    args.push_back(all[i]);
+    args.push_back(dir_.file("grey" + std::to_string(i) + ".npy"));
+  }
+  for (const char* a :
+       {"--grey", "--resize", "36", "--crop", "28", "--mean", "0.5", "--std", "0.25"}) {
+    args.push_back(a);
+  }
+  test::RunResult r = test::run(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (size_t i = 0; i < n; ++i) {
     SCOPED_TRACE(all[i]);
-    const std::string out = dir_.file("grey.npy");
-    test::RunResult r = test::run({test::python(), ref, all[i], out, "--grey", "--resize", "36",
-                                   "--crop", "28", "--mean", "0.5", "--std", "0.25"});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    NpyArray expected = read_npy(out);
+    NpyArray expected = read_npy(dir_.file("grey" + std::to_string(i) + ".npy"));
     ASSERT_EQ(expected.shape, (std::vector<int64_t>{1, 28, 28}));
     at::Tensor want = at::from_blob(expected.data.data(), {1, 28, 28}, at::kFloat);
     at::Tensor got = preprocess(read_image_rgb(all[i]), p);

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Reference preprocessing: IMAGE -> [3, crop, crop] float32 tensor saved as OUT.npy.
 
-usage: preprocess_ref.py IMAGE OUT.npy [--resize 224] [--crop 224] [--grey --mean M --std S]
-The tensor is torchvision's Resize, CenterCrop, ToTensor, Normalize(ImageNet mean and std)
+usage: preprocess_ref.py IMAGE OUT.npy [IMAGE OUT.npy ...] [--resize 224] [--crop 224]
+                         [--grey --mean M --std S]
+Several pairs in one call start Python and import torch once. Each tensor is torchvision's Resize, CenterCrop, ToTensor, Normalize(ImageNet mean and std)
 of common.load_rgb(IMAGE), written with numpy.save (C order, little-endian '<f4').
 """
 
@@ -22,9 +23,8 @@ import common  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Reference preprocessing of one image to .npy")
-    parser.add_argument("image")
-    parser.add_argument("out", metavar="OUT.npy")
+    parser = argparse.ArgumentParser(description="Reference preprocessing of images to .npy")
+    parser.add_argument("pairs", nargs="+", metavar="IMAGE OUT.npy")
     parser.add_argument("--resize", type=int, default=224)
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--grey", action="store_true",
@@ -32,15 +32,16 @@ def main():
     parser.add_argument("--mean", type=float, default=0.0)
     parser.add_argument("--std", type=float, default=1.0)
     args = parser.parse_args()
+    if len(args.pairs) % 2:
+        parser.error("give IMAGE OUT.npy pairs")
 
-    if args.grey:
-        tensor = common.preprocess(common.load_rgb(args.image), resize=args.resize,
-                                   crop=args.crop, mean=[args.mean], std=[args.std], grey=True)
-    else:
-        tensor = common.preprocess(common.load_rgb(args.image), resize=args.resize,
-                                   crop=args.crop)
-    array = np.ascontiguousarray(tensor.numpy(), dtype="<f4")
-    np.save(args.out, array)
+    for image, out in zip(args.pairs[0::2], args.pairs[1::2]):
+        if args.grey:
+            tensor = common.preprocess(common.load_rgb(image), resize=args.resize,
+                                       crop=args.crop, mean=[args.mean], std=[args.std], grey=True)
+        else:
+            tensor = common.preprocess(common.load_rgb(image), resize=args.resize, crop=args.crop)
+        np.save(out, np.ascontiguousarray(tensor.numpy(), dtype="<f4"))
 
 
 if __name__ == "__main__":
