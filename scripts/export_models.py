@@ -36,6 +36,18 @@ from torchvision.models._meta import _IMAGENET_CATEGORIES  # noqa: E402
 PROG = "export_models.py"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
+def default_outdir():
+    """The source tree's models/ when run from a source tree; else (installed as cnnviz-export)
+    the user's models directory, which cnnviz searches: $XDG_DATA_HOME/cnnviz/models, default
+    ~/.local/share/cnnviz/models."""
+    if os.path.isfile(os.path.join(REPO, "CMakeLists.txt")):
+        return os.path.join(REPO, "models")
+    data = os.environ.get("XDG_DATA_HOME", "")
+    if not data.startswith("/"):
+        data = os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data, "cnnviz", "models")
+
 # Supported architectures and the layer Grad-CAM uses by default (the last spatial feature map).
 GRADCAM_LAYER = {
     "vgg16": "features.29",
@@ -467,8 +479,9 @@ def parse_args(argv):
     )
     parser.add_argument("models", nargs="*", metavar="MODEL",
                         help=f"one of {', '.join(MODELS)}, or all")
-    parser.add_argument("-o", "--outdir", default=os.path.join(REPO, "models"),
-                        help="output directory (default: <repo>/models)")
+    parser.add_argument("-o", "--outdir", default=default_outdir(),
+                        help="output directory (default: the source tree's models/, or, "
+                        "installed, $XDG_DATA_HOME/cnnviz/models: %(default)s)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", metavar="FILE.pth",
                         help="load this state_dict (single model only)")

@@ -8,12 +8,16 @@ CNNVIZ_PACKAGES=(
   libjpeg-dev libpng-dev  # JPEG and PNG decoding: sizes first, errors reported, not printed
   python3 python3-torch python3-torchvision python3-numpy python3-pil
   python3-skimage  # ships chelsea.png, the sample cat photo (CC0)
+  help2man  # the man page, from the binary's own --help, at build time
+  dpkg-dev  # dpkg-shlibdeps: the Debian package's Depends (scripts/package.sh)
 )
 
 # Debian packages only the test suite needs (scripts/test.sh installs them,
 # setup.sh does not).
 CNNVIZ_TEST_PACKAGES=(
   chromium  # opens the HTML report headless (tests/report_browser_test.sh)
+  python3-jsonschema  # validates every JSON output against schemas/
+  bash-completion zsh man-db  # the installed completions and man page (tests/install_test.sh)
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -23,8 +23,7 @@ class CliBatchTest : public ::testing::Test {
   void SetUp() override { model_ = test::squeezenet_path(); }
 
   test::RunResult cnnviz(std::vector<std::string> args, const std::string& stdin_text = "") {
-    args.insert(args.begin(), test::cnnviz_bin());
-    return test::run(args, {{"CNNVIZ_MODEL", ""}, {"CNNVIZ_MODELS", ""}}, stdin_text);
+    return test::run_cnnviz(args, {}, stdin_text);
   }
 
   nlohmann::json manifest(const std::string& name = "manifest.json") {

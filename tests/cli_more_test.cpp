@@ -26,10 +26,7 @@ class CliMoreTest : public ::testing::Test {
     out_ = dir_.file("out");
   }
 
-  test::RunResult cnnviz(std::vector<std::string> args) {
-    args.insert(args.begin(), test::cnnviz_bin());
-    return test::run(args, {{"CNNVIZ_MODEL", ""}, {"CNNVIZ_MODELS", ""}});
-  }
+  test::RunResult cnnviz(std::vector<std::string> args) { return test::run_cnnviz(args); }
 
   nlohmann::json read_json(const std::string& path) {
     return nlohmann::json::parse(test::read_text(path));
@@ -125,17 +122,16 @@ TEST_F(CliMoreTest, EvaluateWritesCurvesAndKeepsGoingPastBadImages) {
 TEST_F(CliMoreTest, ModelsWithoutMetadata) {
   const std::string plain = dir_.file("plain.pt"), traced = dir_.file("traced.pt"),
                     frozen = dir_.file("frozen.pt");
-  test::RunResult r = test::run(
-      {test::python(), "-c",
-       "import sys, torch, torchvision\n"
-       "torch.manual_seed(0)\n"
-       "m = torchvision.models.squeezenet1_1(weights=None).eval()\n"
-       "torch.jit.save(torch.jit.script(m), sys.argv[1])\n"
-       "x = torch.randn(1, 3, 160, 160)\n"
-       "t = torch.jit.trace(m, x)\n"
-       "torch.jit.save(t, sys.argv[2])\n"
-       "torch.jit.save(torch.jit.freeze(t), sys.argv[3])\n",
-       plain, traced, frozen});
+  test::RunResult r = test::run({test::python(), "-c",
+                                 "import sys, torch, torchvision\n"
+                                 "torch.manual_seed(0)\n"
+                                 "m = torchvision.models.squeezenet1_1(weights=None).eval()\n"
+                                 "torch.jit.save(torch.jit.script(m), sys.argv[1])\n"
+                                 "x = torch.randn(1, 3, 160, 160)\n"
+                                 "t = torch.jit.trace(m, x)\n"
+                                 "torch.jit.save(t, sys.argv[2])\n"
+                                 "torch.jit.save(torch.jit.freeze(t), sys.argv[3])\n",
+                                 plain, traced, frozen});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string labels;
   for (int i = 0; i < 1000; ++i) labels += "thing " + std::to_string(i) + "\n";
@@ -183,7 +179,8 @@ TEST_F(CliMoreTest, ModelsWithoutMetadata) {
 
 TEST_F(CliMoreTest, DeviceOption) {
   const bool cuda = resolve_device("auto").is_cuda();
-  test::RunResult r = cnnviz({"gradcam", "-q", "--device", "cpu", "-m", model_, "-o", out_, image_});
+  test::RunResult r =
+      cnnviz({"gradcam", "-q", "--device", "cpu", "-m", model_, "-o", out_, image_});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(read_json(out_ + "/manifest.json")["device"], "cpu");
   r = cnnviz({"classify", "--device", "auto", "-m", model_, image_});
@@ -206,9 +203,9 @@ TEST_F(CliMoreTest, DeviceOption) {
 TEST_F(CliMoreTest, OutOfMemoryRetriesWithSmallerBatches) {
   cv::Mat img(100, 120, CV_8UC3, cv::Scalar(20, 200, 90));
   for (const char* name : {"b.png", "c.png"}) ASSERT_TRUE(cv::imwrite(dir_.file(name), img));
-  std::vector<std::string> args = {test::cnnviz_bin(), "gradcam", "--batch-size", "3", "-m",
-                                   model_, "-o", out_, image_, dir_.file("b.png"),
-                                   dir_.file("c.png")};
+  std::vector<std::string> args = {
+      test::cnnviz_bin(), "gradcam",         "--batch-size", "3", "-m", model_, "-o", out_, image_,
+      dir_.file("b.png"), dir_.file("c.png")};
   test::RunResult r = test::run(args, {{"CNNVIZ_TEST_OOM_ABOVE", "1"}});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("out of memory on a batch of 3 images: retrying in batches of 2"),

@@ -24,11 +24,8 @@ class CliTest : public ::testing::Test {
 
   test::RunResult cnnviz(std::vector<std::string> args,
                          const std::map<std::string, std::string>& env = {}) {
-    args.insert(args.begin(), test::cnnviz_bin());
-    // Keep the caller's CNNVIZ_MODEL/CNNVIZ_MODELS out unless a test sets them.
-    std::map<std::string, std::string> e = {{"CNNVIZ_MODEL", ""}, {"CNNVIZ_MODELS", ""}};
-    for (const auto& [k, v] : env) e[k] = v;
-    return test::run(args, e);
+    // The caller's CNNVIZ_MODEL/CNNVIZ_MODELS stay out unless a test sets them.
+    return test::run_cnnviz(args, env);
   }
 
   // Every stderr line is a cnnviz message: no stack trace, no library noise.

@@ -29,10 +29,7 @@ class CliVisualizeTest : public ::testing::Test {
     out_ = dir_.file("out");
   }
 
-  test::RunResult cnnviz(std::vector<std::string> args) {
-    args.insert(args.begin(), test::cnnviz_bin());
-    return test::run(args, {{"CNNVIZ_MODEL", ""}, {"CNNVIZ_MODELS", ""}});
-  }
+  test::RunResult cnnviz(std::vector<std::string> args) { return test::run_cnnviz(args); }
 
   nlohmann::json manifest() {
     return nlohmann::json::parse(test::read_text(out_ + "/manifest.json"));

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "cnnviz/engine.h"
@@ -11,6 +12,8 @@
 
 namespace cnnviz {
 namespace {
+
+namespace fs = std::filesystem;
 
 // --- metadata parsing (unit) ---
 
@@ -74,11 +77,49 @@ TEST(StoreTest, ResolvesNamesInTheModelsDirectory) {
   EXPECT_TRUE(list_models(dir.file("absent")).empty());
 }
 
+TEST(StoreTest, SearchPathOrderAndShadowing) {
+  test::TempDir dir;
+  fs::create_directories(dir.file("chosen"));
+  fs::create_directories(dir.file("data/cnnviz/models"));
+  test::write_text(dir.file("chosen/vgg16.pt"), "x");
+  test::write_text(dir.file("data/cnnviz/models/vgg16.pt"), "x");
+  test::write_text(dir.file("data/cnnviz/models/alexnet.pt"), "x");
+  const char* old = std::getenv("XDG_DATA_HOME");
+  const std::string saved = old ? old : "";
+  setenv("XDG_DATA_HOME", dir.file("data").c_str(), 1);
+  const std::vector<ModelDir> path = model_search_path({dir.file("chosen"), "--models-dir"});
+  // The test binary is not the build tree's cnnviz: the prefix beside it
+  // comes third, the source tree's models/ not at all.
+  ASSERT_EQ(path.size(), 3u);
+  EXPECT_EQ(path[0].path, dir.file("chosen"));
+  EXPECT_EQ(path[1].path, dir.file("data/cnnviz/models"));
+  EXPECT_EQ(path[1].source, "user data directory");
+  EXPECT_EQ(path[2].source, "installation prefix");
+  EXPECT_NE(path[2].path.find("share/cnnviz/models"), std::string::npos);
+  EXPECT_EQ(resolve_model("vgg16", path), dir.file("chosen/vgg16.pt"));
+  EXPECT_EQ(resolve_model("alexnet", path), dir.file("data/cnnviz/models/alexnet.pt"));
+  const std::vector<ModelEntry> found = find_models(path);
+  ASSERT_EQ(found.size(), 3u);
+  EXPECT_EQ(found[0].name, "vgg16");
+  EXPECT_FALSE(found[0].shadowed);
+  EXPECT_TRUE(found[2].shadowed);  // data/.../vgg16.pt, after alexnet
+  EXPECT_NE(found[0].problem.find("not a TorchScript archive"), std::string::npos);
+  // A relative XDG_DATA_HOME is invalid (XDG Base Directory): $HOME's default.
+  setenv("XDG_DATA_HOME", "relative", 1);
+  EXPECT_EQ(user_models_dir(), std::string(std::getenv("HOME")) + "/.local/share/cnnviz/models");
+  if (old) {
+    setenv("XDG_DATA_HOME", saved.c_str(), 1);
+  } else {
+    unsetenv("XDG_DATA_HOME");
+  }
+}
+
 TEST(StoreTest, MissingModelListsWhatExistsAndHowToExport) {
   test::TempDir dir;
   test::write_text(dir.file("alexnet.pt"), "x");
   test::expect_error([&] { resolve_model("densenet121", dir.path()); }, ErrorCode::kModel,
-                     "available: alexnet; export it with: scripts/export_models.py densenet121");
+                     "available: alexnet; export it with: cnnviz-export densenet121, or "
+                     "scripts/export_models.py densenet121 in the source tree)");
   test::expect_error([&] { resolve_model("nowhere/x.pt", dir.path()); }, ErrorCode::kModel,
                      "model file 'nowhere/x.pt': not found");
 }

@@ -267,11 +267,7 @@ TEST_F(ReportTest, UnwritablePageIsAnOutputError) {
 // `cnnviz report` end to end: what it prints and its exit codes.
 class CliReportTest : public ReportTest {
  protected:
-  test::RunResult cnnviz(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {test::cnnviz_bin()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return test::run(argv);
-  }
+  test::RunResult cnnviz(const std::vector<std::string>& args) { return test::run_cnnviz(args); }
 };
 
 TEST_F(CliReportTest, PrintsThePathOfThePage) {

@@ -4,9 +4,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -63,11 +65,84 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-RunResult run_cnnviz(std::vector<std::string> args, std::map<std::string, std::string> env) {
+namespace {
+
+// With $CNNVIZ_TEST_JSON_DIR set (ctest sets it for the cli tests), every
+// JSON document a successful run printed (--json) or wrote into its -o
+// directory (manifests, evaluate.json, the lines it appended to journals) is
+// copied there; the schema.cli_outputs test validates them all against
+// schemas/ afterwards. Files a test planted and the run left alone are not
+// the run's output: only what changed during the run is taken.
+const char* json_dir() {
+  const char* dir = std::getenv("CNNVIZ_TEST_JSON_DIR");
+  return dir && *dir ? dir : nullptr;
+}
+
+std::string outdir_of(const std::vector<std::string>& args) {
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "-o" || args[i] == "--outdir") return args[i + 1];
+  }
+  return "";
+}
+
+// Run files of `dir` (manifest*.json, journal*.jsonl, evaluate*.json) with
+// their size and modification time.
+std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> run_files(const std::string& dir) {
+  std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> files;
+  std::error_code ec;
+  if (dir.empty()) return files;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::string ext = it->path().extension().string();
+    const bool run_file = name.rfind("manifest", 0) == 0 || name.rfind("journal", 0) == 0 ||
+                          name.rfind("evaluate", 0) == 0;
+    if (run_file && (ext == ".json" || ext == ".jsonl") && it->is_regular_file(ec)) {
+      files[name] = {it->file_size(ec), it->last_write_time(ec)};
+    }
+  }
+  return files;
+}
+
+void collect_json(const std::vector<std::string>& args, const RunResult& r,
+                  const std::map<std::string, std::pair<uintmax_t, fs::file_time_type>>& before) {
+  const char* dir = json_dir();
+  if (!dir || r.exit_code != 0) return;
+  static int counter = 0;
+  const std::string prefix =
+      std::string(dir) + "/" + std::to_string(getpid()) + "-" + std::to_string(++counter) + "-";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (std::find(args.begin(), args.end(), "--json") != args.end() && !r.out.empty() &&
+      r.out[0] == '{') {
+    write_text(prefix + "stdout.json", r.out);
+  }
+  const std::string outdir = outdir_of(args);
+  for (const auto& [name, now] : run_files(outdir)) {
+    auto was = before.find(name);
+    if (was != before.end() && was->second == now) continue;  // not touched by the run
+    const std::string text = read_text(outdir + "/" + name);
+    const bool appended = was != before.end() && name.size() > 6 &&
+                          name.compare(name.size() - 6, 6, ".jsonl") == 0 &&
+                          was->second.first <= text.size();
+    write_text(prefix + name, appended ? text.substr(was->second.first) : text);
+  }
+}
+}  // namespace
+
+RunResult run_cnnviz(std::vector<std::string> args, std::map<std::string, std::string> env,
+                     const std::string& stdin_text) {
   args.insert(args.begin(), cnnviz_bin());
   env.emplace("CNNVIZ_MODEL", "");
   env.emplace("CNNVIZ_MODELS", "");
-  return run(args, env);
+  // Neither the developer's config file nor their models directory.
+  env.emplace("XDG_CONFIG_HOME", "/nonexistent/cnnviz-test-config");
+  env.emplace("XDG_DATA_HOME", "/nonexistent/cnnviz-test-data");
+  const auto before = json_dir()
+                          ? run_files(outdir_of(args))
+                          : std::map<std::string, std::pair<uintmax_t, fs::file_time_type>>();
+  RunResult r = run(args, env, stdin_text);
+  collect_json(args, r, before);
+  return r;
 }
 
 int start(const std::vector<std::string>& argv, const std::string& dir,

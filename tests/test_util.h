@@ -53,8 +53,11 @@ RunResult run(const std::vector<std::string>& argv,
               const std::string& stdin_text = "");
 
 // Runs the cnnviz binary with `args`, with $CNNVIZ_MODEL and $CNNVIZ_MODELS
-// unset (and `env` set) in the child.
-RunResult run_cnnviz(std::vector<std::string> args, std::map<std::string, std::string> env = {});
+// unset, $XDG_CONFIG_HOME and $XDG_DATA_HOME pointing nowhere (no user
+// config file, no user models), and `env` set in the child. With
+// $CNNVIZ_TEST_JSON_DIR set, keeps a copy of the JSON it produced there.
+RunResult run_cnnviz(std::vector<std::string> args, std::map<std::string, std::string> env = {},
+                     const std::string& stdin_text = "");
 
 // Starts argv in the background (stdout/stderr to files in `dir`); returns
 // its pid. finish() waits for it and collects the result.

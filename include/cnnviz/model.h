@@ -70,6 +70,12 @@ void check_output_classes(const ModelInfo& info, int64_t outputs);
 // naming `path` and the field otherwise.
 ModelInfo parse_model_info(const std::string& json_text, const std::string& path);
 
+// The metadata of the model file at `path` (ModelInfo::has_metadata false
+// when it has none), read from the archive's directory without loading the
+// module or its weights. Throws Error(kModel) for a file that is not a
+// TorchScript archive or whose metadata is invalid.
+ModelInfo read_model_info(const std::string& path);
+
 // A loaded classifier. Copies share the same underlying module.
 class Model {
  public:

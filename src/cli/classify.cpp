@@ -8,6 +8,7 @@
 
 #include "cnnviz/classify.h"
 #include "cnnviz/error.h"
+#include "cnnviz/formats.h"
 #include "cnnviz/inputs.h"
 #include "cnnviz/json_util.h"
 #include "cnnviz/limits.h"
@@ -16,6 +17,7 @@
 #include "cnnviz/progress.h"
 #include "cnnviz/runtime.h"
 #include "cnnviz/stopwatch.h"
+#include "cnnviz/version.h"
 
 namespace cnnviz::cli {
 
@@ -93,6 +95,9 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
 
   if (opts.json) {
     nlohmann::ordered_json doc;
+    doc["format"] = format_name(Format::kClassify);
+    doc["format_version"] = format_version(Format::kClassify);
+    doc["cnnviz_version"] = kVersion;
     doc["model"] = model_json(info);
     doc["results"] = nlohmann::ordered_json::array();
     for (const ClassifyResult& result : summary.results) {

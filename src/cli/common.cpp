@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 #include <ostream>
 #include <tuple>
@@ -13,17 +14,38 @@
 #include "cnnviz/limits.h"
 #include "cnnviz/model_store.h"
 #include "cnnviz/runtime.h"
+#include "config.h"
 
 namespace cnnviz::cli {
 
+const CLI::Option* add_models_dir_option(CLI::App& sub, std::string& dir) {
+  return sub
+      .add_option("--models-dir", dir,
+                  "Directory searched first for model names (then the user's, the "
+                  "installation's; 'cnnviz models' shows them)")
+      ->envname("CNNVIZ_MODELS");
+}
+
+std::vector<ModelDir> models_search_path(const std::string& dir, const CLI::Option* option) {
+  ModelDir chosen{dir, "--models-dir"};
+  const char* env = std::getenv("CNNVIZ_MODELS");
+  if (dir.empty()) {
+    chosen.source.clear();
+  } else if (set_by_config(option)) {
+    chosen.source = "config file";
+  } else if (env && dir == env) {
+    chosen.source = "$CNNVIZ_MODELS";
+  }
+  return model_search_path(chosen);
+}
+
 void add_model_options(CLI::App& sub, ModelOptions& opts) {
   sub.add_option("-m,--model", opts.model,
-                 "Model name (looked up as MODELS_DIR/NAME.pt) or path to a TorchScript file")
+                 "Model name (the first NAME.pt on the models search path: cnnviz models) or a "
+                 "TorchScript file")
       ->envname("CNNVIZ_MODEL")
       ->capture_default_str();
-  sub.add_option("--models-dir", opts.models_dir,
-                 "Directory searched for model names (default: the source tree's models/)")
-      ->envname("CNNVIZ_MODELS");
+  opts.models_dir_option = add_models_dir_option(sub, opts.models_dir);
   sub.add_option("--threads", opts.threads, "LibTorch threads (default: every available core)")
       ->check(CLI::Range(1, kMaxThreads));
   sub.add_option("--device", opts.device,
@@ -145,12 +167,13 @@ void apply_overrides(const ModelOptions& opts, ModelInfo& info) {
 }  // namespace
 
 Model open_model(const ModelOptions& opts, std::ostream& err) {
-  const std::string dir = opts.models_dir.empty() ? builtin_models_dir() : opts.models_dir;
   const at::Device device = resolve_device(opts.device);
   if (opts.device == "auto" && device.is_cpu() && cuda_built()) {
     err << kPrefix << "warning: this LibTorch has CUDA but no GPU is visible: running on the CPU\n";
   }
-  Model model = Model::load(resolve_model(opts.model, dir), device);
+  Model model = Model::load(
+      resolve_model(opts.model, models_search_path(opts.models_dir, opts.models_dir_option)),
+      device);
   set_threads(opts.threads);
   apply_overrides(opts, model.mutable_info());
   const ModelInfo& info = model.info();
@@ -164,7 +187,7 @@ Model open_model(const ModelOptions& opts, std::ostream& err) {
     const std::string export_name = info.arch.empty() ? info.name : info.arch;
     err << kPrefix << "WARNING: model '" << info.name
         << "' has RANDOM weights: its predictions are meaningless\n"
-        << kPrefix << "  for real ones: scripts/export_models.py --force " << export_name
+        << kPrefix << "  for real ones: cnnviz-export --force " << export_name
         << " (needs network or a torch hub cache; see README, 'Models')\n";
   }
   return model;

@@ -9,16 +9,18 @@
 
 #include "cnnviz/limits.h"
 #include "cnnviz/model.h"
+#include "cnnviz/model_store.h"
 
 namespace cnnviz::cli {
 
 // Options every model-running subcommand takes. The environment variables are
 // read by CLI11 when the flag is absent.
 struct ModelOptions {
-  std::string model = "vgg16";  // -m/--model, $CNNVIZ_MODEL
-  std::string models_dir;       // --models-dir, $CNNVIZ_MODELS
-  int threads = 0;              // --threads; 0 = every available core
-  std::string device = "auto";  // --device cpu|cuda|cuda:N|auto, $CNNVIZ_DEVICE
+  std::string model = "vgg16";                     // -m/--model, $CNNVIZ_MODEL
+  std::string models_dir;                          // --models-dir, $CNNVIZ_MODELS, the config file
+  const CLI::Option* models_dir_option = nullptr;  // to tell where models_dir came from
+  int threads = 0;                                 // --threads; 0 = every available core
+  std::string device = "auto";                     // --device cpu|cuda|cuda:N|auto, $CNNVIZ_DEVICE
   // Overrides for models without (or with other) metadata.
   std::string labels;            // --labels FILE, one class name per line
   std::vector<float> mean, std;  // --mean, --std: one value per input channel
@@ -28,6 +30,13 @@ struct ModelOptions {
 };
 
 void add_model_options(CLI::App& sub, ModelOptions& opts);
+
+// Adds --models-dir (and $CNNVIZ_MODELS) to `sub`; returns the option.
+const CLI::Option* add_models_dir_option(CLI::App& sub, std::string& dir);
+
+// The models search path (model_store.h) with `dir` first, labelled with
+// where it came from: --models-dir, $CNNVIZ_MODELS or the config file.
+std::vector<ModelDir> models_search_path(const std::string& dir, const CLI::Option* option);
 
 // Where the images come from: IMAGE... arguments (files or directories),
 // --from-list FILE ("-": stdin), --shard K/N; and whether to show progress.

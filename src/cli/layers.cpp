@@ -8,6 +8,7 @@
 
 #include "cnnviz/engine.h"
 #include "cnnviz/feature_map.h"
+#include "cnnviz/formats.h"
 #include "cnnviz/json_util.h"
 #include "cnnviz/layers.h"
 
@@ -41,6 +42,8 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
   const std::string gradcam_layer = default_layer(model, d);
   if (opts.json) {
     nlohmann::ordered_json doc;
+    doc["format"] = format_name(Format::kLayers);
+    doc["format_version"] = format_version(Format::kLayers);
     doc["model"] = info.name;
     doc["gradcam_layer"] = gradcam_layer;
     doc["guided_relus"] = d.report.guided_relus;

@@ -1,11 +1,15 @@
 // cnnviz: the command-line entry point. Parses arguments with CLI11, runs one
 // subcommand, and is the only place that turns errors into exit codes.
+#include <torch/cuda.h>
+
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <exception>
 #include <iostream>
 #include <memory>
 #include <opencv2/core.hpp>
 #include <opencv2/core/utils/logger.hpp>
+#include <string>
 
 #include "classify.h"
 #include "cnnviz/engine.h"
@@ -14,11 +18,31 @@
 #include "cnnviz/progress.h"
 #include "cnnviz/runtime.h"
 #include "cnnviz/version.h"
+#include "completion.h"
+#include "config.h"
 #include "evaluate.h"
 #include "layers.h"
 #include "merge.h"
+#include "models.h"
 #include "report.h"
 #include "visualize.h"
+
+namespace {
+
+// `cnnviz --version`: the version first (help2man reads that line), then
+// what this binary was built against and what it finds at run time.
+std::string version_text() {
+  const int gpus = static_cast<int>(torch::cuda::device_count());
+  std::string cuda =
+      cnnviz::cuda_built()
+          ? (gpus > 0 ? "available, " + std::to_string(gpus) + (gpus == 1 ? " device" : " devices")
+                      : "built in, no device visible")
+          : "not built in (CPU only)";
+  return std::string("cnnviz ") + cnnviz::kVersion + "\nLibTorch " + CNNVIZ_TORCH_VERSION +
+         "\nOpenCV " + CV_VERSION + "\nCUDA: " + cuda + "\nbuild type: " + CNNVIZ_BUILD_TYPE;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace cnnviz;
@@ -32,7 +56,9 @@ int main(int argc, char** argv) {
   reuse_freed_memory();
 
   CLI::App app{"cnnviz: see what an ImageNet CNN looks at", "cnnviz"};
-  app.set_version_flag("--version", std::string("cnnviz ") + kVersion);
+  app.set_version_flag("--version", version_text(),
+                       "Print the version, what it was built "
+                       "against and whether CUDA is usable");
   app.require_subcommand(1);
   app.footer(
       "Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad input (images, manifest), 4 model, "
@@ -50,6 +76,12 @@ int main(int argc, char** argv) {
   CLI::App* report_cmd = cli::setup_report(app, report);
   cli::EvaluateCliOptions evaluate;
   CLI::App* evaluate_cmd = cli::setup_evaluate(app, evaluate);
+  cli::ModelsOptions models;
+  CLI::App* models_cmd = cli::setup_models(app, models);
+  std::string shell;
+  CLI::App* completion_cmd = cli::setup_completion(app, shell);
+  std::string config;
+  cli::add_config_option(app, config);
 
   try {
     app.parse(argc, argv);
@@ -81,6 +113,10 @@ int main(int argc, char** argv) {
   // Ctrl-C stops a run at the next batch with a consistent manifest.
   install_interrupt_handler();
   try {
+    if (completion_cmd->parsed()) return cli::run_completion(app, shell, std::cout);
+    const bool given = !config.empty();
+    cli::apply_config(app, given ? config : cli::default_config_path(), given);
+    if (models_cmd->parsed()) return cli::run_models(models, std::cout, std::cerr);
     if (classify_cmd->parsed()) return cli::run_classify(classify, std::cout, std::cerr);
     if (layers_cmd->parsed()) return cli::run_layers(layers, std::cout, std::cerr);
     if (merge_cmd->parsed()) return cli::run_merge(merge, std::cout, std::cerr);

@@ -1,5 +1,6 @@
 #include "cnnviz/model.h"
 
+#include <caffe2/serialize/inline_container.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -282,6 +283,31 @@ Model Model::load(const std::string& path, at::Device device) {
   }
   if (impl->info.name.empty()) impl->info.name = fs::path(path).stem().string();
   return Model(std::move(impl));
+}
+
+ModelInfo read_model_info(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    throw Error(ErrorCode::kModel, "model file '" + path + "': not found or not a regular file");
+  }
+  ModelInfo info;
+  info.path = path;
+  try {
+    // The archive's directory only: the weights stay on disk.
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    const std::string record = std::string("extra/") + kMetadataFile;
+    if (reader.hasRecord(record)) {
+      // (LibTorch 1.13's reader has no size query: torch::jit::load reads
+      // extra files whole too; parse_model_info checks the size.)
+      auto [data, n] = reader.getRecord(record);
+      info = parse_model_info(std::string(static_cast<const char*>(data.get()), n), path);
+    }
+  } catch (const c10::Error& e) {
+    throw Error(ErrorCode::kModel, "cannot read model '" + path + "': not a TorchScript archive (" +
+                                       first_line(e.what_without_backtrace()) + ")");
+  }
+  if (info.name.empty()) info.name = fs::path(path).stem().string();
+  return info;
 }
 
 const ModelInfo& Model::info() const { return impl_->info; }

@@ -9,6 +9,7 @@
 #include "cnnviz/engine.h"
 #include "cnnviz/error.h"
 #include "cnnviz/files.h"
+#include "cnnviz/formats.h"
 #include "cnnviz/image.h"
 #include "cnnviz/json_util.h"
 #include "cnnviz/layers.h"
@@ -77,6 +78,8 @@ json evaluate(const Model& model, const std::vector<std::string>& images,
   const LogitsFn logits = [&](const at::Tensor& batch) { return model.logits(batch); };
 
   json doc;
+  doc["format"] = format_name(Format::kEvaluate);
+  doc["format_version"] = format_version(Format::kEvaluate);
   doc["cnnviz_version"] = kVersion;
   doc["model"] = model_json(info);
   doc["device"] = model.device().str();

@@ -19,6 +19,7 @@
 #include "cnnviz/engine.h"
 #include "cnnviz/error.h"
 #include "cnnviz/files.h"
+#include "cnnviz/formats.h"
 #include "cnnviz/image_targets.h"
 #include "cnnviz/json_util.h"
 #include "cnnviz/layers.h"
@@ -239,6 +240,8 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
 
   ExplainSummary summary;
   json& doc = summary.manifest;
+  doc["format"] = format_name(Format::kManifest);
+  doc["format_version"] = format_version(Format::kManifest);
   doc["cnnviz_version"] = kVersion;
   doc["model"] = model_json(info);
   doc["device"] = model.device().str();

@@ -16,6 +16,7 @@
 
 #include "cnnviz/error.h"
 #include "cnnviz/files.h"
+#include "cnnviz/formats.h"
 #include "cnnviz/json_util.h"
 #include "cnnviz/limits.h"
 
@@ -206,7 +207,9 @@ Journal::~Journal() {
 }
 
 void Journal::append(const json& entry, const std::string& run_key) {
-  json line = entry;
+  json line{{"format", format_name(Format::kJournal)},
+            {"format_version", format_version(Format::kJournal)}};
+  line.update(entry);
   line["run_key"] = run_key;
   const std::string text = dump_json(line) + "\n";
   std::lock_guard<std::mutex> lock(mutex_);
@@ -321,6 +324,8 @@ std::map<std::string, json> read_journals(const std::string& outdir, const std::
                     const std::string image = image_name(e);
                     if (image.empty()) return;
                     e.erase("run_key");
+                    e.erase("format");
+                    e.erase("format_version");
                     found[image] = std::move(e);
                   });
   }

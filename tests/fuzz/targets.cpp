@@ -11,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "../../src/cli/config.h"
 #include "cnnviz/error.h"
 #include "cnnviz/files.h"
 #include "cnnviz/image.h"
@@ -183,6 +184,42 @@ int npy(const uint8_t* data, size_t size) {
   return 0;
 }
 
+int config(const uint8_t* data, size_t size) {
+  // A CLI shaped like cnnviz's: a global option, subcommands with a string,
+  // a checked number, a list and a flag, one excluding another.
+  CLI::App app{"fuzz", "cnnviz"};
+  std::string path, model, colormap;
+  int threads = 0;
+  std::vector<std::string> write_kinds;
+  bool all_layers = false, json = false;
+  std::vector<std::string> layers;
+  CLI::App* gradcam = app.add_subcommand("gradcam");
+  gradcam->add_option("-m,--model", model)->envname("CNNVIZ_FUZZ_MODEL");
+  gradcam->add_option("--threads", threads)->check(CLI::Range(1, 256));
+  gradcam->add_option("--colormap", colormap)->check(CLI::IsMember({"jet", "magma"}));
+  gradcam->add_option("--write", write_kinds)->check(CLI::IsMember({"npy", "overlay"}));
+  CLI::Option* all = gradcam->add_flag("--all-layers", all_layers);
+  gradcam->add_option("--layer", layers)->excludes(all);
+  CLI::App* classify = app.add_subcommand("classify");
+  classify->add_flag("--json", json);
+  cli::add_config_option(app, path);
+  const char* argv[] = {"cnnviz", "gradcam", "--threads", "2"};
+  app.parse(4, const_cast<char**>(argv));
+  const std::string dir = scratch();
+  write(dir + "/config.toml", data, size);
+  try {
+    cli::apply_config(app, dir + "/config.toml", true);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kUsage)
+      bug(std::string("config error with another code: ") + e.what());
+    if (std::string(e.what()).find('\n') != std::string::npos) bug("multi-line config error");
+    return 0;
+  }
+  if (threads != 2) bug("the config overrode the command line");
+  if (all_layers && !layers.empty()) bug("both of two excluding options set");
+  return 0;
+}
+
 int png(const uint8_t* data, size_t size) {
   if (size < 3) return 0;
   // Width, channels and order from the first bytes; the rest are pixels.
@@ -205,9 +242,9 @@ int png(const uint8_t* data, size_t size) {
 }
 
 const std::vector<NamedTarget>& targets() {
-  static const std::vector<NamedTarget> all = {{"image", image}, {"metadata", metadata},
-                                               {"lists", lists}, {"manifests", manifests},
-                                               {"npy", npy},     {"png", png}};
+  static const std::vector<NamedTarget> all = {
+      {"image", image}, {"metadata", metadata}, {"lists", lists},  {"manifests", manifests},
+      {"npy", npy},     {"png", png},           {"config", config}};
   return all;
 }
 

@@ -25,6 +25,8 @@ int manifests(const uint8_t* data, size_t size);
 // .npy bytes -> read_npy; and a float array from the bytes written and read
 // back unchanged.
 int npy(const uint8_t* data, size_t size);
+// A config file (TOML) -> cli::apply_config on a parsed command line.
+int config(const uint8_t* data, size_t size);
 // An image from the bytes -> encode_png -> OpenCV decodes it unchanged.
 int png(const uint8_t* data, size_t size);
 
