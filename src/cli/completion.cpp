@@ -17,6 +17,7 @@ struct OptionSpec {
   std::vector<std::string> names;  // "-m", "--model"
   bool takes_value = false;
   std::vector<std::string> choices;  // from a CLI::IsMember check ("TEXT:{a,b}")
+  bool file_value = false;           // TEXT: maybe a path (numbers are not)
   std::string help;
 };
 
@@ -45,6 +46,7 @@ std::vector<OptionSpec> options_of(const CLI::App& app) {
     for (const std::string& n : opt->get_lnames()) o.names.push_back("--" + n);
     o.takes_value = opt->get_expected_min() > 0;
     const std::string type = opt->get_type_name();
+    o.file_value = type.rfind("TEXT", 0) == 0;
     const size_t open = type.find(":{");
     if (open != std::string::npos && type.back() == '}') {
       o.choices = split(type.substr(open + 2, type.size() - open - 3), ',');
@@ -184,13 +186,15 @@ void write_zsh(const CLI::App& app, std::ostream& out) {
       std::string action;
       if (o.takes_value) {
         if (is_model_option(o)) {
-          action = ":model:{_values model ${(f)\"$(${words[1]} models --names 2>/dev/null)\"}}";
+          action = ":model:{compadd -- ${(f)\"$(${words[1]} models --names 2>/dev/null)\"}}";
         } else if (is_dir_option(o)) {
           action = ":directory:_files -/";
         } else if (!o.choices.empty()) {
           action = ":value:(" + joined(o.choices) + ")";
-        } else {
+        } else if (o.file_value) {
           action = ":value:_files";
+        } else {
+          action = ":value: ";  // a number or a name: nothing to offer
         }
       }
       const std::string spec = "[" + zsh_text(o.help) + "]" + action;
