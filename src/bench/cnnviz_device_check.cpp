@@ -4,7 +4,8 @@
 // builds and runs on a GPU machine that has nothing but a pip PyTorch.
 //
 //   cnnviz_device_check [--device D] [--against D] [--batch N]
-//                       [--dtype float32|float64] [--skip-per-channel] MODEL.pt...
+//                       [--dtype float32|float64] [--skip-per-channel] [--size N]
+//                       MODEL.pt...
 //
 // Per model: a seeded random batch of N (default 2) images of the model's crop
 // size, target classes = the top-1 on the reference device, layers = the
@@ -23,6 +24,8 @@
 //    <= 2e-2, or, for a map that is ill-conditioned on the reference device
 //    itself, <= 4x the change that a 1-ulp change of the input makes there
 //    (measured each time, printed as "1-ulp").
+// --size N runs N x N inputs instead of the model's crop (ctest's
+// CPU-against-CPU runs: the plumbing is the same at a quarter of the work).
 // --skip-per-channel leaves out the methods with a forward pass per channel
 // (the CPU-against-CPU float64 run in ctest: a third of its time, and the
 // float32 run covers them).
@@ -86,21 +89,25 @@ int main(int argc, char** argv) {
   int64_t batch = 2;
   std::string dtype = "float32";
   bool skip_per_channel = false;
+  int size = 0;  // 0: the model's crop
   std::vector<std::string> models;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if ((a == "--device" || a == "--against" || a == "--batch" || a == "--dtype") && i + 1 < argc) {
+    if ((a == "--device" || a == "--against" || a == "--batch" || a == "--dtype" ||
+         a == "--size") &&
+        i + 1 < argc) {
       const std::string v = argv[++i];
       if (a == "--device") device = v;
       if (a == "--against") against = v;
       if (a == "--batch") batch = std::stoll(v);
       if (a == "--dtype") dtype = v;
+      if (a == "--size") size = std::stoi(v);
     } else if (a == "--skip-per-channel") {
       skip_per_channel = true;
     } else if (a == "-h" || a == "--help") {
       std::printf(
           "usage: cnnviz_device_check [--device D] [--against D] [--batch N] [--dtype "
-          "float32|float64] [--skip-per-channel] MODEL.pt...\n");
+          "float32|float64] [--skip-per-channel] [--size N] MODEL.pt...\n");
       return 0;
     } else {
       models.push_back(a);
@@ -124,7 +131,7 @@ int main(int argc, char** argv) {
     cnnviz::set_threads(0);
     for (const std::string& path : models) {
       cnnviz::Model a = cnnviz::Model::load(path, dev), b = cnnviz::Model::load(path, ref);
-      const int crop = b.info().preprocess.crop;
+      const int crop = size > 0 ? size : b.info().preprocess.crop;
       // Stages are found by a float32 probe, before any conversion.
       const std::vector<std::string> stages = cnnviz::feature_layers(b);
       if (f64) {
