@@ -76,7 +76,10 @@ int run_models(const ModelsOptions& opts, std::ostream& out, std::ostream& err) 
     std::error_code ec;
     const bool exists = fs::is_directory(path[i].path, ec);
     size_t n = 0;
-    for (const ModelEntry& m : models) n += m.path.rfind(path[i].path, 0) == 0 ? 1 : 0;
+    // By directory, not by path prefix (/m and /m2 are two directories).
+    for (const ModelEntry& m : models) {
+      n += fs::path(m.path).parent_path() == fs::path(path[i].path) ? 1 : 0;
+    }
     out << "  " << i + 1 << ". " << path[i].path << "  (" << path[i].source << "; "
         << (exists ? std::to_string(n) + (n == 1 ? " model" : " models") : "does not exist")
         << ")\n";
