@@ -65,18 +65,30 @@
 #     it; target >= 0.9x), and their peak memory at 4x the windows and masks
 #     against the default (bounded: streamed accumulation). Default vgg16
 #     (DeepLIFT) and squeezenet1_1 (occlusion, RISE).
+#
+#   scripts/bench.sh featviz [--model NAME|PATH] [--repeat R] [--threads T] [--images N]
+#     `cnnviz filters` (8 channels of the layer at 128x128, 32 steps, the
+#     defaults otherwise) as optimization steps per second (the manifest's
+#     optimize_ms) against the same loop in plain PyTorch
+#     (scripts/bench_featviz.py: forward with a hook, backward, Adam step),
+#     both with the whole network and stopped at the layer as cnnviz does
+#     (target >= 1x); best of R, alternating. Then `cnnviz top-activations`
+#     over N images (default 64) against `cnnviz classify` over the same
+#     images, whole processes (target >= 0.9x the throughput). Default
+#     squeezenet1_1, layer features.12 (vgg16: features.28).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 
 mode=classify
-case ${1:-} in classify|visualize|batch|pipeline|backbone|attribution) mode=$1; shift ;; esac
+case ${1:-} in classify|visualize|batch|pipeline|backbone|attribution|featviz) mode=$1; shift ;; esac
 model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc) classify_only=0 baseline=
 [ "$mode" = visualize ] && model=vgg16 repeat=3
 [ "$mode" = backbone ] && model=vit_b_16 repeat=3
 [ "$mode" = attribution ] && model=vgg16 repeat=3
 [ "$mode" = batch ] && n=500
 [ "$mode" = pipeline ] && n=32 repeat=3
+[ "$mode" = featviz ] && n=64 repeat=3
 while [ $# -gt 0 ]; do
   case $1 in
     --model) model=$2; shift 2 ;;
@@ -293,6 +305,49 @@ if [ "$mode" = batch ]; then
   r20=$(rss "$work/i20") rn=$(rss "$work/iN")
   printf 'peak memory, gradcam --all-layers: 20 images %d MiB, %d images %d MiB, ratio %.2f\n' \
     $((r20 / 1024)) "$n" $((rn / 1024)) "$(calc "$rn / $r20")"
+  exit 0
+fi
+
+if [ "$mode" = featviz ]; then
+  layer=features.12
+  case $(basename "$model_path") in vgg16*) layer=features.28 ;; esac
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+  steps=32 rows=8 size=128
+  ours=() full=() cut=()
+  for ((r = 0; r < repeat; r++)); do
+    "$cnnviz" filters -q -m "$model_path" --layer "$layer" --channels 0-$((rows - 1)) --batch "$rows" \
+      --steps "$steps" --size "$size" --threads "$threads" -o "$out/f" >/dev/null
+    ours+=("$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["timings"]["optimize_ms"])' "$out/f/manifest.json")")
+    for t in full cut; do
+      extra=(); [ $t = cut ] && extra=(--truncate)
+      ms=$("$python" "$root/scripts/bench_featviz.py" --model "$model_path" --layer "$layer" --batch "$rows" \
+        --size "$size" --steps "$steps" --threads "$threads" "${extra[@]}" |
+        "$python" -c 'import json,sys; print(1000 * json.loads(sys.stdin.read())["seconds"])')
+      eval "$t+=(\"\$ms\")"
+    done
+  done
+  c=$(best "${ours[@]}") f=$(best "${full[@]}") t=$(best "${cut[@]}")
+  printf 'filters: %s %s, %d channels at %dx%d, %d steps, %d threads (best of %d)\n' \
+    "$(basename "$model_path")" "$layer" "$rows" "$size" "$size" "$steps" "$threads" "$repeat"
+  printf '  cnnviz                              %8.0f ms = %6.2f steps/s\n' "$c" "$(calc "$steps * 1000 / $c")"
+  printf '  pytorch, whole network              %8.0f ms = %6.2f steps/s   cnnviz %.2fx (target >= 1)\n' \
+    "$f" "$(calc "$steps * 1000 / $f")" "$(calc "$f / $c")"
+  printf '  pytorch, stopped at the layer       %8.0f ms = %6.2f steps/s   cnnviz %.2fx\n' \
+    "$t" "$(calc "$steps * 1000 / $t")" "$(calc "$t / $c")"
+  make_images "$out/imgs" "$n"
+  wall() { local s e; s=$(date +%s.%N); "$cnnviz" "$@" >/dev/null 2>&1; e=$(date +%s.%N); calc "($e - $s) * 1000"; }
+  tops=() cls=()
+  for ((r = 0; r < repeat; r++)); do
+    tops+=("$(wall top-activations -q -m "$model_path" --layer "$layer" --threads "$threads" \
+      --batch-size 16 -o "$out/t$r" "$out/imgs")")
+    cls+=("$(wall classify -q -m "$model_path" --threads "$threads" --batch-size 16 "$out/imgs")")
+  done
+  a=$(best "${tops[@]}") b=$(best "${cls[@]}")
+  printf 'top-activations: %d images, %s, 16 channels, k 9, whole process (best of %d)\n' "$n" "$layer" "$repeat"
+  printf '  top-activations %8.0f ms = %6.1f images/s\n' "$a" "$(calc "$n * 1000 / $a")"
+  printf '  classify        %8.0f ms = %6.1f images/s   top-activations %.2fx (target >= 0.9)\n' \
+    "$b" "$(calc "$n * 1000 / $b")" "$(calc "$b / $a")"
   exit 0
 fi
 

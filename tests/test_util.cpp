@@ -85,7 +85,8 @@ std::string outdir_of(const std::vector<std::string>& args) {
   return "";
 }
 
-// Run files of `dir` (manifest*.json, journal*.jsonl, evaluate*.json) with
+// Run files of `dir` (manifest*.json, journal*.jsonl, evaluate*.json,
+// top-activations*.json) with
 // their size and modification time.
 std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> run_files(const std::string& dir) {
   std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> files;
@@ -95,7 +96,7 @@ std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> run_files(const 
     const std::string name = it->path().filename().string();
     const std::string ext = it->path().extension().string();
     const bool run_file = name.rfind("manifest", 0) == 0 || name.rfind("journal", 0) == 0 ||
-                          name.rfind("evaluate", 0) == 0;
+                          name.rfind("evaluate", 0) == 0 || name.rfind("top-activations", 0) == 0;
     if (run_file && (ext == ".json" || ext == ".jsonl") && it->is_regular_file(ec)) {
       files[name] = {it->file_size(ec), it->last_write_time(ec)};
     }

@@ -94,6 +94,15 @@ class Engine {
   const std::vector<std::string>& layers() const;
   const std::optional<Unit>& unit() const;
 
+  // For objectives of their own (feature visualization): each Pass then keeps
+  // the requested layers' outputs attached to the autograd graph
+  // (Pass::output), and with `stop` the forward pass ends as soon as all of
+  // them have run, so the rest of the network costs nothing (the Pass then
+  // has no logits). Without `grad`, passes record no autograd graph (for
+  // reading activations only). Throws Error(kRuntime) on an engine with a
+  // unit.
+  void keep_outputs(bool stop, bool grad = true);
+
   // Every layer of `model` in forward order with its type and output shape
   // for one input of the model's crop size (one forward pass without
   // autograd), and what instrumentation found.
@@ -137,6 +146,17 @@ class Pass {
   // The output of layer `i` (index into Engine::layers()), [N,...] detached.
   // Throws Error(kUnsupported) when the layer did not run exactly once.
   const at::Tensor& activation(size_t i) const;
+
+  // With Engine::keep_outputs: layer i's output attached to the autograd
+  // graph, as the layer returned it; throws Error(kUnsupported) when it did
+  // not run exactly once. attached_logits() is the logits on the model's
+  // device, attached (undefined when the pass stopped early).
+  const at::Tensor& output(size_t i) const;
+  const at::Tensor& attached_logits() const;
+  // Backpropagates the scalar `objective`, computed from output() or
+  // attached_logits(), with true gradients (no rule at any ReLU), freeing the
+  // autograd graph. Returns the gradient at the input, [N,C,H,W].
+  at::Tensor gradient_of(const at::Tensor& objective);
 
   // Backpropagates sum_n target_scores(explained, classes, score)[n] (the
   // logit of classes[n] by default; targets.h) with every ReLU's backward in
@@ -184,6 +204,29 @@ class Pass {
 // features.0..7; maxvit_t: stem, blocks.0..3; regnet_y_400mf:
 // trunk_output.block1..4.
 std::vector<std::string> feature_stages(const std::vector<LayerInfo>& layers);
+
+// The receptive field of a layer's output read as a map (feature_map.h),
+// from the convolutions and poolings between the input and the layer (their
+// kernels, strides, paddings and dilations; merges take the union of their
+// inputs' fields): position i along axis a (0: rows, 1: columns) sees the
+// input pixels [start[a] + i * stride[a], start[a] + i * stride[a] + size[a])
+// clipped to the image. `global` when an operation on the way mixes every
+// position (a global pooling, a mean, a reshape, attention): each position
+// then sees the whole image. Throws Error(kUnsupported) for a layer forward
+// never calls.
+struct ReceptiveField {
+  int64_t size[2] = {1, 1}, stride[2] = {1, 1}, start[2] = {0, 0};
+  bool global = false;
+};
+ReceptiveField receptive_field(const Model& model, const std::string& layer);
+
+// The input box [y0, y1) x [x0, x1) that position (y, x) of a map with field
+// `rf` sees in an input of height x width.
+struct PixelBox {
+  int64_t y0 = 0, x0 = 0, y1 = 0, x1 = 0;
+};
+PixelBox receptive_box(const ReceptiveField& rf, int64_t y, int64_t x, int64_t height,
+                       int64_t width);
 
 // Up to `max` entries of `candidates` closest to `name` (edit distance, then
 // shared prefix), for "did you mean" hints.

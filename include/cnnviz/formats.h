@@ -8,7 +8,16 @@
 
 namespace cnnviz {
 
-enum class Format { kClassify, kManifest, kJournal, kEvaluate, kLayers, kModels };
+enum class Format {
+  kClassify,
+  kManifest,
+  kJournal,
+  kEvaluate,
+  kLayers,
+  kModels,
+  kSynthesis,           // the feature-visualization runs' manifest.json
+  kTopActivationsState  // top-activations' saved state
+};
 
 inline const char* format_name(Format f) {
   switch (f) {
@@ -24,6 +33,10 @@ inline const char* format_name(Format f) {
       return "cnnviz/layers";
     case Format::kModels:
       return "cnnviz/models";
+    case Format::kSynthesis:
+      return "cnnviz/synthesis";
+    case Format::kTopActivationsState:
+      return "cnnviz/top-activations-state";
   }
   return "cnnviz/unknown";
 }

@@ -39,7 +39,7 @@ std::vector<ModelDir> models_search_path(const std::string& dir, const CLI::Opti
   return model_search_path(chosen);
 }
 
-void add_model_options(CLI::App& sub, ModelOptions& opts) {
+void add_model_options(CLI::App& sub, ModelOptions& opts, bool channels_flag) {
   sub.add_option("-m,--model", opts.model,
                  "Model name (the first NAME.pt on the models search path: cnnviz models) or a "
                  "TorchScript file")
@@ -91,7 +91,7 @@ void add_model_options(CLI::App& sub, ModelOptions& opts) {
            help)
         ->allow_extra_args(false);
   }
-  sub.add_option("--channels", opts.channels,
+  sub.add_option(channels_flag ? "--channels" : "--input-channels", opts.channels,
                  "Input channels of the model: 3 (RGB) or 1 (grey: the image's ITU-R 601 luma)")
       ->check(CLI::IsMember({1, 3}));
   sub.add_option("--size", opts.size, "Input size: resize the shorter side to N, crop N x N")

@@ -29,7 +29,9 @@ struct ModelOptions {
   int resize = 0;                // --resize N: shorter side to N before the crop
 };
 
-void add_model_options(CLI::App& sub, ModelOptions& opts);
+// `channels_flag` false: the input-channel override is --input-channels (for
+// subcommands whose --channels picks a layer's channels).
+void add_model_options(CLI::App& sub, ModelOptions& opts, bool channels_flag = true);
 
 // Adds --models-dir (and $CNNVIZ_MODELS) to `sub`; returns the option.
 const CLI::Option* add_models_dir_option(CLI::App& sub, std::string& dir);

@@ -25,6 +25,7 @@
 #include "merge.h"
 #include "models.h"
 #include "report.h"
+#include "synthesis.h"
 #include "visualize.h"
 
 namespace {
@@ -76,6 +77,8 @@ int main(int argc, char** argv) {
   CLI::App* report_cmd = cli::setup_report(app, report);
   cli::EvaluateCliOptions evaluate;
   CLI::App* evaluate_cmd = cli::setup_evaluate(app, evaluate);
+  std::vector<std::unique_ptr<cli::SynthesisCliOptions>> synthesis;
+  cli::setup_synthesis(app, synthesis);
   cli::ModelsOptions models;
   CLI::App* models_cmd = cli::setup_models(app, models);
   std::string shell;
@@ -124,6 +127,9 @@ int main(int argc, char** argv) {
     if (evaluate_cmd->parsed()) return cli::run_evaluate(evaluate, std::cout, std::cerr);
     for (auto& v : visualize) {
       if (v->command->parsed()) return cli::run_visualize(*v, std::cout, std::cerr);
+    }
+    for (auto& s : synthesis) {
+      if (s->command->parsed()) return cli::run_synthesis(*s, std::cout, std::cerr);
     }
   } catch (const Error& e) {
     std::cerr << cli::kPrefix << e.what() << "\n";

@@ -390,6 +390,7 @@ struct Engine::Impl {
   std::optional<Unit> unit;
   int64_t unit_slot = -1;
   bool lrp = false;
+  bool keep_outputs = false, stop = false, grad = true;
 };
 
 struct Pass::Impl {
@@ -403,9 +404,229 @@ struct Pass::Impl {
   at::Tensor explained;  // what backward differentiates: the logits, or the unit's value
   at::Tensor explained_detached;
   bool paired = false;
+  bool stopped = false;  // the forward pass ended at the last kept layer
 
   ~Impl() { ops::set_recorder(outer); }
 };
+
+namespace {
+
+// The value of `v` when it is `self` or a chain of GetAttr from it (a
+// parameter, a submodule); nullopt otherwise.
+std::optional<c10::IValue> attribute_value(Value* v, Value* self, const c10::IValue& module) {
+  if (v == self) return module;
+  Node* n = v->node();
+  if (n->kind() != c10::prim::GetAttr) return std::nullopt;
+  std::optional<c10::IValue> parent = attribute_value(n->input(0), self, module);
+  if (!parent || !parent->isObject()) return std::nullopt;
+  return parent->toObject()->getAttr(n->s(c10::attr::name));
+}
+
+// The constant value of `v`, also through what F.max_pool2d's `if stride is
+// None` leaves when it is not folded: an If on `x is None` of a constant x,
+// and unchecked_cast. (The resnet50 export's pooling has that If too; the
+// squeezenet1_1 one's made toIValue return the `None` branch's [].)
+std::optional<c10::IValue> constant_value(Value* v) {
+  Node* n = v->node();
+  // Before toIValue, which reads an If as its first branch's constant.
+  if (n->kind() != c10::prim::If && n->kind() != c10::prim::unchecked_cast) {
+    return torch::jit::toIValue(v);
+  }
+  if (n->kind() == c10::prim::unchecked_cast) return constant_value(n->input(0));
+  if (n->kind() == c10::prim::If && n->blocks().size() == 2) {
+    Node* c = n->input(0)->node();
+    std::optional<bool> cond;
+    if (std::optional<c10::IValue> b = torch::jit::toIValue(n->input(0)); b && b->isBool()) {
+      cond = b->toBool();
+    } else if ((c->kind() == c10::aten::__is__ || c->kind() == c10::aten::__isnot__) &&
+               c->inputs().size() == 2) {
+      std::optional<c10::IValue> a = constant_value(c->input(0));
+      std::optional<c10::IValue> b = constant_value(c->input(1));
+      if (a && b && (a->isNone() || b->isNone())) {
+        const bool same = a->isNone() && b->isNone();
+        cond = c->kind() == c10::aten::__is__ ? same : !same;
+      }
+    }
+    if (!cond) return std::nullopt;
+    return constant_value(n->blocks()[*cond ? 0 : 1]->outputs().at(v->offset()));
+  }
+  return std::nullopt;
+}
+
+std::vector<int64_t> int_list(Value* v, size_t dims, int64_t fallback) {
+  std::optional<c10::IValue> iv = constant_value(v);
+
+  std::vector<int64_t> out;
+  if (iv && iv->isIntList()) out = iv->toIntVector();
+  if (iv && iv->isInt()) out = {iv->toInt()};
+  if (out.empty()) out = {fallback};
+  if (out.size() == 1) out.resize(dims, out[0]);
+  return out;
+}
+
+// One layer of sliding windows applied to `in`: kernel, stride, padding and
+// dilation along rows and columns.
+ReceptiveField slide(const ReceptiveField& in, const std::vector<int64_t>& kernel,
+                     const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                     const std::vector<int64_t>& dilation) {
+  ReceptiveField out = in;
+  if (in.global) return out;
+  for (int a = 0; a < 2; ++a) {
+    out.size[a] = in.size[a] + (kernel[a] - 1) * dilation[a] * in.stride[a];
+    out.start[a] = in.start[a] - padding[a] * in.stride[a];
+    out.stride[a] = in.stride[a] * stride[a];
+  }
+  return out;
+}
+
+ReceptiveField merge_fields(const std::vector<ReceptiveField>& fields) {
+  ReceptiveField out = fields.at(0);
+  for (const ReceptiveField& f : fields) {
+    if (f.global) return f;
+    for (int a = 0; a < 2; ++a) {
+      const int64_t end = std::max(out.start[a] + out.size[a], f.start[a] + f.size[a]);
+      out.start[a] = std::min(out.start[a], f.start[a]);
+      out.size[a] = end - out.start[a];
+      out.stride[a] = std::max(out.stride[a], f.stride[a]);
+    }
+  }
+  return out;
+}
+
+// Operations that keep every position to itself (elementwise, per-position
+// normalizations in eval mode, concatenation along channels, the engine's own
+// operators).
+const std::set<std::string>& positionwise_kinds() {
+  static const std::set<std::string> kinds = {
+      "aten::relu",          "aten::relu_",       "cnnviz::relu",        "cnnviz::relu6",
+      "cnnviz::tap",         "aten::relu6",       "aten::hardtanh",      "aten::hardtanh_",
+      "aten::batch_norm",    "aten::add",         "aten::add_",          "aten::sub",
+      "aten::mul",           "aten::mul_",        "aten::div",           "aten::cat",
+      "aten::sigmoid",       "aten::sigmoid_",    "aten::silu",          "aten::silu_",
+      "aten::hardswish",     "aten::hardswish_",  "aten::hardsigmoid",   "aten::hardsigmoid_",
+      "aten::gelu",          "aten::dropout",     "aten::dropout_",      "aten::feature_dropout",
+      "aten::contiguous",    "aten::clone",       "aten::clamp",         "aten::clamp_",
+      "aten::leaky_relu",    "aten::leaky_relu_", "aten::elu",           "aten::tanh",
+      "aten::detach",        "aten::to",          "aten::neg",           "aten::abs",
+      "aten::mish",          "aten::softplus",    "aten::alpha_dropout", "prim::ListConstruct",
+      "prim::TupleConstruct"};
+  return kinds;
+}
+
+void propagate(torch::jit::Block* block, Value* self, const c10::IValue& module,
+               std::unordered_map<Value*, ReceptiveField>& fields) {
+  for (Node* n : block->nodes()) {
+    for (torch::jit::Block* b : n->blocks()) propagate(b, self, module, fields);
+    std::vector<ReceptiveField> in;
+    for (Value* v : n->inputs()) {
+      auto it = fields.find(v);
+      if (it != fields.end()) in.push_back(it->second);
+    }
+    if (n->kind() == c10::prim::If) {
+      for (size_t o = 0; o < n->outputs().size(); ++o) {
+        std::vector<ReceptiveField> branches;
+        for (torch::jit::Block* b : n->blocks()) {
+          auto it = fields.find(b->outputs().at(o));
+          if (it != fields.end()) branches.push_back(it->second);
+        }
+        if (!branches.empty()) fields[n->output(o)] = merge_fields(branches);
+      }
+      continue;
+    }
+    if (in.empty()) continue;
+    const std::string kind = n->kind().toQualString();
+    ReceptiveField out;
+    const bool conv = kind == "aten::_convolution" || kind == "aten::conv2d";
+    const bool max_pool = kind == "aten::max_pool2d" || kind == "cnnviz::max_pool2d";
+    if (conv && n->inputs().size() >= 6) {
+      std::optional<c10::IValue> w = attribute_value(n->input(1), self, module);
+      std::optional<c10::IValue> pad = torch::jit::toIValue(n->input(4));
+      if (!w || !w->isTensor() || w->toTensor().dim() != 4) {
+        out.global = true;
+      } else {
+        const at::Tensor weight = w->toTensor();
+        const std::vector<int64_t> kernel = {weight.size(2), weight.size(3)};
+        const std::vector<int64_t> stride = int_list(n->input(3), 2, 1);
+        const std::vector<int64_t> dilation = int_list(n->input(5), 2, 1);
+        std::vector<int64_t> padding;
+        if (pad && pad->isString()) {  // "same" or "valid"
+          for (int a = 0; a < 2; ++a) {
+            padding.push_back(pad->toStringRef() == "same" ? dilation[a] * (kernel[a] - 1) / 2 : 0);
+          }
+        } else {
+          padding = int_list(n->input(4), 2, 0);
+        }
+        const bool transposed = kind == "aten::_convolution" && torch::jit::toIValue(n->input(6)) &&
+                                torch::jit::toIValue(n->input(6))->toBool();
+        if (transposed) {
+          out.global = true;
+        } else {
+          out = slide(in[0], kernel, stride, padding, dilation);
+        }
+      }
+    } else if ((max_pool || kind == "aten::avg_pool2d") && n->inputs().size() >= 4) {
+      const std::vector<int64_t> kernel = int_list(n->input(1), 2, 1);
+      std::vector<int64_t> stride = int_list(n->input(2), 2, 0);
+      if (stride[0] == 0) stride = kernel;  // an empty stride is the kernel
+      const std::vector<int64_t> padding = int_list(n->input(3), 2, 0);
+      const std::vector<int64_t> dilation = max_pool && n->inputs().size() >= 5
+                                                ? int_list(n->input(4), 2, 1)
+                                                : std::vector<int64_t>{1, 1};
+      out = slide(in[0], kernel, stride, padding, dilation);
+    } else if (positionwise_kinds().count(kind)) {
+      out = merge_fields(in);
+    } else {
+      out.global = true;  // adaptive pooling, means, reshapes, attention: everything
+    }
+    // Tensors, and the lists that carry them to a concatenation (not lists
+    // of sizes: the shape of a map does not mix its positions).
+    const bool pack = kind == "prim::ListConstruct" || kind == "prim::TupleConstruct";
+    for (Value* o : n->outputs()) {
+      if (pack || o->type()->isSubtypeOf(*c10::TensorType::get())) fields[o] = out;
+    }
+  }
+}
+
+}  // namespace
+
+// The field holds for any input size: where a stride does not divide the
+// input, the last rows or columns that no window reaches stay inside the
+// clipped field of the last position (squeezenet1_1 never reads the last row
+// of a 224-pixel input).
+ReceptiveField receptive_field(const Model& model, const std::string& layer) {
+  Instrumented inst = instrument(model.module(), [&](const std::string& p) { return p == layer; });
+  if (!inst.slot(layer)) {
+    throw Error(ErrorCode::kUnsupported, "layer '" + layer + "' not found in model '" +
+                                             model.info().name + "' (`cnnviz layers -m " +
+                                             model.info().name + "` lists them all)");
+  }
+  Graph& g = *inst.graph;
+  std::unordered_map<Value*, ReceptiveField> fields;
+  fields[g.inputs().at(1)] = ReceptiveField{};
+  propagate(g.block(), g.inputs().at(0), model.module()._ivalue(), fields);
+  const c10::Symbol tap = c10::Symbol::fromQualString("cnnviz::tap");
+  for (Node* n : all_nodes(g)) {
+    if (n->kind() != tap) continue;
+    auto it = fields.find(n->output());
+    if (it != fields.end()) return it->second;
+  }
+  ReceptiveField rf;
+  rf.global = true;
+  return rf;
+}
+
+PixelBox receptive_box(const ReceptiveField& rf, int64_t y, int64_t x, int64_t height,
+                       int64_t width) {
+  if (rf.global) return {0, 0, height, width};
+  const int64_t pos[2] = {y, x}, limit[2] = {height, width};
+  int64_t lo[2], hi[2];
+  for (int a = 0; a < 2; ++a) {
+    const int64_t first = rf.start[a] + pos[a] * rf.stride[a];
+    lo[a] = std::clamp<int64_t>(first, 0, limit[a]);
+    hi[a] = std::clamp<int64_t>(first + rf.size[a], 0, limit[a]);
+  }
+  return {lo[0], lo[1], hi[0], hi[1]};
+}
 
 Engine::Engine(const Model& model, const std::vector<std::string>& layers, std::optional<Unit> unit,
                bool lrp)
@@ -455,6 +676,13 @@ Engine::Engine(Engine&&) noexcept = default;
 const GraphReport& Engine::report() const { return impl_->inst.report; }
 const std::vector<std::string>& Engine::layers() const { return impl_->layers; }
 const std::optional<Unit>& Engine::unit() const { return impl_->unit; }
+
+void Engine::keep_outputs(bool stop, bool grad) {
+  if (impl_->unit) throw Error(ErrorCode::kRuntime, "engine: keep_outputs with a --unit engine");
+  impl_->keep_outputs = true;
+  impl_->stop = stop;
+  impl_->grad = grad;
+}
 
 Engine::Description Engine::describe(const Model& model) {
   Instrumented inst = instrument(model.module(), [](const std::string&) { return true; });
@@ -514,20 +742,29 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
   p.engine = &engine;
   p.paired = paired;
   p.recorder.reset(engine.inst.slot_paths.size());
-  p.recorder.keep_slot = engine.unit_slot;
+  if (engine.unit_slot >= 0) p.recorder.keep[static_cast<size_t>(engine.unit_slot)] = 1;
+  if (engine.keep_outputs) {
+    for (size_t slot : engine.slots) p.recorder.keep[slot] = 1;
+    if (engine.stop) {
+      p.recorder.stop_after = static_cast<int>(
+          std::count(p.recorder.keep.begin(), p.recorder.keep.end(), static_cast<char>(1)));
+    }
+  }
   ops::set_recorder(&p.recorder);
   ops::set_relu_mode(ops::ReluMode::kPlain);
-  torch::AutoGradMode grad(true);
-  p.input = batch.detach().to(engine.model.device()).clone().requires_grad_(true);
+  torch::AutoGradMode grad(engine.grad);
+  p.input = batch.detach().to(engine.model.device()).clone().requires_grad_(engine.grad);
   ops::set_paired(paired);
   c10::IValue out;
   try {
     out = call(engine.inst, engine.model.module(), p.input, engine.model.info().path);
   } catch (...) {
     ops::set_paired(false);
-    throw;
+    if (!p.recorder.stopped) throw;
+    p.stopped = true;
   }
   ops::set_paired(false);
+  if (p.stopped) return;
   p.logits = first_tensor(out, engine.model.info().path);
   p.logits_detached = p.logits.detach().to(at::kCPU);
   check_output_classes(engine.model.info(), p.logits.size(1));
@@ -539,13 +776,13 @@ at::Tensor Pass::unit_value(Impl& p, const Engine::Impl& engine) {
   const Unit& u = *engine.unit;
   const size_t slot = static_cast<size_t>(engine.unit_slot);
   const int calls = p.recorder.forward_calls[slot];
-  if (calls != 1 || !p.recorder.kept.defined()) {
+  if (calls != 1 || !p.recorder.kept[slot].defined()) {
     throw Error(ErrorCode::kUnsupported, "--unit '" + u.spec() + "': layer '" + u.layer +
                                              "' runs " + std::to_string(calls) +
                                              " times in one forward pass (pick a layer that "
                                              "runs once)");
   }
-  const at::Tensor map = to_feature_map(p.recorder.kept, u.layer, engine.model.info().name);
+  const at::Tensor map = to_feature_map(p.recorder.kept[slot], u.layer, engine.model.info().name);
   const int64_t c = map.size(1), h = map.size(2), w = map.size(3);
   check_unit_range(u, c, h, w);
   const at::Tensor channel = map.select(1, u.channel);  // [N,h,w]
@@ -567,6 +804,39 @@ Pass::Pass(Pass&&) noexcept = default;
 const at::Tensor& Pass::logits() const { return impl_->logits_detached; }
 const at::Tensor& Pass::explained() const { return impl_->explained_detached; }
 const at::Tensor& Pass::input() const { return impl_->input; }
+
+const at::Tensor& Pass::output(size_t i) const {
+  if (!impl_->engine->keep_outputs) {
+    throw Error(ErrorCode::kRuntime, "engine: output() needs an engine with keep_outputs");
+  }
+  const size_t slot = impl_->engine->slots.at(i);
+  const int calls = impl_->recorder.forward_calls[slot];
+  if (calls != 1 || !impl_->recorder.kept[slot].defined()) {
+    throw Error(ErrorCode::kUnsupported,
+                "layer '" + impl_->engine->layers[i] + "' runs " + std::to_string(calls) +
+                    " times in one forward pass (pick a layer that runs once)");
+  }
+  return impl_->recorder.kept[slot];
+}
+
+const at::Tensor& Pass::attached_logits() const { return impl_->logits; }
+
+at::Tensor Pass::gradient_of(const at::Tensor& objective) {
+  torch::AutoGradMode grad(true);
+  for (at::Tensor& g : impl_->recorder.gradients) g = at::Tensor();
+  ops::set_recorder(&impl_->recorder);
+  ops::set_relu_mode(ops::ReluMode::kPlain);
+  std::vector<at::Tensor> grads;
+  try {
+    grads = torch::autograd::grad({objective}, {impl_->input}, {}, /*retain_graph=*/false,
+                                  /*create_graph=*/false, /*allow_unused=*/true);
+  } catch (const c10::OutOfMemoryError&) {
+    throw OutOfMemory("backward pass: out of memory on " + impl_->input.device().str() +
+                      " for a batch of " + std::to_string(impl_->input.size(0)));
+  }
+  if (!grads[0].defined()) return at::zeros_like(impl_->input);
+  return grads[0];
+}
 
 const at::Tensor& Pass::activation(size_t i) const {
   const size_t slot = impl_->engine->slots.at(i);

@@ -13,6 +13,7 @@ namespace {
 std::atomic<int> g_relu_mode{static_cast<int>(ReluMode::kPlain)};
 std::atomic<TapRecorder*> g_recorder{nullptr};
 std::atomic<bool> g_paired{false};
+std::atomic<bool> g_redirect{false};
 
 // Below this |x - x'| the rescale rule takes the gradient (as Captum does).
 constexpr double kRescaleEps = 1e-10;
@@ -30,6 +31,16 @@ at::Tensor mode_backward(const at::Tensor& g, Pass pass) {
     case ReluMode::kDeconv:
       return g.clamp_min(0);
     case ReluMode::kPlain:
+      if (g_redirect.load() && g.dim() > 0) {
+        const at::Tensor plain = pass(g);
+        const at::Tensor up = g.clamp_min(0);
+        const at::Tensor redirected = plain + up - pass(up);
+        std::vector<int64_t> shape(static_cast<size_t>(g.dim()), 1);
+        shape[0] = g.size(0);
+        const at::Tensor dead = (plain.flatten(1).abs().amax(1) == 0).view(shape);
+        return at::where(dead, redirected, plain);
+      }
+      break;
     case ReluMode::kRescale:  // handled by the callers
     case ReluMode::kLrp:      // relevance passes ReLUs as the gradient does
       break;
@@ -452,7 +463,14 @@ at::Tensor max_pool_plain(const at::Tensor& x, at::IntArrayRef kernel, at::IntAr
 }
 at::Tensor tap_autograd(const at::Tensor& x, int64_t slot, bool copy) {
   at::Tensor y = Tap::apply(x, slot, copy);
-  if (TapRecorder* r = g_recorder.load(); r != nullptr && r->keep_slot == slot) r->kept = y;
+  TapRecorder* r = g_recorder.load();
+  if (r != nullptr && slot >= 0 && static_cast<size_t>(slot) < r->keep.size() && r->keep[slot]) {
+    r->kept[slot] = y;
+    if (r->stop_after > 0 && --r->stop_after == 0) {
+      r->stopped = true;
+      throw StopForward();
+    }
+  }
   return y;
 }
 at::Tensor tap_plain(const at::Tensor& x, int64_t slot, bool copy) {
@@ -509,8 +527,13 @@ void TapRecorder::reset(size_t slots) {
   forward_calls.assign(slots, 0);
   first_call.assign(slots, -1);
   calls_seen = 0;
-  kept = at::Tensor();
+  kept.assign(slots, at::Tensor());
+  keep.assign(slots, 0);
+  stop_after = 0;
+  stopped = false;
 }
+
+void set_redirect(bool redirect) { g_redirect.store(redirect); }
 
 void ensure_registered() {
   // Referencing this translation unit is what keeps its static registrars.

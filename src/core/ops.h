@@ -52,6 +52,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <exception>
 #include <mutex>
 #include <vector>
 
@@ -74,11 +75,23 @@ struct TapRecorder {
   std::vector<int> forward_calls;       // how often each slot ran in the forward
   std::vector<int> first_call;          // order of each slot's first run, -1 if none
   int calls_seen = 0;
-  // The slot whose output is kept attached to the autograd graph (the --unit
-  // layer's; -1: none), and that output.
-  int64_t keep_slot = -1;
-  at::Tensor kept;
+  // Per slot: whether its output is kept attached to the autograd graph (the
+  // --unit layer's, or every layer of an engine with keep_outputs), and that
+  // output.
+  std::vector<char> keep;
+  std::vector<at::Tensor> kept;
+  // When positive, the forward pass stops (the tap throws StopForward) once
+  // that many kept outputs have been recorded; `stopped` then tells the
+  // exception the interpreter rethrows from a failure.
+  int stop_after = 0;
+  bool stopped = false;
+  // Clears what a pass recorded and which slots to keep.
   void reset(size_t slots);
+};
+
+// What a tap throws to end a forward pass early (TapRecorder::stop_after).
+struct StopForward : std::exception {
+  const char* what() const noexcept override { return "cnnviz: forward pass stopped early"; }
 };
 
 // Makes sure the operators are registered (the static library's registration
@@ -92,6 +105,13 @@ void set_relu_mode(ReluMode mode);
 // While set, forward passes are paired (see kRescale).
 void set_paired(bool paired);
 void set_lrp(const LrpSettings& settings);
+// While set, kPlain backward passes redirect ReLUs (Lucid's
+// redirected_relu_grad, for feature visualization): where an image's
+// gradient through a ReLU (or ReLU6) is zero everywhere, the ReLU passes
+// g where it is open and max(g, 0) where it is closed instead, so that an
+// objective that starts dead (every unit below zero) still gets a direction
+// that raises it. The backward must differentiate what is maximized.
+void set_redirect(bool redirect);
 void set_recorder(TapRecorder* recorder);
 std::mutex& lock();
 

@@ -1,0 +1,773 @@
+#include "cnnviz/synthesis_run.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <opencv2/imgproc.hpp>
+#include <optional>
+#include <set>
+
+#include "cnnviz/engine.h"
+#include "cnnviz/error.h"
+#include "cnnviz/feature_map.h"
+#include "cnnviz/files.h"
+#include "cnnviz/formats.h"
+#include "cnnviz/image.h"
+#include "cnnviz/json_util.h"
+#include "cnnviz/layers.h"
+#include "cnnviz/limits.h"
+#include "cnnviz/loader.h"
+#include "cnnviz/manifest.h"
+#include "cnnviz/png.h"
+#include "cnnviz/predict.h"
+#include "cnnviz/preprocess.h"
+#include "cnnviz/render.h"
+#include "cnnviz/targets.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+namespace cnnviz {
+
+namespace {
+
+constexpr int kSheetColumns = 8;
+constexpr int kPatchTile = 96;  // top-activations: patch tiles, pixels
+constexpr int kBoxTile = 128;   // top-activations: full-crop tiles with the box
+constexpr size_t kMaxStateBytes = 64u << 20;
+constexpr int64_t kMaxSynthesisChannels = 100000;  // --channels
+constexpr int kMaxTopK = 1000;                     // --k
+
+// The layer's map [C,h,w] for one crop-sized input, checked: it exists, runs
+// once and (when `spatial`) reads as a map with more than one position.
+FeatureLayout layer_layout(const Model& model, const Engine::Description& d,
+                           const std::string& layer, const std::string& command) {
+  std::vector<std::string> paths;
+  for (const LayerInfo& l : d.layers) {
+    paths.push_back(l.path);
+    if (l.path != layer) continue;
+    if (l.calls != 1) {
+      throw Error(ErrorCode::kUnsupported, "--layer '" + layer + "': runs " +
+                                               std::to_string(l.calls) +
+                                               " times in one forward pass (pick a layer that "
+                                               "runs once)");
+    }
+    std::optional<FeatureLayout> f = infer_layout(l.shape);
+    if (!f) {
+      std::string shape;
+      for (int64_t s : l.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(s);
+      throw Error(ErrorCode::kUnsupported, "--layer '" + layer + "': output [" + shape +
+                                               "] is not a spatial map (" + command +
+                                               " needs one; `cnnviz layers -m " +
+                                               model.info().name + "` shows which layers are)");
+    }
+    return *f;
+  }
+  std::string hint;
+  for (const std::string& m : near_matches(layer, paths)) hint += (hint.empty() ? "" : ", ") + m;
+  throw Error(ErrorCode::kUnsupported,
+              "--layer '" + layer + "': not found in model '" + model.info().name + "' (nearest: " +
+                  hint + "; `cnnviz layers -m " + model.info().name + "` lists them all)");
+}
+
+// [3,H,W] in [0,1] as an 8-bit RGB image.
+cv::Mat to_rgb8(const at::Tensor& image) {
+  const at::Tensor t = (image.detach().to(at::kCPU, at::kFloat) * 255.0)
+                           .round()
+                           .clamp(0, 255)
+                           .to(at::kByte)
+                           .permute({1, 2, 0})
+                           .contiguous();
+  return cv::Mat(static_cast<int>(t.size(0)), static_cast<int>(t.size(1)), CV_8UC3,
+                 t.data_ptr<uint8_t>())
+      .clone();
+}
+
+at::Tensor from_rgb8(const cv::Mat& rgb) {
+  return at::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, at::kByte)
+      .permute({2, 0, 1})
+      .to(at::kFloat)
+      .div(255.0)
+      .contiguous();
+}
+
+json file_json(const std::string& path, const std::string& method, const std::string& layer,
+               std::optional<int64_t> cls, const std::string& variant) {
+  return {{"path", path},
+          {"method", method},
+          {"layer", layer.empty() ? json(nullptr) : json(layer)},
+          {"class", cls ? json(*cls) : json(nullptr)},
+          {"variant", variant},
+          {"format", "png"}};
+}
+
+json head(const Model& model, const std::string& command, json options) {
+  json doc;
+  doc["format"] = format_name(Format::kSynthesis);
+  doc["format_version"] = format_version(Format::kSynthesis);
+  doc["command"] = command;
+  doc["method"] = command;
+  doc["model"] = model_json(model.info());
+  doc["options"] = std::move(options);
+  doc["images"] = json::array();
+  return doc;
+}
+
+json synthesis_options_json(const SynthesisOptions& s) {
+  return {{"param", param_kind_name(s.param.kind)},
+          {"decorrelate", s.param.decorrelate},
+          {"size", s.param.size},
+          {"transforms", transforms_text(s.transforms)},
+          {"steps", s.steps},
+          {"lr", s.lr},
+          {"seed", s.seed},
+          {"l2", s.priors.l2},
+          {"tv", s.priors.tv},
+          {"blur", s.priors.blur}};
+}
+
+void write_manifest(const std::string& outdir, const json& doc) {
+  const std::string text = dump_json(doc, 2) + "\n";
+  write_file_atomic(outdir + "/manifest.json", text.data(), text.size());
+}
+
+json history_json(const SynthesisResult& r, size_t row) {
+  json h = json::array();
+  for (size_t i = 0; i < r.log_steps.size(); ++i) h.push_back({r.log_steps[i], r.history[i][row]});
+  return h;
+}
+
+std::string file_safe(const std::string& s) {
+  std::string out;
+  for (char c : s)
+    out += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ? c : '_';
+  return out;
+}
+
+void write_sheet(const std::string& outdir, const std::string& rel,
+                 const std::vector<std::pair<std::string, cv::Mat>>& tiles, int columns) {
+  if (tiles.empty()) return;
+  write_png(outdir + "/" + rel, contact_sheet(tiles, columns), PixelOrder::kRgb);
+}
+
+std::function<bool(int)> keep_going() {
+  return [](int) { return !interrupted(); };
+}
+
+}  // namespace
+
+std::vector<int64_t> parse_channel_list(const std::string& text, int64_t count,
+                                        const std::string& layer) {
+  const std::string subject = "--channels '" + text + "'";
+  const std::string range = "layer '" + layer + "' has " + std::to_string(count) + " channels, 0-" +
+                            std::to_string(count - 1);
+  if (text == "all") {
+    std::vector<int64_t> all(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) all[static_cast<size_t>(i)] = i;
+    return all;
+  }
+  auto number = [&](const std::string& s) {
+    if (s.empty() || s.size() > 9 ||
+        !std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) {
+      throw Error(ErrorCode::kUsage,
+                  subject + ": '" + s + "' is not a channel (use K, A-B, a list, or all)");
+    }
+    const int64_t v = std::stoll(s);
+    if (v >= count)
+      throw Error(ErrorCode::kUsage, subject + ": channel " + s + " out of range (" + range + ")");
+    return v;
+  };
+  std::vector<int64_t> out;
+  std::set<int64_t> seen;
+  size_t begin = 0;
+  while (begin <= text.size()) {
+    size_t end = text.find(',', begin);
+    if (end == std::string::npos) end = text.size();
+    const std::string item = text.substr(begin, end - begin);
+    const size_t dash = item.find('-');
+    int64_t lo, hi;
+    if (dash == std::string::npos) {
+      lo = hi = number(item);
+    } else {
+      lo = number(item.substr(0, dash));
+      hi = number(item.substr(dash + 1));
+      if (hi < lo) throw Error(ErrorCode::kUsage, subject + ": range " + item + " is empty");
+    }
+    for (int64_t c = lo; c <= hi; ++c) {
+      if (seen.insert(c).second) out.push_back(c);
+    }
+    if (out.size() > static_cast<size_t>(kMaxSynthesisChannels)) {
+      throw Error(ErrorCode::kUsage,
+                  subject + ": more than " + std::to_string(kMaxSynthesisChannels) + " channels");
+    }
+    begin = end + 1;
+  }
+  return out;
+}
+
+json run_filters(const Model& model, const SynthesisRunOptions& o, Progress& progress) {
+  const Engine::Description d = Engine::describe(model);
+  const FeatureLayout f = layer_layout(model, d, o.layer, "filters");
+  const std::vector<int64_t> channels = parse_channel_list(o.channels, f.channels, o.layer);
+  make_output_dir(o.outdir + "/filters");
+  json options = synthesis_options_json(o.synthesis);
+  options["layer"] = o.layer;
+  options["channels"] = channels;
+  options["neuron"] = o.neuron;
+  options["batch"] = o.batch;
+  json doc = head(model, "filters", options);
+  Objective objective;
+  objective.kind = o.neuron ? ObjectiveKind::kNeuron : ObjectiveKind::kChannel;
+  objective.layers = {o.layer};
+  const Engine engine = objective_engine(model, objective);
+  std::vector<std::pair<std::string, cv::Mat>> tiles;
+  const size_t batch = static_cast<size_t>(std::max(1, o.batch));
+  bool stopped = false;
+  double optimize_ms = 0;
+  for (size_t begin = 0; begin < channels.size() && !stopped; begin += batch) {
+    const size_t end = std::min(channels.size(), begin + batch);
+    objective.units.assign(channels.begin() + static_cast<std::ptrdiff_t>(begin),
+                           channels.begin() + static_cast<std::ptrdiff_t>(end));
+    SynthesisOptions s = o.synthesis;
+    s.seed = o.synthesis.seed + begin;
+    const SynthesisResult r =
+        synthesize(engine, objective, static_cast<int64_t>(end - begin), s, keep_going());
+    optimize_ms += r.ms;
+    stopped = r.interrupted || interrupted();
+    for (size_t i = begin; i < end; ++i) {
+      const int64_t c = channels[i];
+      const std::string rel = "filters/" + file_safe(o.layer) + "_ch" + std::to_string(c) + ".png";
+      const cv::Mat rgb = to_rgb8(r.images[static_cast<int64_t>(i - begin)]);
+      write_png(o.outdir + "/" + rel, rgb, PixelOrder::kRgb);
+      tiles.emplace_back(o.layer + ":" + std::to_string(c), rgb);
+      json e;
+      e["image"] = o.layer + ":" + std::to_string(c);
+      e["index"] = i;
+      e["dir"] = "filters";
+      e["unit"] = {{"layer", o.layer}, {"channel", c}, {"neuron", o.neuron}};
+      e["objective"] = r.final[i - begin];
+      e["history"] = history_json(r, i - begin);
+      e["seed"] = s.seed;
+      e["files"] = json::array({file_json(rel, "filters", o.layer, std::nullopt, "image")});
+      doc["images"].push_back(std::move(e));
+    }
+    progress.done(end - begin);
+  }
+  const std::string sheet = "filters/" + file_safe(o.layer) + "_sheet.png";
+  write_sheet(o.outdir, sheet, tiles, kSheetColumns);
+  doc["sheet"] = sheet;
+  doc["interrupted"] = stopped;
+  doc["timings"] = {{"optimize_ms", optimize_ms}};
+  write_manifest(o.outdir, doc);
+  return doc;
+}
+
+json run_class_model(const Model& model, const SynthesisRunOptions& o, Progress& progress) {
+  const ModelInfo& info = model.info();
+  if (o.classes.empty()) throw Error(ErrorCode::kUsage, "--class: at least one class is needed");
+  std::vector<int64_t> classes;
+  for (const std::string& c : o.classes)
+    classes.push_back(parse_class(c, info, known_classes(info)));
+  make_output_dir(o.outdir + "/class-model");
+  json options = synthesis_options_json(o.synthesis);
+  options["classes"] = classes;
+  options["batch"] = o.batch;
+  json doc = head(model, "class-model", options);
+  Objective objective;
+  objective.kind = ObjectiveKind::kClass;
+  const Engine engine = objective_engine(model, objective);
+  std::vector<std::pair<std::string, cv::Mat>> tiles;
+  const size_t batch = static_cast<size_t>(std::max(1, o.batch));
+  bool stopped = false;
+  double optimize_ms = 0;
+  for (size_t begin = 0; begin < classes.size() && !stopped; begin += batch) {
+    const size_t end = std::min(classes.size(), begin + batch);
+    objective.units.assign(classes.begin() + static_cast<std::ptrdiff_t>(begin),
+                           classes.begin() + static_cast<std::ptrdiff_t>(end));
+    SynthesisOptions s = o.synthesis;
+    s.seed = o.synthesis.seed + begin;
+    const SynthesisResult r =
+        synthesize(engine, objective, static_cast<int64_t>(end - begin), s, keep_going());
+    optimize_ms += r.ms;
+    stopped = r.interrupted || interrupted();
+    const at::Tensor logits =
+        model.logits(model_input(r.images.to(model.device()), info.preprocess));
+    const at::Tensor probs = at::softmax(logits.to(at::kDouble), 1);
+    const std::vector<std::vector<Prediction>> top =
+        top_k(logits, std::min<int>(5, static_cast<int>(logits.size(1))));
+    for (size_t i = begin; i < end; ++i) {
+      const int64_t c = classes[i];
+      const int64_t row = static_cast<int64_t>(i - begin);
+      const double p = probs[row][c].item<double>();
+      const std::string rel = "class-model/c" + std::to_string(c) + ".png";
+      const cv::Mat rgb = to_rgb8(r.images[row]);
+      write_png(o.outdir + "/" + rel, rgb, PixelOrder::kRgb);
+      char caption[64];
+      std::snprintf(caption, sizeof(caption), " p=%.2f", p);
+      tiles.emplace_back(std::to_string(c) + " " + info.label(c) + caption, rgb);
+      json e;
+      e["image"] = "class " + std::to_string(c) + " (" + info.label(c) + ")";
+      e["index"] = i;
+      e["dir"] = "class-model";
+      e["class"] = c;
+      e["label"] = info.label(c);
+      e["logit"] = r.final[i - begin];
+      e["probability"] = p;
+      e["predictions"] = json::array();
+      for (size_t k = 0; k < top[static_cast<size_t>(row)].size(); ++k) {
+        const Prediction& pr = top[static_cast<size_t>(row)][k];
+        e["predictions"].push_back({{"rank", k + 1},
+                                    {"index", pr.index},
+                                    {"label", info.label(pr.index)},
+                                    {"probability", pr.probability}});
+      }
+      e["history"] = history_json(r, i - begin);
+      e["seed"] = s.seed;
+      e["files"] = json::array({file_json(rel, "class-model", "", c, "image")});
+      doc["images"].push_back(std::move(e));
+    }
+    progress.done(end - begin);
+  }
+  write_sheet(o.outdir, "class-model/sheet.png", tiles, std::min(kSheetColumns, 4));
+  doc["sheet"] = "class-model/sheet.png";
+  doc["interrupted"] = stopped;
+  doc["timings"] = {{"optimize_ms", optimize_ms}};
+  write_manifest(o.outdir, doc);
+  return doc;
+}
+
+json run_dream(const Model& model, const std::vector<std::string>& images,
+               const SynthesisRunOptions& o, Progress& progress) {
+  const Engine::Description d = Engine::describe(model);
+  layer_layout(model, d, o.layer, "dream");
+  make_output_dir(o.outdir);
+  const DreamOptions& dr = o.dream;
+  json doc = head(model, "dream",
+                  {{"layer", o.layer},
+                   {"octaves", dr.octaves},
+                   {"octave_scale", dr.octave_scale},
+                   {"steps", dr.steps},
+                   {"lr", dr.lr},
+                   {"jitter", dr.jitter},
+                   {"seed", dr.seed}});
+  Objective objective;
+  objective.layers = {o.layer};
+  const Engine engine = objective_engine(model, objective);
+  const std::vector<std::string> stems = unique_stems(images);
+  bool stopped = false;
+  for (size_t i = 0; i < images.size() && !stopped; ++i) {
+    json e;
+    set_image_name(e, images[i]);
+    e["index"] = i;
+    e["dir"] = stems[i];
+    try {
+      const cv::Mat rgb = read_image_rgb(images[i], o.max_pixels);
+      const DreamResult r = dream(engine, from_rgb8(rgb), dr, [] { return !interrupted(); });
+      stopped = r.interrupted;
+      make_output_dir(o.outdir + "/" + stems[i]);
+      const std::string rel = stems[i] + "/dream_" + file_safe(o.layer) + ".png";
+      write_png(o.outdir + "/" + rel, to_rgb8(r.image), PixelOrder::kRgb);
+      e["size"] = {rgb.cols, rgb.rows};
+      e["activation_rms_before"] = r.norm_before;
+      e["activation_rms_after"] = r.norm_after;
+      e["gain"] = r.norm_before > 0 ? r.norm_after / r.norm_before : 0.0;
+      e["files"] = json::array({file_json(rel, "dream", o.layer, std::nullopt, "image")});
+      progress.done();
+    } catch (const OutOfMemory&) {
+      throw;
+    } catch (const Error& err) {
+      if (err.code() != ErrorCode::kInput) throw;
+      e["error"] = with_image_name(err, images[i]).what();
+      e["files"] = json::array();
+      progress.failed(e["error"].get<std::string>());
+    }
+    doc["images"].push_back(std::move(e));
+  }
+  doc["interrupted"] = stopped;
+  write_manifest(o.outdir, doc);
+  return doc;
+}
+
+json run_invert(const Model& model, const std::vector<std::string>& images,
+                const SynthesisRunOptions& o, Progress& progress) {
+  const Engine::Description d = Engine::describe(model);
+  std::vector<std::string> layers;
+  if (o.all_layers) {
+    for (const std::string& l : feature_layers(model, d)) {
+      const LayerInfo* info = nullptr;
+      for (const LayerInfo& x : d.layers) {
+        if (x.path == l) info = &x;
+      }
+      if (info && info->calls == 1 && infer_layout(info->shape)) layers.push_back(l);
+    }
+    if (layers.empty()) {
+      throw Error(ErrorCode::kUnsupported, "--all-layers: model '" + model.info().name +
+                                               "' has no feature stage with a spatial map");
+    }
+  } else {
+    layer_layout(model, d, o.layer, "invert");
+    layers = {o.layer};
+  }
+  make_output_dir(o.outdir);
+  const Preprocessing& pre = model.info().preprocess;
+  json options = synthesis_options_json(o.synthesis);
+  options["layers"] = layers;
+  json doc = head(model, "invert", options);
+  doc["layers"] = layers;
+  const std::vector<std::string> stems = unique_stems(images);
+  SynthesisOptions s = o.synthesis;
+  s.param.size = pre.crop;
+  // Targets for every layer come from one pass.
+  Engine targets_engine(model, layers);
+  targets_engine.keep_outputs(/*stop=*/true, /*grad=*/false);
+  bool stopped = false;
+  double optimize_ms = 0;
+  for (size_t i = 0; i < images.size() && !stopped; ++i) {
+    json e;
+    set_image_name(e, images[i]);
+    e["index"] = i;
+    e["dir"] = stems[i];
+    e["files"] = json::array();
+    try {
+      const cv::Mat rgb = read_image_rgb(images[i], o.max_pixels);
+      const at::Tensor input = preprocess(rgb, pre).unsqueeze(0);
+      std::vector<at::Tensor> targets;
+      {
+        Pass pass = targets_engine.run(input);
+        for (size_t l = 0; l < layers.size(); ++l) {
+          targets.push_back(
+              to_feature_map(pass.output(l), layers[l], model.info().name)[0].detach().clone());
+        }
+      }
+      make_output_dir(o.outdir + "/" + stems[i]);
+      std::vector<std::pair<std::string, cv::Mat>> tiles;
+      const cv::Mat original = to_rgb8(input_images(input, pre)[0]);
+      tiles.emplace_back("input", original);
+      e["relative_error"] = json::object();
+      const size_t batch = static_cast<size_t>(std::max(1, o.batch));
+      for (size_t begin = 0; begin < layers.size() && !stopped; begin += batch) {
+        const size_t end = std::min(layers.size(), begin + batch);
+        Objective objective;
+        objective.kind = ObjectiveKind::kInvert;
+        objective.layers.assign(layers.begin() + static_cast<std::ptrdiff_t>(begin),
+                                layers.begin() + static_cast<std::ptrdiff_t>(end));
+        objective.targets.assign(targets.begin() + static_cast<std::ptrdiff_t>(begin),
+                                 targets.begin() + static_cast<std::ptrdiff_t>(end));
+        const Engine engine = objective_engine(model, objective);
+        const SynthesisResult r =
+            synthesize(engine, objective, static_cast<int64_t>(end - begin), s, keep_going());
+        optimize_ms += r.ms;
+        stopped = r.interrupted || interrupted();
+        for (size_t l = begin; l < end; ++l) {
+          const std::string rel = stems[i] + "/invert_" + file_safe(layers[l]) + ".png";
+          const cv::Mat out = to_rgb8(r.images[static_cast<int64_t>(l - begin)]);
+          write_png(o.outdir + "/" + rel, out, PixelOrder::kRgb);
+          const double err = std::sqrt(std::max(0.0, -r.final[l - begin]));
+          char caption[96];
+          std::snprintf(caption, sizeof(caption), "%s err %.2f", layers[l].c_str(), err);
+          tiles.emplace_back(caption, out);
+          e["relative_error"][layers[l]] = err;
+          e["files"].push_back(file_json(rel, "invert", layers[l], std::nullopt, "image"));
+        }
+      }
+      if (layers.size() > 1) {
+        const std::string rel = stems[i] + "/invert_contact.png";
+        write_sheet(o.outdir, rel, tiles, kSheetColumns);
+        e["files"].push_back(file_json(rel, "invert", "", std::nullopt, "contact"));
+      }
+      progress.done();
+    } catch (const OutOfMemory&) {
+      throw;
+    } catch (const Error& err) {
+      if (err.code() != ErrorCode::kInput) throw;
+      e["error"] = with_image_name(err, images[i]).what();
+      progress.failed(e["error"].get<std::string>());
+    }
+    doc["images"].push_back(std::move(e));
+  }
+  doc["interrupted"] = stopped;
+  doc["timings"] = {{"optimize_ms", optimize_ms}};
+  write_manifest(o.outdir, doc);
+  return doc;
+}
+
+namespace {
+
+std::string state_name(const Shard& shard) {
+  return shard.active() ? "top-activations." + shard.name() + ".state.json"
+                        : "top-activations.state.json";
+}
+
+json read_state(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file(path, "top-activations:", kMaxStateBytes);
+  const json doc =
+      parse_json(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                 "top-activations: '" + path + "'", ErrorCode::kInput);
+  if (!doc.is_object() || doc.value("format", "") != format_name(Format::kTopActivationsState) ||
+      !doc.contains("channels") || !doc["channels"].is_array() || !doc.contains("top") ||
+      !doc["top"].is_array() || doc["top"].size() != doc["channels"].size()) {
+    throw Error(ErrorCode::kInput, "top-activations: '" + path + "': not a cnnviz state file");
+  }
+  return doc;
+}
+
+// Adds a state's entries to `top` (whose channels must be the state's).
+// Entries keep their index in the run's input list, which every shard
+// shares, so that ties rank as in one run; paths[index] is the image.
+void add_state(const json& state, const std::string& path, TopActivations& top,
+               std::vector<std::string>& paths) {
+  try {
+    if (state.at("channels").get<std::vector<int64_t>>() != top.channels() ||
+        state.at("k").get<int>() != top.k()) {
+      throw Error(ErrorCode::kUsage, "top-activations: '" + path +
+                                         "' was written for other channels or another --k "
+                                         "(use the same options, or another -o)");
+    }
+    for (size_t j = 0; j < state["top"].size(); ++j) {
+      for (const json& t : state["top"][j]) {
+        const int64_t index = t.at("index").get<int64_t>();
+        if (index < 0 || index > static_cast<int64_t>(kMaxStateBytes)) {
+          throw Error(ErrorCode::kInput, "top-activations: '" + path + "': index out of range");
+        }
+        if (static_cast<size_t>(index) >= paths.size())
+          paths.resize(static_cast<size_t>(index) + 1);
+        paths[static_cast<size_t>(index)] = t.at("image").get<std::string>();
+        top.add_entry(j, {t.at("value").get<float>(), index, t.at("y").get<int64_t>(),
+                          t.at("x").get<int64_t>()});
+      }
+    }
+  } catch (const json::exception& e) {
+    throw Error(ErrorCode::kInput, "top-activations: '" + path + "': not a cnnviz state file (" +
+                                       first_line(e.what()) + ")");
+  }
+}
+
+json state_json(const Model& model, const SynthesisRunOptions& o, const TopActivations& top,
+                const std::vector<std::string>& paths, size_t done, const json& failed) {
+  json doc;
+  doc["format"] = format_name(Format::kTopActivationsState);
+  doc["format_version"] = format_version(Format::kTopActivationsState);
+  doc["model"] = model.info().name;
+  doc["layer"] = o.layer;
+  doc["k"] = top.k();
+  doc["channels"] = top.channels();
+  doc["shard"] = o.shard.name();
+  doc["done"] = done;
+  doc["failed"] = failed;
+  doc["top"] = json::array();
+  for (const std::vector<TopEntry>& list : top.sorted()) {
+    json a = json::array();
+    for (const TopEntry& t : list) {
+      a.push_back({{"image", paths.at(static_cast<size_t>(t.image))},
+                   {"index", t.image},
+                   {"value", t.value},
+                   {"y", t.y},
+                   {"x", t.x}});
+    }
+    doc["top"].push_back(std::move(a));
+  }
+  return doc;
+}
+
+// The field of a position on the crop, at least one pixel: a position that
+// a ceil-mode pooling adds past the input's edge sees only padding.
+PixelBox visible_box(const ReceptiveField& rf, int64_t y, int64_t x, int crop) {
+  PixelBox b = receptive_box(rf, y, x, crop, crop);
+  if (b.y1 <= b.y0) b.y0 = std::min<int64_t>(b.y0, crop - 1), b.y1 = b.y0 + 1;
+  if (b.x1 <= b.x0) b.x0 = std::min<int64_t>(b.x0, crop - 1), b.x1 = b.x0 + 1;
+  return b;
+}
+
+json render_top(const Model& model, const SynthesisRunOptions& o, const FeatureLayout& f,
+                const TopActivations& top, const std::vector<std::string>& paths,
+                const json& failed, Progress& progress) {
+  const Preprocessing& pre = model.info().preprocess;
+  const ReceptiveField rf = receptive_field(model, o.layer);
+  make_output_dir(o.outdir + "/top");
+  const std::vector<std::vector<TopEntry>> lists = top.sorted();
+  // Which channels each image appears in, so that every image is decoded once.
+  std::map<int64_t, std::vector<std::pair<size_t, size_t>>> uses;
+  for (size_t j = 0; j < lists.size(); ++j) {
+    for (size_t r = 0; r < lists[j].size(); ++r) uses[lists[j][r].image].push_back({j, r});
+  }
+  std::vector<std::vector<std::pair<std::string, cv::Mat>>> patches(lists.size()),
+      boxes(lists.size());
+  for (size_t j = 0; j < lists.size(); ++j) {
+    patches[j].resize(lists[j].size());
+    boxes[j].resize(lists[j].size());
+  }
+  const int crop = pre.crop;
+  for (const auto& [image, where] : uses) {
+    cv::Mat view;
+    try {
+      const cv::Mat rgb = read_image_rgb(paths.at(static_cast<size_t>(image)), o.max_pixels);
+      view = to_rgb8(input_images(preprocess(rgb, pre).unsqueeze(0), pre)[0]);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kInput) throw;
+      view = cv::Mat(crop, crop, CV_8UC3, cv::Scalar(128, 128, 128));
+    }
+    for (const auto& [j, r] : where) {
+      const TopEntry& t = lists[j][r];
+      // Map positions scale to the crop when the map was computed at another size.
+      const PixelBox b = visible_box(rf, t.y, t.x, crop);
+      cv::Mat patch = view(cv::Rect(static_cast<int>(b.x0), static_cast<int>(b.y0),
+                                    static_cast<int>(b.x1 - b.x0), static_cast<int>(b.y1 - b.y0)))
+                          .clone();
+      cv::resize(patch, patch, cv::Size(kPatchTile, kPatchTile), 0, 0, cv::INTER_AREA);
+      char caption[32];
+      std::snprintf(caption, sizeof(caption), "%.3g", t.value);
+      patches[j][r] = {caption, patch};
+      cv::Mat boxed = view.clone();
+      cv::rectangle(boxed, cv::Point(static_cast<int>(b.x0), static_cast<int>(b.y0)),
+                    cv::Point(static_cast<int>(b.x1) - 1, static_cast<int>(b.y1) - 1),
+                    cv::Scalar(255, 40, 40), std::max(1, crop / 112), cv::LINE_8);
+      cv::resize(boxed, boxed, cv::Size(kBoxTile, kBoxTile), 0, 0, cv::INTER_AREA);
+      boxes[j][r] = {fs::path(paths.at(static_cast<size_t>(image))).filename().string(), boxed};
+    }
+  }
+  json options = {{"layer", o.layer}, {"channels", top.channels()}, {"k", top.k()}};
+  json doc = head(model, "top-activations", options);
+  doc["receptive_field"] = {{"size", {rf.size[0], rf.size[1]}},
+                            {"stride", {rf.stride[0], rf.stride[1]}},
+                            {"start", {rf.start[0], rf.start[1]}},
+                            {"global", rf.global}};
+  doc["map"] = {f.channels, f.height, f.width};
+  for (size_t j = 0; j < lists.size(); ++j) {
+    const int64_t c = top.channels()[j];
+    const std::string base = "top/" + file_safe(o.layer) + "_ch" + std::to_string(c);
+    const int columns =
+        static_cast<int>(std::ceil(std::sqrt(static_cast<double>(lists[j].size()))));
+    write_sheet(o.outdir, base + "_patches.png", patches[j], std::max(1, columns));
+    write_sheet(o.outdir, base + "_boxes.png", boxes[j], std::max(1, columns));
+    json e;
+    e["image"] = o.layer + ":" + std::to_string(c);
+    e["index"] = j;
+    e["dir"] = "top";
+    e["unit"] = {{"layer", o.layer}, {"channel", c}};
+    e["top"] = json::array();
+    for (const TopEntry& t : lists[j]) {
+      const PixelBox b = visible_box(rf, t.y, t.x, crop);
+      e["top"].push_back({{"image", paths.at(static_cast<size_t>(t.image))},
+                          {"value", t.value},
+                          {"y", t.y},
+                          {"x", t.x},
+                          {"box", {b.y0, b.x0, b.y1, b.x1}}});
+    }
+    e["files"] = json::array();
+    if (!lists[j].empty()) {
+      e["files"].push_back(
+          file_json(base + "_patches.png", "top-activations", o.layer, std::nullopt, "patches"));
+      e["files"].push_back(
+          file_json(base + "_boxes.png", "top-activations", o.layer, std::nullopt, "boxes"));
+    }
+    doc["images"].push_back(std::move(e));
+  }
+  doc["failed"] = failed;
+  (void)progress;
+  write_manifest(o.outdir, doc);
+  return doc;
+}
+
+}  // namespace
+
+json run_top_activations(const Model& model, const std::vector<std::string>& images,
+                         const SynthesisRunOptions& o, Progress& progress) {
+  const Engine::Description d = Engine::describe(model);
+  const FeatureLayout f = layer_layout(model, d, o.layer, "top-activations");
+  const std::vector<int64_t> channels = parse_channel_list(o.channels, f.channels, o.layer);
+  if (o.k < 1 || o.k > kMaxTopK) {
+    throw Error(ErrorCode::kUsage, "--k " + std::to_string(o.k) + ": must be between 1 and " +
+                                       std::to_string(kMaxTopK));
+  }
+  make_output_dir(o.outdir);
+  TopActivations top(channels, o.k);
+  std::vector<std::string> paths;
+  json failed = json::array();
+  if (o.merge) {
+    const std::vector<RunFile> files = find_run_files(o.outdir, "top-activations", ".state.json");
+    if (files.empty()) {
+      throw Error(ErrorCode::kInput, "top-activations --merge: no state files in '" + o.outdir +
+                                         "' (run the shards with -o " + o.outdir + " first)");
+    }
+    for (const RunFile& file : files) {
+      const std::string path = o.outdir + "/" + file.name;
+      const json state = read_state(path);
+      add_state(state, path, top, paths);
+      for (const json& x : state.value("failed", json::array())) failed.push_back(x);
+    }
+    return render_top(model, o, f, top, paths, failed, progress);
+  }
+  paths = images;
+  const std::vector<size_t> positions = shard_positions(images.size(), o.shard);
+  const std::string state_path = o.outdir + "/" + state_name(o.shard);
+  size_t done = 0;
+  std::error_code ec;
+  if (o.resume && fs::exists(state_path, ec)) {
+    const json state = read_state(state_path);
+    if (state.value("layer", "") != o.layer || state.value("model", "") != model.info().name) {
+      throw Error(ErrorCode::kUsage, "top-activations --resume: '" + state_path +
+                                         "' was written for another model or layer");
+    }
+    std::vector<std::string> saved;
+    add_state(state, state_path, top, saved);
+    for (size_t i = 0; i < saved.size(); ++i) {
+      if (!saved[i].empty() && (i >= paths.size() || saved[i] != paths[i])) {
+        throw Error(ErrorCode::kUsage, "top-activations --resume: '" + state_path +
+                                           "' was written for another list of images");
+      }
+    }
+    done = std::min(positions.size(), state.value("done", size_t{0}));
+    failed = state.value("failed", json::array());
+    progress.skipped(done);
+  }
+  std::vector<std::string> to_load;
+  std::vector<int64_t> load_index;
+  for (size_t p = done; p < positions.size(); ++p) {
+    to_load.push_back(images[positions[p]]);
+    load_index.push_back(static_cast<int64_t>(positions[p]));
+  }
+  Engine engine(model, {o.layer});
+  engine.keep_outputs(/*stop=*/true, /*grad=*/false);
+  LoaderOptions lo;
+  lo.batch_size = std::max<size_t>(1, o.batch_size);
+  lo.workers = o.decoders;
+  lo.max_pixels = o.max_pixels;
+  BatchLoader loader(to_load, model.info().preprocess, lo);
+  bool stopped = false;
+  for (std::vector<LoadedImage> batch = loader.next(); !batch.empty(); batch = loader.next()) {
+    if (interrupted()) {
+      stopped = true;
+      break;
+    }
+    std::vector<at::Tensor> inputs;
+    std::vector<int64_t> rows;
+    for (LoadedImage& img : batch) {
+      if (img.error) {
+        failed.push_back({{"image", img.path}, {"error", img.error->what()}});
+        progress.failed(img.error->what());
+      } else {
+        inputs.push_back(std::move(img.input));
+        rows.push_back(load_index[img.index]);
+      }
+    }
+    if (!inputs.empty()) {
+      Pass pass = engine.run(at::stack(inputs));
+      top.add(to_feature_map(pass.output(0), o.layer, model.info().name), rows);
+      progress.done(inputs.size());
+    }
+    done += batch.size();
+    const std::string text = dump_json(state_json(model, o, top, paths, done, failed), -1) + "\n";
+    write_file_atomic(state_path, text.data(), text.size());
+  }
+  if (stopped || o.shard.active()) {
+    json doc = state_json(model, o, top, paths, done, failed);
+    doc["interrupted"] = stopped;
+    return doc;
+  }
+  return render_top(model, o, f, top, paths, failed, progress);
+}
+
+}  // namespace cnnviz
