@@ -67,15 +67,17 @@
 #     (DeepLIFT) and squeezenet1_1 (occlusion, RISE).
 #
 #   scripts/bench.sh featviz [--model NAME|PATH] [--repeat R] [--threads T] [--images N]
-#     `cnnviz filters` (8 channels of the layer at 128x128, 32 steps, the
-#     defaults otherwise) as optimization steps per second (the manifest's
-#     optimize_ms) against the same loop in plain PyTorch
-#     (scripts/bench_featviz.py: forward with a hook, backward, Adam step),
-#     both with the whole network and stopped at the layer as cnnviz does
-#     (target >= 1x); best of R, alternating. Then `cnnviz top-activations`
-#     over N images (default 64) against `cnnviz classify` over the same
-#     images, whole processes (target >= 0.9x the throughput). Default
-#     squeezenet1_1, layer features.12 (vgg16: features.28).
+#     `cnnviz filters` (8 channels of the layer at 128x128, 64 steps, the
+#     defaults otherwise) as time per optimization step after the first (the
+#     manifest's steps_after_first_ms) against the same loop in plain PyTorch
+#     after a warm-up step (scripts/bench_featviz.py: forward with a hook,
+#     backward, Adam step), both with the whole network and stopped at the
+#     layer as cnnviz does (target >= 1x the steps per second); best of R,
+#     alternating. Then `cnnviz top-activations` over N images (default 64):
+#     its pass (decoding and network, the manifest's scan_ms) against
+#     `cnnviz classify --timings`'s run_ms over the same images (target >=
+#     0.9x the throughput); whole processes too. Default squeezenet1_1,
+#     layer features.12 (vgg16: features.28).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
@@ -313,41 +315,46 @@ if [ "$mode" = featviz ]; then
   case $(basename "$model_path") in vgg16*) layer=features.28 ;; esac
   out=$(mktemp -d)
   trap 'rm -rf "$out"' EXIT
-  steps=32 rows=8 size=128
+  steps=64 rows=8 size=128
+  json_of() { "$python" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
   ours=() full=() cut=()
   for ((r = 0; r < repeat; r++)); do
     "$cnnviz" filters -q -m "$model_path" --layer "$layer" --channels 0-$((rows - 1)) --batch "$rows" \
       --steps "$steps" --size "$size" --threads "$threads" -o "$out/f" >/dev/null
-    ours+=("$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["timings"]["optimize_ms"])' "$out/f/manifest.json")")
+    # ms per step, after the first (the Python loop times its steps after a warm-up step)
+    ours+=("$(json_of "$out/f/manifest.json" 'd["timings"]["steps_after_first_ms"] / ('"$steps"' - 1)')")
     for t in full cut; do
       extra=(); [ $t = cut ] && extra=(--truncate)
       ms=$("$python" "$root/scripts/bench_featviz.py" --model "$model_path" --layer "$layer" --batch "$rows" \
         --size "$size" --steps "$steps" --threads "$threads" "${extra[@]}" |
-        "$python" -c 'import json,sys; print(1000 * json.loads(sys.stdin.read())["seconds"])')
+        "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(1000 * d["seconds"] / d["steps"])')
       eval "$t+=(\"\$ms\")"
     done
   done
   c=$(best "${ours[@]}") f=$(best "${full[@]}") t=$(best "${cut[@]}")
-  printf 'filters: %s %s, %d channels at %dx%d, %d steps, %d threads (best of %d)\n' \
+  printf 'filters: %s %s, %d channels at %dx%d, %d steps, %d threads (best of %d; per step, after the first)\n' \
     "$(basename "$model_path")" "$layer" "$rows" "$size" "$size" "$steps" "$threads" "$repeat"
-  printf '  cnnviz                              %8.0f ms = %6.2f steps/s\n' "$c" "$(calc "$steps * 1000 / $c")"
-  printf '  pytorch, whole network              %8.0f ms = %6.2f steps/s   cnnviz %.2fx (target >= 1)\n' \
-    "$f" "$(calc "$steps * 1000 / $f")" "$(calc "$f / $c")"
-  printf '  pytorch, stopped at the layer       %8.0f ms = %6.2f steps/s   cnnviz %.2fx\n' \
-    "$t" "$(calc "$steps * 1000 / $t")" "$(calc "$t / $c")"
+  printf '  cnnviz                              %7.1f ms = %6.2f steps/s\n' "$c" "$(calc "1000 / $c")"
+  printf '  pytorch, whole network              %7.1f ms = %6.2f steps/s   cnnviz %.2fx (target >= 1)\n' \
+    "$f" "$(calc "1000 / $f")" "$(calc "$f / $c")"
+  printf '  pytorch, stopped at the layer       %7.1f ms = %6.2f steps/s   cnnviz %.2fx\n' \
+    "$t" "$(calc "1000 / $t")" "$(calc "$t / $c")"
   make_images "$out/imgs" "$n"
-  wall() { local s e; s=$(date +%s.%N); "$cnnviz" "$@" >/dev/null 2>&1; e=$(date +%s.%N); calc "($e - $s) * 1000"; }
-  tops=() cls=()
+  wall() { local s e; s=$(date +%s.%N); "$cnnviz" "$@" >/dev/null 2>"$out/err"; e=$(date +%s.%N); calc "($e - $s) * 1000"; }
+  tops=() cls=() scans=() runs=()
   for ((r = 0; r < repeat; r++)); do
     tops+=("$(wall top-activations -q -m "$model_path" --layer "$layer" --threads "$threads" \
       --batch-size 16 -o "$out/t$r" "$out/imgs")")
-    cls+=("$(wall classify -q -m "$model_path" --threads "$threads" --batch-size 16 "$out/imgs")")
+    scans+=("$(json_of "$out/t$r/manifest.json" 'd["timings"]["scan_ms"]')")
+    cls+=("$(wall classify -q --timings -m "$model_path" --threads "$threads" --batch-size 16 "$out/imgs")")
+    runs+=("$(sed -n 's/.*"run_ms":\([0-9.e+-]*\).*/\1/p' "$out/err")")
   done
-  a=$(best "${tops[@]}") b=$(best "${cls[@]}")
-  printf 'top-activations: %d images, %s, 16 channels, k 9, whole process (best of %d)\n' "$n" "$layer" "$repeat"
-  printf '  top-activations %8.0f ms = %6.1f images/s\n' "$a" "$(calc "$n * 1000 / $a")"
-  printf '  classify        %8.0f ms = %6.1f images/s   top-activations %.2fx (target >= 0.9)\n' \
+  a=$(best "${scans[@]}") b=$(best "${runs[@]}") wa=$(best "${tops[@]}") wb=$(best "${cls[@]}")
+  printf 'top-activations: %d images, %s, 16 channels, k 9, %d threads (best of %d)\n' "$n" "$layer" "$threads" "$repeat"
+  printf '  top-activations pass  %7.0f ms = %6.1f images/s (decoding and network)\n' "$a" "$(calc "$n * 1000 / $a")"
+  printf '  classify run          %7.0f ms = %6.1f images/s   top-activations %.2fx (target >= 0.9)\n' \
     "$b" "$(calc "$n * 1000 / $b")" "$(calc "$b / $a")"
+  printf '  whole processes: top-activations %.0f ms (with its 32 sheets), classify %.0f ms\n' "$wa" "$wb"
   exit 0
 fi
 

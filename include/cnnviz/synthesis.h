@@ -139,8 +139,8 @@ struct SynthesisOptions {
   double lr = 0.05;  // Adam's step size
   uint64_t seed = 0;
   int log_every = 16;  // objective history: every this many steps, and the last
-  // Redirect dead ReLUs (objective_step): a channel that is zero on the
-  // starting image would otherwise never move.
+  // Redirect dead ReLUs (objective_step) during the first 32 steps: a
+  // channel that is zero on the starting image would otherwise never move.
   bool redirect_relu = true;
 };
 
@@ -150,7 +150,8 @@ struct SynthesisResult {
   std::vector<int> log_steps;                // the steps the history logs
   std::vector<std::vector<double>> history;  // per logged step: obj_n (transformed)
   bool interrupted = false;
-  double ms = 0;
+  double ms = 0;         // the whole optimization, with the final evaluation
+  double steady_ms = 0;  // the steps after the first (what a warm loop costs)
 };
 
 // Maximizes the objective with Adam for options.steps steps, starting from

@@ -752,8 +752,13 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
   }
   ops::set_recorder(&p.recorder);
   ops::set_relu_mode(ops::ReluMode::kPlain);
+  // Reading activations only: inference mode, where the operators run their
+  // plain kernels (no autograd bookkeeping), as Model::logits does.
+  std::optional<c10::InferenceMode> inference;
+  if (!engine.grad) inference.emplace();
   torch::AutoGradMode grad(engine.grad);
-  p.input = batch.detach().to(engine.model.device()).clone().requires_grad_(engine.grad);
+  p.input = engine.grad ? batch.detach().to(engine.model.device()).clone().requires_grad_(true)
+                        : batch.to(engine.model.device());
   ops::set_paired(paired);
   c10::IValue out;
   try {

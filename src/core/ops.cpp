@@ -33,6 +33,10 @@ at::Tensor mode_backward(const at::Tensor& g, Pass pass) {
     case ReluMode::kPlain:
       if (g_redirect.load() && g.dim() > 0) {
         const at::Tensor plain = pass(g);
+        // Most images of most steps have a live gradient: one pass to tell.
+        if (at::count_nonzero(plain.flatten(1), at::IntArrayRef{1}).min().item<int64_t>() > 0) {
+          return plain;
+        }
         const at::Tensor up = g.clamp_min(0);
         const at::Tensor redirected = plain + up - pass(up);
         std::vector<int64_t> shape(static_cast<size_t>(g.dim()), 1);
@@ -473,9 +477,20 @@ at::Tensor tap_autograd(const at::Tensor& x, int64_t slot, bool copy) {
   }
   return y;
 }
+// Without autograd (inference mode): records, keeps and stops as the
+// autograd version does.
 at::Tensor tap_plain(const at::Tensor& x, int64_t slot, bool copy) {
-  if (TapRecorder* r = g_recorder.load()) record(r->activations, slot, x, true);
-  return copy ? x.clone() : x;
+  TapRecorder* r = g_recorder.load();
+  if (r != nullptr) record(r->activations, slot, x, true);
+  at::Tensor y = copy ? x.clone() : x;
+  if (r != nullptr && slot >= 0 && static_cast<size_t>(slot) < r->keep.size() && r->keep[slot]) {
+    r->kept[slot] = y;
+    if (r->stop_after > 0 && --r->stop_after == 0) {
+      r->stopped = true;
+      throw StopForward();
+    }
+  }
+  return y;
 }
 
 }  // namespace

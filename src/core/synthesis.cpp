@@ -54,6 +54,11 @@ at::Tensor blur3(const at::Tensor& x) {
   return at::conv2d(rows, k1.view({1, 1, 1, 3}).repeat({c, 1, 1, 1}), no_bias, one, zero, one, c);
 }
 
+// Redirected ReLUs only start an objective that is dead on the random start:
+// after these steps every image has a gradient, and the check costs a pass
+// over each ReLU's gradient.
+constexpr int kRedirectSteps = 32;
+
 size_t layer_index(const Engine& engine, const std::string& layer) {
   const std::vector<std::string>& layers = engine.layers();
   return static_cast<size_t>(std::find(layers.begin(), layers.end(), layer) - layers.begin());
@@ -231,6 +236,26 @@ at::Tensor objective_values(const Pass& pass, const Engine& engine, const Object
     }
     return logits.gather(1, index).squeeze(1);
   }
+  if (objective.layers.size() == 1 && objective.kind != ObjectiveKind::kInvert) {
+    // One layer for every row: one gather, as a hand-written loop would do.
+    const std::string& layer = objective.layers[0];
+    const at::Tensor map = to_feature_map(pass.output(layer_index(engine, layer)), layer, model);
+    for (int64_t c : objective.units) {
+      if (c < 0 || c >= map.size(1)) {
+        throw Error(ErrorCode::kUsage, "channel " + std::to_string(c) + " of layer '" + layer +
+                                           "': out of range (it has " +
+                                           std::to_string(map.size(1)) + " channels)");
+      }
+    }
+    const at::Tensor rows_index =
+        at::arange(n, at::TensorOptions().dtype(at::kLong).device(map.device()));
+    const at::Tensor units = at::tensor(objective.units, at::kLong).to(map.device());
+    const at::Tensor chosen = map.index({rows_index, units});  // [N,h,w]
+    if (objective.kind == ObjectiveKind::kNeuron) {
+      return chosen.select(1, chosen.size(1) / 2).select(1, chosen.size(2) / 2);
+    }
+    return chosen.mean({1, 2});
+  }
   std::vector<at::Tensor> rows;
   for (int64_t r = 0; r < n; ++r) {
     const std::string& layer =
@@ -283,8 +308,14 @@ StepResult objective_step(const Engine& engine, const Objective& objective, cons
   }
   const at::Tensor prior = prior_terms(images, priors).sum();
   out.loss = -out.objective.sum().item<double>() + prior.item<double>();
-  const at::Tensor surrogate = prior - (input * input_grad).sum();
-  out.gradient = torch::autograd::grad({surrogate}, {leaf})[0];
+  // The chain rule through the transforms and the parameterization: the
+  // input's gradient of the loss is -input_grad.
+  if (prior.requires_grad()) {
+    out.gradient =
+        torch::autograd::grad({input, prior}, {leaf}, {-input_grad, at::ones_like(prior)})[0];
+  } else {
+    out.gradient = torch::autograd::grad({input}, {leaf}, {-input_grad})[0];
+  }
   return out;
 }
 
@@ -297,11 +328,13 @@ SynthesisResult synthesize(const Engine& engine, const Objective& objective, int
   torch::optim::Adam adam({p}, torch::optim::AdamOptions(options.lr));
   std::mt19937_64 rng(options.seed);
   SynthesisResult result;
+  Clock::time_point steady = start;
   for (int step = 1; step <= options.steps; ++step) {
+    if (step == 2) steady = Clock::now();
     std::optional<TransformDraw> draw;
     if (options.transforms.any()) draw = draw_transforms(options.transforms, rng);
     StepResult s = objective_step(engine, objective, p, options.param, draw, options.priors,
-                                  options.redirect_relu);
+                                  options.redirect_relu && step <= kRedirectSteps);
     {
       torch::NoGradGuard no_grad;
       p.mutable_grad() = s.gradient;
@@ -318,6 +351,7 @@ SynthesisResult synthesize(const Engine& engine, const Objective& objective, int
       break;
     }
   }
+  if (options.steps > 1) result.steady_ms = ms_since(steady);
   torch::NoGradGuard no_grad;
   result.images = param_images(p.detach(), options.param).to(at::kCPU);
   {

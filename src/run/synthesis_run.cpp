@@ -25,6 +25,7 @@
 #include "cnnviz/predict.h"
 #include "cnnviz/preprocess.h"
 #include "cnnviz/render.h"
+#include "cnnviz/stopwatch.h"
 #include "cnnviz/targets.h"
 
 namespace fs = std::filesystem;
@@ -226,7 +227,7 @@ json run_filters(const Model& model, const SynthesisRunOptions& o, Progress& pro
   std::vector<std::pair<std::string, cv::Mat>> tiles;
   const size_t batch = static_cast<size_t>(std::max(1, o.batch));
   bool stopped = false;
-  double optimize_ms = 0;
+  double optimize_ms = 0, steady_ms = 0;
   for (size_t begin = 0; begin < channels.size() && !stopped; begin += batch) {
     const size_t end = std::min(channels.size(), begin + batch);
     objective.units.assign(channels.begin() + static_cast<std::ptrdiff_t>(begin),
@@ -236,6 +237,7 @@ json run_filters(const Model& model, const SynthesisRunOptions& o, Progress& pro
     const SynthesisResult r =
         synthesize(engine, objective, static_cast<int64_t>(end - begin), s, keep_going());
     optimize_ms += r.ms;
+    steady_ms += r.steady_ms;
     stopped = r.interrupted || interrupted();
     for (size_t i = begin; i < end; ++i) {
       const int64_t c = channels[i];
@@ -260,7 +262,7 @@ json run_filters(const Model& model, const SynthesisRunOptions& o, Progress& pro
   write_sheet(o.outdir, sheet, tiles, kSheetColumns);
   doc["sheet"] = sheet;
   doc["interrupted"] = stopped;
-  doc["timings"] = {{"optimize_ms", optimize_ms}};
+  doc["timings"] = {{"optimize_ms", optimize_ms}, {"steps_after_first_ms", steady_ms}};
   write_manifest(o.outdir, doc);
   return doc;
 }
@@ -282,7 +284,7 @@ json run_class_model(const Model& model, const SynthesisRunOptions& o, Progress&
   std::vector<std::pair<std::string, cv::Mat>> tiles;
   const size_t batch = static_cast<size_t>(std::max(1, o.batch));
   bool stopped = false;
-  double optimize_ms = 0;
+  double optimize_ms = 0, steady_ms = 0;
   for (size_t begin = 0; begin < classes.size() && !stopped; begin += batch) {
     const size_t end = std::min(classes.size(), begin + batch);
     objective.units.assign(classes.begin() + static_cast<std::ptrdiff_t>(begin),
@@ -292,6 +294,7 @@ json run_class_model(const Model& model, const SynthesisRunOptions& o, Progress&
     const SynthesisResult r =
         synthesize(engine, objective, static_cast<int64_t>(end - begin), s, keep_going());
     optimize_ms += r.ms;
+    steady_ms += r.steady_ms;
     stopped = r.interrupted || interrupted();
     const at::Tensor logits =
         model.logits(model_input(r.images.to(model.device()), info.preprocess));
@@ -334,7 +337,7 @@ json run_class_model(const Model& model, const SynthesisRunOptions& o, Progress&
   write_sheet(o.outdir, "class-model/sheet.png", tiles, std::min(kSheetColumns, 4));
   doc["sheet"] = "class-model/sheet.png";
   doc["interrupted"] = stopped;
-  doc["timings"] = {{"optimize_ms", optimize_ms}};
+  doc["timings"] = {{"optimize_ms", optimize_ms}, {"steps_after_first_ms", steady_ms}};
   write_manifest(o.outdir, doc);
   return doc;
 }
@@ -424,7 +427,7 @@ json run_invert(const Model& model, const std::vector<std::string>& images,
   Engine targets_engine(model, layers);
   targets_engine.keep_outputs(/*stop=*/true, /*grad=*/false);
   bool stopped = false;
-  double optimize_ms = 0;
+  double optimize_ms = 0, steady_ms = 0;
   for (size_t i = 0; i < images.size() && !stopped; ++i) {
     json e;
     set_image_name(e, images[i]);
@@ -460,6 +463,7 @@ json run_invert(const Model& model, const std::vector<std::string>& images,
         const SynthesisResult r =
             synthesize(engine, objective, static_cast<int64_t>(end - begin), s, keep_going());
         optimize_ms += r.ms;
+        steady_ms += r.steady_ms;
         stopped = r.interrupted || interrupted();
         for (size_t l = begin; l < end; ++l) {
           const std::string rel = stems[i] + "/invert_" + file_safe(layers[l]) + ".png";
@@ -489,7 +493,7 @@ json run_invert(const Model& model, const std::vector<std::string>& images,
     doc["images"].push_back(std::move(e));
   }
   doc["interrupted"] = stopped;
-  doc["timings"] = {{"optimize_ms", optimize_ms}};
+  doc["timings"] = {{"optimize_ms", optimize_ms}, {"steps_after_first_ms", steady_ms}};
   write_manifest(o.outdir, doc);
   return doc;
 }
@@ -735,6 +739,7 @@ json run_top_activations(const Model& model, const std::vector<std::string>& ima
   lo.batch_size = std::max<size_t>(1, o.batch_size);
   lo.workers = o.decoders;
   lo.max_pixels = o.max_pixels;
+  const Clock::time_point scan_start = Clock::now();
   BatchLoader loader(to_load, model.info().preprocess, lo);
   bool stopped = false;
   for (std::vector<LoadedImage> batch = loader.next(); !batch.empty(); batch = loader.next()) {
@@ -762,12 +767,19 @@ json run_top_activations(const Model& model, const std::vector<std::string>& ima
     const std::string text = dump_json(state_json(model, o, top, paths, done, failed), -1) + "\n";
     write_file_atomic(state_path, text.data(), text.size());
   }
+  const double scan_ms = ms_since(scan_start);
   if (stopped || o.shard.active()) {
     json doc = state_json(model, o, top, paths, done, failed);
     doc["interrupted"] = stopped;
     return doc;
   }
-  return render_top(model, o, f, top, paths, failed, progress);
+  const Clock::time_point render_start = Clock::now();
+  json doc = render_top(model, o, f, top, paths, failed, progress);
+  doc["timings"] = {{"scan_ms", scan_ms},
+                    {"images_scanned", to_load.size()},
+                    {"render_ms", ms_since(render_start)}};
+  write_manifest(o.outdir, doc);
+  return doc;
 }
 
 }  // namespace cnnviz
