@@ -120,6 +120,14 @@ TEST(SynthesisTest, TopActivationsEqualAFullSort) {
   }
 }
 
+// tests/reference/featviz_ref.py on dir/spec.json, writing dir/grad.npy, at
+// cnnviz's thread count (convolutions round differently with another).
+test::RunResult run_reference(const std::string& model_path, const test::TempDir& dir) {
+  return test::run({test::python(), test::source_dir() + "/tests/reference/featviz_ref.py",
+                    "--model", model_path, "--spec", dir.file("spec.json"), "--out",
+                    dir.file("grad.npy"), "--threads", std::to_string(current_threads())});
+}
+
 double relative_l2(const at::Tensor& got, const at::Tensor& want) {
   return ((got - want).norm() / want.norm().clamp_min(1e-30)).item<double>();
 }
@@ -191,10 +199,7 @@ TEST_P(ModelSynthesisGradTest, MatchesTheReference) {
   spec["mean"] = {pre.mean[0], pre.mean[1], pre.mean[2]};
   spec["std"] = {pre.std[0], pre.std[1], pre.std[2]};
   test::write_text(dir.file("spec.json"), spec.dump());
-  const test::RunResult r =
-      test::run({test::python(), test::source_dir() + "/tests/reference/featviz_ref.py", "--model",
-                 model_path, "--spec", dir.file("spec.json"), "--out", dir.file("grad.npy"),
-                 "--threads", std::to_string(current_threads())});
+  const test::RunResult r = run_reference(model_path, dir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json ref = nlohmann::json::parse(r.out);
   const Engine engine = objective_engine(model, objective);
@@ -242,10 +247,7 @@ TEST(ModelSynthesisTest, DreamGradientMatchesTheReference) {
       {"mean", {0, 0, 0}},
       {"std", {1, 1, 1}}};
   test::write_text(dir.file("spec.json"), spec.dump());
-  const test::RunResult r =
-      test::run({test::python(), test::source_dir() + "/tests/reference/featviz_ref.py", "--model",
-                 model_path, "--spec", dir.file("spec.json"), "--out", dir.file("grad.npy"),
-                 "--threads", std::to_string(current_threads())});
+  const test::RunResult r = run_reference(model_path, dir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Objective objective;
   objective.layers = {"features.6"};

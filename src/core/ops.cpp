@@ -435,6 +435,19 @@ void record(std::vector<at::Tensor>& where, int64_t slot, const at::Tensor& t, b
   }
 }
 
+// Keeps what a tap returns when its slot is kept, and ends the forward pass
+// once the last kept slot has run (TapRecorder::stop_after).
+void keep(TapRecorder* r, int64_t slot, const at::Tensor& y) {
+  if (r == nullptr || slot < 0 || static_cast<size_t>(slot) >= r->keep.size() || !r->keep[slot]) {
+    return;
+  }
+  r->kept[slot] = y;
+  if (r->stop_after > 0 && --r->stop_after == 0) {
+    r->stopped = true;
+    throw StopForward();
+  }
+}
+
 class Tap : public torch::autograd::Function<Tap> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t slot, bool copy) {
@@ -467,14 +480,7 @@ at::Tensor max_pool_plain(const at::Tensor& x, at::IntArrayRef kernel, at::IntAr
 }
 at::Tensor tap_autograd(const at::Tensor& x, int64_t slot, bool copy) {
   at::Tensor y = Tap::apply(x, slot, copy);
-  TapRecorder* r = g_recorder.load();
-  if (r != nullptr && slot >= 0 && static_cast<size_t>(slot) < r->keep.size() && r->keep[slot]) {
-    r->kept[slot] = y;
-    if (r->stop_after > 0 && --r->stop_after == 0) {
-      r->stopped = true;
-      throw StopForward();
-    }
-  }
+  keep(g_recorder.load(), slot, y);
   return y;
 }
 // Without autograd (inference mode): records, keeps and stops as the
@@ -483,13 +489,7 @@ at::Tensor tap_plain(const at::Tensor& x, int64_t slot, bool copy) {
   TapRecorder* r = g_recorder.load();
   if (r != nullptr) record(r->activations, slot, x, true);
   at::Tensor y = copy ? x.clone() : x;
-  if (r != nullptr && slot >= 0 && static_cast<size_t>(slot) < r->keep.size() && r->keep[slot]) {
-    r->kept[slot] = y;
-    if (r->stop_after > 0 && --r->stop_after == 0) {
-      r->stopped = true;
-      throw StopForward();
-    }
-  }
+  keep(r, slot, y);
   return y;
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <opencv2/imgproc.hpp>
 #include <optional>
@@ -158,6 +159,34 @@ std::function<bool(int)> keep_going() {
   return [](int) { return !interrupted(); };
 }
 
+// Optimizes `units` in batches of options.batch (seeds: the seed plus the
+// batch's first index), calling on_batch(begin, end, result, seed) after
+// each; stops at an interruption. Fills the manifest's timings and
+// "interrupted".
+void optimize_in_batches(
+    const Engine& engine, Objective& objective, const std::vector<int64_t>& units,
+    const SynthesisRunOptions& o, json& doc,
+    const std::function<void(size_t, size_t, const SynthesisResult&, uint64_t)>& on_batch) {
+  const size_t batch = static_cast<size_t>(std::max(1, o.batch));
+  bool stopped = false;
+  double optimize_ms = 0, steady_ms = 0;
+  for (size_t begin = 0; begin < units.size() && !stopped; begin += batch) {
+    const size_t end = std::min(units.size(), begin + batch);
+    objective.units.assign(units.begin() + static_cast<std::ptrdiff_t>(begin),
+                           units.begin() + static_cast<std::ptrdiff_t>(end));
+    SynthesisOptions s = o.synthesis;
+    s.seed = o.synthesis.seed + begin;
+    const SynthesisResult r =
+        synthesize(engine, objective, static_cast<int64_t>(end - begin), s, keep_going());
+    optimize_ms += r.ms;
+    steady_ms += r.steady_ms;
+    stopped = r.interrupted || interrupted();
+    on_batch(begin, end, r, s.seed);
+  }
+  doc["interrupted"] = stopped;
+  doc["timings"] = {{"optimize_ms", optimize_ms}, {"steps_after_first_ms", steady_ms}};
+}
+
 }  // namespace
 
 std::vector<int64_t> parse_channel_list(const std::string& text, int64_t count,
@@ -225,44 +254,32 @@ json run_filters(const Model& model, const SynthesisRunOptions& o, Progress& pro
   objective.layers = {o.layer};
   const Engine engine = objective_engine(model, objective);
   std::vector<std::pair<std::string, cv::Mat>> tiles;
-  const size_t batch = static_cast<size_t>(std::max(1, o.batch));
-  bool stopped = false;
-  double optimize_ms = 0, steady_ms = 0;
-  for (size_t begin = 0; begin < channels.size() && !stopped; begin += batch) {
-    const size_t end = std::min(channels.size(), begin + batch);
-    objective.units.assign(channels.begin() + static_cast<std::ptrdiff_t>(begin),
-                           channels.begin() + static_cast<std::ptrdiff_t>(end));
-    SynthesisOptions s = o.synthesis;
-    s.seed = o.synthesis.seed + begin;
-    const SynthesisResult r =
-        synthesize(engine, objective, static_cast<int64_t>(end - begin), s, keep_going());
-    optimize_ms += r.ms;
-    steady_ms += r.steady_ms;
-    stopped = r.interrupted || interrupted();
-    for (size_t i = begin; i < end; ++i) {
-      const int64_t c = channels[i];
-      const std::string rel = "filters/" + file_safe(o.layer) + "_ch" + std::to_string(c) + ".png";
-      const cv::Mat rgb = to_rgb8(r.images[static_cast<int64_t>(i - begin)]);
-      write_png(o.outdir + "/" + rel, rgb, PixelOrder::kRgb);
-      tiles.emplace_back(o.layer + ":" + std::to_string(c), rgb);
-      json e;
-      e["image"] = o.layer + ":" + std::to_string(c);
-      e["index"] = i;
-      e["dir"] = "filters";
-      e["unit"] = {{"layer", o.layer}, {"channel", c}, {"neuron", o.neuron}};
-      e["objective"] = r.final[i - begin];
-      e["history"] = history_json(r, i - begin);
-      e["seed"] = s.seed;
-      e["files"] = json::array({file_json(rel, "filters", o.layer, std::nullopt, "image")});
-      doc["images"].push_back(std::move(e));
-    }
-    progress.done(end - begin);
-  }
+  optimize_in_batches(
+      engine, objective, channels, o, doc,
+      [&](size_t begin, size_t end, const SynthesisResult& r, uint64_t seed) {
+        for (size_t i = begin; i < end; ++i) {
+          const int64_t c = channels[i];
+          const std::string rel =
+              "filters/" + file_safe(o.layer) + "_ch" + std::to_string(c) + ".png";
+          const cv::Mat rgb = to_rgb8(r.images[static_cast<int64_t>(i - begin)]);
+          write_png(o.outdir + "/" + rel, rgb, PixelOrder::kRgb);
+          tiles.emplace_back(o.layer + ":" + std::to_string(c), rgb);
+          json e;
+          e["image"] = o.layer + ":" + std::to_string(c);
+          e["index"] = i;
+          e["dir"] = "filters";
+          e["unit"] = {{"layer", o.layer}, {"channel", c}, {"neuron", o.neuron}};
+          e["objective"] = r.final[i - begin];
+          e["history"] = history_json(r, i - begin);
+          e["seed"] = seed;
+          e["files"] = json::array({file_json(rel, "filters", o.layer, std::nullopt, "image")});
+          doc["images"].push_back(std::move(e));
+        }
+        progress.done(end - begin);
+      });
   const std::string sheet = "filters/" + file_safe(o.layer) + "_sheet.png";
   write_sheet(o.outdir, sheet, tiles, kSheetColumns);
   doc["sheet"] = sheet;
-  doc["interrupted"] = stopped;
-  doc["timings"] = {{"optimize_ms", optimize_ms}, {"steps_after_first_ms", steady_ms}};
   write_manifest(o.outdir, doc);
   return doc;
 }
@@ -282,62 +299,49 @@ json run_class_model(const Model& model, const SynthesisRunOptions& o, Progress&
   objective.kind = ObjectiveKind::kClass;
   const Engine engine = objective_engine(model, objective);
   std::vector<std::pair<std::string, cv::Mat>> tiles;
-  const size_t batch = static_cast<size_t>(std::max(1, o.batch));
-  bool stopped = false;
-  double optimize_ms = 0, steady_ms = 0;
-  for (size_t begin = 0; begin < classes.size() && !stopped; begin += batch) {
-    const size_t end = std::min(classes.size(), begin + batch);
-    objective.units.assign(classes.begin() + static_cast<std::ptrdiff_t>(begin),
-                           classes.begin() + static_cast<std::ptrdiff_t>(end));
-    SynthesisOptions s = o.synthesis;
-    s.seed = o.synthesis.seed + begin;
-    const SynthesisResult r =
-        synthesize(engine, objective, static_cast<int64_t>(end - begin), s, keep_going());
-    optimize_ms += r.ms;
-    steady_ms += r.steady_ms;
-    stopped = r.interrupted || interrupted();
-    const at::Tensor logits =
-        model.logits(model_input(r.images.to(model.device()), info.preprocess));
-    const at::Tensor probs = at::softmax(logits.to(at::kDouble), 1);
-    const std::vector<std::vector<Prediction>> top =
-        top_k(logits, std::min<int>(5, static_cast<int>(logits.size(1))));
-    for (size_t i = begin; i < end; ++i) {
-      const int64_t c = classes[i];
-      const int64_t row = static_cast<int64_t>(i - begin);
-      const double p = probs[row][c].item<double>();
-      const std::string rel = "class-model/c" + std::to_string(c) + ".png";
-      const cv::Mat rgb = to_rgb8(r.images[row]);
-      write_png(o.outdir + "/" + rel, rgb, PixelOrder::kRgb);
-      char caption[64];
-      std::snprintf(caption, sizeof(caption), " p=%.2f", p);
-      tiles.emplace_back(std::to_string(c) + " " + info.label(c) + caption, rgb);
-      json e;
-      e["image"] = "class " + std::to_string(c) + " (" + info.label(c) + ")";
-      e["index"] = i;
-      e["dir"] = "class-model";
-      e["class"] = c;
-      e["label"] = info.label(c);
-      e["logit"] = r.final[i - begin];
-      e["probability"] = p;
-      e["predictions"] = json::array();
-      for (size_t k = 0; k < top[static_cast<size_t>(row)].size(); ++k) {
-        const Prediction& pr = top[static_cast<size_t>(row)][k];
-        e["predictions"].push_back({{"rank", k + 1},
-                                    {"index", pr.index},
-                                    {"label", info.label(pr.index)},
-                                    {"probability", pr.probability}});
-      }
-      e["history"] = history_json(r, i - begin);
-      e["seed"] = s.seed;
-      e["files"] = json::array({file_json(rel, "class-model", "", c, "image")});
-      doc["images"].push_back(std::move(e));
-    }
-    progress.done(end - begin);
-  }
+  optimize_in_batches(engine, objective, classes, o, doc,
+                      [&](size_t begin, size_t end, const SynthesisResult& r, uint64_t seed) {
+                        const at::Tensor logits =
+                            model.logits(model_input(r.images.to(model.device()), info.preprocess));
+                        const at::Tensor probs = at::softmax(logits.to(at::kDouble), 1);
+                        const std::vector<std::vector<Prediction>> top =
+                            top_k(logits, std::min<int>(5, static_cast<int>(logits.size(1))));
+                        for (size_t i = begin; i < end; ++i) {
+                          const int64_t c = classes[i];
+                          const int64_t row = static_cast<int64_t>(i - begin);
+                          const double p = probs[row][c].item<double>();
+                          const std::string rel = "class-model/c" + std::to_string(c) + ".png";
+                          const cv::Mat rgb = to_rgb8(r.images[row]);
+                          write_png(o.outdir + "/" + rel, rgb, PixelOrder::kRgb);
+                          char caption[64];
+                          std::snprintf(caption, sizeof(caption), " p=%.2f", p);
+                          tiles.emplace_back(std::to_string(c) + " " + info.label(c) + caption,
+                                             rgb);
+                          json e;
+                          e["image"] = "class " + std::to_string(c) + " (" + info.label(c) + ")";
+                          e["index"] = i;
+                          e["dir"] = "class-model";
+                          e["class"] = c;
+                          e["label"] = info.label(c);
+                          e["logit"] = r.final[i - begin];
+                          e["probability"] = p;
+                          e["predictions"] = json::array();
+                          for (size_t k = 0; k < top[static_cast<size_t>(row)].size(); ++k) {
+                            const Prediction& pr = top[static_cast<size_t>(row)][k];
+                            e["predictions"].push_back({{"rank", k + 1},
+                                                        {"index", pr.index},
+                                                        {"label", info.label(pr.index)},
+                                                        {"probability", pr.probability}});
+                          }
+                          e["history"] = history_json(r, i - begin);
+                          e["seed"] = seed;
+                          e["files"] = json::array({file_json(rel, "class-model", "", c, "image")});
+                          doc["images"].push_back(std::move(e));
+                        }
+                        progress.done(end - begin);
+                      });
   write_sheet(o.outdir, "class-model/sheet.png", tiles, std::min(kSheetColumns, 4));
   doc["sheet"] = "class-model/sheet.png";
-  doc["interrupted"] = stopped;
-  doc["timings"] = {{"optimize_ms", optimize_ms}, {"steps_after_first_ms", steady_ms}};
   write_manifest(o.outdir, doc);
   return doc;
 }
