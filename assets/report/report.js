@@ -109,7 +109,8 @@
     const rowGroups = [];
     for (const g of groups.values()) {
       const t = targets.find((x) => key(x['class']) === g.cls);
-      const heading = el('h3', null, g.method + ' · ' + g.cls + (t && t.label ? ' ' + t.label : ''));
+      // Runs without classes (feature visualization, --unit) name the method only.
+      const heading = el('h3', null, g.method + (g.cls ? ' · ' + g.cls : '') + (t && t.label ? ' ' + t.label : ''));
       if (t) {
         heading.append(' ', el('small', {text: (t.rank ? 'rank ' + t.rank + ', ' : '') + pct(t.probability)}));
       }
@@ -118,7 +119,7 @@
       for (const m of g.maps) {
         const layer = m.layer === null || m.layer === undefined ? '' : String(m.layer);
         const name = (layer || (m.variant === 'contact' ? 'every layer' : g.method));
-        const caption = [g.method, layer || null, 'class ' + g.cls, m.variant].filter(Boolean).join(' / ');
+        const caption = [g.method, layer || null, g.cls ? 'class ' + g.cls : null, m.variant].filter(Boolean).join(' / ');
         const pic = m.missing
             ? el('div', {class: 'gone', text: 'file missing'})
             : el('a', {href: href(m.path), title: caption},
@@ -127,7 +128,7 @@
         const fig = el('figure', {class: m.missing ? 'missing' : null, 'data-variant': key(m.variant)},
             pic,
             el('figcaption', null, el('b', {text: name}), el('br'),
-               key(m.variant) + ' · ' + g.method + ' · c' + g.cls));
+               key(m.variant) + ' · ' + g.method + (g.cls ? ' · c' + g.cls : '')));
         variants.add(key(m.variant));
         figures.push({el: fig, variant: key(m.variant)});
         thumbs.append(fig);
