@@ -13,7 +13,7 @@ namespace {
 constexpr int kDefaultImageSize = 128;
 
 // The optimization options filters, class-model and invert share.
-void add_optimization(CLI::App& sub, SynthesisCliOptions& o, bool image_size) {
+void add_optimization(CLI::App& sub, SynthesisCliOptions& o) {
   SynthesisOptions& s = o.run.synthesis;
   sub.add_option("--steps", s.steps, "Optimization steps")
       ->check(CLI::Range(1, kMaxSamples))
@@ -43,7 +43,6 @@ void add_optimization(CLI::App& sub, SynthesisCliOptions& o, bool image_size) {
   sub.add_option("--blur", s.priors.blur, "Weight of the blur prior, mean((x - blur(x))^2)")
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
-  (void)image_size;
 }
 
 void add_common(CLI::App& sub, SynthesisCliOptions& o, bool quiet) {
@@ -66,7 +65,7 @@ void setup_synthesis(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOpti
         ->capture_default_str();
     sub->add_flag("--neuron", o->run.neuron,
                   "Maximize the centre neuron instead of the channel's mean");
-    add_optimization(*sub, *o, true);
+    add_optimization(*sub, *o);
     add_common(*sub, *o, /*quiet=*/true);
     sub->footer("--size N sets the optimized image's side (default 128).");
     o->command = sub;
@@ -82,7 +81,7 @@ void setup_synthesis(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOpti
         ->required()
         ->allow_extra_args(false)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-    add_optimization(*sub, *o, true);
+    add_optimization(*sub, *o);
     add_common(*sub, *o, /*quiet=*/true);
     sub->footer("--size N sets the optimized image's side (default 128).");
     o->command = sub;
@@ -130,7 +129,7 @@ void setup_synthesis(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOpti
         sub->add_option("--layer", o->run.layer, "Layer by module path (cnnviz layers)");
     sub->add_flag("--all-layers", o->run.all_layers, "Every feature stage, and a contact sheet")
         ->excludes(layer);
-    add_optimization(*sub, *o, false);
+    add_optimization(*sub, *o);
     add_common(*sub, *o, /*quiet=*/false);
     o->command = sub;
     all.push_back(std::move(o));
