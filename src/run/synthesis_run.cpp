@@ -621,9 +621,24 @@ json render_top(const Model& model, const SynthesisRunOptions& o, const FeatureL
       const TopEntry& t = lists[j][r];
       // Map positions scale to the crop when the map was computed at another size.
       const PixelBox b = visible_box(rf, t.y, t.x, crop);
-      cv::Mat patch = view(cv::Rect(static_cast<int>(b.x0), static_cast<int>(b.y0),
-                                    static_cast<int>(b.x1 - b.x0), static_cast<int>(b.y1 - b.y0)))
-                          .clone();
+      const cv::Mat visible =
+          view(cv::Rect(static_cast<int>(b.x0), static_cast<int>(b.y0),
+                        static_cast<int>(b.x1 - b.x0), static_cast<int>(b.y1 - b.y0)));
+      // The whole field at one scale: where it reaches past the crop (the
+      // padding the network saw), grey.
+      cv::Mat patch = visible.clone();
+      if (!rf.global) {
+        const int64_t fy = rf.start[0] + t.y * rf.stride[0], fx = rf.start[1] + t.x * rf.stride[1];
+        const int64_t fh = std::min<int64_t>(rf.size[0], 4 * crop);
+        const int64_t fw = std::min<int64_t>(rf.size[1], 4 * crop);
+        const int64_t dy = b.y0 - fy, dx = b.x0 - fx;
+        if (dy >= 0 && dx >= 0 && dy + visible.rows <= fh && dx + visible.cols <= fw) {
+          patch = cv::Mat(static_cast<int>(fh), static_cast<int>(fw), CV_8UC3,
+                          cv::Scalar(128, 128, 128));
+          visible.copyTo(patch(
+              cv::Rect(static_cast<int>(dx), static_cast<int>(dy), visible.cols, visible.rows)));
+        }
+      }
       cv::resize(patch, patch, cv::Size(kPatchTile, kPatchTile), 0, 0, cv::INTER_AREA);
       char caption[32];
       std::snprintf(caption, sizeof(caption), "%.3g", t.value);
