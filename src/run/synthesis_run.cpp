@@ -187,6 +187,34 @@ void optimize_in_batches(
   doc["timings"] = {{"optimize_ms", optimize_ms}, {"steps_after_first_ms", steady_ms}};
 }
 
+// Runs `work(i, entry)` for each image in turn until it returns false
+// (interrupted), each image with its own manifest entry (image, index,
+// dir); an image that cannot be read gets an error entry and fails alone.
+void for_each_image(const std::vector<std::string>& images, json& doc, Progress& progress,
+                    const std::function<bool(size_t, const std::string&, json&)>& work) {
+  const std::vector<std::string> stems = unique_stems(images);
+  bool stopped = false;
+  for (size_t i = 0; i < images.size() && !stopped; ++i) {
+    json e;
+    set_image_name(e, images[i]);
+    e["index"] = i;
+    e["dir"] = stems[i];
+    e["files"] = json::array();
+    try {
+      stopped = !work(i, stems[i], e);
+      progress.done();
+    } catch (const OutOfMemory&) {
+      throw;
+    } catch (const Error& err) {
+      if (err.code() != ErrorCode::kInput) throw;
+      e["error"] = with_image_name(err, images[i]).what();
+      progress.failed(e["error"].get<std::string>());
+    }
+    doc["images"].push_back(std::move(e));
+  }
+  doc["interrupted"] = stopped;
+}
+
 }  // namespace
 
 std::vector<int64_t> parse_channel_list(const std::string& text, int64_t count,
@@ -363,37 +391,19 @@ json run_dream(const Model& model, const std::vector<std::string>& images,
   Objective objective;
   objective.layers = {o.layer};
   const Engine engine = objective_engine(model, objective);
-  const std::vector<std::string> stems = unique_stems(images);
-  bool stopped = false;
-  for (size_t i = 0; i < images.size() && !stopped; ++i) {
-    json e;
-    set_image_name(e, images[i]);
-    e["index"] = i;
-    e["dir"] = stems[i];
-    try {
-      const cv::Mat rgb = read_image_rgb(images[i], o.max_pixels);
-      const DreamResult r = dream(engine, from_rgb8(rgb), dr, [] { return !interrupted(); });
-      stopped = r.interrupted;
-      make_output_dir(o.outdir + "/" + stems[i]);
-      const std::string rel = stems[i] + "/dream_" + file_safe(o.layer) + ".png";
-      write_png(o.outdir + "/" + rel, to_rgb8(r.image), PixelOrder::kRgb);
-      e["size"] = {rgb.cols, rgb.rows};
-      e["activation_rms_before"] = r.norm_before;
-      e["activation_rms_after"] = r.norm_after;
-      e["gain"] = r.norm_before > 0 ? r.norm_after / r.norm_before : 0.0;
-      e["files"] = json::array({file_json(rel, "dream", o.layer, std::nullopt, "image")});
-      progress.done();
-    } catch (const OutOfMemory&) {
-      throw;
-    } catch (const Error& err) {
-      if (err.code() != ErrorCode::kInput) throw;
-      e["error"] = with_image_name(err, images[i]).what();
-      e["files"] = json::array();
-      progress.failed(e["error"].get<std::string>());
-    }
-    doc["images"].push_back(std::move(e));
-  }
-  doc["interrupted"] = stopped;
+  for_each_image(images, doc, progress, [&](size_t i, const std::string& stem, json& e) {
+    const cv::Mat rgb = read_image_rgb(images[i], o.max_pixels);
+    const DreamResult r = dream(engine, from_rgb8(rgb), dr, [] { return !interrupted(); });
+    make_output_dir(o.outdir + "/" + stem);
+    const std::string rel = stem + "/dream_" + file_safe(o.layer) + ".png";
+    write_png(o.outdir + "/" + rel, to_rgb8(r.image), PixelOrder::kRgb);
+    e["size"] = {rgb.cols, rgb.rows};
+    e["activation_rms_before"] = r.norm_before;
+    e["activation_rms_after"] = r.norm_after;
+    e["gain"] = r.norm_before > 0 ? r.norm_after / r.norm_before : 0.0;
+    e["files"].push_back(file_json(rel, "dream", o.layer, std::nullopt, "image"));
+    return !r.interrupted;
+  });
   write_manifest(o.outdir, doc);
   return doc;
 }
@@ -424,79 +434,73 @@ json run_invert(const Model& model, const std::vector<std::string>& images,
   options["layers"] = layers;
   json doc = head(model, "invert", options);
   doc["layers"] = layers;
-  const std::vector<std::string> stems = unique_stems(images);
   SynthesisOptions s = o.synthesis;
   s.param.size = pre.crop;
   // Targets for every layer come from one pass.
   Engine targets_engine(model, layers);
   targets_engine.keep_outputs(/*stop=*/true, /*grad=*/false);
-  bool stopped = false;
-  double optimize_ms = 0, steady_ms = 0;
-  for (size_t i = 0; i < images.size() && !stopped; ++i) {
-    json e;
-    set_image_name(e, images[i]);
-    e["index"] = i;
-    e["dir"] = stems[i];
-    e["files"] = json::array();
-    try {
-      const cv::Mat rgb = read_image_rgb(images[i], o.max_pixels);
-      const at::Tensor input = preprocess(rgb, pre).unsqueeze(0);
-      std::vector<at::Tensor> targets;
-      {
-        Pass pass = targets_engine.run(input);
-        for (size_t l = 0; l < layers.size(); ++l) {
-          targets.push_back(
-              to_feature_map(pass.output(l), layers[l], model.info().name)[0].detach().clone());
-        }
-      }
-      make_output_dir(o.outdir + "/" + stems[i]);
-      std::vector<std::pair<std::string, cv::Mat>> tiles;
-      const cv::Mat original = to_rgb8(input_images(input, pre)[0]);
-      tiles.emplace_back("input", original);
-      e["relative_error"] = json::object();
-      const size_t batch = static_cast<size_t>(std::max(1, o.batch));
-      for (size_t begin = 0; begin < layers.size() && !stopped; begin += batch) {
-        const size_t end = std::min(layers.size(), begin + batch);
-        Objective objective;
-        objective.kind = ObjectiveKind::kInvert;
-        objective.layers.assign(layers.begin() + static_cast<std::ptrdiff_t>(begin),
-                                layers.begin() + static_cast<std::ptrdiff_t>(end));
-        objective.targets.assign(targets.begin() + static_cast<std::ptrdiff_t>(begin),
-                                 targets.begin() + static_cast<std::ptrdiff_t>(end));
-        const Engine engine = objective_engine(model, objective);
-        const SynthesisResult r =
-            synthesize(engine, objective, static_cast<int64_t>(end - begin), s, keep_going());
-        optimize_ms += r.ms;
-        steady_ms += r.steady_ms;
-        stopped = r.interrupted || interrupted();
-        for (size_t l = begin; l < end; ++l) {
-          const std::string rel = stems[i] + "/invert_" + file_safe(layers[l]) + ".png";
-          const cv::Mat out = to_rgb8(r.images[static_cast<int64_t>(l - begin)]);
-          write_png(o.outdir + "/" + rel, out, PixelOrder::kRgb);
-          const double err = std::sqrt(std::max(0.0, -r.final[l - begin]));
-          char caption[96];
-          std::snprintf(caption, sizeof(caption), "%s err %.2f", layers[l].c_str(), err);
-          tiles.emplace_back(caption, out);
-          e["relative_error"][layers[l]] = err;
-          e["files"].push_back(file_json(rel, "invert", layers[l], std::nullopt, "image"));
-        }
-      }
-      if (layers.size() > 1) {
-        const std::string rel = stems[i] + "/invert_contact.png";
-        write_sheet(o.outdir, rel, tiles, kSheetColumns);
-        e["files"].push_back(file_json(rel, "invert", "", std::nullopt, "contact"));
-      }
-      progress.done();
-    } catch (const OutOfMemory&) {
-      throw;
-    } catch (const Error& err) {
-      if (err.code() != ErrorCode::kInput) throw;
-      e["error"] = with_image_name(err, images[i]).what();
-      progress.failed(e["error"].get<std::string>());
-    }
-    doc["images"].push_back(std::move(e));
+  // One engine per batch of layers, for every image.
+  const size_t batch = static_cast<size_t>(std::max(1, o.batch));
+  std::vector<std::pair<size_t, size_t>> chunks;
+  std::vector<Engine> engines;
+  for (size_t begin = 0; begin < layers.size(); begin += batch) {
+    const size_t end = std::min(layers.size(), begin + batch);
+    Objective chunk;
+    chunk.kind = ObjectiveKind::kInvert;
+    chunk.layers.assign(layers.begin() + static_cast<std::ptrdiff_t>(begin),
+                        layers.begin() + static_cast<std::ptrdiff_t>(end));
+    chunks.emplace_back(begin, end);
+    engines.push_back(objective_engine(model, chunk));
   }
-  doc["interrupted"] = stopped;
+  double optimize_ms = 0, steady_ms = 0;
+  for_each_image(images, doc, progress, [&](size_t i, const std::string& stem, json& e) {
+    const cv::Mat rgb = read_image_rgb(images[i], o.max_pixels);
+    const at::Tensor input = preprocess(rgb, pre).unsqueeze(0);
+    std::vector<at::Tensor> targets;
+    {
+      Pass pass = targets_engine.run(input);
+      for (size_t l = 0; l < layers.size(); ++l) {
+        targets.push_back(
+            to_feature_map(pass.output(l), layers[l], model.info().name)[0].detach().clone());
+      }
+    }
+    make_output_dir(o.outdir + "/" + stem);
+    std::vector<std::pair<std::string, cv::Mat>> tiles;
+    tiles.emplace_back("input", to_rgb8(input_images(input, pre)[0]));
+    e["relative_error"] = json::object();
+    bool stopped = false;
+    for (size_t c = 0; c < chunks.size() && !stopped; ++c) {
+      const auto [begin, end] = chunks[c];
+      Objective objective;
+      objective.kind = ObjectiveKind::kInvert;
+      objective.layers.assign(layers.begin() + static_cast<std::ptrdiff_t>(begin),
+                              layers.begin() + static_cast<std::ptrdiff_t>(end));
+      objective.targets.assign(targets.begin() + static_cast<std::ptrdiff_t>(begin),
+                               targets.begin() + static_cast<std::ptrdiff_t>(end));
+      const SynthesisResult r =
+          synthesize(engines[c], objective, static_cast<int64_t>(end - begin), s, keep_going());
+      optimize_ms += r.ms;
+      steady_ms += r.steady_ms;
+      stopped = r.interrupted || interrupted();
+      for (size_t l = begin; l < end; ++l) {
+        const std::string rel = stem + "/invert_" + file_safe(layers[l]) + ".png";
+        const cv::Mat out = to_rgb8(r.images[static_cast<int64_t>(l - begin)]);
+        write_png(o.outdir + "/" + rel, out, PixelOrder::kRgb);
+        const double err = std::sqrt(std::max(0.0, -r.final[l - begin]));
+        char caption[96];
+        std::snprintf(caption, sizeof(caption), "%s err %.2f", layers[l].c_str(), err);
+        tiles.emplace_back(caption, out);
+        e["relative_error"][layers[l]] = err;
+        e["files"].push_back(file_json(rel, "invert", layers[l], std::nullopt, "image"));
+      }
+    }
+    if (layers.size() > 1) {
+      const std::string rel = stem + "/invert_contact.png";
+      write_sheet(o.outdir, rel, tiles, kSheetColumns);
+      e["files"].push_back(file_json(rel, "invert", "", std::nullopt, "contact"));
+    }
+    return !stopped;
+  });
   doc["timings"] = {{"optimize_ms", optimize_ms}, {"steps_after_first_ms", steady_ms}};
   write_manifest(o.outdir, doc);
   return doc;
