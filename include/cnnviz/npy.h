@@ -16,6 +16,9 @@ struct FloatArray {
 };
 using NpyArray = FloatArray;
 
+// The bytes of the .npy file of `array`.
+std::string encode_npy(const NpyArray& array);
+
 // Writes `array` to `path` atomically (a temporary file renamed into place).
 // Throws Error(kOutput) when the file cannot be written.
 void write_npy(const std::string& path, const NpyArray& array);

@@ -67,6 +67,8 @@ class Colormap {
   const std::string& name() const { return name_; }
   // CV_8UC1 -> the same size CV_8UC3, RGB.
   cv::Mat apply(const cv::Mat& gray8) const;
+  // The table itself: entry v is the RGB colour of map value v.
+  const std::array<cv::Vec3b, 256>& table() const { return rgb_; }
 
  private:
   std::string name_;
@@ -84,6 +86,9 @@ struct SourceView {
   cv::Mat network_rgb;      // that crop as the network saw it (box.size square), RGB
   cv::Rect crop_in_source;  // the crop's area in source pixels
 };
+// The crop's area in source pixels: those whose nearest resized pixel lies
+// in the crop.
+cv::Rect source_rect(const CropBox& box);
 // `source_rgb`: the decoded image the input `box` was cut from.
 SourceView make_source_view(const cv::Mat& source_rgb, const CropBox& box);
 

@@ -17,9 +17,9 @@ int64_t element_count(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
-void write_npy(const std::string& path, const NpyArray& array) {
+std::string encode_npy(const NpyArray& array) {
   if (element_count(array.shape) != static_cast<int64_t>(array.data.size())) {
-    throw Error(ErrorCode::kRuntime, "write_npy: shape does not match the data size");
+    throw Error(ErrorCode::kRuntime, "encode_npy: shape does not match the data size");
   }
   std::string dims;
   for (size_t i = 0; i < array.shape.size(); ++i) {
@@ -41,6 +41,11 @@ void write_npy(const std::string& path, const NpyArray& array) {
   bytes.resize(offset + payload);
   // x86-64 is little-endian. An empty array has no buffer to copy from.
   if (payload > 0) std::memcpy(&bytes[offset], array.data.data(), payload);
+  return bytes;
+}
+
+void write_npy(const std::string& path, const NpyArray& array) {
+  const std::string bytes = encode_npy(array);
   write_file_atomic(path, bytes.data(), bytes.size());
 }
 

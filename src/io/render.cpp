@@ -228,12 +228,7 @@ cv::Mat blend(const cv::Mat& image, const cv::Mat& heat, double alpha) {
   return out;
 }
 
-SourceView make_source_view(const cv::Mat& source_rgb, const CropBox& box) {
-  SourceView v;
-  v.source_rgb = source_rgb;
-  v.box = box;
-  v.network_rgb = resize_bilinear_pil(source_rgb, box.resized_w, box.resized_h,
-                                      cv::Rect(box.left, box.top, box.size, box.size));
+cv::Rect source_rect(const CropBox& box) {
   // The source pixels whose nearest resized pixel lies in the crop: x with
   // floor(x * resized_w / src_w) in [left, left + size), in exact integers.
   auto first = [](int64_t resized_edge, int64_t src, int64_t resized) {
@@ -243,8 +238,17 @@ SourceView make_source_view(const cv::Mat& source_rgb, const CropBox& box) {
   const int x1 = first(box.left + box.size, box.src_w, box.resized_w);
   const int y0 = first(box.top, box.src_h, box.resized_h);
   const int y1 = first(box.top + box.size, box.src_h, box.resized_h);
-  v.crop_in_source = cv::Rect(x0, y0, std::max(0, x1 - x0), std::max(0, y1 - y0)) &
-                     cv::Rect(0, 0, box.src_w, box.src_h);
+  return cv::Rect(x0, y0, std::max(0, x1 - x0), std::max(0, y1 - y0)) &
+         cv::Rect(0, 0, box.src_w, box.src_h);
+}
+
+SourceView make_source_view(const cv::Mat& source_rgb, const CropBox& box) {
+  SourceView v;
+  v.source_rgb = source_rgb;
+  v.box = box;
+  v.network_rgb = resize_bilinear_pil(source_rgb, box.resized_w, box.resized_h,
+                                      cv::Rect(box.left, box.top, box.size, box.size));
+  v.crop_in_source = source_rect(box);
   return v;
 }
 
