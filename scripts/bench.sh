@@ -78,12 +78,21 @@
 #     `cnnviz classify --timings`'s run_ms over the same images (target >=
 #     0.9x the throughput); whole processes too. Default squeezenet1_1,
 #     layer features.12 (vgg16: features.28).
+#
+#   scripts/bench.sh serve [--model NAME|PATH] [--images N] [--threads T]
+#     `cnnviz serve` (scripts/serve_load.py): the first maps of a new image
+#     (gradcam, every feature stage, one request) as the server's time per
+#     request against `cnnviz gradcam --all-layers --timings`'s compute time
+#     per image over the same N images (default 8; target <= 1.2x); a cached
+#     layer switch (one layer's u8 map) as server time, p50 and p99 (target
+#     <= 30 ms); then the load test: 8 clients, 400 requests mixing classify,
+#     new maps and cached maps, p50/p99 per kind, none lost or failed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 
 mode=classify
-case ${1:-} in classify|visualize|batch|pipeline|backbone|attribution|featviz) mode=$1; shift ;; esac
+case ${1:-} in classify|visualize|batch|pipeline|backbone|attribution|featviz|serve) mode=$1; shift ;; esac
 model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc) classify_only=0 baseline=
 [ "$mode" = visualize ] && model=vgg16 repeat=3
 [ "$mode" = backbone ] && model=vit_b_16 repeat=3
@@ -91,6 +100,7 @@ model=squeezenet1_1 n=32 batch=8 repeat=5 threads=$(nproc) classify_only=0 basel
 [ "$mode" = batch ] && n=500
 [ "$mode" = pipeline ] && n=32 repeat=3
 [ "$mode" = featviz ] && n=64 repeat=3
+[ "$mode" = serve ] && n=8
 while [ $# -gt 0 ]; do
   case $1 in
     --model) model=$2; shift 2 ;;
@@ -307,6 +317,31 @@ if [ "$mode" = batch ]; then
   r20=$(rss "$work/i20") rn=$(rss "$work/iN")
   printf 'peak memory, gradcam --all-layers: 20 images %d MiB, %d images %d MiB, ratio %.2f\n' \
     $((r20 / 1024)) "$n" $((rn / 1024)) "$(calc "$rn / $r20")"
+  exit 0
+fi
+
+if [ "$mode" = serve ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  make_images "$work/src" "$n"
+  # Distinct bytes for each image (the server caches by content): each copy
+  # cut by a few pixels and mirrored or not, saved as JPEG.
+  "$python" - "$work/src" "$work/images" <<'EOF'
+import os, sys
+from PIL import Image
+src, dst = sys.argv[1], sys.argv[2]
+os.makedirs(dst)
+for i, name in enumerate(sorted(os.listdir(src))):
+    im = Image.open(os.path.join(src, name)).convert("RGB")
+    im = im.crop((i, i, im.width - i, im.height - i))
+    if i % 2:
+        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    im.save(os.path.join(dst, f"img{i:03d}.jpg"), quality=92)
+EOF
+  "$python" "$root/scripts/serve_load.py" bench "$cnnviz" "$model_path" "$work/images" \
+    --threads "$threads" --images "$n" --work "$work"
+  "$python" "$root/scripts/serve_load.py" load "$cnnviz" "$model_path" "$work/images" \
+    --threads "$threads" --clients 8 --requests 400
   exit 0
 fi
 

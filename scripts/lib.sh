@@ -8,6 +8,7 @@ CNNVIZ_PACKAGES=(
   libjpeg-dev libpng-dev  # JPEG and PNG decoding: sizes first, errors reported, not printed
   python3 python3-torch python3-torchvision python3-numpy python3-pil
   python3-skimage  # ships chelsea.png, the sample cat photo (CC0)
+  libcpp-httplib-dev  # cnnviz serve's HTTP server
   help2man  # the man page, from the binary's own --help, at build time
   dpkg-dev  # dpkg-shlibdeps: the Debian package's Depends (scripts/package.sh)
 )
@@ -15,7 +16,8 @@ CNNVIZ_PACKAGES=(
 # Debian packages only the test suite needs (scripts/test.sh installs them,
 # setup.sh does not).
 CNNVIZ_TEST_PACKAGES=(
-  chromium  # opens the HTML report headless (tests/report_browser_test.sh)
+  chromium  # opens the HTML report and the explorer headless (tests/*browser_test*)
+  python3-websocket  # drives chromium over the DevTools protocol (tests/serve_browser_test.py)
   python3-jsonschema  # validates every JSON output against schemas/
   bash-completion zsh man-db  # the installed completions and man page (tests/install_test.sh)
 )

@@ -40,7 +40,7 @@ class PretrainedSynthesisTest : public ::testing::Test {
   std::string shared_, model_path_;
 };
 
-// Goldfish, flamingo and strawberry (128 steps, else the defaults: 128 px,
+// Goldfish, flamingo and strawberry (64 steps, else the defaults: 128 px,
 // FFT parameterization, decorrelated colour, jitter, scale and rotation).
 // One thread: two optimizations sharing two cores with two threads each run
 // 50x slower (ctest -j2; see README, "Feature visualization").
@@ -48,7 +48,7 @@ TEST_F(PretrainedSynthesisTest, ClassModelsAreClassifiedAsTheirClass) {
   test::TempDir dir;
   const test::RunResult r =
       test::run_cnnviz({"class-model", "-m", model_path_, "--class", "1", "--class", "130",
-                        "--class", "949", "--steps", "128", "--threads", "1", "-o", dir.path()});
+                        "--class", "949", "--steps", "64", "--threads", "1", "-o", dir.path()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json m = nlohmann::json::parse(test::read_text(dir.file("manifest.json")));
   for (const auto& e : m["images"]) {

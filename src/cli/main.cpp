@@ -25,6 +25,7 @@
 #include "merge.h"
 #include "models.h"
 #include "report.h"
+#include "serve.h"
 #include "synthesis.h"
 #include "visualize.h"
 
@@ -80,6 +81,8 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<cli::SynthesisCliOptions>> synthesis;
   cli::setup_synthesis(app, synthesis);
   cli::ModelsOptions models;
+  cli::ServeOptions serve;
+  CLI::App* serve_cmd = cli::setup_serve(app, serve);
   CLI::App* models_cmd = cli::setup_models(app, models);
   std::string shell;
   CLI::App* completion_cmd = cli::setup_completion(app, shell);
@@ -125,6 +128,7 @@ int main(int argc, char** argv) {
     if (merge_cmd->parsed()) return cli::run_merge(merge, std::cout, std::cerr);
     if (report_cmd->parsed()) return cli::run_report(report, std::cout, std::cerr);
     if (evaluate_cmd->parsed()) return cli::run_evaluate(evaluate, std::cout, std::cerr);
+    if (serve_cmd->parsed()) return cli::run_serve(serve, std::cout, std::cerr);
     for (auto& v : visualize) {
       if (v->command->parsed()) return cli::run_visualize(*v, std::cout, std::cerr);
     }

@@ -1,0 +1,1084 @@
+/* cnnviz serve: the page. It talks to the server only through its HTTP API
+ * (/api/..., implemented in src/serve/) and keeps the whole view in the URL
+ * hash, so that a link brings the same view back. Opacity, colormap and the
+ * layer slider redraw from maps kept in memory, without a request.
+ *
+ * Element ids (stable; tests/serve_browser_test.py relies on them):
+ *   #model          select   the model (/api/models; unusable ones disabled, their problem as title)
+ *   #images         select   the image (the server's folder, then uploads)
+ *   #upload         input[type=file]  uploads the picked file (POST /api/images); dropping a
+ *                   file anywhere on the page does the same
+ *   #opacity        range 0..1  heatmap opacity (both panes; no request)
+ *   #colormap       select   heatmap colormap (both panes; no request)
+ *   #compare        checkbox shows pane B
+ *   #permalink      a        href = this view's URL; clicking copies it
+ *   #status         what is in flight ("computing…"), or the last timing when idle
+ *   #error          the last error (the server's JSON "error"), hidden when none; #error-text holds it
+ *   #predictions    ol       the top 5; each li has data-class (index) and data-probability;
+ *                            clicking one makes it the target of the active pane
+ *   #labels         datalist of the model's labels (for the class inputs)
+ *   Per pane, P = a or b (section #pane-a, #pane-b; B only while #compare is on):
+ *   #P-method select, #P-class input (index or label, case-insensitive; empty = top class),
+ *   #P-class-clear, #P-score select, #P-cf checkbox (counterfactual),
+ *   #P-layer range (layer methods: one step per layer /api/maps returned), #P-layer-name,
+ *   #P-view select and #P-gray checkbox (input-space methods), #P-canvas,
+ *   #P-layer-row, #P-view-row: the rows of those controls (class "na" when they do not apply),
+ *   #P-caption, #P-png (button: the canvas as PNG), #P-map-png and #P-npy (download links).
+ *   #P-canvas carries data-method, data-class, data-layer, data-view, data-kind: what it shows.
+ * document.body.dataset.state is "busy" while any request is in flight and "ready" once the
+ * page is idle with everything drawn; body.dataset.ready counts the turns to "ready".
+ *
+ * URL hash (permalink), each value URI-encoded:
+ *   #model=M&image=ID&opacity=0.5&cmap=jet&a=PANE[&b=PANE]      (b present = compare on)
+ *   PANE = method,class,layer,score,counterfactual(0|1),view,gray(0|1)  (class empty = top class)
+ * The page's own ?token=T is sent as the X-Cnnviz-Token header on fetches and as token=T in
+ * the download links' URLs.
+ */
+(function () {
+  'use strict';
+
+  const $ = (id) => document.getElementById(id);
+  const token = new URLSearchParams(location.search).get('token') || '';
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'text') e.textContent = v;
+      else e.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const c of children) if (c !== null && c !== undefined) e.append(c);
+    return e;
+  }
+  function pct(p) {
+    const v = p * 100;
+    return (v >= 10 ? v.toFixed(1) : v >= 0.1 ? v.toFixed(2) : v.toFixed(3)) + '%';
+  }
+  const num = (x) => (Math.abs(x) >= 1000 || (x !== 0 && Math.abs(x) < 0.01) ? x.toExponential(2)
+                                                                           : x.toFixed(3));
+  function bytes(n) {
+    return n >= 1 << 20 ? (n / (1 << 20)).toFixed(1) + ' MiB'
+         : n >= 1024 ? (n / 1024).toFixed(1) + ' KiB' : n + ' bytes';
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  // A result nobody wants any more (the user moved on); never shown as an error.
+  class Stale extends Error {}
+
+  function query(q) {
+    const u = new URLSearchParams();
+    for (const [k, v] of Object.entries(q || {})) {
+      if (v !== null && v !== undefined && v !== '') u.set(k, String(v));
+    }
+    return u;
+  }
+  // A URL for links (and anything else that cannot send headers): the token
+  // travels in the query.
+  function linkUrl(path, q) {
+    const u = query(q);
+    if (token) u.set('token', token);
+    return path + '?' + u;
+  }
+
+  // fetch() with the token header, JSON errors turned into Error(error), and
+  // 503 (queue full) retried after Retry-After. `as`: json | bytes | blob.
+  async function api(path, q, {method = 'GET', body, as = 'json', item} = {}) {
+    const qs = query(q).toString();
+    const url = path + (qs ? '?' + qs : '');
+    const headers = {};
+    if (token) headers['X-Cnnviz-Token'] = token;
+    if (body) headers['Content-Type'] = 'application/octet-stream';
+    for (let attempt = 1; ; attempt++) {
+      let res;
+      try {
+        res = await fetch(url, {method, body, headers});
+      } catch (e) {
+        throw new Error(path + ': no answer from the server (is cnnviz serve still running?)');
+      }
+      if (res.status === 503 && attempt <= 30) {
+        // Retry-After is seconds (or, per HTTP, a date: then wait a second).
+        const s = Math.min(Math.max(Number(res.headers.get('Retry-After')) || 1, 0.1), 60);
+        const label = item ? item.label : null;
+        if (item) item.label = 'server busy, retrying in ' + s + ' s…';
+        renderStatus();
+        await sleep(s * 1000);
+        if (item) item.label = label;
+        continue;
+      }
+      if (!res.ok) {
+        let msg = '';
+        try { msg = (await res.json()).error; } catch (e) { /* not JSON */ }
+        msg = msg || path + ': HTTP ' + res.status + ' ' + res.statusText;
+        if (res.status === 403) msg += ' (open the URL cnnviz serve printed: it carries ?token=…)';
+        throw new Error(msg);
+      }
+      if (as === 'bytes') return new Uint8Array(await res.arrayBuffer());
+      if (as === 'blob') return res.blob();
+      return res.json();
+    }
+  }
+
+  // At most a few map downloads at once, so that one pane's prefetch of every
+  // layer does not hold up the other pane's requests for long.
+  const limiter = {running: 0, queue: []};
+  function limited(fn) {
+    return new Promise((resolve, reject) => {
+      const start = () => {
+        limiter.running++;
+        fn().then(resolve, reject).finally(() => {
+          limiter.running--;
+          const next = limiter.queue.shift();
+          if (next) next();
+        });
+      };
+      if (limiter.running < 4) start(); else limiter.queue.push(start);
+    });
+  }
+
+  // ------------------------------------------------------ busy state, errors
+
+  const busy = {items: [], idle: '', timer: 0, turns: 0};
+  // Runs fn (sync or async) as one tracked operation: the page is "busy" from
+  // now (synchronously) until it settles. Returns its promise.
+  function track(label, fn) {
+    const item = {label};
+    busy.items.push(item);
+    renderStatus();
+    let p;
+    try { p = Promise.resolve(fn(item)); } catch (e) { p = Promise.reject(e); }
+    return p.finally(() => {
+      busy.items.splice(busy.items.indexOf(item), 1);
+      renderStatus();
+    });
+  }
+  function renderStatus() {
+    const status = $('status');
+    clearTimeout(busy.timer);
+    if (busy.items.length) {
+      document.body.dataset.state = 'busy';
+      status.textContent = busy.items[busy.items.length - 1].label;
+      return;
+    }
+    // "ready" only after the settling code has drawn (a task later).
+    busy.timer = setTimeout(() => {
+      if (busy.items.length) return;
+      status.textContent = busy.idle;
+      document.body.dataset.ready = String(++busy.turns);
+      document.body.dataset.state = 'ready';
+    }, 0);
+  }
+  function showError(e) {
+    if (e instanceof Stale) return;
+    const msg = e && e.message ? e.message : String(e);
+    console.error(msg);
+    $('error-text').textContent = msg;
+    $('error').hidden = false;
+  }
+  function clearError() {
+    $('error').hidden = true;
+    $('error-text').textContent = '';
+  }
+  // track() whose failure is shown in #error.
+  const run = (label, fn) => track(label, fn).catch(showError);
+
+  // ------------------------------------------------------------ state, data
+
+  // What the user chose; the hash mirrors it.
+  const S = {model: '', image: '', opacity: 0.5, cmap: 'jet', compare: false, active: 'a'};
+  // What the server told us.
+  const D = {
+    info: {}, models: [], defaultModel: '', methods: new Map(), colormaps: {}, luts: new Map(),
+    images: [], uploads: [], labels: [], labelIndex: new Map(), layers: {layers: [], default: ''},
+    classify: null, source: null, sources: new Map(), imageP: null, imageGen: 0, scoreNames: [],
+  };
+  const panes = {};
+
+  const model = () => D.models.find((m) => m.name === S.model) || {};
+  const imageName = () => {
+    const i = [...D.images, ...D.uploads].find((x) => x.id === S.image);
+    return i ? i.name : S.image;
+  };
+  const topClass = () => (D.classify && D.classify.predictions.length
+    ? D.classify.predictions[0].index : null);
+  const visiblePanes = () => (S.compare ? [panes.a, panes.b] : [panes.a]);
+
+  // The 256-entry colour table of a colormap, as RGBA bytes.
+  function lut(name) {
+    if (!D.luts.has(name)) {
+      const table = D.colormaps[name] || [];
+      const out = new Uint8ClampedArray(256 * 4);
+      for (let i = 0; i < 256; i++) {
+        const c = table[i] || [i, i, i];
+        out.set([c[0], c[1], c[2], 255], i * 4);
+      }
+      D.luts.set(name, out);
+    }
+    return D.luts.get(name);
+  }
+
+  // ----------------------------------------------------------- URL hash
+
+  function paneHash(p) {
+    return [p.method, p.cls === null ? '' : p.cls, p.layer, p.score, p.cf ? 1 : 0, p.view,
+            p.gray ? 1 : 0].map((v) => encodeURIComponent(String(v))).join(',');
+  }
+  function hashText() {
+    const parts = [['model', S.model], ['image', S.image], ['opacity', S.opacity], ['cmap', S.cmap]]
+        .map(([k, v]) => k + '=' + encodeURIComponent(String(v)));
+    parts.push('a=' + paneHash(panes.a));
+    if (S.compare) parts.push('b=' + paneHash(panes.b));
+    return '#' + parts.join('&');
+  }
+  let writtenHash = '', hashTimer = 0;
+  function saveHash() {
+    clearTimeout(hashTimer);
+    writtenHash = hashText();
+    const url = location.pathname + location.search + writtenHash;
+    if (location.hash !== writtenHash) history.replaceState(null, '', url);
+    $('permalink').href = url;
+  }
+  // For sliders: browsers throttle history.replaceState when it is called on
+  // every input event of a drag.
+  function saveHashSoon() {
+    clearTimeout(hashTimer);
+    hashTimer = setTimeout(saveHash, 150);
+  }
+  function parseHash(h) {
+    const out = {};
+    for (const part of h.replace(/^#/, '').split('&')) {
+      const i = part.indexOf('=');
+      if (i <= 0) continue;
+      const k = part.slice(0, i), v = part.slice(i + 1);
+      try {
+        if (k === 'a' || k === 'b') {
+          const f = v.split(',').map(decodeURIComponent);
+          out[k] = {method: f[0] || '', cls: f[1] || '', layer: f[2] || '', score: f[3] || '',
+                    cf: f[4] === '1', view: f[5] || '', gray: f[6] === '1'};
+        } else {
+          out[k] = decodeURIComponent(v);
+        }
+      } catch (e) { /* a malformed escape: ignore that field */ }
+    }
+    return out;
+  }
+  // Applies a parsed hash to S and the panes; what names nothing here is
+  // reported and replaced by the default.
+  function applyHash(h) {
+    const problems = [];
+    if (h.model) {
+      const m = D.models.find((x) => x.name === h.model);
+      if (!m) problems.push('model "' + h.model + '" is not on this server');
+      else if (m.problem) problems.push('model ' + h.model + ': ' + m.problem);
+      else S.model = h.model;
+    }
+    if (h.image) {
+      if ([...D.images, ...D.uploads].some((x) => x.id === h.image)) S.image = h.image;
+      else problems.push('image "' + h.image + '" is not on this server (uploads do not outlive it)');
+    }
+    const op = parseFloat(h.opacity);
+    if (h.opacity !== undefined && op >= 0 && op <= 1) S.opacity = op;
+    if (h.cmap && D.colormaps[h.cmap]) S.cmap = h.cmap;
+    for (const id of ['a', 'b']) {
+      const ph = h[id];
+      if (!ph) continue;
+      const p = panes[id];
+      if (D.methods.has(ph.method)) p.method = ph.method;
+      else if (ph.method) problems.push('pane ' + id.toUpperCase() + ': no method "' + ph.method + '"');
+      p.cls = /^\d+$/.test(ph.cls) ? Number(ph.cls) : null;
+      p.layer = ph.layer;
+      p.score = ph.score;
+      p.cf = ph.cf;
+      p.view = ph.view;
+      p.gray = ph.gray;
+      fixPaneOptions(p);
+    }
+    S.compare = !!h.b;
+    if (problems.length) showError(new Error('permalink: ' + problems.join('; ')));
+  }
+
+  // ------------------------------------------------------ shared controls
+
+  function fillModels() {
+    const sel = $('model');
+    sel.replaceChildren(...D.models.map((m) => el('option', {
+      value: m.name, disabled: !!m.problem, title: m.problem || null,
+      text: m.name + (m.arch && m.arch !== m.name ? ' (' + m.arch + ')' : '') +
+            (m.weights === 'random' ? ' (random)' : '') + (m.problem ? ' (unusable)' : ''),
+    })));
+    sel.value = S.model;
+  }
+  function fillImages() {
+    const sel = $('images');
+    const group = (label, list) => (list.length
+      ? el('optgroup', {label}, ...list.map((i) => el('option', {value: i.id, text: i.name, title: i.id})))
+      : null);
+    sel.replaceChildren(...[group('Folder', D.images), group('Uploads', D.uploads)].filter(Boolean));
+    if (!D.images.length && !D.uploads.length) {
+      sel.append(el('option', {value: '', text: 'no images: upload one'}));
+    }
+    sel.value = S.image;
+  }
+  function fillColormaps() {
+    const sel = $('colormap');
+    sel.replaceChildren(...Object.keys(D.colormaps).map((n) => el('option', {value: n, text: n})));
+    sel.value = S.cmap;
+  }
+  function fillLabels() {
+    const frag = document.createDocumentFragment();
+    D.labels.forEach((l, i) => frag.append(el('option', {value: l, label: '#' + i})));
+    $('labels').replaceChildren(frag);
+  }
+  function renderShared() {
+    $('model').value = S.model;
+    $('images').value = S.image;
+    $('colormap').value = S.cmap;
+    $('opacity').value = String(S.opacity);
+    $('opacity-value').textContent = Math.round(S.opacity * 100) + '%';
+    $('compare').checked = S.compare;
+    panes.b.node.hidden = !S.compare;
+    $('panes').classList.toggle('two', S.compare);
+    syncRows();
+    if (!S.compare) S.active = 'a';
+    for (const p of Object.values(panes)) p.node.classList.toggle('active', p.id === S.active);
+    $('pred-hint').textContent = 'click a class to explain it' +
+        (S.compare ? ' in pane ' + S.active.toUpperCase() : '');
+    const m = model();
+    $('notes').replaceChildren(...(m.weights === 'random'
+      ? [el('p', {class: 'note', text: 'Random weights: ' + m.name + ' is untrained, so its ' +
+                  'predictions and maps are meaningless.'})] : []));
+  }
+
+  function renderPredictions() {
+    const list = $('predictions');
+    const c = D.classify;
+    if (!c) { list.replaceChildren(); return; }
+    const top = c.predictions.length ? c.predictions[0].probability : 1;
+    list.replaceChildren(...c.predictions.map((pr, i) => {
+      const tags = visiblePanes().filter((p) => p.targets() === pr.index);
+      const li = el('li', {
+        'data-class': pr.index, 'data-probability': pr.probability, tabindex: 0,
+        title: '#' + pr.index + ', logit ' + num(pr.logit),
+        class: tags.length ? 'target' : null,
+      }, el('i', {style: 'width:' + (100 * pr.probability / (top || 1)).toFixed(1) + '%'}),
+         el('span', {class: 'k', text: String(i + 1)}),
+         el('span', {class: 'l', text: pr.label}),
+         el('span', {class: 'tags'}, ...(S.compare ? tags.map((p) => el('b', {text: p.id.toUpperCase()})) : [])),
+         el('span', {class: 'p', text: pct(pr.probability)}));
+      return li;
+    }));
+    const m = model();
+    const facts = [
+      ['image', imageName()],
+      ['size', c.width + ' × ' + c.height],
+      ['crop', c.crop.width + ' × ' + c.crop.height + ' at ' + c.crop.x + ', ' + c.crop.y],
+      ['model', (m.arch || m.name || c.model) + (m.weights ? ', ' + m.weights : '')],
+      ['classes', m.classes],
+      ['classify', c.ms ? c.ms.toFixed(0) + ' ms' : 'cached'],
+    ].filter(([, v]) => v !== undefined && v !== null && v !== '');
+    $('facts').replaceChildren(...facts.flatMap(([k, v]) =>
+      [el('dt', {text: k}), el('dd', {text: String(v)})]));
+  }
+
+  // ---------------------------------------------------------------- panes
+
+  const KIND_GROUPS = [['layer', 'Layer maps'], ['input-gradient', 'Input gradients'],
+                       ['input-product', 'Input attributions']];
+
+  function makePane(id) {
+    const node = $('pane-template').content.firstElementChild.cloneNode(true);
+    node.id = 'pane-' + id;
+    const e = {};
+    for (const x of node.querySelectorAll('[data-role]')) {
+      e[x.dataset.role] = x;
+      x.id = id + '-' + x.dataset.role;
+    }
+    e.badge.textContent = id.toUpperCase();
+    const p = {
+      id, node, el: e,
+      // the choice
+      method: '', cls: null, layer: '', score: '', cf: false, view: '', gray: false,
+      // what the server gave for it
+      gen: 0, maps: null, mapsKey: '', query: null, u8: new Map(), u8data: new Map(),
+      png: new Map(), pngdata: new Map(), heat: null, error: '',
+      def() { return D.methods.get(this.method) || {}; },
+      // The class this pane explains (null: the method needs none).
+      targets() {
+        if (!(this.def().scores || []).length) return null;
+        return this.cls !== null ? this.cls : this.maps ? this.maps.class : topClass();
+      },
+    };
+    $('panes').append(node);
+    wirePane(p);
+    return p;
+  }
+
+  function fillMethods(p) {
+    const all = [...D.methods.values()];
+    const groups = KIND_GROUPS.map(([kind, label]) => [label, all.filter((m) => m.kind === kind)]);
+    const known = new Set(KIND_GROUPS.map(([k]) => k));
+    groups.push(['Other', all.filter((m) => !known.has(m.kind))]);
+    p.el.method.replaceChildren(...groups.filter(([, ms]) => ms.length).map(([label, ms]) =>
+      el('optgroup', {label}, ...ms.map((m) => el('option', {value: m.name, text: m.name, title: m.summary})))));
+  }
+
+  // Makes the pane's score, counterfactual and view fit its method.
+  function fixPaneOptions(p) {
+    const m = p.def();
+    const scores = m.scores || [];
+    if (!scores.includes(p.score)) p.score = scores[0] || '';
+    if (!m.counterfactual) p.cf = false;
+    const views = m.views || [];
+    if (!views.includes(p.view)) p.view = views[0] || '';
+  }
+
+  // The pane's controls from its state (no request).
+  function renderPaneControls(p) {
+    const m = p.def();
+    const e = p.el;
+    e.method.value = p.method;
+    e.title.textContent = p.method || '—';
+    e.summary.textContent = m.summary || '';
+    e.summary.title = m.summary || '';
+    const scores = m.scores || [];
+    e.score.replaceChildren(...(scores.length ? [] : [el('option', {value: '', text: 'none'})]),
+      ...D.scoreNames.map((s) => el('option', {value: s, text: s, disabled: !scores.includes(s)})));
+    e.score.value = p.score;
+    e.score.disabled = scores.length < 2;
+    e.score.title = scores.length ? '' : p.method + ' explains no score: its map is the same for every class';
+    e.cf.checked = p.cf;
+    e.cf.disabled = !m.counterfactual;
+    e.cf.parentElement.title = m.counterfactual ? 'Explain the negated score (what speaks against the class)'
+                                                : p.method + ' has no counterfactual';
+    const targeted = scores.length > 0;
+    e.class.disabled = !targeted;
+    e['class-clear'].disabled = !targeted;
+    e.class.value = p.cls === null ? '' : (D.labels[p.cls] !== undefined ? D.labels[p.cls] : String(p.cls));
+    e.class.placeholder = !targeted ? 'no target needed'
+        : topClass() !== null ? 'top class: ' + (D.labels[topClass()] || topClass()) : 'top class';
+    e.class.classList.remove('invalid');
+    // Layer maps have a layer slider; so do input-space maps made per layer
+    // (guided Grad-CAM). Input-space maps have views.
+    // A row that does not apply is hidden (class "na"); side by side, it may
+    // keep its space so that both panes' images line up (syncRows).
+    e['layer-row'].classList.toggle('na', !(m.kind === 'layer' || m.layers === 'all' || entries(p).length > 1));
+    e['view-row'].classList.toggle('na', m.kind === 'layer');
+    syncRows();
+    e.view.replaceChildren(...(m.views || []).map((v) => el('option', {value: v, text: v})));
+    e.view.value = p.view;
+    e.view.disabled = (m.views || []).length < 2;
+    e.gray.checked = p.gray;
+    renderLayer(p);
+  }
+
+  // Side by side, a row one pane shows keeps its space in the other pane.
+  function syncRows() {
+    const shown = (role) => visiblePanes().some((p) => !p.el[role].classList.contains('na'));
+    $('panes').classList.toggle('need-layer', S.compare && shown('layer-row'));
+    $('panes').classList.toggle('need-view', S.compare && shown('view-row'));
+  }
+
+  const entries = (p) => (p.maps ? p.maps.layers : []);
+  function entryIndex(p) {
+    const i = entries(p).findIndex((x) => x.layer === p.layer);
+    return i < 0 ? 0 : i;
+  }
+  const currentEntry = (p) => entries(p)[entryIndex(p)] || null;
+
+  function renderLayer(p) {
+    const e = p.el;
+    const list = entries(p);
+    e.layer.max = String(Math.max(list.length - 1, 0));
+    e.layer.value = String(entryIndex(p));
+    e.layer.disabled = list.length < 2;
+    e['layer-name'].textContent = list.length ? (currentEntry(p).layer || 'input') : (p.layer || '…');
+    e['layer-pos'].textContent = list.length > 1 ? (entryIndex(p) + 1) + ' of ' + list.length
+                               : list.length === 1 ? 'only layer' : '';
+  }
+
+  // The /api/maps (and /api/map) parameters of the pane's choice.
+  function mapsQuery(p) {
+    const m = p.def();
+    const targeted = (m.scores || []).length > 0;
+    return {
+      image: S.image, model: S.model, method: p.method,
+      class: targeted && p.cls !== null ? p.cls : null,
+      score: targeted ? p.score : null,
+      counterfactual: m.counterfactual && p.cf ? 1 : null,
+    };
+  }
+  function mapQuery(p, entry, format) {
+    const q = Object.assign({}, p.query, {layer: entry.layer, format});
+    if (entry.kind !== 'layer' && format === 'png') {
+      q.view = p.view;
+      q.gray = p.gray ? 1 : null;
+    }
+    if (entry.kind === 'layer' && format === 'png') q.colormap = S.cmap;
+    return q;
+  }
+
+  // One layer map's u8 bytes: fetched once per map set, kept in memory.
+  function u8For(p, entry) {
+    let pr = p.u8.get(entry.layer);
+    if (!pr) {
+      const store = p.u8data, size = p.maps.size, q = mapQuery(p, entry, 'u8');
+      pr = limited(() => api('/api/map', q, {as: 'bytes'})).then((b) => {
+        if (b.length !== size * size) {
+          throw new Error('map of layer ' + entry.layer + ': ' + b.length + ' bytes, not ' +
+                          size + ' × ' + size);
+        }
+        store.set(entry.layer, b);
+        return b;
+      });
+      pr.catch(() => {});  // reported by whoever waits for it
+      p.u8.set(entry.layer, pr);
+    }
+    return pr;
+  }
+  // An input-space map rendered by the server (view, gray) as a bitmap, kept
+  // in memory per view.
+  function pngFor(p, entry) {
+    const q = mapQuery(p, entry, 'png');
+    const key = JSON.stringify(q);
+    let pr = p.png.get(key);
+    if (!pr) {
+      const store = p.pngdata;
+      pr = limited(() => api('/api/map', q, {as: 'blob'}))
+          .then((b) => createImageBitmap(b))
+          .then((bm) => { store.set(key, bm); return bm; });
+      pr.catch(() => {});
+      p.png.set(key, pr);
+    }
+    return pr;
+  }
+  // Resolves when the entry the pane shows can be drawn; returns its bitmap
+  // or bytes.
+  function ensureCurrent(p) {
+    const entry = currentEntry(p);
+    if (!entry) return Promise.resolve(null);
+    return entry.kind === 'layer' ? u8For(p, entry) : pngFor(p, entry);
+  }
+
+  // Recomputes what the pane needs (a map set, its maps) and draws it.
+  function refreshPane(p) {
+    const gen = ++p.gen;
+    const label = 'computing ' + (p.method || '…') + (S.compare ? ' (' + p.id.toUpperCase() + ')' : '') + '…';
+    return track(label, (item) => computePane(p, gen, item)).catch((e) => {
+      if (gen !== p.gen || e instanceof Stale) return;
+      p.error = e.message || String(e);
+      draw(p);
+      showError(e);
+    });
+  }
+
+  async function computePane(p, gen, item) {
+    const check = () => { if (gen !== p.gen) throw new Stale(); };
+    p.error = '';
+    if (!S.image || !p.method) { draw(p); return; }
+    setVeil(p, 'computing…');
+    try {
+      await D.imageP;  // the source image and its classification
+      check();
+      const q = mapsQuery(p);
+      const key = JSON.stringify(q);
+      if (p.mapsKey !== key) {
+        const maps = await api('/api/maps', q, {item});
+        check();
+        adoptMaps(p, maps, q, key);
+      }
+      renderPaneControls(p);
+      await ensureCurrent(p);
+      check();
+      draw(p);
+      // Every other layer's map, so that the slider swaps images without a
+      // request (input-space maps in the current view).
+      const rest = entries(p).map((x) => (x.kind === 'layer' ? u8For(p, x) : pngFor(p, x)));
+      if (rest.length > 1) {
+        setVeil(p, 'loading layers…');
+        item.label = 'loading ' + rest.length + ' layer maps…';
+        renderStatus();
+        const res = await Promise.allSettled(rest);
+        check();
+        const bad = res.find((r) => r.status === 'rejected');
+        if (bad) throw bad.reason;
+      }
+    } finally {
+      if (gen === p.gen) setVeil(p, null);
+    }
+  }
+
+  function adoptMaps(p, maps, q, key) {
+    p.maps = maps;
+    p.mapsKey = key;
+    p.query = q;
+    p.u8 = new Map();
+    p.u8data = new Map();
+    p.png = new Map();
+    p.pngdata = new Map();
+    p.heat = null;
+    const names = maps.layers.map((x) => x.layer);
+    if (!names.includes(p.layer)) {
+      // The layer the model's default names, else the last (deepest) one.
+      p.layer = names.includes(D.layers.default) ? D.layers.default : names[names.length - 1] || '';
+    }
+    const ms = maps.cached ? 'cached' : Math.round(maps.compute_ms) + ' ms' +
+        (maps.queue_ms >= 1 ? ' (+' + Math.round(maps.queue_ms) + ' ms queued)' : '');
+    busy.idle = maps.method + ': ' + (names.length > 1 ? names.length + ' layers, ' : '') + ms;
+    saveHash();
+    renderPredictions();
+  }
+
+  function setVeil(p, text) {
+    p.el.veil.hidden = !text;
+    p.el.veil.textContent = text || '';
+  }
+
+  // The u8 map coloured with the colormap, as an N × N canvas (cached per
+  // layer and colormap).
+  function heatmap(p, entry) {
+    const key = entry.layer + '\n' + S.cmap;
+    if (p.heat && p.heat.key === key) return p.heat.canvas;
+    const b = p.u8data.get(entry.layer);
+    if (!b) return null;
+    const n = p.maps.size;
+    const c = p.heat && p.heat.canvas.width === n ? p.heat.canvas : el('canvas', {width: n, height: n});
+    const img = new ImageData(n, n);
+    // One 32-bit RGBA word per pixel (both views share the byte order).
+    const table = new Uint32Array(lut(S.cmap).buffer);
+    const out = new Uint32Array(img.data.buffer);
+    for (let i = 0; i < b.length; i++) out[i] = table[b[i]];
+    c.getContext('2d').putImageData(img, 0, 0);
+    p.heat = {key, canvas: c};
+    return c;
+  }
+
+  // Draws the source image scaled to fit the pane and the map over its crop
+  // square: a layer map in the colormap at the chosen opacity, an
+  // input-space map opaque (it is an image of its own).
+  function draw(p) {
+    const e = p.el;
+    const canvas = e.canvas;
+    const src = D.source, c = D.classify;
+    if (!src || !c) { canvas.width = canvas.height = 0; updateCaption(p, null); return; }
+    const W = c.width || src.width, H = c.height || src.height;
+    const boxW = Math.max(e.stage.clientWidth, 100);
+    // As tall as fits in the window below the stage's top, with what the
+    // pane shows under it (caption, download links), but not tiny; side by
+    // side, both panes get the same size.
+    let top = 0, below = 70;
+    for (const q of visiblePanes().includes(p) ? visiblePanes() : [p]) {
+      const r = q.el.stage.getBoundingClientRect();
+      top = Math.max(top, r.top + window.scrollY);
+      below = Math.max(below, q.node.getBoundingClientRect().bottom - r.bottom);
+    }
+    const boxH = Math.max(window.innerHeight - top - below - 16, 260);
+    const scale = Math.min(boxW / W, boxH / H);
+    const cssW = Math.max(1, Math.floor(W * scale)), cssH = Math.max(1, Math.floor(H * scale));
+    const dpr = window.devicePixelRatio || 1;
+    canvas.width = Math.round(cssW * dpr);
+    canvas.height = Math.round(cssH * dpr);
+    canvas.style.width = cssW + 'px';
+    canvas.style.height = cssH + 'px';
+    const ctx = canvas.getContext('2d');
+    ctx.setTransform(canvas.width / W, 0, 0, canvas.height / H, 0, 0);  // source pixels
+    ctx.imageSmoothingEnabled = true;
+    ctx.imageSmoothingQuality = 'high';
+    ctx.drawImage(src, 0, 0, W, H);
+    const entry = p.error ? null : currentEntry(p);
+    const crop = (p.maps && p.maps.crop) || c.crop;
+    let drawn = null;
+    if (entry && entry.kind === 'layer') {
+      const heat = heatmap(p, entry);
+      if (heat) {
+        ctx.globalAlpha = S.opacity;
+        ctx.drawImage(heat, crop.x, crop.y, crop.width, crop.height);
+        ctx.globalAlpha = 1;
+        drawn = entry;
+      }
+    } else if (entry) {
+      const bitmap = p.pngdata.get(JSON.stringify(mapQuery(p, entry, 'png')));
+      if (bitmap) {
+        ctx.drawImage(bitmap, crop.x, crop.y, crop.width, crop.height);
+        drawn = entry;
+      }
+    }
+    // Outline the network's input square when it is not the whole image.
+    if (crop.x > 0 || crop.y > 0 || crop.width < W || crop.height < H) {
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      const sx = cssW / W, sy = cssH / H;
+      ctx.strokeStyle = 'rgba(255,255,255,0.85)';
+      ctx.setLineDash([4, 3]);
+      ctx.lineWidth = 1;
+      ctx.strokeRect(crop.x * sx + 0.5, crop.y * sy + 0.5, crop.width * sx - 1, crop.height * sy - 1);
+    }
+    Object.assign(canvas.dataset, {
+      method: drawn ? p.method : '', class: drawn && p.maps ? p.maps.class : '',
+      layer: drawn ? drawn.layer : '', kind: drawn ? drawn.kind : '',
+      view: drawn && drawn.kind !== 'layer' ? p.view : '',
+    });
+    updateCaption(p, drawn);
+    updateDownloads(p, drawn);
+  }
+
+  function updateCaption(p, entry) {
+    const cap = p.el.caption;
+    if (p.error) { cap.textContent = 'No map: ' + p.error; return; }
+    if (!entry || !p.maps) { cap.textContent = ''; return; }
+    const m = p.maps;
+    const parts = [];
+    if ((p.def().scores || []).length) {
+      parts.push(el('b', {text: m.label}), ' #' + m.class + ' · p ' + pct(m.probability) + ' · ' +
+                 m.score + (m.counterfactual ? ' (counterfactual)' : ''));
+    } else {
+      parts.push('target-independent');
+    }
+    // A layer map's own resolution (before the upsampling to the input).
+    const native = entry.kind === 'layer' && Array.isArray(entry.shape) && entry.shape.length === 2
+      ? ' (' + entry.shape[0] + ' × ' + entry.shape[1] + ')' : '';
+    parts.push(' · ' + (entry.layer ? entry.layer : 'input') + native + ' · ' +
+               (entry.min === entry.max ? 'flat: every value ' + num(entry.min)
+                                        : 'range ' + num(entry.min) + ' … ' + num(entry.max)));
+    parts.push(' · ' + (m.cached ? 'cached' : Math.round(m.compute_ms) + ' ms'));
+    cap.replaceChildren(...parts);
+  }
+
+  function fileStem(p, entry) {
+    const base = imageName().replace(/^.*[\\/]/, '').replace(/\.[^.]*$/, '') || 'image';
+    const bits = [base, p.method, entry.layer || p.view];
+    if (p.maps && (p.def().scores || []).length) bits.push('c' + p.maps.class + (p.maps.counterfactual ? 'cf' : ''));
+    return bits.join('_').replace(/[^\w.+-]+/g, '-');
+  }
+  function updateDownloads(p, entry) {
+    const e = p.el;
+    if (!entry) {
+      e['map-png'].removeAttribute('href');
+      e.npy.removeAttribute('href');
+      e.png.disabled = true;
+      return;
+    }
+    const stem = fileStem(p, entry);
+    e['map-png'].href = linkUrl('/api/map', mapQuery(p, entry, 'png'));
+    e['map-png'].download = stem + '.png';
+    e.npy.href = linkUrl('/api/map', mapQuery(p, entry, 'npy'));
+    e.npy.download = stem + '.npy';
+    e.png.disabled = false;
+    e.png.dataset.name = stem + '_view.png';
+  }
+
+  // Redraws after the slider moved: the map is in memory, or on its way
+  // (the prefetch; then wait for the same promise).
+  function redraw(p) {
+    const entry = currentEntry(p);
+    if (!entry) return;
+    const ready = entry.kind === 'layer' ? p.u8data.has(entry.layer)
+                                         : p.pngdata.has(JSON.stringify(mapQuery(p, entry, 'png')));
+    if (ready) { draw(p); return; }
+    const gen = p.gen;
+    run('loading layer ' + entry.layer + '…', () => ensureCurrent(p).then(() => {
+      if (gen === p.gen && currentEntry(p) === entry) draw(p);
+    }));
+  }
+
+  function setClass(p, text) {
+    const t = String(text).trim().replace(/^#/, '');
+    let cls = null;
+    if (t !== '') {
+      if (/^\d+$/.test(t)) {
+        cls = Number(t);
+        if (D.labels.length && cls >= D.labels.length) {
+          p.el.class.classList.add('invalid');
+          showError(new Error('class ' + cls + ': ' + S.model + ' has classes 0 to ' +
+                              (D.labels.length - 1)));
+          return;
+        }
+      } else if (D.labelIndex.has(t.toLowerCase())) {
+        cls = D.labelIndex.get(t.toLowerCase());
+      } else {
+        p.el.class.classList.add('invalid');
+        showError(new Error('class "' + t + '": neither a class index nor a label of ' + S.model));
+        return;
+      }
+    }
+    clearError();
+    p.cls = cls;
+    renderPaneControls(p);
+    saveHash();
+    renderPredictions();
+    refreshPane(p);
+  }
+
+  function wirePane(p) {
+    const e = p.el;
+    p.node.addEventListener('pointerdown', () => activate(p));
+    p.node.addEventListener('focusin', () => activate(p));
+    e.method.addEventListener('change', () => {
+      clearError();
+      p.method = e.method.value;
+      fixPaneOptions(p);
+      renderPaneControls(p);
+      saveHash();
+      refreshPane(p);
+    });
+    e.class.addEventListener('change', () => setClass(p, e.class.value));
+    e.class.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') e.class.blur(); });
+    e['class-clear'].addEventListener('click', () => setClass(p, ''));
+    for (const [role, key, value] of [['score', 'score', () => e.score.value],
+                                      ['cf', 'cf', () => e.cf.checked],
+                                      ['view', 'view', () => e.view.value],
+                                      ['gray', 'gray', () => e.gray.checked]]) {
+      e[role].addEventListener('change', () => {
+        clearError();
+        p[key] = value();
+        saveHash();
+        refreshPane(p);
+      });
+    }
+    // The slider only swaps maps already in memory.
+    e.layer.addEventListener('input', () => {
+      const entry = entries(p)[Number(e.layer.value)];
+      if (!entry) return;
+      p.layer = entry.layer;
+      renderLayer(p);
+      saveHashSoon();
+      redraw(p);
+    });
+    e.png.addEventListener('click', () => {
+      e.canvas.toBlob((blob) => {
+        if (!blob) { showError(new Error('view PNG: the canvas is empty')); return; }
+        const a = el('a', {href: URL.createObjectURL(blob), download: e.png.dataset.name || 'cnnviz.png'});
+        document.body.append(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+      }, 'image/png');
+    });
+  }
+
+  function activate(p) {
+    if (S.active === p.id || (!S.compare && p.id !== 'a')) return;
+    S.active = p.id;
+    renderShared();
+    renderPredictions();
+  }
+
+  // -------------------------------------------------------- loading things
+
+  async function loadModelData() {
+    const [labels, layers] = await Promise.all([
+      api('/api/labels', {model: S.model}),
+      api('/api/layers', {model: S.model}),
+    ]);
+    D.labels = labels.labels || [];
+    D.labelIndex = new Map();
+    D.labels.forEach((l, i) => { if (!D.labelIndex.has(l.toLowerCase())) D.labelIndex.set(l.toLowerCase(), i); });
+    D.layers = layers;
+    fillLabels();
+    for (const p of Object.values(panes)) {
+      if (p.cls !== null && p.cls >= D.labels.length) p.cls = null;
+    }
+  }
+
+  // The source image (decoded by the server) and its classification.
+  function loadImageData() {
+    const gen = ++D.imageGen;
+    D.classify = null;
+    D.imageP = (async () => {
+      if (!S.image) { D.source = null; return; }
+      const id = S.image;
+      const source = D.sources.get(id) || api('/api/image', {image: id}, {as: 'blob'})
+          .then((b) => createImageBitmap(b));
+      D.sources.set(id, source);
+      source.catch(() => D.sources.delete(id));
+      const [cls, bitmap] = await Promise.all([api('/api/classify', {image: id, model: S.model, top: 5}), source]);
+      if (gen !== D.imageGen) throw new Stale();
+      D.classify = cls;
+      D.source = bitmap;
+      renderPredictions();
+    })();
+    return D.imageP;
+  }
+
+  // After a model or image change: everything that depends on it.
+  function reload(label, withModel) {
+    saveHash();
+    renderShared();
+    return run(label, async () => {
+      if (withModel) await loadModelData();
+      const img = loadImageData();
+      const work = visiblePanes().map((p) => refreshPane(p));
+      await img;
+      for (const p of Object.values(panes)) renderPaneControls(p);
+      await Promise.all(work);
+    });
+  }
+
+  async function refreshImageList() {
+    const r = await api('/api/images');
+    D.images = r.images || [];
+    D.uploads = r.uploads || [];
+    fillImages();
+  }
+
+  function upload(file) {
+    clearError();
+    const max = D.info.max_upload_bytes;
+    if (max && file.size > max) {
+      showError(new Error('upload ' + file.name + ': ' + bytes(file.size) + ', over the server\'s ' +
+                          'limit of ' + bytes(max)));
+      return Promise.resolve();
+    }
+    return run('uploading ' + file.name + '…', async (item) => {
+      const r = await api('/api/images', {name: file.name}, {method: 'POST', body: file, item});
+      await refreshImageList();
+      S.image = r.id;
+      fillImages();
+      await reload('loading ' + r.name + '…', false);
+    });
+  }
+
+  // ------------------------------------------------------------- wiring
+
+  function wireShared() {
+    $('model').addEventListener('change', () => {
+      S.model = $('model').value;
+      // Layer names of another architecture mean something else: start at
+      // the new model's default layer.
+      for (const p of Object.values(panes)) p.layer = '';
+      clearError();
+      reload('loading ' + S.model + '…', true);
+    });
+    $('images').addEventListener('change', () => {
+      S.image = $('images').value;
+      clearError();
+      reload('loading ' + imageName() + '…', false);
+    });
+    $('upload').addEventListener('change', () => {
+      const f = $('upload').files[0];
+      if (f) upload(f).finally(() => { $('upload').value = ''; });
+    });
+    $('opacity').addEventListener('input', () => {
+      S.opacity = Number($('opacity').value);
+      $('opacity-value').textContent = Math.round(S.opacity * 100) + '%';
+      saveHashSoon();
+      visiblePanes().forEach(draw);
+    });
+    $('colormap').addEventListener('change', () => {
+      S.cmap = $('colormap').value;
+      saveHash();
+      visiblePanes().forEach(draw);
+    });
+    $('compare').addEventListener('change', () => {
+      S.compare = $('compare').checked;
+      const b = panes.b, a = panes.a;
+      if (S.compare && !b.method) {
+        // Pane B starts as a copy of A: change one thing to compare.
+        Object.assign(b, {method: a.method, cls: a.cls, layer: a.layer, score: a.score, cf: a.cf,
+                          view: a.view, gray: a.gray});
+        renderPaneControls(b);
+      }
+      if (!S.compare) S.active = 'a';
+      saveHash();
+      renderShared();
+      renderPredictions();
+      if (S.compare) refreshPane(b); else a.node.scrollIntoView({block: 'nearest'});
+      requestAnimationFrame(() => visiblePanes().forEach(draw));
+    });
+    $('permalink').addEventListener('click', (ev) => {
+      ev.preventDefault();
+      saveHash();
+      const url = location.href;
+      const done = () => { busy.idle = 'permalink copied'; renderStatus(); };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(url).then(done, () => window.prompt('Permalink', url));
+      } else {
+        window.prompt('Permalink', url);
+      }
+    });
+    $('error-close').addEventListener('click', clearError);
+    $('predictions').addEventListener('click', (ev) => {
+      const li = ev.target.closest('li[data-class]');
+      if (li) setClass(panes[S.active], li.dataset.class);
+    });
+    $('predictions').addEventListener('keydown', (ev) => {
+      const li = ev.target.closest('li[data-class]');
+      if (li && (ev.key === 'Enter' || ev.key === ' ')) { ev.preventDefault(); setClass(panes[S.active], li.dataset.class); }
+    });
+    window.addEventListener('hashchange', () => {
+      if (location.hash === writtenHash) return;
+      clearError();
+      applyHash(parseHash(location.hash));
+      for (const p of Object.values(panes)) renderPaneControls(p);
+      reload('loading…', true);
+    });
+    // Dropping a file anywhere uploads it.
+    let depth = 0;
+    const hasFiles = (ev) => ev.dataTransfer && [...ev.dataTransfer.types].includes('Files');
+    window.addEventListener('dragenter', (ev) => { if (hasFiles(ev)) { depth++; $('drop').hidden = false; } });
+    window.addEventListener('dragleave', () => { if (--depth <= 0) { depth = 0; $('drop').hidden = true; } });
+    window.addEventListener('dragover', (ev) => { if (hasFiles(ev)) ev.preventDefault(); });
+    window.addEventListener('drop', (ev) => {
+      if (!hasFiles(ev)) return;
+      ev.preventDefault();
+      depth = 0;
+      $('drop').hidden = true;
+      const f = ev.dataTransfer.files[0];
+      if (f) upload(f);
+    });
+    // Redraw when the panes change size (window, compare).
+    let pending = 0;
+    new ResizeObserver(() => {
+      cancelAnimationFrame(pending);
+      pending = requestAnimationFrame(() => visiblePanes().forEach(draw));
+    }).observe($('panes'));
+  }
+
+  async function boot() {
+    const [info, models, methods, colormaps, images] = await Promise.all([
+      api('/api/info'), api('/api/models'), api('/api/methods'), api('/api/colormaps'), api('/api/images'),
+    ]);
+    D.info = info;
+    D.models = models.models || [];
+    D.defaultModel = models.default || info.model || '';
+    for (const m of methods.methods || []) D.methods.set(m.name, m);
+    D.scoreNames = [...new Set([...D.methods.values()].flatMap((m) => m.scores || []))];
+    D.colormaps = colormaps;
+    D.images = images.images || [];
+    D.uploads = images.uploads || [];
+
+    // Defaults, then what the hash says.
+    S.model = D.defaultModel;
+    S.image = (D.images[0] || D.uploads[0] || {}).id || '';
+    S.cmap = D.colormaps.jet ? 'jet' : Object.keys(D.colormaps)[0] || '';
+    panes.a = makePane('a');
+    panes.b = makePane('b');
+    for (const p of Object.values(panes)) fillMethods(p);
+    const layerMethod = [...D.methods.values()].find((m) => m.kind === 'layer' && m.layers === 'all');
+    panes.a.method = D.methods.has('gradcam') ? 'gradcam'
+                   : (layerMethod || [...D.methods.values()][0] || {}).name || '';
+    fixPaneOptions(panes.a);
+    applyHash(parseHash(location.hash));
+
+    fillModels();
+    fillImages();
+    fillColormaps();
+    for (const p of Object.values(panes)) renderPaneControls(p);
+    wireShared();
+    $('summary').textContent = [
+      'cnnviz ' + (info.version || ''),
+      D.images.length + ' image' + (D.images.length === 1 ? '' : 's'),
+      D.methods.size + ' methods',
+      D.models.length + ' model' + (D.models.length === 1 ? '' : 's'),
+    ].join(' · ');
+    document.title = 'cnnviz serve: ' + S.model;
+    if (!S.image) showError(new Error('The server has no images: upload one (or drop it on the page).'));
+  }
+
+  document.addEventListener('DOMContentLoaded', () => {
+    renderStatus();
+    run('connecting…', async () => {
+      await boot();
+      await reload('loading…', true);
+    });
+  });
+})();

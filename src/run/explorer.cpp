@@ -1,0 +1,664 @@
+#include "cnnviz/explorer.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <list>
+#include <map>
+#include <mutex>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <set>
+#include <thread>
+
+#include "cnnviz/compute.h"
+#include "cnnviz/engine.h"
+#include "cnnviz/files.h"
+#include "cnnviz/image.h"
+#include "cnnviz/layers.h"
+#include "cnnviz/stopwatch.h"
+
+namespace fs = std::filesystem;
+
+namespace cnnviz {
+
+namespace {
+
+constexpr size_t kDecodedImages = 8;      // decoded images kept (LRU)
+constexpr size_t kClassifications = 512;  // classifications kept (LRU)
+constexpr size_t kEngines = 8;            // instrumented models kept (LRU)
+constexpr auto kPoll = std::chrono::milliseconds(25);
+
+// Test hook: with CNNVIZ_TEST_JOB_DELAY_MS=N in the environment every job
+// takes N ms longer, so that a test can fill the queue or leave a job
+// waiting. Nothing otherwise.
+void test_job_delay() {
+  static const long ms = [] {
+    const char* v = std::getenv("CNNVIZ_TEST_JOB_DELAY_MS");
+    return v && *v ? std::atol(v) : 0L;
+  }();
+  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+// FNV-1a 64 of the bytes, as 16 hex digits.
+std::string digest(const std::string& bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char out[17];
+  std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
+FloatArray to_array(const at::Tensor& t) {
+  const at::Tensor c = t.to(at::kCPU, at::kFloat).contiguous();
+  const float* p = c.data_ptr<float>();
+  return {c.sizes().vec(), std::vector<float>(p, p + c.numel())};
+}
+
+// A small LRU map: the most recently used entry first.
+template <typename V>
+class Lru {
+ public:
+  V* find(const std::string& key) {
+    auto it = index_.find(key);
+    if (it == index_.end()) return nullptr;
+    order_.splice(order_.begin(), order_, it->second);
+    return &it->second->second;
+  }
+  V& put(const std::string& key, V value) {
+    auto it = index_.find(key);
+    if (it != index_.end()) {
+      order_.erase(it->second);
+      index_.erase(it);
+    }
+    order_.emplace_front(key, std::move(value));
+    index_[key] = order_.begin();
+    return order_.front().second;
+  }
+  // Drops least recently used entries while `over`(size, oldest) says so.
+  template <typename Over>
+  void trim(Over over) {
+    while (!order_.empty() && over(order_.size(), order_.back().second)) {
+      index_.erase(order_.back().first);
+      order_.pop_back();
+    }
+  }
+  void erase_if(const std::function<bool(const std::string&)>& pred) {
+    for (auto it = order_.begin(); it != order_.end();) {
+      if (pred(it->first)) {
+        index_.erase(it->first);
+        it = order_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  size_t size() const { return order_.size(); }
+
+ private:
+  std::list<std::pair<std::string, V>> order_;
+  std::map<std::string, typename std::list<std::pair<std::string, V>>::iterator> index_;
+};
+
+struct Decoded {
+  cv::Mat rgb;
+  std::string hash;
+  std::vector<uint8_t> jpeg;  // encoded once, when first asked for
+};
+
+// One unit of model work and what it gave.
+struct Job {
+  std::string key;  // jobs with the same key are shared; "" never
+  std::function<void(Job&)> run;
+  Clock::time_point queued = Clock::now();
+  int waiters = 1;
+  bool started = false;
+  // Set by the worker, under the explorer's mutex.
+  bool done = false;
+  std::exception_ptr error;
+  double started_ms = 0.0;  // queue wait
+  // Results (the ones this kind of job gives).
+  std::shared_ptr<const MapSet> set;
+  std::shared_ptr<const std::vector<float>> logits;
+  std::pair<std::vector<std::string>, std::string> layers;
+  std::vector<std::string> labels;
+};
+
+std::string score_key(const MapRequest& r) {
+  return (r.score ? score_name(*r.score) : std::string("default")) + (r.counterfactual ? "-" : "+");
+}
+
+}  // namespace
+
+size_t MapSet::bytes() const {
+  size_t n = sizeof(MapSet);
+  for (const ExplorerMap& m : maps) n += m.raw.data.size() * sizeof(float) + m.layer.size();
+  return n;
+}
+
+std::string explorer_layer_use(const MethodDef& method) {
+  switch (method.layers) {
+    case LayerUse::kNone:
+      return "none";
+    case LayerUse::kGlobalPoolInput:
+      return "global-pool";
+    case LayerUse::kOptional:
+      return "optional";
+    case LayerUse::kChosen:
+      // A forward pass per channel of every feature stage would take minutes.
+      return method.forward_per_channel ? "default" : "all";
+  }
+  return "none";
+}
+
+struct Explorer::Impl {
+  ExplorerOptions opts;
+  ModelLoader load;
+  ModelLister list;
+  std::vector<std::string> notes;
+  std::vector<ImageRef> images;
+  std::map<std::string, std::string> paths;  // id -> file
+
+  mutable std::mutex mutex;          // guards everything below but the worker's own state
+  std::condition_variable wake;      // the worker: a job, or stop
+  std::condition_variable finished;  // callers: a job is done
+  struct Upload {
+    ImageRef ref;
+    std::string bytes;
+  };
+  std::deque<Upload> uploads;  // oldest first
+  Lru<std::shared_ptr<Decoded>> decoded;
+  Lru<std::shared_ptr<const std::vector<float>>> classified;  // hash|model -> logits
+  Lru<std::shared_ptr<const MapSet>> sets;
+  size_t set_bytes = 0;
+  std::map<std::string, std::shared_ptr<Job>> pending;
+  std::map<std::string, ModelInfo> infos;  // of every model loaded so far
+  std::deque<std::shared_ptr<Job>> queue;
+  bool stopping = false;
+  ExplorerStats stats;
+  double mean_job_ms = 100.0;
+
+  // The worker's own: loaded models and their engines.
+  Lru<std::shared_ptr<Model>> models;
+  Lru<std::shared_ptr<Engine>> engines;  // model|layers|lrp -> engine
+  // Preprocessed inputs (hash|model): a classification's, reused by the maps
+  // the page asks for next.
+  Lru<at::Tensor> inputs;
+
+  std::thread worker;
+
+  // --- images ---
+
+  std::shared_ptr<Decoded> decode(const std::string& id) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (auto* d = decoded.find(id)) return *d;
+    }
+    std::string bytes, name;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      auto it = paths.find(id);
+      if (it != paths.end()) {
+        name = it->second;
+      } else {
+        for (const Upload& u : uploads) {
+          if (u.ref.id == id) {
+            bytes = u.bytes;
+            name = u.ref.name;
+          }
+        }
+        if (name.empty()) throw NotFound("image '" + id + "': no such image");
+      }
+    }
+    if (bytes.empty()) {
+      const std::vector<uint8_t> file =
+          read_file(name, "image", static_cast<size_t>(max_image_file_bytes(opts.max_pixels)));
+      bytes.assign(file.begin(), file.end());
+    }
+    auto d = std::make_shared<Decoded>();
+    d->rgb =
+        decode_image_rgb(std::vector<uint8_t>(bytes.begin(), bytes.end()), name, opts.max_pixels);
+    d->hash = digest(bytes);
+    std::lock_guard<std::mutex> lock(mutex);
+    decoded.put(id, d);
+    decoded.trim([](size_t n, const auto&) { return n > kDecodedImages; });
+    return d;
+  }
+
+  // --- the queue ---
+
+  std::shared_ptr<Job> submit(const std::string& key, std::function<void(Job&)> run) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (stopping) throw Cancelled();
+    if (!key.empty()) {
+      auto it = pending.find(key);
+      if (it != pending.end()) {
+        ++it->second->waiters;
+        return it->second;
+      }
+    }
+    if (queue.size() >= opts.queue) {
+      ++stats.jobs_rejected;
+      const double wait_s = mean_job_ms * static_cast<double>(queue.size() + 1) / 1000.0;
+      throw Busy("server busy: " + std::to_string(queue.size()) + " requests are waiting",
+                 std::max(1, static_cast<int>(wait_s + 0.999)));
+    }
+    auto job = std::make_shared<Job>();
+    job->key = key;
+    job->run = std::move(run);
+    queue.push_back(job);
+    if (!key.empty()) pending[key] = job;
+    wake.notify_one();
+    return job;
+  }
+
+  // Waits for `job`; a caller whose client went away stops waiting, and a
+  // job nobody waits for any more is dropped if it has not started.
+  void await(const std::shared_ptr<Job>& job, const GoneCheck& gone) {
+    std::unique_lock<std::mutex> lock(mutex);
+    while (!job->done) {
+      finished.wait_for(lock, kPoll);
+      if (job->done) break;
+      lock.unlock();
+      const bool away = gone && gone();
+      lock.lock();
+      if (away && !job->done) {
+        if (--job->waiters == 0 && !job->started) {
+          auto it = std::find(queue.begin(), queue.end(), job);
+          if (it != queue.end()) queue.erase(it);
+          if (!job->key.empty()) pending.erase(job->key);
+          ++stats.jobs_cancelled;
+        }
+        throw Cancelled();
+      }
+    }
+    if (job->error) std::rethrow_exception(job->error);
+  }
+
+  void work() {
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        wake.wait(lock, [&] { return stopping || !queue.empty(); });
+        if (stopping) break;
+        job = queue.front();
+        queue.pop_front();
+        job->started = true;
+        job->started_ms = ms_since(job->queued);
+      }
+      const Clock::time_point start = Clock::now();
+      std::exception_ptr error;
+      try {
+        test_job_delay();
+        job->run(*job);
+      } catch (const Error&) {
+        error = std::current_exception();
+      } catch (const c10::Error& e) {
+        error = std::make_exception_ptr(
+            Error(ErrorCode::kRuntime, "libtorch: " + torch_error_summary(e.what())));
+      } catch (const std::exception& e) {
+        error = std::make_exception_ptr(Error(ErrorCode::kRuntime, first_line(e.what())));
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      mean_job_ms = 0.8 * mean_job_ms + 0.2 * ms_since(start);
+      job->error = error;
+      job->done = true;
+      if (!job->key.empty()) {
+        auto it = pending.find(job->key);
+        if (it != pending.end() && it->second == job) pending.erase(it);
+      }
+      ++stats.jobs_done;
+      finished.notify_all();
+    }
+    // Stopping: whoever still waits gets an answer.
+    std::lock_guard<std::mutex> lock(mutex);
+    for (auto& job : queue) {
+      job->error = std::make_exception_ptr(Cancelled());
+      job->done = true;
+    }
+    queue.clear();
+    pending.clear();
+    finished.notify_all();
+  }
+
+  // --- on the worker ---
+
+  Model& model(const std::string& name) {
+    if (auto* m = models.find(name)) return **m;
+    bool known = false;
+    for (const ModelEntry& e : list()) known = known || e.name == name;
+    if (!known) throw NotFound("model '" + name + "': not among the server's models");
+    auto m = std::make_shared<Model>(load(name));
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      infos[name] = m->info();
+    }
+    // (An engine keeps its own reference to the model it instruments.)
+    models.put(name, m);
+    models.trim([&](size_t n, const auto&) { return n > opts.loaded_models; });
+    return *m;
+  }
+
+  Engine& engine(const std::string& model_name, Model& m, const MethodDef& method,
+                 const std::vector<std::string>& layers) {
+    std::string key = model_name + "|" + (method.lrp ? "lrp" : "plain");
+    for (const std::string& l : layers) key += "|" + l;
+    if (auto* e = engines.find(key)) return **e;
+    auto e = std::make_shared<Engine>(m, layers, std::nullopt, method.lrp);
+    engines.put(key, e);
+    engines.trim([](size_t n, const auto&) { return n > kEngines; });
+    return *e;
+  }
+
+  at::Tensor input_batch(const Model& m, const std::string& model_name, const Decoded& d) {
+    const std::string key = d.hash + "|" + model_name;
+    if (at::Tensor* t = inputs.find(key)) return *t;
+    at::Tensor t = preprocess(d.rgb, m.info().preprocess).unsqueeze(0).to(m.device());
+    inputs.put(key, t);
+    inputs.trim([](size_t n, const auto&) { return n > kDecodedImages; });
+    return t;
+  }
+};
+
+Explorer::Explorer(ExplorerOptions options, ModelLoader loader, ModelLister lister)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.opts = std::move(options);
+  s.opts.queue = std::max<size_t>(1, s.opts.queue);
+  s.opts.loaded_models = std::max<size_t>(1, s.opts.loaded_models);
+  s.load = std::move(loader);
+  s.list = std::move(lister);
+  // Ids: the path below its directory, or the file name of an image given by
+  // name; links out of a directory are left out.
+  std::vector<std::pair<fs::path, fs::path>> roots;  // given, canonical
+  for (const std::string& r : s.opts.roots) {
+    std::error_code ec;
+    const fs::path c = fs::canonical(r, ec);
+    if (!ec) roots.emplace_back(fs::path(r).lexically_normal(), c);
+  }
+  std::set<std::string> taken;
+  for (const std::string& image : s.opts.images) {
+    std::string id;
+    bool inside_root = false;
+    for (const auto& [given, canon] : roots) {
+      const fs::path rel = fs::path(image).lexically_normal().lexically_relative(given);
+      if (rel.empty() || *rel.begin() == "..") continue;
+      std::error_code ec;
+      const fs::path target = fs::canonical(image, ec);
+      const fs::path inside = ec ? fs::path() : target.lexically_relative(canon);
+      if (ec || inside.empty() || *inside.begin() == "..") {
+        s.notes.push_back("'" + image + "' is a link out of '" + given.string() +
+                          "' (or unreadable): not served");
+        inside_root = true;  // handled: left out
+        id.clear();
+        break;
+      }
+      inside_root = true;
+      id = rel.generic_string();
+      break;
+    }
+    if (inside_root && id.empty()) continue;
+    if (!inside_root) id = fs::path(image).filename().string();
+    std::string unique = id;
+    for (int n = 2; taken.count(unique); ++n) unique = id + "~" + std::to_string(n);
+    taken.insert(unique);
+    s.images.push_back({unique, unique});
+    s.paths[unique] = image;
+  }
+  s.worker = std::thread([&s] { s.work(); });
+}
+
+Explorer::~Explorer() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  if (impl_->worker.joinable()) impl_->worker.join();
+}
+
+const ExplorerOptions& Explorer::options() const { return impl_->opts; }
+const std::vector<std::string>& Explorer::notes() const { return impl_->notes; }
+std::vector<ImageRef> Explorer::images() const { return impl_->images; }
+
+std::vector<ImageRef> Explorer::uploads() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::vector<ImageRef> out;
+  for (const Impl::Upload& u : impl_->uploads) out.push_back(u.ref);
+  return out;
+}
+
+ImageRef Explorer::add_upload(const std::string& bytes, const std::string& name) {
+  Impl& s = *impl_;
+  const std::string shown = name.empty() ? "upload" : name;
+  if (bytes.size() > s.opts.max_upload_bytes) {
+    throw Error(ErrorCode::kInput, "upload '" + shown + "': " + std::to_string(bytes.size()) +
+                                       " bytes, more than the limit of " +
+                                       std::to_string(s.opts.max_upload_bytes));
+  }
+  // Decoding checks the header's pixel count before it allocates.
+  const cv::Mat rgb =
+      decode_image_rgb(std::vector<uint8_t>(bytes.begin(), bytes.end()), shown, s.opts.max_pixels);
+  ImageRef ref{"upload-" + digest(bytes), shown};
+  auto d = std::make_shared<Decoded>();
+  d->rgb = rgb;
+  d->hash = digest(bytes);
+  std::lock_guard<std::mutex> lock(s.mutex);
+  for (auto it = s.uploads.begin(); it != s.uploads.end(); ++it) {
+    if (it->ref.id == ref.id) {
+      s.uploads.erase(it);
+      break;
+    }
+  }
+  s.uploads.push_back({ref, bytes});
+  while (s.uploads.size() > s.opts.max_uploads) {
+    const std::string gone = s.uploads.front().ref.id;
+    s.decoded.erase_if([&](const std::string& k) { return k == gone; });
+    s.uploads.pop_front();
+  }
+  s.decoded.put(ref.id, d);
+  s.decoded.trim([](size_t n, const auto&) { return n > kDecodedImages; });
+  return ref;
+}
+
+std::vector<uint8_t> Explorer::image_jpeg(const std::string& id) {
+  std::shared_ptr<Decoded> d = impl_->decode(id);
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    if (!d->jpeg.empty()) return d->jpeg;
+  }
+  cv::Mat bgr;
+  cv::cvtColor(d->rgb, bgr, cv::COLOR_RGB2BGR);
+  std::vector<uint8_t> jpeg;
+  if (!cv::imencode(".jpg", bgr, jpeg, {cv::IMWRITE_JPEG_QUALITY, 90})) {
+    throw Error(ErrorCode::kRuntime, "image '" + id + "': cannot encode it as JPEG");
+  }
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  d->jpeg = jpeg;
+  return jpeg;
+}
+
+std::vector<ModelEntry> Explorer::models() const { return impl_->list(); }
+
+Classification Explorer::classify(const std::string& image, const std::string& model_name, int top,
+                                  const GoneCheck& gone) {
+  Impl& s = *impl_;
+  std::shared_ptr<Decoded> d = s.decode(image);
+  const std::string key = "classify|" + d->hash + "|" + model_name;
+  Classification c;
+  c.image = image;
+  c.model = model_name;
+  c.width = d->rgb.cols;
+  c.height = d->rgb.rows;
+  std::shared_ptr<const std::vector<float>> logits;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (auto* l = s.classified.find(d->hash + "|" + model_name)) logits = *l;
+  }
+  if (!logits) {
+    auto job = s.submit(key, [&s, d, model_name](Job& j) {
+      Model& m = s.model(model_name);
+      at::Tensor out = m.logits(s.input_batch(m, model_name, *d)).to(at::kFloat).contiguous();
+      const float* p = out.data_ptr<float>();
+      j.logits = std::make_shared<const std::vector<float>>(p, p + out.size(1));
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.classified.put(d->hash + "|" + model_name, j.logits);
+      s.classified.trim([](size_t n, const auto&) { return n > kClassifications; });
+    });
+    s.await(job, gone);
+    logits = job->logits;
+    c.ms = ms_since(job->queued) - job->started_ms;
+  }
+  {
+    // Known: the model was loaded for the logits.
+    std::lock_guard<std::mutex> lock(s.mutex);
+    const ModelInfo& info = s.infos.at(model_name);
+    c.box = crop_box(c.width, c.height, info.preprocess);
+    const at::Tensor row = at::from_blob(const_cast<float*>(logits->data()),
+                                         {1, static_cast<int64_t>(logits->size())}, at::kFloat);
+    const int k = std::max(1, std::min<int>(top, static_cast<int>(logits->size())));
+    c.predictions = top_k(row, k)[0];
+    for (const Prediction& p : c.predictions) {
+      c.logits.push_back((*logits)[p.index]);
+      c.labels.push_back(info.label(p.index));
+    }
+  }
+  return c;
+}
+MapSetResult Explorer::maps(const MapRequest& request, const GoneCheck& gone) {
+  Impl& s = *impl_;
+  const MethodDef& method = find_method(request.method);
+  if (request.counterfactual && !method.counterfactual) {
+    throw Error(ErrorCode::kUsage, "counterfactual: " + method.name + " cannot explain it");
+  }
+  // Checked here so that a bad request never reaches the queue.
+  method_score(method, request.score, request.counterfactual);
+  std::shared_ptr<Decoded> d = s.decode(request.image);
+  MapRequest r = request;
+  r.method = method.name;
+  const std::string base = d->hash + "|" + r.model + "|" + method.name + "|" + score_key(r);
+  auto class_key = [base](int64_t k) { return "maps|" + base + "|" + std::to_string(k); };
+  MapSetResult result;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (!r.cls) {
+      // The most probable class, when a classification already knows it.
+      if (auto* l = s.classified.find(d->hash + "|" + r.model)) {
+        const std::vector<float>& v = **l;
+        r.cls = std::max_element(v.begin(), v.end()) - v.begin();
+      }
+    }
+    if (r.cls) {
+      if (auto* set = s.sets.find(class_key(*r.cls))) {
+        ++s.stats.cache_hits;
+        result.set = *set;
+        result.cached = true;
+        return result;
+      }
+    }
+    ++s.stats.cache_misses;
+  }
+  const std::string key = r.cls ? class_key(*r.cls) : "maps|" + base + "|top";
+  auto job = s.submit(key, [&s, d, r, &method, class_key](Job& j) {
+    Model& m = s.model(r.model);
+    const ModelInfo& info = m.info();
+    const std::string use = explorer_layer_use(method);
+    const LayerRequest layers_wanted{{}, use == "all" || use == "optional"};
+    const std::vector<std::string> layers = method_layers(m, method, layers_wanted);
+    Engine& engine = s.engine(r.model, m, method, layers);
+    MethodParams params;
+    params.mean = info.preprocess.mean;
+    params.std = info.preprocess.std;
+    params.score = method_score(method, r.score, r.counterfactual);
+    if (method.check) method.check(params, info.preprocess.crop, info.preprocess.crop);
+    const Clock::time_point start = Clock::now();
+    const at::Tensor batch = s.input_batch(m, r.model, *d);
+    const TargetChooser chooser = r.cls ? fixed_class(*r.cls) : top_classes(1);
+    BatchMaps out = compute_maps(engine, method, batch, chooser, params);
+    auto set = std::make_shared<MapSet>();
+    set->request = r;
+    set->request.cls = out.classes[0][0];
+    set->request.score = params.score->kind;
+    set->method = &method;
+    set->score = *params.score;
+    const int64_t k = *set->request.cls;
+    set->label = info.label(k);
+    const at::Tensor logits = out.logits.to(at::kFloat);
+    set->probability = at::softmax(logits, 1)[0][k].item<double>();
+    set->box = crop_box(d->rgb.cols, d->rgb.rows, info.preprocess);
+    set->size = set->box.size;
+    set->width = d->rgb.cols;
+    set->height = d->rgb.rows;
+    for (const MethodMap& mm : out.maps[0]) {
+      ExplorerMap e;
+      e.layer = mm.layer;
+      e.kind = mm.input_space() ? method.output : MapKind::kLayerMap;
+      e.raw = to_array(mm.value[0]);
+      set->maps.push_back(std::move(e));
+    }
+    set->compute_ms = ms_since(start);
+    j.set = set;
+    const at::Tensor row = logits.contiguous();
+    const float* p = row.data_ptr<float>();
+    auto all = std::make_shared<const std::vector<float>>(p, p + row.size(1));
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.classified.put(d->hash + "|" + r.model, all);
+    s.sets.put(class_key(k), set);
+    s.set_bytes += set->bytes();
+    s.sets.trim([&](size_t n, const std::shared_ptr<const MapSet>& oldest) {
+      if (n <= 1 || s.set_bytes <= s.opts.cache_bytes) return false;
+      s.set_bytes -= oldest->bytes();
+      return true;
+    });
+  });
+  s.await(job, gone);
+  result.set = job->set;
+  result.queue_ms = job->started_ms;
+  return result;
+}
+
+std::pair<std::vector<std::string>, std::string> Explorer::layers(const std::string& model_name,
+                                                                  const GoneCheck& gone) {
+  Impl& s = *impl_;
+  auto job = s.submit("layers|" + model_name, [&s, model_name](Job& j) {
+    Model& m = s.model(model_name);
+    j.layers = {feature_layers(m), default_layer(m)};
+  });
+  s.await(job, gone);
+  return job->layers;
+}
+
+std::vector<std::string> Explorer::labels(const std::string& model_name, const GoneCheck& gone) {
+  Impl& s = *impl_;
+  auto job = s.submit("labels|" + model_name, [&s, model_name](Job& j) {
+    Model& m = s.model(model_name);
+    const ModelInfo& info = m.info();
+    int64_t n = known_classes(info);
+    if (n == INT64_MAX) {
+      const cv::Mat black(info.preprocess.crop, info.preprocess.crop, CV_8UC3, cv::Scalar(0, 0, 0));
+      n = m.logits(preprocess(black, info.preprocess).unsqueeze(0).to(m.device())).size(1);
+    }
+    for (int64_t k = 0; k < n; ++k) j.labels.push_back(info.label(k));
+  });
+  s.await(job, gone);
+  return job->labels;
+}
+
+ExplorerStats Explorer::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  ExplorerStats st = impl_->stats;
+  st.cached_sets = impl_->sets.size();
+  st.cache_bytes = impl_->set_bytes;
+  st.queued = impl_->queue.size();
+  return st;
+}
+
+}  // namespace cnnviz

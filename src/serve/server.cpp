@@ -1,0 +1,617 @@
+#include "cnnviz/server.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string_view>
+
+#include "cnnviz/files.h"
+#include "cnnviz/json_util.h"
+#include "cnnviz/npy.h"
+#include "cnnviz/png.h"
+#include "cnnviz/render.h"
+#include "cnnviz/stopwatch.h"
+#include "cnnviz/version.h"
+
+namespace cnnviz {
+
+namespace assets {
+std::string_view serve_html();  // assets/serve/index.html
+std::string_view serve_css();   // assets/serve/serve.css
+std::string_view serve_js();    // assets/serve/serve.js
+}  // namespace assets
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+// When the request being handled on this thread started (Server-Timing).
+thread_local Clock::time_point request_start;
+
+// A request's parameter that must be one of a few words or a number: an
+// Error(kUsage) naming it otherwise.
+class Params {
+ public:
+  explicit Params(const httplib::Request& req) : req_(req) {}
+  bool has(const char* name) const { return req_.has_param(name); }
+  std::string get(const char* name, const std::string& fallback = "") const {
+    return req_.has_param(name) ? req_.get_param_value(name) : fallback;
+  }
+  std::string required(const char* name) const {
+    if (!req_.has_param(name) || req_.get_param_value(name).empty()) {
+      throw Error(ErrorCode::kUsage, std::string(name) + ": missing");
+    }
+    return req_.get_param_value(name);
+  }
+  int64_t integer(const char* name, int64_t lo, int64_t hi, int64_t fallback) const {
+    if (!has(name)) return fallback;
+    const std::string v = get(name);
+    char* end = nullptr;
+    errno = 0;
+    const long long n = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || errno != 0 || n < lo || n > hi) {
+      throw Error(ErrorCode::kUsage, std::string(name) + " '" + v + "': not an integer in " +
+                                         std::to_string(lo) + "-" + std::to_string(hi));
+    }
+    return n;
+  }
+  bool flag(const char* name) const {
+    const std::string v = get(name, "0");
+    if (v == "1" || v == "true") return true;
+    if (v == "0" || v == "false" || v.empty()) return false;
+    throw Error(ErrorCode::kUsage, std::string(name) + " '" + v + "': not 0 or 1");
+  }
+
+ private:
+  const httplib::Request& req_;
+};
+
+void send_json(httplib::Response& res, const json& doc, int status = 200) {
+  res.status = status;
+  res.set_content(dump_json(doc), "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message) {
+  send_json(res, json{{"error", message}, {"status", status}}, status);
+}
+
+const char* kind_name(MapKind kind) {
+  switch (kind) {
+    case MapKind::kInputGradient:
+      return "input-gradient";
+    case MapKind::kInputProduct:
+      return "input-product";
+    case MapKind::kLayerMap:
+      return "layer";
+  }
+  return "layer";
+}
+
+std::vector<std::string> kind_views(MapKind kind) {
+  switch (kind) {
+    case MapKind::kInputGradient:
+      return {"all", "pos", "neg", "signed"};
+    case MapKind::kInputProduct:
+      return {"color"};
+    case MapKind::kLayerMap:
+      return {"map"};
+  }
+  return {"map"};
+}
+
+// Whether the client of `req` has closed its connection: its socket is found
+// among the process's descriptors by the two ends' addresses, then polled for
+// a hang-up. False when it cannot be found (nothing is cancelled then).
+class PeerWatch {
+ public:
+  explicit PeerWatch(const httplib::Request& req) {
+    DIR* dir = opendir("/proc/self/fd");
+    if (!dir) return;
+    while (dirent* e = readdir(dir)) {
+      char* end = nullptr;
+      const long fd = std::strtol(e->d_name, &end, 10);
+      if (*end != '\0' || fd < 0) continue;
+      struct stat st;
+      if (fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+      if (port_of(static_cast<int>(fd), false) == req.remote_port &&
+          port_of(static_cast<int>(fd), true) == req.local_port &&
+          address_of(static_cast<int>(fd)) == req.remote_addr) {
+        fd_ = static_cast<int>(fd);
+        break;
+      }
+    }
+    closedir(dir);
+  }
+  bool gone() const {
+    if (fd_ < 0) return false;
+    pollfd p{fd_, POLLRDHUP, 0};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  }
+
+ private:
+  static int port_of(int fd, bool local) {
+    sockaddr_storage a{};
+    socklen_t n = sizeof(a);
+    const int rc = local ? getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n)
+                         : getpeername(fd, reinterpret_cast<sockaddr*>(&a), &n);
+    if (rc != 0) return -2;
+    if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&a)->sin_port);
+    if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&a)->sin6_port);
+    return -2;
+  }
+  static std::string address_of(int fd) {
+    sockaddr_storage a{};
+    socklen_t n = sizeof(a);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&a), &n) != 0) return "";
+    char buf[INET6_ADDRSTRLEN] = {0};
+    if (a.ss_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&a)->sin_addr, buf, sizeof(buf));
+    } else if (a.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&a)->sin6_addr, buf, sizeof(buf));
+    }
+    return buf;
+  }
+  int fd_ = -1;
+};
+
+// Compares in time independent of where the strings differ.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned diff = a.size() ^ b.size();
+  for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i % (b.empty() ? 1 : b.size())];
+  return diff == 0 && !b.empty();
+}
+
+// The host part of a Host header: "[::1]:8080" -> "::1", "a:1" -> "a".
+std::string host_of(const std::string& header) {
+  if (!header.empty() && header[0] == '[') {
+    const size_t close = header.find(']');
+    return close == std::string::npos ? header : header.substr(1, close - 1);
+  }
+  return header.substr(0, header.find(':'));
+}
+
+json crop_json(const CropBox& box) {
+  const cv::Rect r = source_rect(box);
+  return json{{"x", r.x}, {"y", r.y}, {"width", r.width}, {"height", r.height}};
+}
+
+MapRequest map_request(const Params& p, const std::string& default_model) {
+  MapRequest r;
+  r.image = p.required("image");
+  r.model = p.get("model", default_model);
+  if (r.model.empty()) r.model = default_model;
+  r.method = p.required("method");
+  if (p.has("class") && !p.get("class").empty()) r.cls = p.integer("class", 0, kMaxClasses - 1, 0);
+  if (p.has("score") && !p.get("score").empty()) r.score = parse_score(p.get("score"));
+  r.counterfactual = p.flag("counterfactual");
+  return r;
+}
+
+const ExplorerMap& find_map(const MapSet& set, const Params& p) {
+  const std::string layer = p.get("layer");
+  if (!p.has("layer") && set.maps.size() == 1) return set.maps[0];
+  for (const ExplorerMap& m : set.maps) {
+    if (m.layer == layer) return m;
+  }
+  std::string known;
+  for (const ExplorerMap& m : set.maps) known += (known.empty() ? "" : ", ") + m.layer;
+  throw NotFound("layer '" + layer + "': " + set.method->name + " gave maps at " +
+                 (known.empty() ? "the input only" : known));
+}
+
+// A layer map as the CLI's _gray.png: min-max normalized, upsampled to the
+// input square, 8 bits.
+cv::Mat gray_map(const ExplorerMap& m, int size) {
+  return to_gray8(normalize_map(m.raw, map_range(m.raw), size));
+}
+
+}  // namespace
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "::1") return true;
+  in_addr a{};
+  return inet_pton(AF_INET, host.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+std::string make_token() {
+  std::ifstream in("/dev/urandom", std::ios::binary);
+  unsigned char bytes[16];
+  if (!in.read(reinterpret_cast<char*>(bytes), sizeof(bytes))) {
+    throw Error(ErrorCode::kRuntime, "/dev/urandom: cannot read random bytes for the token");
+  }
+  std::string out;
+  char hex[3];
+  for (unsigned char b : bytes) {
+    std::snprintf(hex, sizeof(hex), "%02x", b);
+    out += hex;
+  }
+  return out;
+}
+
+struct Server::Impl {
+  Explorer& explorer;
+  ServerOptions opts;
+  httplib::Server http;
+  int port = 0;
+
+  Impl(Explorer& e, ServerOptions o) : explorer(e), opts(std::move(o)) {}
+
+  std::string default_model() const { return explorer.options().default_model; }
+
+  // The page's files: embedded, or read from opts.assets_dir.
+  void asset(httplib::Response& res, const char* file, std::string_view embedded,
+             const char* type) {
+    if (opts.assets_dir.empty()) {
+      res.set_content(std::string(embedded), type);
+    } else {
+      const std::vector<uint8_t> bytes =
+          read_file(opts.assets_dir + "/" + file, "asset", size_t{16} << 20);
+      res.set_content(std::string(bytes.begin(), bytes.end()), type);
+    }
+    res.set_header("Cache-Control", "no-cache");
+  }
+
+  // Runs `body`, mapping what it throws to a JSON error.
+  void guard(httplib::Response& res, const std::function<void()>& body) {
+    try {
+      body();
+    } catch (const NotFound& e) {
+      send_error(res, 404, e.what());
+    } catch (const Busy& e) {
+      res.set_header("Retry-After", std::to_string(e.retry_seconds));
+      send_error(res, 503, e.what());
+    } catch (const Cancelled& e) {
+      send_error(res, 503, e.what());
+    } catch (const Error& e) {
+      send_error(res, e.code() == ErrorCode::kRuntime ? 500 : 400, first_line(e.what()));
+    } catch (const std::exception& e) {
+      send_error(res, 500, first_line(e.what()));
+    }
+  }
+
+  // Why `req` may not use the API, or "" when it may.
+  std::string refused(const httplib::Request& req) const {
+    if (!opts.token.empty()) {
+      const std::string given = req.has_header("X-Cnnviz-Token")
+                                    ? req.get_header_value("X-Cnnviz-Token")
+                                    : req.get_param_value("token");
+      return same_secret(given, opts.token) ? "" : "missing or wrong token";
+    }
+    // Without a token only loopback names may reach the server, so that a
+    // page elsewhere cannot rebind a name of its own to 127.0.0.1.
+    const std::string host = host_of(req.get_header_value("Host"));
+    return is_loopback_host(host) ? "" : "Host '" + host + "' is not a loopback name";
+  }
+
+  void routes() {
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      request_start = Clock::now();
+      const bool api = req.path.rfind("/api/", 0) == 0;
+      const std::string why = (api || opts.token.empty()) ? refused(req) : "";
+      if (!why.empty()) {
+        send_error(res, 403, "forbidden: " + why);
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    http.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
+      char timing[64];
+      std::snprintf(timing, sizeof(timing), "total;dur=%.3f", ms_since(request_start));
+      res.set_header("Server-Timing", timing);
+      res.set_header("X-Content-Type-Options", "nosniff");
+    });
+    http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      if (res.status == 413) {
+        send_error(res, 413, "upload: larger than the server's limit");
+      } else if (res.status == 404) {
+        send_error(res, 404, "'" + req.path + "': not found");
+      } else {
+        send_error(res, res.status, "request refused (HTTP " + std::to_string(res.status) + ")");
+      }
+    });
+
+    http.Get("/", [this](const httplib::Request&, httplib::Response& res) {
+      asset(res, "index.html", assets::serve_html(), "text/html; charset=utf-8");
+    });
+    http.Get("/serve.css", [this](const httplib::Request&, httplib::Response& res) {
+      asset(res, "serve.css", assets::serve_css(), "text/css; charset=utf-8");
+    });
+    http.Get("/serve.js", [this](const httplib::Request&, httplib::Response& res) {
+      asset(res, "serve.js", assets::serve_js(), "text/javascript; charset=utf-8");
+    });
+
+    http.Get("/api/info", [this](const httplib::Request&, httplib::Response& res) {
+      guard(res, [&] {
+        const ExplorerOptions& o = explorer.options();
+        const ExplorerStats st = explorer.stats();
+        send_json(res, json{{"version", kVersion},
+                            {"model", default_model()},
+                            {"images", explorer.images().size()},
+                            {"token", !opts.token.empty()},
+                            {"max_upload_bytes", o.max_upload_bytes},
+                            {"max_pixels", o.max_pixels},
+                            {"queue", o.queue},
+                            {"stats",
+                             {{"jobs_done", st.jobs_done},
+                              {"jobs_cancelled", st.jobs_cancelled},
+                              {"jobs_rejected", st.jobs_rejected},
+                              {"cache_hits", st.cache_hits},
+                              {"cache_misses", st.cache_misses},
+                              {"cached_sets", st.cached_sets},
+                              {"cache_bytes", st.cache_bytes},
+                              {"queued", st.queued}}}});
+      });
+    });
+    http.Get("/api/colormaps", [this](const httplib::Request&, httplib::Response& res) {
+      guard(res, [&] {
+        json doc = json::object();
+        for (const std::string& name : colormap_names()) {
+          json table = json::array();
+          const Colormap colormap(name);  // table() refers into it
+          for (const cv::Vec3b& c : colormap.table()) {
+            json rgb = json::array();
+            for (int k = 0; k < 3; ++k) rgb.push_back(static_cast<int>(c[k]));
+            table.push_back(std::move(rgb));
+          }
+          doc[name] = std::move(table);
+        }
+        send_json(res, doc);
+        res.set_header("Cache-Control", "max-age=3600");
+      });
+    });
+    http.Get("/api/models", [this](const httplib::Request&, httplib::Response& res) {
+      guard(res, [&] {
+        json models = json::array();
+        for (const ModelEntry& m : explorer.models()) {
+          models.push_back(json{{"name", m.name},
+                                {"arch", m.arch},
+                                {"classes", m.classes},
+                                {"weights", m.weights},
+                                {"problem", m.problem}});
+        }
+        send_json(res, json{{"default", default_model()}, {"models", models}});
+      });
+    });
+    http.Get("/api/methods", [this](const httplib::Request&, httplib::Response& res) {
+      guard(res, [&] {
+        json methods = json::array();
+        for (const MethodDef& m : method_table()) {
+          json scores = json::array();
+          for (ScoreKind k : m.scores) scores.push_back(score_name(k));
+          methods.push_back(json{{"name", m.name},
+                                 {"summary", m.summary},
+                                 {"kind", kind_name(m.output)},
+                                 {"layers", explorer_layer_use(m)},
+                                 {"scores", scores},
+                                 {"counterfactual", m.counterfactual},
+                                 {"views", kind_views(m.output)}});
+        }
+        send_json(res, json{{"methods", methods}});
+      });
+    });
+    http.Get("/api/images", [this](const httplib::Request&, httplib::Response& res) {
+      guard(res, [&] {
+        auto list = [](const std::vector<ImageRef>& refs) {
+          json out = json::array();
+          for (const ImageRef& r : refs) out.push_back(json{{"id", r.id}, {"name", r.name}});
+          return out;
+        };
+        send_json(res,
+                  json{{"images", list(explorer.images())}, {"uploads", list(explorer.uploads())}});
+      });
+    });
+    http.Post("/api/images", [this](const httplib::Request& req, httplib::Response& res) {
+      guard(res, [&] {
+        const Params p(req);
+        const std::string name = p.get("name", "upload");
+        if (name.size() > kMaxMetadataString) throw Error(ErrorCode::kUsage, "name: too long");
+        if (req.body.size() > explorer.options().max_upload_bytes) {
+          send_error(res, 413,
+                     "upload '" + name + "': larger than the limit of " +
+                         std::to_string(explorer.options().max_upload_bytes) + " bytes");
+          return;
+        }
+        const ImageRef ref = explorer.add_upload(req.body, name);
+        send_json(res, json{{"id", ref.id}, {"name", ref.name}});
+      });
+    });
+    http.Get("/api/image", [this](const httplib::Request& req, httplib::Response& res) {
+      guard(res, [&] {
+        const std::vector<uint8_t> jpeg = explorer.image_jpeg(Params(req).required("image"));
+        res.set_content(std::string(jpeg.begin(), jpeg.end()), "image/jpeg");
+        res.set_header("Cache-Control", "max-age=3600");
+      });
+    });
+    http.Get("/api/layers", [this](const httplib::Request& req, httplib::Response& res) {
+      guard(res, [&] {
+        const std::string model = Params(req).get("model", default_model());
+        const PeerWatch peer(req);
+        const auto layers = explorer.layers(model, [&] { return peer.gone(); });
+        send_json(res,
+                  json{{"model", model}, {"layers", layers.first}, {"default", layers.second}});
+      });
+    });
+    http.Get("/api/labels", [this](const httplib::Request& req, httplib::Response& res) {
+      guard(res, [&] {
+        const std::string model = Params(req).get("model", default_model());
+        const PeerWatch peer(req);
+        send_json(res, json{{"model", model},
+                            {"labels", explorer.labels(model, [&] { return peer.gone(); })}});
+      });
+    });
+    http.Get("/api/classify", [this](const httplib::Request& req, httplib::Response& res) {
+      guard(res, [&] {
+        const Params p(req);
+        const std::string image = p.required("image");
+        const std::string model = p.get("model", default_model());
+        const int top = static_cast<int>(p.integer("top", 1, kMaxClasses, 5));
+        const PeerWatch peer(req);
+        const Classification c = explorer.classify(image, model.empty() ? default_model() : model,
+                                                   top, [&] { return peer.gone(); });
+        json preds = json::array();
+        for (size_t i = 0; i < c.predictions.size(); ++i) {
+          preds.push_back(json{{"index", c.predictions[i].index},
+                               {"label", c.labels[i]},
+                               {"probability", c.predictions[i].probability},
+                               {"logit", c.logits[i]}});
+        }
+        send_json(res, json{{"image", c.image},
+                            {"model", c.model},
+                            {"width", c.width},
+                            {"height", c.height},
+                            {"crop", crop_json(c.box)},
+                            {"predictions", preds},
+                            {"ms", c.ms}});
+      });
+    });
+    http.Get("/api/maps", [this](const httplib::Request& req, httplib::Response& res) {
+      guard(res, [&] {
+        const Params p(req);
+        const PeerWatch peer(req);
+        const MapSetResult r =
+            explorer.maps(map_request(p, default_model()), [&] { return peer.gone(); });
+        const MapSet& s = *r.set;
+        json layers = json::array();
+        for (const ExplorerMap& m : s.maps) {
+          const MapRange range = map_range(m.raw);
+          layers.push_back(json{{"layer", m.layer},
+                                {"kind", kind_name(m.kind)},
+                                {"shape", m.raw.shape},
+                                {"min", range.min},
+                                {"max", range.max}});
+        }
+        send_json(res, json{{"image", s.request.image},
+                            {"model", s.request.model},
+                            {"method", s.method->name},
+                            {"class", *s.request.cls},
+                            {"label", s.label},
+                            {"probability", s.probability},
+                            {"score", s.method->scores.empty() ? json(nullptr)
+                                                               : json(score_name(s.score.kind))},
+                            {"counterfactual", s.score.counterfactual},
+                            {"kind", kind_name(s.method->output)},
+                            {"size", s.size},
+                            {"width", s.width},
+                            {"height", s.height},
+                            {"crop", crop_json(s.box)},
+                            {"layers", layers},
+                            {"cached", r.cached},
+                            {"compute_ms", s.compute_ms},
+                            {"queue_ms", r.queue_ms}});
+      });
+    });
+    http.Get("/api/map", [this](const httplib::Request& req, httplib::Response& res) {
+      guard(res, [&] {
+        const Params p(req);
+        const std::string format = p.get("format", "png");
+        if (format != "u8" && format != "png" && format != "npy") {
+          throw Error(ErrorCode::kUsage, "format '" + format + "': not u8, png or npy");
+        }
+        const PeerWatch peer(req);
+        const MapSetResult r =
+            explorer.maps(map_request(p, default_model()), [&] { return peer.gone(); });
+        const MapSet& s = *r.set;
+        const ExplorerMap& m = find_map(s, p);
+        if (format == "npy") {
+          res.set_content(encode_npy(m.raw), "application/octet-stream");
+          std::string file = s.method->name + (m.layer.empty() ? "" : "_" + m.layer) + "_c" +
+                             std::to_string(*s.request.cls) + ".npy";
+          res.set_header("Content-Disposition", "attachment; filename=\"" + file + "\"");
+          return;
+        }
+        if (format == "u8") {
+          if (m.kind != MapKind::kLayerMap) {
+            throw Error(ErrorCode::kUsage, "format u8: only for layer maps (" + s.method->name +
+                                               "'s are in input space: format png)");
+          }
+          const cv::Mat g = gray_map(m, s.size);
+          res.set_content(std::string(reinterpret_cast<const char*>(g.data), g.total()),
+                          "application/octet-stream");
+          res.set_header("X-Map-Width", std::to_string(g.cols));
+          res.set_header("X-Map-Height", std::to_string(g.rows));
+          return;
+        }
+        const bool gray = p.flag("gray");
+        const std::vector<std::string> views = kind_views(m.kind);
+        const std::string view = p.get("view", views[0]);
+        if (std::find(views.begin(), views.end(), view) == views.end()) {
+          std::string known;
+          for (const std::string& v : views) known += (known.empty() ? "" : ", ") + v;
+          throw Error(ErrorCode::kUsage, "view '" + view + "': not one of " + known);
+        }
+        cv::Mat image;
+        const MapRange range = map_range(m.raw);
+        if (m.kind == MapKind::kLayerMap) {
+          const cv::Mat g = gray_map(m, s.size);
+          image = gray ? g : Colormap(p.get("colormap", "jet")).apply(g);
+        } else if (view == "signed") {
+          bool degenerate = false;
+          image = signed_heatmap(m.raw, degenerate);
+        } else {
+          const Rescale mode = view == "pos"   ? Rescale::kPos
+                               : view == "neg" ? Rescale::kNeg
+                                               : Rescale::kAll;
+          RescaledMap rm = rescale_gradient(m.raw, mode, range);
+          image = gray ? rm.gray : rm.rgb;
+        }
+        const std::vector<uint8_t> png = encode_png(image, PixelOrder::kRgb);
+        res.set_content(std::string(png.begin(), png.end()), "image/png");
+      });
+    });
+  }
+};
+
+Server::Server(Explorer& explorer, ServerOptions options)
+    : impl_(std::make_unique<Impl>(explorer, std::move(options))) {
+  Impl& s = *impl_;
+  const int threads = std::max(2, s.opts.threads);
+  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // Uploads past the limit are refused from their Content-Length, unread.
+  s.http.set_payload_max_length(explorer.options().max_upload_bytes);
+  s.http.set_read_timeout(10, 0);
+  s.http.set_write_timeout(10, 0);
+  s.http.set_keep_alive_timeout(5);
+  s.http.set_keep_alive_max_count(1000);
+  s.http.set_tcp_nodelay(true);
+  s.routes();
+}
+
+Server::~Server() { stop(); }
+
+int Server::bind() {
+  Impl& s = *impl_;
+  const std::string where = s.opts.host + ":" + std::to_string(s.opts.port);
+  if (s.opts.port == 0) {
+    s.port = s.http.bind_to_any_port(s.opts.host);
+    if (s.port <= 0) throw Error(ErrorCode::kUsage, "--host " + s.opts.host + ": cannot bind");
+  } else {
+    if (!s.http.bind_to_port(s.opts.host, s.opts.port)) {
+      throw Error(ErrorCode::kUsage,
+                  where + ": cannot listen there (in use, or not an address of this machine)");
+    }
+    s.port = s.opts.port;
+  }
+  return s.port;
+}
+
+void Server::run() { impl_->http.listen_after_bind(); }
+
+void Server::stop() {
+  if (impl_->http.is_running()) impl_->http.stop();
+}
+
+}  // namespace cnnviz

@@ -1,0 +1,553 @@
+// `cnnviz serve`: the JSON API of a server the test starts on a free
+// loopback port, against the CLI's own results, and its safety: traversal,
+// uploads, tokens, the Host check, the bounded queue, cancellation, and a
+// clean stop on SIGTERM.
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <random>
+#include <thread>
+
+#include "cnnviz/npy.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace cnnviz::test {
+namespace {
+
+// Two photos-like images unlike each other, one in a subdirectory, and a
+// link out of the directory to an image beside it.
+void make_images(const std::string& root, const std::string& dir) {
+  fs::create_directories(dir + "/sub");
+  cv::Mat a(180, 240, CV_8UC3), b(200, 200, CV_8UC3);
+  for (int y = 0; y < a.rows; ++y) {
+    for (int x = 0; x < a.cols; ++x) {
+      a.at<cv::Vec3b>(y, x) = cv::Vec3b(x, y, (x * y) % 256);
+    }
+  }
+  b.setTo(cv::Scalar(20, 90, 200));
+  cv::circle(b, {100, 100}, 60, cv::Scalar(230, 90, 20), -1);
+  cv::imwrite(dir + "/gradient.png", a);
+  cv::imwrite(dir + "/sub/disc.png", b);
+  cv::imwrite(root + "/outside.png", b);
+  fs::create_symlink(root + "/outside.png", dir + "/link.png");
+}
+
+// A server process on a free loopback port; stopped with SIGTERM.
+class ServerProcess {
+ public:
+  ServerProcess(const TempDir& work, const std::string& name, std::vector<std::string> args,
+                std::map<std::string, std::string> env = {}) {
+    dir_ = work.file(name);
+    fs::create_directories(dir_);
+    std::vector<std::string> argv = {cnnviz_bin(), "serve", "--port", "0", "--threads", "1"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    env.emplace("CNNVIZ_MODEL", "");
+    env.emplace("CNNVIZ_MODELS", "");
+    env.emplace("XDG_CONFIG_HOME", "/nonexistent/cnnviz-test-config");
+    env.emplace("XDG_DATA_HOME", "/nonexistent/cnnviz-test-data");
+    pid_ = start(argv, dir_, env);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const std::string out = read_text(dir_ + "/stdout");
+      if (out.find('\n') != std::string::npos) {
+        url_ = out.substr(0, out.find('\n'));
+        break;
+      }
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        ADD_FAILURE() << "server exited: " << read_text(dir_ + "/stderr");
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    const size_t colon = url_.rfind(':');
+    port_ = std::stoi(url_.substr(colon + 1));
+  }
+  ~ServerProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  // SIGTERM, then the exit status and output.
+  RunResult stop() {
+    kill(pid_, SIGTERM);
+    RunResult r = finish(pid_, dir_);
+    pid_ = -1;
+    return r;
+  }
+  const std::string& url() const { return url_; }
+  int port() const { return port_; }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(120, 0);
+    return c;
+  }
+
+ private:
+  std::string dir_, url_;
+  int pid_ = -1;
+  int port_ = 0;
+};
+
+json body_json(const httplib::Result& r) {
+  if (!r) return json();
+  return json::parse(r->body, nullptr, false);
+}
+
+// A raw request line, for paths a client library would clean up.
+std::string raw_get(int port, const std::string& target) {
+  httplib::Client c("127.0.0.1", port);
+  auto r = c.Get(target.c_str());
+  return r ? std::to_string(r->status) : "no response";
+}
+
+class CliServeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    work_ = new TempDir();
+    make_images(work_->path(), work_->file("images"));
+    server_ = new ServerProcess(
+        *work_, "main",
+        {"-m", squeezenet_path(), "--models-dir", test_models_dir(), "--max-upload-mb", "1",
+         "--max-pixels", "1000000", work_->file("images")});
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete work_;
+  }
+  static json get(const std::string& path, int expect = 200) {
+    auto r = server_->client().Get(path.c_str());
+    EXPECT_TRUE(r) << path;
+    if (!r) return json();
+    EXPECT_EQ(r->status, expect) << path << ": " << r->body;
+    if (r->status == 200) EXPECT_TRUE(r->has_header("Server-Timing")) << path;
+    return body_json(r);
+  }
+  static TempDir* work_;
+  static ServerProcess* server_;
+};
+TempDir* CliServeTest::work_ = nullptr;
+ServerProcess* CliServeTest::server_ = nullptr;
+
+TEST_F(CliServeTest, ListsImagesModelsAndMethods) {
+  ASSERT_EQ(server_->url(), "http://127.0.0.1:" + std::to_string(server_->port()) + "/");
+  const json images = get("/api/images");
+  std::vector<std::string> ids;
+  for (const json& i : images["images"]) ids.push_back(i["id"]);
+  // The link out of the directory is not served.
+  EXPECT_EQ(ids, (std::vector<std::string>{"gradient.png", "sub/disc.png"}));
+  const json models = get("/api/models");
+  EXPECT_EQ(models["default"], "squeezenet1_1");
+  bool mobilenet = false;
+  for (const json& m : models["models"]) mobilenet = mobilenet || m["name"] == "mobilenet_v2";
+  EXPECT_TRUE(mobilenet) << models.dump();
+  const json methods = get("/api/methods");
+  std::map<std::string, json> by_name;
+  for (const json& m : methods["methods"]) by_name[m["name"]] = m;
+  EXPECT_EQ(by_name["gradcam"]["layers"], "all");
+  EXPECT_EQ(by_name["gradcam"]["kind"], "layer");
+  EXPECT_EQ(by_name["guided-backprop"]["layers"], "none");
+  EXPECT_EQ(by_name["guided-backprop"]["views"], json({"all", "pos", "neg", "signed"}));
+  const json cmaps = get("/api/colormaps");
+  ASSERT_TRUE(cmaps.contains("jet"));
+  EXPECT_EQ(cmaps["jet"].size(), 256u);
+  auto page = server_->client().Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->body.find("serve.js"), std::string::npos);
+  EXPECT_FALSE(page->has_header("Access-Control-Allow-Origin"));
+}
+
+TEST_F(CliServeTest, ClassifyEqualsTheCli) {
+  const json c = get("/api/classify?image=sub/disc.png&top=5");
+  RunResult cli = run_cnnviz({"classify", "--json", "--threads", "1", "-k", "5", "-m",
+                              squeezenet_path(), work_->file("images/sub/disc.png")});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  const json expected = json::parse(cli.out)["results"][0]["predictions"];
+  ASSERT_EQ(c["predictions"].size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(c["predictions"][i]["index"], expected[i]["index"]);
+    EXPECT_NEAR(c["predictions"][i]["probability"].get<double>(),
+                expected[i]["probability"].get<double>(), 1e-6);
+  }
+  EXPECT_EQ(c["width"], 200);
+  EXPECT_EQ(c["crop"]["width"], 200);  // a square image: all of it
+}
+
+TEST_F(CliServeTest, EveryLayerFromOnePassEqualsTheCli) {
+  const json layers = get("/api/layers");
+  const json c = get("/api/classify?image=gradient.png");
+  const int64_t second = c["predictions"][1]["index"];
+  const std::string q = "image=gradient.png&method=gradcam&class=" + std::to_string(second);
+  const json before = get("/api/info")["stats"];
+  const json maps = get("/api/maps?" + q);
+  EXPECT_FALSE(maps["cached"]);
+  EXPECT_EQ(maps["class"], second);
+  ASSERT_EQ(maps["layers"].size(), layers["layers"].size());
+  for (size_t i = 0; i < layers["layers"].size(); ++i) {
+    EXPECT_EQ(maps["layers"][i]["layer"], layers["layers"][i]);
+  }
+  EXPECT_EQ(get("/api/info")["stats"]["jobs_done"].get<int>(),
+            before["jobs_done"].get<int>() + 1);  // one pass for every layer
+  EXPECT_TRUE(get("/api/maps?" + q)["cached"]);
+
+  TempDir out;
+  RunResult cli =
+      run_cnnviz({"gradcam", "--threads", "1", "--all-layers", "--class", std::to_string(second),
+                  "-m", squeezenet_path(), "-o", out.path(), work_->file("images/gradient.png")});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  for (const std::string layer :
+       {layers["layers"][1].get<std::string>(), layers["layers"].back().get<std::string>()}) {
+    const std::string stem =
+        out.path() + "/gradient/gradcam_" + layer + "_c" + std::to_string(second);
+    auto u8 = server_->client().Get(("/api/map?" + q + "&layer=" + layer + "&format=u8").c_str());
+    ASSERT_TRUE(u8);
+    ASSERT_EQ(u8->status, 200) << u8->body;
+    const cv::Mat gray = cv::imread(stem + "_gray.png", cv::IMREAD_GRAYSCALE);
+    ASSERT_FALSE(gray.empty()) << stem;
+    ASSERT_EQ(u8->get_header_value("X-Map-Width"), std::to_string(gray.cols));
+    ASSERT_EQ(u8->body.size(), gray.total());
+    // The same rendering of the same raw map, up to float summation order
+    // (the CLI and the server may use other thread counts): at most one
+    // level apart, on few pixels.
+    const cv::Mat served_u8(gray.rows, gray.cols, CV_8UC1, u8->body.data());
+    EXPECT_LE(cv::norm(served_u8, gray, cv::NORM_INF), 1) << layer;
+    cv::Mat differ;
+    cv::compare(served_u8, gray, differ, cv::CMP_NE);
+    EXPECT_LT(cv::countNonZero(differ), static_cast<int>(gray.total() / 100)) << layer;
+
+    auto npy = server_->client().Get(("/api/map?" + q + "&layer=" + layer + "&format=npy").c_str());
+    ASSERT_TRUE(npy);
+    write_text(out.file("served.npy"), npy->body);
+    const NpyArray served = read_npy(out.file("served.npy"));
+    const NpyArray cli_raw = read_npy(stem + ".npy");
+    ASSERT_EQ(served.shape, cli_raw.shape);
+    for (size_t k = 0; k < served.data.size(); ++k) {
+      ASSERT_NEAR(served.data[k], cli_raw.data[k], 1e-5 + 1e-4 * std::abs(cli_raw.data[k]));
+    }
+  }
+}
+
+TEST_F(CliServeTest, InputSpaceViewsEqualTheCli) {
+  const std::string q = "image=sub/disc.png&method=guided-backprop&class=3";
+  TempDir out;
+  RunResult cli =
+      run_cnnviz({"guided-backprop", "--threads", "1", "--class", "3", "-m", squeezenet_path(),
+                  "-o", out.path(), work_->file("images/sub/disc.png")});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  for (const std::string view : {"pos", "neg"}) {
+    auto png = server_->client().Get(("/api/map?" + q + "&format=png&gray=1&view=" + view).c_str());
+    ASSERT_TRUE(png);
+    ASSERT_EQ(png->status, 200) << png->body;
+    const cv::Mat served =
+        cv::imdecode(cv::Mat(1, static_cast<int>(png->body.size()), CV_8UC1, png->body.data()),
+                     cv::IMREAD_UNCHANGED);
+    const cv::Mat expected = cv::imread(
+        out.path() + "/disc/guided-backprop_c3_" + view + "_gray.png", cv::IMREAD_UNCHANGED);
+    ASSERT_FALSE(expected.empty());
+    ASSERT_EQ(served.size(), expected.size());
+    EXPECT_LE(cv::norm(served, expected, cv::NORM_INF), 1) << view;
+  }
+  const json u8 = get("/api/map?" + q + "&format=u8", 400);
+  EXPECT_NE(u8["error"].get<std::string>().find("format u8"), std::string::npos);
+}
+
+TEST_F(CliServeTest, SwitchesModels) {
+  const json c = get("/api/classify?image=gradient.png&model=mobilenet_v2");
+  EXPECT_EQ(c["model"], "mobilenet_v2");
+  EXPECT_EQ(c["predictions"].size(), 5u);
+  const json m = get("/api/maps?image=gradient.png&model=mobilenet_v2&method=gradcam");
+  EXPECT_GT(m["layers"].size(), 3u);
+  get("/api/classify?image=gradient.png&model=nosuchmodel", 404);
+}
+
+TEST_F(CliServeTest, BadRequestsGetOneLineJsonErrors) {
+  struct Case {
+    std::string path;
+    int status;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {"/api/classify?image=nosuch.png", 404, "image 'nosuch.png': no such image"},
+      {"/api/classify", 400, "image: missing"},
+      {"/api/classify?image=gradient.png&top=0", 400, "top '0'"},
+      {"/api/maps?image=gradient.png&method=nosuch", 400, "nosuch"},
+      {"/api/maps?image=gradient.png&method=gradcam&class=5000", 400, "5000"},
+      {"/api/maps?image=gradient.png&method=gradcam&class=x", 400, "class 'x'"},
+      {"/api/maps?image=gradient.png&method=gradcam&score=bogus", 400, "bogus"},
+      {"/api/maps?image=gradient.png&method=eigencam&counterfactual=1", 400, "eigencam"},
+      {"/api/map?image=gradient.png&method=gradcam&layer=nosuch&format=u8", 404, "layer 'nosuch'"},
+      {"/api/map?image=gradient.png&method=gradcam&format=gif", 400, "format 'gif'"},
+      {"/api/nosuch", 404, "not found"},
+  };
+  for (const Case& c : cases) {
+    const json e = get(c.path, c.status);
+    ASSERT_TRUE(e.is_object()) << c.path;
+    const std::string message = e.value("error", "");
+    EXPECT_NE(message.find(c.says), std::string::npos) << c.path << ": " << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << c.path;
+  }
+}
+
+TEST_F(CliServeTest, ServesNothingOutsideWhatItWasGiven) {
+  const int port = server_->port();
+  for (const std::string& target : std::vector<std::string>{
+           "/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc%2fpasswd",
+           "/serve.js/../../etc/passwd", "/api/image?image=../outside.png",
+           "/api/image?image=link.png", "/api/image?image=%2Fetc%2Fpasswd",
+           "/api/image?image=sub/../../outside.png", "/api/image?image=sub%2F..%2F..%2Foutside.png",
+           "/api/image?image=" + work_->file("outside.png")}) {
+    EXPECT_EQ(raw_get(port, target), "404") << target;
+  }
+  auto ok = server_->client().Get("/api/image?image=sub/disc.png");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->get_header_value("Content-Type"), "image/jpeg");
+}
+
+TEST_F(CliServeTest, UploadsAreCheckedBeforeDecoding) {
+  std::vector<uint8_t> png;
+  cv::Mat img(64, 96, CV_8UC3, cv::Scalar(10, 200, 30));
+  cv::imencode(".png", img, png);
+  auto c = server_->client();
+  auto up = c.Post("/api/images?name=green.png", std::string(png.begin(), png.end()),
+                   "application/octet-stream");
+  ASSERT_TRUE(up);
+  ASSERT_EQ(up->status, 200) << up->body;
+  const json ref = body_json(up);
+  EXPECT_EQ(ref["id"].get<std::string>().rfind("upload-", 0), 0u);
+  const json cls = get("/api/classify?image=" + ref["id"].get<std::string>());
+  EXPECT_EQ(cls["width"], 96);
+
+  auto garbage = c.Post("/api/images?name=junk.jpg", "this is not an image", "image/jpeg");
+  ASSERT_TRUE(garbage);
+  EXPECT_EQ(garbage->status, 400);
+  EXPECT_NE(body_json(garbage)["error"].get<std::string>().find("junk.jpg"), std::string::npos);
+
+  // Over --max-upload-mb 1: refused from its length.
+  auto big = c.Post("/api/images?name=big.png", std::string(size_t{2} << 20, 'x'),
+                    "application/octet-stream");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+  EXPECT_TRUE(body_json(big).contains("error"));
+
+  // A PNG header declaring 4000 x 4000 pixels, over --max-pixels 1000000:
+  // refused from the header, nothing decoded.
+  cv::Mat wide(4000, 4000, CV_8UC1, cv::Scalar(0));
+  std::vector<uint8_t> bomb;
+  cv::imencode(".png", wide, bomb, {cv::IMWRITE_PNG_COMPRESSION, 9});
+  ASSERT_LT(bomb.size(), size_t{1} << 20);
+  auto b = c.Post("/api/images?name=bomb.png", std::string(bomb.begin(), bomb.end()), "image/png");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->status, 400);
+  EXPECT_NE(body_json(b)["error"].get<std::string>().find("pixels"), std::string::npos) << b->body;
+}
+
+TEST_F(CliServeTest, AnswersOnlyLoopbackHostNames) {
+  httplib::Client c("127.0.0.1", server_->port());
+  auto r = c.Get("/api/info", {{"Host", "attacker.example:" + std::to_string(server_->port())}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 403);
+  auto ok = c.Get("/api/info", {{"Host", "localhost:" + std::to_string(server_->port())}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+}
+
+// Sends `bytes` on a fresh connection and returns what came back (at most
+// 64 KiB, 2 s).
+std::string raw_exchange(int port, const std::string& bytes) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string got;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+    (void)!write(fd, bytes.data(), bytes.size());
+    shutdown(fd, SHUT_WR);
+    char buf[4096];
+    ssize_t n;
+    while (got.size() < 65536 && (n = read(fd, buf, sizeof(buf))) > 0) got.append(buf, n);
+  }
+  close(fd);
+  return got;
+}
+
+// Mutated requests (bytes flipped, cut, repeated; odd parameters, encodings
+// and numbers) never stop the server, and each gets an HTTP answer or a
+// closed connection.
+TEST_F(CliServeTest, SurvivesMalformedRequests) {
+  const std::vector<std::string> seeds = {
+      "GET /api/maps?image=gradient.png&method=gradcam&class=1&layer=features.3&format=u8 "
+      "HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      "GET /api/classify?image=sub%2Fdisc.png&top=5 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+      "POST /api/images?name=a.png HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\n"
+      "\x89PNG\r\n\x1a\n",
+      "GET /api/map?image=gradient.png&method=guided-backprop&format=png&view=pos&gray=1 "
+      "HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+  };
+  const std::vector<std::string> junk = {"%",
+                                         "%zz",
+                                         "%00",
+                                         "\xff\xfe",
+                                         "99999999999999999999",
+                                         "-1",
+                                         "1e9",
+                                         "&&&",
+                                         "=",
+                                         "..%2f..%2f",
+                                         "\r\n",
+                                         std::string(1, '\0'),
+                                         " ",
+                                         "#",
+                                         std::string(5000, 'a')};
+  std::mt19937 rng(7);
+  for (int i = 0; i < 300; ++i) {
+    std::string r = seeds[i % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = rng() % r.size();
+      switch (rng() % 4) {
+        case 0:
+          r[at] = static_cast<char>(rng() % 256);
+          break;
+        case 1:
+          r.insert(at, junk[rng() % junk.size()]);
+          break;
+        case 2:
+          r.resize(at);
+          break;
+        default:
+          r.insert(at, r.substr(at, rng() % 64));
+      }
+      if (r.empty()) r = "G";
+    }
+    const std::string answer = raw_exchange(server_->port(), r);
+    if (!answer.empty()) {
+      ASSERT_EQ(answer.rfind("HTTP/1.1 ", 0), 0u)
+          << "request " << i << ": " << answer.substr(0, 80);
+    }
+  }
+  const json info = get("/api/info");
+  EXPECT_EQ(info["model"], "squeezenet1_1");
+}
+
+TEST(CliServeTokenTest, EveryApiCallNeedsTheToken) {
+  TempDir work;
+  ServerProcess server(work, "token", {"-m", squeezenet_path(), "--token", "s3cret"});
+  EXPECT_EQ(server.url(), "http://127.0.0.1:" + std::to_string(server.port()) + "/?token=s3cret");
+  auto c = server.client();
+  auto page = c.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  for (const char* path : {"/api/info", "/api/models", "/api/image?image=x", "/api/methods"}) {
+    auto r = c.Get(path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 403) << path;
+  }
+  auto wrong = c.Get("/api/info?token=s3creT");
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 403);
+  auto header = c.Get("/api/info", {{"X-Cnnviz-Token", "s3cret"}});
+  ASSERT_TRUE(header);
+  EXPECT_EQ(header->status, 200);
+  auto query = c.Get("/api/info?token=s3cret");
+  ASSERT_TRUE(query);
+  EXPECT_EQ(query->status, 200);
+  const RunResult r = server.stop();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("stopped"), std::string::npos) << r.err;
+}
+
+TEST(CliServeTokenTest, ElsewhereThanLoopbackMakesUpAToken) {
+  TempDir work;
+  ServerProcess server(work, "any", {"-m", squeezenet_path(), "--host", "0.0.0.0"});
+  const std::string url = server.url();
+  const size_t at = url.find("?token=");
+  ASSERT_NE(at, std::string::npos) << url;
+  EXPECT_EQ(url.size() - at - 7, 32u) << url;
+  auto c = server.client();
+  auto none = c.Get("/api/info");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 403);
+  auto with = c.Get(("/api/info?token=" + url.substr(at + 7)).c_str());
+  ASSERT_TRUE(with);
+  EXPECT_EQ(with->status, 200);
+}
+
+// A queue of one, and every job 400 ms longer (the test hook): the third of
+// three requests at once is refused with Retry-After; a request whose client
+// hangs up while it waits is dropped before it runs.
+TEST(CliServeQueueTest, FullQueueAnswers503AndGoneClientsCancel) {
+  TempDir work;
+  make_images(work.path(), work.file("images"));
+  ServerProcess server(work, "queue",
+                       {"-m", squeezenet_path(), "--queue", "1", work.file("images")},
+                       {{"CNNVIZ_TEST_JOB_DELAY_MS", "400"}});
+  auto maps = [&](int cls) {
+    auto c = server.client();
+    auto r =
+        c.Get(("/api/maps?image=gradient.png&method=gradcam&class=" + std::to_string(cls)).c_str());
+    return r ? std::make_pair(r->status, r->get_header_value("Retry-After"))
+             : std::make_pair(0, std::string());
+  };
+  std::vector<std::future<std::pair<int, std::string>>> calls;
+  for (int k = 0; k < 3; ++k) {
+    calls.push_back(std::async(std::launch::async, maps, k));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  int ok = 0, busy = 0;
+  for (auto& f : calls) {
+    const auto [status, retry] = f.get();
+    if (status == 200) ++ok;
+    if (status == 503) {
+      ++busy;
+      EXPECT_GE(std::atoi(retry.c_str()), 1);
+    }
+  }
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(busy, 1);
+
+  auto stats = [&] {
+    auto r = server.client().Get("/api/info");
+    return r ? json::parse(r->body)["stats"] : json();
+  };
+  const int done_before = stats()["jobs_done"];
+  // One job runs, one waits; the waiting one's client hangs up.
+  auto running = std::async(std::launch::async, maps, 10);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  {
+    httplib::Client quitter("127.0.0.1", server.port());
+    quitter.set_read_timeout(0, 150000);
+    auto r = quitter.Get("/api/maps?image=gradient.png&method=gradcam&class=11");
+    EXPECT_FALSE(r);  // timed out: the client closes its connection
+  }
+  EXPECT_EQ(running.get().first, 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  const json after = stats();
+  EXPECT_EQ(after["jobs_cancelled"], 1) << after.dump();
+  EXPECT_EQ(after["jobs_done"].get<int>(), done_before + 1) << after.dump();
+  const RunResult r = server.stop();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+}  // namespace
+}  // namespace cnnviz::test
