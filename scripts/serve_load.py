@@ -4,9 +4,10 @@
   serve_load.py load  CNNVIZ MODEL.pt IMAGE_DIR [--clients 8] [--requests 400]
                       [--threads T] [--time-limit S]
       Starts the server on a free port, then CLIENTS threads send REQUESTS
-      requests in all, a fixed mix: classify (a third), maps never asked for
-      before (a sixth: a new image, method and class each time), and maps
-      already computed (the rest: every layer's u8 map and PNG views).
+      requests in all, a fixed mix: maps never asked for before (one in
+      --new-every, default 6: a new image, method and class each time),
+      classify (about a third of the others), and maps already computed (the
+      rest: every layer's u8 map and PNG heatmaps).
       Prints p50/p99 latency per kind and overall (client side, and the
       server's own Server-Timing), and fails (exit 1) when any request failed,
       got no answer, or the run took longer than --time-limit.
@@ -101,7 +102,10 @@ def load(args):
         methods = ["gradcam", "gradcam++", "xgradcam", "layercam", "saliency"]
         new = 0
         for i in range(args.requests):
-            kind = ["classify", "classify", "new", "cached", "cached", "cached"][i % 6]
+            # Of every NEW_EVERY requests: one new map, a third classify, the rest cached.
+            slot = i % args.new_every
+            kind = ("new" if slot == 0 else
+                    "classify" if slot % 3 == 1 else "cached")
             if kind == "classify":
                 plan.append((kind, f"/api/classify?image={q(ids[i % len(ids)])}"))
             elif kind == "new":
@@ -251,10 +255,12 @@ def main():
     p.add_argument("--time-limit", type=float, default=300)
     p.add_argument("--images", dest="n", type=int, default=10)
     p.add_argument("--switches", type=int, default=200)
+    p.add_argument("--new-every", type=int, default=6,
+                   help="one request in this many asks for maps never computed before")
     p.add_argument("--work", default="/tmp")
     args = p.parse_args()
-    if args.clients < 1 or args.requests < 1 or args.requests > 100000:
-        raise SystemExit("FAIL: --clients >= 1 and 1 <= --requests <= 100000")
+    if args.clients < 1 or args.requests < 1 or args.requests > 100000 or args.new_every < 2:
+        raise SystemExit("FAIL: --clients >= 1, 1 <= --requests <= 100000, --new-every >= 2")
     with tempfile.TemporaryDirectory() as tmp:
         if args.synthetic:
             args.images = os.path.join(tmp, "images")
