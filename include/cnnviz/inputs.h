@@ -38,6 +38,10 @@ ExpandedInputs expand_inputs(const std::vector<std::string>& args, const std::st
 std::vector<std::string> parse_labels(const std::string& text, const std::string& path);
 std::vector<std::string> read_labels(const std::string& path);
 
+// FNV-1a 64 of `size` bytes as 16 hex digits: how a targets file's settings
+// and the explorer's caches name content.
+std::string fnv1a_hex(const void* data, size_t size);
+
 // A targets file (--targets): which classes each image's maps explain.
 // One row per line: an image, then one or more classes (indices or labels),
 // separated by tabs when the line holds one, else by commas (CSV: a field

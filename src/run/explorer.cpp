@@ -19,6 +19,7 @@
 #include "cnnviz/engine.h"
 #include "cnnviz/files.h"
 #include "cnnviz/image.h"
+#include "cnnviz/inputs.h"
 #include "cnnviz/layers.h"
 #include "cnnviz/stopwatch.h"
 
@@ -42,18 +43,6 @@ void test_job_delay() {
     return v && *v ? std::atol(v) : 0L;
   }();
   if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-}
-
-// FNV-1a 64 of the bytes, as 16 hex digits.
-std::string digest(const std::string& bytes) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char out[17];
-  std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(h));
-  return out;
 }
 
 FloatArray to_array(const at::Tensor& t) {
@@ -201,7 +190,8 @@ struct Explorer::Impl {
       std::lock_guard<std::mutex> lock(mutex);
       if (auto* d = decoded.find(id)) return *d;
     }
-    std::string bytes, name;
+    std::vector<uint8_t> bytes;
+    std::string name;
     {
       std::lock_guard<std::mutex> lock(mutex);
       auto it = paths.find(id);
@@ -210,7 +200,7 @@ struct Explorer::Impl {
       } else {
         for (const Upload& u : uploads) {
           if (u.ref.id == id) {
-            bytes = u.bytes;
+            bytes.assign(u.bytes.begin(), u.bytes.end());
             name = u.ref.name;
           }
         }
@@ -218,14 +208,11 @@ struct Explorer::Impl {
       }
     }
     if (bytes.empty()) {
-      const std::vector<uint8_t> file =
-          read_file(name, "image", static_cast<size_t>(max_image_file_bytes(opts.max_pixels)));
-      bytes.assign(file.begin(), file.end());
+      bytes = read_file(name, "image", static_cast<size_t>(max_image_file_bytes(opts.max_pixels)));
     }
     auto d = std::make_shared<Decoded>();
-    d->rgb =
-        decode_image_rgb(std::vector<uint8_t>(bytes.begin(), bytes.end()), name, opts.max_pixels);
-    d->hash = digest(bytes);
+    d->rgb = decode_image_rgb(bytes, name, opts.max_pixels);
+    d->hash = fnv1a_hex(bytes.data(), bytes.size());
     std::lock_guard<std::mutex> lock(mutex);
     decoded.put(id, d);
     decoded.trim([](size_t n, const auto&) { return n > kDecodedImages; });
@@ -447,10 +434,11 @@ ImageRef Explorer::add_upload(const std::string& bytes, const std::string& name)
   // Decoding checks the header's pixel count before it allocates.
   const cv::Mat rgb =
       decode_image_rgb(std::vector<uint8_t>(bytes.begin(), bytes.end()), shown, s.opts.max_pixels);
-  ImageRef ref{"upload-" + digest(bytes), shown};
+  const std::string hash = fnv1a_hex(bytes.data(), bytes.size());
+  ImageRef ref{"upload-" + hash, shown};
   auto d = std::make_shared<Decoded>();
   d->rgb = rgb;
-  d->hash = digest(bytes);
+  d->hash = hash;
   std::lock_guard<std::mutex> lock(s.mutex);
   for (auto it = s.uploads.begin(); it != s.uploads.end(); ++it) {
     if (it->ref.id == ref.id) {

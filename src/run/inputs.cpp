@@ -224,6 +224,15 @@ bool split_fields(const std::string& line, std::vector<std::string>& fields) {
 
 }  // namespace
 
+std::string fnv1a_hex(const void* data, size_t size) {
+  const unsigned char* p = static_cast<const unsigned char*>(data);
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < size; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
 TargetsFile parse_targets(const std::string& text, const std::string& path) {
   auto fail = [&](size_t line, const std::string& problem) {
     return Error(ErrorCode::kInput, "targets file '" + path + "'" +
@@ -234,11 +243,7 @@ TargetsFile parse_targets(const std::string& text, const std::string& path) {
   if (!valid_utf8(text)) throw fail(0, "not UTF-8 text");
   TargetsFile file;
   file.path = path;
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
-  char digest[17];
-  std::snprintf(digest, sizeof digest, "%016llx", static_cast<unsigned long long>(h));
-  file.digest = digest;
+  file.digest = fnv1a_hex(text.data(), text.size());
 
   const size_t max_line = kMaxMetadataString * 4;
   std::vector<std::string> fields;
