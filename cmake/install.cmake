@@ -4,7 +4,7 @@
 #   share/cnnviz/scripts/   the export script and its helper
 #   share/man/man1/cnnviz.1 (help2man, from the binary's own help)
 #   share/bash-completion/completions/cnnviz, share/zsh/vendor-completions/_cnnviz
-#   share/doc/cnnviz/       README.md, LICENSE
+#   share/doc/cnnviz/       README.md, CHANGELOG.md, LICENSE, docs/ (the topic pages)
 install(TARGETS cnnviz RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 configure_file(${CMAKE_CURRENT_LIST_DIR}/cnnviz-export.in ${CMAKE_BINARY_DIR}/cnnviz-export @ONLY)
@@ -13,8 +13,11 @@ install(PROGRAMS ${PROJECT_SOURCE_DIR}/scripts/export_models.py
         DESTINATION ${CMAKE_INSTALL_DATADIR}/cnnviz/scripts)
 install(FILES ${PROJECT_SOURCE_DIR}/scripts/cnnviz_python.py
         DESTINATION ${CMAKE_INSTALL_DATADIR}/cnnviz/scripts)
-install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/LICENSE
-        DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/CHANGELOG.md
+              ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
+# The README's links lead into docs/: the topic pages and their pictures.
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs
+        FILES_MATCHING PATTERN "*.md" PATTERN "*.jpg")
 
 # Shell completions, written by the binary from its own CLI definition.
 set(_completions ${CMAKE_BINARY_DIR}/completions)

@@ -434,7 +434,7 @@ def export_one(name, args, outdir):
         "labels": list(_IMAGENET_CATEGORIES),
         "preprocess": preprocess,
         "feature_layers": stages,
-        "gradcam_layer": gradcam_layer,
+        "default_layer": gradcam_layer,
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,
     }

@@ -20,6 +20,7 @@ CNNVIZ_TEST_PACKAGES=(
   python3-websocket  # drives chromium over the DevTools protocol (tests/serve_browser_test.py)
   python3-jsonschema  # validates every JSON output against schemas/
   bash-completion zsh man-db  # the installed completions and man page (tests/install_test.sh)
+  universal-ctags  # function lengths (scripts/long_functions.sh, ctest unit.function_length)
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

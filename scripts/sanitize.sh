@@ -49,7 +49,7 @@ fi
 if [ "$which" = thread ] || [ "$which" = all ]; then
   TSAN_OPTIONS=suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1 \
     run ThreadSanitizer "$root/build-tsan" thread \
-    -R "WriterPool|Loader|CliPipeline|CliBatch|CliHardeningTest.(KillNine|OneRun)" "$@" ||
+    -R "WriterPool|Loader|CliPipeline|CliBatch|CliRobustnessTest.(KillNine|OneRun)" "$@" ||
     status=1
 fi
 exit $status

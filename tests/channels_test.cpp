@@ -12,11 +12,11 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "cnnviz/image.h"
-#include "cnnviz/layers.h"
-#include "cnnviz/methods.h"
-#include "cnnviz/npy.h"
-#include "cnnviz/preprocess.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/npy.h"
+#include "cnnviz/io/preprocess.h"
+#include "cnnviz/methods/layers.h"
+#include "cnnviz/methods/methods.h"
 #include "map_util.h"
 #include "test_util.h"
 

@@ -1,5 +1,6 @@
 // Batch runs: directories and list files, bad files among good ones, shards
-// and merge, resuming with --skip-existing, Ctrl-C, unwritable output.
+// and merge, resuming with --skip-existing, Ctrl-C, unwritable output, and
+// smaller batches after running out of memory.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -221,6 +222,34 @@ TEST_F(CliBatchTest, UnwritableOutputStopsWithoutLeftovers) {
   EXPECT_EQ(r.exit_code, 6) << r.err;
   EXPECT_NE(r.err.find("cannot"), std::string::npos);
   EXPECT_TRUE(!fs::exists(out()) || fs::is_empty(out()));
+}
+
+// Out of device memory (simulated: CNNVIZ_TEST_OOM_ABOVE=N fails every pass
+// over more than N images): smaller batches, nothing lost.
+TEST_F(CliBatchTest, OutOfMemoryRetriesWithSmallerBatches) {
+  cv::Mat noise(180, 240, CV_8UC3);
+  cv::randu(noise, 0, 255);
+  const std::string photo = dir_.file("photo.png");
+  ASSERT_TRUE(cv::imwrite(photo, noise));
+  cv::Mat img(100, 120, CV_8UC3, cv::Scalar(20, 200, 90));
+  for (const char* name : {"b.png", "c.png"}) ASSERT_TRUE(cv::imwrite(dir_.file(name), img));
+  std::vector<std::string> args = {
+      test::cnnviz_bin(), "gradcam",         "--batch-size", "3", "-m", model_, "-o", out(), photo,
+      dir_.file("b.png"), dir_.file("c.png")};
+  test::RunResult r = test::run(args, {{"CNNVIZ_TEST_OOM_ABOVE", "1"}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("out of memory on a batch of 3 images: retrying in batches of 2"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("retrying in batches of 1"), std::string::npos) << r.err;
+  nlohmann::json doc = manifest();
+  EXPECT_EQ(doc["summary"]["written"], 3);
+  EXPECT_EQ(doc["summary"]["failed"], 0);
+  // Nothing fits: every image fails with the reason, the run finishes.
+  r = test::run({test::cnnviz_bin(), "classify", "-m", model_, photo, dir_.file("b.png")},
+                {{"CNNVIZ_TEST_OOM_ABOVE", "0"}});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("image '" + photo + "': out of memory"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -12,9 +12,9 @@
 #include <set>
 #include <thread>
 
-#include "cnnviz/methods.h"
-#include "cnnviz/npy.h"
-#include "cnnviz/outputs.h"
+#include "cnnviz/io/npy.h"
+#include "cnnviz/methods/methods.h"
+#include "cnnviz/run/outputs.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

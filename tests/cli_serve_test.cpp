@@ -19,7 +19,7 @@
 #include <random>
 #include <thread>
 
-#include "cnnviz/npy.h"
+#include "cnnviz/io/npy.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -161,7 +161,10 @@ TEST_F(CliServeTest, ListsImagesModelsAndMethods) {
   std::map<std::string, json> by_name;
   for (const json& m : methods["methods"]) by_name[m["name"]] = m;
   EXPECT_EQ(by_name["gradcam"]["layers"], "all");
-  EXPECT_EQ(by_name["gradcam"]["kind"], "layer");
+  EXPECT_EQ(by_name["gradcam"]["kind"], "layer-map");
+  EXPECT_EQ(by_name["guided-backprop"]["kind"], "input-gradient");
+  // The page opens on the registry's default method, not on a name it knows.
+  ASSERT_TRUE(by_name.count(methods["default"].get<std::string>())) << methods.dump();
   EXPECT_EQ(by_name["guided-backprop"]["layers"], "none");
   EXPECT_EQ(by_name["guided-backprop"]["views"], json({"all", "pos", "neg", "signed"}));
   const json cmaps = get("/api/colormaps");

@@ -1,4 +1,5 @@
-// End-to-end tests of the visualization subcommands and `cnnviz layers`.
+// End-to-end tests of the visualization subcommands (every method's maps and
+// options) and `cnnviz layers`.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -6,7 +7,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "cnnviz/npy.h"
+#include "cnnviz/io/npy.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -33,6 +34,10 @@ class CliVisualizeTest : public ::testing::Test {
 
   nlohmann::json manifest() {
     return nlohmann::json::parse(test::read_text(out_ + "/manifest.json"));
+  }
+
+  nlohmann::json read_json(const std::string& path) {
+    return nlohmann::json::parse(test::read_text(path));
   }
 
   // Every file the manifest lists exists and decodes.
@@ -185,6 +190,54 @@ TEST_F(CliVisualizeTest, BadImagesDoNotLoseTheOthers) {
   EXPECT_NE(doc["images"][0]["error"].get<std::string>().find("not an image"), std::string::npos);
   EXPECT_FALSE(doc["images"][1]["files"].empty());
   EXPECT_EQ(doc["summary"]["failed"], 1);
+}
+
+TEST_F(CliVisualizeTest, SamplingAndCamMethodsWriteTheirMaps) {
+  const std::vector<std::vector<std::string>> runs = {
+      {"gradient-input"},
+      {"smoothgrad", "--samples", "3", "--noise", "0.2", "--of", "guided-backprop"},
+      {"integrated-gradients", "--steps", "3", "--baseline", "blurred", "--blur-sigma", "5"},
+      {"gradcam++", "--layer", "features.9"},
+      {"xgradcam"},
+      {"layercam", "--layer", "features.9", "--layer", "features.12"},
+      {"hirescam"},
+      {"scorecam", "--layer", "features.3", "--sample-batch", "64"},
+      {"eigencam", "--all-layers"}};
+  for (std::vector<std::string> args : runs) {
+    const std::string method = args[0];
+    const std::string out = out_ + "-" + method;
+    args.insert(args.end(), {"-q", "-m", model_, "-o", out, image_});
+    test::RunResult r = cnnviz(args);
+    ASSERT_EQ(r.exit_code, 0) << method << ": " << r.err;
+    nlohmann::json doc = read_json(out + "/manifest.json");
+    EXPECT_EQ(doc["method"], method);
+    ASSERT_EQ(doc["images"].size(), 1u);
+    size_t npy = 0;
+    for (const auto& f : doc["images"][0]["files"]) {
+      EXPECT_TRUE(fs::exists(out + "/" + f["path"].get<std::string>())) << f["path"];
+      npy += f["format"] == "npy";
+    }
+    EXPECT_GT(npy, 0u) << method;
+    if (method == "smoothgrad") {
+      EXPECT_EQ(doc["options"]["samples"], 3);
+      EXPECT_EQ(doc["options"]["of"], "guided-backprop");
+    }
+    if (method == "integrated-gradients") {
+      EXPECT_EQ(doc["options"]["baseline"], "blurred");
+    }
+    if (method == "layercam") {
+      EXPECT_EQ(npy, 3u) << "two layers and the fused map";
+      EXPECT_TRUE(fs::exists(out + "/photo/layercam_fused_c" +
+                             std::to_string(doc["images"][0]["targets"][0]["class"].get<int>()) +
+                             ".npy"));
+    }
+    if (method == "eigencam") {
+      EXPECT_EQ(doc["layers"].size(), 13u);
+    }
+  }
+  // Options belong to the methods that read them.
+  test::RunResult r = cnnviz({"gradcam", "--samples", "3", "-m", model_, image_});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
 }
 
 }  // namespace

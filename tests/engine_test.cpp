@@ -1,4 +1,4 @@
-#include "cnnviz/engine.h"
+#include "cnnviz/core/engine.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -180,9 +180,7 @@ TEST(EngineUnitTest, ReLU6IsGuidedLikeReLU) {
   Model model = save_and_load(net, dir, "clip");
   Engine engine(model, {});
   Pass pass = engine.run(at::tensor({-1.f, 3.f, 7.f, 5.f}).view({1, 1, 2, 2}));
-  auto grad = [&](int64_t cls, Backprop mode) {
-    return pass.backward({cls}, mode).flatten();
-  };
+  auto grad = [&](int64_t cls, Backprop mode) { return pass.backward({cls}, mode).flatten(); };
   EXPECT_TRUE(at::equal(grad(0, Backprop::kPlain), at::tensor({0.f, 1.f, 0.f, 1.f})));
   EXPECT_TRUE(at::equal(grad(0, Backprop::kGuided), at::tensor({0.f, 1.f, 0.f, 1.f})));
   EXPECT_TRUE(at::equal(grad(0, Backprop::kDeconv), at::tensor({1.f, 1.f, 1.f, 1.f})));

@@ -1,4 +1,4 @@
-#include "cnnviz/error.h"
+#include "cnnviz/core/error.h"
 
 #include <gtest/gtest.h>
 

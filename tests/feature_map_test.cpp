@@ -1,11 +1,11 @@
 // The reshape rule that reads layer outputs as [N,C,h,w] maps, and stage
 // discovery over module trees with token and channels-last layers.
-#include "cnnviz/feature_map.h"
+#include "cnnviz/core/feature_map.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "cnnviz/engine.h"
+#include "cnnviz/core/engine.h"
 #include "test_util.h"
 
 namespace cnnviz {

@@ -1,12 +1,22 @@
-#include "cnnviz/image.h"
+// Reading images (image.h, and files.h's bounded reads): colour layouts and
+// depths, truncated and foreign files, limits checked before the expensive
+// step (regular files only, sizes, the pixel budget), cnnviz's own decoders
+// against OpenCV's, and OpenCV's messages kept off stderr.
+#include "cnnviz/io/image.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <sstream>
 
+#include "cnnviz/io/files.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -96,6 +106,141 @@ TEST_F(ImageTest, RejectsUnreadableFile) {
   std::filesystem::permissions(dir_.file("locked.png"), std::filesystem::perms::none);
   test::expect_error([&] { read_image_rgb(dir_.file("locked.png")); }, ErrorCode::kInput,
                      "Permission denied");
+}
+
+// Limits on what is read (sizes, file types, the pixel budget) and the
+// decoders, each in a fresh directory as ImageTest.
+class ImageLimitsTest : public ImageTest {};
+class ImageDecodingTest : public ImageTest {};
+
+TEST_F(ImageLimitsTest, OnlyRegularFilesOfBoundedSizeAreRead) {
+  const std::string fifo = dir_.file("pipe.png");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
+  const auto start = std::chrono::steady_clock::now();
+  test::expect_error([&] { read_file(fifo, "image", 1000); }, ErrorCode::kInput,
+                     "image '" + fifo + "': not a regular file");
+  test::expect_error([&] { read_image_rgb(fifo); }, ErrorCode::kInput, "not a regular file");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2)) << "it blocked";
+  // A 5 GiB sparse file is refused by its size, not read.
+  const std::string sparse = dir_.file("sparse.jpg");
+  const int fd = ::open(sparse.c_str(), O_WRONLY | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, int64_t{5} << 30), 0);
+  ::close(fd);
+  test::expect_error([&] { read_image_rgb(sparse); }, ErrorCode::kInput, "too large");
+  test::write_text(dir_.file("small"), "12345");
+  test::expect_error([&] { read_file(dir_.file("small"), "list file", 4); }, ErrorCode::kInput,
+                     "list file '" + dir_.file("small") + "': too large");
+  EXPECT_EQ(read_file(dir_.file("small"), "x", 5).size(), 5u);
+}
+
+// A PNG whose IHDR declares w x h (its data need not be complete: the size
+// is refused before decoding).
+std::string png_header(uint32_t w, uint32_t h) {
+  std::vector<uint8_t> d = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n',
+                            0,    0,   0,   13,  'I',  'H',  'D',  'R'};
+  for (uint32_t v : {w, h}) {
+    for (int s = 24; s >= 0; s -= 8) d.push_back(static_cast<uint8_t>(v >> s));
+  }
+  d.insert(d.end(), {1, 0, 0, 0, 0, 0, 0, 0, 0});
+  return std::string(d.begin(), d.end());
+}
+
+TEST_F(ImageLimitsTest, PixelBudgetIsCheckedBeforeDecoding) {
+  test::write_text(dir_.file("huge.png"), png_header(32000, 32000));
+  test::expect_error([&] { read_image_rgb(dir_.file("huge.png")); }, ErrorCode::kInput,
+                     "32000x32000 pixels, more than the budget of 200000000 (--max-pixels)");
+  // A JPEG whose frame header claims 30000x30000.
+  cv::Mat small(16, 16, CV_8UC3, cv::Scalar(10, 200, 30));
+  std::vector<uint8_t> jpeg;
+  ASSERT_TRUE(cv::imencode(".jpg", small, jpeg));
+  for (size_t i = 0; i + 8 < jpeg.size(); ++i) {
+    if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xC0) {
+      jpeg[i + 5] = jpeg[i + 7] = 30000 >> 8;
+      jpeg[i + 6] = jpeg[i + 8] = 30000 & 0xFF;
+      break;
+    }
+  }
+  test::expect_error([&] { decode_image_rgb(jpeg, "big.jpg"); }, ErrorCode::kInput,
+                     "image 'big.jpg': 30000x30000 pixels");
+  // The budget is the caller's.
+  cv::Mat photo(300, 400, CV_8UC3, cv::Scalar(1, 2, 3));
+  ASSERT_TRUE(cv::imwrite(dir_.file("photo.png"), photo));
+  EXPECT_NO_THROW(read_image_rgb(dir_.file("photo.png"), 120000));
+  test::expect_error([&] { read_image_rgb(dir_.file("photo.png"), 119999); }, ErrorCode::kInput,
+                     "400x300 pixels, more than the budget of 119999");
+}
+
+TEST_F(ImageDecodingTest, CorruptJpegDataIsRefusedNotGreyFilled) {
+  cv::Mat noise(240, 320, CV_8UC3);
+  cv::randu(noise, 0, 255);
+  std::vector<uint8_t> jpeg;
+  ASSERT_TRUE(cv::imencode(".jpg", noise, jpeg));
+  // Cut in half, with an end-of-image marker added to look complete.
+  std::vector<uint8_t> fake(jpeg.begin(), jpeg.begin() + static_cast<long>(jpeg.size() / 2));
+  fake.insert(fake.end(), {0xFF, 0xD9});
+  test::expect_error([&] { decode_image_rgb(fake, "fake.jpg"); }, ErrorCode::kInput,
+                     "image 'fake.jpg': corrupt or truncated JPEG data (Corrupt JPEG data");
+  // Extraneous bytes before a marker change no pixel: accepted, as PIL does.
+  std::vector<uint8_t> padded(jpeg.begin(), jpeg.end() - 2);
+  padded.insert(padded.end(), {0x00, 0x00, 0x00, 0xFF, 0xD9});
+  cv::Mat a = decode_image_rgb(jpeg, "a.jpg"), b = decode_image_rgb(padded, "b.jpg");
+  EXPECT_EQ(cv::norm(a, b, cv::NORM_INF), 0);
+}
+
+// cnnviz's own JPEG and PNG decoders give OpenCV's pixels (as RGB), for
+// every layout a file can have.
+TEST_F(ImageDecodingTest, OwnDecodersMatchOpenCV) {
+  cv::RNG rng(5);
+  std::vector<std::pair<std::string, std::vector<int>>> cases = {
+      {"rgb.jpg", {}},  {"grey.jpg", {}}, {"progressive.jpg", {cv::IMWRITE_JPEG_PROGRESSIVE, 1}},
+      {"rgb.png", {}},  {"grey.png", {}}, {"rgba.png", {}},
+      {"deep.png", {}},
+  };
+  for (const auto& [name, params] : cases) {
+    SCOPED_TRACE(name);
+    cv::Mat img;
+    if (name.rfind("grey", 0) == 0) {
+      img.create(37, 53, CV_8UC1);
+    } else if (name == "rgba.png") {
+      img.create(37, 53, CV_8UC4);
+    } else if (name == "deep.png") {
+      img.create(37, 53, CV_16UC3);
+    } else {
+      img.create(37, 53, CV_8UC3);
+    }
+    rng.fill(img, cv::RNG::UNIFORM, 0, name == "deep.png" ? 65536 : 256);
+    const std::string path = dir_.file(name);
+    ASSERT_TRUE(cv::imwrite(path, img, params));
+    cv::Mat opencv = cv::imread(path, cv::IMREAD_UNCHANGED), want;
+    if (opencv.depth() == CV_16U) opencv.convertTo(opencv, CV_8U, 1.0 / 256.0);
+    switch (opencv.channels()) {
+      case 1:
+        cv::cvtColor(opencv, want, cv::COLOR_GRAY2RGB);
+        break;
+      case 4:
+        cv::cvtColor(opencv, want, cv::COLOR_BGRA2RGB);
+        break;
+      default:
+        cv::cvtColor(opencv, want, cv::COLOR_BGR2RGB);
+    }
+    const cv::Mat got = read_image_rgb(path);
+    ASSERT_EQ(got.size(), want.size());
+    // 16-bit: OpenCV's convertTo rounds, cnnviz keeps the high byte (Pillow).
+    EXPECT_LE(cv::norm(got, want, cv::NORM_INF), name == "deep.png" ? 1 : 0);
+  }
+}
+
+TEST(CodecMessagesTest, OpenCVsDecodingLinesAreFilteredOut) {
+  std::ostringstream sink;
+  std::ostream stream(sink.rdbuf());
+  filter_codec_messages(stream);
+  stream << "imdecode_('x'): can't read data: OpenCV(4.6.0) error\n" << std::endl;
+  stream << "cnnviz: image 'x.bmp': not an image\n";
+  stream << "\r[####      ] 3/10" << std::flush;
+  EXPECT_EQ(sink.str(), "cnnviz: image 'x.bmp': not an image\n\r[####      ] 3/10");
+  stream << " imdecode_ in the middle of a line stays\n";
+  EXPECT_NE(sink.str().find("imdecode_ in the middle"), std::string::npos);
 }
 
 }  // namespace

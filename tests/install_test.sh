@@ -38,7 +38,7 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 for f in bin/cnnviz bin/cnnviz-export share/cnnviz/scripts/export_models.py \
   share/cnnviz/scripts/cnnviz_python.py share/man/man1/cnnviz.1 \
   share/bash-completion/completions/cnnviz share/zsh/vendor-completions/_cnnviz \
-  share/doc/cnnviz/README.md share/doc/cnnviz/LICENSE; do
+  share/doc/cnnviz/README.md share/doc/cnnviz/LICENSE share/doc/cnnviz/docs/guide.md; do
   [ -f "$prefix/$f" ] || fail "cmake --install did not write $f"
 done
 [ -x "$prefix/bin/cnnviz-export" ] || fail "bin/cnnviz-export is not executable"
@@ -54,7 +54,7 @@ image=$tmp/elsewhere/cat.png
 I.fromarray(r.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save("cat.png")'
 
 expect "--version" 0 "$cnnviz" --version
-contains "$out" "cnnviz $(sed -n 's/.*kVersion = "\(.*\)".*/\1/p' "$src/include/cnnviz/version.h")" "--version"
+contains "$out" "cnnviz $(sed -n 's/.*kVersion = "\(.*\)".*/\1/p' "$src/include/cnnviz/core/version.h")" "--version"
 for word in LibTorch OpenCV CUDA "build type"; do contains "$out" "$word" "--version"; done
 
 expect "a model name with no models anywhere" 4 "$cnnviz" classify -m squeezenet1_1 "$image"

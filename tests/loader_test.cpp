@@ -1,4 +1,4 @@
-#include "cnnviz/loader.h"
+#include "run/loader.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

@@ -7,7 +7,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "cnnviz/npy.h"
+#include "cnnviz/io/npy.h"
 
 namespace cnnviz::test {
 

@@ -6,7 +6,7 @@
 // Tolerance: max |cnnviz - reference| <= test::kMapRelTol (1e-4) * max |reference| for each
 // map (1e-4 relative to the map's scale: both sides run the same float32
 // kernels, but in different graphs whose reduction orders may differ).
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -17,11 +17,11 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "cnnviz/image.h"
-#include "cnnviz/layers.h"
-#include "cnnviz/npy.h"
-#include "cnnviz/preprocess.h"
-#include "cnnviz/runtime.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/npy.h"
+#include "cnnviz/io/preprocess.h"
+#include "cnnviz/methods/layers.h"
 #include "map_util.h"
 #include "test_util.h"
 

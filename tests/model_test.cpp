@@ -1,4 +1,4 @@
-#include "cnnviz/model.h"
+#include "cnnviz/core/model.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -6,14 +6,16 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "cnnviz/engine.h"
-#include "cnnviz/model_store.h"
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/model_store.h"
 #include "test_util.h"
 
 namespace cnnviz {
 namespace {
 
 namespace fs = std::filesystem;
+
+using test::nested_arrays;
 
 // --- metadata parsing (unit) ---
 
@@ -33,7 +35,20 @@ TEST(MetadataTest, ParsesEveryField) {
   EXPECT_EQ(info.preprocess.resize, 256);
   EXPECT_FLOAT_EQ(info.preprocess.std[1], 0.5f);
   EXPECT_EQ(info.feature_layers.size(), 2u);
-  EXPECT_EQ(info.gradcam_layer, "features.1");
+  EXPECT_EQ(info.default_layer, "features.1");
+}
+
+// The default layer's key is "default_layer"; exports made before the rename
+// call it "gradcam_layer", and the new name wins when both are there.
+TEST(MetadataTest, ReadsTheDefaultLayerUnderEitherName) {
+  const std::string head = R"({"cnnviz_format": 1, "name": "m", "arch": "vgg16", )";
+  EXPECT_EQ(parse_model_info(head + R"("default_layer": "features.3"})", "m.pt").default_layer,
+            "features.3");
+  EXPECT_EQ(parse_model_info(head + R"("gradcam_layer": "features.2"})", "m.pt").default_layer,
+            "features.2");
+  EXPECT_EQ(parse_model_info(head + R"("default_layer": "a", "gradcam_layer": "b"})", "m.pt")
+                .default_layer,
+            "a");
 }
 
 TEST(MetadataTest, RejectsBadMetadataWithOneLine) {
@@ -62,6 +77,50 @@ TEST(MetadataTest, RejectsBadMetadataWithOneLine) {
       ErrorCode::kModel, "mean");
   test::expect_error([] { parse_model_info(R"({"cnnviz_format": 1, "labels": 5})", "m.pt"); },
                      ErrorCode::kModel, "invalid cnnviz.json");
+}
+
+TEST(MetadataTest, MetadataIsValidatedFieldByField) {
+  const std::string good =
+      R"({"cnnviz_format": 1, "labels": ["a", "b"], "num_classes": 2,
+          "preprocess": {"resize": 256, "crop": 224, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}})";
+  EXPECT_NO_THROW(parse_model_info(good, "m.pt"));
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"cnnviz_format": 1, "preprocess": {"crop": 20000, "resize": 20000}})",
+       "preprocess.crop: 20000 is out of range (1 to 4096)"},
+      {R"({"cnnviz_format": 1, "preprocess": {"resize": 100000}})", "preprocess.resize"},
+      {R"({"cnnviz_format": 1, "labels": ["a", 3]})", "labels[1]: must be a string"},
+      {R"({"cnnviz_format": 1, "labels": "abc"})", "labels: must be a list of strings"},
+      {R"({"cnnviz_format": 1, "num_classes": -4})", "num_classes: -4 is out of range"},
+      {R"({"cnnviz_format": 1, "num_classes": 1e400})", "not valid JSON"},
+      {R"({"cnnviz_format": 1, "preprocess": {"std": [1, 0, 1]}})", "preprocess.std"},
+      {R"({"cnnviz_format": 1, "preprocess": {"mean": [1, 2]}})", "preprocess.mean"},
+      {R"({"cnnviz_format": 1, "name": ")" + std::string(5000, 'x') + R"("})",
+       "name: longer than 4096 bytes"},
+      {R"({"cnnviz_format": 1, "weights": [1]})", "weights: must be an object"},
+      {R"({"cnnviz_format": 1, "gradcam_layer": 7})", "gradcam_layer: must be a string"},
+      {R"({"cnnviz_format": 1, "x": )" + nested_arrays(100) + "}",
+       "not valid JSON (nested deeper than 64 levels)"},
+      {"[1, 2]", "not a JSON object"},
+  };
+  for (const auto& [text, problem] : bad) {
+    SCOPED_TRACE(text.substr(0, 80));
+    test::expect_error([&] { parse_model_info(text, "m.pt"); }, ErrorCode::kModel,
+                       "model 'm.pt': invalid cnnviz.json: " + problem);
+  }
+  test::expect_error([] { parse_model_info(std::string(17 << 20, ' '), "m.pt"); },
+                     ErrorCode::kModel, "larger than 16 MiB");
+}
+
+TEST(MetadataTest, LabelCountsAreCheckedAgainstTheOutputs) {
+  ModelInfo info;
+  info.path = "m.pt";
+  info.labels = {"a", "b", "c"};
+  EXPECT_NO_THROW(check_output_classes(info, 3));
+  test::expect_error([&] { check_output_classes(info, 1000); }, ErrorCode::kModel,
+                     "model 'm.pt': outputs 1000 classes but has 3 labels");
+  info.labels.clear();
+  info.num_classes = 5;
+  test::expect_error([&] { check_output_classes(info, 1000); }, ErrorCode::kModel, "num_classes 5");
 }
 
 // --- model resolution (unit) ---
@@ -135,7 +194,7 @@ TEST(ModelTest, LoadsExportedModelWithMetadata) {
   ASSERT_EQ(info.labels.size(), 1000u);
   EXPECT_EQ(info.labels[56], "king snake");
   EXPECT_EQ(info.preprocess.resize, 224);
-  EXPECT_EQ(info.gradcam_layer, "features.12");
+  EXPECT_EQ(info.default_layer, "features.12");
   // Exports list the feature stages (so that --all-layers needs no discovery
   // pass), and the list is what discovery finds on the model itself.
   EXPECT_EQ(info.feature_layers, feature_stages(Engine::describe(model).layers));

@@ -1,4 +1,4 @@
-#include "cnnviz/npy.h"
+#include "cnnviz/io/npy.h"
 
 #include <gtest/gtest.h>
 

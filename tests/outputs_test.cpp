@@ -1,10 +1,10 @@
 // --write: what a selection means for each kind of map; and the files of a
 // run that merge, report and --skip-existing find.
-#include "cnnviz/outputs.h"
+#include "cnnviz/run/outputs.h"
 
 #include <gtest/gtest.h>
 
-#include "cnnviz/manifest.h"
+#include "cnnviz/run/manifest.h"
 #include "test_util.h"
 
 namespace cnnviz {

@@ -22,7 +22,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 (cd "$build" && cpack -G DEB -B "$tmp/pkg" >"$tmp/cpack.log" 2>&1) ||
   fail "cpack failed: $(tail -n 20 "$tmp/cpack.log")"
-version=$(sed -n 's/.*kVersion = "\(.*\)".*/\1/p' "$src/include/cnnviz/version.h")
+version=$(sed -n 's/.*kVersion = "\(.*\)".*/\1/p' "$src/include/cnnviz/core/version.h")
 deb=$tmp/pkg/cnnviz_${version}_$(dpkg --print-architecture).deb
 [ -f "$deb" ] || fail "no $(basename "$deb") in: $(ls "$tmp/pkg")"
 
@@ -45,7 +45,7 @@ apt-get install --simulate "$deb" >"$tmp/apt.log" 2>&1 ||
 files=$(dpkg-deb -c "$deb" | awk '{print $6}')
 for f in ./usr/bin/cnnviz ./usr/bin/cnnviz-export ./usr/share/man/man1/cnnviz.1 \
   ./usr/share/bash-completion/completions/cnnviz ./usr/share/zsh/vendor-completions/_cnnviz \
-  ./usr/share/doc/cnnviz/README.md ./usr/share/doc/cnnviz/LICENSE \
+  ./usr/share/doc/cnnviz/README.md ./usr/share/doc/cnnviz/LICENSE ./usr/share/doc/cnnviz/docs/guide.md \
   ./usr/share/cnnviz/scripts/export_models.py; do
   grep -qxF "$f" <<<"$files" || fail "the package lacks $f"
 done

@@ -12,9 +12,9 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "cnnviz/image.h"
-#include "cnnviz/npy.h"
-#include "cnnviz/preprocess.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/npy.h"
+#include "cnnviz/io/preprocess.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -10,12 +10,12 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "cnnviz/compute.h"
-#include "cnnviz/engine.h"
-#include "cnnviz/image.h"
-#include "cnnviz/methods.h"
-#include "cnnviz/preprocess.h"
-#include "cnnviz/runtime.h"
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/preprocess.h"
+#include "cnnviz/methods/compute.h"
+#include "cnnviz/methods/methods.h"
 #include "map_util.h"
 #include "test_util.h"
 

@@ -1,7 +1,7 @@
 // The PNG encoder (ISA-L deflate): lossless for every size and channel
 // order, valid for libpng (OpenCV's decoder checks every CRC), and about
 // as small as OpenCV's own encoder.
-#include "cnnviz/png.h"
+#include "cnnviz/io/png.h"
 
 #include <gtest/gtest.h>
 

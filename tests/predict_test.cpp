@@ -1,4 +1,4 @@
-#include "cnnviz/predict.h"
+#include "cnnviz/core/predict.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

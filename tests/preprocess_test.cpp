@@ -1,4 +1,4 @@
-#include "cnnviz/preprocess.h"
+#include "cnnviz/io/preprocess.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

@@ -1,18 +1,18 @@
 // Feature visualization on the real SqueezeNet (shared/): class models the
 // model believes, filters that beat natural images, dreams that amplify and
-// inversions that match, with the figures the README states.
+// inversions that match, with the figures docs/guide.md states.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "cnnviz/engine.h"
-#include "cnnviz/feature_map.h"
-#include "cnnviz/image.h"
-#include "cnnviz/preprocess.h"
-#include "cnnviz/runtime.h"
-#include "cnnviz/synthesis.h"
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/feature_map.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/core/synthesis.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/preprocess.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -43,7 +43,7 @@ class PretrainedSynthesisTest : public ::testing::Test {
 // Goldfish, flamingo and strawberry (64 steps, else the defaults: 128 px,
 // FFT parameterization, decorrelated colour, jitter, scale and rotation).
 // One thread: two optimizations sharing two cores with two threads each run
-// 50x slower (ctest -j2; see README, "Feature visualization").
+// 50x slower (ctest -j2; see docs/guide.md, "Feature visualization").
 TEST_F(PretrainedSynthesisTest, ClassModelsAreClassifiedAsTheirClass) {
   test::TempDir dir;
   const test::RunResult r =
@@ -98,7 +98,7 @@ TEST_F(PretrainedSynthesisTest, DreamAmplifiesTheLayer) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json m = nlohmann::json::parse(test::read_text(dir.file("manifest.json")));
   const double gain = m["images"][0]["gain"].get<double>();
-  EXPECT_GE(gain, 3.0);  // measured 6.1 (README)
+  EXPECT_GE(gain, 3.0);  // measured 6.1 (docs/guide.md)
   std::cout << "dream features.9 on cat.jpg: activation RMS x" << gain << "\n";
 }
 
@@ -110,7 +110,7 @@ TEST_F(PretrainedSynthesisTest, InversionMatchesTheFeatures) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json m = nlohmann::json::parse(test::read_text(dir.file("manifest.json")));
   const double err = m["images"][0]["relative_error"]["features.5"].get<double>();
-  EXPECT_LE(err, 0.3);  // measured 0.17 (README)
+  EXPECT_LE(err, 0.3);  // measured 0.17 (docs/guide.md)
   std::cout << "invert features.5 of cat.jpg: relative feature error " << err << "\n";
 }
 

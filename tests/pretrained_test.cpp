@@ -7,14 +7,14 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "cnnviz/faithfulness.h"
-#include "cnnviz/image.h"
-#include "cnnviz/methods.h"
-#include "cnnviz/model.h"
-#include "cnnviz/npy.h"
-#include "cnnviz/predict.h"
-#include "cnnviz/preprocess.h"
-#include "cnnviz/runtime.h"
+#include "cnnviz/core/faithfulness.h"
+#include "cnnviz/core/model.h"
+#include "cnnviz/core/predict.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/npy.h"
+#include "cnnviz/io/preprocess.h"
+#include "cnnviz/methods/methods.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -82,7 +82,7 @@ TEST_F(PretrainedTest, TopFiveMatchesTorchvision) {
 // class puts most of its mass in the lower half, the map for bull mastiff
 // (243) in the upper half. (The literal peaks do not separate here: with
 // this SqueezeNet the tiger-cat map's single hottest cell is on the dog's
-// face, a second hot region is on the cat; see README, "Exactness".)
+// face, a second hot region is on the cat; see docs/testing.md, "Exactness".)
 TEST_F(PretrainedTest, GradcamSeparatesTheCatFromTheDog) {
   Model model = Model::load(model_path_);
   at::Tensor x =
@@ -91,8 +91,8 @@ TEST_F(PretrainedTest, GradcamSeparatesTheCatFromTheDog) {
   Pass pass = engine.run(x.unsqueeze(0));
   auto lower_share = [&](int64_t cls) {
     Capture capture(engine, pass, {cls});
-    at::Tensor cam = method_util::normalize_per_image(method_util::gradcam(capture, 0));
-    at::Tensor up = method_util::upsample(cam, 224, 224)[0];
+    at::Tensor cam = normalize_per_image(method_util::gradcam(capture, 0));
+    at::Tensor up = upsample(cam, 224, 224)[0];
     return (up.slice(0, 112).sum() / up.sum()).item<double>();
   };
   for (int64_t cat : {281, 282, 285}) EXPECT_GT(lower_share(cat), 0.5) << "class " << cat;

@@ -7,13 +7,15 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <set>
+#include <sstream>
 #include <variant>
 
-#include "cnnviz/methods.h"
-#include "cnnviz/outputs.h"
-#include "cnnviz/render.h"
+#include "cnnviz/io/render.h"
+#include "cnnviz/methods/methods.h"
+#include "cnnviz/run/outputs.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -176,6 +178,48 @@ TEST(RegistryTest, EveryOutputKindRendersEveryVariant) {
     EXPECT_FALSE(cv::imread(dir.path() + "/" + sheet["path"].get<std::string>()).empty());
   }
   EXPECT_EQ(kinds.size(), 3u) << "every kind has a method";
+}
+
+// The README's method table says what the registry says: one row per method
+// in its order, with its aliases, map kind, layer use and options.
+std::vector<std::string> table_cells(const std::string& row) {
+  std::vector<std::string> cells;
+  std::stringstream in(row);
+  std::string cell;
+  std::getline(in, cell, '|');  // before the first bar; none comes after the last
+  while (std::getline(in, cell, '|')) {
+    const size_t a = cell.find_first_not_of(' '), b = cell.find_last_not_of(' ');
+    cells.push_back(a == std::string::npos ? "" : cell.substr(a, b - a + 1));
+  }
+  return cells;
+}
+
+std::vector<std::string> expected_cells(const MethodDef& m) {
+  auto ticks = [](const std::string& s) { return "`" + s + "`"; };
+  std::string aliases, options;
+  for (const std::string& a : m.aliases) aliases += (aliases.empty() ? "" : ", ") + ticks(a);
+  for (const std::string& p : m.params) {
+    options += (options.empty() ? "" : " ") + ticks(find_param(p).flag());
+  }
+  return {ticks(m.name), aliases, map_kind_words(m.output), layer_use_name(m.layers), options};
+}
+
+TEST(RegistryTest, TheReadmeMethodTableIsTheRegistry) {
+  std::ifstream in(std::string(CNNVIZ_SOURCE_DIR) + "/README.md");
+  ASSERT_TRUE(in) << "README.md not found";
+  std::string line;
+  while (std::getline(in, line) && line.rfind("<!-- methods:", 0) != 0) {
+  }
+  ASSERT_TRUE(in) << "README.md: no '<!-- methods: ... -->' line before the method table";
+  std::getline(in, line);
+  EXPECT_EQ(table_cells(line),
+            (std::vector<std::string>{"method", "aliases", "map", "layers", "options"}));
+  std::getline(in, line);  // |---|
+  for (const MethodDef& m : method_table()) {
+    ASSERT_TRUE(std::getline(in, line)) << "README.md: the table ends before " << m.name;
+    EXPECT_EQ(table_cells(line), expected_cells(m)) << "README.md's row: " << line;
+  }
+  if (std::getline(in, line)) EXPECT_EQ(line.rfind("|", 0), std::string::npos) << line;
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // Rendering without LibTorch (render.h) against the LibTorch formulas the
 // maps were drawn with before: the same normalization, bilinear upsampling
 // and 8-bit rounding; and the properties of overlays and sheets.
-#include "cnnviz/render.h"
+#include "cnnviz/io/render.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -11,7 +11,7 @@
 #include <set>
 #include <tuple>
 
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -32,8 +32,8 @@ TEST(RenderTest, NormalizedMapIsLibTorchsUpsampling) {
                             std::tuple{224, 224, 224}, std::tuple{1, 1, 8}}) {
     const FloatArray m = random_map({h, w}, h * 31 + w);
     const cv::Mat got = normalize_map(m, map_range(m), size);
-    const at::Tensor norm = method_util::normalize_per_image(tensor_of(m).unsqueeze(0));
-    const at::Tensor want = method_util::upsample(norm, size, size)[0].clamp(0.0, 1.0);
+    const at::Tensor norm = normalize_per_image(tensor_of(m).unsqueeze(0));
+    const at::Tensor want = upsample(norm, size, size)[0].clamp(0.0, 1.0);
     ASSERT_EQ(got.rows, size);
     const at::Tensor ours = at::from_blob(got.data, {size, size}, at::kFloat);
     EXPECT_LE((ours - want).abs().max().item<float>(), 1e-6f) << h << "x" << w << " -> " << size;

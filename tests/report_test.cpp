@@ -1,6 +1,6 @@
 // write_report on synthetic manifests: the page, its embedded data, shards,
 // and the errors. tests/report_browser_test.sh checks the page in a browser.
-#include "cnnviz/report.h"
+#include "cnnviz/run/report.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "cnnviz/resize.h"
+#include "cnnviz/io/resize.h"
 
 #include <gtest/gtest.h>
 

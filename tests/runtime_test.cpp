@@ -1,4 +1,4 @@
-#include "cnnviz/runtime.h"
+#include "cnnviz/core/runtime.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

@@ -2,7 +2,7 @@
 // gradients against tests/reference/featviz_ref.py, determinism, the early
 // stop of the engine, receptive fields against a brute-force measurement,
 // the top-k bookkeeping against a full sort, and the parsing of options.
-#include "cnnviz/synthesis.h"
+#include "cnnviz/core/synthesis.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -11,10 +11,10 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "cnnviz/engine.h"
-#include "cnnviz/runtime.h"
-#include "cnnviz/synthesis_run.h"
-#include "cnnviz/targets.h"
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/core/targets.h"
+#include "cnnviz/run/synthesis_run.h"
 #include "map_util.h"
 #include "test_util.h"
 

@@ -3,7 +3,7 @@
 // files, and what each method accepts. Unit tests with a model built here,
 // the reference comparison (tests/reference/methods_ref.py --score,
 // --counterfactual) on an exported SqueezeNet, and the CLI end to end.
-#include "cnnviz/targets.h"
+#include "cnnviz/core/targets.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -14,12 +14,12 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "cnnviz/error.h"
-#include "cnnviz/image.h"
-#include "cnnviz/inputs.h"
-#include "cnnviz/methods.h"
-#include "cnnviz/preprocess.h"
-#include "cnnviz/runtime.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/preprocess.h"
+#include "cnnviz/methods/methods.h"
+#include "cnnviz/run/inputs.h"
 #include "map_util.h"
 #include "test_util.h"
 
@@ -191,7 +191,7 @@ TEST(ModelTargetsTest, ScoresMatchTheAutogradReference) {
   const std::string image = test::smooth_image(dir, 5);
   Model model = Model::load(model_path);
   const at::Tensor x = preprocess(read_image_rgb(image), model.info().preprocess).unsqueeze(0);
-  const std::string layer = model.info().gradcam_layer;
+  const std::string layer = model.info().default_layer;
   // The most likely class with evidence against it at the layer (random
   // weights: for many classes the counterfactual map is empty, for the
   // target likely ones the gradient is zero).

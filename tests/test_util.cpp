@@ -193,12 +193,20 @@ RunResult run(const std::vector<std::string>& argv, const std::map<std::string, 
   return finish(start(argv, dir.path(), env), dir.path());
 }
 
+RunResult run_reference(const std::string& script, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {python(), source_dir() + "/tests/reference/" + script};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv);
+}
+
 std::vector<std::string> lines(const std::string& text) {
   std::vector<std::string> result;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) result.push_back(line);
   return result;
 }
+
+std::string nested_arrays(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 
 void expect_error(const std::function<void()>& fn, ErrorCode code, const std::string& substring) {
   try {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "cnnviz/error.h"
+#include "cnnviz/core/error.h"
 
 namespace cnnviz::test {
 
@@ -65,8 +65,14 @@ int start(const std::vector<std::string>& argv, const std::string& dir,
           const std::map<std::string, std::string>& env = {});
 RunResult finish(int pid, const std::string& dir);
 
+// Runs tests/reference/<script> with the test Python and `args`.
+RunResult run_reference(const std::string& script, const std::vector<std::string>& args);
+
 // Lines of `text`, without the newlines.
 std::vector<std::string> lines(const std::string& text);
+
+// `depth` nested JSON arrays, "[[...]]": deeper than any parser should go.
+std::string nested_arrays(int depth);
 
 // Expects `fn` to throw cnnviz::Error with `code` and a message containing
 // `substring`.

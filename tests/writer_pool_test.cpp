@@ -1,6 +1,6 @@
 // The writer threads: every job runs once, the queue stays bounded, and the
 // first failure stops the rest and reaches the caller.
-#include "cnnviz/writer_pool.h"
+#include "run/writer_pool.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <chrono>
 #include <thread>
 
-#include "cnnviz/error.h"
+#include "cnnviz/core/error.h"
 #include "test_util.h"
 
 namespace cnnviz {

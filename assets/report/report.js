@@ -3,25 +3,11 @@
   const data = JSON.parse(document.getElementById('cnnviz-data').textContent);
   const runs = data.runs;
 
-  function el(tag, attrs, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === 'text') e.textContent = v;
-      else e.setAttribute(k, v === true ? '' : String(v));
-    }
-    for (const c of children) if (c !== null && c !== undefined) e.append(c);
-    return e;
-  }
+  const { el, pct } = cnnvizDom;  // assets/common/dom.js
   const unique = (xs) => [...new Set(xs)];
   // Manifest paths are relative to OUTDIR, as is this page: encode each
   // segment so that '#', '?', '%' or spaces in names survive.
   const href = (p) => String(p).split('/').map(encodeURIComponent).join('/');
-  function pct(p) {
-    if (typeof p !== 'number') return '';
-    const v = p * 100;
-    return (v >= 10 ? v.toFixed(1) : v >= 0.1 ? v.toFixed(2) : v.toFixed(3)) + '%';
-  }
   const plural = (n, w) => n + ' ' + w + (n === 1 ? '' : 's');
   const key = (v) => (v === null || v === undefined ? '' : String(v));
 

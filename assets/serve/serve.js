@@ -41,20 +41,7 @@
   const token = new URLSearchParams(location.search).get('token') || '';
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  function el(tag, attrs, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === 'text') e.textContent = v;
-      else e.setAttribute(k, v === true ? '' : String(v));
-    }
-    for (const c of children) if (c !== null && c !== undefined) e.append(c);
-    return e;
-  }
-  function pct(p) {
-    const v = p * 100;
-    return (v >= 10 ? v.toFixed(1) : v >= 0.1 ? v.toFixed(2) : v.toFixed(3)) + '%';
-  }
+  const { el, pct } = cnnvizDom;  // assets/common/dom.js
   const num = (x) => (Math.abs(x) >= 1000 || (x !== 0 && Math.abs(x) < 0.01) ? x.toExponential(2)
                                                                            : x.toFixed(3));
   function bytes(n) {
@@ -189,7 +176,7 @@
   const S = {model: '', image: '', opacity: 0.5, cmap: 'jet', compare: false, active: 'a'};
   // What the server told us.
   const D = {
-    info: {}, models: [], defaultModel: '', methods: new Map(), colormaps: {}, luts: new Map(),
+    info: {}, models: [], defaultModel: '', methods: new Map(), defaultMethod: '', colormaps: {}, luts: new Map(),
     images: [], uploads: [], labels: [], labelIndex: new Map(), layers: {layers: [], default: ''},
     classify: null, source: null, sources: new Map(), imageP: null, imageGen: 0, scoreNames: [],
   };
@@ -383,7 +370,7 @@
 
   // ---------------------------------------------------------------- panes
 
-  const KIND_GROUPS = [['layer', 'Layer maps'], ['input-gradient', 'Input gradients'],
+  const KIND_GROUPS = [['layer-map', 'Layer maps'], ['input-gradient', 'Input gradients'],
                        ['input-product', 'Input attributions']];
 
   function makePane(id) {
@@ -462,8 +449,8 @@
     // (guided Grad-CAM). Input-space maps have views.
     // A row that does not apply is hidden (class "na"); side by side, it may
     // keep its space so that both panes' images line up (syncRows).
-    e['layer-row'].classList.toggle('na', !(m.kind === 'layer' || m.layers === 'all' || entries(p).length > 1));
-    e['view-row'].classList.toggle('na', m.kind === 'layer');
+    e['layer-row'].classList.toggle('na', !(m.kind === 'layer-map' || m.layers === 'all' || entries(p).length > 1));
+    e['view-row'].classList.toggle('na', m.kind === 'layer-map');
     syncRows();
     e.view.replaceChildren(...(m.views || []).map((v) => el('option', {value: v, text: v})));
     e.view.value = p.view;
@@ -510,11 +497,11 @@
   }
   function mapQuery(p, entry, format) {
     const q = Object.assign({}, p.query, {layer: entry.layer, format});
-    if (entry.kind !== 'layer' && format === 'png') {
+    if (entry.kind !== 'layer-map' && format === 'png') {
       q.view = p.view;
       q.gray = p.gray ? 1 : null;
     }
-    if (entry.kind === 'layer' && format === 'png') q.colormap = S.cmap;
+    if (entry.kind === 'layer-map' && format === 'png') q.colormap = S.cmap;
     return q;
   }
 
@@ -557,7 +544,7 @@
   function ensureCurrent(p) {
     const entry = currentEntry(p);
     if (!entry) return Promise.resolve(null);
-    return entry.kind === 'layer' ? u8For(p, entry) : pngFor(p, entry);
+    return entry.kind === 'layer-map' ? u8For(p, entry) : pngFor(p, entry);
   }
 
   // Recomputes what the pane needs (a map set, its maps) and draws it.
@@ -593,7 +580,7 @@
       draw(p);
       // Every other layer's map, so that the slider swaps images without a
       // request (input-space maps in the current view).
-      const rest = entries(p).map((x) => (x.kind === 'layer' ? u8For(p, x) : pngFor(p, x)));
+      const rest = entries(p).map((x) => (x.kind === 'layer-map' ? u8For(p, x) : pngFor(p, x)));
       if (rest.length > 1) {
         setVeil(p, 'loading layers…');
         item.label = 'loading ' + rest.length + ' layer maps…';
@@ -688,7 +675,7 @@
     const entry = p.error ? null : currentEntry(p);
     const crop = (p.maps && p.maps.crop) || c.crop;
     let drawn = null;
-    if (entry && entry.kind === 'layer') {
+    if (entry && entry.kind === 'layer-map') {
       const heat = heatmap(p, entry);
       if (heat) {
         ctx.globalAlpha = S.opacity;
@@ -715,7 +702,7 @@
     Object.assign(canvas.dataset, {
       method: drawn ? p.method : '', class: drawn && p.maps ? p.maps.class : '',
       layer: drawn ? drawn.layer : '', kind: drawn ? drawn.kind : '',
-      view: drawn && drawn.kind !== 'layer' ? p.view : '',
+      view: drawn && drawn.kind !== 'layer-map' ? p.view : '',
     });
     updateCaption(p, drawn);
     updateDownloads(p, drawn);
@@ -734,7 +721,7 @@
       parts.push('target-independent');
     }
     // A layer map's own resolution (before the upsampling to the input).
-    const native = entry.kind === 'layer' && Array.isArray(entry.shape) && entry.shape.length === 2
+    const native = entry.kind === 'layer-map' && Array.isArray(entry.shape) && entry.shape.length === 2
       ? ' (' + entry.shape[0] + ' × ' + entry.shape[1] + ')' : '';
     parts.push(' · ' + (entry.layer ? entry.layer : 'input') + native + ' · ' +
                (entry.min === entry.max ? 'flat: every value ' + num(entry.min)
@@ -771,7 +758,7 @@
   function redraw(p) {
     const entry = currentEntry(p);
     if (!entry) return;
-    const ready = entry.kind === 'layer' ? p.u8data.has(entry.layer)
+    const ready = entry.kind === 'layer-map' ? p.u8data.has(entry.layer)
                                          : p.pngdata.has(JSON.stringify(mapQuery(p, entry, 'png')));
     if (ready) { draw(p); return; }
     const gen = p.gen;
@@ -1041,6 +1028,7 @@
     D.models = models.models || [];
     D.defaultModel = models.default || info.model || '';
     for (const m of methods.methods || []) D.methods.set(m.name, m);
+    D.defaultMethod = methods.default || '';
     D.scoreNames = [...new Set([...D.methods.values()].flatMap((m) => m.scores || []))];
     D.colormaps = colormaps;
     D.images = images.images || [];
@@ -1053,9 +1041,8 @@
     panes.a = makePane('a');
     panes.b = makePane('b');
     for (const p of Object.values(panes)) fillMethods(p);
-    const layerMethod = [...D.methods.values()].find((m) => m.kind === 'layer' && m.layers === 'all');
-    panes.a.method = D.methods.has('gradcam') ? 'gradcam'
-                   : (layerMethod || [...D.methods.values()][0] || {}).name || '';
+    panes.a.method = D.methods.has(D.defaultMethod) ? D.defaultMethod
+                   : ([...D.methods.values()][0] || {}).name || '';
     fixPaneOptions(panes.a);
     applyHash(parseHash(location.hash));
 

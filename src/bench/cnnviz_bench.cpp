@@ -6,7 +6,7 @@
 //   cnnviz_bench explain -m MODEL.pt --method M [--batch-size B] [--batches K] [--threads T]
 //     method M at every feature stage as `cnnviz M --all-layers` computes it
 //     (compute_maps: one capture pass, its backward passes, the maps on the CPU);
-//     scripts/bench.sh runs guided-gradcam
+//     scripts/bench.py runs guided-gradcam
 //   cnnviz_bench sampling -m MODEL.pt [--samples S] [--sample-batch B] [--threads T]
 //     one image: every method that runs passes of its own per sample or step
 //     (the registry's nested_passes: SmoothGrad with S samples, Integrated
@@ -39,13 +39,13 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
-#include "cnnviz/compute.h"
-#include "cnnviz/engine.h"
-#include "cnnviz/error.h"
-#include "cnnviz/layers.h"
-#include "cnnviz/methods.h"
-#include "cnnviz/model.h"
-#include "cnnviz/runtime.h"
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/model.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/methods/compute.h"
+#include "cnnviz/methods/layers.h"
+#include "cnnviz/methods/methods.h"
 
 namespace {
 
@@ -89,118 +89,141 @@ double run_backward(const cnnviz::Engine& engine, const at::Tensor& x) {
   return ms_since(t0);
 }
 
+struct BenchOptions {
+  std::string mode = "forward", model_path, method, device = "cpu";
+  int batch = 8, batches = 3, threads = 0, warmup = 1, samples = 50, sample_batch = 16;
+  bool cudnn_benchmark = false;
+};
+
+void add_options(CLI::App& app, BenchOptions& o) {
+  app.add_option("mode", o.mode, "forward, explain or sampling")
+      ->check(CLI::IsMember({"forward", "explain", "sampling"}))
+      ->capture_default_str();
+  app.add_option("-m,--model", o.model_path, "TorchScript model file")->required();
+  app.add_option("--method", o.method, "explain: the method (every feature stage of its layers)");
+  app.add_option("--batch-size", o.batch, "Images per batch")->check(CLI::Range(1, 4096));
+  app.add_option("--batches", o.batches, "Timed batches")->check(CLI::Range(1, 1000));
+  app.add_option("--threads", o.threads, "LibTorch threads (default: every core)");
+  app.add_option("--device", o.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "Untimed batches first")->check(CLI::Range(0, 100));
+  app.add_option("--samples", o.samples, "sampling: noise samples and IG steps")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--sample-batch", o.sample_batch, "sampling: images per pass")
+      ->check(CLI::Range(1, 4096));
+  app.add_flag("--cudnn-benchmark", o.cudnn_benchmark, "CUDA: let cuDNN pick algorithms by timing");
+}
+
+// The best of `batches` timings of f, after `warmup` untimed calls.
+double best_of(int warmup, int batches, const std::function<double()>& f) {
+  for (int i = 0; i < warmup; ++i) f();
+  double b = 1e300;
+  for (int i = 0; i < batches; ++i) b = std::min(b, f());
+  return b;
+}
+
+// Mode "sampling": the first image of x through every method that runs
+// passes of its own per sample or step, against one batch of S copies and
+// against S single-image passes.
+nlohmann::ordered_json bench_sampling(const cnnviz::Model& model, const at::Tensor& x,
+                                      const BenchOptions& o, int used_threads) {
+  cnnviz::Engine engine(model, {});
+  cnnviz::MethodParams params;
+  params.samples = params.steps = o.samples;
+  params.sample_batch = o.sample_batch;
+  const at::Tensor one = x.slice(0, 0, 1);
+  const at::Tensor many = one.expand({o.samples, one.size(1), x.size(2), x.size(3)}).contiguous();
+  std::vector<std::pair<std::string, double>> timed;
+  for (const cnnviz::MethodDef& m : cnnviz::method_table()) {
+    if (!m.nested_passes) continue;
+    cnnviz::Engine engine_m(model, cnnviz::method_layers(model, m, {}));
+    timed.emplace_back(m.name, best_of(o.warmup, o.batches,
+                                       [&] { return run_explain(engine_m, m, one, params); }));
+  }
+  const double batched = best_of(o.warmup, o.batches, [&] { return run_backward(engine, many); });
+  const double separate = best_of(o.warmup, o.batches, [&] {
+    double total = 0;
+    for (int i = 0; i < o.samples; ++i) total += run_backward(engine, one);
+    return total;
+  });
+  nlohmann::ordered_json out = {{"mode", o.mode},
+                                {"model", model.info().name},
+                                {"samples", o.samples},
+                                {"sample_batch", o.sample_batch},
+                                {"threads", used_threads}};
+  auto key = [](std::string name) {
+    std::replace(name.begin(), name.end(), '-', '_');
+    return name;
+  };
+  for (const auto& [name, t] : timed) out[key(name) + "_ms"] = t;
+  out["one_batch_ms"] = batched;
+  out["separate_ms"] = separate;
+  for (const auto& [name, t] : timed) {
+    out[key(name) + "_vs_one_batch"] = t / batched;
+    out["separate_vs_" + key(name)] = separate / t;
+  }
+  return out;
+}
+
+// Modes "forward" and "explain" (every feature stage, as --all-layers takes
+// them): each timed batch's ms, after the warm-up batches.
+std::vector<double> bench_batches(const cnnviz::Model& model, const at::Tensor& x,
+                                  const BenchOptions& o) {
+  std::vector<double> ms;
+  if (o.mode == "forward") {
+    for (int i = 0; i < o.warmup; ++i) run_forward(model, x);
+    for (int i = 0; i < o.batches; ++i) ms.push_back(run_forward(model, x));
+    return ms;
+  }
+  const cnnviz::MethodDef& m = cnnviz::find_method(o.method);
+  cnnviz::LayerRequest all;
+  all.all_layers = true;
+  cnnviz::Engine engine(model, cnnviz::method_layers(model, m, all), std::nullopt, m.lrp);
+  cnnviz::MethodParams params;
+  for (int i = 0; i < o.warmup; ++i) run_explain(engine, m, x, params);
+  for (int i = 0; i < o.batches; ++i) ms.push_back(run_explain(engine, m, x, params));
+  return ms;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"cnnviz_bench: compute-core timings on synthetic inputs", "cnnviz_bench"};
-  std::string mode = "forward", model_path;
-  int batch = 8, batches = 3, threads = 0, warmup = 1, samples = 50, sample_batch = 16;
-  app.add_option("mode", mode, "forward, explain or sampling")
-      ->check(CLI::IsMember({"forward", "explain", "sampling"}))
-      ->capture_default_str();
-  app.add_option("-m,--model", model_path, "TorchScript model file")->required();
-  std::string method;
-  app.add_option("--method", method, "explain: the method (every feature stage of its layers)");
-  app.add_option("--batch-size", batch, "Images per batch")->check(CLI::Range(1, 4096));
-  app.add_option("--batches", batches, "Timed batches")->check(CLI::Range(1, 1000));
-  app.add_option("--threads", threads, "LibTorch threads (default: every core)");
-  std::string device = "cpu";
-  app.add_option("--device", device, "cpu, cuda, cuda:N or auto")->capture_default_str();
-  app.add_option("--warmup", warmup, "Untimed batches first")->check(CLI::Range(0, 100));
-  app.add_option("--samples", samples, "sampling: noise samples and IG steps")
-      ->check(CLI::Range(1, 4096));
-  app.add_option("--sample-batch", sample_batch, "sampling: images per pass")
-      ->check(CLI::Range(1, 4096));
-  bool cudnn_benchmark = false;
-  app.add_flag("--cudnn-benchmark", cudnn_benchmark, "CUDA: let cuDNN pick algorithms by timing");
+  BenchOptions o;
+  add_options(app, o);
   CLI11_PARSE(app, argc, argv);
-  if (mode == "explain" && method.empty()) {
+  if (o.mode == "explain" && o.method.empty()) {
     std::cerr << "cnnviz_bench: explain needs --method NAME\n";
     return 2;
   }
   try {
     const bool reuse = cnnviz::reuse_freed_memory();
-    const at::Device dev = cnnviz::resolve_device(device);
+    const at::Device dev = cnnviz::resolve_device(o.device);
     g_sync_cuda = dev.is_cuda();
     at::globalContext().setAllowTF32CuBLAS(false);
     at::globalContext().setAllowTF32CuDNN(false);
-    at::globalContext().setBenchmarkCuDNN(cudnn_benchmark);
-    cnnviz::Model model = cnnviz::Model::load(model_path, dev);
-    const int used_threads = cnnviz::set_threads(threads);
+    at::globalContext().setBenchmarkCuDNN(o.cudnn_benchmark);
+    cnnviz::Model model = cnnviz::Model::load(o.model_path, dev);
+    const int used_threads = cnnviz::set_threads(o.threads);
     const int crop = model.info().preprocess.crop;
     at::manual_seed(0);
-    at::Tensor x = at::randn({batch, model.info().preprocess.channels, crop, crop}).to(dev);
-    std::vector<double> ms;
-    if (mode == "sampling") {
-      cnnviz::Engine engine(model, {});
-      cnnviz::MethodParams params;
-      params.samples = params.steps = samples;
-      params.sample_batch = sample_batch;
-      const at::Tensor one = x.slice(0, 0, 1);
-      const at::Tensor many = one.expand({samples, one.size(1), crop, crop}).contiguous();
-      auto best = [&](const std::function<double()>& f) {
-        for (int i = 0; i < warmup; ++i) f();
-        double b = 1e300;
-        for (int i = 0; i < batches; ++i) b = std::min(b, f());
-        return b;
-      };
-      // Every method that runs passes of its own per sample or step.
-      std::vector<std::pair<std::string, double>> timed;
-      for (const cnnviz::MethodDef& m : cnnviz::method_table()) {
-        if (!m.nested_passes) continue;
-        cnnviz::Engine engine_m(model, cnnviz::method_layers(model, m, {}));
-        timed.emplace_back(m.name, best([&] { return run_explain(engine_m, m, one, params); }));
-      }
-      const double batched = best([&] { return run_backward(engine, many); });
-      const double separate = best([&] {
-        double total = 0;
-        for (int i = 0; i < samples; ++i) total += run_backward(engine, one);
-        return total;
-      });
-      nlohmann::ordered_json out = {{"mode", mode},
-                                    {"model", model.info().name},
-                                    {"samples", samples},
-                                    {"sample_batch", sample_batch},
-                                    {"threads", used_threads}};
-      auto key = [](std::string name) {
-        std::replace(name.begin(), name.end(), '-', '_');
-        return name;
-      };
-      for (const auto& [name, t] : timed) out[key(name) + "_ms"] = t;
-      out["one_batch_ms"] = batched;
-      out["separate_ms"] = separate;
-      for (const auto& [name, t] : timed) {
-        out[key(name) + "_vs_one_batch"] = t / batched;
-        out["separate_vs_" + key(name)] = separate / t;
-      }
-      std::cout << out.dump() << "\n";
+    at::Tensor x = at::randn({o.batch, model.info().preprocess.channels, crop, crop}).to(dev);
+    if (o.mode == "sampling") {
+      std::cout << bench_sampling(model, x, o, used_threads).dump() << "\n";
       return 0;
     }
-    if (mode == "forward") {
-      for (int i = 0; i < warmup; ++i) run_forward(model, x);
-      for (int i = 0; i < batches; ++i) ms.push_back(run_forward(model, x));
-    } else {
-      // Every feature stage, as --all-layers takes them.
-      const cnnviz::MethodDef& m = cnnviz::find_method(method);
-      cnnviz::LayerRequest all;
-      all.all_layers = true;
-      cnnviz::Engine engine(model, cnnviz::method_layers(model, m, all), std::nullopt, m.lrp);
-      cnnviz::MethodParams params;
-      for (int i = 0; i < warmup; ++i) run_explain(engine, m, x, params);
-      for (int i = 0; i < batches; ++i) ms.push_back(run_explain(engine, m, x, params));
-    }
+    const std::vector<double> ms = bench_batches(model, x, o);
     nlohmann::ordered_json out = {
-        {"mode", mode},
+        {"mode", o.mode},
         {"model", model.info().name},
         {"device", dev.str()},
-        {"cudnn_benchmark", cudnn_benchmark},
+        {"cudnn_benchmark", o.cudnn_benchmark},
         {"malloc", reuse ? "reuse" : "system"},
-        {"batch_size", batch},
-        {"batches", batches},
+        {"batch_size", o.batch},
+        {"batches", o.batches},
         {"threads", used_threads},
         {"ms_per_batch", ms},
-        {"best_ms_per_image", *std::min_element(ms.begin(), ms.end()) / batch},
-        {"total_ms_per_image", std::accumulate(ms.begin(), ms.end(), 0.0) / (batch * batches)}};
+        {"best_ms_per_image", *std::min_element(ms.begin(), ms.end()) / o.batch},
+        {"total_ms_per_image", std::accumulate(ms.begin(), ms.end(), 0.0) / (o.batch * o.batches)}};
     std::cout << out.dump() << "\n";
   } catch (const cnnviz::Error& e) {
     std::cerr << "cnnviz_bench: " << e.what() << "\n";

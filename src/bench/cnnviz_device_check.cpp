@@ -42,13 +42,13 @@
 #include <string>
 #include <vector>
 
-#include "cnnviz/compute.h"
-#include "cnnviz/engine.h"
-#include "cnnviz/error.h"
-#include "cnnviz/layers.h"
-#include "cnnviz/methods.h"
-#include "cnnviz/model.h"
-#include "cnnviz/runtime.h"
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/model.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/methods/compute.h"
+#include "cnnviz/methods/layers.h"
+#include "cnnviz/methods/methods.h"
 
 namespace {
 
@@ -82,118 +82,173 @@ Maps compute(const cnnviz::Model& model, const cnnviz::MethodDef& method,
   return out;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct CheckOptions {
   std::string device = "cuda", against = "cpu";
   int64_t batch = 2;
   std::string dtype = "float32";
   bool skip_per_channel = false;
   int size = 0;  // 0: the model's crop
   std::vector<std::string> models;
+  bool help = false;
+};
+
+// By hand: a machine with nothing but a pip PyTorch has no CLI11.
+CheckOptions parse_args(int argc, char** argv) {
+  CheckOptions o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if ((a == "--device" || a == "--against" || a == "--batch" || a == "--dtype" ||
          a == "--size") &&
         i + 1 < argc) {
       const std::string v = argv[++i];
-      if (a == "--device") device = v;
-      if (a == "--against") against = v;
-      if (a == "--batch") batch = std::stoll(v);
-      if (a == "--dtype") dtype = v;
-      if (a == "--size") size = std::stoi(v);
+      if (a == "--device") o.device = v;
+      if (a == "--against") o.against = v;
+      if (a == "--batch") o.batch = std::stoll(v);
+      if (a == "--dtype") o.dtype = v;
+      if (a == "--size") o.size = std::stoi(v);
     } else if (a == "--skip-per-channel") {
-      skip_per_channel = true;
+      o.skip_per_channel = true;
     } else if (a == "-h" || a == "--help") {
-      std::printf(
-          "usage: cnnviz_device_check [--device D] [--against D] [--batch N] [--dtype "
-          "float32|float64] [--skip-per-channel] [--size N] MODEL.pt...\n");
-      return 0;
+      o.help = true;
+      break;
     } else {
-      models.push_back(a);
+      o.models.push_back(a);
     }
   }
-  if (dtype != "float32" && dtype != "float64") {
+  return o;
+}
+
+struct Tally {
+  int checked = 0, failures = 0;
+
+  Tally& operator+=(const Tally& t) {
+    checked += t.checked;
+    failures += t.failures;
+    return *this;
+  }
+};
+
+// The inputs every method of a model gets on both devices.
+struct Inputs {
+  at::Tensor x;
+  at::Tensor x_ulp;  // x moved by one ulp (towards +inf)
+  std::vector<int64_t> classes;
+};
+
+// One map against the reference device's; prints its line. `moved`: the
+// reference's map for inputs.x_ulp (float32 only).
+bool check_map(const std::string& model, const std::string& method, const at::Tensor& got,
+               const cnnviz::MethodMap& want, const at::Tensor& moved, bool f64) {
+  const at::Tensor g = got.to(at::kDouble);
+  const at::Tensor w = want.value.to(at::kDouble);
+  const double scale = w.abs().max().item<double>();
+  const double max_diff = (g - w).abs().max().item<double>();
+  const double norm = std::max(1e-300, w.norm().item<double>());
+  const double rel_l2 = (g - w).norm().item<double>() / norm;
+  bool ok;
+  std::string floor;
+  if (f64) {
+    ok = max_diff <= 1e-6 * scale + 1e-300;
+  } else {
+    const double ulp = (moved.to(at::kDouble) - w).norm().item<double>() / norm;
+    ok = rel_l2 <= 2e-2 || rel_l2 <= 4 * ulp;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, ", 1-ulp %.3g", ulp);
+    floor = buf;
+  }
+  std::printf("%-16s %-22s %-24s max diff %.3g of scale %.3g, rel L2 %.3g%s  %s\n", model.c_str(),
+              method.c_str(), want.layer.c_str(), max_diff, scale, rel_l2, floor.c_str(),
+              ok ? "ok" : "FAIL");
+  return ok;
+}
+
+// Every map of `method` at `layers`: model a (on the device) against b (on
+// the reference device). A refusal passes when both devices refuse alike.
+Tally check_method(const cnnviz::Model& a, const cnnviz::Model& b, const cnnviz::MethodDef& method,
+                   const std::vector<std::string>& layers, const Inputs& in, bool f64) {
+  Tally t;
+  Maps got = compute(a, method, layers, in.x, in.classes);
+  Maps want = compute(b, method, layers, in.x, in.classes);
+  if (!got.refused.empty() || !want.refused.empty()) {
+    const bool same = got.refused == want.refused;
+    std::printf("%-16s %-22s refused on %s: %s\n", b.info().name.c_str(), method.name.c_str(),
+                same ? "both" : "one device only", want.refused.c_str());
+    t.failures += same ? 0 : 1;
+    return t;
+  }
+  Maps moved;
+  if (!f64) moved = compute(b, method, layers, in.x_ulp, in.classes);
+  for (size_t m = 0; m < want.maps.size(); ++m) {
+    const bool ok = check_map(b.info().name, method.name, got.maps[m].value, want.maps[m],
+                              f64 ? at::Tensor() : moved.maps[m].value, f64);
+    ++t.checked;
+    t.failures += ok ? 0 : 1;
+  }
+  return t;
+}
+
+// Every registered method on one model, loaded on both devices.
+Tally check_model(const std::string& path, const at::Device& dev, const at::Device& ref,
+                  const CheckOptions& o) {
+  const bool f64 = o.dtype == "float64";
+  cnnviz::Model a = cnnviz::Model::load(path, dev), b = cnnviz::Model::load(path, ref);
+  const int crop = o.size > 0 ? o.size : b.info().preprocess.crop;
+  // Stages are found by a float32 probe, before any conversion.
+  const std::vector<std::string> stages = cnnviz::feature_layers(b);
+  if (f64) {
+    a.module().to(at::kDouble);
+    b.module().to(at::kDouble);
+  }
+  at::manual_seed(0);
+  Inputs in;
+  in.x = at::randn({o.batch, b.info().preprocess.channels, crop, crop})
+             .to(f64 ? at::kDouble : at::kFloat);
+  // The reference device's own sensitivity to last-bit changes.
+  in.x_ulp = at::nextafter(in.x, at::full_like(in.x, INFINITY));
+  const at::Tensor top = b.logits(in.x).argmax(1);
+  for (int64_t i = 0; i < o.batch; ++i) in.classes.push_back(top[i].item<int64_t>());
+  std::vector<std::string> layers = {stages.front()};
+  const std::string last = cnnviz::default_layer(b);
+  Tally t;
+  for (const cnnviz::MethodDef& method : cnnviz::method_table()) {
+    if (o.skip_per_channel && method.forward_per_channel) continue;
+    std::vector<std::string> these = layers;
+    // A forward pass per channel: one layer is enough to compare.
+    if (!method.forward_per_channel && last != layers.front()) {
+      these.push_back(last);
+    }
+    t += check_method(a, b, method, these, in, f64);
+  }
+  return t;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const CheckOptions o = parse_args(argc, argv);
+  if (o.help) {
+    std::printf(
+        "usage: cnnviz_device_check [--device D] [--against D] [--batch N] [--dtype "
+        "float32|float64] [--skip-per-channel] [--size N] MODEL.pt...\n");
+    return 0;
+  }
+  if (o.dtype != "float32" && o.dtype != "float64") {
     std::fprintf(stderr, "cnnviz_device_check: --dtype %s: must be float32 or float64\n",
-                 dtype.c_str());
+                 o.dtype.c_str());
     return 2;
   }
-  const bool f64 = dtype == "float64";
-  if (models.empty()) {
+  if (o.models.empty()) {
     std::fprintf(stderr, "cnnviz_device_check: no model given (--help)\n");
     return 2;
   }
-  int failures = 0, checked = 0;
+  Tally total;
   try {
-    const at::Device dev = cnnviz::resolve_device(device), ref = cnnviz::resolve_device(against);
+    const at::Device dev = cnnviz::resolve_device(o.device),
+                     ref = cnnviz::resolve_device(o.against);
     at::globalContext().setAllowTF32CuBLAS(false);
     at::globalContext().setAllowTF32CuDNN(false);
     cnnviz::set_threads(0);
-    for (const std::string& path : models) {
-      cnnviz::Model a = cnnviz::Model::load(path, dev), b = cnnviz::Model::load(path, ref);
-      const int crop = size > 0 ? size : b.info().preprocess.crop;
-      // Stages are found by a float32 probe, before any conversion.
-      const std::vector<std::string> stages = cnnviz::feature_layers(b);
-      if (f64) {
-        a.module().to(at::kDouble);
-        b.module().to(at::kDouble);
-      }
-      at::manual_seed(0);
-      const at::Tensor x = at::randn({batch, b.info().preprocess.channels, crop, crop})
-                               .to(f64 ? at::kDouble : at::kFloat);
-      // The same input moved by one ulp (towards +inf): the reference
-      // device's own sensitivity to last-bit changes.
-      const at::Tensor x_ulp = at::nextafter(x, at::full_like(x, INFINITY));
-      std::vector<int64_t> classes;
-      const at::Tensor top = b.logits(x).argmax(1);
-      for (int64_t i = 0; i < batch; ++i) classes.push_back(top[i].item<int64_t>());
-      std::vector<std::string> layers = {stages.front()};
-      const std::string last = cnnviz::default_layer(b);
-      for (const cnnviz::MethodDef& method : cnnviz::method_table()) {
-        if (skip_per_channel && method.forward_per_channel) continue;
-        std::vector<std::string> these = layers;
-        // A forward pass per channel: one layer is enough to compare.
-        if (!method.forward_per_channel && last != layers.front()) {
-          these.push_back(last);
-        }
-        Maps got = compute(a, method, these, x, classes);
-        Maps want = compute(b, method, these, x, classes);
-        if (!got.refused.empty() || !want.refused.empty()) {
-          const bool same = got.refused == want.refused;
-          std::printf("%-16s %-22s refused on %s: %s\n", b.info().name.c_str(), method.name.c_str(),
-                      same ? "both" : "one device only", want.refused.c_str());
-          failures += same ? 0 : 1;
-          continue;
-        }
-        Maps moved;
-        if (!f64) moved = compute(b, method, these, x_ulp, classes);
-        for (size_t m = 0; m < want.maps.size(); ++m) {
-          const at::Tensor g = got.maps[m].value.to(at::kDouble);
-          const at::Tensor w = want.maps[m].value.to(at::kDouble);
-          const double scale = w.abs().max().item<double>();
-          const double max_diff = (g - w).abs().max().item<double>();
-          const double norm = std::max(1e-300, w.norm().item<double>());
-          const double rel_l2 = (g - w).norm().item<double>() / norm;
-          bool ok;
-          std::string floor;
-          if (f64) {
-            ok = max_diff <= 1e-6 * scale + 1e-300;
-          } else {
-            const double ulp =
-                (moved.maps[m].value.to(at::kDouble) - w).norm().item<double>() / norm;
-            ok = rel_l2 <= 2e-2 || rel_l2 <= 4 * ulp;
-            char buf[64];
-            std::snprintf(buf, sizeof buf, ", 1-ulp %.3g", ulp);
-            floor = buf;
-          }
-          ++checked;
-          failures += ok ? 0 : 1;
-          std::printf("%-16s %-22s %-24s max diff %.3g of scale %.3g, rel L2 %.3g%s  %s\n",
-                      b.info().name.c_str(), method.name.c_str(), want.maps[m].layer.c_str(),
-                      max_diff, scale, rel_l2, floor.c_str(), ok ? "ok" : "FAIL");
-        }
-      }
-    }
+    for (const std::string& path : o.models) total += check_model(path, dev, ref, o);
   } catch (const cnnviz::Error& e) {
     std::fprintf(stderr, "cnnviz_device_check: %s\n", e.what());
     return e.exit_code();
@@ -201,6 +256,6 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"device\": \"%s\", \"against\": \"%s\", \"dtype\": \"%s\", \"maps\": %d, "
       "\"failures\": %d}\n",
-      device.c_str(), against.c_str(), dtype.c_str(), checked, failures);
-  return failures == 0 ? 0 : 1;
+      o.device.c_str(), o.against.c_str(), o.dtype.c_str(), total.checked, total.failures);
+  return total.failures == 0 ? 0 : 1;
 }

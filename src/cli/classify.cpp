@@ -6,22 +6,24 @@
 #include <optional>
 #include <ostream>
 
-#include "cnnviz/classify.h"
-#include "cnnviz/error.h"
-#include "cnnviz/formats.h"
-#include "cnnviz/inputs.h"
-#include "cnnviz/json_util.h"
-#include "cnnviz/limits.h"
-#include "cnnviz/manifest.h"
-#include "cnnviz/predict.h"
-#include "cnnviz/progress.h"
-#include "cnnviz/runtime.h"
-#include "cnnviz/stopwatch.h"
-#include "cnnviz/version.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/formats.h"
+#include "cnnviz/core/json_util.h"
+#include "cnnviz/core/limits.h"
+#include "cnnviz/core/predict.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/core/stopwatch.h"
+#include "cnnviz/core/version.h"
+#include "cnnviz/run/classify.h"
+#include "cnnviz/run/inputs.h"
+#include "cnnviz/run/manifest.h"
+#include "cnnviz/run/progress.h"
 
 namespace cnnviz::cli {
 
 namespace {
+
+using json = nlohmann::ordered_json;
 
 void print_text(std::ostream& out, const ClassifyResult& result, const ModelInfo& info) {
   out << result.image << "\n";
@@ -38,6 +40,84 @@ void print_text(std::ostream& out, const ClassifyResult& result, const ModelInfo
                   t.probability, static_cast<long long>(t.index));
     out << line << info.label(t.index) << "\n";
   }
+}
+
+cnnviz::ClassifyOptions run_options(const ClassifyOptions& opts) {
+  cnnviz::ClassifyOptions run;
+  run.top_k = opts.top_k;
+  run.max_pixels = opts.inputs.max_pixels;
+  run.batch_size = static_cast<size_t>(opts.batch_size);
+  run.decoders = opts.decoders;
+  run.targets.classes = opts.classes;
+  run.targets.targets_file = opts.targets_file;
+  return run;
+}
+
+json result_json(const ClassifyResult& result, const ModelInfo& info) {
+  json r;
+  r["image"] = result.image;
+  if (result.error) {
+    r["error"] = *result.error;
+    return r;
+  }
+  r["input"] = input_json(info.preprocess.channels, result.grey);
+  r["predictions"] = json::array();
+  int rank = 1;
+  for (const Prediction& p : result.predictions) {
+    r["predictions"].push_back({{"rank", rank++},
+                                {"index", p.index},
+                                {"label", info.label(p.index)},
+                                {"probability", p.probability}});
+  }
+  if (!result.targets.empty()) {
+    r["targets"] = json::array();
+    for (const TargetScore& t : result.targets) {
+      r["targets"].push_back({{"class", t.index},
+                              {"label", info.label(t.index)},
+                              {"spec", t.spec},
+                              {"source", t.source},
+                              {"rank", t.rank},
+                              {"logit", t.logit},
+                              {"probability", t.probability}});
+    }
+  }
+  return r;
+}
+
+// The --json document ("format": "cnnviz/classify").
+json classify_json(const ClassifySummary& summary, const ModelInfo& info) {
+  json doc;
+  doc["format"] = format_name(Format::kClassify);
+  doc["format_version"] = format_version(Format::kClassify);
+  doc["cnnviz_version"] = kVersion;
+  doc["model"] = model_json(info);
+  doc["results"] = json::array();
+  for (const ClassifyResult& result : summary.results) {
+    if (!result.done()) continue;  // not reached (interrupted)
+    doc["results"].push_back(result_json(result, info));
+  }
+  doc["summary"] = {{"images", summary.results.size()},
+                    {"failed", summary.failed},
+                    {"interrupted", summary.interrupted}};
+  return doc;
+}
+
+// The --timings line.
+json timings_json(const ClassifySummary& summary, const Model& model, const ClassifyOptions& opts,
+                  double load_ms) {
+  const size_t n = summary.results.size();
+  const double per = 1.0 / static_cast<double>(std::max<size_t>(1, n));
+  return {{"images", n},
+          {"failed", summary.failed},
+          {"device", model.device().str()},
+          {"threads", current_threads()},
+          {"batch_size", opts.batch_size},
+          {"load_ms", load_ms},
+          {"run_ms", summary.run_ms},
+          {"per_image_ms", summary.run_ms * per},
+          {"network_ms", summary.network_ms},
+          {"wait_ms", summary.wait_ms},
+          {"decode_cpu_ms_per_image", summary.decode_cpu_ms * per}};
 }
 
 }  // namespace
@@ -62,7 +142,7 @@ CLI::App* setup_classify(CLI::App& app, ClassifyOptions& opts) {
   cls->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   sub->add_option("--targets", opts.targets_file,
                   "CSV or TSV file: image path or name, then the classes to report for it");
-  sub->add_flag("--json", opts.json, "Print one JSON document instead of text (schema: README)");
+  sub->add_flag("--json", opts.json, "Print one JSON document instead of text (docs/formats.md)");
   sub->add_flag("--timings", opts.timings,
                 "Print load and run times (ms) to stderr as a JSON line, for benchmarks");
   return sub;
@@ -78,13 +158,7 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
   const ModelInfo& info = model.info();
   const double load_ms = ms_since(start);
 
-  cnnviz::ClassifyOptions run;
-  run.top_k = opts.top_k;
-  run.max_pixels = opts.inputs.max_pixels;
-  run.batch_size = static_cast<size_t>(opts.batch_size);
-  run.decoders = opts.decoders;
-  run.targets.classes = opts.classes;
-  run.targets.targets_file = opts.targets_file;
+  const cnnviz::ClassifyOptions run = run_options(opts);
   Progress progress(err, images.size(), !opts.inputs.quiet && stderr_is_terminal());
   // Text results stream out batch by batch; JSON is one document at the end.
   const ClassifySummary summary =
@@ -93,62 +167,9 @@ int run_classify(const ClassifyOptions& opts, std::ostream& out, std::ostream& e
       });
   const size_t n = summary.results.size();
 
-  if (opts.json) {
-    nlohmann::ordered_json doc;
-    doc["format"] = format_name(Format::kClassify);
-    doc["format_version"] = format_version(Format::kClassify);
-    doc["cnnviz_version"] = kVersion;
-    doc["model"] = model_json(info);
-    doc["results"] = nlohmann::ordered_json::array();
-    for (const ClassifyResult& result : summary.results) {
-      if (!result.done()) continue;  // not reached (interrupted)
-      nlohmann::ordered_json r;
-      r["image"] = result.image;
-      if (result.error) {
-        r["error"] = *result.error;
-      } else {
-        r["input"] = input_json(info.preprocess.channels, result.grey);
-        r["predictions"] = nlohmann::ordered_json::array();
-        int rank = 1;
-        for (const Prediction& p : result.predictions) {
-          r["predictions"].push_back({{"rank", rank++},
-                                      {"index", p.index},
-                                      {"label", info.label(p.index)},
-                                      {"probability", p.probability}});
-        }
-        if (!result.targets.empty()) {
-          r["targets"] = nlohmann::ordered_json::array();
-          for (const TargetScore& t : result.targets) {
-            r["targets"].push_back({{"class", t.index},
-                                    {"label", info.label(t.index)},
-                                    {"spec", t.spec},
-                                    {"source", t.source},
-                                    {"rank", t.rank},
-                                    {"logit", t.logit},
-                                    {"probability", t.probability}});
-          }
-        }
-      }
-      doc["results"].push_back(std::move(r));
-    }
-    doc["summary"] = {
-        {"images", n}, {"failed", summary.failed}, {"interrupted", summary.interrupted}};
-    out << dump_json(doc, 2) << "\n";
-  }
+  if (opts.json) out << dump_json(classify_json(summary, info), 2) << "\n";
   if (opts.timings) {
-    const double per = 1.0 / static_cast<double>(std::max<size_t>(1, n));
-    nlohmann::ordered_json t = {{"images", n},
-                                {"failed", summary.failed},
-                                {"device", model.device().str()},
-                                {"threads", current_threads()},
-                                {"batch_size", opts.batch_size},
-                                {"load_ms", load_ms},
-                                {"run_ms", summary.run_ms},
-                                {"per_image_ms", summary.run_ms * per},
-                                {"network_ms", summary.network_ms},
-                                {"wait_ms", summary.wait_ms},
-                                {"decode_cpu_ms_per_image", summary.decode_cpu_ms * per}};
-    err << kPrefix << "timings " << t.dump() << "\n";
+    err << kPrefix << "timings " << timings_json(summary, model, opts, load_ms).dump() << "\n";
   }
   if (!opts.inputs.quiet && (summary.interrupted || summary.failed > 0 || n > 1)) {
     progress.summary(summary.interrupted);

@@ -8,12 +8,12 @@
 #include <ostream>
 #include <tuple>
 
-#include "cnnviz/error.h"
-#include "cnnviz/files.h"
-#include "cnnviz/inputs.h"
-#include "cnnviz/limits.h"
-#include "cnnviz/model_store.h"
-#include "cnnviz/runtime.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/limits.h"
+#include "cnnviz/core/model_store.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/io/files.h"
+#include "cnnviz/run/inputs.h"
 #include "config.h"
 
 namespace cnnviz::cli {
@@ -188,9 +188,24 @@ Model open_model(const ModelOptions& opts, std::ostream& err) {
     err << kPrefix << "WARNING: model '" << info.name
         << "' has RANDOM weights: its predictions are meaningless\n"
         << kPrefix << "  for real ones: cnnviz-export --force " << export_name
-        << " (needs network or a torch hub cache; see README, 'Models')\n";
+        << " (needs network or a torch hub cache; see docs/models.md)\n";
   }
   return model;
+}
+
+const TestSeams& test_seams() {
+  static const TestSeams seams = [] {
+    auto number = [](const char* name, long fallback) {
+      const char* v = std::getenv(name);
+      return v && *v ? std::atol(v) : fallback;
+    };
+    TestSeams t;
+    t.write_delay_ms = static_cast<int>(number("CNNVIZ_TEST_WRITE_DELAY_MS", 0));
+    t.job_delay_ms = static_cast<int>(number("CNNVIZ_TEST_JOB_DELAY_MS", 0));
+    t.oom_above = number("CNNVIZ_TEST_OOM_ABOVE", -1);
+    return t;
+  }();
+  return seams;
 }
 
 }  // namespace cnnviz::cli

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "cnnviz/limits.h"
-#include "cnnviz/model.h"
-#include "cnnviz/model_store.h"
+#include "cnnviz/core/limits.h"
+#include "cnnviz/core/model.h"
+#include "cnnviz/core/model_store.h"
 
 namespace cnnviz::cli {
 
@@ -56,12 +56,21 @@ void add_input_options(CLI::App& sub, InputOptions& opts);
 // on `err` (unless --quiet). Throws Error(kUsage) when it is empty.
 std::vector<std::string> collect_inputs(const InputOptions& opts, std::ostream& err);
 
-// Exit status of a run interrupted by SIGINT/SIGTERM (128 + SIGINT).
-constexpr int kInterruptedExit = 130;
-
 // Resolves, loads and announces the model: sets the thread count, and warns on
 // `err` when the weights are random or the file has no metadata.
 Model open_model(const ModelOptions& opts, std::ostream& err);
+
+// The test suite's seams, the one place the CLI reads them from the
+// environment (tests run the binary): CNNVIZ_TEST_WRITE_DELAY_MS (each map of
+// an explain run takes longer to write), CNNVIZ_TEST_JOB_DELAY_MS (each job of
+// `serve` takes longer) and CNNVIZ_TEST_OOM_ABOVE (passes over more images
+// fail as out of memory). The library reads no environment for them.
+struct TestSeams {
+  int write_delay_ms = 0;
+  int job_delay_ms = 0;
+  int64_t oom_above = -1;  // -1: none
+};
+const TestSeams& test_seams();
 
 // The one prefix of every message cnnviz writes to stderr.
 constexpr const char* kPrefix = "cnnviz: ";

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cnnviz/error.h"
+#include "cnnviz/core/error.h"
 
 namespace cnnviz::cli {
 

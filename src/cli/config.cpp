@@ -8,7 +8,7 @@
 #include <system_error>
 #include <vector>
 
-#include "cnnviz/error.h"
+#include "cnnviz/core/error.h"
 
 namespace fs = std::filesystem;
 

@@ -3,12 +3,12 @@
 #include <cstdio>
 #include <ostream>
 
-#include "cnnviz/error.h"
-#include "cnnviz/inputs.h"
-#include "cnnviz/json_util.h"
-#include "cnnviz/limits.h"
-#include "cnnviz/methods.h"
-#include "cnnviz/progress.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/json_util.h"
+#include "cnnviz/core/limits.h"
+#include "cnnviz/methods/methods.h"
+#include "cnnviz/run/inputs.h"
+#include "cnnviz/run/progress.h"
 
 namespace cnnviz::cli {
 

@@ -6,7 +6,7 @@
 #include <iosfwd>
 #include <string>
 
-#include "cnnviz/evaluate.h"
+#include "cnnviz/run/evaluate.h"
 #include "common.h"
 
 namespace cnnviz::cli {

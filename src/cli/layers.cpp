@@ -6,11 +6,11 @@
 #include <ostream>
 #include <set>
 
-#include "cnnviz/engine.h"
-#include "cnnviz/feature_map.h"
-#include "cnnviz/formats.h"
-#include "cnnviz/json_util.h"
-#include "cnnviz/layers.h"
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/feature_map.h"
+#include "cnnviz/core/formats.h"
+#include "cnnviz/core/json_util.h"
+#include "cnnviz/methods/layers.h"
 
 namespace cnnviz::cli {
 
@@ -33,49 +33,41 @@ CLI::App* setup_layers(CLI::App& app, LayersOptions& opts) {
   return sub;
 }
 
-int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) {
-  Model model = open_model(opts.model, err);
-  const ModelInfo& info = model.info();
-  Engine::Description d = Engine::describe(model);
-  const std::vector<std::string> stages = feature_layers(model, d);
-  const std::set<std::string> features(stages.begin(), stages.end());
-  const std::string gradcam_layer = default_layer(model, d);
-  if (opts.json) {
-    nlohmann::ordered_json doc;
-    doc["format"] = format_name(Format::kLayers);
-    doc["format_version"] = format_version(Format::kLayers);
-    doc["model"] = info.name;
-    doc["gradcam_layer"] = gradcam_layer;
-    doc["guided_relus"] = d.report.guided_relus;
-    doc["guided_relu6s"] = d.report.guided_relu6s;
-    doc["unguided_activations"] = d.report.unguided;
-    doc["layers"] = nlohmann::ordered_json::array();
-    for (const LayerInfo& l : d.layers) {
-      nlohmann::ordered_json map = nullptr;
-      if (std::optional<FeatureLayout> f = infer_layout(l.shape)) {
-        map = {{"layout", f->name()},
-               {"shape", {f->channels, f->height, f->width}},
-               {"reshape", f->describe()}};
-      }
-      doc["layers"].push_back({{"path", l.path},
-                               {"type", l.type},
-                               {"shape", l.shape},
-                               {"map", map},
-                               {"calls", l.calls},
-                               {"feature_layer", features.count(l.path) > 0},
-                               {"default", l.path == gradcam_layer}});
+namespace {
+
+nlohmann::ordered_json layers_json(const ModelInfo& info, const Engine::Description& d,
+                                   const std::set<std::string>& features,
+                                   const std::string& default_path) {
+  nlohmann::ordered_json doc;
+  doc["format"] = format_name(Format::kLayers);
+  doc["format_version"] = format_version(Format::kLayers);
+  doc["model"] = info.name;
+  doc["default_layer"] = default_path;
+  doc["gradcam_layer"] = default_path;  // the same, under its first name
+  doc["guided_relus"] = d.report.guided_relus;
+  doc["guided_relu6s"] = d.report.guided_relu6s;
+  doc["unguided_activations"] = d.report.unguided;
+  doc["layers"] = nlohmann::ordered_json::array();
+  for (const LayerInfo& l : d.layers) {
+    nlohmann::ordered_json map = nullptr;
+    if (std::optional<FeatureLayout> f = infer_layout(l.shape)) {
+      map = {{"layout", f->name()},
+             {"shape", {f->channels, f->height, f->width}},
+             {"reshape", f->describe()}};
     }
-    out << dump_json(doc, 2) << "\n";
-    return 0;
+    doc["layers"].push_back({{"path", l.path},
+                             {"type", l.type},
+                             {"shape", l.shape},
+                             {"map", map},
+                             {"calls", l.calls},
+                             {"feature_layer", features.count(l.path) > 0},
+                             {"default", l.path == default_path}});
   }
-  std::string unguided;
-  for (const auto& [op, n] : d.report.unguided) {
-    unguided += (unguided.empty() ? "" : ", ") + op + " x" + std::to_string(n);
-  }
-  out << "model " << info.name << ": " << d.report.guided_relus << " ReLUs guided; "
-      << (d.report.guided_relu6s ? std::to_string(d.report.guided_relu6s) + " ReLU6s guided; " : "")
-      << (unguided.empty() ? "no activations that cannot be guided" : "cannot guide " + unguided)
-      << "\n";
+  return doc;
+}
+
+void print_layer_rows(const Engine::Description& d, const std::set<std::string>& features,
+                      const std::string& default_path, std::ostream& out) {
   size_t width = 4;
   for (const LayerInfo& l : d.layers) width = std::max(width, l.path.size());
   char line[768];
@@ -85,7 +77,7 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
   for (const LayerInfo& l : d.layers) {
     std::string notes;
     if (features.count(l.path)) notes += "feature ";
-    if (l.path == gradcam_layer) notes += "default ";
+    if (l.path == default_path) notes += "default ";
     if (l.path == kGlobalPoolInput) notes += "CAM ";
     if (l.calls > 1) notes += "runs " + std::to_string(l.calls) + "x ";
     if (l.calls == 0) notes += "not run ";
@@ -99,8 +91,32 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
                   notes.c_str());
     out << line;
   }
-  out << "feature = taken by --all-layers; default = Grad-CAM's default layer; CAM = the map "
-         "CAM weighs; read as map = what the layer methods see (- : not a spatial map)\n";
+}
+
+}  // namespace
+
+int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) {
+  Model model = open_model(opts.model, err);
+  const ModelInfo& info = model.info();
+  Engine::Description d = Engine::describe(model);
+  const std::vector<std::string> stages = feature_layers(model, d);
+  const std::set<std::string> features(stages.begin(), stages.end());
+  const std::string default_path = default_layer(model, d);
+  if (opts.json) {
+    out << dump_json(layers_json(info, d, features, default_path), 2) << "\n";
+    return 0;
+  }
+  std::string unguided;
+  for (const auto& [op, n] : d.report.unguided) {
+    unguided += (unguided.empty() ? "" : ", ") + op + " x" + std::to_string(n);
+  }
+  out << "model " << info.name << ": " << d.report.guided_relus << " ReLUs guided; "
+      << (d.report.guided_relu6s ? std::to_string(d.report.guided_relu6s) + " ReLU6s guided; " : "")
+      << (unguided.empty() ? "no activations that cannot be guided" : "cannot guide " + unguided)
+      << "\n";
+  print_layer_rows(d, features, default_path, out);
+  out << "feature = taken by --all-layers; default = the layer methods' default layer; CAM = the "
+         "map CAM weighs; read as map = what the layer methods see (- : not a spatial map)\n";
   if (std::none_of(d.layers.begin(), d.layers.end(),
                    [](const LayerInfo& l) { return l.path != kGlobalPoolInput; })) {
     out << "no submodules: the model was flattened (traced and frozen, or inlined); methods "

@@ -12,12 +12,13 @@
 #include <string>
 
 #include "classify.h"
-#include "cnnviz/engine.h"
-#include "cnnviz/error.h"
-#include "cnnviz/image.h"
-#include "cnnviz/progress.h"
-#include "cnnviz/runtime.h"
-#include "cnnviz/version.h"
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/core/version.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/run/progress.h"
+#include "common.h"
 #include "completion.h"
 #include "config.h"
 #include "evaluate.h"
@@ -44,6 +45,90 @@ std::string version_text() {
          "\nOpenCV " + CV_VERSION + "\nCUDA: " + cuda + "\nbuild type: " + CNNVIZ_BUILD_TYPE;
 }
 
+// A parse error as one line with a hint, like every other error: the
+// nearest subcommands for an unknown one, else the subcommand's help.
+int usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
+  using namespace cnnviz;
+  if (app.get_subcommands().empty() && argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> names;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      names.push_back(sub->get_name());
+      for (const std::string& alias : sub->get_aliases()) names.push_back(alias);
+    }
+    std::string hint;
+    for (const std::string& n : near_matches(argv[1], names, 3)) {
+      hint += (hint.empty() ? "" : ", ") + n;
+    }
+    std::cerr << cli::kPrefix << "unknown subcommand '" << argv[1] << "' (nearest: " << hint
+              << "; 'cnnviz --help' lists them all)\n";
+    return static_cast<int>(ErrorCode::kUsage);
+  }
+  std::string help = "cnnviz --help";
+  for (const CLI::App* sub : app.get_subcommands()) help = "cnnviz " + sub->get_name() + " --help";
+  std::cerr << cli::kPrefix << first_line(e.what()) << " (see '" << help << "')\n";
+  return static_cast<int>(ErrorCode::kUsage);
+}
+
+// Every subcommand's options, bound to its parser.
+struct Commands {
+  cnnviz::cli::ClassifyOptions classify;
+  CLI::App* classify_cmd = nullptr;
+  std::vector<std::unique_ptr<cnnviz::cli::VisualizeOptions>> visualize;
+  cnnviz::cli::LayersOptions layers;
+  CLI::App* layers_cmd = nullptr;
+  cnnviz::cli::MergeOptions merge;
+  CLI::App* merge_cmd = nullptr;
+  cnnviz::cli::ReportOptions report;
+  CLI::App* report_cmd = nullptr;
+  cnnviz::cli::EvaluateCliOptions evaluate;
+  CLI::App* evaluate_cmd = nullptr;
+  std::vector<std::unique_ptr<cnnviz::cli::SynthesisCliOptions>> synthesis;
+  cnnviz::cli::ModelsOptions models;
+  CLI::App* models_cmd = nullptr;
+  cnnviz::cli::ServeOptions serve;
+  CLI::App* serve_cmd = nullptr;
+  std::string shell;
+  CLI::App* completion_cmd = nullptr;
+  std::string config;
+
+  explicit Commands(CLI::App& app) {
+    using namespace cnnviz::cli;
+    classify_cmd = setup_classify(app, classify);
+    setup_visualize(app, visualize);
+    layers_cmd = setup_layers(app, layers);
+    merge_cmd = setup_merge(app, merge);
+    report_cmd = setup_report(app, report);
+    evaluate_cmd = setup_evaluate(app, evaluate);
+    setup_synthesis(app, synthesis);
+    serve_cmd = setup_serve(app, serve);
+    models_cmd = setup_models(app, models);
+    completion_cmd = setup_completion(app, shell);
+    add_config_option(app, config);
+  }
+
+  // Runs the parsed subcommand; its exit status.
+  int run(CLI::App& app) {
+    using namespace cnnviz::cli;
+    if (completion_cmd->parsed()) return run_completion(app, shell, std::cout);
+    const bool given = !config.empty();
+    apply_config(app, given ? config : default_config_path(), given);
+    if (models_cmd->parsed()) return run_models(models, std::cout, std::cerr);
+    if (classify_cmd->parsed()) return run_classify(classify, std::cout, std::cerr);
+    if (layers_cmd->parsed()) return run_layers(layers, std::cout, std::cerr);
+    if (merge_cmd->parsed()) return run_merge(merge, std::cout, std::cerr);
+    if (report_cmd->parsed()) return run_report(report, std::cout, std::cerr);
+    if (evaluate_cmd->parsed()) return run_evaluate(evaluate, std::cout, std::cerr);
+    if (serve_cmd->parsed()) return run_serve(serve, std::cout, std::cerr);
+    for (auto& v : visualize) {
+      if (v->command->parsed()) return run_visualize(*v, std::cout, std::cerr);
+    }
+    for (auto& s : synthesis) {
+      if (s->command->parsed()) return run_synthesis(*s, std::cout, std::cerr);
+    }
+    return static_cast<int>(cnnviz::ErrorCode::kUsage);
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -56,85 +141,27 @@ int main(int argc, char** argv) {
   filter_codec_messages(std::cerr);
   route_torch_warnings(std::cerr);
   reuse_freed_memory();
+  set_simulated_memory_limit(cli::test_seams().oom_above);
 
   CLI::App app{"cnnviz: see what an ImageNet CNN looks at", "cnnviz"};
   app.set_version_flag("--version", version_text(),
                        "Print the version, what it was built "
                        "against and whether CUDA is usable");
   app.require_subcommand(1);
-  app.footer(
-      "Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad input (images, manifest), 4 model, "
-      "5 unsupported, 6 output, 130 interrupted");
-
-  cli::ClassifyOptions classify;
-  CLI::App* classify_cmd = cli::setup_classify(app, classify);
-  std::vector<std::unique_ptr<cli::VisualizeOptions>> visualize;
-  cli::setup_visualize(app, visualize);
-  cli::LayersOptions layers;
-  CLI::App* layers_cmd = cli::setup_layers(app, layers);
-  cli::MergeOptions merge;
-  CLI::App* merge_cmd = cli::setup_merge(app, merge);
-  cli::ReportOptions report;
-  CLI::App* report_cmd = cli::setup_report(app, report);
-  cli::EvaluateCliOptions evaluate;
-  CLI::App* evaluate_cmd = cli::setup_evaluate(app, evaluate);
-  std::vector<std::unique_ptr<cli::SynthesisCliOptions>> synthesis;
-  cli::setup_synthesis(app, synthesis);
-  cli::ModelsOptions models;
-  cli::ServeOptions serve;
-  CLI::App* serve_cmd = cli::setup_serve(app, serve);
-  CLI::App* models_cmd = cli::setup_models(app, models);
-  std::string shell;
-  CLI::App* completion_cmd = cli::setup_completion(app, shell);
-  std::string config;
-  cli::add_config_option(app, config);
-
+  app.footer("Exit codes: " + exit_codes_text());
+  Commands commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help and --version print and exit 0; every other parse error is a
-    // usage error, said on one line like every other error, with a hint.
+    // usage error.
     if (e.get_exit_code() == 0) return app.exit(e);
-    if (app.get_subcommands().empty() && argc > 1 && argv[1][0] != '-') {
-      std::vector<std::string> names;
-      for (const CLI::App* sub : app.get_subcommands({})) {
-        names.push_back(sub->get_name());
-        for (const std::string& alias : sub->get_aliases()) names.push_back(alias);
-      }
-      std::string hint;
-      for (const std::string& n : near_matches(argv[1], names, 3)) {
-        hint += (hint.empty() ? "" : ", ") + n;
-      }
-      std::cerr << cli::kPrefix << "unknown subcommand '" << argv[1] << "' (nearest: " << hint
-                << "; 'cnnviz --help' lists them all)\n";
-      return static_cast<int>(ErrorCode::kUsage);
-    }
-    std::string help = "cnnviz --help";
-    for (const CLI::App* sub : app.get_subcommands())
-      help = "cnnviz " + sub->get_name() + " --help";
-    std::cerr << cli::kPrefix << first_line(e.what()) << " (see '" << help << "')\n";
-    return static_cast<int>(ErrorCode::kUsage);
+    return usage_error(app, e, argc, argv);
   }
-
   // Ctrl-C stops a run at the next batch with a consistent manifest.
   install_interrupt_handler();
   try {
-    if (completion_cmd->parsed()) return cli::run_completion(app, shell, std::cout);
-    const bool given = !config.empty();
-    cli::apply_config(app, given ? config : cli::default_config_path(), given);
-    if (models_cmd->parsed()) return cli::run_models(models, std::cout, std::cerr);
-    if (classify_cmd->parsed()) return cli::run_classify(classify, std::cout, std::cerr);
-    if (layers_cmd->parsed()) return cli::run_layers(layers, std::cout, std::cerr);
-    if (merge_cmd->parsed()) return cli::run_merge(merge, std::cout, std::cerr);
-    if (report_cmd->parsed()) return cli::run_report(report, std::cout, std::cerr);
-    if (evaluate_cmd->parsed()) return cli::run_evaluate(evaluate, std::cout, std::cerr);
-    if (serve_cmd->parsed()) return cli::run_serve(serve, std::cout, std::cerr);
-    for (auto& v : visualize) {
-      if (v->command->parsed()) return cli::run_visualize(*v, std::cout, std::cerr);
-    }
-    for (auto& s : synthesis) {
-      if (s->command->parsed()) return cli::run_synthesis(*s, std::cout, std::cerr);
-    }
+    return commands.run(app);
   } catch (const Error& e) {
     std::cerr << cli::kPrefix << e.what() << "\n";
     return e.exit_code();
@@ -142,5 +169,4 @@ int main(int argc, char** argv) {
     std::cerr << cli::kPrefix << "internal error: " << first_line(e.what()) << "\n";
     return static_cast<int>(ErrorCode::kRuntime);
   }
-  return static_cast<int>(ErrorCode::kUsage);
 }

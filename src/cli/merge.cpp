@@ -2,7 +2,7 @@
 
 #include <ostream>
 
-#include "cnnviz/manifest.h"
+#include "cnnviz/run/manifest.h"
 #include "common.h"
 
 namespace cnnviz::cli {

@@ -7,7 +7,7 @@
 #include <set>
 #include <system_error>
 
-#include "cnnviz/formats.h"
+#include "cnnviz/core/formats.h"
 
 namespace fs = std::filesystem;
 

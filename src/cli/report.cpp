@@ -2,7 +2,7 @@
 
 #include <ostream>
 
-#include "cnnviz/report.h"
+#include "cnnviz/run/report.h"
 
 namespace cnnviz::cli {
 

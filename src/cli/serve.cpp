@@ -10,11 +10,11 @@
 #include <ostream>
 #include <thread>
 
-#include "cnnviz/error.h"
-#include "cnnviz/explorer.h"
-#include "cnnviz/inputs.h"
-#include "cnnviz/progress.h"
-#include "cnnviz/server.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/run/explorer.h"
+#include "cnnviz/run/inputs.h"
+#include "cnnviz/run/progress.h"
+#include "cnnviz/serve/server.h"
 
 extern char** environ;
 
@@ -32,6 +32,94 @@ void open_browser(const std::string& url, std::ostream& err) {
       0) {
     err << kPrefix << "warning: --open: xdg-open is not available; open " << url << " yourself\n";
   }
+}
+
+// The images to offer (notes about them on `err` unless quiet), the
+// directories to search, and the limits.
+ExplorerOptions explorer_options(const ServeOptions& opts, std::ostream& err) {
+  ExplorerOptions eo;
+  if (!opts.images.empty()) {
+    ExpandedInputs in = expand_inputs(opts.images, "", std::cin);
+    eo.images = std::move(in.images);
+    if (!opts.quiet) {
+      for (const std::string& note : in.notes) err << kPrefix << note << "\n";
+    }
+    for (const std::string& arg : opts.images) {
+      std::error_code ec;
+      if (fs::is_directory(arg, ec)) eo.roots.push_back(arg);
+    }
+  }
+  eo.max_pixels = opts.max_pixels;
+  eo.test_job_delay_ms = test_seams().job_delay_ms;
+  eo.queue = static_cast<size_t>(opts.queue);
+  eo.cache_bytes = static_cast<size_t>(opts.cache_mb) << 20;
+  eo.max_upload_bytes = static_cast<size_t>(opts.max_upload_mb) << 20;
+  return eo;
+}
+
+// The -m model as the page's list of models shows it.
+ModelEntry first_entry(const Model& model) {
+  ModelEntry first;
+  first.name = fs::path(model.info().path).stem().string();
+  first.path = model.info().path;
+  first.dir_source = "-m";
+  first.arch = model.info().arch;
+  first.weights = weights_kind_name(model.info().weights_kind);
+  first.classes = model.info().num_classes;
+  return first;
+}
+
+// The -m model, then the others of the search path a name reaches.
+ModelLister model_lister(const ModelEntry& first, const std::vector<ModelDir>& search) {
+  return [first, search] {
+    std::vector<ModelEntry> all{first};
+    for (ModelEntry& e : find_models(search)) {
+      if (!e.shadowed && e.name != first.name) all.push_back(std::move(e));
+    }
+    return all;
+  };
+}
+
+// The -m model itself for its name; any other the lister names, loaded on
+// the same device.
+ModelLoader model_loader(const Model& model, const ModelEntry& first, const ModelLister& lister) {
+  return [model, first, lister](const std::string& name) {
+    if (name == first.name) return model;
+    for (const ModelEntry& e : lister()) {
+      if (e.name == name) return Model::load(e.path, model.device());
+    }
+    throw NotFound("model '" + name + "': not among the server's models");
+  };
+}
+
+// Off loopback, a request without the token is refused: one is made up when
+// none is given.
+ServerOptions server_options(const ServeOptions& opts) {
+  ServerOptions so;
+  so.host = opts.host;
+  so.port = opts.port;
+  so.token = opts.token;
+  if (so.token.empty() && !is_loopback_host(so.host)) so.token = make_token();
+  if (const char* dir = std::getenv("CNNVIZ_SERVE_ASSETS")) so.assets_dir = dir;
+  return so;
+}
+
+std::string page_url(const ServerOptions& so, int port) {
+  const bool v6 = so.host.find(':') != std::string::npos;
+  return "http://" + (v6 ? "[" + so.host + "]" : so.host) + ":" + std::to_string(port) + "/" +
+         (so.token.empty() ? "" : "?token=" + so.token);
+}
+
+// Runs the server on a thread of its own until Ctrl-C, or until it ends.
+void serve_until_interrupted(Server& server) {
+  std::atomic<bool> ended{false};
+  std::thread http([&server, &ended] {
+    server.run();
+    ended = true;
+  });
+  while (!interrupted() && !ended) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server.stop();
+  http.join();
 }
 
 }  // namespace
@@ -74,83 +162,27 @@ CLI::App* setup_serve(CLI::App& app, ServeOptions& opts) {
 }
 
 int run_serve(const ServeOptions& opts, std::ostream& out, std::ostream& err) {
-  ExplorerOptions eo;
-  if (!opts.images.empty()) {
-    ExpandedInputs in = expand_inputs(opts.images, "", std::cin);
-    eo.images = std::move(in.images);
-    if (!opts.quiet) {
-      for (const std::string& note : in.notes) err << kPrefix << note << "\n";
-    }
-    for (const std::string& arg : opts.images) {
-      std::error_code ec;
-      if (fs::is_directory(arg, ec)) eo.roots.push_back(arg);
-    }
-  }
-  eo.max_pixels = opts.max_pixels;
-  eo.queue = static_cast<size_t>(opts.queue);
-  eo.cache_bytes = static_cast<size_t>(opts.cache_mb) << 20;
-  eo.max_upload_bytes = static_cast<size_t>(opts.max_upload_mb) << 20;
-
+  ExplorerOptions eo = explorer_options(opts, err);
   const Model model = open_model(opts.model, opts.quiet ? std::cerr : err);
-  const std::string default_name = fs::path(model.info().path).stem().string();
-  eo.default_model = default_name;
-  const std::vector<ModelDir> search =
-      models_search_path(opts.model.models_dir, opts.model.models_dir_option);
-  ModelEntry first;
-  first.name = default_name;
-  first.path = model.info().path;
-  first.dir_source = "-m";
-  first.arch = model.info().arch;
-  first.weights = weights_kind_name(model.info().weights_kind);
-  first.classes = model.info().num_classes;
-  // The -m model, then the others of the search path a name reaches.
-  auto lister = [first, search] {
-    std::vector<ModelEntry> all{first};
-    for (ModelEntry& e : find_models(search)) {
-      if (!e.shadowed && e.name != first.name) all.push_back(std::move(e));
-    }
-    return all;
-  };
-  auto loader = [model, first, lister](const std::string& name) {
-    if (name == first.name) return model;
-    for (const ModelEntry& e : lister()) {
-      if (e.name == name) return Model::load(e.path, model.device());
-    }
-    throw NotFound("model '" + name + "': not among the server's models");
-  };
+  const ModelEntry first = first_entry(model);
+  eo.default_model = first.name;
+  const ModelLister lister =
+      model_lister(first, models_search_path(opts.model.models_dir, opts.model.models_dir_option));
+  const ServerOptions so = server_options(opts);
 
-  ServerOptions so;
-  so.host = opts.host;
-  so.port = opts.port;
-  so.token = opts.token;
-  if (so.token.empty() && !is_loopback_host(so.host)) so.token = make_token();
-  if (const char* dir = std::getenv("CNNVIZ_SERVE_ASSETS")) so.assets_dir = dir;
-
-  Explorer explorer(eo, loader, lister);
+  Explorer explorer(eo, model_loader(model, first, lister), lister);
   if (!opts.quiet) {
     for (const std::string& note : explorer.notes()) err << kPrefix << "note: " << note << "\n";
   }
   Server server(explorer, so);
-  const int port = server.bind();
-  const bool v6 = so.host.find(':') != std::string::npos;
-  const std::string url = "http://" + (v6 ? "[" + so.host + "]" : so.host) + ":" +
-                          std::to_string(port) + "/" +
-                          (so.token.empty() ? "" : "?token=" + so.token);
+  const std::string url = page_url(so, server.bind());
   out << url << std::endl;
   if (!opts.quiet) {
-    err << kPrefix << "serving " << explorer.images().size() << " images with model '"
-        << default_name << "' at " << url << " (Ctrl-C stops)\n";
+    err << kPrefix << "serving " << explorer.images().size() << " images with model '" << first.name
+        << "' at " << url << " (Ctrl-C stops)\n";
   }
   if (opts.open) open_browser(url, err);
-
-  std::atomic<bool> ended{false};
-  std::thread http([&server, &ended] {
-    server.run();
-    ended = true;
-  });
-  while (!interrupted() && !ended) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  server.stop();
-  http.join();
+  serve_until_interrupted(server);
   if (!opts.quiet) err << kPrefix << "stopped\n";
   return 0;
 }

@@ -2,9 +2,9 @@
 
 #include <ostream>
 
-#include "cnnviz/error.h"
-#include "cnnviz/json_util.h"
-#include "cnnviz/limits.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/json_util.h"
+#include "cnnviz/core/limits.h"
 
 namespace cnnviz::cli {
 
@@ -51,115 +51,127 @@ void add_common(CLI::App& sub, SynthesisCliOptions& o, bool quiet) {
   sub.add_flag("--json", o.json, "Print the manifest to stdout");
 }
 
+// A subcommand with options of its own, kept in `all` (CLI11 binds the
+// flags to their addresses).
+SynthesisCliOptions& add_command(CLI::App& app,
+                                 std::vector<std::unique_ptr<SynthesisCliOptions>>& all,
+                                 const std::string& name, const std::string& description) {
+  all.push_back(std::make_unique<SynthesisCliOptions>());
+  SynthesisCliOptions& o = *all.back();
+  o.name = name;
+  o.command = app.add_subcommand(name, description);
+  return o;
+}
+
+void add_filters(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>>& all) {
+  SynthesisCliOptions& o =
+      add_command(app, all, "filters",
+                  "Feature visualization: an image that maximizes each chosen channel of a layer");
+  CLI::App* sub = o.command;
+  add_model_options(*sub, o.model, /*channels_flag=*/false);
+  sub->add_option("--layer", o.run.layer, "Layer by module path (cnnviz layers)")->required();
+  sub->add_option("--channels", o.run.channels, "Channels: K, A-B, a comma list, or all")
+      ->capture_default_str();
+  sub->add_flag("--neuron", o.run.neuron,
+                "Maximize the centre neuron instead of the channel's mean");
+  add_optimization(*sub, o);
+  add_common(*sub, o, /*quiet=*/true);
+  sub->footer("--size N sets the optimized image's side (default 128).");
+}
+
+void add_class_model(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>>& all) {
+  SynthesisCliOptions& o =
+      add_command(app, all, "class-model",
+                  "Class model visualization: an image the model classifies as a class");
+  CLI::App* sub = o.command;
+  add_model_options(*sub, o.model);
+  sub->add_option("--class", o.run.classes, "Class index or label (repeatable)")
+      ->required()
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  add_optimization(*sub, o);
+  add_common(*sub, o, /*quiet=*/true);
+  sub->footer("--size N sets the optimized image's side (default 128).");
+}
+
+void add_dream(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>>& all) {
+  SynthesisCliOptions& o = add_command(
+      app, all, "dream", "Deep dream: amplify what a layer sees in each image, octave by octave");
+  CLI::App* sub = o.command;
+  add_model_options(*sub, o.model);
+  add_input_options(*sub, o.inputs);
+  DreamOptions& d = o.run.dream;
+  sub->add_option("--layer", o.run.layer, "Layer by module path (cnnviz layers)")->required();
+  sub->add_option("--octaves", d.octaves, "Octaves (image scales)")
+      ->check(CLI::Range(1, 12))
+      ->capture_default_str();
+  sub->add_option("--octave-scale", d.octave_scale, "Size ratio between octaves")
+      ->check(CLI::Range(1.0, 4.0))
+      ->capture_default_str();
+  sub->add_option("--steps", d.steps, "Steps per octave")
+      ->check(CLI::Range(1, kMaxSamples))
+      ->capture_default_str();
+  sub->add_option("--lr", d.lr, "Step size (the gradient is scaled to mean absolute value 1)")
+      ->check(CLI::Range(1e-6, 1.0))
+      ->capture_default_str();
+  sub->add_option("--jitter", d.jitter, "Largest random shift per step, pixels")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
+  sub->add_option("--seed", d.seed, "Seed of the shifts")->capture_default_str();
+  add_common(*sub, o, /*quiet=*/false);
+}
+
+void add_invert(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>>& all) {
+  SynthesisCliOptions& o =
+      add_command(app, all, "invert",
+                  "Representation inversion: an image whose layer features match each image's");
+  // Its own defaults, set before add_optimization captures them for --help.
+  o.transforms = "none";
+  o.run.synthesis.priors.tv = 0;
+  CLI::App* sub = o.command;
+  add_model_options(*sub, o.model);
+  add_input_options(*sub, o.inputs);
+  CLI::Option* layer =
+      sub->add_option("--layer", o.run.layer, "Layer by module path (cnnviz layers)");
+  sub->add_flag("--all-layers", o.run.all_layers, "Every feature stage, and a contact sheet")
+      ->excludes(layer);
+  add_optimization(*sub, o);
+  add_common(*sub, o, /*quiet=*/false);
+}
+
+void add_top_activations(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>>& all) {
+  SynthesisCliOptions& o =
+      add_command(app, all, "top-activations",
+                  "The dataset images (and their patches) that excite each channel most");
+  CLI::App* sub = o.command;
+  add_model_options(*sub, o.model, /*channels_flag=*/false);
+  add_input_options(*sub, o.inputs);
+  sub->add_option("--layer", o.run.layer, "Layer by module path (cnnviz layers)")->required();
+  sub->add_option("--channels", o.run.channels, "Channels: K, A-B, a comma list, or all")
+      ->capture_default_str();
+  sub->add_option("--k", o.run.k, "Images kept per channel")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  sub->add_option("--batch-size", o.run.batch_size, "Images per forward pass")
+      ->check(CLI::Range(1, kMaxClassifyBatch))
+      ->capture_default_str();
+  sub->add_option("--decoders", o.run.decoders,
+                  "Threads decoding images ahead of the network (default: every core)")
+      ->check(CLI::Range(1, kMaxThreads));
+  sub->add_flag("--resume", o.run.resume, "Continue from the state an earlier run saved");
+  sub->add_flag("--merge", o.run.merge,
+                "Combine the states of every shard in OUTDIR and write the sheets");
+  add_common(*sub, o, /*quiet=*/false);
+}
+
 }  // namespace
 
 void setup_synthesis(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>>& all) {
-  {
-    auto o = std::make_unique<SynthesisCliOptions>();
-    o->name = "filters";
-    CLI::App* sub = app.add_subcommand(
-        "filters", "Feature visualization: an image that maximizes each chosen channel of a layer");
-    add_model_options(*sub, o->model, /*channels_flag=*/false);
-    sub->add_option("--layer", o->run.layer, "Layer by module path (cnnviz layers)")->required();
-    sub->add_option("--channels", o->run.channels, "Channels: K, A-B, a comma list, or all")
-        ->capture_default_str();
-    sub->add_flag("--neuron", o->run.neuron,
-                  "Maximize the centre neuron instead of the channel's mean");
-    add_optimization(*sub, *o);
-    add_common(*sub, *o, /*quiet=*/true);
-    sub->footer("--size N sets the optimized image's side (default 128).");
-    o->command = sub;
-    all.push_back(std::move(o));
-  }
-  {
-    auto o = std::make_unique<SynthesisCliOptions>();
-    o->name = "class-model";
-    CLI::App* sub = app.add_subcommand(
-        "class-model", "Class model visualization: an image the model classifies as a class");
-    add_model_options(*sub, o->model);
-    sub->add_option("--class", o->run.classes, "Class index or label (repeatable)")
-        ->required()
-        ->allow_extra_args(false)
-        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-    add_optimization(*sub, *o);
-    add_common(*sub, *o, /*quiet=*/true);
-    sub->footer("--size N sets the optimized image's side (default 128).");
-    o->command = sub;
-    all.push_back(std::move(o));
-  }
-  {
-    auto o = std::make_unique<SynthesisCliOptions>();
-    o->name = "dream";
-    CLI::App* sub = app.add_subcommand(
-        "dream", "Deep dream: amplify what a layer sees in each image, octave by octave");
-    add_model_options(*sub, o->model);
-    add_input_options(*sub, o->inputs);
-    DreamOptions& d = o->run.dream;
-    sub->add_option("--layer", o->run.layer, "Layer by module path (cnnviz layers)")->required();
-    sub->add_option("--octaves", d.octaves, "Octaves (image scales)")
-        ->check(CLI::Range(1, 12))
-        ->capture_default_str();
-    sub->add_option("--octave-scale", d.octave_scale, "Size ratio between octaves")
-        ->check(CLI::Range(1.0, 4.0))
-        ->capture_default_str();
-    sub->add_option("--steps", d.steps, "Steps per octave")
-        ->check(CLI::Range(1, kMaxSamples))
-        ->capture_default_str();
-    sub->add_option("--lr", d.lr, "Step size (the gradient is scaled to mean absolute value 1)")
-        ->check(CLI::Range(1e-6, 1.0))
-        ->capture_default_str();
-    sub->add_option("--jitter", d.jitter, "Largest random shift per step, pixels")
-        ->check(CLI::Range(0, 256))
-        ->capture_default_str();
-    sub->add_option("--seed", d.seed, "Seed of the shifts")->capture_default_str();
-    add_common(*sub, *o, /*quiet=*/false);
-    o->command = sub;
-    all.push_back(std::move(o));
-  }
-  {
-    auto o = std::make_unique<SynthesisCliOptions>();
-    o->name = "invert";
-    o->transforms = "none";
-    o->run.synthesis.priors.tv = 0;
-    CLI::App* sub = app.add_subcommand(
-        "invert", "Representation inversion: an image whose layer features match each image's");
-    add_model_options(*sub, o->model);
-    add_input_options(*sub, o->inputs);
-    CLI::Option* layer =
-        sub->add_option("--layer", o->run.layer, "Layer by module path (cnnviz layers)");
-    sub->add_flag("--all-layers", o->run.all_layers, "Every feature stage, and a contact sheet")
-        ->excludes(layer);
-    add_optimization(*sub, *o);
-    add_common(*sub, *o, /*quiet=*/false);
-    o->command = sub;
-    all.push_back(std::move(o));
-  }
-  {
-    auto o = std::make_unique<SynthesisCliOptions>();
-    o->name = "top-activations";
-    CLI::App* sub = app.add_subcommand(
-        "top-activations", "The dataset images (and their patches) that excite each channel most");
-    add_model_options(*sub, o->model, /*channels_flag=*/false);
-    add_input_options(*sub, o->inputs);
-    sub->add_option("--layer", o->run.layer, "Layer by module path (cnnviz layers)")->required();
-    sub->add_option("--channels", o->run.channels, "Channels: K, A-B, a comma list, or all")
-        ->capture_default_str();
-    sub->add_option("--k", o->run.k, "Images kept per channel")
-        ->check(CLI::Range(1, 1000))
-        ->capture_default_str();
-    sub->add_option("--batch-size", o->run.batch_size, "Images per forward pass")
-        ->check(CLI::Range(1, kMaxClassifyBatch))
-        ->capture_default_str();
-    sub->add_option("--decoders", o->run.decoders,
-                    "Threads decoding images ahead of the network (default: every core)")
-        ->check(CLI::Range(1, kMaxThreads));
-    sub->add_flag("--resume", o->run.resume, "Continue from the state an earlier run saved");
-    sub->add_flag("--merge", o->run.merge,
-                  "Combine the states of every shard in OUTDIR and write the sheets");
-    add_common(*sub, *o, /*quiet=*/false);
-    o->command = sub;
-    all.push_back(std::move(o));
-  }
+  add_filters(app, all);
+  add_class_model(app, all);
+  add_dream(app, all);
+  add_invert(app, all);
+  add_top_activations(app, all);
 }
 
 int run_synthesis(SynthesisCliOptions& o, std::ostream& out, std::ostream& err) {

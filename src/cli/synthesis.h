@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "cnnviz/synthesis_run.h"
+#include "cnnviz/run/synthesis_run.h"
 #include "common.h"
 
 namespace cnnviz::cli {

@@ -5,16 +5,16 @@
 #include <ostream>
 #include <variant>
 
-#include "cnnviz/error.h"
-#include "cnnviz/inputs.h"
-#include "cnnviz/json_util.h"
-#include "cnnviz/limits.h"
-#include "cnnviz/methods.h"
-#include "cnnviz/outputs.h"
-#include "cnnviz/progress.h"
-#include "cnnviz/render.h"
-#include "cnnviz/runtime.h"
-#include "cnnviz/stopwatch.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/json_util.h"
+#include "cnnviz/core/limits.h"
+#include "cnnviz/core/runtime.h"
+#include "cnnviz/core/stopwatch.h"
+#include "cnnviz/io/render.h"
+#include "cnnviz/methods/methods.h"
+#include "cnnviz/run/inputs.h"
+#include "cnnviz/run/outputs.h"
+#include "cnnviz/run/progress.h"
 
 namespace cnnviz::cli {
 
@@ -31,6 +31,118 @@ void add_param(CLI::App& sub, const ParamDef& p, MethodParams& params) {
       p.field);
 }
 
+// --class, --top, --targets and, for methods that explain units, --unit.
+void add_target_options(CLI::App& sub, const MethodDef& method, VisualizeOptions& opts) {
+  // Kept when given, even empty: `--class ''` is an error, not the default.
+  CLI::Option* cls = sub.add_option_function<std::vector<std::string>>(
+      "--class",
+      [o = &opts](const std::vector<std::string>& v) {
+        o->explain.classes.insert(o->explain.classes.end(), v.begin(), v.end());
+      },
+      "Target class: index or label (repeatable: maps for each; default: each image's top-1)");
+  cls->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub.add_option("--top", opts.explain.top, "Maps for each of the top N classes")
+      ->check(CLI::Range(1, kMaxTop))
+      ->capture_default_str()
+      ->excludes(cls);
+  CLI::Option* targets =
+      sub.add_option("--targets", opts.explain.targets_file,
+                     "CSV or TSV file: image path or name, then its classes (images not in it "
+                     "get --class or --top)");
+  if (method.units) {
+    sub.add_option("--unit", opts.explain.unit,
+                   "Explain a channel of a layer instead of a class: LAYER:K (its mean "
+                   "activation) or LAYER:K:Y:X (one neuron)")
+        ->excludes(cls)
+        ->excludes(targets)
+        ->excludes("--top");
+  }
+}
+
+// What the method itself takes: --score, --counterfactual, layers, and its
+// registry parameters.
+void add_method_options(CLI::App& sub, const MethodDef& method, VisualizeOptions& opts) {
+  if (!method.scores.empty()) {
+    sub.add_option_function<std::string>(
+           "--score", [o = &opts](const std::string& v) { o->explain.score = parse_score(v); },
+           "What is explained: logit, probability, log-probability or sigmoid (default: " +
+               score_name(method.scores.front()) + ")")
+        ->check(CLI::IsMember(score_names()));
+  }
+  if (method.counterfactual) {
+    sub.add_flag("--counterfactual", opts.explain.counterfactual,
+                 "Explain the negated score: the evidence against the class");
+  }
+  if (method.layers == LayerUse::kChosen || method.layers == LayerUse::kOptional) {
+    CLI::Option* layer = sub.add_option(
+        "--layer", opts.explain.layers,
+        method.layers == LayerUse::kChosen
+            ? "Layer by module path (repeatable; default: the model's Grad-CAM layer)"
+            : "Also a map at this layer, by module path (repeatable)");
+    // One value per --layer, so that the images after it stay positional.
+    layer->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    sub.add_flag("--all-layers", opts.explain.all_layers,
+                 "Every layer of the feature extractor, from one forward and backward pass")
+        ->excludes(layer);
+  }
+  for (const std::string& name : method.params) {
+    add_param(sub, find_param(name), opts.explain.params);
+  }
+}
+
+// The outputs the method can write, comma-separated, for --write's help.
+std::string write_variants(const MethodDef& method) {
+  std::string variants;
+  for (const std::string& v : map_variants(method.output))
+    variants += (variants.empty() ? "" : ",") + v;
+  if (method.layer_maps) {
+    for (const std::string& v : map_variants(MapKind::kLayerMap)) {
+      if (variants.find(v) == std::string::npos) variants += "," + v;
+    }
+  }
+  return variants;
+}
+
+// --write, --no-raw, --colormap and --alpha.
+void add_output_options(CLI::App& sub, const MethodDef& method, VisualizeOptions& opts) {
+  sub.add_option(
+         "--write", opts.explain.write,
+         "Outputs to write, comma-separated (default: all of " + write_variants(method) + ")")
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub.add_flag(
+      "--no-raw", [o = &opts](int64_t) { o->explain.raw = false; },
+      "Do not write the raw float32 .npy arrays (as --write without npy)");
+  sub.add_option("--colormap", opts.explain.colormap, "Heatmap colormap")
+      ->capture_default_str()
+      ->check(CLI::IsMember(colormap_names()));
+  // A method parameter of that name (LRP's alpha-beta rule) takes the
+  // flag: its maps are input gradients, drawn without overlays.
+  if (!method.takes("alpha")) {
+    sub.add_option("--alpha", opts.explain.alpha, "Heatmap weight in overlays")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
+  }
+}
+
+// --batch-size, --decoders, --writers, --json and --timings.
+void add_run_options(CLI::App& sub, VisualizeOptions& opts) {
+  sub.add_option("--batch-size", opts.explain.batch_size, "Images per forward pass")
+      ->check(CLI::Range(1, kMaxBatch))
+      ->capture_default_str();
+  sub.add_option("--decoders", opts.explain.decoders,
+                 "Threads decoding images ahead of the network (default: every core)")
+      ->check(CLI::Range(1, kMaxThreads));
+  sub.add_option("--writers", opts.explain.writers,
+                 "Threads rendering and writing files while the network computes (default: "
+                 "every core)")
+      ->check(CLI::Range(1, kMaxThreads));
+  sub.add_flag("--json", opts.json, "Print the manifest to stdout");
+  sub.add_flag("--timings", opts.timings,
+               "Print load, compute and write times (ms) to stderr as a JSON line");
+}
+
 }  // namespace
 
 void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions>>& all) {
@@ -45,96 +157,10 @@ void setup_visualize(CLI::App& app, std::vector<std::unique_ptr<VisualizeOptions
                   "complete in OUTDIR");
     add_model_options(*sub, opts->model);
     sub->add_option("-o,--outdir", opts->explain.outdir, "Output directory")->capture_default_str();
-    // Kept when given, even empty: `--class ''` is an error, not the default.
-    CLI::Option* cls = sub->add_option_function<std::vector<std::string>>(
-        "--class",
-        [o = opts.get()](const std::vector<std::string>& v) {
-          o->explain.classes.insert(o->explain.classes.end(), v.begin(), v.end());
-        },
-        "Target class: index or label (repeatable: maps for each; default: each image's top-1)");
-    cls->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-    sub->add_option("--top", opts->explain.top, "Maps for each of the top N classes")
-        ->check(CLI::Range(1, kMaxTop))
-        ->capture_default_str()
-        ->excludes(cls);
-    CLI::Option* targets =
-        sub->add_option("--targets", opts->explain.targets_file,
-                        "CSV or TSV file: image path or name, then its classes (images not in it "
-                        "get --class or --top)");
-    if (method.units) {
-      sub->add_option("--unit", opts->explain.unit,
-                      "Explain a channel of a layer instead of a class: LAYER:K (its mean "
-                      "activation) or LAYER:K:Y:X (one neuron)")
-          ->excludes(cls)
-          ->excludes(targets)
-          ->excludes("--top");
-    }
-    if (!method.scores.empty()) {
-      sub->add_option_function<std::string>(
-             "--score",
-             [o = opts.get()](const std::string& v) { o->explain.score = parse_score(v); },
-             "What is explained: logit, probability, log-probability or sigmoid (default: " +
-                 score_name(method.scores.front()) + ")")
-          ->check(CLI::IsMember(score_names()));
-    }
-    if (method.counterfactual) {
-      sub->add_flag("--counterfactual", opts->explain.counterfactual,
-                    "Explain the negated score: the evidence against the class");
-    }
-    if (method.layers == LayerUse::kChosen || method.layers == LayerUse::kOptional) {
-      CLI::Option* layer = sub->add_option(
-          "--layer", opts->explain.layers,
-          method.layers == LayerUse::kChosen
-              ? "Layer by module path (repeatable; default: the model's Grad-CAM layer)"
-              : "Also a map at this layer, by module path (repeatable)");
-      // One value per --layer, so that the images after it stay positional.
-      layer->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-      sub->add_flag("--all-layers", opts->explain.all_layers,
-                    "Every layer of the feature extractor, from one forward and backward pass")
-          ->excludes(layer);
-    }
-    for (const std::string& name : method.params) {
-      add_param(*sub, find_param(name), opts->explain.params);
-    }
-    std::string variants;
-    for (const std::string& v : map_variants(method.output))
-      variants += (variants.empty() ? "" : ",") + v;
-    if (method.layer_maps) {
-      for (const std::string& v : map_variants(MapKind::kLayerMap)) {
-        if (variants.find(v) == std::string::npos) variants += "," + v;
-      }
-    }
-    sub->add_option("--write", opts->explain.write,
-                    "Outputs to write, comma-separated (default: all of " + variants + ")")
-        ->delimiter(',')
-        ->allow_extra_args(false)
-        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-    sub->add_flag(
-        "--no-raw", [o = opts.get()](int64_t) { o->explain.raw = false; },
-        "Do not write the raw float32 .npy arrays (as --write without npy)");
-    sub->add_option("--colormap", opts->explain.colormap, "Heatmap colormap")
-        ->capture_default_str()
-        ->check(CLI::IsMember(colormap_names()));
-    // A method parameter of that name (LRP's alpha-beta rule) takes the
-    // flag: its maps are input gradients, drawn without overlays.
-    if (!method.takes("alpha")) {
-      sub->add_option("--alpha", opts->explain.alpha, "Heatmap weight in overlays")
-          ->check(CLI::Range(0.0, 1.0))
-          ->capture_default_str();
-    }
-    sub->add_option("--batch-size", opts->explain.batch_size, "Images per forward pass")
-        ->check(CLI::Range(1, kMaxBatch))
-        ->capture_default_str();
-    sub->add_option("--decoders", opts->explain.decoders,
-                    "Threads decoding images ahead of the network (default: every core)")
-        ->check(CLI::Range(1, kMaxThreads));
-    sub->add_option("--writers", opts->explain.writers,
-                    "Threads rendering and writing files while the network computes (default: "
-                    "every core)")
-        ->check(CLI::Range(1, kMaxThreads));
-    sub->add_flag("--json", opts->json, "Print the manifest to stdout");
-    sub->add_flag("--timings", opts->timings,
-                  "Print load, compute and write times (ms) to stderr as a JSON line");
+    add_target_options(*sub, method, *opts);
+    add_method_options(*sub, method, *opts);
+    add_output_options(*sub, method, *opts);
+    add_run_options(*sub, *opts);
     opts->command = sub;
     all.push_back(std::move(opts));
   }
@@ -144,6 +170,7 @@ int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) 
   const std::vector<std::string> images = collect_inputs(opts.inputs, err);
   opts.explain.shard = parse_shard(opts.inputs.shard);
   opts.explain.max_pixels = opts.inputs.max_pixels;
+  opts.explain.test_write_delay_ms = test_seams().write_delay_ms;
   Clock::time_point start = Clock::now();
   Model model = open_model(opts.model, err);
   const double load_ms = ms_since(start);

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "cnnviz/explain.h"
+#include "cnnviz/run/explain.h"
 #include "common.h"
 
 namespace cnnviz::cli {

@@ -1,4 +1,4 @@
-#include "cnnviz/engine.h"
+#include "cnnviz/core/engine.h"
 
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/ir/alias_analysis.h>
@@ -18,9 +18,9 @@
 #include <set>
 #include <unordered_map>
 
-#include "cnnviz/error.h"
-#include "cnnviz/feature_map.h"
-#include "cnnviz/runtime.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/feature_map.h"
+#include "cnnviz/core/runtime.h"
 #include "ops.h"
 
 namespace cnnviz {
@@ -202,18 +202,13 @@ void rewrite_for_lrp(Graph& g, GraphReport& report) {
   }
 }
 
-Instrumented instrument(const torch::jit::Module& module,
-                        const std::function<bool(const std::string&)>& want_tap, bool lrp = false) {
-  ops::ensure_registered();
-  Instrumented out;
-  out.graph = module.get_method("forward").graph()->copy();
+// Inlines module calls level by level, tapping the wanted ones first: the
+// copy is per call site, so modules sharing a TorchScript type (equal
+// Sequential blocks, say) are still told apart by their paths.
+void inline_and_tap(Instrumented& out, const std::function<bool(const std::string&)>& want_tap) {
   Graph& g = *out.graph;
   Value* self = g.inputs().at(0);
   const c10::Symbol tap = c10::Symbol::fromQualString("cnnviz::tap");
-
-  // Inline module calls level by level, tapping the wanted ones first: the
-  // copy is per call site, so modules sharing a TorchScript type (equal
-  // Sequential blocks, say) are still told apart by their paths.
   for (bool again = true; again;) {
     again = false;
     for (Node* n : all_nodes(g)) {
@@ -247,20 +242,24 @@ Instrumented instrument(const torch::jit::Module& module,
   // Fold `if inplace:` branches of functional activations and the like.
   torch::jit::ConstantPropagation(out.graph);
   torch::jit::EliminateDeadCode(out.graph);
+}
 
-  if (want_tap(kGlobalPoolInput)) {
-    if (Node* pool = find_global_pool(g)) {
-      WithInsertPoint guard(pool);
-      const size_t slot = out.slot_paths.size();
-      out.slot_paths.push_back(kGlobalPoolInput);
-      out.slot_types.push_back(pool->kind().toUnqualString());
-      Value* tapped = g.insert(tap, {pool->input(0), static_cast<int64_t>(slot), true});
-      pool->replaceInput(0, tapped);
-    }
-  }
+// A tap on the input of the classifier's global average pooling (CAM).
+void tap_global_pool(Instrumented& out) {
+  Graph& g = *out.graph;
+  Node* pool = find_global_pool(g);
+  if (!pool) return;
+  WithInsertPoint guard(pool);
+  const size_t slot = out.slot_paths.size();
+  out.slot_paths.push_back(kGlobalPoolInput);
+  out.slot_types.push_back(pool->kind().toUnqualString());
+  Value* tapped = g.insert(c10::Symbol::fromQualString("cnnviz::tap"),
+                           {pool->input(0), static_cast<int64_t>(slot), true});
+  pool->replaceInput(0, tapped);
+}
 
-  if (lrp) rewrite_for_lrp(g, out.report);
-  // Max-pooling with a backward that follows the mode (DeepLIFT's rule).
+// Max-pooling with a backward that follows the mode (DeepLIFT's rule).
+void rewrite_max_pools(Graph& g, GraphReport& report) {
   const c10::Symbol max_pool = c10::Symbol::fromQualString("cnnviz::max_pool2d");
   for (Node* n : all_nodes(g)) {
     if (n->kind() != c10::aten::max_pool2d || n->inputs().size() != 6) continue;
@@ -269,9 +268,13 @@ Instrumented instrument(const torch::jit::Module& module,
     pool->output()->setType(n->output()->type());
     n->output()->replaceAllUsesWith(pool->output());
     n->destroy();
-    ++out.report.max_pools;
+    ++report.max_pools;
   }
+}
 
+// Every ReLU and ReLU6 becomes cnnviz's, whose backward follows the pass's
+// mode; other activations are counted as unguided.
+void rewrite_activations(Graph& g, GraphReport& report) {
   const c10::Symbol relu = c10::Symbol::fromQualString("cnnviz::relu");
   const c10::Symbol relu6 = c10::Symbol::fromQualString("cnnviz::relu6");
   const c10::Symbol relu6_in_place = c10::Symbol::fromQualString("aten::relu6_");
@@ -288,28 +291,44 @@ Instrumented instrument(const torch::jit::Module& module,
       if (in_place) n->input(0)->replaceAllUsesAfterNodeWith(n, r);
       n->output()->replaceAllUsesWith(r);
       n->destroy();
-      ++(is_relu ? out.report.guided_relus : out.report.guided_relu6s);
+      ++(is_relu ? report.guided_relus : report.guided_relu6s);
     } else if (unguided_kinds().count(n->kind().toQualString())) {
-      ++out.report.unguided[n->kind().toQualString()];
+      ++report.unguided[n->kind().toQualString()];
     }
   }
-  // A tap copies the layer's output only where the graph writes in place to
-  // it, to an alias of it, or to what the tap returns (or a view of that):
-  // the JIT's alias analysis answers, conservatively. Elsewhere the copy
-  // would cost a pass over every tapped activation (3.7 GB for VGG16's 31
-  // stages at batch 32) for nothing.
-  {
-    torch::jit::AliasDb aliases(out.graph);
-    for (Node* n : all_nodes(g)) {
-      if (n->kind() != tap) continue;
-      if (aliases.hasWriters(n->input(0)) || aliases.hasWriters(n->output())) {
-        ++out.report.copied_taps;
-        continue;
-      }
-      WithInsertPoint guard(n);
-      n->replaceInput(2, g.insertConstant(false));
+}
+
+// A tap copies the layer's output only where the graph writes in place to
+// it, to an alias of it, or to what the tap returns (or a view of that):
+// the JIT's alias analysis answers, conservatively. Elsewhere the copy
+// would cost a pass over every tapped activation (3.7 GB for VGG16's 31
+// stages at batch 32) for nothing.
+void drop_needless_tap_copies(Instrumented& out) {
+  Graph& g = *out.graph;
+  const c10::Symbol tap = c10::Symbol::fromQualString("cnnviz::tap");
+  torch::jit::AliasDb aliases(out.graph);
+  for (Node* n : all_nodes(g)) {
+    if (n->kind() != tap) continue;
+    if (aliases.hasWriters(n->input(0)) || aliases.hasWriters(n->output())) {
+      ++out.report.copied_taps;
+      continue;
     }
+    WithInsertPoint guard(n);
+    n->replaceInput(2, g.insertConstant(false));
   }
+}
+
+Instrumented instrument(const torch::jit::Module& module,
+                        const std::function<bool(const std::string&)>& want_tap, bool lrp = false) {
+  ops::ensure_registered();
+  Instrumented out;
+  out.graph = module.get_method("forward").graph()->copy();
+  inline_and_tap(out, want_tap);
+  if (want_tap(kGlobalPoolInput)) tap_global_pool(out);
+  if (lrp) rewrite_for_lrp(*out.graph, out.report);
+  rewrite_max_pools(*out.graph, out.report);
+  rewrite_activations(*out.graph, out.report);
+  drop_needless_tap_copies(out);
   // For debugging the instrumentation: CNNVIZ_DUMP_GRAPH=1 prints the graph.
   if (const char* dump = std::getenv("CNNVIZ_DUMP_GRAPH"); dump && *dump == '1') {
     std::cerr << *out.graph;

@@ -1,6 +1,28 @@
-#include "cnnviz/error.h"
+#include "cnnviz/core/error.h"
 
 namespace cnnviz {
+
+const std::vector<ExitStatus>& exit_codes() {
+  static const std::vector<ExitStatus> codes = {
+      {0, "ok"},
+      {static_cast<int>(ErrorCode::kRuntime), "runtime failure"},
+      {static_cast<int>(ErrorCode::kUsage), "usage (also a bad config file)"},
+      {static_cast<int>(ErrorCode::kInput), "bad input (images, manifest)"},
+      {static_cast<int>(ErrorCode::kModel), "model"},
+      {static_cast<int>(ErrorCode::kUnsupported), "unsupported"},
+      {static_cast<int>(ErrorCode::kOutput), "output"},
+      {kInterruptedExit, "interrupted"},
+  };
+  return codes;
+}
+
+std::string exit_codes_text() {
+  std::string text;
+  for (const ExitStatus& s : exit_codes()) {
+    text += (text.empty() ? "" : ", ") + std::to_string(s.code) + " " + s.meaning;
+  }
+  return text;
+}
 
 std::string first_line(const std::string& message) {
   std::string line = message.substr(0, message.find('\n'));

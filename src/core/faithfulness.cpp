@@ -1,4 +1,4 @@
-#include "cnnviz/faithfulness.h"
+#include "cnnviz/core/faithfulness.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "cnnviz/error.h"
-#include "cnnviz/methods.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/tensor_ops.h"
 
 namespace cnnviz {
 
@@ -75,7 +75,7 @@ Faithfulness measure_faithfulness(const LogitsFn& logits, const at::Tensor& x,
   at::Tensor ks = at::arange(steps + 1, at::kLong).view({-1, 1}) * per_step;
   at::Tensor changed = (rank.view({1, -1}) < ks).view({steps + 1, 1, h, w});  // [S+1,1,H,W]
 
-  const at::Tensor blurred = method_util::gaussian_blur(x, options.blur_sigma);
+  const at::Tensor blurred = gaussian_blur(x, options.blur_sigma);
   Faithfulness f;
   // Built a chunk at a time: steps + 1 full images at once would be large.
   auto curve = [&](const at::Tensor& start, const at::Tensor& target) {
@@ -93,7 +93,7 @@ Faithfulness measure_faithfulness(const LogitsFn& logits, const at::Tensor& x,
   f.deletion_auc = auc(f.deletion);
   f.insertion_auc = auc(f.insertion);
 
-  at::Tensor e = method_util::normalize_per_image(map.to(at::kCPU).unsqueeze(0)).view({1, 1, h, w});
+  at::Tensor e = normalize_per_image(map.to(at::kCPU).unsqueeze(0)).view({1, 1, h, w});
   f.confidence = probabilities(logits, x, cls, 1).at(0);
   f.masked_confidence = probabilities(logits, x * e, cls, 1).at(0);
   f.drop =
@@ -107,7 +107,7 @@ at::Tensor importance_map(const at::Tensor& value, int64_t height, int64_t width
       value.size(2) == width) {
     return std::get<0>(value.abs().max(0));
   }
-  if (value.dim() == 2) return method_util::upsample(value.unsqueeze(0), height, width)[0];
+  if (value.dim() == 2) return upsample(value.unsqueeze(0), height, width)[0];
   throw Error(ErrorCode::kRuntime, "importance_map: unexpected map shape");
 }
 

@@ -1,10 +1,10 @@
-#include "cnnviz/feature_map.h"
+#include "cnnviz/core/feature_map.h"
 
 #include <ATen/ATen.h>
 
 #include <cmath>
 
-#include "cnnviz/error.h"
+#include "cnnviz/core/error.h"
 
 namespace cnnviz {
 

@@ -1,4 +1,4 @@
-#include "cnnviz/json_util.h"
+#include "cnnviz/core/json_util.h"
 
 #include <cstdint>
 

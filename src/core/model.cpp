@@ -1,4 +1,4 @@
-#include "cnnviz/model.h"
+#include "cnnviz/core/model.h"
 
 #include <caffe2/serialize/inline_container.h>
 #include <torch/script.h>
@@ -10,10 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <system_error>
 
-#include "cnnviz/error.h"
-#include "cnnviz/json_util.h"
-#include "cnnviz/limits.h"
-#include "cnnviz/runtime.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/json_util.h"
+#include "cnnviz/core/limits.h"
+#include "cnnviz/core/runtime.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -217,7 +217,10 @@ ModelInfo parse_model_info(const std::string& json_text, const std::string& path
   pre.mean = r.triple(p, "mean", "preprocess.mean", pre.mean, false, n);
   pre.std = r.triple(p, "std", "preprocess.std", pre.std, true, n);
   info.feature_layers = r.strings(j, "feature_layers", "feature_layers", kMaxMetadataLayers);
-  info.gradcam_layer = r.string(j, "gradcam_layer", "gradcam_layer");
+  // "gradcam_layer" is the key's name in exports before it was renamed to
+  // what it means (the default of every layer method): still read.
+  info.default_layer = j.contains("default_layer") ? r.string(j, "default_layer", "default_layer")
+                                                   : r.string(j, "gradcam_layer", "gradcam_layer");
   return info;
 }
 

@@ -1,4 +1,4 @@
-#include "cnnviz/model_store.h"
+#include "cnnviz/core/model_store.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -6,8 +6,8 @@
 #include <set>
 #include <system_error>
 
-#include "cnnviz/error.h"
-#include "cnnviz/model.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/model.h"
 
 namespace fs = std::filesystem;
 

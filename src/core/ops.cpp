@@ -509,7 +509,8 @@ TORCH_LIBRARY(cnnviz, m) {
   m.def("lrp_linear(Tensor x, Tensor w, Tensor? b, bool first) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(cnnviz, CPU, m) {
+// The forward-only kernels, the same on every device.
+static void impl_plain(torch::Library& m) {
   m.impl("relu", relu_plain);
   m.impl("relu6", relu6_plain);
   m.impl("tap", tap_plain);
@@ -518,14 +519,9 @@ TORCH_LIBRARY_IMPL(cnnviz, CPU, m) {
   m.impl("lrp_linear", lrp_linear_plain);
 }
 
-TORCH_LIBRARY_IMPL(cnnviz, CUDA, m) {
-  m.impl("relu", relu_plain);
-  m.impl("relu6", relu6_plain);
-  m.impl("tap", tap_plain);
-  m.impl("max_pool2d", max_pool_plain);
-  m.impl("lrp_conv2d", lrp_conv_plain);
-  m.impl("lrp_linear", lrp_linear_plain);
-}
+TORCH_LIBRARY_IMPL(cnnviz, CPU, m) { impl_plain(m); }
+
+TORCH_LIBRARY_IMPL(cnnviz, CUDA, m) { impl_plain(m); }
 
 TORCH_LIBRARY_IMPL(cnnviz, Autograd, m) {
   m.impl("relu", relu_autograd);

@@ -1,10 +1,10 @@
-#include "cnnviz/predict.h"
+#include "cnnviz/core/predict.h"
 
 #include <ATen/ATen.h>
 
 #include <string>
 
-#include "cnnviz/error.h"
+#include "cnnviz/core/error.h"
 
 namespace cnnviz {
 

@@ -1,10 +1,12 @@
-#include "cnnviz/runtime.h"
+#include "cnnviz/core/runtime.h"
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <sched.h>
 
-#include "cnnviz/error.h"
+#include <atomic>
+
+#include "cnnviz/core/error.h"
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -80,14 +82,17 @@ bool reuse_freed_memory() {
 
 bool cuda_built() { return at::hasCUDA(); }
 
+namespace {
+std::atomic<int64_t> simulated_memory_limit{-1};
+}  // namespace
+
+void set_simulated_memory_limit(int64_t images) { simulated_memory_limit = images; }
+
 void simulate_out_of_memory(int64_t batch_size) {
-  static const long limit = [] {
-    const char* v = std::getenv("CNNVIZ_TEST_OOM_ABOVE");
-    return v && *v ? std::atol(v) : -1L;
-  }();
+  const int64_t limit = simulated_memory_limit;
   if (limit >= 0 && batch_size > limit) {
-    throw OutOfMemory("out of memory (simulated: CNNVIZ_TEST_OOM_ABOVE=" + std::to_string(limit) +
-                      ") for a batch of " + std::to_string(batch_size));
+    throw OutOfMemory("out of memory (simulated: a limit of " + std::to_string(limit) +
+                      " images) for a batch of " + std::to_string(batch_size));
   }
 }
 
@@ -101,7 +106,7 @@ at::Device resolve_device(const std::string& name) {
                   "--device " + name + ": CUDA is not available (" +
                       (cuda_built() ? std::string("no GPU found")
                                     : std::string("this LibTorch is built without CUDA; see "
-                                                  "README, 'GPU'")) +
+                                                  "docs/models.md, 'GPU'")) +
                       "); use --device cpu or auto");
     }
     int index = 0;

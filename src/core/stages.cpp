@@ -2,8 +2,8 @@
 #include <map>
 #include <set>
 
-#include "cnnviz/engine.h"
-#include "cnnviz/feature_map.h"
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/feature_map.h"
 
 namespace cnnviz {
 

@@ -1,4 +1,4 @@
-#include "cnnviz/synthesis.h"
+#include "cnnviz/core/synthesis.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -10,9 +10,9 @@
 #include <set>
 #include <sstream>
 
-#include "cnnviz/error.h"
-#include "cnnviz/feature_map.h"
-#include "cnnviz/stopwatch.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/feature_map.h"
+#include "cnnviz/core/stopwatch.h"
 #include "ops.h"
 
 namespace cnnviz {

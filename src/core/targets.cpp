@@ -1,4 +1,4 @@
-#include "cnnviz/targets.h"
+#include "cnnviz/core/targets.h"
 
 #include <ATen/ATen.h>
 
@@ -6,9 +6,9 @@
 #include <cctype>
 #include <climits>
 
-#include "cnnviz/engine.h"
-#include "cnnviz/error.h"
-#include "cnnviz/predict.h"
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/predict.h"
 
 namespace cnnviz {
 

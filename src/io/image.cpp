@@ -1,4 +1,4 @@
-#include "cnnviz/image.h"
+#include "cnnviz/io/image.h"
 
 // libjpeg's headers need FILE and size_t first.
 #include <jerror.h>
@@ -18,8 +18,8 @@
 #include <streambuf>
 #include <string>
 
-#include "cnnviz/error.h"
-#include "cnnviz/files.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/io/files.h"
 
 namespace cnnviz {
 
@@ -331,58 +331,68 @@ int64_t max_image_file_bytes(int64_t max_pixels) {
   return max_pixels * kMaxImageBytesPerPixel + (int64_t{1} << 20);
 }
 
-cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& name,
-                         int64_t max_pixels) {
-  auto fail = [&](const std::string& problem) -> Error {
-    return Error(ErrorCode::kInput, "image '" + name + "': " + problem);
-  };
-  if (bytes.empty()) throw fail("empty file");
-  const bool jpeg = starts_with(bytes, {0xFF, 0xD8, 0xFF});
-  if (jpeg) {
-    if (!jpeg_has_end_marker(bytes)) throw fail("truncated JPEG (no end-of-image marker)");
-    cv::Mat rgb;
-    int64_t width = 0, height = 0;
-    char message[JMSG_LENGTH_MAX] = "";
-    switch (decode_jpeg(bytes.data(), bytes.size(), max_pixels, &rgb, &width, &height, message)) {
-      case JpegResult::kOk:
-        return rgb;
-      case JpegResult::kTooLarge:
-        throw fail(pixels_problem(width, height, max_pixels));
-      case JpegResult::kCorrupt:
-        throw fail(std::string("corrupt or truncated JPEG data (") + message + ")");
-      case JpegResult::kNotHandled:
-        break;
-    }
-  }
+namespace {
 
-  const bool png = starts_with(bytes, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'});
-  if (png) {
-    // The size is in the header, read before anything is allocated (a 124
-    // KB file can hold 32000x32000 1-bit pixels); the first chunk is the
-    // header, whatever its checksum says.
-    if (bytes.size() >= 24 && std::memcmp(&bytes[12], "IHDR", 4) == 0) {
-      auto be32 = [&](size_t at) {
-        return (int64_t{bytes[at]} << 24) | (int64_t{bytes[at + 1]} << 16) |
-               (int64_t{bytes[at + 2]} << 8) | int64_t{bytes[at + 3]};
-      };
-      // Each side is below 2^32: their product may not fit in int64.
-      const int64_t w = be32(16), h = be32(20);
-      if (w > 0 && h > max_pixels / w) {
-        throw fail(pixels_problem(be32(16), be32(20), max_pixels));
-      }
-    }
-    cv::Mat rgb;
-    int64_t width = 0, height = 0;
-    char message[256] = "";
-    switch (decode_png(bytes.data(), bytes.size(), max_pixels, &rgb, &width, &height, message)) {
-      case PngResult::kOk:
-        return rgb;
-      case PngResult::kTooLarge:
-        throw fail(pixels_problem(width, height, max_pixels));
-      case PngResult::kCorrupt:
-        throw fail(std::string("corrupt or truncated PNG data (") + message + ")");
-    }
+// Builds an image's error: "image 'NAME': PROBLEM".
+struct ImageFail {
+  const std::string& name;
+  Error operator()(const std::string& problem) const {
+    return Error(ErrorCode::kInput, "image '" + name + "': " + problem);
   }
+};
+
+// A JPEG through libjpeg; empty when libjpeg leaves it to OpenCV.
+cv::Mat decode_jpeg_rgb(const std::vector<uint8_t>& bytes, int64_t max_pixels,
+                        const ImageFail& fail) {
+  if (!jpeg_has_end_marker(bytes)) throw fail("truncated JPEG (no end-of-image marker)");
+  cv::Mat rgb;
+  int64_t width = 0, height = 0;
+  char message[JMSG_LENGTH_MAX] = "";
+  switch (decode_jpeg(bytes.data(), bytes.size(), max_pixels, &rgb, &width, &height, message)) {
+    case JpegResult::kOk:
+      return rgb;
+    case JpegResult::kTooLarge:
+      throw fail(pixels_problem(width, height, max_pixels));
+    case JpegResult::kCorrupt:
+      throw fail(std::string("corrupt or truncated JPEG data (") + message + ")");
+    case JpegResult::kNotHandled:
+      break;
+  }
+  return cv::Mat();
+}
+
+// A PNG through libpng, its size checked from the header first.
+cv::Mat decode_png_rgb(const std::vector<uint8_t>& bytes, int64_t max_pixels,
+                       const ImageFail& fail) {
+  // The size is in the header, read before anything is allocated (a 124 KB
+  // file can hold 32000x32000 1-bit pixels); the first chunk is the header,
+  // whatever its checksum says.
+  if (bytes.size() >= 24 && std::memcmp(&bytes[12], "IHDR", 4) == 0) {
+    auto be32 = [&](size_t at) {
+      return (int64_t{bytes[at]} << 24) | (int64_t{bytes[at + 1]} << 16) |
+             (int64_t{bytes[at + 2]} << 8) | int64_t{bytes[at + 3]};
+    };
+    // Each side is below 2^32: their product may not fit in int64.
+    const int64_t w = be32(16), h = be32(20);
+    if (w > 0 && h > max_pixels / w) throw fail(pixels_problem(w, h, max_pixels));
+  }
+  cv::Mat rgb;
+  int64_t width = 0, height = 0;
+  char message[256] = "";
+  switch (decode_png(bytes.data(), bytes.size(), max_pixels, &rgb, &width, &height, message)) {
+    case PngResult::kOk:
+      return rgb;
+    case PngResult::kTooLarge:
+      throw fail(pixels_problem(width, height, max_pixels));
+    case PngResult::kCorrupt:
+      break;
+  }
+  throw fail(std::string("corrupt or truncated PNG data (") + message + ")");
+}
+
+// OpenCV's decode of the other formats, as stored (alpha, 16-bit, grey).
+cv::Mat decode_with_opencv(const std::vector<uint8_t>& bytes, int64_t max_pixels, bool jpeg,
+                           const ImageFail& fail) {
   // Only the formats cnnviz takes from folders reach OpenCV: its other
   // decoders (DICOM through GDCM, found by fuzzing; OpenEXR, Radiance HDR,
   // Sun raster, PFM) recognize files by content whatever their name, and
@@ -392,14 +402,12 @@ cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& n
         "not an image (or an unsupported format: JPEG, PNG, BMP, TIFF, WebP, PNM, JPEG 2000)");
   }
   limit_opencv_pixels(max_pixels);
-  const std::vector<uint8_t>& data = bytes;
-
   cv::Mat raw;
   try {
     // IMREAD_UNCHANGED keeps alpha, 16-bit depth and grayscale as stored, and
     // does not apply EXIF orientation (PIL does not either).
     raw = cv::imdecode(
-        cv::Mat(1, static_cast<int>(data.size()), CV_8UC1, const_cast<uint8_t*>(data.data())),
+        cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<uint8_t*>(bytes.data())),
         cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
     const std::string what = first_line(e.what());
@@ -415,12 +423,15 @@ cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& n
     throw fail(jpeg ? "corrupt or truncated image data"
                     : "not an image (or an unsupported format, or corrupt or truncated data)");
   }
+  return raw;
+}
 
+// Any sample depth OpenCV decodes, as 8 bits.
+cv::Mat to_eight_bits(const cv::Mat& raw, const ImageFail& fail) {
   cv::Mat eight;
   switch (raw.depth()) {
     case CV_8U:
-      eight = raw;
-      break;
+      return raw;
     case CV_16U: {
       // Keep the high byte, as Pillow does when it opens 16-bit RGB PNGs.
       eight.create(raw.size(), CV_MAKETYPE(CV_8U, raw.channels()));
@@ -430,14 +441,18 @@ cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& n
         uint8_t* out = eight.ptr<uint8_t>(y);
         for (int i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(in[i] >> 8);
       }
-      break;
+      return eight;
     }
     case CV_32F:
       raw.convertTo(eight, CV_8U, 255.0);  // float images (TIFF, EXR) in [0,1]
-      break;
+      return eight;
     default:
       throw fail("unsupported sample type (8-bit, 16-bit or float images only)");
   }
+}
+
+// OpenCV's BGR(A) or grey(+alpha) as RGB; alpha is dropped.
+cv::Mat opencv_to_rgb(const cv::Mat& eight, const ImageFail& fail) {
   cv::Mat rgb;
   switch (eight.channels()) {
     case 1:
@@ -459,6 +474,24 @@ cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& n
       throw fail("unsupported number of channels (" + std::to_string(eight.channels()) + ")");
   }
   return rgb;
+}
+
+}  // namespace
+
+cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& name,
+                         int64_t max_pixels) {
+  const ImageFail fail{name};
+  if (bytes.empty()) throw fail("empty file");
+  const bool jpeg = starts_with(bytes, {0xFF, 0xD8, 0xFF});
+  if (jpeg) {
+    cv::Mat rgb = decode_jpeg_rgb(bytes, max_pixels, fail);
+    if (!rgb.empty()) return rgb;
+  }
+  if (starts_with(bytes, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'})) {
+    return decode_png_rgb(bytes, max_pixels, fail);
+  }
+  const cv::Mat raw = decode_with_opencv(bytes, max_pixels, jpeg, fail);
+  return opencv_to_rgb(to_eight_bits(raw, fail), fail);
 }
 
 cv::Mat read_image_rgb(const std::string& path, int64_t max_pixels) {

@@ -1,11 +1,11 @@
-#include "cnnviz/npy.h"
+#include "cnnviz/io/npy.h"
 
 #include <cstring>
 #include <numeric>
 #include <regex>
 
-#include "cnnviz/error.h"
-#include "cnnviz/files.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/io/files.h"
 
 namespace cnnviz {
 

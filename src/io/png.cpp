@@ -1,12 +1,12 @@
-#include "cnnviz/png.h"
+#include "cnnviz/io/png.h"
 
 #include <isa-l/crc.h>
 #include <isa-l/igzip_lib.h>
 
 #include <cstring>
 
-#include "cnnviz/error.h"
-#include "cnnviz/files.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/io/files.h"
 
 namespace cnnviz {
 

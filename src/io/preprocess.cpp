@@ -1,11 +1,11 @@
-#include "cnnviz/preprocess.h"
+#include "cnnviz/io/preprocess.h"
 
 #include <ATen/ATen.h>
 
 #include <cmath>
 
-#include "cnnviz/error.h"
-#include "cnnviz/resize.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/io/resize.h"
 
 namespace cnnviz {
 

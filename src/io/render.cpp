@@ -1,4 +1,4 @@
-#include "cnnviz/render.h"
+#include "cnnviz/io/render.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,8 +6,8 @@
 #include <map>
 #include <opencv2/imgproc.hpp>
 
-#include "cnnviz/error.h"
-#include "cnnviz/resize.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/io/resize.h"
 
 namespace cnnviz {
 
@@ -342,6 +342,67 @@ cv::Mat plot_curves(const std::string& title, const std::vector<double>& deletio
   cv::putText(img, "fraction of pixels deleted / inserted", cv::Point(left + 90, h - 8),
               cv::FONT_HERSHEY_SIMPLEX, 0.4, axis, 1, cv::LINE_AA);
   return img;
+}
+
+MapPictures::MapPictures(const FloatArray& raw, MapKind kind, int size, const Colormap& colormap)
+    : raw_(raw), kind_(kind), size_(size), colormap_(colormap), range_(map_range(raw)) {}
+
+const std::vector<std::string>& MapPictures::variants(MapKind kind) {
+  static const std::vector<std::string> gradient = {"all", "all_gray", "pos",   "pos_gray",
+                                                    "neg", "neg_gray", "signed"};
+  static const std::vector<std::string> product = {"color", "gray"};
+  static const std::vector<std::string> layer = {"gray", "heatmap"};
+  switch (kind) {
+    case MapKind::kInputGradient:
+      return gradient;
+    case MapKind::kInputProduct:
+      return product;
+    case MapKind::kLayerMap:
+      return layer;
+  }
+  return layer;
+}
+
+const cv::Mat& MapPictures::get(const std::string& variant) { return draw(variant).image; }
+
+bool MapPictures::blank(const std::string& variant) { return draw(variant).blank; }
+
+MapPictures::Picture& MapPictures::draw(const std::string& variant) {
+  if (auto it = drawn_.find(variant); it != drawn_.end()) return it->second;
+  const std::vector<std::string>& known = variants(kind_);
+  if (std::find(known.begin(), known.end(), variant) == known.end()) {
+    std::string names;
+    for (const std::string& v : known) names += (names.empty() ? "" : ", ") + v;
+    throw Error(ErrorCode::kUsage,
+                "view '" + variant + "': a " + map_kind_words(kind_) + " is drawn as " + names);
+  }
+  if (variant == "signed") {
+    Picture& p = drawn_[variant];
+    p.image = signed_heatmap(raw_, p.blank);
+    return p;
+  }
+  if (kind_ == MapKind::kLayerMap) {
+    Picture& gray = drawn_["gray"];
+    if (gray.image.empty()) {
+      gray.image = to_gray8(normalize_map(raw_, range_, size_));
+      gray.blank = !(range_.max - range_.min > 0.0f);
+    }
+    if (variant == "gray") return gray;
+    Picture& heat = drawn_["heatmap"];
+    heat.image = colormap_.apply(gray.image);
+    heat.blank = gray.blank;
+    return heat;
+  }
+  // Input space: one rescaling gives the colour and the grey picture.
+  const bool product = kind_ == MapKind::kInputProduct;
+  const std::string mode = product ? "" : variant.substr(0, 3);
+  const Rescale r = mode == "pos" ? Rescale::kPos : mode == "neg" ? Rescale::kNeg : Rescale::kAll;
+  RescaledMap m = rescale_gradient(raw_, r, range_);
+  Picture& colour = drawn_[product ? "color" : mode];
+  Picture& grey = drawn_[product ? "gray" : mode + "_gray"];
+  colour = Picture{m.rgb, m.degenerate};
+  grey = Picture{m.gray, m.degenerate};
+  return drawn_[variant];
 }
 
 }  // namespace cnnviz

@@ -4,14 +4,14 @@
 // from 2^21 so that the final >> 22 rounds to nearest), because torchvision's
 // Resize on a PIL image is that code, and matching it bit for bit is what makes
 // cnnviz's top-5 identical to the Python pipeline's.
-#include "cnnviz/resize.h"
+#include "cnnviz/io/resize.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
-#include "cnnviz/error.h"
+#include "cnnviz/core/error.h"
 
 namespace cnnviz {
 

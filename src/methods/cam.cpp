@@ -14,8 +14,8 @@
 // and 6x6, not 1x1) is refused with a pointer to Grad-CAM.
 #include <ATen/ATen.h>
 
-#include "cnnviz/error.h"
-#include "cnnviz/methods.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

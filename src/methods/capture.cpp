@@ -1,7 +1,7 @@
 #include <ATen/ATen.h>
 
-#include "cnnviz/error.h"
-#include "cnnviz/methods.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz {
 

@@ -4,7 +4,7 @@
 // the forward input. Max pooling routes the gradient through the forward
 // argmax ("switches"), as in the paper. Zeiler & Fergus project single
 // activations; here the target is the class score, like the other methods.
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

@@ -17,7 +17,7 @@
 // names them.
 #include <ATen/ATen.h>
 
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

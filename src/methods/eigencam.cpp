@@ -7,7 +7,7 @@
 // applies relu like the other CAMs. Computed in float64.
 #include <ATen/ATen.h>
 
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

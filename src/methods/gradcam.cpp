@@ -8,7 +8,7 @@
 // and backward pass (not one pass per layer); the raw map is returned at the
 // layer's resolution, unnormalized (no accumulator starting at 1, no uint8
 // quantization before resizing).
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

@@ -6,7 +6,7 @@
 // do), w_k = sum_ab alpha * relu(g), map = relu(sum_k w_k A_k).
 #include <ATen/ATen.h>
 
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

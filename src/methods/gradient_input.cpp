@@ -4,7 +4,7 @@
 // network that is linear in x it is each pixel's exact contribution to y_c.
 #include <ATen/ATen.h>
 
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

@@ -8,7 +8,7 @@
 // (Fire, dense layers, bottlenecks), functional (F.relu in a forward),
 // in-place, and in the classifier. Activations that are not ReLUs (ReLU6,
 // SiLU, GELU, ...) keep their true gradient and are reported (Engine::report).
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

@@ -7,7 +7,7 @@
 // where the seed tutorial runs two forward+backward passes per layer.
 #include <ATen/ATen.h>
 
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 
@@ -16,8 +16,8 @@ std::vector<MethodMap> guided_gradcam(Capture& capture) {
   const int64_t h = guided.size(2), w = guided.size(3);
   std::vector<MethodMap> maps;
   for (size_t i = 0; i < capture.layers().size(); ++i) {
-    at::Tensor cam = method_util::normalize_per_image(method_util::gradcam(capture, i));
-    maps.push_back({capture.layers()[i], guided * method_util::upsample(cam, h, w).unsqueeze(1)});
+    at::Tensor cam = normalize_per_image(method_util::gradcam(capture, i));
+    maps.push_back({capture.layers()[i], guided * upsample(cam, h, w).unsqueeze(1)});
   }
   return maps;
 }

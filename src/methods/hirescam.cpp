@@ -5,7 +5,7 @@
 // global average pooling and one linear layer it equals CAM times 1/(h w).
 #include <ATen/ATen.h>
 
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

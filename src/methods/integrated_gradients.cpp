@@ -12,8 +12,8 @@
 // interpolated images go through the network in batches of --sample-batch.
 #include <ATen/ATen.h>
 
-#include "cnnviz/error.h"
-#include "cnnviz/methods.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz {
 

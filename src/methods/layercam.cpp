@@ -10,7 +10,7 @@
 // tanh(2 M / max M) before fusing; cnnviz does not.)
 #include <ATen/ATen.h>
 
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 
@@ -25,7 +25,7 @@ std::vector<MethodMap> layercam(Capture& capture) {
     const at::Tensor x = capture.input();
     at::Tensor fused;
     for (const MethodMap& m : maps) {
-      at::Tensor up = method_util::upsample(m.value, x.size(2), x.size(3));
+      at::Tensor up = upsample(m.value, x.size(2), x.size(3));
       at::Tensor peak = up.amax({1, 2}, /*keepdim=*/true);
       up = at::where(peak > 0, up / peak.clamp_min(1e-30), at::zeros_like(up));
       fused = fused.defined() ? at::maximum(fused, up) : up;

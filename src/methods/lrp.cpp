@@ -31,9 +31,9 @@
 
 #include <cmath>
 
-#include "cnnviz/error.h"
-#include "cnnviz/feature_map.h"
-#include "cnnviz/methods.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/feature_map.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

@@ -3,9 +3,9 @@
 // reads a method's facts from here.
 #include <algorithm>
 
-#include "cnnviz/error.h"
-#include "cnnviz/limits.h"
-#include "cnnviz/methods.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/limits.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz {
 
@@ -389,6 +389,31 @@ Score method_score(const MethodDef& method, std::optional<ScoreKind> requested,
   score.counterfactual = counterfactual;
   return score;
 }
+
+MethodParams run_params(const MethodDef& method, MethodParams given, const ModelInfo& info,
+                        const Score& score) {
+  given.mean = info.preprocess.mean;
+  given.std = info.preprocess.std;
+  given.score = score;
+  if (method.check) method.check(given, info.preprocess.crop, info.preprocess.crop);
+  return given;
+}
+
+const char* layer_use_name(LayerUse use) {
+  switch (use) {
+    case LayerUse::kNone:
+      return "none";
+    case LayerUse::kChosen:
+      return "chosen";
+    case LayerUse::kGlobalPoolInput:
+      return "global-pool";
+    case LayerUse::kOptional:
+      return "optional";
+  }
+  return "none";
+}
+
+const MethodDef& default_method() { return find_method("gradcam"); }
 
 const MethodDef& find_method(const std::string& name) {
   for (const MethodDef& m : method_table()) {

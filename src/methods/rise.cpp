@@ -22,8 +22,8 @@
 
 #include <string>
 
-#include "cnnviz/error.h"
-#include "cnnviz/methods.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

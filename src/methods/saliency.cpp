@@ -3,7 +3,7 @@
 // Convolutional Networks"). The paper shows max_c |grad| over channels; cnnviz
 // keeps the signed 3-channel gradient and renders it like guided backprop
 // (all/pos/neg, colour and grey), as the seed tutorial does.
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

@@ -11,7 +11,7 @@
 // network without autograd in batches of --sample-batch.
 #include <ATen/ATen.h>
 
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 
@@ -28,8 +28,8 @@ std::vector<MethodMap> scorecam(Capture& capture) {
       std::vector<at::Tensor> scores;
       for (int64_t start = 0; start < k; start += chunk) {
         const int64_t end = std::min(k, start + chunk);
-        at::Tensor h = method_util::normalize_per_image(
-            method_util::upsample(a[j].slice(0, start, end), height, width));  // [c,H,W]
+        at::Tensor h =
+            normalize_per_image(upsample(a[j].slice(0, start, end), height, width));  // [c,H,W]
         // No autograd needed: the model's frozen inference module (about twice
         // as fast on CPU as the instrumented graph); logits come back on the CPU.
         at::Tensor logits = capture.engine().model().logits(x[j].unsqueeze(0) * h.unsqueeze(1));

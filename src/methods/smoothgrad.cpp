@@ -11,8 +11,8 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "cnnviz/error.h"
-#include "cnnviz/methods.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz {
 

@@ -4,7 +4,7 @@
 // (1e-7 added to the denominator), map = relu(sum_k w_k A_k).
 #include <ATen/ATen.h>
 
-#include "cnnviz/methods.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::methods {
 

@@ -7,6 +7,8 @@
 
 namespace cnnviz::assets {
 
+std::string_view common_css();   // assets/common/base.css: both pages' palette and type
+std::string_view common_js();    // assets/common/dom.js: both pages' DOM helpers
 std::string_view report_html();  // assets/report/index.html
 std::string_view report_css();   // assets/report/report.css
 std::string_view report_js();    // assets/report/report.js

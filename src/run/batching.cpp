@@ -1,4 +1,4 @@
-#include "cnnviz/batching.h"
+#include "batching.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "cnnviz/explorer.h"
+#include "cnnviz/run/explorer.h"
 
 #include <ATen/ATen.h>
 
@@ -15,13 +15,14 @@
 #include <set>
 #include <thread>
 
-#include "cnnviz/compute.h"
-#include "cnnviz/engine.h"
-#include "cnnviz/files.h"
-#include "cnnviz/image.h"
-#include "cnnviz/inputs.h"
-#include "cnnviz/layers.h"
-#include "cnnviz/stopwatch.h"
+#include "arrays.h"
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/stopwatch.h"
+#include "cnnviz/io/files.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/methods/compute.h"
+#include "cnnviz/methods/layers.h"
+#include "cnnviz/run/inputs.h"
 
 namespace fs = std::filesystem;
 
@@ -33,23 +34,6 @@ constexpr size_t kDecodedImages = 8;      // decoded images kept (LRU)
 constexpr size_t kClassifications = 512;  // classifications kept (LRU)
 constexpr size_t kEngines = 8;            // instrumented models kept (LRU)
 constexpr auto kPoll = std::chrono::milliseconds(25);
-
-// Test hook: with CNNVIZ_TEST_JOB_DELAY_MS=N in the environment every job
-// takes N ms longer, so that a test can fill the queue or leave a job
-// waiting. Nothing otherwise.
-void test_job_delay() {
-  static const long ms = [] {
-    const char* v = std::getenv("CNNVIZ_TEST_JOB_DELAY_MS");
-    return v && *v ? std::atol(v) : 0L;
-  }();
-  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-}
-
-FloatArray to_array(const at::Tensor& t) {
-  const at::Tensor c = t.to(at::kCPU, at::kFloat).contiguous();
-  const float* p = c.data_ptr<float>();
-  return {c.sizes().vec(), std::vector<float>(p, p + c.numel())};
-}
 
 // A small LRU map: the most recently used entry first.
 template <typename V>
@@ -133,18 +117,10 @@ size_t MapSet::bytes() const {
 }
 
 std::string explorer_layer_use(const MethodDef& method) {
-  switch (method.layers) {
-    case LayerUse::kNone:
-      return "none";
-    case LayerUse::kGlobalPoolInput:
-      return "global-pool";
-    case LayerUse::kOptional:
-      return "optional";
-    case LayerUse::kChosen:
-      // A forward pass per channel of every feature stage would take minutes.
-      return method.forward_per_channel ? "default" : "all";
-  }
-  return "none";
+  // A forward pass per channel of every feature stage would take minutes:
+  // such a method gets the default layer only.
+  if (method.layers == LayerUse::kChosen) return method.forward_per_channel ? "default" : "all";
+  return layer_use_name(method.layers);
 }
 
 struct Explorer::Impl {
@@ -284,7 +260,9 @@ struct Explorer::Impl {
       const Clock::time_point start = Clock::now();
       std::exception_ptr error;
       try {
-        test_job_delay();
+        if (opts.test_job_delay_ms > 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(opts.test_job_delay_ms));
+        }
         job->run(*job);
       } catch (const Error&) {
         error = std::current_exception();
@@ -336,7 +314,7 @@ struct Explorer::Impl {
 
   Engine& engine(const std::string& model_name, Model& m, const MethodDef& method,
                  const std::vector<std::string>& layers) {
-    std::string key = model_name + "|" + (method.lrp ? "lrp" : "plain");
+    std::string key = model_name + "|" + (method.lrp ? "relevance-rules" : "plain");
     for (const std::string& l : layers) key += "|" + l;
     if (auto* e = engines.find(key)) return **e;
     auto e = std::make_shared<Engine>(m, layers, std::nullopt, method.lrp);
@@ -352,6 +330,63 @@ struct Explorer::Impl {
     inputs.put(key, t);
     inputs.trim([](size_t n, const auto&) { return n > kDecodedImages; });
     return t;
+  }
+
+  // Every map of `method` for the image `d` and the request's class (its
+  // top class when none is given), on the worker thread.
+  std::shared_ptr<const MapSet> compute_set(const Decoded& d, const MapRequest& r,
+                                            const MethodDef& method) {
+    Model& m = model(r.model);
+    const ModelInfo& info = m.info();
+    const std::string use = explorer_layer_use(method);
+    const LayerRequest layers_wanted{{}, use == "all" || use == "optional"};
+    Engine& e = engine(r.model, m, method, method_layers(m, method, layers_wanted));
+    const MethodParams params =
+        run_params(method, {}, info, method_score(method, r.score, r.counterfactual));
+    const Clock::time_point start = Clock::now();
+    const at::Tensor batch = input_batch(m, r.model, d);
+    BatchMaps out =
+        compute_maps(e, method, batch, r.cls ? fixed_class(*r.cls) : top_classes(1), params);
+    auto set = std::make_shared<MapSet>();
+    set->request = r;
+    set->request.cls = out.classes[0][0];
+    set->request.score = params.score->kind;
+    set->method = &method;
+    set->score = *params.score;
+    const int64_t k = *set->request.cls;
+    set->label = info.label(k);
+    const at::Tensor logits = out.logits.to(at::kFloat).contiguous();
+    set->probability = at::softmax(logits, 1)[0][k].item<double>();
+    const float* p = logits.data_ptr<float>();
+    set->logits = std::make_shared<const std::vector<float>>(p, p + logits.size(1));
+    set->box = crop_box(d.rgb.cols, d.rgb.rows, info.preprocess);
+    set->size = set->box.size;
+    set->width = d.rgb.cols;
+    set->height = d.rgb.rows;
+    for (const MethodMap& mm : out.maps[0]) {
+      ExplorerMap em;
+      em.layer = mm.layer;
+      em.kind = mm.input_space() ? method.output : MapKind::kLayerMap;
+      em.raw = to_float_array(mm.value[0]);
+      set->maps.push_back(std::move(em));
+    }
+    set->compute_ms = ms_since(start);
+    return set;
+  }
+
+  // Caches a computed set under its class, and the image's logits as its
+  // classification, within the cache's byte budget.
+  void store_set(const std::string& image_key, const std::string& set_key,
+                 const std::shared_ptr<const MapSet>& set) {
+    std::lock_guard<std::mutex> lock(mutex);
+    classified.put(image_key, set->logits);
+    sets.put(set_key, set);
+    set_bytes += set->bytes();
+    sets.trim([&](size_t n, const std::shared_ptr<const MapSet>& oldest) {
+      if (n <= 1 || set_bytes <= opts.cache_bytes) return false;
+      set_bytes -= oldest->bytes();
+      return true;
+    });
   }
 };
 
@@ -556,56 +591,8 @@ MapSetResult Explorer::maps(const MapRequest& request, const GoneCheck& gone) {
   }
   const std::string key = r.cls ? class_key(*r.cls) : "maps|" + base + "|top";
   auto job = s.submit(key, [&s, d, r, &method, class_key](Job& j) {
-    Model& m = s.model(r.model);
-    const ModelInfo& info = m.info();
-    const std::string use = explorer_layer_use(method);
-    const LayerRequest layers_wanted{{}, use == "all" || use == "optional"};
-    const std::vector<std::string> layers = method_layers(m, method, layers_wanted);
-    Engine& engine = s.engine(r.model, m, method, layers);
-    MethodParams params;
-    params.mean = info.preprocess.mean;
-    params.std = info.preprocess.std;
-    params.score = method_score(method, r.score, r.counterfactual);
-    if (method.check) method.check(params, info.preprocess.crop, info.preprocess.crop);
-    const Clock::time_point start = Clock::now();
-    const at::Tensor batch = s.input_batch(m, r.model, *d);
-    const TargetChooser chooser = r.cls ? fixed_class(*r.cls) : top_classes(1);
-    BatchMaps out = compute_maps(engine, method, batch, chooser, params);
-    auto set = std::make_shared<MapSet>();
-    set->request = r;
-    set->request.cls = out.classes[0][0];
-    set->request.score = params.score->kind;
-    set->method = &method;
-    set->score = *params.score;
-    const int64_t k = *set->request.cls;
-    set->label = info.label(k);
-    const at::Tensor logits = out.logits.to(at::kFloat);
-    set->probability = at::softmax(logits, 1)[0][k].item<double>();
-    set->box = crop_box(d->rgb.cols, d->rgb.rows, info.preprocess);
-    set->size = set->box.size;
-    set->width = d->rgb.cols;
-    set->height = d->rgb.rows;
-    for (const MethodMap& mm : out.maps[0]) {
-      ExplorerMap e;
-      e.layer = mm.layer;
-      e.kind = mm.input_space() ? method.output : MapKind::kLayerMap;
-      e.raw = to_array(mm.value[0]);
-      set->maps.push_back(std::move(e));
-    }
-    set->compute_ms = ms_since(start);
-    j.set = set;
-    const at::Tensor row = logits.contiguous();
-    const float* p = row.data_ptr<float>();
-    auto all = std::make_shared<const std::vector<float>>(p, p + row.size(1));
-    std::lock_guard<std::mutex> lock(s.mutex);
-    s.classified.put(d->hash + "|" + r.model, all);
-    s.sets.put(class_key(k), set);
-    s.set_bytes += set->bytes();
-    s.sets.trim([&](size_t n, const std::shared_ptr<const MapSet>& oldest) {
-      if (n <= 1 || s.set_bytes <= s.opts.cache_bytes) return false;
-      s.set_bytes -= oldest->bytes();
-      return true;
-    });
+    j.set = s.compute_set(*d, r, method);
+    s.store_set(d->hash + "|" + r.model, class_key(*j.set->request.cls), j.set);
   });
   s.await(job, gone);
   result.set = job->set;

@@ -1,8 +1,8 @@
-#include "cnnviz/image_targets.h"
+#include "cnnviz/run/image_targets.h"
 
 #include <algorithm>
 
-#include "cnnviz/error.h"
+#include "cnnviz/core/error.h"
 
 namespace cnnviz {
 

@@ -1,4 +1,4 @@
-#include "cnnviz/inputs.h"
+#include "cnnviz/run/inputs.h"
 
 #include <algorithm>
 #include <cctype>
@@ -6,10 +6,10 @@
 #include <filesystem>
 #include <istream>
 
-#include "cnnviz/error.h"
-#include "cnnviz/files.h"
-#include "cnnviz/json_util.h"
-#include "cnnviz/limits.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/json_util.h"
+#include "cnnviz/core/limits.h"
+#include "cnnviz/io/files.h"
 
 namespace fs = std::filesystem;
 

@@ -1,10 +1,10 @@
-#include "cnnviz/loader.h"
+#include "loader.h"
 
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
-#include "cnnviz/image.h"
+#include "cnnviz/io/image.h"
 #include "threads.h"
 
 namespace cnnviz {
@@ -106,6 +106,20 @@ std::vector<LoadedImage> BatchLoader::next() {
   lock.unlock();
   s.changed.notify_all();
   return batch;
+}
+
+std::vector<LoadedImage*> place_loaded(std::vector<LoadedImage>& batch, const LoadList& list,
+                                       const std::function<void(LoadedImage&)>& failed) {
+  std::vector<LoadedImage*> ok;
+  for (LoadedImage& img : batch) {
+    img.index = list.positions[img.index];
+    if (img.error) {
+      failed(img);
+    } else {
+      ok.push_back(&img);
+    }
+  }
+  return ok;
 }
 
 }  // namespace cnnviz

@@ -1,4 +1,4 @@
-#include "cnnviz/manifest.h"
+#include "cnnviz/run/manifest.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -14,11 +14,11 @@
 #include <set>
 #include <tuple>
 
-#include "cnnviz/error.h"
-#include "cnnviz/files.h"
-#include "cnnviz/formats.h"
-#include "cnnviz/json_util.h"
-#include "cnnviz/limits.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/formats.h"
+#include "cnnviz/core/json_util.h"
+#include "cnnviz/core/limits.h"
+#include "cnnviz/io/files.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
@@ -349,7 +349,21 @@ bool outputs_complete(const std::string& outdir, const json& entry) {
   return true;
 }
 
-MergeResult merge_manifests(const std::string& outdir, bool partial) {
+namespace {
+
+template <typename Numbers>
+std::string comma_list(const Numbers& numbers) {
+  std::string list;
+  for (long n : numbers) list += (list.empty() ? "" : ", ") + std::to_string(n);
+  return list;
+}
+
+Error not_a_manifest(const std::string& path, const std::string& problem) {
+  return Error(ErrorCode::kInput,
+               "merge: '" + path + "' is not a cnnviz manifest (" + problem + ")");
+}
+
+std::vector<RunFile> shard_manifests(const std::string& outdir) {
   std::vector<RunFile> shards = find_run_files(outdir, "manifest", ".json");
   shards.erase(
       std::remove_if(shards.begin(), shards.end(), [](const RunFile& f) { return f.n == 0; }),
@@ -357,17 +371,23 @@ MergeResult merge_manifests(const std::string& outdir, bool partial) {
   if (shards.empty()) {
     throw Error(ErrorCode::kInput, "merge: no manifest.shard-*.json in '" + outdir + "'");
   }
-  // One run's shards: one N, each K once.
+  return shards;
+}
+
+// N, which must be the same for every shard: one run's shards.
+long shard_count(const std::string& outdir, const std::vector<RunFile>& shards) {
   std::set<long> counts;
   for (const RunFile& f : shards) counts.insert(f.n);
   if (counts.size() > 1) {
-    std::string list;
-    for (long n : counts) list += (list.empty() ? "" : ", ") + std::to_string(n);
-    throw Error(ErrorCode::kInput, "merge: '" + outdir + "' holds shards of runs split " + list +
+    throw Error(ErrorCode::kInput, "merge: '" + outdir + "' holds shards of runs split " +
+                                       comma_list(counts) +
                                        " ways: remove the stale ones (or use another -o per run)");
   }
-  MergeResult result;
-  result.shards = counts.count(0) ? 0 : *counts.begin();
+  return counts.count(0) ? 0 : *counts.begin();
+}
+
+// The K of 1..n that no shard has; each shard's K must be one of them.
+std::vector<long> missing_shards(const std::vector<RunFile>& shards, long n) {
   std::set<long> present;
   for (const RunFile& f : shards) {
     if (f.k < 1 || f.k > f.n) {
@@ -376,82 +396,117 @@ MergeResult merge_manifests(const std::string& outdir, bool partial) {
     }
     present.insert(f.k);
   }
-  for (long k = 1; k <= result.shards; ++k) {
-    if (!present.count(k)) result.missing.push_back(k);
+  std::vector<long> missing;
+  for (long k = 1; k <= n; ++k) {
+    if (!present.count(k)) missing.push_back(k);
   }
-  if (!result.missing.empty() && !partial) {
-    std::string list;
-    for (long k : result.missing) list += (list.empty() ? "" : ", ") + std::to_string(k);
-    throw Error(ErrorCode::kInput,
-                "merge: shard" + std::string(result.missing.size() > 1 ? "s " : " ") + list +
-                    " of " + std::to_string(result.shards) + " missing in '" + outdir +
-                    "' (run them, or merge what is there with --partial)");
+  return missing;
+}
+
+json read_shard(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file(path, "merge: manifest", kMaxManifestBytes);
+  json doc = parse_json(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                        "merge: '" + path + "'", ErrorCode::kInput);
+  if (!doc.is_object() || !doc.contains("images") || !doc["images"].is_array()) {
+    throw not_a_manifest(path, "no \"images\" list");
   }
-  json merged;
+  return doc;
+}
+
+bool same_settings(const json& a, const json& b) {
+  return a.value("method", json()) == b.value("method", json()) &&
+         a.value("model", json()) == b.value("model", json()) &&
+         a.value("layers", json()) == b.value("layers", json()) &&
+         a.value("options", json()) == b.value("options", json());
+}
+
+// Moves the shard's image entries into `images`, by their index in the whole
+// input list.
+void take_images(json& doc, const std::string& path, std::map<size_t, json>& images) {
+  for (json& e : doc["images"]) {
+    if (!e.is_object()) throw not_a_manifest(path, "an image entry is not an object");
+    size_t index = images.size();
+    if (e.contains("index")) {
+      if (!e["index"].is_number_unsigned() && !e["index"].is_number_integer()) {
+        throw not_a_manifest(path, "an image's index is not a number");
+      }
+      if (e["index"].get<int64_t>() < 0) throw not_a_manifest(path, "an image's index is negative");
+      index = e["index"].get<size_t>();
+    }
+    images[index] = std::move(e);
+  }
+}
+
+void add_summary(const json& doc, const std::string& path, json& totals) {
+  const json summary =
+      doc.contains("summary") && doc["summary"].is_object() ? doc["summary"] : json::object();
+  for (const char* k : {"images", "written", "failed", "skipped"}) {
+    if (summary.contains(k)) {
+      if (!summary[k].is_number_unsigned())
+        throw not_a_manifest(path, std::string("summary.") + k + " is not a count");
+      totals[k] = totals[k].get<size_t>() + summary[k].get<size_t>();
+    }
+  }
+  if (summary.contains("interrupted")) {
+    if (!summary["interrupted"].is_boolean())
+      throw not_a_manifest(path, "summary.interrupted is not true or false");
+    totals["interrupted"] = totals["interrupted"].get<bool>() || summary["interrupted"].get<bool>();
+  }
+}
+
+// The shards read: the first one's document, every shard's images, and their
+// summaries summed.
+struct Shards {
+  json first;
   std::map<size_t, json> images;
   json totals = {
       {"images", 0}, {"written", 0}, {"failed", 0}, {"skipped", 0}, {"interrupted", false}};
+};
+
+Shards read_shards(const std::string& outdir, const std::vector<RunFile>& shards) {
+  Shards read;
   for (const RunFile& s : shards) {
     const std::string path = (fs::path(outdir) / s.name).string();
-    const std::vector<uint8_t> bytes = read_file(path, "merge: manifest", kMaxManifestBytes);
-    json doc =
-        parse_json(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
-                   "merge: '" + path + "'", ErrorCode::kInput);
-    auto bad = [&](const std::string& problem) {
-      return Error(ErrorCode::kInput,
-                   "merge: '" + path + "' is not a cnnviz manifest (" + problem + ")");
-    };
-    if (!doc.is_object() || !doc.contains("images") || !doc["images"].is_array()) {
-      throw bad("no \"images\" list");
-    }
-    if (merged.is_null()) {
-      merged = doc;
-    } else if (doc.value("method", json()) != merged.value("method", json()) ||
-               doc.value("model", json()) != merged.value("model", json()) ||
-               doc.value("layers", json()) != merged.value("layers", json()) ||
-               doc.value("options", json()) != merged.value("options", json())) {
+    json doc = read_shard(path);
+    if (read.first.is_null()) {
+      read.first = doc;
+    } else if (!same_settings(doc, read.first)) {
       throw Error(ErrorCode::kInput, "merge: '" + path +
                                          "' comes from a run with other settings than '" +
                                          (fs::path(outdir) / shards[0].name).string() + "'");
     }
-    for (json& e : doc["images"]) {
-      if (!e.is_object()) throw bad("an image entry is not an object");
-      size_t index = images.size();
-      if (e.contains("index")) {
-        if (!e["index"].is_number_unsigned() && !e["index"].is_number_integer()) {
-          throw bad("an image's index is not a number");
-        }
-        if (e["index"].get<int64_t>() < 0) throw bad("an image's index is negative");
-        index = e["index"].get<size_t>();
-      }
-      images[index] = std::move(e);
-    }
-    const json summary =
-        doc.contains("summary") && doc["summary"].is_object() ? doc["summary"] : json::object();
-    for (const char* k : {"images", "written", "failed", "skipped"}) {
-      if (summary.contains(k)) {
-        if (!summary[k].is_number_unsigned())
-          throw bad(std::string("summary.") + k + " is not a count");
-        totals[k] = totals[k].get<size_t>() + summary[k].get<size_t>();
-      }
-    }
-    if (summary.contains("interrupted")) {
-      if (!summary["interrupted"].is_boolean())
-        throw bad("summary.interrupted is not true or false");
-      totals["interrupted"] =
-          totals["interrupted"].get<bool>() || summary["interrupted"].get<bool>();
-    }
+    take_images(doc, path, read.images);
+    add_summary(doc, path, read.totals);
   }
+  return read;
+}
+
+}  // namespace
+
+MergeResult merge_manifests(const std::string& outdir, bool partial) {
+  const std::vector<RunFile> shards = shard_manifests(outdir);
+  MergeResult result;
+  result.shards = shard_count(outdir, shards);
+  result.missing = missing_shards(shards, result.shards);
+  if (!result.missing.empty() && !partial) {
+    throw Error(ErrorCode::kInput, "merge: shard" +
+                                       std::string(result.missing.size() > 1 ? "s " : " ") +
+                                       comma_list(result.missing) + " of " +
+                                       std::to_string(result.shards) + " missing in '" + outdir +
+                                       "' (run them, or merge what is there with --partial)");
+  }
+  Shards read = read_shards(outdir, shards);
+  json merged = std::move(read.first);
   merged["shard"] = nullptr;
   merged["merged_from"] = json::array();
   for (const RunFile& s : shards) merged["merged_from"].push_back(s.name);
   if (!result.missing.empty()) merged["missing_shards"] = result.missing;
   merged["images"] = json::array();
-  for (auto& [i, e] : images) merged["images"].push_back(std::move(e));
-  merged["summary"] = totals;
+  for (auto& [i, e] : read.images) merged["images"].push_back(std::move(e));
+  merged["summary"] = read.totals;
   const std::string text = dump_json(merged, 2) + "\n";
   write_file_atomic((fs::path(outdir) / "manifest.json").string(), text.data(), text.size());
-  result.images = images.size();
+  result.images = read.images.size();
   return result;
 }
 

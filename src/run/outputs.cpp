@@ -1,10 +1,10 @@
-#include "cnnviz/outputs.h"
+#include "cnnviz/run/outputs.h"
 
 #include <algorithm>
 #include <set>
 
-#include "cnnviz/error.h"
-#include "cnnviz/png.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/io/png.h"
 
 namespace cnnviz {
 
@@ -13,18 +13,6 @@ namespace {
 using json = nlohmann::ordered_json;
 
 constexpr int kContactColumns = 6;
-
-const char* kind_name(MapKind kind) {
-  switch (kind) {
-    case MapKind::kInputGradient:
-      return "input gradient";
-    case MapKind::kInputProduct:
-      return "gradient x CAM";
-    case MapKind::kLayerMap:
-      return "layer map";
-  }
-  return "?";
-}
 
 std::string join(const std::vector<std::string>& names) {
   std::string out;
@@ -82,11 +70,18 @@ class Writer {
 }  // namespace
 
 const std::vector<std::string>& map_variants(MapKind kind) {
-  static const std::vector<std::string> gradient = {"npy",      "all", "all_gray", "pos",
-                                                    "pos_gray", "neg", "neg_gray", "signed"};
-  static const std::vector<std::string> product = {"npy", "color", "gray", "contact"};
-  static const std::vector<std::string> layer = {"npy",     "gray",         "heatmap",
-                                                 "overlay", "overlay_full", "contact"};
+  // The raw array, the pictures of the map alone, then those drawn over the
+  // image or across layers.
+  auto with = [](MapKind k, std::vector<std::string> after) {
+    std::vector<std::string> v = {"npy"};
+    for (const std::string& p : MapPictures::variants(k)) v.push_back(p);
+    v.insert(v.end(), after.begin(), after.end());
+    return v;
+  };
+  static const std::vector<std::string> gradient = with(MapKind::kInputGradient, {});
+  static const std::vector<std::string> product = with(MapKind::kInputProduct, {"contact"});
+  static const std::vector<std::string> layer =
+      with(MapKind::kLayerMap, {"overlay", "overlay_full", "contact"});
   switch (kind) {
     case MapKind::kInputGradient:
       return gradient;
@@ -145,79 +140,82 @@ OutputSelection select_outputs(const MethodDef& method, const std::vector<std::s
     throw Error(ErrorCode::kUsage, "--write " + join(names) + ": " + method.name +
                                        " writes none "
                                        "of these (its maps are " +
-                                       kind_name(method.output) + "s: " + join(available) + ")");
+                                       map_kind_words(method.output) + "s: " + join(available) +
+                                       ")");
   }
   return s;
 }
+
+namespace {
+
+// The pictures that need the image under the map, for a layer map: overlays
+// on the network's view and on the whole source, and the contact-sheet tile.
+void write_overlays(Writer& w, MapPictures& pictures, const OutputSelection& chosen,
+                    const SourceView& view, const OutputStyle& style, MapFiles& out) {
+  const bool overlay = chosen.has("overlay") || chosen.has("contact");
+  if (overlay) {
+    cv::Mat over = blend(view.network_rgb, pictures.get("heatmap"), style.alpha);
+    if (chosen.has("overlay")) w.png("overlay", over);
+    if (chosen.has("contact")) out.tile = over;
+  }
+  if (chosen.has("overlay_full")) {
+    // Source-sized: the thread's buffer from the last image is reused.
+    thread_local cv::Mat full;
+    overlay_on_source(view, pictures.get("gray"), style.colormap, style.alpha, full);
+    w.png("overlay_full", full);
+  }
+}
+
+// Why a map's pictures are blank, said once per picture family as runs
+// always have.
+void warn_blank(Writer& w, MapPictures& pictures, MapKind kind, const OutputSelection& chosen) {
+  switch (kind) {
+    case MapKind::kInputGradient:
+      for (const char* v : {"all", "pos", "neg"}) {
+        const std::string mode = v;
+        if ((chosen.has(mode) || chosen.has(mode + "_gray")) && pictures.blank(mode)) {
+          w.warn(w.prefix() + " " + mode, "no values to rescale, written as zeros");
+        }
+      }
+      if (chosen.has("signed") && pictures.blank("signed")) {
+        w.warn(w.prefix() + " signed", "all zero, written as white");
+      }
+      break;
+    case MapKind::kInputProduct:
+      if ((chosen.has("color") || chosen.has("gray") || chosen.has("contact")) &&
+          pictures.blank("color")) {
+        w.warn(w.prefix(), "constant map, written as zeros");
+      }
+      break;
+    case MapKind::kLayerMap:
+      if (!(pictures.range().max - pictures.range().min > 0.0f)) {
+        w.warn(w.prefix(), "map is all zero (or constant), written as zeros");
+      }
+      break;
+  }
+}
+
+}  // namespace
 
 MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::string& layer,
                    const MapTarget& target, const FloatArray& raw, const SourceView& view,
                    const OutputSelection& selection, const OutputStyle& style) {
   MapFiles out;
-  const MapRange range = map_range(raw);
-  Writer w(dir, method, layer, target, range, out);
   // A method's maps at layers may be of another kind than its own.
   const bool at_layer = method.layer_maps && !layer.empty();
+  const MapKind kind = at_layer ? MapKind::kLayerMap : method.output;
   OutputSelection layer_selection;
   layer_selection.variants = selection.layer_variants;
   const OutputSelection& chosen = at_layer ? layer_selection : selection;
+  MapPictures pictures(raw, kind, view.box.size, style.colormap);
+  Writer w(dir, method, layer, target, pictures.range(), out);
   if (chosen.has("npy")) w.npy(raw);
-  switch (at_layer ? MapKind::kLayerMap : method.output) {
-    case MapKind::kInputGradient:
-      for (Rescale r : {Rescale::kAll, Rescale::kPos, Rescale::kNeg}) {
-        const std::string v = rescale_name(r);
-        const bool colour = chosen.has(v), grey = chosen.has(v + "_gray");
-        if (!colour && !grey) continue;
-        RescaledMap m = rescale_gradient(raw, r, range);
-        if (m.degenerate) w.warn(w.prefix() + " " + v, "no values to rescale, written as zeros");
-        if (colour) w.png(v, m.rgb);
-        if (grey) w.png(v + "_gray", m.gray);
-      }
-      if (chosen.has("signed")) {
-        bool degenerate = false;
-        const cv::Mat heat = signed_heatmap(raw, degenerate);
-        if (degenerate) w.warn(w.prefix() + " signed", "all zero, written as white");
-        w.png("signed", heat);
-      }
-      break;
-    case MapKind::kInputProduct: {
-      if (!chosen.has("color") && !chosen.has("gray") && !chosen.has("contact")) break;
-      RescaledMap m = rescale_gradient(raw, Rescale::kAll, range);
-      if (m.degenerate) w.warn(w.prefix(), "constant map, written as zeros");
-      if (chosen.has("color")) w.png("color", m.rgb);
-      if (chosen.has("gray")) w.png("gray", m.gray);
-      if (chosen.has("contact")) out.tile = m.gray;
-      break;
-    }
-    case MapKind::kLayerMap: {
-      if (!(range.max - range.min > 0.0f)) {
-        w.warn(w.prefix(), "map is all zero (or constant), written as zeros");
-      }
-      const bool overlay = chosen.has("overlay") || chosen.has("contact");
-      if (!chosen.has("gray") && !chosen.has("heatmap") && !overlay &&
-          !chosen.has("overlay_full")) {
-        break;
-      }
-      const cv::Mat gray = to_gray8(normalize_map(raw, range, view.box.size));
-      if (chosen.has("gray")) w.png("gray", gray);
-      if (chosen.has("heatmap") || overlay) {
-        const cv::Mat heat = style.colormap.apply(gray);
-        if (chosen.has("heatmap")) w.png("heatmap", heat);
-        if (overlay) {
-          cv::Mat over = blend(view.network_rgb, heat, style.alpha);
-          if (chosen.has("overlay")) w.png("overlay", over);
-          if (chosen.has("contact")) out.tile = over;
-        }
-      }
-      if (chosen.has("overlay_full")) {
-        // Source-sized: the thread's buffer from the last image is reused.
-        thread_local cv::Mat full;
-        overlay_on_source(view, gray, style.colormap, style.alpha, full);
-        w.png("overlay_full", full);
-      }
-      break;
-    }
+  warn_blank(w, pictures, kind, chosen);
+  for (const std::string& v : MapPictures::variants(kind)) {
+    if (chosen.has(v)) w.png(v, pictures.get(v));
   }
+  if (kind == MapKind::kInputProduct && chosen.has("contact")) out.tile = pictures.get("gray");
+  if (kind == MapKind::kLayerMap) write_overlays(w, pictures, chosen, view, style, out);
   return out;
 }
 

@@ -1,4 +1,4 @@
-#include "cnnviz/progress.h"
+#include "cnnviz/run/progress.h"
 
 #include <unistd.h>
 

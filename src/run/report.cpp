@@ -6,7 +6,7 @@
 // embedded into the binary at build time. Nothing is fetched: thumbnails
 // are the run's own PNGs, by paths relative to OUTDIR, so the page works from
 // file:// and keeps working when OUTDIR is moved or copied whole.
-#include "cnnviz/report.h"
+#include "cnnviz/run/report.h"
 
 #include <algorithm>
 #include <cctype>
@@ -19,12 +19,12 @@
 #include <vector>
 
 #include "assets.h"
-#include "cnnviz/error.h"
-#include "cnnviz/files.h"
-#include "cnnviz/json_util.h"
-#include "cnnviz/limits.h"
-#include "cnnviz/manifest.h"
-#include "cnnviz/version.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/json_util.h"
+#include "cnnviz/core/limits.h"
+#include "cnnviz/core/version.h"
+#include "cnnviz/io/files.h"
+#include "cnnviz/run/manifest.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
@@ -95,6 +95,89 @@ json pick(const json& from, std::initializer_list<const char*> keys) {
   return out;
 }
 
+// The run's row: its source file, model, weights, method and layers.
+json run_json(const RunFile& file, const json& doc) {
+  const json model = doc.contains("model") && doc["model"].is_object() ? doc["model"] : json();
+  return {{"source", file.name},
+          {"model", model.is_object() ? model.value("name", "") : ""},
+          {"weights", model.is_object() && model.contains("weights") && model["weights"].is_object()
+                          ? model["weights"].value("kind", "")
+                          : ""},
+          {"method", doc.value("method", "")},
+          {"layers", doc.contains("layers") ? doc["layers"] : json::array()}};
+}
+
+// Map files the manifests list that are not in OUTDIR, for one note.
+struct MissingMaps {
+  size_t count = 0;
+  std::string first;
+};
+
+// The entry's PNG maps (flagged when the file is missing) and raw arrays.
+void add_files(const json& e, const std::string& outdir, json& img, MissingMaps& missing) {
+  img["maps"] = json::array();
+  img["raw"] = json::array();
+  for (const json& f : e.value("files", json::array())) {
+    json m = pick(f, {"path", "method", "layer", "class", "variant"});
+    const std::string rel = f.at("path").get<std::string>();
+    if (f.value("format", "") == "png") {
+      std::error_code ec;
+      if (!fs::exists(outdir + "/" + rel, ec)) {
+        m["missing"] = true;
+        if (missing.count++ == 0) missing.first = rel;
+      }
+      img["maps"].push_back(std::move(m));
+    } else {
+      img["raw"].push_back(std::move(m));
+    }
+  }
+}
+
+// One image of the page from its manifest entry (manifest `path`, run
+// `run_index`).
+json image_json(const json& e, const std::string& path, const std::string& outdir, size_t run_index,
+                MissingMaps& missing) {
+  if (!e.is_object() || !e.contains("image") || !e["image"].is_string()) {
+    throw bad_manifest(path, "not a cnnviz manifest (an entry of \"images\" names no image)");
+  }
+  json img = {
+      {"image", e.at("image").get<std::string>()}, {"dir", e.value("dir", "")}, {"run", run_index}};
+  img["input"] = input_link(img["image"], outdir);
+  if (e.contains("error")) img["error"] = e["error"].get<std::string>();
+  img["warnings"] = e.value("warnings", json::array());
+  img["predictions"] = json::array();
+  for (const json& p : e.value("predictions", json::array())) {
+    img["predictions"].push_back(pick(p, {"index", "label", "probability"}));
+  }
+  img["targets"] = json::array();
+  for (const json& t : e.value("targets", json::array())) {
+    img["targets"].push_back(pick(t, {"class", "label", "rank", "probability"}));
+  }
+  add_files(e, outdir, img, missing);
+  return img;
+}
+
+// Shards: say when some are absent, or when stale shards of another run
+// (a different N) were merged too.
+void add_shard_notes(const std::vector<RunFile>& files, json& notes) {
+  std::map<long, std::vector<long>> by_count;
+  for (const RunFile& f : files) {
+    if (f.n > 0) by_count[f.n].push_back(f.k);
+  }
+  if (by_count.size() > 1) {
+    std::string counts;
+    for (const auto& [n, ks] : by_count) counts += (counts.empty() ? "" : ", ") + std::to_string(n);
+    notes.push_back("shard manifests of runs with different shard counts (" + counts +
+                    ") were merged: images may repeat");
+  } else if (by_count.size() == 1) {
+    const auto& [n, ks] = *by_count.begin();
+    if (static_cast<long>(ks.size()) < n) {
+      notes.push_back("only " + std::to_string(ks.size()) + " of " + std::to_string(n) +
+                      " shard manifests are present");
+    }
+  }
+}
+
 // What the page needs from the manifests: one run per manifest file, the
 // images in order, their PNG maps (with a flag for files that are missing)
 // and raw arrays, and notes about what could not be shown.
@@ -106,86 +189,27 @@ json report_data(const std::string& outdir, const std::vector<RunFile>& files) {
   data["runs"] = json::array();
   data["notes"] = json::array();
   data["images"] = json::array();
-  size_t missing = 0;
-  std::string first_missing;
+  MissingMaps missing;
   for (const RunFile& file : files) {
     const std::string path = outdir + "/" + file.name;
     const json doc = read_manifest(path);
     try {
-      const json model = doc.contains("model") && doc["model"].is_object() ? doc["model"] : json();
-      json run = {
-          {"source", file.name},
-          {"model", model.is_object() ? model.value("name", "") : ""},
-          {"weights", model.is_object() && model.contains("weights") && model["weights"].is_object()
-                          ? model["weights"].value("kind", "")
-                          : ""},
-          {"method", doc.value("method", "")},
-          {"layers", doc.contains("layers") ? doc["layers"] : json::array()}};
       const size_t run_index = data["runs"].size();
-      data["runs"].push_back(std::move(run));
+      data["runs"].push_back(run_json(file, doc));
       for (const json& e : doc["images"]) {
-        if (!e.is_object() || !e.contains("image") || !e["image"].is_string()) {
-          throw bad_manifest(path, "not a cnnviz manifest (an entry of \"images\" names no image)");
-        }
-        json img = {{"image", e.at("image").get<std::string>()},
-                    {"dir", e.value("dir", "")},
-                    {"run", run_index}};
-        img["input"] = input_link(img["image"], outdir);
-        if (e.contains("error")) img["error"] = e["error"].get<std::string>();
-        img["warnings"] = e.value("warnings", json::array());
-        img["predictions"] = json::array();
-        for (const json& p : e.value("predictions", json::array())) {
-          img["predictions"].push_back(pick(p, {"index", "label", "probability"}));
-        }
-        img["targets"] = json::array();
-        for (const json& t : e.value("targets", json::array())) {
-          img["targets"].push_back(pick(t, {"class", "label", "rank", "probability"}));
-        }
-        img["maps"] = json::array();
-        img["raw"] = json::array();
-        for (const json& f : e.value("files", json::array())) {
-          json m = pick(f, {"path", "method", "layer", "class", "variant"});
-          const std::string rel = f.at("path").get<std::string>();
-          if (f.value("format", "") == "png") {
-            std::error_code ec;
-            if (!fs::exists(outdir + "/" + rel, ec)) {
-              m["missing"] = true;
-              if (missing++ == 0) first_missing = rel;
-            }
-            img["maps"].push_back(std::move(m));
-          } else {
-            img["raw"].push_back(std::move(m));
-          }
-        }
-        data["images"].push_back(std::move(img));
+        data["images"].push_back(image_json(e, path, outdir, run_index, missing));
       }
     } catch (const json::exception& e) {
       throw bad_manifest(path, "not a cnnviz manifest (" + json_problem(e) + ")");
     }
   }
-  if (missing > 0) {
-    data["notes"].push_back(std::to_string(missing) + " map file" + (missing > 1 ? "s" : "") +
-                            " listed in the manifest " + (missing > 1 ? "are" : "is") +
-                            " missing (first: " + first_missing + ")");
+  if (missing.count > 0) {
+    data["notes"].push_back(std::to_string(missing.count) + " map file" +
+                            (missing.count > 1 ? "s" : "") + " listed in the manifest " +
+                            (missing.count > 1 ? "are" : "is") +
+                            " missing (first: " + missing.first + ")");
   }
-  // Shards: say when some are absent, or when stale shards of another run
-  // (a different N) were merged too.
-  std::map<long, std::vector<long>> by_count;
-  for (const RunFile& f : files) {
-    if (f.n > 0) by_count[f.n].push_back(f.k);
-  }
-  if (by_count.size() > 1) {
-    std::string counts;
-    for (const auto& [n, ks] : by_count) counts += (counts.empty() ? "" : ", ") + std::to_string(n);
-    data["notes"].push_back("shard manifests of runs with different shard counts (" + counts +
-                            ") were merged: images may repeat");
-  } else if (by_count.size() == 1) {
-    const auto& [n, ks] = *by_count.begin();
-    if (static_cast<long>(ks.size()) < n) {
-      data["notes"].push_back("only " + std::to_string(ks.size()) + " of " + std::to_string(n) +
-                              " shard manifests are present");
-    }
-  }
+  add_shard_notes(files, data["notes"]);
   return data;
 }
 
@@ -243,9 +267,9 @@ std::string write_report(const std::string& outdir_arg) {
   const std::map<std::string_view, std::string> fills = {
       {"title", html_escape(data["title"].get<std::string>())},
       {"generator", std::string("cnnviz ") + kVersion},
-      {"style", std::string(assets::report_css())},
+      {"style", std::string(assets::common_css()) + std::string(assets::report_css())},
       {"data", embed_json(data)},
-      {"script", std::string(assets::report_js())}};
+      {"script", std::string(assets::common_js()) + "\n" + std::string(assets::report_js())}};
   std::string html;
   html.reserve(page.size() + fills.at("data").size() + 16384);
   for (size_t at = 0;;) {

@@ -1,4 +1,4 @@
-#include "cnnviz/writer_pool.h"
+#include "writer_pool.h"
 
 #include <algorithm>
 #include <chrono>

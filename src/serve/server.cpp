@@ -1,4 +1,4 @@
-#include "cnnviz/server.h"
+#include "cnnviz/serve/server.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -17,18 +18,21 @@
 #include <optional>
 #include <sstream>
 #include <string_view>
+#include <thread>
 
-#include "cnnviz/files.h"
-#include "cnnviz/json_util.h"
-#include "cnnviz/npy.h"
-#include "cnnviz/png.h"
-#include "cnnviz/render.h"
-#include "cnnviz/stopwatch.h"
-#include "cnnviz/version.h"
+#include "cnnviz/core/json_util.h"
+#include "cnnviz/core/stopwatch.h"
+#include "cnnviz/core/version.h"
+#include "cnnviz/io/files.h"
+#include "cnnviz/io/npy.h"
+#include "cnnviz/io/png.h"
+#include "cnnviz/io/render.h"
 
 namespace cnnviz {
 
 namespace assets {
+std::string_view common_css();  // assets/common/base.css
+std::string_view common_js();   // assets/common/dom.js
 std::string_view serve_html();  // assets/serve/index.html
 std::string_view serve_css();   // assets/serve/serve.css
 std::string_view serve_js();    // assets/serve/serve.js
@@ -86,18 +90,6 @@ void send_json(httplib::Response& res, const json& doc, int status = 200) {
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
   send_json(res, json{{"error", message}, {"status", status}}, status);
-}
-
-const char* kind_name(MapKind kind) {
-  switch (kind) {
-    case MapKind::kInputGradient:
-      return "input-gradient";
-    case MapKind::kInputProduct:
-      return "input-product";
-    case MapKind::kLayerMap:
-      return "layer";
-  }
-  return "layer";
 }
 
 std::vector<std::string> kind_views(MapKind kind) {
@@ -212,10 +204,27 @@ const ExplorerMap& find_map(const MapSet& set, const Params& p) {
                  (known.empty() ? "the input only" : known));
 }
 
-// A layer map as the CLI's _gray.png: min-max normalized, upsampled to the
-// input square, 8 bits.
-cv::Mat gray_map(const ExplorerMap& m, int size) {
-  return to_gray8(normalize_map(m.raw, map_range(m.raw), size));
+// The picture (MapPictures' variant) of the view a request asks for: a
+// layer map's "map" is its heatmap in the request's colormap; gray=1 asks for
+// the grey picture of any view.
+std::string view_variant(MapKind kind, const Params& p) {
+  const std::vector<std::string> views = kind_views(kind);
+  const std::string view = p.get("view", views[0]);
+  if (std::find(views.begin(), views.end(), view) == views.end()) {
+    std::string known;
+    for (const std::string& v : views) known += (known.empty() ? "" : ", ") + v;
+    throw Error(ErrorCode::kUsage, "view '" + view + "': not one of " + known);
+  }
+  const bool gray = p.flag("gray");
+  switch (kind) {
+    case MapKind::kLayerMap:
+      return gray ? "gray" : "heatmap";
+    case MapKind::kInputProduct:
+      return gray ? "gray" : "color";
+    case MapKind::kInputGradient:
+      return gray && view != "signed" ? view + "_gray" : view;
+  }
+  return view;
 }
 
 }  // namespace
@@ -246,6 +255,8 @@ struct Server::Impl {
   ServerOptions opts;
   httplib::Server http;
   int port = 0;
+  std::atomic<bool> stop_requested{false};
+  std::atomic<bool> finished{false};  // run() has returned
 
   Impl(Explorer& e, ServerOptions o) : explorer(e), opts(std::move(o)) {}
 
@@ -296,7 +307,52 @@ struct Server::Impl {
     return is_loopback_host(host) ? "" : "Host '" + host + "' is not a loopback name";
   }
 
+  using Handler = void (Impl::*)(const httplib::Request&, httplib::Response&);
+
+  // Every route: the page's files, then one handler per API endpoint, each
+  // run inside guard().
   void routes() {
+    hooks();
+    http.Get("/", [this](const httplib::Request&, httplib::Response& res) {
+      asset(res, "index.html", assets::serve_html(), "text/html; charset=utf-8");
+    });
+    http.Get("/base.css", [this](const httplib::Request&, httplib::Response& res) {
+      asset(res, "../common/base.css", assets::common_css(), "text/css; charset=utf-8");
+    });
+    http.Get("/dom.js", [this](const httplib::Request&, httplib::Response& res) {
+      asset(res, "../common/dom.js", assets::common_js(), "text/javascript; charset=utf-8");
+    });
+    http.Get("/serve.css", [this](const httplib::Request&, httplib::Response& res) {
+      asset(res, "serve.css", assets::serve_css(), "text/css; charset=utf-8");
+    });
+    http.Get("/serve.js", [this](const httplib::Request&, httplib::Response& res) {
+      asset(res, "serve.js", assets::serve_js(), "text/javascript; charset=utf-8");
+    });
+    api_get("/api/info", &Impl::get_info);
+    api_get("/api/colormaps", &Impl::get_colormaps);
+    api_get("/api/models", &Impl::get_models);
+    api_get("/api/methods", &Impl::get_methods);
+    api_get("/api/images", &Impl::get_images);
+    http.Post("/api/images", [this](const httplib::Request& req, httplib::Response& res) {
+      guard(res, [&] { post_image(req, res); });
+    });
+    api_get("/api/image", &Impl::get_image);
+    api_get("/api/layers", &Impl::get_layers);
+    api_get("/api/labels", &Impl::get_labels);
+    api_get("/api/classify", &Impl::get_classify);
+    api_get("/api/maps", &Impl::get_maps);
+    api_get("/api/map", &Impl::get_map);
+  }
+
+  void api_get(const char* path, Handler handler) {
+    http.Get(path, [this, handler](const httplib::Request& req, httplib::Response& res) {
+      guard(res, [&] { (this->*handler)(req, res); });
+    });
+  }
+
+  // Access control before routing, timing and headers after it, and JSON
+  // bodies for the errors httplib answers itself.
+  void hooks() {
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       request_start = Clock::now();
       const bool api = req.path.rfind("/api/", 0) == 0;
@@ -323,255 +379,210 @@ struct Server::Impl {
         send_error(res, res.status, "request refused (HTTP " + std::to_string(res.status) + ")");
       }
     });
+  }
 
-    http.Get("/", [this](const httplib::Request&, httplib::Response& res) {
-      asset(res, "index.html", assets::serve_html(), "text/html; charset=utf-8");
-    });
-    http.Get("/serve.css", [this](const httplib::Request&, httplib::Response& res) {
-      asset(res, "serve.css", assets::serve_css(), "text/css; charset=utf-8");
-    });
-    http.Get("/serve.js", [this](const httplib::Request&, httplib::Response& res) {
-      asset(res, "serve.js", assets::serve_js(), "text/javascript; charset=utf-8");
-    });
+  void get_info(const httplib::Request&, httplib::Response& res) {
+    const ExplorerOptions& o = explorer.options();
+    const ExplorerStats st = explorer.stats();
+    send_json(res, json{{"version", kVersion},
+                        {"model", default_model()},
+                        {"images", explorer.images().size()},
+                        {"token", !opts.token.empty()},
+                        {"max_upload_bytes", o.max_upload_bytes},
+                        {"max_pixels", o.max_pixels},
+                        {"queue", o.queue},
+                        {"stats",
+                         {{"jobs_done", st.jobs_done},
+                          {"jobs_cancelled", st.jobs_cancelled},
+                          {"jobs_rejected", st.jobs_rejected},
+                          {"cache_hits", st.cache_hits},
+                          {"cache_misses", st.cache_misses},
+                          {"cached_sets", st.cached_sets},
+                          {"cache_bytes", st.cache_bytes},
+                          {"queued", st.queued}}}});
+  }
 
-    http.Get("/api/info", [this](const httplib::Request&, httplib::Response& res) {
-      guard(res, [&] {
-        const ExplorerOptions& o = explorer.options();
-        const ExplorerStats st = explorer.stats();
-        send_json(res, json{{"version", kVersion},
-                            {"model", default_model()},
-                            {"images", explorer.images().size()},
-                            {"token", !opts.token.empty()},
-                            {"max_upload_bytes", o.max_upload_bytes},
-                            {"max_pixels", o.max_pixels},
-                            {"queue", o.queue},
-                            {"stats",
-                             {{"jobs_done", st.jobs_done},
-                              {"jobs_cancelled", st.jobs_cancelled},
-                              {"jobs_rejected", st.jobs_rejected},
-                              {"cache_hits", st.cache_hits},
-                              {"cache_misses", st.cache_misses},
-                              {"cached_sets", st.cached_sets},
-                              {"cache_bytes", st.cache_bytes},
-                              {"queued", st.queued}}}});
-      });
-    });
-    http.Get("/api/colormaps", [this](const httplib::Request&, httplib::Response& res) {
-      guard(res, [&] {
-        json doc = json::object();
-        for (const std::string& name : colormap_names()) {
-          json table = json::array();
-          const Colormap colormap(name);  // table() refers into it
-          for (const cv::Vec3b& c : colormap.table()) {
-            json rgb = json::array();
-            for (int k = 0; k < 3; ++k) rgb.push_back(static_cast<int>(c[k]));
-            table.push_back(std::move(rgb));
-          }
-          doc[name] = std::move(table);
-        }
-        send_json(res, doc);
-        res.set_header("Cache-Control", "max-age=3600");
-      });
-    });
-    http.Get("/api/models", [this](const httplib::Request&, httplib::Response& res) {
-      guard(res, [&] {
-        json models = json::array();
-        for (const ModelEntry& m : explorer.models()) {
-          models.push_back(json{{"name", m.name},
-                                {"arch", m.arch},
-                                {"classes", m.classes},
-                                {"weights", m.weights},
-                                {"problem", m.problem}});
-        }
-        send_json(res, json{{"default", default_model()}, {"models", models}});
-      });
-    });
-    http.Get("/api/methods", [this](const httplib::Request&, httplib::Response& res) {
-      guard(res, [&] {
-        json methods = json::array();
-        for (const MethodDef& m : method_table()) {
-          json scores = json::array();
-          for (ScoreKind k : m.scores) scores.push_back(score_name(k));
-          methods.push_back(json{{"name", m.name},
-                                 {"summary", m.summary},
-                                 {"kind", kind_name(m.output)},
-                                 {"layers", explorer_layer_use(m)},
-                                 {"scores", scores},
-                                 {"counterfactual", m.counterfactual},
-                                 {"views", kind_views(m.output)}});
-        }
-        send_json(res, json{{"methods", methods}});
-      });
-    });
-    http.Get("/api/images", [this](const httplib::Request&, httplib::Response& res) {
-      guard(res, [&] {
-        auto list = [](const std::vector<ImageRef>& refs) {
-          json out = json::array();
-          for (const ImageRef& r : refs) out.push_back(json{{"id", r.id}, {"name", r.name}});
-          return out;
-        };
-        send_json(res,
-                  json{{"images", list(explorer.images())}, {"uploads", list(explorer.uploads())}});
-      });
-    });
-    http.Post("/api/images", [this](const httplib::Request& req, httplib::Response& res) {
-      guard(res, [&] {
-        const Params p(req);
-        const std::string name = p.get("name", "upload");
-        if (name.size() > kMaxMetadataString) throw Error(ErrorCode::kUsage, "name: too long");
-        if (req.body.size() > explorer.options().max_upload_bytes) {
-          send_error(res, 413,
-                     "upload '" + name + "': larger than the limit of " +
-                         std::to_string(explorer.options().max_upload_bytes) + " bytes");
-          return;
-        }
-        const ImageRef ref = explorer.add_upload(req.body, name);
-        send_json(res, json{{"id", ref.id}, {"name", ref.name}});
-      });
-    });
-    http.Get("/api/image", [this](const httplib::Request& req, httplib::Response& res) {
-      guard(res, [&] {
-        const std::vector<uint8_t> jpeg = explorer.image_jpeg(Params(req).required("image"));
-        res.set_content(std::string(jpeg.begin(), jpeg.end()), "image/jpeg");
-        res.set_header("Cache-Control", "max-age=3600");
-      });
-    });
-    http.Get("/api/layers", [this](const httplib::Request& req, httplib::Response& res) {
-      guard(res, [&] {
-        const std::string model = Params(req).get("model", default_model());
-        const PeerWatch peer(req);
-        const auto layers = explorer.layers(model, [&] { return peer.gone(); });
-        send_json(res,
-                  json{{"model", model}, {"layers", layers.first}, {"default", layers.second}});
-      });
-    });
-    http.Get("/api/labels", [this](const httplib::Request& req, httplib::Response& res) {
-      guard(res, [&] {
-        const std::string model = Params(req).get("model", default_model());
-        const PeerWatch peer(req);
-        send_json(res, json{{"model", model},
-                            {"labels", explorer.labels(model, [&] { return peer.gone(); })}});
-      });
-    });
-    http.Get("/api/classify", [this](const httplib::Request& req, httplib::Response& res) {
-      guard(res, [&] {
-        const Params p(req);
-        const std::string image = p.required("image");
-        const std::string model = p.get("model", default_model());
-        const int top = static_cast<int>(p.integer("top", 1, kMaxClasses, 5));
-        const PeerWatch peer(req);
-        const Classification c = explorer.classify(image, model.empty() ? default_model() : model,
-                                                   top, [&] { return peer.gone(); });
-        json preds = json::array();
-        for (size_t i = 0; i < c.predictions.size(); ++i) {
-          preds.push_back(json{{"index", c.predictions[i].index},
-                               {"label", c.labels[i]},
-                               {"probability", c.predictions[i].probability},
-                               {"logit", c.logits[i]}});
-        }
-        send_json(res, json{{"image", c.image},
-                            {"model", c.model},
-                            {"width", c.width},
-                            {"height", c.height},
-                            {"crop", crop_json(c.box)},
-                            {"predictions", preds},
-                            {"ms", c.ms}});
-      });
-    });
-    http.Get("/api/maps", [this](const httplib::Request& req, httplib::Response& res) {
-      guard(res, [&] {
-        const Params p(req);
-        const PeerWatch peer(req);
-        const MapSetResult r =
-            explorer.maps(map_request(p, default_model()), [&] { return peer.gone(); });
-        const MapSet& s = *r.set;
-        json layers = json::array();
-        for (const ExplorerMap& m : s.maps) {
-          const MapRange range = map_range(m.raw);
-          layers.push_back(json{{"layer", m.layer},
-                                {"kind", kind_name(m.kind)},
-                                {"shape", m.raw.shape},
-                                {"min", range.min},
-                                {"max", range.max}});
-        }
-        send_json(res, json{{"image", s.request.image},
-                            {"model", s.request.model},
-                            {"method", s.method->name},
-                            {"class", *s.request.cls},
-                            {"label", s.label},
-                            {"probability", s.probability},
-                            {"score", s.method->scores.empty() ? json(nullptr)
-                                                               : json(score_name(s.score.kind))},
-                            {"counterfactual", s.score.counterfactual},
-                            {"kind", kind_name(s.method->output)},
-                            {"size", s.size},
-                            {"width", s.width},
-                            {"height", s.height},
-                            {"crop", crop_json(s.box)},
-                            {"layers", layers},
-                            {"cached", r.cached},
-                            {"compute_ms", s.compute_ms},
-                            {"queue_ms", r.queue_ms}});
-      });
-    });
-    http.Get("/api/map", [this](const httplib::Request& req, httplib::Response& res) {
-      guard(res, [&] {
-        const Params p(req);
-        const std::string format = p.get("format", "png");
-        if (format != "u8" && format != "png" && format != "npy") {
-          throw Error(ErrorCode::kUsage, "format '" + format + "': not u8, png or npy");
-        }
-        const PeerWatch peer(req);
-        const MapSetResult r =
-            explorer.maps(map_request(p, default_model()), [&] { return peer.gone(); });
-        const MapSet& s = *r.set;
-        const ExplorerMap& m = find_map(s, p);
-        if (format == "npy") {
-          res.set_content(encode_npy(m.raw), "application/octet-stream");
-          std::string file = s.method->name + (m.layer.empty() ? "" : "_" + m.layer) + "_c" +
-                             std::to_string(*s.request.cls) + ".npy";
-          res.set_header("Content-Disposition", "attachment; filename=\"" + file + "\"");
-          return;
-        }
-        if (format == "u8") {
-          if (m.kind != MapKind::kLayerMap) {
-            throw Error(ErrorCode::kUsage, "format u8: only for layer maps (" + s.method->name +
-                                               "'s are in input space: format png)");
-          }
-          const cv::Mat g = gray_map(m, s.size);
-          res.set_content(std::string(reinterpret_cast<const char*>(g.data), g.total()),
-                          "application/octet-stream");
-          res.set_header("X-Map-Width", std::to_string(g.cols));
-          res.set_header("X-Map-Height", std::to_string(g.rows));
-          return;
-        }
-        const bool gray = p.flag("gray");
-        const std::vector<std::string> views = kind_views(m.kind);
-        const std::string view = p.get("view", views[0]);
-        if (std::find(views.begin(), views.end(), view) == views.end()) {
-          std::string known;
-          for (const std::string& v : views) known += (known.empty() ? "" : ", ") + v;
-          throw Error(ErrorCode::kUsage, "view '" + view + "': not one of " + known);
-        }
-        cv::Mat image;
-        const MapRange range = map_range(m.raw);
-        if (m.kind == MapKind::kLayerMap) {
-          const cv::Mat g = gray_map(m, s.size);
-          image = gray ? g : Colormap(p.get("colormap", "jet")).apply(g);
-        } else if (view == "signed") {
-          bool degenerate = false;
-          image = signed_heatmap(m.raw, degenerate);
-        } else {
-          const Rescale mode = view == "pos"   ? Rescale::kPos
-                               : view == "neg" ? Rescale::kNeg
-                                               : Rescale::kAll;
-          RescaledMap rm = rescale_gradient(m.raw, mode, range);
-          image = gray ? rm.gray : rm.rgb;
-        }
-        const std::vector<uint8_t> png = encode_png(image, PixelOrder::kRgb);
-        res.set_content(std::string(png.begin(), png.end()), "image/png");
-      });
-    });
+  void get_colormaps(const httplib::Request&, httplib::Response& res) {
+    json doc = json::object();
+    for (const std::string& name : colormap_names()) {
+      json table = json::array();
+      const Colormap colormap(name);  // table() refers into it
+      for (const cv::Vec3b& c : colormap.table()) {
+        table.push_back(
+            json{static_cast<int>(c[0]), static_cast<int>(c[1]), static_cast<int>(c[2])});
+      }
+      doc[name] = std::move(table);
+    }
+    send_json(res, doc);
+    res.set_header("Cache-Control", "max-age=3600");
+  }
+
+  void get_models(const httplib::Request&, httplib::Response& res) {
+    json models = json::array();
+    for (const ModelEntry& m : explorer.models()) {
+      models.push_back(json{{"name", m.name},
+                            {"arch", m.arch},
+                            {"classes", m.classes},
+                            {"weights", m.weights},
+                            {"problem", m.problem}});
+    }
+    send_json(res, json{{"default", default_model()}, {"models", models}});
+  }
+
+  void get_methods(const httplib::Request&, httplib::Response& res) {
+    json methods = json::array();
+    for (const MethodDef& m : method_table()) {
+      json scores = json::array();
+      for (ScoreKind k : m.scores) scores.push_back(score_name(k));
+      methods.push_back(json{{"name", m.name},
+                             {"summary", m.summary},
+                             {"kind", map_kind_name(m.output)},
+                             {"layers", explorer_layer_use(m)},
+                             {"scores", scores},
+                             {"counterfactual", m.counterfactual},
+                             {"views", kind_views(m.output)}});
+    }
+    send_json(res, json{{"default", default_method().name}, {"methods", methods}});
+  }
+
+  void get_images(const httplib::Request&, httplib::Response& res) {
+    auto list = [](const std::vector<ImageRef>& refs) {
+      json out = json::array();
+      for (const ImageRef& r : refs) out.push_back(json{{"id", r.id}, {"name", r.name}});
+      return out;
+    };
+    send_json(res,
+              json{{"images", list(explorer.images())}, {"uploads", list(explorer.uploads())}});
+  }
+
+  void post_image(const httplib::Request& req, httplib::Response& res) {
+    const Params p(req);
+    const std::string name = p.get("name", "upload");
+    if (name.size() > kMaxMetadataString) throw Error(ErrorCode::kUsage, "name: too long");
+    if (req.body.size() > explorer.options().max_upload_bytes) {
+      send_error(res, 413,
+                 "upload '" + name + "': larger than the limit of " +
+                     std::to_string(explorer.options().max_upload_bytes) + " bytes");
+      return;
+    }
+    const ImageRef ref = explorer.add_upload(req.body, name);
+    send_json(res, json{{"id", ref.id}, {"name", ref.name}});
+  }
+
+  void get_image(const httplib::Request& req, httplib::Response& res) {
+    const std::vector<uint8_t> jpeg = explorer.image_jpeg(Params(req).required("image"));
+    res.set_content(std::string(jpeg.begin(), jpeg.end()), "image/jpeg");
+    res.set_header("Cache-Control", "max-age=3600");
+  }
+
+  void get_layers(const httplib::Request& req, httplib::Response& res) {
+    const std::string model = Params(req).get("model", default_model());
+    const PeerWatch peer(req);
+    const auto layers = explorer.layers(model, [&] { return peer.gone(); });
+    send_json(res, json{{"model", model}, {"layers", layers.first}, {"default", layers.second}});
+  }
+
+  void get_labels(const httplib::Request& req, httplib::Response& res) {
+    const std::string model = Params(req).get("model", default_model());
+    const PeerWatch peer(req);
+    send_json(res, json{{"model", model},
+                        {"labels", explorer.labels(model, [&] { return peer.gone(); })}});
+  }
+
+  void get_classify(const httplib::Request& req, httplib::Response& res) {
+    const Params p(req);
+    const std::string image = p.required("image");
+    const std::string model = p.get("model", default_model());
+    const int top = static_cast<int>(p.integer("top", 1, kMaxClasses, 5));
+    const PeerWatch peer(req);
+    const Classification c = explorer.classify(image, model.empty() ? default_model() : model, top,
+                                               [&] { return peer.gone(); });
+    json preds = json::array();
+    for (size_t i = 0; i < c.predictions.size(); ++i) {
+      preds.push_back(json{{"index", c.predictions[i].index},
+                           {"label", c.labels[i]},
+                           {"probability", c.predictions[i].probability},
+                           {"logit", c.logits[i]}});
+    }
+    send_json(res, json{{"image", c.image},
+                        {"model", c.model},
+                        {"width", c.width},
+                        {"height", c.height},
+                        {"crop", crop_json(c.box)},
+                        {"predictions", preds},
+                        {"ms", c.ms}});
+  }
+
+  void get_maps(const httplib::Request& req, httplib::Response& res) {
+    const PeerWatch peer(req);
+    const MapSetResult r =
+        explorer.maps(map_request(Params(req), default_model()), [&] { return peer.gone(); });
+    const MapSet& s = *r.set;
+    json layers = json::array();
+    for (const ExplorerMap& m : s.maps) {
+      const MapRange range = map_range(m.raw);
+      layers.push_back(json{{"layer", m.layer},
+                            {"kind", map_kind_name(m.kind)},
+                            {"shape", m.raw.shape},
+                            {"min", range.min},
+                            {"max", range.max}});
+    }
+    send_json(res, json{{"image", s.request.image},
+                        {"model", s.request.model},
+                        {"method", s.method->name},
+                        {"class", *s.request.cls},
+                        {"label", s.label},
+                        {"probability", s.probability},
+                        {"score",
+                         s.method->scores.empty() ? json(nullptr) : json(score_name(s.score.kind))},
+                        {"counterfactual", s.score.counterfactual},
+                        {"kind", map_kind_name(s.method->output)},
+                        {"size", s.size},
+                        {"width", s.width},
+                        {"height", s.height},
+                        {"crop", crop_json(s.box)},
+                        {"layers", layers},
+                        {"cached", r.cached},
+                        {"compute_ms", s.compute_ms},
+                        {"queue_ms", r.queue_ms}});
+  }
+
+  // One map as .npy (raw), u8 (a layer map's grey bytes) or PNG (a view).
+  void get_map(const httplib::Request& req, httplib::Response& res) {
+    const Params p(req);
+    const std::string format = p.get("format", "png");
+    if (format != "u8" && format != "png" && format != "npy") {
+      throw Error(ErrorCode::kUsage, "format '" + format + "': not u8, png or npy");
+    }
+    const PeerWatch peer(req);
+    const MapSetResult r =
+        explorer.maps(map_request(p, default_model()), [&] { return peer.gone(); });
+    const MapSet& s = *r.set;
+    const ExplorerMap& m = find_map(s, p);
+    if (format == "npy") {
+      res.set_content(encode_npy(m.raw), "application/octet-stream");
+      const std::string file = s.method->name + (m.layer.empty() ? "" : "_" + m.layer) + "_c" +
+                               std::to_string(*s.request.cls) + ".npy";
+      res.set_header("Content-Disposition", "attachment; filename=\"" + file + "\"");
+      return;
+    }
+    const Colormap colormap(m.kind == MapKind::kLayerMap ? p.get("colormap", "jet") : "jet");
+    MapPictures pictures(m.raw, m.kind, s.size, colormap);
+    if (format == "u8") {
+      if (m.kind != MapKind::kLayerMap) {
+        throw Error(ErrorCode::kUsage, "format u8: only for layer maps (" + s.method->name +
+                                           "'s are in input space: format png)");
+      }
+      const cv::Mat& g = pictures.get("gray");
+      res.set_content(std::string(reinterpret_cast<const char*>(g.data), g.total()),
+                      "application/octet-stream");
+      res.set_header("X-Map-Width", std::to_string(g.cols));
+      res.set_header("X-Map-Height", std::to_string(g.rows));
+      return;
+    }
+    const std::vector<uint8_t> png =
+        encode_png(pictures.get(view_variant(m.kind, p)), PixelOrder::kRgb);
+    res.set_content(std::string(png.begin(), png.end()), "image/png");
   }
 };
 
@@ -590,7 +601,9 @@ Server::Server(Explorer& explorer, ServerOptions options)
   s.routes();
 }
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  if (impl_->http.is_running()) impl_->http.stop();
+}
 
 int Server::bind() {
   Impl& s = *impl_;
@@ -608,9 +621,19 @@ int Server::bind() {
   return s.port;
 }
 
-void Server::run() { impl_->http.listen_after_bind(); }
+void Server::run() {
+  if (!impl_->stop_requested) impl_->http.listen_after_bind();
+  impl_->finished = true;
+}
 
 void Server::stop() {
+  // A stop that comes between bind() and the listening loop's start (a
+  // SIGTERM right after the URL is printed) must not be lost: httplib's
+  // stop() does nothing until the loop runs, so wait for it, a while.
+  impl_->stop_requested = true;
+  for (int i = 0; i < 500 && !impl_->http.is_running() && !impl_->finished; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   if (impl_->http.is_running()) impl_->http.stop();
 }
 

@@ -12,16 +12,16 @@
 #include <stdexcept>
 
 #include "../../src/cli/config.h"
-#include "cnnviz/error.h"
-#include "cnnviz/files.h"
-#include "cnnviz/image.h"
-#include "cnnviz/inputs.h"
-#include "cnnviz/manifest.h"
-#include "cnnviz/model.h"
-#include "cnnviz/npy.h"
-#include "cnnviz/png.h"
-#include "cnnviz/preprocess.h"
-#include "cnnviz/report.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/model.h"
+#include "cnnviz/io/files.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/npy.h"
+#include "cnnviz/io/png.h"
+#include "cnnviz/io/preprocess.h"
+#include "cnnviz/run/inputs.h"
+#include "cnnviz/run/manifest.h"
+#include "cnnviz/run/report.h"
 
 namespace fs = std::filesystem;
 

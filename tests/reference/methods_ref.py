@@ -44,7 +44,7 @@ input [1,3,H,W]; "upsample" is F.interpolate(mode="bilinear", align_corners=Fals
 Written to OUTDIR as float32 .npy (little-endian, C order):
   input.npy [3,H,W]  logits.npy [1000]
   saliency.npy, guided.npy, deconv.npy [3,H,W]: dy_c/dx with plain, guided, deconv ReLUs
-  per layer L (dotted path from named_modules; default: the metadata's gradcam_layer;
+  per layer L (dotted path from named_modules; default: the metadata's default_layer;
   --all-layers: every discovered feature stage; --layers adds its own):
     activation_<L>.npy [K,h,w] (the module's output A), grad_<L>.npy [K,h,w] (g = dy_c/dA,
     plain ReLUs), gradcam_<L>.npy [h,w] = relu(sum_k w_k A_k), w_k = spatial mean of g_k
@@ -571,7 +571,7 @@ def main():
     parser.add_argument("--class", dest="cls", type=int, default=None,
                         help="target class (default: top-1)")
     parser.add_argument("--layers", default=None,
-                        help="comma-separated module paths (default: the metadata's gradcam_layer)")
+                        help="comma-separated module paths (default: the metadata's default_layer)")
     parser.add_argument("--all-layers", action="store_true",
                         help="every discovered feature stage")
     parser.add_argument("--cam", action="store_true", help="also write cam.npy where defined")
@@ -627,7 +627,7 @@ def main():
         if args.all_layers:
             layers += discovered
         if not args.layers and not args.all_layers:
-            layers = [meta["gradcam_layer"]]
+            layers = [meta.get("default_layer") or meta["gradcam_layer"]]
         layers = list(dict.fromkeys(layers))  # drop duplicates, keep order
 
         noise = None

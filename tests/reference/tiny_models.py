@@ -75,7 +75,7 @@ def export(name, outdir, seed=0):
         "preprocess": {"resize": 36, "crop": CROP, "interpolation": "bilinear", "antialias": True,
                        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
         "feature_layers": stages,
-        "gradcam_layer": GRADCAM_LAYER[name],
+        "default_layer": GRADCAM_LAYER[name],
     }
     path = os.path.join(outdir, f"{name}.pt")
     torch.jit.save(scripted, path + ".tmp", _extra_files={"cnnviz.json": json.dumps(meta)})

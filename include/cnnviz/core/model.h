@@ -1,0 +1,112 @@
+// Loading a TorchScript classifier and the metadata that travels with it.
+//
+// A model is a TorchScript archive (torch.jit.save) whose extra file
+// "cnnviz.json" describes it: architecture, ImageNet labels, preprocessing and
+// feature layers (written by scripts/export_models.py; described in docs/models.md).
+// A TorchScript file without that extra file still loads, with ImageNet
+// preprocessing defaults and labels "class N"; ModelInfo::has_metadata tells.
+#ifndef CNNVIZ_CORE_MODEL_H_
+#define CNNVIZ_CORE_MODEL_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace cnnviz {
+
+// How an image becomes the network's input: the shorter side is resized to
+// `resize` (bilinear, antialiased, as PIL/torchvision), the centre
+// `crop` x `crop` square is kept, and each channel c becomes
+// (v / 255 - mean[c]) / std[c]. A 1-channel model gets the image's luma,
+// L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 (ITU-R 601 weights 0.299,
+// 0.587, 0.114 in PIL's fixed point: PIL's convert("L"), torchvision's
+// Grayscale), before resizing; only mean[0] and std[0] are used.
+struct Preprocessing {
+  int resize = 224;
+  int crop = 224;
+  int channels = 3;  // 3: RGB; 1: grey
+  std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
+  std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+};
+
+enum class WeightsKind { kPretrained, kFile, kRandom, kUnknown };
+
+// "pretrained", "file", "random" or "unknown", as in cnnviz.json and manifests.
+const char* weights_kind_name(WeightsKind kind);
+
+struct ModelInfo {
+  std::string path;  // the file it was loaded from
+  std::string name;  // metadata "name", else the file's stem
+  std::string arch;  // e.g. "vgg16"; empty when unknown
+  WeightsKind weights_kind = WeightsKind::kUnknown;
+  std::string weights_source;       // "IMAGENET1K_V1", a .pth path, "seed 0"
+  std::vector<std::string> labels;  // one per class; empty without metadata
+  int64_t num_classes = 0;          // the metadata's num_classes; 0 when not given
+  Preprocessing preprocess;
+  std::vector<std::string> feature_layers;  // module paths, forward order
+  std::string default_layer;                // default layer of every layer method
+  bool has_metadata = false;
+
+  // The label of class `index`, or "class <index>" when there is none.
+  std::string label(int64_t index) const;
+};
+
+// Throws Error(kModel) when a model whose forward pass gives `outputs`
+// classes has another number of labels, or another num_classes in its
+// metadata. Every forward pass checks it (Model::logits, Engine::run).
+void check_output_classes(const ModelInfo& info, int64_t outputs);
+
+// Parses the JSON text of "cnnviz.json" (at most kMaxMetadataBytes, nested
+// at most kMaxJsonDepth deep). Every field is checked for its type and range
+// (limits.h: crop, resize, classes, string lengths); throws Error(kModel)
+// naming `path` and the field otherwise.
+ModelInfo parse_model_info(const std::string& json_text, const std::string& path);
+
+// The metadata of the model file at `path` (ModelInfo::has_metadata false
+// when it has none), read from the archive's directory without loading the
+// module or its weights. Throws Error(kModel) for a file that is not a
+// TorchScript archive or whose metadata is invalid.
+ModelInfo read_model_info(const std::string& path);
+
+// A loaded classifier. Copies share the same underlying module.
+class Model {
+ public:
+  // Loads `path` onto `device` in eval mode. Throws Error(kModel) with a
+  // one-line message when the file is missing, is a directory, is not a
+  // TorchScript archive, or carries invalid metadata.
+  static Model load(const std::string& path, at::Device device = at::Device(at::kCPU));
+
+  const ModelInfo& info() const;
+  at::Device device() const;
+  // For overrides from the command line (labels, preprocessing); call it
+  // before the first Engine or logits() call.
+  ModelInfo& mutable_info();
+
+  // batch: [N,3,H,W] float32, normalized as info().preprocess says, on any
+  // device. Returns [N,num_classes] float32 logits (pre-softmax) on the CPU,
+  // computed on the model's device without autograd. Throws OutOfMemory when
+  // the device runs out of memory. Throws Error(kRuntime) when the network rejects the input or
+  // returns something other than a 2-D tensor; Error(kModel) when the number
+  // of classes differs from the number of labels.
+  at::Tensor logits(const at::Tensor& batch) const;
+
+  // The underlying module, for graph capture by the visualization methods.
+  torch::jit::Module& module() const;
+
+ private:
+  struct Impl;
+  explicit Model(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_CORE_MODEL_H_

@@ -1,0 +1,45 @@
+// From an RGB image to the network's input tensor, as torchvision's
+// Resize(resize) + CenterCrop(crop) + ToTensor + Normalize do on a PIL image.
+#ifndef CNNVIZ_IO_PREPROCESS_H_
+#define CNNVIZ_IO_PREPROCESS_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <opencv2/core/mat.hpp>
+
+#include "cnnviz/core/model.h"
+
+namespace cnnviz {
+
+// Where the network's input square lies in the source image: the source is
+// resized to resized_w x resized_h, then the size x size square at
+// (left, top) of the resized image is kept.
+struct CropBox {
+  int src_w = 0, src_h = 0;
+  int resized_w = 0, resized_h = 0;
+  int left = 0, top = 0;
+  int size = 0;
+};
+
+// The shorter side becomes p.resize and the longer int(p.resize * long / short)
+// (torchvision's rule); the crop offsets are round((resized - crop) / 2) with
+// round-half-to-even, as Python's round(). Throws Error(kInput) for an empty
+// image or one whose aspect ratio would make the resized image absurdly large.
+CropBox crop_box(int src_w, int src_h, const Preprocessing& p);
+
+// rgb: H x W CV_8UC3, RGB. Returns [p.channels,crop,crop] float32,
+// normalized (1 channel: the luma, luma_601()). Resizing is Pillow's
+// antialiased bilinear, bit for bit (see resize.h).
+at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p);
+
+// The ITU-R 601 luma of an RGB image as PIL's convert("L") computes it:
+// (19595 R + 38470 G + 7471 B + 2^15) >> 16, CV_8UC1.
+cv::Mat luma_601(const cv::Mat& rgb);
+
+// True when every pixel of the RGB image has R == G == B (a grey image, as
+// decoding replicates grey sources to three channels).
+bool is_grey(const cv::Mat& rgb);
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_IO_PREPROCESS_H_

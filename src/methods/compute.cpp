@@ -1,0 +1,27 @@
+#include "cnnviz/methods/compute.h"
+
+#include <ATen/ATen.h>
+
+namespace cnnviz {
+
+BatchMaps compute_maps(const Engine& engine, const MethodDef& method, const at::Tensor& batch,
+                       const TargetChooser& targets, const MethodParams& params, at::Device out) {
+  const int64_t n = batch.size(0);
+  Pass pass = method.references
+                  ? engine.run(at::cat({batch, method.references(batch, params)}), true)
+                  : engine.run(batch);
+  BatchMaps result;
+  // A paired pass's second half is the references: not part of the result.
+  result.logits = pass.logits().slice(0, 0, n);
+  result.explained = pass.explained().slice(0, 0, n);
+  result.classes = targets(result.explained);
+  for (const std::vector<int64_t>& classes : result.classes) {
+    Capture capture(engine, pass, classes, params);
+    std::vector<MethodMap> maps = method.compute(capture);
+    for (MethodMap& m : maps) m.value = m.value.to(out);
+    result.maps.push_back(std::move(maps));
+  }
+  return result;
+}
+
+}  // namespace cnnviz

@@ -1,0 +1,28 @@
+// Running a batch in parts when the device runs out of memory: the one
+// retry rule of every run (classify, explain).
+#ifndef CNNVIZ_SRC_RUN_BATCHING_H_
+#define CNNVIZ_SRC_RUN_BATCHING_H_
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/run/progress.h"
+
+namespace cnnviz {
+
+// Runs `process(begin, end)` on consecutive parts of [0, count) of at most
+// `chunk` items. When it throws OutOfMemory on a part of more than one item,
+// `chunk` becomes half that part (rounded up) for this batch and the rest of
+// the run (the caller keeps it), `progress` says so ("out of memory on a
+// batch of 32 images: retrying in batches of 16"), and the part is tried
+// again. An item that does not fit alone goes to `failed(index, error)`.
+// Any other exception propagates.
+void run_in_parts(size_t count, size_t& chunk, Progress& progress,
+                  const std::function<void(size_t begin, size_t end)>& process,
+                  const std::function<void(size_t index, const OutOfMemory& error)>& failed);
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_SRC_RUN_BATCHING_H_
