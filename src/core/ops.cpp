@@ -74,56 +74,48 @@ at::Tensor rescale_backward(const at::Tensor& g, const at::Tensor& x, const at::
   return at::cat({g0 * m, at::zeros_like(g0)});
 }
 
-class ModeRelu : public torch::autograd::Function<ModeRelu> {
+// ReLU, max(x, 0): its gate is open where y > 0. threshold_backward(t, y, 0)
+// is t there, else 0: ReLU's own backward kernel, one pass over memory.
+struct Relu {
+  static at::Tensor forward(const at::Tensor& x) { return at::relu(x); }
+  static at::Tensor gate(const at::Tensor& t, const at::Tensor& y) {
+    return at::threshold_backward(t, y, 0);
+  }
+};
+
+// ReLU6, min(max(x, 0), 6) (MobileNetV2): its gate is open where 0 < y < 6
+// (exactly where x is), which hardtanh_backward(t, y, 0, 6) keeps.
+struct Relu6 {
+  static at::Tensor forward(const at::Tensor& x) { return at::clamp(x, 0, 6); }
+  static at::Tensor gate(const at::Tensor& t, const at::Tensor& y) {
+    return at::hardtanh_backward(t, y, 0, 6);
+  }
+};
+
+// A gated activation whose backward follows the pass's mode: plain, guided,
+// deconvnet, or DeepLIFT's rescale rule on a paired pass.
+template <typename Activation>
+class ModeActivation : public torch::autograd::Function<ModeActivation<Activation>> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
-    at::Tensor y = at::relu(x);
+    at::Tensor y = Activation::forward(x);
     // The input only for a paired pass (it costs a copy of every activation).
     ctx->save_for_backward(g_paired.load() ? variable_list{y, x} : variable_list{y});
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    // threshold_backward(t, y, 0) is t where y > 0, else 0: ReLU's own
-    // backward kernel, one pass over memory.
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor& y = saved[0];
     if (rescaling()) {
       return {rescale_backward(grads[0], saved.size() > 1 ? saved[1] : at::Tensor(), y,
-                               [](const at::Tensor& t, const at::Tensor& out) {
-                                 return at::threshold_backward(t, out, 0);
-                               })};
+                               &Activation::gate)};
     }
-    return {mode_backward(grads[0],
-                          [&](const at::Tensor& t) { return at::threshold_backward(t, y, 0); })};
+    return {mode_backward(grads[0], [&](const at::Tensor& t) { return Activation::gate(t, y); })};
   }
 };
-
-// ReLU6, min(max(x, 0), 6) (MobileNetV2), with the same three modes; its
-// gate is open where 0 < y < 6.
-class ModeRelu6 : public torch::autograd::Function<ModeRelu6> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
-    at::Tensor y = at::clamp(x, 0, 6);
-    ctx->save_for_backward(g_paired.load() ? variable_list{y, x} : variable_list{y});
-    return y;
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    // hardtanh_backward(t, y, 0, 6) is t where 0 < y < 6, else 0 (y is in
-    // (0, 6) exactly where x is).
-    const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor& y = saved[0];
-    if (rescaling()) {
-      return {rescale_backward(grads[0], saved.size() > 1 ? saved[1] : at::Tensor(), y,
-                               [](const at::Tensor& t, const at::Tensor& out) {
-                                 return at::hardtanh_backward(t, out, 0, 6);
-                               })};
-    }
-    return {mode_backward(grads[0],
-                          [&](const at::Tensor& t) { return at::hardtanh_backward(t, y, 0, 6); })};
-  }
-};
+using ModeRelu = ModeActivation<Relu>;
+using ModeRelu6 = ModeActivation<Relu6>;
 
 // Max-pooling whose backward follows the mode (the rescale rule, or the true
 // gradient).

@@ -71,26 +71,17 @@ class Writer {
 
 const std::vector<std::string>& map_variants(MapKind kind) {
   // The raw array, the pictures of the map alone, then those drawn over the
-  // image or across layers.
+  // image or across layers; indexed by MapKind.
   auto with = [](MapKind k, std::vector<std::string> after) {
     std::vector<std::string> v = {"npy"};
     for (const std::string& p : MapPictures::variants(k)) v.push_back(p);
     v.insert(v.end(), after.begin(), after.end());
     return v;
   };
-  static const std::vector<std::string> gradient = with(MapKind::kInputGradient, {});
-  static const std::vector<std::string> product = with(MapKind::kInputProduct, {"contact"});
-  static const std::vector<std::string> layer =
-      with(MapKind::kLayerMap, {"overlay", "overlay_full", "contact"});
-  switch (kind) {
-    case MapKind::kInputGradient:
-      return gradient;
-    case MapKind::kInputProduct:
-      return product;
-    case MapKind::kLayerMap:
-      return layer;
-  }
-  return layer;
+  static const std::vector<std::string> by_kind[] = {
+      with(MapKind::kInputGradient, {}), with(MapKind::kInputProduct, {"contact"}),
+      with(MapKind::kLayerMap, {"overlay", "overlay_full", "contact"})};
+  return by_kind[static_cast<int>(kind)];
 }
 
 std::vector<std::string> write_names() {
