@@ -391,8 +391,17 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   Journal journal(options.outdir + "/journal" + suffix + ".jsonl");
 
   std::map<size_t, json> entries;  // by input position
-  ExplainWriters writers{plan.method, plan.selection, plan.style, journal,
-                         run_key,     progress,       entries,    options.test_write_delay_ms};
+  ExplainWriters writers{plan.method,
+                         plan.selection,
+                         plan.style,
+                         journal,
+                         run_key,
+                         progress,
+                         entries,
+                         options.test_write_delay_ms,
+                         {},
+                         0,
+                         0};
   for (size_t p : plan.positions) {
     if (plan.targets->of(p).error.empty()) continue;
     writers.fail(p, images[p], plan.targets->of(p).error);
