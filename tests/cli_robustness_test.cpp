@@ -108,6 +108,23 @@ TEST_F(CliRobustnessTest, NulSeparatedListsKeepEveryImageUnderItsOwnName) {
   EXPECT_EQ(doc["images"][2]["dir"], "photo");
 }
 
+// A list of lines with a stray NUL byte (a bad edit): the images on the other
+// lines are all processed, and the bad line fails alone, in one prefixed line.
+TEST_F(CliRobustnessTest, AStrayNulInAListOfLinesFailsThatLineAlone) {
+  const std::string a = dir_.file("a.png");
+  cv::imwrite(a, cv::Mat(50, 50, CV_8UC3, cv::Scalar(0, 0, 255)));
+  test::write_text(dir_.file("list"),
+                   a + "\nbad" + std::string(1, '\0') + "name.png\n" + photo_ + "\n");
+  test::RunResult r = cnnviz({"classify", "-m", model_, "--from-list", dir_.file("list")});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.out.find(a + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(photo_ + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("cnnviz: image 'bad\\0name.png': not found"), std::string::npos) << r.err;
+  for (const std::string& line : test::lines(r.err)) {
+    EXPECT_EQ(line.rfind("cnnviz: ", 0), 0u) << "unprefixed: " << line;
+  }
+}
+
 TEST_F(CliRobustnessTest, NothingIsWrittenThroughLinksInOutdir) {
   const std::string target = dir_.file("victim.txt");
   test::write_text(target, "untouched\n");

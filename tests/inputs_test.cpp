@@ -30,6 +30,11 @@ TEST_F(InputsTest, ListsAndFolders) {
   std::istringstream none;
   EXPECT_EQ(expand_inputs({}, dir_.file("list0"), none).images,
             (std::vector<std::string>{"a b.png", "line\nbreak.png", "c.png"}));
+  // A newline list with a stray NUL byte: the names around it stay whole,
+  // and the line holding it becomes an entry that can only fail, printably.
+  test::write_text(dir_.file("list1"), "a.png\nb\0c.png\nd.png\n"s);
+  EXPECT_EQ(expand_inputs({}, dir_.file("list1"), none).images,
+            (std::vector<std::string>{"a.png", "b\\0c.png", "d.png"}));
   std::istringstream in("x.png\r\n# comment\n\n  \ny.png  \n");
   EXPECT_EQ(expand_inputs({}, "-", in).images, (std::vector<std::string>{"x.png", "y.png"}));
   // A folder says what it skipped: files without an image extension, and

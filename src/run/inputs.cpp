@@ -28,16 +28,18 @@ bool is_image_name(const fs::path& p) {
   return std::find(known.begin(), known.end(), ext) != known.end();
 }
 
-// One path per line (trailing spaces and CRs dropped; blank lines and
-// '#' comments skipped), or, when the text holds a NUL byte, one path per
-// NUL-terminated entry, exactly as written (`find -print0`, `xargs -0`).
+// One path per NUL-terminated entry, exactly as written, when the text ends
+// with a NUL byte (`find -print0`, `xargs -0` and `printf '%s\0'` end every
+// name with one); else one path per line (trailing spaces and CRs dropped;
+// blank lines and '#' comments skipped). A NUL byte inside a line is shown
+// as "\0": no file has that name, so the entry fails alone, and its message
+// stays one printable line.
 void split_list(const std::string& text, std::vector<std::string>& out) {
-  if (text.find('\0') != std::string::npos) {
+  if (!text.empty() && text.back() == '\0') {
     size_t start = 0;
     for (size_t end; (end = text.find('\0', start)) != std::string::npos; start = end + 1) {
       if (end > start) out.push_back(text.substr(start, end - start));
     }
-    if (start < text.size()) out.push_back(text.substr(start));
     return;
   }
   size_t start = 0;
@@ -50,6 +52,7 @@ void split_list(const std::string& text, std::vector<std::string>& out) {
       line.pop_back();
     }
     if (line.empty() || line[0] == '#') continue;
+    for (size_t at; (at = line.find('\0')) != std::string::npos;) line.replace(at, 1, "\\0");
     out.push_back(line);
   }
 }
