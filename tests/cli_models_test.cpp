@@ -2,6 +2,7 @@
 // (plain scripted, traced and frozen) with --labels, --size, --mean and
 // --std, and --device.
 #include <gtest/gtest.h>
+#include <torch/script.h>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -90,6 +91,25 @@ TEST_F(CliModelsTest, ModelsWithoutMetadata) {
   for (const char* method : {"guided-backprop", "saliency", "cam"}) {
     r = cnnviz({method, "-q", "-m", frozen, "--size", "160", "-o", out_, image_});
     EXPECT_EQ(r.exit_code, 0) << method << ": " << r.err;
+  }
+}
+
+// A model whose forward gives no classes ([N,0]): every subcommand says what
+// is wrong with the model (exit 4), not with an option the user never gave.
+TEST_F(CliModelsTest, AModelWithoutClassesIsAModelError) {
+  torch::jit::Module zero("Zero");
+  zero.define("def forward(self, x):\n  return x.flatten(1)[:, :0]\n");
+  const std::string path = dir_.file("zero.pt");
+  zero.save(path);
+  for (const char* sub : {"classify", "saliency"}) {
+    test::RunResult r = sub == std::string("classify")
+                            ? cnnviz({sub, "-m", path, image_})
+                            : cnnviz({sub, "-m", path, "-o", out_, image_});
+    EXPECT_EQ(r.exit_code, 4) << sub << ": " << r.err;
+    EXPECT_NE(r.err.find("cnnviz: model '" + path + "': forward returns no classes"),
+              std::string::npos)
+        << sub << ": " << r.err;
+    EXPECT_EQ(r.err.find("-k "), std::string::npos) << r.err;
   }
 }
 

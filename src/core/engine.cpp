@@ -21,6 +21,7 @@
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/feature_map.h"
 #include "cnnviz/core/runtime.h"
+#include "logits.h"
 #include "ops.h"
 
 namespace cnnviz {
@@ -336,16 +337,6 @@ Instrumented instrument(const torch::jit::Module& module,
   out.function = std::make_unique<torch::jit::GraphFunction>(
       "cnnviz_instrumented_forward", out.graph, nullptr, torch::jit::ExecutorExecutionMode::SIMPLE);
   return out;
-}
-
-at::Tensor first_tensor(const c10::IValue& v, const std::string& path) {
-  c10::IValue out = v;
-  if (out.isTuple()) out = out.toTupleRef().elements().at(0);
-  if (!out.isTensor() || out.toTensor().dim() != 2) {
-    throw Error(ErrorCode::kRuntime,
-                "model '" + path + "': forward does not return [N,classes] logits");
-  }
-  return out.toTensor();
 }
 
 c10::IValue call(const Instrumented& inst, const torch::jit::Module& module, const at::Tensor& x,
@@ -789,7 +780,7 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
   }
   ops::set_paired(false);
   if (p.stopped) return;
-  p.logits = first_tensor(out, engine.model.info().path);
+  p.logits = logits_of(out, engine.model.info().path);
   p.logits_detached = p.logits.detach().to(at::kCPU);
   check_output_classes(engine.model.info(), p.logits.size(1));
   p.explained = engine.unit ? unit_value(p, engine) : p.logits;

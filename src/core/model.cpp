@@ -14,6 +14,7 @@
 #include "cnnviz/core/json_util.h"
 #include "cnnviz/core/limits.h"
 #include "cnnviz/core/runtime.h"
+#include "logits.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -337,14 +338,7 @@ at::Tensor Model::logits(const at::Tensor& batch) const {
     throw Error(ErrorCode::kRuntime, "model '" + impl_->info.path + "': forward pass failed (" +
                                          torch_error_summary(e.what()) + ")");
   }
-  // Some classifiers (GoogLeNet, Inception) return a tuple whose first
-  // element holds the logits.
-  if (out.isTuple()) out = out.toTupleRef().elements().at(0);
-  if (!out.isTensor() || out.toTensor().dim() != 2) {
-    throw Error(ErrorCode::kRuntime,
-                "model '" + impl_->info.path + "': forward does not return [N,classes] logits");
-  }
-  at::Tensor result = out.toTensor().to(at::kCPU, at::kFloat);
+  at::Tensor result = logits_of(out, impl_->info.path).to(at::kCPU, at::kFloat);
   check_output_classes(impl_->info, result.size(1));
   return result;
 }

@@ -1,0 +1,20 @@
+// What a classifier's forward returned, read as its logits: the one rule for
+// the frozen inference module (Model::logits) and the instrumented graph
+// (Engine). Internal to src/core/.
+#ifndef CNNVIZ_SRC_CORE_LOGITS_H_
+#define CNNVIZ_SRC_CORE_LOGITS_H_
+
+#include <ATen/core/ivalue.h>
+
+#include <string>
+
+namespace cnnviz {
+
+// The [N,classes] tensor `out` holds (the first element of a tuple, as
+// GoogLeNet and Inception return). Throws Error(kModel) naming the model at
+// `path` when it is not a 2-D tensor or has no classes.
+at::Tensor logits_of(const c10::IValue& out, const std::string& path);
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_SRC_CORE_LOGITS_H_
