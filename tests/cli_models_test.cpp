@@ -14,26 +14,7 @@
 namespace cnnviz {
 namespace {
 
-class CliModelsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    model_ = test::squeezenet_path();
-    cv::Mat img(180, 240, CV_8UC3);
-    cv::randu(img, 0, 255);
-    image_ = dir_.file("photo.png");
-    ASSERT_TRUE(cv::imwrite(image_, img));
-    out_ = dir_.file("out");
-  }
-
-  test::RunResult cnnviz(std::vector<std::string> args) { return test::run_cnnviz(args); }
-
-  nlohmann::json read_json(const std::string& path) {
-    return nlohmann::json::parse(test::read_text(path));
-  }
-
-  test::TempDir dir_;
-  std::string model_, image_, out_;
-};
+using CliModelsTest = test::PhotoCliTest;
 
 // Models a user scripted or traced without scripts/export_models.py.
 TEST_F(CliModelsTest, ModelsWithoutMetadata) {

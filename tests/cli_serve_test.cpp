@@ -136,7 +136,9 @@ class CliServeTest : public ::testing::Test {
     EXPECT_TRUE(r) << path;
     if (!r) return json();
     EXPECT_EQ(r->status, expect) << path << ": " << r->body;
-    if (r->status == 200) EXPECT_TRUE(r->has_header("Server-Timing")) << path;
+    if (r->status == 200) {
+      EXPECT_TRUE(r->has_header("Server-Timing")) << path;
+    }
     return body_json(r);
   }
   static TempDir* work_;
@@ -215,7 +217,7 @@ TEST_F(CliServeTest, EveryLayerFromOnePassEqualsTheCli) {
       run_cnnviz({"gradcam", "--threads", "1", "--all-layers", "--class", std::to_string(second),
                   "-m", squeezenet_path(), "-o", out.path(), work_->file("images/gradient.png")});
   ASSERT_EQ(cli.exit_code, 0) << cli.err;
-  for (const std::string layer :
+  for (const std::string& layer :
        {layers["layers"][1].get<std::string>(), layers["layers"].back().get<std::string>()}) {
     const std::string stem =
         out.path() + "/gradient/gradcam_" + layer + "_c" + std::to_string(second);

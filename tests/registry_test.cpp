@@ -219,7 +219,9 @@ TEST(RegistryTest, TheReadmeMethodTableIsTheRegistry) {
     ASSERT_TRUE(std::getline(in, line)) << "README.md: the table ends before " << m.name;
     EXPECT_EQ(table_cells(line), expected_cells(m)) << "README.md's row: " << line;
   }
-  if (std::getline(in, line)) EXPECT_EQ(line.rfind("|", 0), std::string::npos) << line;
+  if (std::getline(in, line)) {
+    EXPECT_EQ(line.rfind("|", 0), std::string::npos) << line;
+  }
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -218,6 +220,21 @@ void expect_error(const std::function<void()>& fn, ErrorCode code, const std::st
         << "message '" << e.what() << "' lacks '" << substring << "'";
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "message is not one line";
   }
+}
+
+void PhotoCliTest::SetUp() {
+  model_ = squeezenet_path();
+  cv::Mat img(180, 240, CV_8UC3);
+  cv::randu(img, 0, 255);
+  image_ = dir_.file("photo.png");
+  ASSERT_TRUE(cv::imwrite(image_, img));
+  out_ = dir_.file("out");
+}
+
+RunResult PhotoCliTest::cnnviz(const std::vector<std::string>& args) { return run_cnnviz(args); }
+
+nlohmann::json PhotoCliTest::read_json(const std::string& path) {
+  return nlohmann::json::parse(read_text(path));
 }
 
 }  // namespace cnnviz::test

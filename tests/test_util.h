@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,18 @@ std::string nested_arrays(int depth);
 // Expects `fn` to throw cnnviz::Error with `code` and a message containing
 // `substring`.
 void expect_error(const std::function<void()>& fn, ErrorCode code, const std::string& substring);
+
+// For tests that run the binary on one photo: the exported squeezenet1_1, a
+// 180x240 noise photo `image_` in `dir_`, and an output folder `out_`.
+class PhotoCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  RunResult cnnviz(const std::vector<std::string>& args);
+  nlohmann::json read_json(const std::string& path);
+
+  TempDir dir_;
+  std::string model_, image_, out_;
+};
 
 }  // namespace cnnviz::test
 
