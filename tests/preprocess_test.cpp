@@ -1,5 +1,7 @@
 #include "cnnviz/io/preprocess.h"
 
+#include "cnnviz/io/resize.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -37,8 +39,28 @@ TEST(PreprocessTest, CropOffsetRoundsHalfToEven) {
 TEST(PreprocessTest, RejectsEmptyAndExtremeImages) {
   Preprocessing p;
   test::expect_error([&] { crop_box(0, 10, p); }, ErrorCode::kInput, "empty");
-  test::expect_error([&] { crop_box(10000, 2, p); }, ErrorCode::kInput, "too extreme");
+  test::expect_error([&] { crop_box(1, 5'000'000, p); }, ErrorCode::kInput,
+                     "1x5000000 pixels: too elongated (resized to a shorter side of 224, its "
+                     "longer side would be 1120000000 pixels, beyond the fixed limit of "
+                     "1073741824)");
   EXPECT_EQ(crop_box(1, 1, p).resized_w, 224);
+}
+
+TEST(PreprocessTest, VeryElongatedImagesCostOnlyTheirCrop) {
+  // 20000:1, resized to 224 x 4,480,000: only the crop's taps are made.
+  Preprocessing p;
+  cv::Mat strip(2, 40000, CV_8UC3);
+  cv::randu(strip, 0, 255);
+  const CropBox box = crop_box(strip.cols, strip.rows, p);
+  EXPECT_EQ(box.resized_w, 4'480'000);
+  const at::Tensor x = preprocess(strip, p);
+  EXPECT_EQ(x.sizes(), (at::IntArrayRef{3, 224, 224}));
+  // The crop is the middle of the full resize (computed here on the middle
+  // columns of the strip only, which give the same taps).
+  const cv::Mat full = resize_bilinear_pil(strip.colRange(19990, 20010), 2240, 224);
+  const cv::Mat mine = resize_bilinear_pil(strip, box.resized_w, box.resized_h,
+                                           cv::Rect(box.left, box.top, 224, 224));
+  EXPECT_EQ(cv::norm(full.colRange(1008, 1232), mine, cv::NORM_INF), 0.0);
 }
 
 TEST(PreprocessTest, ConstantImageNormalizesExactly) {

@@ -11,9 +11,10 @@ namespace cnnviz {
 
 namespace {
 
-// The resized longer side may be at most this many times the shorter one;
-// beyond it a strip-like image would need gigabytes for a 224-pixel crop.
-constexpr int64_t kMaxAspect = 64;
+// The resized image's longer side must fit the 32-bit sizes of the crop's
+// geometry (only the crop is ever resized, so memory does not grow with it):
+// with a shorter side of 256, images up to 4,194,304:1 fit.
+constexpr int64_t kMaxResizedSide = int64_t{1} << 30;
 
 // Python's round(): to nearest, ties to even.
 // std::nearbyint rounds in the current mode, which is to-nearest-even unless a
@@ -32,10 +33,13 @@ CropBox crop_box(int src_w, int src_h, const Preprocessing& p) {
   // torchvision: new_long = int(size * long / short), in floating point.
   const int64_t new_long = static_cast<int64_t>(
       static_cast<double>(p.resize) * static_cast<double>(longer) / static_cast<double>(shorter));
-  if (new_long > kMaxAspect * p.resize) {
-    throw Error(ErrorCode::kInput, "aspect ratio " + std::to_string(src_w) + "x" +
-                                       std::to_string(src_h) + " is too extreme (at most " +
-                                       std::to_string(kMaxAspect) + ":1)");
+  if (new_long > kMaxResizedSide) {
+    throw Error(ErrorCode::kInput,
+                std::to_string(src_w) + "x" + std::to_string(src_h) +
+                    " pixels: too elongated (resized to a shorter side of " +
+                    std::to_string(p.resize) + ", its longer side would be " +
+                    std::to_string(new_long) + " pixels, beyond the fixed limit of " +
+                    std::to_string(kMaxResizedSide) + ")");
   }
   if (src_w <= src_h) {
     box.resized_w = p.resize;

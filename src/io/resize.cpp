@@ -19,12 +19,17 @@ namespace {
 
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
-// For each output index: the first input index and the fixed-point weights of
-// the `count` inputs from there on.
+// For each output index in [lo, lo + first.size()): the first input index
+// and the fixed-point weights of the `count` inputs from there on. Only the
+// outputs asked for are held, so a crop of a very long image costs the crop.
 struct Taps {
   int ksize = 0;
+  int lo = 0;
   std::vector<int> first, count;
   std::vector<int32_t> weights;  // ksize per output index
+  int first_of(int o) const { return first[o - lo]; }
+  int count_of(int o) const { return count[o - lo]; }
+  const int32_t* weights_of(int o) const { return &weights[static_cast<size_t>(o - lo) * ksize]; }
 };
 
 double triangle(double x) {
@@ -32,17 +37,20 @@ double triangle(double x) {
   return x < 1.0 ? 1.0 - x : 0.0;
 }
 
-Taps make_taps(int in_size, int out_size) {
+// The taps of outputs [lo, hi) of a resize from in_size to out_size.
+Taps make_taps(int in_size, int out_size, int lo_out, int hi_out) {
   const double scale = static_cast<double>(in_size) / out_size;
   const double filter_scale = std::max(scale, 1.0);
   const double support = 1.0 * filter_scale;  // the triangle's support is 1
   Taps t;
   t.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
-  t.first.resize(out_size);
-  t.count.resize(out_size);
-  t.weights.assign(static_cast<size_t>(out_size) * t.ksize, 0);
+  t.lo = lo_out;
+  const int n_out = hi_out - lo_out;
+  t.first.resize(n_out);
+  t.count.resize(n_out);
+  t.weights.assign(static_cast<size_t>(n_out) * t.ksize, 0);
   std::vector<double> k(t.ksize);
-  for (int o = 0; o < out_size; ++o) {
+  for (int o = lo_out; o < hi_out; ++o) {
     const double center = (o + 0.5) * scale;
     int lo = static_cast<int>(center - support + 0.5);
     if (lo < 0) lo = 0;
@@ -58,11 +66,11 @@ Taps make_taps(int in_size, int out_size) {
     for (int i = 0; i < t.ksize; ++i) {
       double c = sum != 0.0 && i < n ? k[i] / sum : 0.0;
       c *= static_cast<double>(1 << kPrecisionBits);
-      t.weights[static_cast<size_t>(o) * t.ksize + i] =
+      t.weights[static_cast<size_t>(o - lo_out) * t.ksize + i] =
           static_cast<int32_t>(c < 0 ? std::trunc(c - 0.5) : std::trunc(c + 0.5));
     }
-    t.first[o] = lo;
-    t.count[o] = n;
+    t.first[o - lo_out] = lo;
+    t.count[o - lo_out] = n;
   }
   return t;
 }
@@ -80,11 +88,11 @@ template <int C>
 void resize_row(const uint8_t* in, uint8_t* out, const Taps& t, int x0, int width) {
   for (int xo = 0; xo < width; ++xo) {
     const int x = x0 + xo;
-    const int32_t* w = &t.weights[static_cast<size_t>(x) * t.ksize];
-    const uint8_t* px = in + static_cast<size_t>(t.first[x]) * C;
+    const int32_t* w = t.weights_of(x);
+    const uint8_t* px = in + static_cast<size_t>(t.first_of(x)) * C;
     int32_t acc[C];
     for (int c = 0; c < C; ++c) acc[c] = 1 << (kPrecisionBits - 1);
-    const int n = t.count[x];
+    const int n = t.count_of(x);
     for (int i = 0; i < n; ++i) {
       const int32_t wi = w[i];
       for (int c = 0; c < C; ++c) acc[c] += px[i * C + c] * wi;
@@ -109,13 +117,13 @@ cv::Mat resize_bilinear_pil(const cv::Mat& src, int out_w, int out_h, cv::Rect r
   cv::Mat input = src.isContinuous() ? src : src.clone();
 
   // Horizontal pass, on the input rows the vertical pass will read.
-  Taps ty = resize_y ? make_taps(src.rows, out_h) : Taps();
-  const int row_lo = resize_y ? ty.first[roi.y] : roi.y;
-  const int row_hi = resize_y ? ty.first[roi.y + roi.height - 1] + ty.count[roi.y + roi.height - 1]
-                              : roi.y + roi.height;
+  const Taps ty = resize_y ? make_taps(src.rows, out_h, roi.y, roi.y + roi.height) : Taps();
+  const int last = roi.y + roi.height - 1;
+  const int row_lo = resize_y ? ty.first_of(roi.y) : roi.y;
+  const int row_hi = resize_y ? ty.first_of(last) + ty.count_of(last) : roi.y + roi.height;
   cv::Mat horizontal;
   if (resize_x) {
-    const Taps tx = make_taps(src.cols, out_w);
+    const Taps tx = make_taps(src.cols, out_w, roi.x, roi.x + roi.width);
     horizontal.create(row_hi - row_lo, roi.width, src.type());
     auto row = channels == 1   ? resize_row<1>
                : channels == 2 ? resize_row<2>
@@ -135,10 +143,10 @@ cv::Mat resize_bilinear_pil(const cv::Mat& src, int out_w, int out_h, cv::Rect r
   std::vector<int32_t> acc(row_bytes);
   for (int yo = 0; yo < roi.height; ++yo) {
     const int y = roi.y + yo;
-    const int32_t* w = &ty.weights[static_cast<size_t>(y) * ty.ksize];
-    const int first = ty.first[y] - row_lo;
+    const int32_t* w = ty.weights_of(y);
+    const int first = ty.first_of(y) - row_lo;
     std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
-    for (int i = 0; i < ty.count[y]; ++i) {
+    for (int i = 0; i < ty.count_of(y); ++i) {
       const uint8_t* in = horizontal.ptr<uint8_t>(first + i);
       for (int b = 0; b < row_bytes; ++b) acc[b] += in[b] * w[i];
     }

@@ -24,7 +24,8 @@ struct CropBox {
 // The shorter side becomes p.resize and the longer int(p.resize * long / short)
 // (torchvision's rule); the crop offsets are round((resized - crop) / 2) with
 // round-half-to-even, as Python's round(). Throws Error(kInput) for an empty
-// image or one whose aspect ratio would make the resized image absurdly large.
+// image or one so elongated that its resized longer side passes 2^30 pixels
+// (4,194,304:1 at a shorter side of 256).
 CropBox crop_box(int src_w, int src_h, const Preprocessing& p);
 
 // rgb: H x W CV_8UC3, RGB. Returns [p.channels,crop,crop] float32,
