@@ -21,6 +21,7 @@ CNNVIZ_TEST_PACKAGES=(
   python3-jsonschema  # validates every JSON output against schemas/
   bash-completion zsh man-db  # the installed completions and man page (tests/install_test.sh)
   universal-ctags  # function lengths (scripts/long_functions.sh, ctest unit.function_length)
+  libjpeg-turbo-progs  # jpegtran: restart markers, arithmetic coding (tests/conformance_test.py)
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -4,6 +4,8 @@
 // against OpenCV's, and OpenCV's messages kept off stderr.
 #include "cnnviz/io/image.h"
 
+#include "cnnviz/io/png.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -181,11 +183,31 @@ TEST_F(ImageDecodingTest, CorruptJpegDataIsRefusedNotGreyFilled) {
   fake.insert(fake.end(), {0xFF, 0xD9});
   test::expect_error([&] { decode_image_rgb(fake, "fake.jpg"); }, ErrorCode::kInput,
                      "image 'fake.jpg': corrupt or truncated JPEG data (Corrupt JPEG data");
+  // Cut in half, as a download that stopped.
+  const std::vector<uint8_t> cut(jpeg.begin(), jpeg.begin() + static_cast<long>(jpeg.size() / 2));
+  test::expect_error([&] { decode_image_rgb(cut, "cut.jpg"); }, ErrorCode::kInput,
+                     "image 'cut.jpg': truncated JPEG (the data ends before the end-of-image "
+                     "marker)");
+  // A motion photo: a video after the end-of-image marker is not the JPEG's.
+  std::vector<uint8_t> motion = jpeg;
+  for (int i = 0; i < 100000; ++i) motion.push_back(static_cast<uint8_t>(i * 7));
+  EXPECT_EQ(cv::norm(decode_image_rgb(jpeg, "a.jpg"), decode_image_rgb(motion, "motion.jpg"),
+                     cv::NORM_INF),
+            0);
   // Extraneous bytes before a marker change no pixel: accepted, as PIL does.
   std::vector<uint8_t> padded(jpeg.begin(), jpeg.end() - 2);
   padded.insert(padded.end(), {0x00, 0x00, 0x00, 0xFF, 0xD9});
   cv::Mat a = decode_image_rgb(jpeg, "a.jpg"), b = decode_image_rgb(padded, "b.jpg");
   EXPECT_EQ(cv::norm(a, b, cv::NORM_INF), 0);
+}
+
+// Strips and panoramas: libpng's default limit of a million rows or columns
+// is not cnnviz's; the pixel budget is.
+TEST_F(ImageDecodingTest, PngsOfMoreThanAMillionRowsDecode) {
+  cv::Mat strip(2'000'000, 1, CV_8UC3, cv::Scalar(1, 2, 3));
+  const cv::Mat rgb = decode_image_rgb(encode_png(strip, PixelOrder::kRgb), "strip.png");
+  EXPECT_EQ(rgb.rows, 2'000'000);
+  EXPECT_EQ(rgb.at<cv::Vec3b>(1'999'999, 0), cv::Vec3b(1, 2, 3));
 }
 
 // cnnviz's own JPEG and PNG decoders give OpenCV's pixels (as RGB), for

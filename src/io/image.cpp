@@ -12,6 +12,7 @@
 #include <cstring>
 #include <mutex>
 #include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <ostream>
@@ -32,19 +33,6 @@ bool starts_with(const std::vector<uint8_t>& b, std::initializer_list<uint8_t> m
     if (b[i++] != m) return false;
   }
   return true;
-}
-
-// libjpeg decodes a truncated JPEG "successfully", filling the missing part
-// with grey and printing a warning. A complete file ends with the EOI marker
-// (FF D9); entropy-coded data never contains FF D9, so finding it near the
-// end (cameras may append a few padding bytes) tells a complete file.
-bool jpeg_has_end_marker(const std::vector<uint8_t>& b) {
-  constexpr size_t kTailWindow = 4096;
-  size_t start = b.size() > kTailWindow ? b.size() - kTailWindow : 2;
-  for (size_t i = b.size() - 1; i > start; --i) {
-    if (b[i - 1] == 0xFF && b[i] == 0xD9) return true;
-  }
-  return false;
 }
 
 // BMP, TIFF, WebP, PNM (P1 to P6) and JPEG 2000 (a JP2 file or a bare
@@ -70,30 +58,43 @@ std::string pixels_problem(int64_t width, int64_t height, int64_t max_pixels) {
 // OPENCV_IO_MAX_IMAGE_PIXELS before they allocate; it is read once, on the
 // first decode, so it is set here, before that, to the first budget asked
 // for (the CLI has one per process) unless the environment sets it already.
-void limit_opencv_pixels(int64_t max_pixels) {
+// OpenCV's own log (a JPEG 2000 codestream without a colour space gets a
+// warning on stderr) is silenced: cnnviz reports what matters itself.
+void prepare_opencv(int64_t max_pixels) {
   static std::once_flag once;
   std::call_once(once, [max_pixels] {
     setenv("OPENCV_IO_MAX_IMAGE_PIXELS", std::to_string(max_pixels).c_str(), /*overwrite=*/0);
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
   });
 }
 
 // JPEG through libjpeg itself rather than OpenCV: its header gives the size
-// before anything is allocated, and its warnings tell corrupt data, which
+// before anything is allocated, and its warnings tell corrupt or truncated
+// data ("Premature end of JPEG file" when the data ends early), which
 // libjpeg otherwise decodes "successfully" (grey where data is missing) and
-// OpenCV does not report. Warnings that do not change pixels are accepted,
-// as PIL accepts them.
-enum class JpegResult { kOk, kNotHandled, kTooLarge, kCorrupt };
+// OpenCV does not report. Data after the end-of-image marker (a motion
+// photo's video, a camera's trailer) is not read. Warnings that do not change pixels are accepted,
+// as PIL accepts them. Four-component JPEGs (CMYK and YCCK) come out as
+// CMYK, converted to RGB by the caller.
+enum class JpegResult { kOk, kTooLarge, kCorrupt, kTruncated, kUnsupported };
 
 struct JpegErrors {
   jpeg_error_mgr mgr;
   std::jmp_buf jump;
   char message[JMSG_LENGTH_MAX];
   bool corrupt;
+  int warning;  // the first warning's code
 };
 
 bool benign_warning(int code) {
   return code == JWRN_EXTRANEOUS_DATA || code == JWRN_JFIF_MAJOR || code == JWRN_ADOBE_XFORM ||
          code == JWRN_BOGUS_ICC;
+}
+
+// Errors about what the file is rather than about damage to it.
+bool unsupported_error(int code) {
+  return code == JERR_BAD_PRECISION || code == JERR_SOF_UNSUPPORTED || code == JERR_NOT_COMPILED ||
+         code == JERR_ARITH_NOTIMPL || code == JERR_CONVERSION_NOTIMPL;
 }
 
 void on_jpeg_error(j_common_ptr c) {
@@ -107,11 +108,13 @@ void on_jpeg_message(j_common_ptr c, int level) {
   auto* e = reinterpret_cast<JpegErrors*>(c->err);
   if (benign_warning(c->err->msg_code) || e->corrupt) return;
   e->corrupt = true;
+  e->warning = c->err->msg_code;
   c->err->format_message(c, e->message);
 }
 
 // Only trivially destructible locals here: libjpeg leaves by longjmp.
-JpegResult decode_jpeg(const uint8_t* data, size_t size, int64_t max_pixels, cv::Mat* rgb,
+// `out` becomes CV_8UC3 (RGB) or CV_8UC4 (CMYK as stored).
+JpegResult decode_jpeg(const uint8_t* data, size_t size, int64_t max_pixels, cv::Mat* out,
                        int64_t* width, int64_t* height, char* message) {
   jpeg_decompress_struct cinfo;
   JpegErrors errors;
@@ -120,37 +123,56 @@ JpegResult decode_jpeg(const uint8_t* data, size_t size, int64_t max_pixels, cv:
   errors.mgr.error_exit = on_jpeg_error;
   errors.mgr.emit_message = on_jpeg_message;
   if (setjmp(errors.jump)) {
+    const bool unsupported = unsupported_error(errors.mgr.msg_code);
     jpeg_destroy_decompress(&cinfo);
     std::strcpy(message, errors.message);
-    return JpegResult::kCorrupt;
+    return unsupported ? JpegResult::kUnsupported : JpegResult::kCorrupt;
   }
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
   *width = cinfo.image_width;
   *height = cinfo.image_height;
-  if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
-    jpeg_destroy_decompress(&cinfo);
-    return JpegResult::kNotHandled;  // OpenCV converts CMYK
-  }
   if (*width * *height > max_pixels) {
     jpeg_destroy_decompress(&cinfo);
     return JpegResult::kTooLarge;
   }
-  cinfo.out_color_space = JCS_RGB;
+  const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   jpeg_start_decompress(&cinfo);
-  rgb->create(static_cast<int>(cinfo.output_height), static_cast<int>(cinfo.output_width), CV_8UC3);
+  out->create(static_cast<int>(cinfo.output_height), static_cast<int>(cinfo.output_width),
+              cmyk ? CV_8UC4 : CV_8UC3);
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = rgb->ptr<uint8_t>(static_cast<int>(cinfo.output_scanline));
+    JSAMPROW row = out->ptr<uint8_t>(static_cast<int>(cinfo.output_scanline));
     jpeg_read_scanlines(&cinfo, &row, 1);
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
   if (errors.corrupt) {
     std::strcpy(message, errors.message);
-    return JpegResult::kCorrupt;
+    return errors.warning == JWRN_JPEG_EOF ? JpegResult::kTruncated : JpegResult::kCorrupt;
   }
   return JpegResult::kOk;
+}
+
+// CMYK as JPEGs store it to RGB. Four-component JPEGs follow Adobe's
+// convention, samples inverted (255 is no ink), as Pillow and OpenCV assume
+// for all of them; the conversion is Pillow's, without a colour profile:
+// each channel is (1 - ink) x (1 - black), rounded as Pillow rounds.
+cv::Mat adobe_cmyk_to_rgb(const cv::Mat& cmyk) {
+  cv::Mat rgb(cmyk.rows, cmyk.cols, CV_8UC3);
+  for (int y = 0; y < cmyk.rows; ++y) {
+    const uint8_t* in = cmyk.ptr<uint8_t>(y);
+    uint8_t* out = rgb.ptr<uint8_t>(y);
+    for (int x = 0; x < cmyk.cols; ++x, in += 4, out += 3) {
+      const int paper = in[3];  // 255 - black ink
+      for (int c = 0; c < 3; ++c) {
+        const int t = (255 - in[c]) * paper + 128;  // ink x paper / 255, rounded
+        out[c] = static_cast<uint8_t>(paper - (((t >> 8) + t) >> 8));
+      }
+    }
+  }
+  return rgb;
 }
 
 // PNG through libpng itself: OpenCV leaves libpng's default handlers in
@@ -209,6 +231,9 @@ PngResult decode_png(const uint8_t* data, size_t size, int64_t max_pixels, cv::M
   }
   if (!info) png_error(png, "out of memory");
   png_set_read_fn(png, &reader, on_png_read);
+  // libpng's own limit of a million rows or columns would refuse valid
+  // strips and panoramas; the pixel budget above is the limit.
+  png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
   // Colour profiles are ignored (as PIL does): no need to check them.
   png_set_option(png, PNG_SKIP_sRGB_CHECK_PROFILE, PNG_OPTION_ON);
   png_read_info(png, info);
@@ -218,14 +243,10 @@ PngResult decode_png(const uint8_t* data, size_t size, int64_t max_pixels, cv::M
     png_destroy_read_struct(&png, &info, nullptr);
     return PngResult::kTooLarge;
   }
-  const int type = png_get_color_type(png, info);
-  if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
-  if (type == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) {
-    png_set_expand_gray_1_2_4_to_8(png);
-  }
-  if (type == PNG_COLOR_TYPE_GRAY || type == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
-  if (type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
-  png_set_strip_16(png);  // the high byte, as Pillow
+  png_set_expand(png);       // palettes to RGB, grey below 8 bits to 8 bits
+  png_set_strip_alpha(png);  // alpha channels and tRNS transparency alike
+  png_set_strip_16(png);     // the high byte, as Pillow
+  png_set_gray_to_rgb(png);
   png_set_interlace_handling(png);
   png_read_update_info(png, info);
   if (png_get_channels(png, info) != 3 || png_get_bit_depth(png, info) != 8) {
@@ -341,24 +362,26 @@ struct ImageFail {
   }
 };
 
-// A JPEG through libjpeg; empty when libjpeg leaves it to OpenCV.
+// A JPEG through libjpeg.
 cv::Mat decode_jpeg_rgb(const std::vector<uint8_t>& bytes, int64_t max_pixels,
                         const ImageFail& fail) {
-  if (!jpeg_has_end_marker(bytes)) throw fail("truncated JPEG (no end-of-image marker)");
-  cv::Mat rgb;
+  cv::Mat decoded;
   int64_t width = 0, height = 0;
   char message[JMSG_LENGTH_MAX] = "";
-  switch (decode_jpeg(bytes.data(), bytes.size(), max_pixels, &rgb, &width, &height, message)) {
+  switch (decode_jpeg(bytes.data(), bytes.size(), max_pixels, &decoded, &width, &height, message)) {
     case JpegResult::kOk:
-      return rgb;
+      return decoded.channels() == 4 ? adobe_cmyk_to_rgb(decoded) : decoded;
     case JpegResult::kTooLarge:
       throw fail(pixels_problem(width, height, max_pixels));
+    case JpegResult::kUnsupported:
+      throw fail(std::string("unsupported kind of JPEG (") + message +
+                 "): cnnviz reads 8-bit baseline, progressive and arithmetic-coded JPEGs");
+    case JpegResult::kTruncated:
+      throw fail("truncated JPEG (the data ends before the end-of-image marker)");
     case JpegResult::kCorrupt:
-      throw fail(std::string("corrupt or truncated JPEG data (") + message + ")");
-    case JpegResult::kNotHandled:
       break;
   }
-  return cv::Mat();
+  throw fail(std::string("corrupt or truncated JPEG data (") + message + ")");
 }
 
 // A PNG through libpng, its size checked from the header first.
@@ -391,7 +414,7 @@ cv::Mat decode_png_rgb(const std::vector<uint8_t>& bytes, int64_t max_pixels,
 }
 
 // OpenCV's decode of the other formats, as stored (alpha, 16-bit, grey).
-cv::Mat decode_with_opencv(const std::vector<uint8_t>& bytes, int64_t max_pixels, bool jpeg,
+cv::Mat decode_with_opencv(const std::vector<uint8_t>& bytes, int64_t max_pixels,
                            const ImageFail& fail) {
   // Only the formats cnnviz takes from folders reach OpenCV: its other
   // decoders (DICOM through GDCM, found by fuzzing; OpenEXR, Radiance HDR,
@@ -401,7 +424,7 @@ cv::Mat decode_with_opencv(const std::vector<uint8_t>& bytes, int64_t max_pixels
     throw fail(
         "not an image (or an unsupported format: JPEG, PNG, BMP, TIFF, WebP, PNM, JPEG 2000)");
   }
-  limit_opencv_pixels(max_pixels);
+  prepare_opencv(max_pixels);
   cv::Mat raw;
   try {
     // IMREAD_UNCHANGED keeps alpha, 16-bit depth and grayscale as stored, and
@@ -420,8 +443,7 @@ cv::Mat decode_with_opencv(const std::vector<uint8_t>& bytes, int64_t max_pixels
     throw fail("cannot decode (" + what + ")");
   }
   if (raw.empty()) {
-    throw fail(jpeg ? "corrupt or truncated image data"
-                    : "not an image (or an unsupported format, or corrupt or truncated data)");
+    throw fail("not an image (or an unsupported format, or corrupt or truncated data)");
   }
   return raw;
 }
@@ -482,15 +504,11 @@ cv::Mat decode_image_rgb(const std::vector<uint8_t>& bytes, const std::string& n
                          int64_t max_pixels) {
   const ImageFail fail{name};
   if (bytes.empty()) throw fail("empty file");
-  const bool jpeg = starts_with(bytes, {0xFF, 0xD8, 0xFF});
-  if (jpeg) {
-    cv::Mat rgb = decode_jpeg_rgb(bytes, max_pixels, fail);
-    if (!rgb.empty()) return rgb;
-  }
+  if (starts_with(bytes, {0xFF, 0xD8, 0xFF})) return decode_jpeg_rgb(bytes, max_pixels, fail);
   if (starts_with(bytes, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'})) {
     return decode_png_rgb(bytes, max_pixels, fail);
   }
-  const cv::Mat raw = decode_with_opencv(bytes, max_pixels, jpeg, fail);
+  const cv::Mat raw = decode_with_opencv(bytes, max_pixels, fail);
   return opencv_to_rgb(to_eight_bits(raw, fail), fail);
 }
 
