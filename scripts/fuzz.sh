@@ -6,7 +6,8 @@
 # tests/fuzz/corpus/<target>/ (what it finds is kept in
 # build-fuzz/corpus/<target>/ for the next run).
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: image metadata lists manifests npy png config
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+#     targets: image metadata lists manifests npy png config differential
 #
 # A crash, leak, sanitizer report or broken round trip stops that target and
 # leaves the input in build-fuzz/crashes/; copy it to
@@ -20,7 +21,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(image metadata lists manifests npy png config)
+[ ${#targets[@]} -eq 0 ] && targets=(image metadata lists manifests npy png config differential)
 
 install_missing "${CNNVIZ_PACKAGES[@]}" clang libclang-rt-14-dev
 build=$root/build-fuzz

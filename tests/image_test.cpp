@@ -5,6 +5,7 @@
 #include "cnnviz/io/image.h"
 
 #include "cnnviz/io/png.h"
+#include "io/image_size.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -199,6 +200,45 @@ TEST_F(ImageDecodingTest, CorruptJpegDataIsRefusedNotGreyFilled) {
   padded.insert(padded.end(), {0x00, 0x00, 0x00, 0xFF, 0xD9});
   cv::Mat a = decode_image_rgb(jpeg, "a.jpg"), b = decode_image_rgb(padded, "b.jpg");
   EXPECT_EQ(cv::norm(a, b, cv::NORM_INF), 0);
+}
+
+// The formats OpenCV decodes have their size read by cnnviz from the header,
+// so the pixel budget holds before OpenCV allocates (its own limit is fixed
+// when the library loads).
+TEST_F(ImageDecodingTest, EveryFormatsSizeIsCheckedFromItsHeader) {
+  cv::Mat colour(37, 53, CV_8UC3), grey(37, 53, CV_8UC1);
+  cv::randu(colour, 0, 255);
+  cv::randu(grey, 0, 255);
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> files;
+  for (const char* ext : {".bmp", ".tif", ".webp", ".ppm", ".jp2"}) {
+    std::vector<uint8_t> bytes;
+    ASSERT_TRUE(cv::imencode(ext, colour, bytes)) << ext;
+    files.emplace_back(ext, bytes);
+  }
+  std::vector<uint8_t> lossy, pgm;
+  ASSERT_TRUE(cv::imencode(".webp", colour, lossy, {cv::IMWRITE_WEBP_QUALITY, 80}));
+  files.emplace_back("lossy.webp", lossy);
+  ASSERT_TRUE(cv::imencode(".pgm", grey, pgm));
+  const std::string comment = "P5\n# a comment 99 99\n53 37\n255\n";
+  pgm.erase(pgm.begin(), pgm.end() - 53 * 37);
+  pgm.insert(pgm.begin(), comment.begin(), comment.end());
+  files.emplace_back("commented.pgm", pgm);
+  for (const auto& [name, bytes] : files) {
+    SCOPED_TRACE(name);
+    const std::optional<DeclaredSize> size = declared_size(bytes);
+    ASSERT_TRUE(size.has_value());
+    EXPECT_EQ(size->width, 53);
+    EXPECT_EQ(size->height, 37);
+    EXPECT_EQ(decode_image_rgb(bytes, name, 53 * 37).size(), cv::Size(53, 37));
+    test::expect_error([&] { decode_image_rgb(bytes, name, 53 * 37 - 1); }, ErrorCode::kInput,
+                       "53x37 pixels, more than the budget of 1960 (--max-pixels)");
+  }
+  // A BMP header declaring 20000x20000 pixels in a 1 KB file.
+  std::vector<uint8_t> bmp = files[0].second;
+  bmp.resize(1024);
+  for (int i = 0; i < 4; ++i) bmp[18 + i] = bmp[22 + i] = static_cast<uint8_t>((20000 >> (8 * i)) & 0xFF);
+  test::expect_error([&] { decode_image_rgb(bmp, "big.bmp"); }, ErrorCode::kInput,
+                     "20000x20000 pixels, more than the budget of 200000000");
 }
 
 // Strips and panoramas: libpng's default limit of a million rows or columns

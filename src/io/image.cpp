@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <opencv2/core.hpp>
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -21,6 +22,7 @@
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/io/files.h"
+#include "image_size.h"
 
 namespace cnnviz {
 
@@ -54,18 +56,11 @@ std::string pixels_problem(int64_t width, int64_t height, int64_t max_pixels) {
          " pixels, more than the budget of " + std::to_string(max_pixels) + " (--max-pixels)";
 }
 
-// OpenCV's decoders check the size in a file's header against
-// OPENCV_IO_MAX_IMAGE_PIXELS before they allocate; it is read once, on the
-// first decode, so it is set here, before that, to the first budget asked
-// for (the CLI has one per process) unless the environment sets it already.
 // OpenCV's own log (a JPEG 2000 codestream without a colour space gets a
 // warning on stderr) is silenced: cnnviz reports what matters itself.
-void prepare_opencv(int64_t max_pixels) {
+void quiet_opencv() {
   static std::once_flag once;
-  std::call_once(once, [max_pixels] {
-    setenv("OPENCV_IO_MAX_IMAGE_PIXELS", std::to_string(max_pixels).c_str(), /*overwrite=*/0);
-    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
-  });
+  std::call_once(once, [] { cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT); });
 }
 
 // JPEG through libjpeg itself rather than OpenCV: its header gives the size
@@ -424,7 +419,14 @@ cv::Mat decode_with_opencv(const std::vector<uint8_t>& bytes, int64_t max_pixels
     throw fail(
         "not an image (or an unsupported format: JPEG, PNG, BMP, TIFF, WebP, PNM, JPEG 2000)");
   }
-  prepare_opencv(max_pixels);
+  // OpenCV's own size limit is fixed when the library loads: the budget is
+  // checked here, from the header, before OpenCV allocates anything.
+  const std::optional<DeclaredSize> size = declared_size(bytes);
+  if (!size) throw fail("not an image (or an unsupported format, or corrupt or truncated data)");
+  if (size->height > max_pixels / size->width) {
+    throw fail(pixels_problem(size->width, size->height, max_pixels));
+  }
+  quiet_opencv();
   cv::Mat raw;
   try {
     // IMREAD_UNCHANGED keeps alpha, 16-bit depth and grayscale as stored, and
@@ -434,11 +436,12 @@ cv::Mat decode_with_opencv(const std::vector<uint8_t>& bytes, int64_t max_pixels
         cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
     const std::string what = first_line(e.what());
-    if (what.find("CV_IO_MAX_IMAGE_PIXELS") != std::string::npos ||
-        what.find("CV_IO_MAX_IMAGE_WIDTH") != std::string::npos ||
+    if (what.find("CV_IO_MAX_IMAGE_WIDTH") != std::string::npos ||
         what.find("CV_IO_MAX_IMAGE_HEIGHT") != std::string::npos) {
-      throw fail("more pixels than the budget of " + std::to_string(max_pixels) +
-                 " (--max-pixels)");
+      throw fail(std::to_string(size->width) + "x" + std::to_string(size->height) +
+                 " pixels: wider or taller than OpenCV's limit of 1048576 for BMP, TIFF, WebP, "
+                 "PNM and JPEG 2000 (raise it with OPENCV_IO_MAX_IMAGE_WIDTH and "
+                 "OPENCV_IO_MAX_IMAGE_HEIGHT in the environment)");
     }
     throw fail("cannot decode (" + what + ")");
   }

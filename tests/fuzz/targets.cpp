@@ -22,6 +22,7 @@
 #include "cnnviz/run/inputs.h"
 #include "cnnviz/run/manifest.h"
 #include "cnnviz/run/report.h"
+#include "../../src/io/image_size.h"
 
 namespace fs = std::filesystem;
 
@@ -54,8 +55,16 @@ void write(const std::string& path, const uint8_t* data, size_t size) {
 int image(const uint8_t* data, size_t size) {
   constexpr int64_t kBudget = 4'000'000;
   try {
-    const cv::Mat rgb = decode_image_rgb(std::vector<uint8_t>(data, data + size), "fuzz", kBudget);
+    const std::vector<uint8_t> bytes(data, data + size);
+    const cv::Mat rgb = decode_image_rgb(bytes, "fuzz", kBudget);
     if (rgb.empty() || rgb.type() != CV_8UC3) bug("decoded image is not 8-bit RGB");
+    // The size read from the header (for the formats OpenCV decodes) is the
+    // decoded one, or the budget would not hold.
+    const std::optional<DeclaredSize> declared = declared_size(bytes);
+    if (declared && (declared->width != rgb.cols || declared->height != rgb.rows)) {
+      bug("declared size " + std::to_string(declared->width) + "x" +
+          std::to_string(declared->height) + " is not the decoded one");
+    }
     if (static_cast<int64_t>(rgb.cols) * rgb.rows > kBudget) bug("budget exceeded");
     Preprocessing p;
     p.resize = p.crop = 32;
@@ -244,7 +253,8 @@ int png(const uint8_t* data, size_t size) {
 const std::vector<NamedTarget>& targets() {
   static const std::vector<NamedTarget> all = {
       {"image", image}, {"metadata", metadata}, {"lists", lists},  {"manifests", manifests},
-      {"npy", npy},     {"png", png},           {"config", config}};
+      {"npy", npy},     {"png", png},           {"config", config},
+      {"differential", differential}};
   return all;
 }
 

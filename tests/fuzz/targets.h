@@ -29,6 +29,11 @@ int npy(const uint8_t* data, size_t size);
 int config(const uint8_t* data, size_t size);
 // An image from the bytes -> encode_png -> OpenCV decodes it unchanged.
 int png(const uint8_t* data, size_t size);
+// JPEG or PNG bytes -> cnnviz's decoder and OpenCV's: where OpenCV decodes,
+// cnnviz gives the same pixels (after its conversion to 8-bit RGB; CMYK
+// within 2, as the two round differently), or refuses for the pixel budget,
+// or for damage libjpeg reports (differential.cpp).
+int differential(const uint8_t* data, size_t size);
 
 using Target = int (*)(const uint8_t*, size_t);
 struct NamedTarget {

@@ -22,8 +22,7 @@ namespace cnnviz {
 // not a regular file, larger than max_image_file_bytes(), unreadable, empty,
 // not an image, truncated or corrupt (JPEG data libjpeg warns about), or when
 // its header declares more than `max_pixels` pixels (checked before
-// decoding: for JPEG and PNG by cnnviz, for the other formats by OpenCV,
-// whose limit is set once per process, on the first decode).
+// decoding, from the header, for every format).
 cv::Mat read_image_rgb(const std::string& path, int64_t max_pixels = kDefaultMaxPixels);
 
 // The same from bytes already in memory; `name` is used in error messages.
