@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "cnnviz/io/npy.h"
+#include "cnnviz/io/png.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -233,10 +234,21 @@ TEST_F(CliRobustnessTest, MergeSaysWhatIsMissing) {
   EXPECT_EQ(r.err,
             "cnnviz: warning: shard 2 of 2 missing: their images are not in the "
             "manifest\n");
-  // A shard of the wrong shape is bad input (3), never an internal error (1).
-  test::write_text(out_ + "/manifest.shard-2-of-2.json", R"({"images": [{"index": [1]}]})");
-  r = cnnviz({"merge", out_});
-  EXPECT_EQ(r.exit_code, 3) << r.err;
+  // A shard of the wrong shape is bad input (3), never an internal error
+  // (1), and the message names the file and what is wrong with it.
+  const std::string shard = out_ + "/manifest.shard-2-of-2.json";
+  for (const auto& [text, reason] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"images": [{"index": [1]}]})", "other settings than"},
+           {"not json", "not valid JSON"},
+           {std::string(100, '[') + std::string(100, ']'), "nested deeper than 64 levels"},
+           {R"({"images": "cat.jpg"})", "images"}}) {
+    test::write_text(shard, text);
+    r = cnnviz({"merge", out_});
+    EXPECT_EQ(r.exit_code, 3) << r.err;
+    EXPECT_NE(r.err.find("'" + shard + "'"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(reason), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("missing"), std::string::npos) << r.err;
+  }
   test::write_text(out_ + "/manifest.json", std::string(100000, '[') + std::string(100000, ']'));
   r = cnnviz({"report", out_});
   EXPECT_EQ(r.exit_code, 3) << r.err;
@@ -303,6 +315,28 @@ TEST_F(CliRobustnessTest, JournalsFromOthersAreNotTrustedBlindly) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+TEST_F(CliRobustnessTest, AJournalEndingWithoutANewlineLosesNoEntry) {
+  // A run killed between an entry and its newline (or a journal edited by
+  // hand), then a resumed run with one more image: the old entry still
+  // counts, and the new one is a line of its own.
+  ASSERT_EQ(cnnviz({"saliency", "-m", model_, "-o", out_, photo_}).exit_code, 0);
+  const std::string journal = out_ + "/journal.jsonl";
+  std::string text = test::read_text(journal);
+  ASSERT_EQ(text.back(), '\n');
+  text.pop_back();
+  test::write_text(journal, text);
+  const std::string second = dir_.file("second.png");
+  fs::copy_file(photo_, second);
+  test::RunResult r =
+      cnnviz({"saliency", "-m", model_, "-o", out_, "--skip-existing", photo_, second});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("1 done, 1 skipped"), std::string::npos) << r.err;
+  const std::vector<std::string> lines = test::lines(test::read_text(journal));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(json::parse(lines[0])["image"], photo_);
+  EXPECT_EQ(json::parse(lines[1])["image"], second);
+}
+
 TEST_F(CliRobustnessTest, UsageErrorsAreOneLineWithAHint) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"gradcam", "--bogus", photo_},
@@ -336,14 +370,16 @@ TEST_F(CliRobustnessTest, LibrariesPrintNothingOfTheirOwn) {
     test::write_text(cut, std::string(bytes.begin(), bytes.begin() + bytes.size() / 2));
     files.push_back(cut);
   }
-  cv::imwrite(dir_.file("wide.png"), cv::Mat(4, 500, CV_8UC3, cv::Scalar(9, 9, 9)));
-  files.push_back(dir_.file("wide.png"));
+  // (cnnviz's encoder: libpng's, in OpenCV, stops at a million rows)
+  write_png(dir_.file("tall.png"), cv::Mat(5'000'000, 1, CV_8UC3, cv::Scalar(9, 9, 9)),
+            PixelOrder::kRgb);
+  files.push_back(dir_.file("tall.png"));
   std::vector<std::string> args = {"classify", "-m", model_};
   args.insert(args.end(), files.begin(), files.end());
   test::RunResult r = cnnviz(args);
   EXPECT_EQ(r.exit_code, 3);
   expect_own_lines(r.err);
-  EXPECT_NE(r.err.find("image '" + dir_.file("wide.png") + "': aspect ratio 500x4"),
+  EXPECT_NE(r.err.find("image '" + dir_.file("tall.png") + "': 1x5000000 pixels: too elongated"),
             std::string::npos)
       << r.err;
 }
