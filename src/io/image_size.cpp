@@ -49,7 +49,9 @@ std::optional<DeclaredSize> bmp(Reader& r) {
   return sized(r, width, height < 0 ? -int64_t{height} : height);
 }
 
-// "P6 # comment\n 640 480 255": the first two numbers after the magic.
+// "P6 # comment\n 640 480 255": the first two numbers after the magic, read
+// as OpenCV reads them: the character that ends a number is consumed with
+// it, so in "640#c\n480" the '#' starts no comment (found by fuzzing).
 std::optional<DeclaredSize> pnm(const std::vector<uint8_t>& b) {
   int64_t numbers[2] = {0, 0};
   size_t i = 2;
@@ -67,6 +69,7 @@ std::optional<DeclaredSize> pnm(const std::vector<uint8_t>& b) {
       n = n * 10 + (b[i] - '0');
     }
     if (digits == 0) return std::nullopt;
+    ++i;  // the delimiter
   }
   if (numbers[0] <= 0 || numbers[1] <= 0) return std::nullopt;
   return DeclaredSize{numbers[0], numbers[1]};
