@@ -340,6 +340,21 @@ TEST_F(CliServeTest, UploadsAreCheckedBeforeDecoding) {
   const json cls = get("/api/classify?image=" + ref["id"].get<std::string>());
   EXPECT_EQ(cls["width"], 96);
 
+  // Whatever the Content-Type: curl --data-binary sends a form-encoded one.
+  for (const char* type : {"application/x-www-form-urlencoded", "text/plain", ""}) {
+    auto any = c.Post("/api/images?name=typed.png", std::string(png.begin(), png.end()), type);
+    ASSERT_TRUE(any);
+    EXPECT_EQ(any->status, 200) << type << ": " << any->body;
+  }
+  // A multipart form is answered with what to send instead.
+  httplib::MultipartFormDataItems form = {
+      {"file", std::string(png.begin(), png.end()), "green.png", "image/png"}};
+  auto multipart = c.Post("/api/images?name=form.png", form);
+  ASSERT_TRUE(multipart);
+  EXPECT_EQ(multipart->status, 415);
+  EXPECT_NE(body_json(multipart)["error"].get<std::string>().find("--data-binary"),
+            std::string::npos);
+
   auto garbage = c.Post("/api/images?name=junk.jpg", "this is not an image", "image/jpeg");
   ASSERT_TRUE(garbage);
   EXPECT_EQ(garbage->status, 400);
@@ -362,6 +377,34 @@ TEST_F(CliServeTest, UploadsAreCheckedBeforeDecoding) {
   ASSERT_TRUE(b);
   EXPECT_EQ(b->status, 400);
   EXPECT_NE(body_json(b)["error"].get<std::string>().find("pixels"), std::string::npos) << b->body;
+}
+
+TEST_F(CliServeTest, ASecondServerOnTheSamePortFails) {
+  RunResult r = run_cnnviz({"serve", "-m", squeezenet_path(), "--port", std::to_string(server_->port()),
+                     work_->file("images")});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find(":" + std::to_string(server_->port()) + ": cannot listen there"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_F(CliServeTest, MissingImagesAreNamedAndLeftOut) {
+  const std::string missing = work_->file("nodir") + "/";
+  ServerProcess server(*work_, "missing",
+                       {"-m", squeezenet_path(), missing, work_->file("images/gradient.png")});
+  auto r = server.client().Get("/api/images");
+  ASSERT_TRUE(r);
+  const json images = body_json(r)["images"];
+  ASSERT_EQ(images.size(), 1u) << r->body;
+  EXPECT_EQ(images[0]["name"], "gradient.png");
+  const RunResult stopped = server.stop();
+  EXPECT_NE(stopped.err.find("warning: image '" + missing + "': not found: not served"),
+            std::string::npos)
+      << stopped.err;
+  // Nothing left to serve: an error, not an empty page.
+  const RunResult none = run_cnnviz({"serve", "-m", squeezenet_path(), "--port", "0", missing});
+  EXPECT_EQ(none.exit_code, 3) << none.err;
+  EXPECT_NE(none.err.find("serve: none of the images given can be served"), std::string::npos);
 }
 
 TEST_F(CliServeTest, AnswersOnlyLoopbackHostNames) {

@@ -171,6 +171,12 @@ int run_serve(const ServeOptions& opts, std::ostream& out, std::ostream& err) {
   const ServerOptions so = server_options(opts);
 
   Explorer explorer(eo, model_loader(model, first, lister), lister);
+  for (const std::string& warning : explorer.warnings()) {
+    err << kPrefix << "warning: " << warning << "\n";
+  }
+  if (!eo.images.empty() && explorer.images().empty()) {
+    throw Error(ErrorCode::kInput, "serve: none of the images given can be served");
+  }
   if (!opts.quiet) {
     for (const std::string& note : explorer.notes()) err << kPrefix << "note: " << note << "\n";
   }

@@ -128,6 +128,7 @@ struct Explorer::Impl {
   ModelLoader load;
   ModelLister list;
   std::vector<std::string> notes;
+  std::vector<std::string> warnings;
   std::vector<ImageRef> images;
   std::map<std::string, std::string> paths;  // id -> file
 
@@ -408,6 +409,13 @@ Explorer::Explorer(ExplorerOptions options, ModelLoader loader, ModelLister list
   }
   std::set<std::string> taken;
   for (const std::string& image : s.opts.images) {
+    std::error_code missing;
+    if (!fs::is_regular_file(image, missing)) {
+      s.warnings.push_back("image '" + image + "': " +
+                           (fs::exists(image, missing) ? "not a regular file" : "not found") +
+                           ": not served");
+      continue;
+    }
     std::string id;
     bool inside_root = false;
     for (const auto& [given, canon] : roots) {
@@ -449,6 +457,7 @@ Explorer::~Explorer() {
 
 const ExplorerOptions& Explorer::options() const { return impl_->opts; }
 const std::vector<std::string>& Explorer::notes() const { return impl_->notes; }
+const std::vector<std::string>& Explorer::warnings() const { return impl_->warnings; }
 std::vector<ImageRef> Explorer::images() const { return impl_->images; }
 
 std::vector<ImageRef> Explorer::uploads() const {

@@ -333,8 +333,12 @@ struct Server::Impl {
     api_get("/api/models", &Impl::get_models);
     api_get("/api/methods", &Impl::get_methods);
     api_get("/api/images", &Impl::get_images);
-    http.Post("/api/images", [this](const httplib::Request& req, httplib::Response& res) {
-      guard(res, [&] { post_image(req, res); });
+    // A content reader takes the body whatever its Content-Type: httplib
+    // would parse a form-encoded one (curl --data-binary's default type)
+    // under a small limit of its own.
+    http.Post("/api/images", [this](const httplib::Request& req, httplib::Response& res,
+                                     const httplib::ContentReader& read) {
+      guard(res, [&] { post_image(req, res, read); });
     });
     api_get("/api/image", &Impl::get_image);
     api_get("/api/layers", &Impl::get_layers);
@@ -455,17 +459,35 @@ struct Server::Impl {
               json{{"images", list(explorer.images())}, {"uploads", list(explorer.uploads())}});
   }
 
-  void post_image(const httplib::Request& req, httplib::Response& res) {
+  void post_image(const httplib::Request& req, httplib::Response& res,
+                  const httplib::ContentReader& read) {
     const Params p(req);
     const std::string name = p.get("name", "upload");
     if (name.size() > kMaxMetadataString) throw Error(ErrorCode::kUsage, "name: too long");
-    if (req.body.size() > explorer.options().max_upload_bytes) {
-      send_error(res, 413,
-                 "upload '" + name + "': larger than the limit of " +
-                     std::to_string(explorer.options().max_upload_bytes) + " bytes");
+    if (req.is_multipart_form_data()) {
+      send_error(res, 415,
+                 "upload '" + name + "': send the image's bytes as the body (curl "
+                 "--data-binary @photo.jpg), not a multipart form");
       return;
     }
-    const ImageRef ref = explorer.add_upload(req.body, name);
+    const size_t limit = explorer.options().max_upload_bytes;
+    std::string body;
+    bool too_large = false;
+    const bool complete = read([&](const char* data, size_t size) {
+      too_large = body.size() + size > limit;
+      if (!too_large) body.append(data, size);
+      return !too_large;
+    });
+    // httplib refuses a Content-Length over the limit before reading.
+    const uint64_t declared = req.get_header_value<uint64_t>("Content-Length");
+    if (too_large || (!complete && declared > limit)) {
+      send_error(res, 413,
+                 "upload '" + name + "': larger than the limit of " + std::to_string(limit) +
+                     " bytes");
+      return;
+    }
+    if (!complete) throw Error(ErrorCode::kInput, "upload '" + name + "': the body was cut short");
+    const ImageRef ref = explorer.add_upload(body, name);
     send_json(res, json{{"id", ref.id}, {"name", ref.name}});
   }
 
@@ -598,6 +620,12 @@ Server::Server(Explorer& explorer, ServerOptions options)
   s.http.set_keep_alive_timeout(5);
   s.http.set_keep_alive_max_count(1000);
   s.http.set_tcp_nodelay(true);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a
+  // second server binds the same port and takes half of the requests.
+  s.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   s.routes();
 }
 

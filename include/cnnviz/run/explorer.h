@@ -139,6 +139,9 @@ class Explorer {
   const ExplorerOptions& options() const;
   // What the root check left out (one line each).
   const std::vector<std::string>& notes() const;
+  // The images given that are missing or not regular files, left out (one
+  // line each, naming the image).
+  const std::vector<std::string>& warnings() const;
 
   std::vector<ImageRef> images() const;
   std::vector<ImageRef> uploads() const;
