@@ -384,6 +384,32 @@ TEST_F(CliRobustnessTest, LibrariesPrintNothingOfTheirOwn) {
       << r.err;
 }
 
+TEST_F(CliRobustnessTest, RunsLeaveNoLockFileAndFailedOnesNoEmptyDirectory) {
+  // A run refused for an option value leaves no ./cnnviz-out/ behind.
+  test::TempDir cwd;
+  test::RunResult r = test::run({"/bin/sh", "-c",
+                                 "cd '" + cwd.path() + "' && exec '" + test::cnnviz_bin() +
+                                     "' occlusion -m '" + model_ + "' --window 300 '" + photo_ +
+                                     "'"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_FALSE(fs::exists(cwd.file("cnnviz-out"))) << r.err;
+  // A run that worked says where its files are and leaves no lock file.
+  r = cnnviz({"saliency", "-m", model_, "-o", out_, photo_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string dir = fs::path(photo_).stem().string();
+  EXPECT_NE(r.err.find("cnnviz: wrote 8 files to " + out_ + "/" + dir + "/\n"), std::string::npos)
+      << r.err;
+  for (const auto& e : fs::directory_iterator(out_)) {
+    EXPECT_EQ(e.path().filename().string().rfind(".cnnviz-lock", 0), std::string::npos)
+        << e.path();
+  }
+  // A run of nothing new prints no rate.
+  r = cnnviz({"saliency", "-m", model_, "-o", out_, "--skip-existing", photo_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("0 done, 1 skipped, 0 failed of 1 in "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("images/s"), std::string::npos) << r.err;
+}
+
 TEST_F(CliRobustnessTest, OneRunPerOutdirShardsSideBySide) {
   const std::string folder = dir_.file("many");
   fs::create_directories(folder);

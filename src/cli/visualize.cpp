@@ -197,7 +197,11 @@ int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) 
                                 {"bytes", summary.bytes_written}};
     err << kPrefix << "timings " << t.dump() << "\n";
   }
-  if (!opts.inputs.quiet) progress.summary(summary.interrupted);
+  if (!opts.inputs.quiet) {
+    progress.summary(summary.interrupted);
+    const std::string where = where_files_went(summary, opts.explain.outdir);
+    if (!where.empty()) err << kPrefix << where << "\n";
+  }
   if (summary.interrupted) return kInterruptedExit;
   return summary.failed > 0 ? static_cast<int>(ErrorCode::kInput) : 0;
 }

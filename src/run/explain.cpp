@@ -375,7 +375,7 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
                        const ExplainOptions& options, Progress& progress) {
   const Plan plan = make_plan(model, images, options, progress);
   const Engine engine(model, plan.layers, plan.unit, plan.method.lrp);
-  make_output_dir(options.outdir);
+  const OutputDir outdir(options.outdir);
   ExplainSummary summary;
   summary.manifest = manifest_header(model, engine, plan, options, images.size(), progress);
   const std::string run_key = dump_json(json({summary.manifest["model"]["path"], plan.method.name,
@@ -416,6 +416,32 @@ ExplainSummary explain(const Model& model, const std::vector<std::string>& image
   summary.files_written = writers.files;
   write_manifest(summary.manifest, entries, plan, options, summary);
   return summary;
+}
+
+std::string where_files_went(const ExplainSummary& summary, const std::string& outdir) {
+  if (summary.files_written == 0) return "";
+  const std::string root = (fs::path(outdir) / "").string();
+  using Json = nlohmann::ordered_json;
+  std::vector<const Json*> written;
+  const auto images = summary.manifest.find("images");
+  if (images == summary.manifest.end() || !images->is_array()) return "";
+  for (const Json& image : *images) {
+    const auto files = image.find("files");
+    if (files != image.end() && files->is_array() && !files->empty()) written.push_back(&image);
+  }
+  const std::string files = std::to_string(summary.files_written) + " files";
+  if (written.size() != 1) {
+    return "wrote " + files + " for " + std::to_string(written.size()) + " images to " + root +
+           "; 'cnnviz report " + outdir + "' makes a page of them";
+  }
+  const Json& image = *written[0];
+  std::string line = "wrote " + files + " to " + root + image.value("dir", "") + "/";
+  for (const Json& f : image["files"]) {
+    if (f.value("variant", "") == "contact") {
+      return line + "; start with " + root + f.value("path", "");
+    }
+  }
+  return line;
 }
 
 }  // namespace cnnviz

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <regex>
@@ -144,6 +145,18 @@ void make_output_dir(const std::string& dir) {
   fs::remove(probe, ec);
 }
 
+OutputDir::OutputDir(const std::string& dir) : dir_(dir), exceptions_(std::uncaught_exceptions()) {
+  std::error_code ec;
+  created_ = !fs::exists(dir, ec);
+  make_output_dir(dir);
+}
+
+OutputDir::~OutputDir() {
+  if (!created_ || std::uncaught_exceptions() <= exceptions_) return;
+  std::error_code ec;
+  if (fs::is_empty(dir_, ec) && !ec) fs::remove(dir_, ec);
+}
+
 std::vector<RunFile> find_run_files(const std::string& outdir, const std::string& base,
                                     const std::string& extension) {
   std::vector<RunFile> found;
@@ -270,12 +283,28 @@ bool safe_relative_path(const std::string& path) {
 
 }  // namespace
 
-RunLock::RunLock(const std::string& outdir, const std::string& name) {
-  const std::string path = (fs::path(outdir) / (".cnnviz-lock." + name)).string();
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (fd_ < 0) {
-    throw Error(ErrorCode::kOutput,
-                "cannot lock '" + outdir + "' (" + path + ": " + std::strerror(errno) + ")");
+namespace {
+
+// Whether `fd` is still the file at `path` (a holder that ended removed it).
+bool still_linked(int fd, const std::string& path) {
+  struct stat opened {}, named {};
+  return ::fstat(fd, &opened) == 0 && ::stat(path.c_str(), &named) == 0 &&
+         opened.st_dev == named.st_dev && opened.st_ino == named.st_ino;
+}
+
+}  // namespace
+
+RunLock::RunLock(const std::string& outdir, const std::string& name)
+    : path_((fs::path(outdir) / (".cnnviz-lock." + name)).string()) {
+  const std::string& path = path_;
+  for (int attempt = 0;; ++attempt) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd_ < 0) {
+      throw Error(ErrorCode::kOutput,
+                  "cannot lock '" + outdir + "' (" + path + ": " + std::strerror(errno) + ")");
+    }
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0 || still_linked(fd_, path) || attempt == 100) break;
+    ::close(fd_);  // locked a file its holder removed as it ended: take the new one
   }
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -292,7 +321,9 @@ RunLock::RunLock(const std::string& outdir, const std::string& name) {
 }
 
 RunLock::~RunLock() {
-  if (fd_ >= 0) ::close(fd_);  // releases the flock
+  if (fd_ < 0) return;
+  ::unlink(path_.c_str());  // while still holding the lock
+  ::close(fd_);             // releases the flock
 }
 
 void check_image_dir(const std::string& outdir, const std::string& subdir) {

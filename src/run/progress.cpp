@@ -113,14 +113,17 @@ void Progress::summary(bool was_interrupted) {
   std::lock_guard<std::mutex> lock(mutex_);
   clear();
   const double elapsed = seconds_since(start_);
-  const size_t processed = done_ + failed_.size();
   char line[200];
-  std::snprintf(line, sizeof(line),
-                "cnnviz: %s%zu done, %zu skipped, %zu failed of %zu in %.1f s (%.1f images/s)\n",
+  std::snprintf(line, sizeof(line), "cnnviz: %s%zu done, %zu skipped, %zu failed of %zu in %.1f s",
                 was_interrupted ? "interrupted: " : "", done_, skipped_, failed_.size(), total_,
-                elapsed, elapsed > 0 ? processed / elapsed : 0.0);
+                elapsed);
   err_ << line;
-  for (const std::string& f : failed_) err_ << "cnnviz:   failed: " << f << "\n";
+  // A rate only for work done; each failure was reported once, as it came.
+  if (done_ > 0 && elapsed > 0) {
+    std::snprintf(line, sizeof(line), " (%.1f images/s)", static_cast<double>(done_) / elapsed);
+    err_ << line;
+  }
+  err_ << "\n";
 }
 
 }  // namespace cnnviz

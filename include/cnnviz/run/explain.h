@@ -80,6 +80,12 @@ struct ExplainSummary {
 ExplainSummary explain(const Model& model, const std::vector<std::string>& images,
                        const ExplainOptions& options, Progress& progress);
 
+// The line that ends a run, saying where its files went and what to open
+// first: "wrote 14 files to out/snake/; start with out/snake/..._contact.png"
+// for one image, "wrote 140 files for 10 images to out/; `cnnviz report
+// out` makes a page of them" for several. Empty when nothing was written.
+std::string where_files_went(const ExplainSummary& summary, const std::string& outdir);
+
 }  // namespace cnnviz
 
 #endif  // CNNVIZ_RUN_EXPLAIN_H_

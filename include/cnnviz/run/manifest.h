@@ -41,6 +41,23 @@ std::string image_name(const nlohmann::ordered_json& entry);
 // Error(kOutput) otherwise.
 void make_output_dir(const std::string& dir);
 
+// make_output_dir for a run's OUTDIR, undone when the run fails: a
+// directory this object created is removed again if it is still empty when
+// an exception leaves the scope (a run refused for a bad option value
+// leaves no empty ./cnnviz-out/ behind).
+class OutputDir {
+ public:
+  explicit OutputDir(const std::string& dir);
+  ~OutputDir();
+  OutputDir(const OutputDir&) = delete;
+  OutputDir& operator=(const OutputDir&) = delete;
+
+ private:
+  std::string dir_;
+  bool created_ = false;
+  int exceptions_ = 0;
+};
+
 // A run's file in OUTDIR: BASE.EXT for a whole run (k = n = 0), or
 // BASE.shard-K-of-N.EXT for shard K of N.
 struct RunFile {
@@ -79,7 +96,8 @@ class Journal {
 // start instead of mixing its files and journal lines with the first's.
 // Shards of one run, with different names, write side by side. The lock is
 // an flock on OUTDIR/.cnnviz-lock.<name>, released when the holder ends
-// (also by a crash).
+// (also by a crash). The holder removes the file when it ends normally; a
+// run that locks a file another has just removed takes the new one.
 class RunLock {
  public:
   // Throws Error(kOutput) when another process holds it or the lock file
@@ -90,6 +108,7 @@ class RunLock {
   RunLock& operator=(const RunLock&) = delete;
 
  private:
+  std::string path_;
   int fd_ = -1;
 };
 

@@ -24,8 +24,9 @@ class Progress {
   void failed(const std::string& reason);  // also noted on its own line
   void note(const std::string& line);      // a message line ("cnnviz: ..." added)
 
-  // "cnnviz: 98 done, 2 skipped, 1 failed in 12.3 s (8.0 images/s)", then
-  // the failures, one per line. Printed whether or not the bar is enabled.
+  // "cnnviz: 98 done, 2 skipped, 1 failed of 101 in 12.3 s (8.0 images/s)",
+  // the rate only when images were done (the failures were printed as they
+  // came). Printed whether or not the bar is enabled.
   void summary(bool interrupted);
 
   size_t failures() const;
