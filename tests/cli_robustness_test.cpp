@@ -342,6 +342,12 @@ TEST_F(CliRobustnessTest, UsageErrorsAreOneLineWithAHint) {
       {{"gradcam", "--bogus", photo_},
        "cnnviz: The following argument was not expected: --bogus "
        "(see 'cnnviz gradcam --help')"},
+      {{"gradcam", "--all-layer", photo_},
+       "cnnviz: The following argument was not expected: --all-layer "
+       "(did you mean --all-layers? see 'cnnviz gradcam --help')"},
+      {{"classify", "--topk", "3", photo_},
+       "cnnviz: The following argument was not expected: --topk "
+       "(did you mean --top-k? see 'cnnviz classify --help')"},
       {{"classify", "-k", "0", photo_},
        "cnnviz: --top-k: Value 0 not in range 1 to 100000 (see "
        "'cnnviz classify --help')"},

@@ -1,5 +1,6 @@
 // cnnviz: the command-line entry point. Parses arguments with CLI11, runs one
 // subcommand, and is the only place that turns errors into exit codes.
+#include <algorithm>
 #include <torch/cuda.h>
 
 #include <CLI/CLI.hpp>
@@ -45,6 +46,44 @@ std::string version_text() {
          "\nOpenCV " + CV_VERSION + "\nCUDA: " + cuda + "\nbuild type: " + CNNVIZ_BUILD_TYPE;
 }
 
+// Levenshtein distance.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// For an unexpected "--option", the subcommand's options it is likely a
+// typo of (two edits away, or a longer name it begins): "did you mean
+// --all-layers? ".
+std::string option_hint(const CLI::App& command, const std::string& what) {
+  const std::string marker = "was not expected: ";
+  const size_t at = what.find(marker);
+  if (at == std::string::npos) return "";
+  std::string given = what.substr(at + marker.size());
+  given = given.substr(0, given.find_first_of(" =,"));
+  if (given.rfind("--", 0) != 0) return "";
+  std::vector<std::string> names;
+  for (const CLI::Option* option : command.get_options()) {
+    for (const std::string& name : option->get_lnames()) names.push_back("--" + name);
+  }
+  std::string hint;
+  for (const std::string& n : cnnviz::near_matches(given, names, 2)) {
+    if (edit_distance(given, n) > 2 && !(given.size() >= 5 && n.rfind(given, 0) == 0)) continue;
+    hint += (hint.empty() ? "did you mean " : " or ") + n;
+  }
+  return hint.empty() ? "" : hint + "? ";
+}
+
 // A parse error as one line with a hint, like every other error: the
 // nearest subcommands for an unknown one, else the subcommand's help.
 int usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
@@ -64,8 +103,14 @@ int usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, char** 
     return static_cast<int>(ErrorCode::kUsage);
   }
   std::string help = "cnnviz --help";
-  for (const CLI::App* sub : app.get_subcommands()) help = "cnnviz " + sub->get_name() + " --help";
-  std::cerr << cli::kPrefix << first_line(e.what()) << " (see '" << help << "')\n";
+  const CLI::App* chosen = &app;
+  for (const CLI::App* sub : app.get_subcommands()) {
+    help = "cnnviz " + sub->get_name() + " --help";
+    chosen = sub;
+  }
+  const std::string what = first_line(e.what());
+  std::cerr << cli::kPrefix << what << " (" << option_hint(*chosen, what) << "see '" << help
+            << "')\n";
   return static_cast<int>(ErrorCode::kUsage);
 }
 
