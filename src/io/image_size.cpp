@@ -75,7 +75,9 @@ std::optional<DeclaredSize> pnm(const std::vector<uint8_t>& b) {
   return DeclaredSize{numbers[0], numbers[1]};
 }
 
-// Classic TIFF: ImageWidth (256) and ImageLength (257) of the first IFD.
+// Classic TIFF: ImageWidth (256) and ImageLength (257) of the first IFD, as
+// libtiff reads them: the first of duplicate entries (found by fuzzing: a
+// second ImageWidth is ignored), any integer type that fits the entry.
 std::optional<DeclaredSize> tiff(Reader& r) {
   const bool big_endian = r.b[0] == 'M';
   auto read = [&](size_t at, int n) { return big_endian ? r.be(at, n) : r.le(at, n); };
@@ -85,8 +87,15 @@ std::optional<DeclaredSize> tiff(Reader& r) {
   for (uint64_t e = 0; e < entries && r.ok; ++e) {
     const size_t at = static_cast<size_t>(ifd + 2 + 12 * e);
     const uint64_t tag = read(at, 2), type = read(at + 2, 2);
-    if (tag != 256 && tag != 257) continue;
-    const uint64_t value = type == 3 ? read(at + 8, 2) : type == 4 ? read(at + 8, 4) : 0;
+    if ((tag != 256 && tag != 257) || size[tag - 256] != 0) continue;
+    // BYTE, SHORT, LONG and their signed kinds (6, 8, 9), in the entry.
+    const int bytes = type == 1 || type == 6 ? 1 : type == 3 || type == 8 ? 2 : 4;
+    if (type != 1 && type != 3 && type != 4 && type != 6 && type != 8 && type != 9) {
+      return std::nullopt;
+    }
+    const uint64_t value = read(at + 8, bytes);
+    const bool negative = type >= 6 && (value >> (8 * bytes - 1)) != 0;
+    if (negative || value == 0) return std::nullopt;
     size[tag - 256] = static_cast<int64_t>(value);
   }
   return sized(r, size[0], size[1]);
