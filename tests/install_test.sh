@@ -144,13 +144,16 @@ contains "$(complete_words cnnviz grad)" "gradcam++" "subcommand completion"
 contains "$(complete_words cnnviz gradcam --all)" "--all-layers" "option completion"
 contains "$(complete_words cnnviz gradcam -m squ)" "squeezenet1_1" "model name completion"
 contains "$(complete_words cnnviz gradcam --colormap ma)" "magma" "choice completion"
+contains "$(complete_words cnnviz gb)" "gbp" "alias completion"
+contains "$(complete_words cnnviz gbp --wr)" "--write" "an alias's options"
+contains "$(complete_words cnnviz gradcam --write ov)" "overlay_full" "--write completion"
 if command -v zsh >/dev/null; then
   zsh -n "$prefix/share/zsh/vendor-completions/_cnnviz" || fail "the zsh completion does not parse"
 fi
 
 # The man page renders, with every subcommand.
 expect "man -l" 0 env MANWIDTH=100 man -P cat -l "$prefix/share/man/man1/cnnviz.1"
-for word in SUBCOMMANDS gradcam evaluate "EXIT STATUS" ENVIRONMENT config.toml; do
+for word in SUBCOMMANDS gradcam evaluate "EXIT STATUS" ENVIRONMENT config.toml CNNVIZ_TOKEN; do
   contains "$out" "$word" "the man page"
 done
 

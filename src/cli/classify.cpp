@@ -127,8 +127,8 @@ CLI::App* setup_classify(CLI::App& app, ClassifyOptions& opts) {
   add_input_options(*sub, opts.inputs);
   add_model_options(*sub, opts.model);
   sub->add_option("-k,--top-k", opts.top_k,
-                  "Number of classes to print per image (default: 5, or the model's classes "
-                  "when it has fewer)")
+                  "Number of classes to print per image (default: 5; at most the model's "
+                  "number of classes)")
       ->check(CLI::Range(int64_t{1}, kMaxClasses));
   sub->add_option("--batch-size", opts.batch_size, "Images per forward pass")
       ->check(CLI::Range(1, kMaxClassifyBatch))

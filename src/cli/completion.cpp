@@ -62,6 +62,9 @@ std::vector<CommandSpec> commands_of(const CLI::App& app) {
   for (const CLI::App* sub : app.get_subcommands({})) {
     if (sub->get_group().empty()) continue;  // hidden
     out.push_back({sub->get_name(), sub->get_description(), options_of(*sub)});
+    for (const std::string& alias : sub->get_aliases()) {  // gbp, ig, ...
+      out.push_back({alias, sub->get_description(), out.back().options});
+    }
   }
   return out;
 }

@@ -114,6 +114,20 @@ int usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, char** 
   return static_cast<int>(ErrorCode::kUsage);
 }
 
+// "--batch-size N in [1 - 256]", not CLI11's "UINT:INT in [1 - 256]": the
+// range of a ranged option becomes its type name.
+void tidy_type_names(CLI::App& app) {
+  for (CLI::App* sub : app.get_subcommands({})) {
+    for (CLI::Option* option : sub->get_options()) {
+      const std::string type = option->get_type_name();
+      const size_t colon = type.find(':'), range = type.find(" in [");
+      if (colon == std::string::npos || range == std::string::npos || range < colon) continue;
+      option->get_validator(0)->description("");
+      option->type_name((type.rfind("FLOAT", 0) == 0 ? "X" : "N") + type.substr(range));
+    }
+  }
+}
+
 // Every subcommand's options, bound to its parser.
 struct Commands {
   cnnviz::cli::ClassifyOptions classify;
@@ -148,6 +162,7 @@ struct Commands {
     serve_cmd = setup_serve(app, serve);
     models_cmd = setup_models(app, models);
     completion_cmd = setup_completion(app, shell);
+    tidy_type_names(app);
     add_config_option(app, config);
   }
 

@@ -24,8 +24,10 @@ void add_optimization(CLI::App& sub, SynthesisCliOptions& o) {
   sub.add_option("--param", o.param, "Image parameterization: fft or pixel")
       ->check(CLI::IsMember({"fft", "pixel"}))
       ->capture_default_str();
-  sub.add_flag("--decorrelate,!--no-decorrelate", o.decorrelate,
-               "Mix colours by ImageNet's colour covariance (default: on)");
+  sub.add_flag_callback("--decorrelate", [&o] { o.decorrelate = true; },
+                        "Mix colours by ImageNet's colour covariance (the default)");
+  sub.add_flag_callback("--no-decorrelate", [&o] { o.decorrelate = false; },
+                        "Optimize the colours independently");
   sub.add_option("--transforms", o.transforms,
                  "Robustness transforms drawn at each step: any of jitter,scale,rotate, or none")
       ->capture_default_str();
@@ -76,7 +78,7 @@ void add_filters(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>
                 "Maximize the centre neuron instead of the channel's mean");
   add_optimization(*sub, o);
   add_common(*sub, o, /*quiet=*/true);
-  sub->footer("--size N sets the optimized image's side (default 128).");
+  sub->get_option("--size")->description("Side of the optimized image (default 128)");
 }
 
 void add_class_model(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>>& all) {
@@ -91,7 +93,7 @@ void add_class_model(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOpti
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   add_optimization(*sub, o);
   add_common(*sub, o, /*quiet=*/true);
-  sub->footer("--size N sets the optimized image's side (default 128).");
+  sub->get_option("--size")->description("Side of the optimized image (default 128)");
 }
 
 void add_dream(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>>& all) {

@@ -108,6 +108,10 @@ void add_output_options(CLI::App& sub, const MethodDef& method, VisualizeOptions
   sub.add_option(
          "--write", opts.explain.write,
          "Outputs to write, comma-separated (default: all of " + write_variants(method) + ")")
+      // The choices for the help and the shell completions; the run checks
+      // them against the method, with a message that says why.
+      ->check(CLI::Validator([](std::string&) { return std::string(); },
+                             "{" + write_variants(method) + "}"))
       ->delimiter(',')
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
