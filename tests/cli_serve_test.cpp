@@ -293,9 +293,12 @@ TEST_F(CliServeTest, BadRequestsGetOneLineJsonErrors) {
       {"/api/classify", 400, "image: missing"},
       {"/api/classify?image=gradient.png&top=0", 400, "top '0'"},
       {"/api/maps?image=gradient.png&method=nosuch", 400, "nosuch"},
-      {"/api/maps?image=gradient.png&method=gradcam&class=5000", 400, "5000"},
-      {"/api/maps?image=gradient.png&method=gradcam&class=x", 400, "class 'x'"},
-      {"/api/maps?image=gradient.png&method=gradcam&score=bogus", 400, "bogus"},
+      // In the API's words (parameters, no option dashes), with the
+      // model's range.
+      {"/api/maps?image=gradient.png&method=gradcam&class=5000", 400,
+       "class 5000: out of range (the model has 1000 classes, 0 to 999)"},
+      {"/api/maps?image=gradient.png&method=gradcam&class=x", 400, "class 'x': no such class"},
+      {"/api/maps?image=gradient.png&method=gradcam&score=bogus", 400, "score 'bogus': unknown"},
       {"/api/maps?image=gradient.png&method=eigencam&counterfactual=1", 400, "eigencam"},
       {"/api/map?image=gradient.png&method=gradcam&layer=nosuch&format=u8", 404, "layer 'nosuch'"},
       {"/api/map?image=gradient.png&method=gradcam&format=gif", 400, "format 'gif'"},
@@ -307,7 +310,15 @@ TEST_F(CliServeTest, BadRequestsGetOneLineJsonErrors) {
     const std::string message = e.value("error", "");
     EXPECT_NE(message.find(c.says), std::string::npos) << c.path << ": " << message;
     EXPECT_EQ(message.find('\n'), std::string::npos) << c.path;
+    EXPECT_EQ(message.find("--"), std::string::npos) << c.path << ": " << message;
   }
+}
+
+TEST_F(CliServeTest, ClassesByLabelAsOnTheCommandLine) {
+  const json by_label = get("/api/maps?image=gradient.png&method=gradcam&class=Tabby");
+  const json by_index = get("/api/maps?image=gradient.png&method=gradcam&class=281");
+  EXPECT_EQ(by_label["class"], 281) << by_label.dump();
+  EXPECT_EQ(by_label["class"], by_index["class"]);
 }
 
 TEST_F(CliServeTest, ServesNothingOutsideWhatItWasGiven) {

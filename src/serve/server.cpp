@@ -21,7 +21,9 @@
 #include <thread>
 
 #include "cnnviz/core/json_util.h"
+#include "cnnviz/core/model.h"
 #include "cnnviz/core/stopwatch.h"
+#include "cnnviz/core/targets.h"
 #include "cnnviz/core/version.h"
 #include "cnnviz/io/files.h"
 #include "cnnviz/io/npy.h"
@@ -82,6 +84,13 @@ class Params {
  private:
   const httplib::Request& req_;
 };
+
+// A message of the shared code in the API's words: the request parameters
+// are the command line's options without their dashes ("--score 'x'"
+// becomes "score 'x'", "--counterfactual: ..." "counterfactual: ...").
+std::string api_words(const std::string& message) {
+  return message.rfind("--", 0) == 0 ? message.substr(2) : message;
+}
 
 void send_json(httplib::Response& res, const json& doc, int status = 200) {
   res.status = status;
@@ -186,7 +195,6 @@ MapRequest map_request(const Params& p, const std::string& default_model) {
   r.model = p.get("model", default_model);
   if (r.model.empty()) r.model = default_model;
   r.method = p.required("method");
-  if (p.has("class") && !p.get("class").empty()) r.cls = p.integer("class", 0, kMaxClasses - 1, 0);
   if (p.has("score") && !p.get("score").empty()) r.score = parse_score(p.get("score"));
   r.counterfactual = p.flag("counterfactual");
   return r;
@@ -287,7 +295,7 @@ struct Server::Impl {
     } catch (const Cancelled& e) {
       send_error(res, 503, e.what());
     } catch (const Error& e) {
-      send_error(res, e.code() == ErrorCode::kRuntime ? 500 : 400, first_line(e.what()));
+      send_error(res, e.code() == ErrorCode::kRuntime ? 500 : 400, api_words(first_line(e.what())));
     } catch (const std::exception& e) {
       send_error(res, 500, first_line(e.what()));
     }
@@ -535,10 +543,26 @@ struct Server::Impl {
                         {"ms", c.ms}});
   }
 
+  // A map request whose class= is an index or a label, as --class takes
+  // them. An index is checked against the model's classes with the map's
+  // computation; a label needs the model's labels first.
+  MapRequest request_with_class(const Params& p, const PeerWatch& peer) {
+    MapRequest r = map_request(p, default_model());
+    const std::string text = p.get("class");
+    if (text.empty()) return r;
+    if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); })) {
+      r.cls = p.integer("class", 0, kMaxClasses - 1, 0);
+      return r;
+    }
+    ModelInfo classes;
+    classes.labels = explorer.labels(r.model, [&] { return peer.gone(); });
+    r.cls = parse_class(text, classes, static_cast<int64_t>(classes.labels.size()), "class");
+    return r;
+  }
+
   void get_maps(const httplib::Request& req, httplib::Response& res) {
     const PeerWatch peer(req);
-    const MapSetResult r =
-        explorer.maps(map_request(Params(req), default_model()), [&] { return peer.gone(); });
+    const MapSetResult r = explorer.maps(request_with_class(Params(req), peer), [&] { return peer.gone(); });
     const MapSet& s = *r.set;
     json layers = json::array();
     for (const ExplorerMap& m : s.maps) {
@@ -577,8 +601,7 @@ struct Server::Impl {
       throw Error(ErrorCode::kUsage, "format '" + format + "': not u8, png or npy");
     }
     const PeerWatch peer(req);
-    const MapSetResult r =
-        explorer.maps(map_request(p, default_model()), [&] { return peer.gone(); });
+    const MapSetResult r = explorer.maps(request_with_class(p, peer), [&] { return peer.gone(); });
     const MapSet& s = *r.set;
     const ExplorerMap& m = find_map(s, p);
     if (format == "npy") {
