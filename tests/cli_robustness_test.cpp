@@ -414,6 +414,9 @@ TEST_F(CliRobustnessTest, RunsLeaveNoLockFileAndFailedOnesNoEmptyDirectory) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("0 done, 1 skipped, 0 failed of 1 in "), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("images/s"), std::string::npos) << r.err;
+  // The manifest counts as the command line does.
+  EXPECT_EQ(manifest()["summary"]["written"], 0);
+  EXPECT_EQ(manifest()["summary"]["skipped"], 1);
 }
 
 TEST_F(CliRobustnessTest, OneRunPerOutdirShardsSideBySide) {

@@ -355,11 +355,17 @@ void run_batches(const Model& model, const Engine& engine, const Plan& plan, con
 // The manifest's images and summary, written atomically.
 void write_manifest(json& doc, std::map<size_t, json>& entries, const Plan& plan,
                     const ExplainOptions& o, ExplainSummary& summary) {
-  for (auto& [p, e] : entries) doc["images"].push_back(std::move(e));
+  size_t done = 0;  // entries without an error, the skipped ones included
+  for (auto& [p, e] : entries) {
+    if (!e.contains("error")) ++done;
+    doc["images"].push_back(std::move(e));
+  }
   summary.images = plan.positions.size();
   doc["summary"] = {
       {"images", summary.images},
-      {"written", doc["images"].size()},
+      // This run's work, as the command line's "N done" counts it: not the
+      // skipped images, which an earlier run wrote.
+      {"written", done - std::min(done, summary.skipped)},
       {"failed", summary.failed},
       {"skipped", summary.skipped},
       {"default_targets", plan.targets->has_file() ? json(summary.default_targets) : json(nullptr)},
