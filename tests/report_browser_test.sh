@@ -113,6 +113,12 @@ for row, image in zip(dom.rows, images):
         shown = {c for c, hidden in row["groups"] if not hidden}
         if shown != {cls}:
             errors.append(f"{image['image']} shows the maps of classes {sorted(shown)}")
+# Each image opens on its contact sheet, then the deepest layer's overlay.
+maps = [urllib.parse.unquote(s) for s in dom.imgs if s and manifest["method"] + "_" in s]
+deepest = manifest["layers"][-1]
+if len(maps) < 2 or "_contact" not in maps[0] or f"_{deepest}_" not in maps[1] \
+        or not maps[1].endswith("_overlay.png"):
+    errors.append(f"the first maps are {maps[:2]}, not the contact sheet and {deepest}'s overlay")
 pngs = sum(f["format"] == "png" for i in images for f in i.get("files", []))
 if len(dom.imgs) < pngs:
     errors.append(f"{len(dom.imgs)} <img>, the manifest lists {pngs} PNGs")

@@ -35,6 +35,24 @@
   document.getElementById('footer').textContent = 'Made by ' + data.generator + ' from ' +
       runs.map((r) => r.source).join(', ') + '.';
 
+  // What a reader wants first: the contact sheet, then the deepest layer
+  // (the default one of layer methods) down to the first, and at each layer
+  // the overlay before the other pictures.
+  const variantOrder = ['contact', 'overlay', 'overlay_full', 'heatmap', 'gray'];
+  function firstThingsFirst(maps, runLayers) {
+    const depth = (m) => {
+      const at = runLayers.indexOf(key(m.layer));
+      return at < 0 ? -1 : at;
+    };
+    const rank = (m) => {
+      const at = variantOrder.indexOf(key(m.variant));
+      return at < 0 ? variantOrder.length : at;
+    };
+    return maps.map((m, i) => ({m, i})).sort((a, b) =>
+        (key(b.m.variant) === 'contact') - (key(a.m.variant) === 'contact') ||
+        depth(b.m) - depth(a.m) || rank(a.m) - rank(b.m) || a.i - b.i).map((x) => x.m);
+  }
+
   // Rows, and what the filters offer.
   const classes = new Map();   // class -> {label, images}
   const allMethods = new Set();
@@ -50,7 +68,7 @@
       c.images.add(i);
       classes.set(key(t.class), c);
     }
-    const maps = img.maps || [];
+    const maps = firstThingsFirst(img.maps || [], run.layers || []);
     const raw = img.raw || [];
     const rowMethods = unique([run.method, ...maps.map((m) => m.method), ...raw.map((m) => m.method)]
         .filter(Boolean));
