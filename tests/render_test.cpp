@@ -57,26 +57,59 @@ TEST(RenderTest, EightBitsRoundHalfToEvenAsLibTorch) {
   }
 }
 
-TEST(RenderTest, RescaleIsTheSeedsRescaleGrads) {
+// Captum's cumulative-sum threshold, from sorted tensors.
+float threshold_of(const at::Tensor& values) {
+  const at::Tensor sorted = std::get<0>(values.flatten().to(at::kDouble).sort());
+  const at::Tensor cumulative = sorted.cumsum(0);
+  const double total = cumulative[-1].item<double>();
+  const int64_t at = (cumulative >= total * (100.0 - kOutlierPercent) / 100.0)
+                         .nonzero()[0][0]
+                         .item<int64_t>();
+  return static_cast<float>(sorted[at].item<double>());
+}
+
+TEST(RenderTest, OutlierThresholdKeepsAllButTheTopTwoPercentOfTheMass) {
+  // A value holding most of the mass sets the scale itself.
+  std::vector<float> values(98, 1.0f);
+  values.push_back(1000.0f);
+  EXPECT_EQ(outlier_threshold(values), 1000.0f);
+  // 9,900 ones and 10 values of 10 (1% of the mass): the ones set the scale,
+  // and the 10s saturate.
+  std::vector<float> spiky(9900, 1.0f);
+  for (int i = 0; i < 10; ++i) spiky.push_back(10.0f);
+  EXPECT_EQ(outlier_threshold(spiky), 1.0f);
+  std::vector<float> even(1000, 1.0f);
+  EXPECT_EQ(outlier_threshold(even), 1.0f);
+  std::vector<float> ramp;
+  for (int i = 1; i <= 100; ++i) ramp.push_back(static_cast<float>(i));
+  // sum 5050; 98% is 4949; 1 + ... + 99 = 4950 reaches it at 99.
+  EXPECT_EQ(outlier_threshold(ramp), 99.0f);
+  EXPECT_EQ(outlier_threshold({}), 0.0f);
+  EXPECT_EQ(outlier_threshold({0.0f, 0.0f}), 0.0f);
+}
+
+TEST(RenderTest, RescaleClipsTheOutliers) {
   const FloatArray g = random_map({3, 20, 30}, 3);
   const at::Tensor m = tensor_of(g);
-  const MapRange r = map_range(g);
   auto to8 = [](const at::Tensor& x) { return (x.clamp(0.0, 1.0) * 255.0).round().to(at::kByte); };
   const at::Tensor w = at::tensor({0.299f, 0.587f, 0.114f}).view({3, 1, 1});
+  const float p = threshold_of(m.masked_select(m > 0));
+  const float n = threshold_of(-m.masked_select(m < 0));
   for (Rescale mode : {Rescale::kAll, Rescale::kPos, Rescale::kNeg}) {
     at::Tensor want;
     switch (mode) {
       case Rescale::kAll:
-        want = (m - m.min()) / (m.max() - m.min());
+        want = (m + n) / (p + n);
         break;
       case Rescale::kPos:
-        want = m.clamp_min(0) / m.max();
+        want = m.clamp_min(0) / p;
         break;
       case Rescale::kNeg:
-        want = (-m).clamp_min(0) / -m.min();
+        want = (-m).clamp_min(0) / n;
         break;
     }
-    const RescaledMap got = rescale_gradient(g, mode, r);
+    want = want.clamp(0.0, 1.0);
+    const RescaledMap got = rescale_gradient(g, mode);
     EXPECT_FALSE(got.degenerate);
     const at::Tensor rgb = at::from_blob(got.rgb.data, {20, 30, 3}, at::kByte).permute({2, 0, 1});
     const at::Tensor gray = at::from_blob(got.gray.data, {20, 30}, at::kByte);
@@ -88,7 +121,7 @@ TEST(RenderTest, RescaleIsTheSeedsRescaleGrads) {
   // No negative values: the neg rescaling has nothing to show.
   FloatArray pos{{3, 2, 2}, std::vector<float>(12, 1.0f)};
   pos.data[3] = 2.0f;
-  const RescaledMap neg = rescale_gradient(pos, Rescale::kNeg, map_range(pos));
+  const RescaledMap neg = rescale_gradient(pos, Rescale::kNeg);
   EXPECT_TRUE(neg.degenerate);
   EXPECT_EQ(cv::countNonZero(neg.gray), 0);
 }

@@ -102,7 +102,21 @@ cv::Mat signed_heatmap(const FloatArray& g, bool& degenerate) {
   return out;
 }
 
-RescaledMap rescale_gradient(const FloatArray& g, Rescale mode, const MapRange& range) {
+float outlier_threshold(std::vector<float> values) {
+  std::sort(values.begin(), values.end());
+  double total = 0.0;
+  for (float v : values) total += v;
+  if (!(total > 0.0)) return 0.0f;
+  const double target = total * (100.0 - kOutlierPercent) / 100.0;
+  double sum = 0.0;
+  for (float v : values) {
+    sum += v;
+    if (sum >= target) return v;
+  }
+  return values.back();
+}
+
+RescaledMap rescale_gradient(const FloatArray& g, Rescale mode) {
   if (g.shape.size() != 3 || (g.shape[0] != 3 && g.shape[0] != 1)) {
     throw Error(ErrorCode::kRuntime, "rescale_gradient: expected a [3,H,W] or [1,H,W] map");
   }
@@ -111,34 +125,34 @@ RescaledMap rescale_gradient(const FloatArray& g, Rescale mode, const MapRange& 
   RescaledMap out;
   out.rgb = cv::Mat::zeros(h, w, CV_8UC3);
   out.gray = cv::Mat::zeros(h, w, CV_8UC1);
-  float den = 0.0f;
-  switch (mode) {
-    case Rescale::kAll:
-      den = range.max - range.min;
-      break;
-    case Rescale::kPos:
-      den = range.max;
-      break;
-    case Rescale::kNeg:
-      den = -range.min;
-      break;
+  std::vector<float> positive, negative;
+  for (float v : g.data) {
+    if (v > 0.0f) positive.push_back(v);
+    if (v < 0.0f) negative.push_back(-v);
   }
+  const float top = mode == Rescale::kNeg ? 0.0f : outlier_threshold(std::move(positive));
+  const float bottom = mode == Rescale::kPos ? 0.0f : outlier_threshold(std::move(negative));
+  const float den = mode == Rescale::kAll ? top + bottom : mode == Rescale::kPos ? top : bottom;
   out.degenerate = !(den > 0.0f);
   if (out.degenerate) return out;
   const size_t plane = static_cast<size_t>(h) * w;
   const float* r = g.data.data();
   const float* gr = one ? r : r + plane;
   const float* b = one ? r : gr + plane;
-  auto value = [&](float m) {
+  auto value = [&](float m) {  // clipped, so that grey is of the colours shown
+    float v = 0.0f;
     switch (mode) {
       case Rescale::kAll:
-        return (m - range.min) / den;
+        v = (m + bottom) / den;
+        break;
       case Rescale::kPos:
-        return std::max(m, 0.0f) / den;
+        v = std::max(m, 0.0f) / den;
+        break;
       case Rescale::kNeg:
-        return std::max(-m, 0.0f) / den;
+        v = std::max(-m, 0.0f) / den;
+        break;
     }
-    return 0.0f;
+    return std::min(1.0f, std::max(0.0f, v));
   };
   for (int y = 0; y < h; ++y) {
     cv::Vec3b* rgb = out.rgb.ptr<cv::Vec3b>(y);
@@ -397,7 +411,7 @@ MapPictures::Picture& MapPictures::draw(const std::string& variant) {
   const bool product = kind_ == MapKind::kInputProduct;
   const std::string mode = product ? "" : variant.substr(0, 3);
   const Rescale r = mode == "pos" ? Rescale::kPos : mode == "neg" ? Rescale::kNeg : Rescale::kAll;
-  RescaledMap m = rescale_gradient(raw_, r, range_);
+  RescaledMap m = rescale_gradient(raw_, r);
   Picture& colour = drawn_[product ? "color" : mode];
   Picture& grey = drawn_[product ? "gray" : mode + "_gray"];
   colour = Picture{m.rgb, m.degenerate};

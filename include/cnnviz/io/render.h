@@ -27,14 +27,26 @@ struct MapRange {
 };
 MapRange map_range(const FloatArray& map);
 
-// The seed's rescale_grads on a [3,H,W] gradient, to [0,1]:
-//   kAll  (m - min) / (max - min)
-//   kPos  max(0, m) / max(m)
-//   kNeg  max(0, -m) / -min(m)
-// in float32, then to 8 bits (round half to even). `gray` is the seed's
-// rgb2gray of the rescaled map, 0.299 R + 0.587 G + 0.114 B. When the
-// denominator is not positive (a constant map, no positive or no negative
-// values) both are all zeros and `degenerate` is set. `range` is the map's.
+// The share of a map's mass left out of the top of its colour scale, as
+// Captum's outlier_perc (default 2%): a few extreme pixels, common in
+// gradients, no longer push every other pixel into the dark.
+constexpr float kOutlierPercent = 2.0f;
+
+// The value at which the sorted values' running sum first reaches
+// (100 - kOutlierPercent)% of their total (Captum's cumulative-sum
+// threshold); 0 when there are none or all are 0. `values` are >= 0.
+float outlier_threshold(std::vector<float> values);
+
+// A [3,H,W] gradient to [0,1], clipped at the outlier thresholds P (of the
+// positive values) and N (of the negative values' magnitudes):
+//   kAll  (m + N) / (P + N)
+//   kPos  max(0, m) / P
+//   kNeg  max(0, -m) / N
+// clamped to [0,1], in float32, then to 8 bits (round half to even). `gray`
+// is 0.299 R + 0.587 G + 0.114 B of the rescaled map (pytorch-cnn-
+// visualizations' rgb2gray). When the denominator is not positive (a
+// constant zero map, no positive or no negative values) both are all zeros
+// and `degenerate` is set. The raw .npy keeps every value.
 enum class Rescale { kAll, kPos, kNeg };
 const char* rescale_name(Rescale r);
 struct RescaledMap {
@@ -42,7 +54,7 @@ struct RescaledMap {
   cv::Mat gray;  // H x W CV_8UC1
   bool degenerate = false;
 };
-RescaledMap rescale_gradient(const FloatArray& gradient, Rescale mode, const MapRange& range);
+RescaledMap rescale_gradient(const FloatArray& gradient, Rescale mode);
 
 // A signed input-space map [C,H,W] summed over channels and drawn with a
 // diverging blue-white-red scale centred on zero (as LRP papers draw
