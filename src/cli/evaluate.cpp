@@ -57,6 +57,41 @@ CLI::App* setup_evaluate(CLI::App& app, EvaluateCliOptions& opts) {
   return sub;
 }
 
+// The summary table: which way each column is better on a second header
+// line, and the randomization columns, when the check ran, by how many of
+// the top layers were randomized.
+void print_table(const nlohmann::ordered_json& doc, std::ostream& out) {
+  std::string levels, better;
+  for (const auto& level : doc.value("randomization_levels", nlohmann::ordered_json::array())) {
+    levels += (levels.empty() ? "" : " ") + std::to_string(level.value("top", 0));
+  }
+  if (!levels.empty()) levels = "rank corr, top " + levels + " layers randomized";
+  char line[256];
+  auto emit = [&out](std::string text) {  // no trailing blanks without the check
+    text.erase(text.find_last_not_of(' ') + 1);
+    out << text << "\n";
+  };
+  std::snprintf(line, sizeof(line), "%-22s %8s %8s %9s %9s  %s", "method", "del AUC", "ins AUC",
+                "avg drop", "increase", levels.c_str());
+  emit(line);
+  std::snprintf(line, sizeof(line), "%-22s %8s %8s %9s %9s  %s", "(better)", "lower", "higher",
+                "lower", "higher", levels.empty() ? "" : "lower (the map follows the weights)");
+  emit(line);
+  for (const auto& [name, s] : doc["summary"].items()) {
+    std::string rho;
+    for (const auto& r : s.value("randomization_spearman", nlohmann::ordered_json::array())) {
+      char v[16];
+      std::snprintf(v, sizeof(v), "%s%.2f", rho.empty() ? "" : " ", r.get<double>());
+      rho += v;
+    }
+    std::snprintf(line, sizeof(line), "%-22s %8.3f %8.3f %8.1f%% %8.1f%%  %s", name.c_str(),
+                  s["deletion_auc"].get<double>(), s["insertion_auc"].get<double>(),
+                  s["average_drop_pct"].get<double>(), s["increase_pct"].get<double>(),
+                  rho.c_str());
+    emit(line);
+  }
+}
+
 int run_evaluate(EvaluateCliOptions& opts, std::ostream& out, std::ostream& err) {
   const std::vector<std::string> all = collect_inputs(opts.inputs, err);
   const Shard shard = parse_shard(opts.inputs.shard);
@@ -71,23 +106,7 @@ int run_evaluate(EvaluateCliOptions& opts, std::ostream& out, std::ostream& err)
   if (opts.json) {
     out << dump_json(doc, 2) << "\n";
   } else {
-    char line[256];
-    std::snprintf(line, sizeof(line), "%-22s %8s %8s %9s %9s  %s\n", "method", "del AUC", "ins AUC",
-                  "avg drop", "increase", "randomization rank corr (top 1, 2, 4.. all)");
-    out << line;
-    for (const auto& [name, s] : doc["summary"].items()) {
-      std::string rho;
-      for (const auto& r : s["randomization_spearman"]) {
-        char v[16];
-        std::snprintf(v, sizeof(v), "%s%.2f", rho.empty() ? "" : " ", r.get<double>());
-        rho += v;
-      }
-      std::snprintf(line, sizeof(line), "%-22s %8.3f %8.3f %8.1f%% %8.1f%%  %s\n", name.c_str(),
-                    s["deletion_auc"].get<double>(), s["insertion_auc"].get<double>(),
-                    s["average_drop_pct"].get<double>(), s["increase_pct"].get<double>(),
-                    rho.c_str());
-      out << line;
-    }
+    print_table(doc, out);
     out << "(" << doc["images"].size() - failed << " images; details in " << opts.evaluate.outdir
         << "/" << opts.evaluate.report_name << ")\n";
   }
