@@ -94,7 +94,9 @@ TEST_F(CliVisualizeTest, AllLayersGradcamFromOnePassWithContactSheet) {
   const std::string c = "_c" + std::to_string(cls);
   cv::Mat sheet = cv::imread(out_ + "/photo/gradcam" + c + "_contact.png");
   ASSERT_FALSE(sheet.empty());
-  EXPECT_GT(sheet.cols, 224 * 5);
+  // 13 layers in rows of 5, 5 and 3, under a title band.
+  EXPECT_EQ(sheet.cols, 224 * 5);
+  EXPECT_EQ(sheet.rows, 30 + 3 * (224 + 22));
   // CAMs are stored at layer resolution, overlays at input and source size.
   EXPECT_EQ(read_npy(out_ + "/photo/gradcam_features.12" + c + ".npy").shape,
             (std::vector<int64_t>{13, 13}));

@@ -173,7 +173,7 @@ TEST(RegistryTest, EveryOutputKindRendersEveryVariant) {
     if (!all.has("contact")) continue;
     // A sheet of two tiles.
     const auto sheet =
-        write_contact_sheet(out, m, MapTarget{7, std::nullopt}, {{"a", f.tile}, {"b", f.tile}});
+        write_contact_sheet(out, m, MapTarget{7, std::nullopt}, {{"a", f.tile}, {"b", f.tile}}, "t");
     ASSERT_TRUE(sheet.is_object());
     EXPECT_FALSE(cv::imread(dir.path() + "/" + sheet["path"].get<std::string>()).empty());
   }

@@ -126,6 +126,21 @@ TEST(RenderTest, RescaleClipsTheOutliers) {
   EXPECT_EQ(cv::countNonZero(neg.gray), 0);
 }
 
+TEST(RenderTest, ContactSheetsBalanceTheirRowsUnderATitle) {
+  std::vector<std::pair<std::string, cv::Mat>> tiles;
+  for (int i = 0; i < 13; ++i) {
+    tiles.emplace_back("layer" + std::to_string(i), cv::Mat(40, 50, CV_8UC3, cv::Scalar(i, 0, 0)));
+  }
+  // 13 at most 6 wide: 5, 5 and 3 rather than 6, 6 and a lone tile.
+  const cv::Mat plain = contact_sheet(tiles, 6);
+  EXPECT_EQ(plain.cols, 5 * 50);
+  EXPECT_EQ(plain.rows, 3 * (40 + 22));
+  const cv::Mat titled = contact_sheet(tiles, 6, "cat.jpg  gradcam  281 tabby 40.0%");
+  EXPECT_EQ(titled.rows, plain.rows + 30);
+  EXPECT_GT(cv::countNonZero(255 - titled.rowRange(0, 30).reshape(1)), 0) << "no title drawn";
+  EXPECT_EQ(contact_sheet({tiles.begin(), tiles.begin() + 12}, 6).cols, 6 * 50);
+}
+
 TEST(RenderTest, FullOverlayChangesOnlyTheCrop) {
   cv::Mat source(120, 300, CV_8UC3);
   cv::randu(source, 0, 255);

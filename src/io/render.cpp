@@ -284,29 +284,36 @@ void overlay_on_source(const SourceView& view, const cv::Mat& crop_gray8, const 
   cv::addWeighted(colormap.apply(scaled), alpha, region, 1.0 - alpha, 0.0, region);
 }
 
-cv::Mat contact_sheet(const std::vector<std::pair<std::string, cv::Mat>>& tiles, int columns) {
+// `text` in `width` pixels at `origin`, its scale shrunk until it fits.
+static void fitted_text(cv::Mat& img, const std::string& text, cv::Point origin, int width,
+                        double scale) {
+  int baseline = 0;
+  while (scale > 0.2 &&
+         cv::getTextSize(text, cv::FONT_HERSHEY_SIMPLEX, scale, 1, &baseline).width > width) {
+    scale -= 0.05;
+  }
+  cv::putText(img, text, origin, cv::FONT_HERSHEY_SIMPLEX, scale, cv::Scalar(0, 0, 0), 1,
+              cv::LINE_AA);
+}
+
+cv::Mat contact_sheet(const std::vector<std::pair<std::string, cv::Mat>>& tiles, int columns,
+                      const std::string& title) {
   if (tiles.empty()) return cv::Mat();
   const int tw = tiles[0].second.cols, th = tiles[0].second.rows;
-  const int caption = 22;
-  const int cols = std::max(1, std::min<int>(columns, static_cast<int>(tiles.size())));
-  const int rows = (static_cast<int>(tiles.size()) + cols - 1) / cols;
-  cv::Mat sheet(rows * (th + caption), cols * tw, CV_8UC3, cv::Scalar(255, 255, 255));
+  const int caption = 22, head = title.empty() ? 0 : 30;
+  const int n = static_cast<int>(tiles.size());
+  const int rows = (n + std::max(1, columns) - 1) / std::max(1, columns);
+  const int cols = (n + rows - 1) / rows;  // the fewest empty cells in `rows` rows
+  cv::Mat sheet(head + rows * (th + caption), cols * tw, CV_8UC3, cv::Scalar(255, 255, 255));
+  if (head > 0) fitted_text(sheet, title, cv::Point(6, 21), cols * tw - 12, 0.6);
   for (size_t i = 0; i < tiles.size(); ++i) {
-    const int x = static_cast<int>(i) % cols * tw, y = static_cast<int>(i) / cols * (th + caption);
+    const int x = static_cast<int>(i) % cols * tw;
+    const int y = head + static_cast<int>(i) / cols * (th + caption);
     cv::Mat tile = tiles[i].second;
     if (tile.channels() == 1) cv::cvtColor(tile, tile, cv::COLOR_GRAY2RGB);
     if (tile.size() != cv::Size(tw, th)) cv::resize(tile, tile, cv::Size(tw, th));
     tile.copyTo(sheet(cv::Rect(x, y, tw, th)));
-    // Shrink long names to fit the tile width.
-    double scale = 0.45;
-    int baseline = 0;
-    while (scale > 0.2 &&
-           cv::getTextSize(tiles[i].first, cv::FONT_HERSHEY_SIMPLEX, scale, 1, &baseline).width >
-               tw - 6) {
-      scale -= 0.05;
-    }
-    cv::putText(sheet, tiles[i].first, cv::Point(x + 3, y + th + caption - 7),
-                cv::FONT_HERSHEY_SIMPLEX, scale, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    fitted_text(sheet, tiles[i].first, cv::Point(x + 3, y + th + caption - 7), tw - 6, 0.45);
   }
   return sheet;
 }

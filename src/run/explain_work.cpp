@@ -156,7 +156,10 @@ void ExplainWriters::finish(ImageWork& w) {
       if (!f.tile.empty()) tiles.emplace_back(w.layers[m], f.tile);
     }
     if (selection.any("contact")) {
-      json sheet = write_contact_sheet(w.dir, method, w.targets[r], tiles);
+      const json& targets = w.entry["targets"];
+      const std::string title =
+          r < targets.size() ? contact_title(w.entry, targets[r], method) : std::string();
+      json sheet = write_contact_sheet(w.dir, method, w.targets[r], tiles, title);
       if (!sheet.is_null()) files_json.push_back(std::move(sheet));
     }
   }

@@ -1,12 +1,16 @@
 #include "cnnviz/run/outputs.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <set>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/io/png.h"
 
 namespace cnnviz {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -210,15 +214,39 @@ MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::stri
   return out;
 }
 
+std::string contact_title(const json& entry, const json& target, const MethodDef& method) {
+  std::string title = fs::path(entry.value("image", "")).filename().string() + "  " + method.name;
+  if (target.contains("unit") && !target["unit"].is_null()) {
+    title += "  unit " + target["unit"].dump();
+  } else if (target.contains("class") && target["class"].is_number_integer()) {
+    title += "  " + std::to_string(target["class"].get<int64_t>());
+    if (target.contains("label") && target["label"].is_string()) {
+      title += " " + target["label"].get<std::string>();
+    }
+    if (target.contains("probability") && target["probability"].is_number()) {
+      char pct[32];
+      std::snprintf(pct, sizeof pct, " %.1f%%", 100.0 * target["probability"].get<double>());
+      title += pct;
+    }
+  }
+  if (target.contains("score") && target["score"].is_number()) {
+    char score[48];
+    std::snprintf(score, sizeof score, "  score %.4g", target["score"].get<double>());
+    title += score;
+  }
+  return title;
+}
+
 json write_contact_sheet(const ImageDir& dir, const MethodDef& method, const MapTarget& target,
-                         const std::vector<std::pair<std::string, cv::Mat>>& all_tiles) {
+                         const std::vector<std::pair<std::string, cv::Mat>>& all_tiles,
+                         const std::string& title) {
   std::vector<std::pair<std::string, cv::Mat>> tiles;
   for (const auto& t : all_tiles) {
     if (!t.second.empty()) tiles.push_back(t);
   }
   if (tiles.size() < 2) return nullptr;
   const std::string file = method.name + "_" + target.tag() + "_contact.png";
-  write_png(dir.path(file), contact_sheet(tiles, kContactColumns), PixelOrder::kRgb);
+  write_png(dir.path(file), contact_sheet(tiles, kContactColumns, title), PixelOrder::kRgb);
   json entry = {{"path", dir.relative(file)}, {"method", method.name}, {"layer", nullptr}};
   entry.update(target.fields());
   entry.update(json{{"variant", "contact"}, {"format", "png"}});

@@ -158,8 +158,11 @@ void overlay_on_source(const SourceView& view, const cv::Mat& crop_gray8, const 
                        double alpha, cv::Mat& out);
 
 // A grid of tiles (RGB or grey, resized to the first one's size), each
-// captioned below, `columns` wide: RGB.
-cv::Mat contact_sheet(const std::vector<std::pair<std::string, cv::Mat>>& tiles, int columns);
+// captioned below, at most `columns` wide and with as few empty cells as
+// that many rows allow (13 tiles at most 6 wide: 5, 5 and 3, not 6, 6 and
+// 1), under `title` when it is not empty: RGB.
+cv::Mat contact_sheet(const std::vector<std::pair<std::string, cv::Mat>>& tiles, int columns,
+                      const std::string& title = "");
 
 // A plot of a deletion and an insertion curve (each a probability per step,
 // drawn over [0, 1]) with their areas in the legend: 480 x 320 RGB.

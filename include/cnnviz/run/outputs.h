@@ -90,10 +90,15 @@ MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::stri
                    const OutputSelection& selection, const OutputStyle& style);
 
 // The contact sheet of one target's tiles (layer name, tile), when there are
-// several: its manifest entry, or null when none was written.
+// several, titled `title`: its manifest entry, or null when none was written.
 nlohmann::ordered_json write_contact_sheet(
     const ImageDir& dir, const MethodDef& method, const MapTarget& target,
-    const std::vector<std::pair<std::string, cv::Mat>>& tiles);
+    const std::vector<std::pair<std::string, cv::Mat>>& tiles, const std::string& title);
+
+// A contact sheet's title: "cat.jpg  gradcam  282 tiger cat 37.8%  score
+// 29.4", from an image's manifest entry and one of its targets.
+std::string contact_title(const nlohmann::ordered_json& entry, const nlohmann::ordered_json& target,
+                          const MethodDef& method);
 
 }  // namespace cnnviz
 
