@@ -47,15 +47,20 @@ void probe_message(j_common_ptr c, int level) {
   reinterpret_cast<Probe*>(c->err)->damaged = true;
 }
 
+// libjpeg's errors and warnings to `probe`.
+void listen(jpeg_decompress_struct& cinfo, Probe& probe) {
+  std::memset(&probe, 0, sizeof probe);
+  cinfo.err = jpeg_std_error(&probe.mgr);
+  probe.mgr.error_exit = probe_error;
+  probe.mgr.emit_message = probe_message;
+}
+
 // Whether libjpeg, decoding the whole file with its default settings, fails
 // or warns of damage: the JPEGs cnnviz may refuse.
 bool libjpeg_finds_damage(const uint8_t* data, size_t size) {
   jpeg_decompress_struct cinfo;
   Probe probe;
-  std::memset(&probe, 0, sizeof probe);
-  cinfo.err = jpeg_std_error(&probe.mgr);
-  probe.mgr.error_exit = probe_error;
-  probe.mgr.emit_message = probe_message;
+  listen(cinfo, probe);
   if (setjmp(probe.jump)) {
     jpeg_destroy_decompress(&cinfo);
     return true;
@@ -132,10 +137,7 @@ Header read_header(const uint8_t* data, size_t size, bool jpeg) {
   }
   jpeg_decompress_struct cinfo;
   Probe probe;
-  std::memset(&probe, 0, sizeof probe);
-  cinfo.err = jpeg_std_error(&probe.mgr);
-  probe.mgr.error_exit = probe_error;
-  probe.mgr.emit_message = probe_message;
+  listen(cinfo, probe);
   if (setjmp(probe.jump)) {
     jpeg_destroy_decompress(&cinfo);
     return Header();
