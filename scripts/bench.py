@@ -660,7 +660,7 @@ def mode_attribution(b):
     """DeepLIFT's compute on one image (build/cnnviz_bench explain, warm, best of R, default
     3) against one forward + one backward of a batch of two (the image and its baseline) in
     eager PyTorch (bench_visualize.py --mode fwdbwd --batch 2; target <= 1.3x); LRP's (the
-    default composite, epsilon-plus-flat) against one forward + one backward (target <= 1.3x);
+    default composite, epsilon-plus-box) against one forward + one backward (target <= 1.3x);
     occlusion (default 32x32 windows, stride 16) and RISE (1000 masks) at --sample-batch 16 as
     masked forwards per second against the frozen forward's throughput at batch 16
     (cnnviz_bench forward, as classify runs it; target >= 0.9x), and their peak memory at 4x

@@ -8,6 +8,9 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <set>
 
 #include "cnnviz/core/engine.h"
 #include "cnnviz/core/runtime.h"
@@ -71,14 +74,15 @@ TEST(LrpTest, BiasFreeReluNetworksConserveRelevance) {
     }
   }
   // The composites: flat or box at the input layer.
-  LrpRules plus_flat;  // the defaults: flat, z+, epsilon
+  LrpRules plus_flat;  // the engine's defaults: flat, z+, epsilon
   plus_flat.epsilon = 1e-12;
-  LrpRules gamma_box = plus_flat;
-  gamma_box.first = LrpRule::kBox;
+  LrpRules plus_box = plus_flat;  // the method's default
+  plus_box.first = LrpRule::kBox;
+  plus_box.low = {0, 0, 0};
+  plus_box.high = {1, 1, 1};
+  LrpRules gamma_box = plus_box;
   gamma_box.conv = LrpRule::kGamma;
-  gamma_box.low = {0, 0, 0};
-  gamma_box.high = {1, 1, 1};
-  for (const LrpRules& rules : {plus_flat, gamma_box}) {
+  for (const LrpRules& rules : {plus_flat, plus_box, gamma_box}) {
     double logit = 0;
     const double sum = relevance_sum(engine, x, 1, rules, &logit);
     if (logit > 0) {
@@ -180,7 +184,7 @@ INSTANTIATE_TEST_SUITE_P(
                       // 16 residual splits in float32: measured
                       // 2.7e-4 of the max at the largest pixel
                       // (the sums agree to 1e-6).
-                      LrpCase{"resnet50", "epsilon-plus-flat", 1e-3, "layer3"}),
+                      LrpCase{"resnet50", "epsilon-plus-box", 1e-3, "layer3"}),
     [](const ::testing::TestParamInfo<LrpCase>& info) {
       std::string name = info.param.arch + "_" + info.param.composite;
       for (char& ch : name) {
@@ -226,6 +230,43 @@ TEST(CliLrpTest, InputAndLayerRelevanceFiles) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(test::read_text(dir.file("plain") + "/manifest.json"))["layers"],
             nlohmann::json::array());
+}
+
+TEST(CliLrpTest, WritesOnlyThePicturesItsMapsHave) {
+  // The default composite on SqueezeNet (box, z+; logits are ReLU outputs)
+  // passes only positive relevance down: no neg pictures, and no warning
+  // about them. Every picture written shows something.
+  const std::string model = test::squeezenet_path();
+  test::TempDir dir;
+  const std::string out = dir.file("out");
+  const std::vector<std::string> images = {test::smooth_image(dir, 3), test::smooth_image(dir, 4)};
+  std::vector<std::string> args = {"lrp", "-m", model, "-o", out};
+  args.insert(args.end(), images.begin(), images.end());
+  const test::RunResult r = test::run_cnnviz(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
+  const nlohmann::json doc = nlohmann::json::parse(test::read_text(out + "/manifest.json"));
+  std::set<std::string> variants;
+  for (const nlohmann::json& image : doc["images"]) {
+    for (const nlohmann::json& f : image["files"]) {
+      variants.insert(f["variant"].get<std::string>());
+      if (f["format"] != "png") continue;
+      const cv::Mat png = cv::imread(out + "/" + f["path"].get<std::string>(), cv::IMREAD_UNCHANGED);
+      double lo = 0, hi = 0;
+      cv::minMaxLoc(png.reshape(1), &lo, &hi);
+      EXPECT_LT(lo, hi) << f["path"] << " is blank";
+    }
+  }
+  EXPECT_EQ(variants, (std::set<std::string>{"raw", "all", "all_gray", "pos", "pos_gray", "signed"}));
+  // A sign the map has is still written: the counterfactual's relevance is
+  // negative (the negated logit).
+  const test::RunResult neg = test::run_cnnviz(
+      {"lrp", "-q", "--counterfactual", "--write", "neg,pos", "-m", model, "-o", dir.file("cf"),
+       images[0]});
+  ASSERT_EQ(neg.exit_code, 0) << neg.err;
+  const nlohmann::json cf = nlohmann::json::parse(test::read_text(dir.file("cf") + "/manifest.json"));
+  ASSERT_EQ(cf["images"][0]["files"].size(), 1u) << cf.dump(1);
+  EXPECT_EQ(cf["images"][0]["files"][0]["variant"], "neg");
 }
 
 }  // namespace

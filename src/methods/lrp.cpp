@@ -24,9 +24,10 @@
 // relevance of each of those layers' outputs summed over channels, [N,h,w],
 // drawn as a layer map.
 //
-// Composites: epsilon-plus-flat (the default: flat for the first layer, z+
-// for convolutions, epsilon for linear layers) and epsilon-gamma-box (box,
-// gamma, epsilon); --rule applies one rule to every layer.
+// Composites: epsilon-plus-box (the default: box for the first layer, z+ for
+// the other convolutions, epsilon for linear layers), epsilon-plus-flat (flat,
+// z+, epsilon) and epsilon-gamma-box (box, gamma, epsilon); --rule applies one
+// rule to every layer.
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -58,9 +59,11 @@ void check_lrp(const MethodParams& p, int64_t, int64_t) {
                                        ": alpha - beta must be 1 (or relevance is not conserved)");
   }
   if (p.rule != "composite") rule_named(p.rule);
-  if (p.composite != "epsilon-plus-flat" && p.composite != "epsilon-gamma-box") {
-    throw Error(ErrorCode::kUsage, "--composite '" + p.composite +
-                                       "': must be epsilon-plus-flat or epsilon-gamma-box");
+  if (p.composite != "epsilon-plus-box" && p.composite != "epsilon-plus-flat" &&
+      p.composite != "epsilon-gamma-box") {
+    throw Error(ErrorCode::kUsage,
+                "--composite '" + p.composite +
+                    "': must be epsilon-plus-box, epsilon-plus-flat or epsilon-gamma-box");
   }
 }
 
@@ -76,7 +79,7 @@ std::vector<MethodMap> lrp(Capture& capture) {
     rules.conv = LrpRule::kGamma;
     rules.linear = LrpRule::kEpsilon;
   } else {
-    rules.first = LrpRule::kFlat;
+    rules.first = p.composite == "epsilon-plus-flat" ? LrpRule::kFlat : LrpRule::kBox;
     rules.conv = LrpRule::kZPlus;
     rules.linear = LrpRule::kEpsilon;
   }

@@ -105,7 +105,7 @@ const std::vector<ParamDef>& param_table() {
         number("grid", "Cells per side of a mask", &MethodParams::grid, 2, 64),
         number("p", "Probability that a mask's cell is kept", &MethodParams::keep, 0.01, 1.0),
         choice("composite", "LRP rules per layer kind (see --rule)", &MethodParams::composite,
-               {"epsilon-plus-flat", "epsilon-gamma-box"}),
+               {"epsilon-plus-box", "epsilon-plus-flat", "epsilon-gamma-box"}),
         choice("rule", "One LRP rule for every layer (composite: --composite's)",
                &MethodParams::rule,
                {"composite", "epsilon", "zplus", "gamma", "alpha-beta", "flat"}),
@@ -207,6 +207,10 @@ class Row {
   }
   Row& layer_maps() {
     def_.layer_maps = true;
+    return *this;
+  }
+  Row& one_signed() {
+    def_.one_signed = true;
     return *this;
   }
   Row& paired(at::Tensor (*references)(const at::Tensor&, const MethodParams&)) {
@@ -336,6 +340,7 @@ const std::vector<MethodDef>& method_table() {
           // Relevance starts at the logit (its value, conserved down the layers).
           .scores({ScoreKind::kLogit}, true)
           .lrp()
+          .one_signed()
           .check(methods::check_lrp),
       Row("occlusion", methods::occlusion)
           .summary("Occlusion: the score's drop when a window of the input is covered")

@@ -163,11 +163,13 @@ void write_overlays(Writer& w, MapPictures& pictures, const OutputSelection& cho
 
 // Why a map's pictures are blank, said once per picture family as runs
 // always have.
-void warn_blank(Writer& w, MapPictures& pictures, MapKind kind, const OutputSelection& chosen) {
+void warn_blank(Writer& w, MapPictures& pictures, MapKind kind, const OutputSelection& chosen,
+                bool one_signed) {
   switch (kind) {
     case MapKind::kInputGradient:
       for (const char* v : {"all", "pos", "neg"}) {
         const std::string mode = v;
+        if (one_signed && mode != "all") continue;  // not written (sign_missing)
         if ((chosen.has(mode) || chosen.has(mode + "_gray")) && pictures.blank(mode)) {
           w.warn(w.prefix() + " " + mode, "no values to rescale, written as zeros");
         }
@@ -190,6 +192,16 @@ void warn_blank(Writer& w, MapPictures& pictures, MapKind kind, const OutputSele
   }
 }
 
+// Whether `variant` is the picture of a sign the map does not have, for a
+// method whose maps may hold one sign only: such pictures are not written.
+bool sign_missing(MapPictures& pictures, const std::string& variant) {
+  for (const char* sign : {"pos", "neg"}) {
+    const std::string s = sign;
+    if ((variant == s || variant == s + "_gray") && pictures.blank(s)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::string& layer,
@@ -205,9 +217,11 @@ MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::stri
   MapPictures pictures(raw, kind, view.box.size, style.colormap);
   Writer w(dir, method, layer, target, pictures.range(), out);
   if (chosen.has("npy")) w.npy(raw);
-  warn_blank(w, pictures, kind, chosen);
+  const bool one_signed = method.one_signed && kind == MapKind::kInputGradient;
+  warn_blank(w, pictures, kind, chosen, one_signed);
   for (const std::string& v : MapPictures::variants(kind)) {
-    if (chosen.has(v)) w.png(v, pictures.get(v));
+    if (!chosen.has(v) || (one_signed && sign_missing(pictures, v))) continue;
+    w.png(v, pictures.get(v));
   }
   if (kind == MapKind::kInputProduct && chosen.has("contact")) out.tile = pictures.get("gray");
   if (kind == MapKind::kLayerMap) write_overlays(w, pictures, chosen, view, style, out);

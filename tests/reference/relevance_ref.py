@@ -91,6 +91,8 @@ c = grad(z, a, s), R_in = a * c.
     concatenation (Fire)         R is split by channels
     flatten, dropout             pass-through (R reshaped back)
   Rules per layer: --composite (default epsilon-gamma-box)
+    epsilon-plus-box    the first convolution executed box, every other convolution zplus,
+                        every linear layer epsilon
     epsilon-plus-flat   the first convolution executed (the one the input reaches) flat, every
                         other convolution zplus, every linear layer epsilon
     epsilon-gamma-box   the first convolution box, every other convolution gamma, every linear
@@ -467,7 +469,8 @@ def rule_box(f, a, w, _b, r, p):
 RULES = {"epsilon": rule_epsilon, "zplus": rule_zplus, "gamma": rule_gamma,
          "alpha-beta": rule_alpha_beta, "flat": rule_flat, "box": rule_box}
 # Composite -> (first convolution, other convolutions, linear layers)
-COMPOSITES = {"epsilon-plus-flat": ("flat", "zplus", "epsilon"),
+COMPOSITES = {"epsilon-plus-box": ("box", "zplus", "epsilon"),
+              "epsilon-plus-flat": ("flat", "zplus", "epsilon"),
               "epsilon-gamma-box": ("box", "gamma", "epsilon")}
 
 

@@ -43,7 +43,7 @@ struct MethodParams {
   int masks = 1000;                    // RISE: random masks per image
   int grid = 7;                        // RISE: cells per side of a mask's grid
   double keep = 0.5;                   // RISE: probability that a cell is kept
-  std::string composite = "epsilon-plus-flat";  // LRP: the rules per layer kind
+  std::string composite = "epsilon-plus-box";  // LRP: the rules per layer kind
   std::string rule = "composite";               // LRP: one rule for every layer instead
   double epsilon = 1e-6;                        // LRP: epsilon rule's stabilizer
   double gamma = 0.25;                          // LRP: gamma rule's weight of positive weights
@@ -151,6 +151,10 @@ struct MethodDef {
   // (kLayerMap), whatever `output` says of its input-space maps (LRP's
   // relevance at --layer beside the input's).
   bool layer_maps = false;
+  // Its input-space maps may hold one sign only by construction (LRP's zplus
+  // passes the logit's sign down): a sign picture (pos, neg) with nothing to
+  // show is then not written, and not warned about.
+  bool one_signed = false;
   // Set: the capture pass is paired (Engine::run), its batch the images then
   // these references of them [N,C,H,W] (DeepLIFT's baselines); the Capture's
   // input() is that [2N,...] batch, its classes() the images' N.
