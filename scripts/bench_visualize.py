@@ -26,6 +26,8 @@ normalized, and guided Grad-CAM = guided gradient * that CAM.
 The model is loaded and the image preprocessed once (not timed); one untimed warm-up run, then
 `--repeat` timed runs. Prints one JSON line:
   {"mode": ..., "layers": n, "threads": T, "run_ms": [...], "best_ms": ...}
+with, in mode fwdbwd, "flops": the floating-point operations of that forward and backward
+(matrix products and convolutions; fwdbwd_flops), counted in one more, untimed, run.
 """
 
 import os
@@ -119,6 +121,26 @@ def run_fwdbwd(model, x, _layers):
 
 RUNS = {"seed": run_seed, "per-layer": run_per_layer, "floor": run_floor, "fwdbwd": run_fwdbwd}
 
+# Operators whose FLOPs the profiler counts that are matrix products or convolutions (it
+# counts element-wise ones too, which are not the work a BLAS or oneDNN does).
+PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::conv2d"}
+
+
+def fwdbwd_flops(model, x):
+    """The floating-point operations of one forward plus one backward to the input: the
+    profiler's count (2 per multiply-add) of every matrix product and convolution, forward and
+    backward, plus each convolution's forward count once more for its backward to the input,
+    which the profiler of torch 1.13 does not count (the weights are frozen: no weight
+    gradients)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                with_flops=True) as prof:
+        run_fwdbwd(model, x, [])
+    total = 0
+    for event in prof.events():
+        if event.name in PRODUCTS and event.flops:
+            total += event.flops * (2 if event.name == "aten::conv2d" else 1)
+    return total
+
 
 def main():
     parser = argparse.ArgumentParser(description="Time Grad-CAM + guided backprop + guided "
@@ -153,9 +175,11 @@ def main():
         run(model, x, layers)
         run_ms.append((time.perf_counter() - start) * 1000.0)
 
-    print(json.dumps({"mode": args.mode, "layers": len(layers), "threads": torch.get_num_threads(),
-                      "run_ms": [round(ms, 3) for ms in run_ms],
-                      "best_ms": round(min(run_ms), 3)}))
+    out = {"mode": args.mode, "layers": len(layers), "threads": torch.get_num_threads(),
+           "run_ms": [round(ms, 3) for ms in run_ms], "best_ms": round(min(run_ms), 3)}
+    if args.mode == "fwdbwd":
+        out["flops"] = fwdbwd_flops(model, x)
+    print(json.dumps(out))
     return 0
 
 

@@ -6,6 +6,7 @@ CNNVIZ_PACKAGES=(
   libtorch-dev libopencv-dev libcli11-dev nlohmann-json3-dev libgtest-dev
   libisal-dev  # ISA-L: the fast deflate behind the PNGs a run writes
   libjpeg-dev libpng-dev  # JPEG and PNG decoding: sizes first, errors reported, not printed
+  libopenblas0-openmp  # LibTorch's matrix products (Debian's default libblas.so.3 is the reference one)
   python3 python3-torch python3-torchvision python3-numpy python3-pil
   python3-skimage  # ships chelsea.png, the sample cat photo (CC0)
   libcpp-httplib-dev  # cnnviz serve's HTTP server

@@ -1,10 +1,13 @@
 // End-to-end tests of the cnnviz binary: exit codes, messages, output formats.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "map_util.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -177,6 +180,46 @@ TEST_F(CliTest, TimingsAreOneJsonLine) {
   EXPECT_EQ(t["images"], 1);
   EXPECT_GE(t["threads"].get<int>(), 1);
   EXPECT_GT(t["run_ms"].get<double>(), 0.0);
+}
+
+
+// The BLAS is read from the process: run with each of Debian's libblas.so.3
+// builds first on the library path, --version names it, and a model with
+// matrix products warns once on the reference one only.
+TEST(CliBlasTest, VersionNamesTheLoadedBlasAndTheReferenceOneWarns) {
+  const std::string vit = test::test_models_dir() + "/tiny_vit.pt";
+  const std::string cnn = test::squeezenet_path();
+  test::TempDir dir;
+  const std::string image = test::smooth_image(dir, 1);
+  const std::string lib = "/usr/lib/x86_64-linux-gnu/";
+  struct Case {
+    std::string dir, name;
+    bool warns;
+  };
+  int tried = 0;
+  for (const Case& c : {Case{lib + "blas", "BLAS: reference BLAS (netlib), ", true},
+                        Case{lib + "openblas-openmp", "BLAS: OpenBLAS ", false}}) {
+    if (!std::filesystem::exists(c.dir + "/libblas.so.3")) continue;
+    ++tried;
+    const std::map<std::string, std::string> env = {{"LD_LIBRARY_PATH", c.dir}};
+    const test::RunResult version = test::run_cnnviz({"--version"}, env);
+    ASSERT_EQ(version.exit_code, 0) << version.err;
+    EXPECT_NE(version.out.find("\n" + c.name), std::string::npos) << version.out;
+    const test::RunResult r = test::run_cnnviz({"classify", "-m", vit, image, image}, env);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string warning = "multiplies matrices, and they run on the reference BLAS";
+    const size_t at = r.err.find(warning);
+    EXPECT_EQ(at != std::string::npos, c.warns) << r.err;
+    if (at != std::string::npos) {
+      EXPECT_EQ(r.err.find(warning, at + 1), std::string::npos) << "warned twice: " << r.err;
+      EXPECT_NE(r.err.find("install libopenblas0-openmp"), std::string::npos) << r.err;
+    }
+    // Convolutions do not go through the BLAS: no warning for a CNN.
+    const test::RunResult conv = test::run_cnnviz({"classify", "-m", cnn, image}, env);
+    ASSERT_EQ(conv.exit_code, 0) << conv.err;
+    EXPECT_EQ(conv.err.find(warning), std::string::npos) << conv.err;
+  }
+  if (tried == 0) GTEST_SKIP() << "neither of Debian's libblas.so.3 builds is installed";
 }
 
 }  // namespace

@@ -55,7 +55,7 @@ I.fromarray(r.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save("cat.png")'
 
 expect "--version" 0 "$cnnviz" --version
 contains "$out" "cnnviz $(sed -n 's/.*kVersion = "\(.*\)".*/\1/p' "$src/include/cnnviz/core/version.h")" "--version"
-for word in LibTorch OpenCV CUDA "build type"; do contains "$out" "$word" "--version"; done
+for word in LibTorch BLAS OpenCV CUDA "build type"; do contains "$out" "$word" "--version"; done
 
 expect "a model name with no models anywhere" 4 "$cnnviz" classify -m squeezenet1_1 "$image"
 contains "$err" "$tmp/data/cnnviz/models" "the not-found message names the user directory"

@@ -30,15 +30,19 @@ deb=$tmp/pkg/cnnviz_${version}_$(dpkg --print-architecture).deb
 [ "$(dpkg-deb -f "$deb" Version)" = "$version" ] || fail "Version: $(dpkg-deb -f "$deb" Version)"
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
-for want in libtorch libopencv-core libopencv-imgproc libopencv-imgcodecs libisal libjpeg libpng libc6; do
+for want in libtorch libopencv-core libopencv-imgproc libopencv-imgcodecs libisal libjpeg libpng libc6 \
+  libopenblas0-openmp; do
   [[ $depends == *"$want"* ]] || fail "Depends lacks $want: $depends"
 done
-# Every package named is a real installed package (the ones that provide
-# what the binary links here).
-for pkg in $(tr ',|' '\n\n' <<<"$depends" | sed 's/(.*//; s/ //g' | sort -u); do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
-    fail "Depends names $pkg, which is not installed here"
-done
+# Every dependency is met by an installed package (the ones that provide
+# what the binary links here): one of its alternatives, "a | b", at least.
+while IFS= read -r dep; do
+  met=
+  for pkg in $(tr '|' '\n' <<<"$dep" | sed 's/(.*//; s/ //g'); do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' && met=1
+  done
+  [ -n "$met" ] || fail "Depends names $dep, which is not installed here"
+done < <(tr ',' '\n' <<<"$depends")
 apt-get install --simulate "$deb" >"$tmp/apt.log" 2>&1 ||
   fail "apt-get install --simulate: $(tail -n 5 "$tmp/apt.log")"
 

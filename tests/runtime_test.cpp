@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <dlfcn.h>
 #include <sys/resource.h>
 
 namespace cnnviz {
@@ -44,6 +45,17 @@ TEST(RuntimeTest, ABatchReusesThePreviousBatchsMemory) {
   faults_of_a_batch();
   const long reused = faults_of_a_batch();
   EXPECT_LT(reused, as_started / 4) << "as started: " << as_started << " page faults";
+}
+
+// --threads governs the BLAS's threads as well as LibTorch's (an OpenBLAS
+// with its own pthreads pool would otherwise keep every core).
+TEST(RuntimeTest, ThreadsGovernTheBlasToo) {
+  auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (get == nullptr) GTEST_SKIP() << "the loaded BLAS is not OpenBLAS";
+  EXPECT_EQ(set_threads(1), 1);
+  EXPECT_EQ(get(), 1);
+  EXPECT_EQ(set_threads(2), 2);
+  EXPECT_EQ(get(), 2);
 }
 
 }  // namespace

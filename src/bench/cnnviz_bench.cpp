@@ -15,6 +15,9 @@
 //     {"smoothgrad_ms", "integrated_gradients_ms", "one_batch_ms",
 //     "separate_ms", "<method>_vs_one_batch", "separate_vs_<method>"}, best
 //     of --batches.
+//   cnnviz_bench gemm [--gemm-size N] [--batches K] [--threads T]
+//     one N x N float32 matrix product through LibTorch and its BLAS:
+//     {"blas", "best_ms", "gflops"} (2 N^3 operations), best of --batches.
 //
 // --device cpu|cuda|auto (default cpu) runs it there (TF32 off; each timing
 // ends with a device synchronization). --cudnn-benchmark lets cuDNN time its
@@ -39,6 +42,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "cnnviz/core/blas.h"
 #include "cnnviz/core/engine.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/model.h"
@@ -92,14 +96,17 @@ double run_backward(const cnnviz::Engine& engine, const at::Tensor& x) {
 struct BenchOptions {
   std::string mode = "forward", model_path, method, device = "cpu";
   int batch = 8, batches = 3, threads = 0, warmup = 1, samples = 50, sample_batch = 16;
+  int gemm_size = 2048;
   bool cudnn_benchmark = false;
 };
 
 void add_options(CLI::App& app, BenchOptions& o) {
-  app.add_option("mode", o.mode, "forward, explain or sampling")
-      ->check(CLI::IsMember({"forward", "explain", "sampling"}))
+  app.add_option("mode", o.mode, "forward, explain, sampling or gemm")
+      ->check(CLI::IsMember({"forward", "explain", "sampling", "gemm"}))
       ->capture_default_str();
-  app.add_option("-m,--model", o.model_path, "TorchScript model file")->required();
+  app.add_option("-m,--model", o.model_path, "TorchScript model file (all modes but gemm)");
+  app.add_option("--gemm-size", o.gemm_size, "gemm: the side of the square matrices")
+      ->check(CLI::Range(16, 16384));
   app.add_option("--method", o.method, "explain: the method (every feature stage of its layers)");
   app.add_option("--batch-size", o.batch, "Images per batch")->check(CLI::Range(1, 4096));
   app.add_option("--batches", o.batches, "Timed batches")->check(CLI::Range(1, 1000));
@@ -164,6 +171,28 @@ nlohmann::ordered_json bench_sampling(const cnnviz::Model& model, const at::Tens
   return out;
 }
 
+// Mode "gemm": the machine's matrix-product rate through this LibTorch and
+// the BLAS it loaded, from one float32 square product (2 n^3 operations),
+// best of `batches`: the ceiling for models made of matrix products.
+nlohmann::ordered_json bench_gemm(const BenchOptions& o, const at::Device& dev, int threads) {
+  at::manual_seed(0);
+  const int64_t n = o.gemm_size;
+  const at::Tensor a = at::randn({n, n}).to(dev), b = at::randn({n, n}).to(dev);
+  const double ms = best_of(o.warmup, o.batches, [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    (void)at::mm(a, b).sum().item<float>();
+    sync();
+    return ms_since(t0);
+  });
+  return {{"mode", o.mode},
+          {"device", dev.str()},
+          {"blas", cnnviz::loaded_blas().name},
+          {"threads", threads},
+          {"size", n},
+          {"best_ms", ms},
+          {"gflops", 2.0 * n * n * n / (ms * 1e6)}};
+}
+
 // Modes "forward" and "explain" (every feature stage, as --all-layers takes
 // them): each timed batch's ms, after the warm-up batches.
 std::vector<double> bench_batches(const cnnviz::Model& model, const at::Tensor& x,
@@ -195,6 +224,10 @@ int main(int argc, char** argv) {
     std::cerr << "cnnviz_bench: explain needs --method NAME\n";
     return 2;
   }
+  if (o.mode != "gemm" && o.model_path.empty()) {
+    std::cerr << "cnnviz_bench: " << o.mode << " needs -m MODEL\n";
+    return 2;
+  }
   try {
     const bool reuse = cnnviz::reuse_freed_memory();
     const at::Device dev = cnnviz::resolve_device(o.device);
@@ -202,6 +235,10 @@ int main(int argc, char** argv) {
     at::globalContext().setAllowTF32CuBLAS(false);
     at::globalContext().setAllowTF32CuDNN(false);
     at::globalContext().setBenchmarkCuDNN(o.cudnn_benchmark);
+    if (o.mode == "gemm") {
+      std::cout << bench_gemm(o, dev, cnnviz::set_threads(o.threads)).dump() << "\n";
+      return 0;
+    }
     cnnviz::Model model = cnnviz::Model::load(o.model_path, dev);
     const int used_threads = cnnviz::set_threads(o.threads);
     const int crop = model.info().preprocess.crop;

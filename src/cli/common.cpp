@@ -8,6 +8,7 @@
 #include <ostream>
 #include <tuple>
 
+#include "cnnviz/core/blas.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/limits.h"
 #include "cnnviz/core/model_store.h"
@@ -175,6 +176,11 @@ Model open_model(const ModelOptions& opts, std::ostream& err) {
       resolve_model(opts.model, models_search_path(opts.models_dir, opts.models_dir_option)),
       device);
   set_threads(opts.threads);
+  if (device.is_cpu() && loaded_blas().reference && has_matrix_products(model)) {
+    err << kPrefix << "warning: model '" << model.info().name
+        << "' multiplies matrices, and they run on the reference BLAS (" << loaded_blas().path
+        << "), 10-20x slower than an optimized one: install libopenblas0-openmp\n";
+  }
   apply_overrides(opts, model.mutable_info());
   const ModelInfo& info = model.info();
   const bool told = !opts.labels.empty() || !opts.mean.empty() || !opts.std.empty() ||

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "classify.h"
+#include "cnnviz/core/blas.h"
 #include "cnnviz/core/engine.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/runtime.h"
@@ -42,8 +43,10 @@ std::string version_text() {
           ? (gpus > 0 ? "available, " + std::to_string(gpus) + (gpus == 1 ? " device" : " devices")
                       : "built in, no device visible")
           : "not built in (CPU only)";
+  const cnnviz::BlasInfo& blas = cnnviz::loaded_blas();
   return std::string("cnnviz ") + cnnviz::kVersion + "\nLibTorch " + CNNVIZ_TORCH_VERSION +
-         "\nOpenCV " + CV_VERSION + "\nCUDA: " + cuda + "\nbuild type: " + CNNVIZ_BUILD_TYPE;
+         "\nBLAS: " + blas.name + (blas.path.empty() ? "" : ", " + blas.path) + "\nOpenCV " +
+         CV_VERSION + "\nCUDA: " + cuda + "\nbuild type: " + CNNVIZ_BUILD_TYPE;
 }
 
 // Levenshtein distance.

@@ -6,6 +6,7 @@
 
 #include <atomic>
 
+#include "cnnviz/core/blas.h"
 #include "cnnviz/core/error.h"
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -33,6 +34,7 @@ int available_cores() {
 
 int set_threads(int threads) {
   at::set_num_threads(threads > 0 ? threads : available_cores());
+  set_blas_threads(at::get_num_threads());
   return at::get_num_threads();
 }
 

@@ -10,9 +10,9 @@
 
 namespace cnnviz {
 
-// Sets LibTorch's intra-op thread count: `threads` when > 0, else every core
-// this process may run on. LibTorch would otherwise start with one thread on
-// small machines. Returns the count in force afterwards.
+// Sets LibTorch's intra-op thread count, and the BLAS's: `threads` when > 0,
+// else every core this process may run on. LibTorch would otherwise start
+// with one thread on small machines. Returns the count in force afterwards.
 int set_threads(int threads);
 
 // Cores this process may run on (honours taskset and cgroup cpusets), at
