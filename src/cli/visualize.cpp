@@ -193,6 +193,7 @@ int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) 
                                 {"load_ms", load_ms},
                                 {"run_ms", run_ms},
                                 {"compute_ms", summary.compute_ms},
+                                {"batch_compute_ms", summary.batch_compute_ms},
                                 {"write_ms", summary.write_ms},
                                 {"write_cpu_ms", summary.write_cpu_ms},
                                 {"wait_ms", summary.wait_ms},

@@ -58,6 +58,7 @@ struct ExplainSummary {
   bool interrupted = false;
   size_t writers = 0;         // writer threads
   double compute_ms = 0.0;    // forward, backward passes and methods (the calling thread)
+  std::vector<double> batch_compute_ms;  // compute_ms per batch, in order (warm vs first)
   double write_ms = 0.0;      // rendering and writing: wall time summed over writer threads
   double write_cpu_ms = 0.0;  // the CPU time the writers used
   double wait_ms = 0.0;       // the calling thread waiting for writers (full queue, the end)
