@@ -17,6 +17,7 @@
 #include "cnnviz/core/engine.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/runtime.h"
+#include "cnnviz/core/text.h"
 #include "cnnviz/core/version.h"
 #include "cnnviz/io/image.h"
 #include "cnnviz/run/progress.h"
@@ -49,22 +50,6 @@ std::string version_text() {
          CV_VERSION + "\nCUDA: " + cuda + "\nbuild type: " + CNNVIZ_BUILD_TYPE;
 }
 
-// Levenshtein distance.
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
-
 // For an unexpected "--option", the subcommand's options it is likely a
 // typo of (two edits away, or a longer name it begins): "did you mean
 // --all-layers? ".
@@ -81,7 +66,8 @@ std::string option_hint(const CLI::App& command, const std::string& what) {
   }
   std::string hint;
   for (const std::string& n : cnnviz::near_matches(given, names, 2)) {
-    if (edit_distance(given, n) > 2 && !(given.size() >= 5 && n.rfind(given, 0) == 0)) continue;
+    const bool begins = given.size() >= 5 && n.rfind(given, 0) == 0;
+    if (cnnviz::edit_distance(given, n) > 2 && !begins) continue;
     hint += (hint.empty() ? "did you mean " : " or ") + n;
   }
   return hint.empty() ? "" : hint + "? ";

@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "cnnviz/core/error.h"
+#include "cnnviz/core/text.h"
 #include "cnnviz/core/feature_map.h"
 #include "cnnviz/core/runtime.h"
 #include "logits.h"
@@ -360,20 +361,6 @@ c10::IValue call(const Instrumented& inst, const torch::jit::Module& module, con
 constexpr const char* kBusy =
     "engine: another capture pass is still alive in this process (destroy it first)";
 
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 }  // namespace
 
