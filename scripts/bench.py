@@ -673,6 +673,41 @@ def mode_backbone(b):
 
 
 
+def mode_attention(b):
+    """The methods made for attention on one image (cnnviz_bench explain: the capture pass and
+    the maps of every attention block, warm, best of three in one process, best of R, default
+    3): rollout and raw attention against one forward as classify runs it (cnnviz_bench
+    forward: the frozen inference module, whose nn.MultiheadAttention takes its fused path;
+    target <= 1.1x), attention-grad against one forward + one backward in eager PyTorch
+    (bench_visualize.py --mode fwdbwd; target <= 1.2x), alternating. Default model vit_b_16
+    (12 blocks of 12 heads)."""
+    image, bench = one_image(), b.bench_binary()
+
+    def ours(method):
+        return lambda: {"ms": json_run([bench, "explain", "-m", b.model, "--method", method,
+                                        "--batch-size", 1, "--batches", 3,
+                                        "--threads", b.threads])["best_ms_per_image"]}
+
+    def forward():
+        return {"ms": json_run([bench, "forward", "-m", b.model, "--batch-size", 1,
+                                "--batches", 3, "--threads", b.threads])["best_ms_per_image"]}
+
+    ro, at, ag, fw, fb = alternate(b.repeat, ours("rollout"), ours("attention"),
+                                   ours("attention-grad"), forward,
+                                   lambda: {"ms": b.python_fwdbwd(image, 1, 3)})
+    r = b.report
+    r.section(f"attention methods: {b.name()}, 1 image, {b.threads} threads")
+    r.figure("forward_ms", f"one forward, frozen module (best of {b.repeat})", fw["ms"], "ms")
+    r.figure("python_fwdbwd_ms", f"python 1 fwd + 1 bwd (best of {b.repeat})", fb["ms"], "ms")
+    r.figure("rollout_ms", "rollout, every block", ro["ms"], "ms")
+    r.figure("attention_ms", "raw attention, every block", at["ms"], "ms")
+    r.figure("attention_grad_ms", "attention-grad, every block", ag["ms"], "ms")
+    r.ratio("rollout_over_forward", "rollout/forward", ro["ms"] / fw["ms"], ("<=", 1.1))
+    r.ratio("attention_over_forward", "attention/forward", at["ms"] / fw["ms"], ("<=", 1.1))
+    r.ratio("attention_grad_over_fwdbwd", "attention-grad/(fwd + bwd)", ag["ms"] / fb["ms"],
+            ("<=", 1.2))
+
+
 # ---------------------------------------------------------------------------------------------
 # attribution
 
@@ -913,6 +948,8 @@ MODES = {  # name: (function, summary, defaults)
                   {"model": "vgg16", "repeat": 3}),
     "backbone": (mode_backbone, "gradcam --all-layers against one forward + backward",
                  {"model": "vit_b_16", "repeat": 3}),
+    "attention": (mode_attention, "rollout, attention and attention-grad against a forward "
+                  "(+ backward)", {"model": "vit_b_16", "repeat": 3}),
     "attribution": (mode_attribution, "DeepLIFT, LRP, occlusion and RISE",
                     {"model": "vgg16", "repeat": 3}),
     "featviz": (mode_featviz, "filters against the PyTorch loop; top-activations against "

@@ -111,6 +111,13 @@ struct Instrumented {
   std::vector<std::string> slot_paths;  // slot -> module path
   std::vector<std::string> slot_types;  // slot -> class name
   GraphReport report;
+  // Each attention (kAttentionLayers): its module, and the slots of its
+  // weights and of its module's first input.
+  struct Attention {
+    std::string path;
+    size_t weights_slot = 0, input_slot = 0;
+  };
+  std::vector<Attention> attention;
 
   std::optional<size_t> slot(const std::string& path) const {
     auto it = std::find(slot_paths.begin(), slot_paths.end(), path);
@@ -204,46 +211,187 @@ void rewrite_for_lrp(Graph& g, GraphReport& report) {
   }
 }
 
-// Inlines module calls level by level, tapping the wanted ones first: the
-// copy is per call site, so modules sharing a TorchScript type (equal
-// Sequential blocks, say) are still told apart by their paths.
-void inline_and_tap(Instrumented& out, const std::function<bool(const std::string&)>& want_tap) {
-  Graph& g = *out.graph;
-  Value* self = g.inputs().at(0);
-  const c10::Symbol tap = c10::Symbol::fromQualString("cnnviz::tap");
-  for (bool again = true; again;) {
-    again = false;
-    for (Node* n : all_nodes(g)) {
-      if (n->kind() != c10::prim::CallMethod) continue;
-      auto cls = n->input(0)->type()->cast<c10::ClassType>();
-      if (!cls) continue;
-      const std::string method = n->s(c10::attr::name);
-      std::optional<std::string> path = module_path(n->input(0), self);
-      // Overloaded forwards (DenseNet's dense layers) compile to forward__N.
-      const bool is_forward = method == "forward" || method.rfind("forward__", 0) == 0;
-      if (is_forward && path && !path->empty() && want_tap(*path) && n->outputs().size() == 1 &&
-          n->output()->type()->isSubtypeOf(*c10::TensorType::get())) {
-        std::optional<size_t> slot = out.slot(*path);
-        if (!slot) {
-          slot = out.slot_paths.size();
-          out.slot_paths.push_back(*path);
-          out.slot_types.push_back(cls->name() ? cls->name()->name() : "?");
-        }
-        WithInsertPoint guard(n->next());
-        Value* tapped = g.insert(tap, {n->output(), static_cast<int64_t>(*slot), true});
-        n->output()->replaceAllUsesWith(tapped);
-        tapped->node()->replaceInput(0, n->output());
-      }
-      // false: the callee's own graph, whose module calls are still visible (the
-      // "optimized" graph would be inlined already, module boundaries lost).
-      torch::jit::inlineCallTo(n, &torch::jit::toGraphFunction(cls->getMethod(method)), false);
-      again = true;
+// Inlines every module and function call, depth first, tapping the wanted
+// modules first: the copy is per call site, so modules sharing a TorchScript
+// type (equal Sequential blocks, say) are still told apart by their paths.
+// It also notes, for each softmax, the innermost module whose forward
+// computes it, and each module's first tensor argument (for attention).
+class Inliner {
+ public:
+  Inliner(Instrumented& out, const std::function<bool(const std::string&)>& want_tap)
+      : out_(out), want_tap_(want_tap), g_(*out.graph), self_(g_.inputs().at(0)) {}
+
+  void run() {
+    first_input_[""] = g_.inputs().at(1);
+    torch::jit::Block* b = g_.block();
+    range(b->nodes().front(), b->return_node(), "");
+  }
+  const std::unordered_map<Node*, std::string>& softmax_owner() const { return softmax_owner_; }
+  const std::unordered_map<std::string, Value*>& first_input() const { return first_input_; }
+
+ private:
+  void range(Node* first, Node* end, const std::string& owner) {
+    std::vector<Node*> nodes;
+    for (Node* n = first; n != end; n = n->next()) nodes.push_back(n);
+    for (Node* n : nodes) visit(n, owner);
+  }
+
+  void visit(Node* n, const std::string& owner) {
+    if (n->kind() == c10::prim::CallMethod) {
+      call_method(n, owner);
+    } else if (n->kind() == c10::prim::CallFunction) {
+      auto type = n->input(0)->type()->cast<c10::FunctionType>();
+      torch::jit::GraphFunction* fn = type ? torch::jit::tryToGraphFunction(*type->function())
+                                           : nullptr;
+      if (!fn) return;
+      n->removeInput(0);
+      Node* before = n->prev();
+      Node* after = n->next();
+      torch::jit::inlineCallTo(n, fn, false);
+      range(before->next(), after, owner);
+    } else {
+      for (torch::jit::Block* b : n->blocks()) range(b->nodes().front(), b->return_node(), owner);
+      if (n->kind() == c10::aten::softmax) softmax_owner_[n] = owner;
     }
   }
-  torch::jit::Inline(g);  // free functions such as F.relu
+
+  void call_method(Node* n, const std::string& owner) {
+    auto cls = n->input(0)->type()->cast<c10::ClassType>();
+    if (!cls) return;
+    const std::string method = n->s(c10::attr::name);
+    std::optional<std::string> path = module_path(n->input(0), self_);
+    // Overloaded forwards (DenseNet's dense layers) compile to forward__N.
+    const bool is_forward = method == "forward" || method.rfind("forward__", 0) == 0;
+    if (is_forward && path && !path->empty() && want_tap_(*path) && n->outputs().size() == 1 &&
+        n->output()->type()->isSubtypeOf(*c10::TensorType::get())) {
+      std::optional<size_t> slot = out_.slot(*path);
+      if (!slot) {
+        slot = out_.slot_paths.size();
+        out_.slot_paths.push_back(*path);
+        out_.slot_types.push_back(cls->name() ? cls->name()->name() : "?");
+      }
+      WithInsertPoint guard(n->next());
+      Value* tapped = g_.insert(c10::Symbol::fromQualString("cnnviz::tap"),
+                                {n->output(), static_cast<int64_t>(*slot), true});
+      n->output()->replaceAllUsesWith(tapped);
+      tapped->node()->replaceInput(0, n->output());
+    }
+    const std::string inner = path && is_forward ? *path : owner;
+    if (path && is_forward && n->inputs().size() > 1 &&
+        n->input(1)->type()->isSubtypeOf(*c10::TensorType::get())) {
+      first_input_[inner] = n->input(1);
+    }
+    Node* before = n->prev();
+    Node* after = n->next();
+    // false: the callee's own graph, whose module calls are still visible (the
+    // "optimized" graph would be inlined already, module boundaries lost).
+    torch::jit::inlineCallTo(n, &torch::jit::toGraphFunction(cls->getMethod(method)), false);
+    range(before->next(), after, inner);
+  }
+
+  Instrumented& out_;
+  const std::function<bool(const std::string&)>& want_tap_;
+  Graph& g_;
+  Value* self_;
+  std::unordered_map<Node*, std::string> softmax_owner_;
+  std::unordered_map<std::string, Value*> first_input_;
+};
+
+// nn.MultiheadAttention's fused inference path (one operator that never
+// forms the weights) is taken only when its checks pass at run time; the
+// branch that holds it is cut off, leaving the explicit computation.
+void take_explicit_attention(Graph& g) {
+  const c10::Symbol fused = c10::Symbol::fromQualString("aten::_native_multi_head_attention");
+  for (Node* n : all_nodes(g)) {
+    if (n->kind() != fused) continue;
+    Node* branch = n->owningBlock()->owningNode();
+    if (!branch || branch->kind() != c10::prim::If) continue;
+    const bool in_then = branch->blocks().at(0) == n->owningBlock();
+    WithInsertPoint guard(branch);
+    branch->replaceInput(0, g.insertConstant(!in_then));
+  }
+}
+
+// Whether softmax `n` is an attention's: its result (through dropout, in
+// training) is the first operand of a product with the values.
+bool weighs_values(Node* n) {
+  std::vector<Value*> frontier = {n->output()};
+  for (size_t depth = 0; depth < 3 && !frontier.empty(); ++depth) {
+    std::vector<Value*> next;
+    for (Value* v : frontier) {
+      for (const torch::jit::Use& use : v->uses()) {
+        const c10::Symbol k = use.user->kind();
+        if ((k == c10::aten::bmm || k == c10::aten::matmul) && use.offset == 0) return true;
+        if (k == c10::aten::dropout || k == c10::prim::If || k == c10::prim::Return) {
+          for (Value* o : use.user->outputs()) next.push_back(o);
+        }
+        if (k == c10::prim::Return) {  // a block's output: the If node's
+          Node* owner = use.user->owningBlock()->owningNode();
+          if (owner) next.push_back(owner->output(use.offset));
+        }
+      }
+    }
+    frontier = std::move(next);
+  }
+  return false;
+}
+
+// Taps each attention's weights and its module's first input. Softmaxes of
+// one module share its slots: the branches of an `if` (nn.MultiheadAttention
+// has two ways to the same attention) run one at a time, and a module that
+// attends twice in one pass is seen running twice.
+void tap_attention(Instrumented& out, const Inliner& inliner) {
+  Graph& g = *out.graph;
+  const c10::Symbol tap = c10::Symbol::fromQualString("cnnviz::tap");
+  std::set<std::string> input_tapped;
+  for (Node* n : all_nodes(g)) {
+    if (n->kind() != c10::aten::softmax) continue;
+    auto owner = inliner.softmax_owner().find(n);
+    if (owner == inliner.softmax_owner().end() || !weighs_values(n)) continue;
+    const std::string path = owner->second.empty() ? "(model)" : owner->second;
+    auto known = std::find_if(out.attention.begin(), out.attention.end(),
+                              [&](const Instrumented::Attention& a) { return a.path == path; });
+    if (known == out.attention.end()) {
+      Instrumented::Attention a;
+      a.path = path;
+      const std::string name = std::string(kAttentionLayers) + " " + path;
+      a.weights_slot = out.slot_paths.size();
+      out.slot_paths.push_back(name);
+      out.slot_types.push_back("softmax");
+      a.input_slot = out.slot_paths.size();
+      out.slot_paths.push_back(name + " input");
+      out.slot_types.push_back("input");
+      out.attention.push_back(a);
+      known = out.attention.end() - 1;
+    }
+    {
+      WithInsertPoint guard(n->next());
+      Value* tapped = g.insert(tap, {n->output(), static_cast<int64_t>(known->weights_slot), true});
+      n->output()->replaceAllUsesWith(tapped);
+      tapped->node()->replaceInput(0, n->output());
+    }
+    auto input = inliner.first_input().find(owner->second);
+    if (input != inliner.first_input().end() && input_tapped.insert(path).second) {
+      // Right after the input is formed, so that every later reader reads the tap.
+      Value* v = input->second;
+      WithInsertPoint guard(v->node()->kind() == c10::prim::Param ? g.block()->nodes().front()
+                                                                   : v->node()->next());
+      Value* tapped = g.insert(tap, {v, static_cast<int64_t>(known->input_slot), true});
+      v->replaceAllUsesAfterNodeWith(tapped->node(), tapped);
+    }
+  }
+}
+
+void inline_and_tap(Instrumented& out, const std::function<bool(const std::string&)>& want_tap,
+                    bool attention) {
+  Inliner inliner(out, want_tap);
+  inliner.run();
+  torch::jit::Inline(*out.graph);  // anything left (calls with no graph of their own)
+  if (attention) take_explicit_attention(*out.graph);
   // Fold `if inplace:` branches of functional activations and the like.
   torch::jit::ConstantPropagation(out.graph);
   torch::jit::EliminateDeadCode(out.graph);
+  if (attention) tap_attention(out, inliner);
 }
 
 // A tap on the input of the classifier's global average pooling (CAM).
@@ -321,11 +469,12 @@ void drop_needless_tap_copies(Instrumented& out) {
 }
 
 Instrumented instrument(const torch::jit::Module& module,
-                        const std::function<bool(const std::string&)>& want_tap, bool lrp = false) {
+                        const std::function<bool(const std::string&)>& want_tap, bool lrp = false,
+                        bool attention = false) {
   ops::ensure_registered();
   Instrumented out;
   out.graph = module.get_method("forward").graph()->copy();
-  inline_and_tap(out, want_tap);
+  inline_and_tap(out, want_tap, attention);
   if (want_tap(kGlobalPoolInput)) tap_global_pool(out);
   if (lrp) rewrite_for_lrp(*out.graph, out.report);
   rewrite_max_pools(*out.graph, out.report);
@@ -380,6 +529,8 @@ std::vector<std::string> near_matches(const std::string& name,
 }
 
 struct Engine::Impl {
+  Impl(const Model& m, const std::vector<std::string>& l, std::optional<Unit> u, bool with_lrp)
+      : model(m), layers(l), unit(std::move(u)), lrp(with_lrp) {}
   Model model;
   Instrumented inst;
   std::vector<std::string> layers;
@@ -627,7 +778,7 @@ PixelBox receptive_box(const ReceptiveField& rf, int64_t y, int64_t x, int64_t h
 
 Engine::Engine(const Model& model, const std::vector<std::string>& layers, std::optional<Unit> unit,
                bool lrp)
-    : impl_(std::make_unique<Impl>(Impl{model, {}, layers, {}, std::move(unit), -1, lrp})) {
+    : impl_(std::make_unique<Impl>(model, layers, std::move(unit), lrp)) {
   std::set<std::string> wanted(layers.begin(), layers.end());
   std::vector<std::string> located = layers;  // the layers, then the unit's
   if (impl_->unit) {
@@ -635,10 +786,19 @@ Engine::Engine(const Model& model, const std::vector<std::string>& layers, std::
     located.push_back(impl_->unit->layer);
   }
   impl_->inst = instrument(
-      model.module(), [&](const std::string& p) { return wanted.count(p) > 0; }, lrp);
+      model.module(), [&](const std::string& p) { return wanted.count(p) > 0; }, lrp,
+      wanted.count(kAttentionLayers) > 0);
   for (size_t i = 0; i < located.size(); ++i) {
     const std::string& layer = located[i];
     std::optional<size_t> slot = impl_->inst.slot(layer);
+    if (layer == kAttentionLayers) {
+      if (impl_->inst.attention.empty()) {
+        throw Error(ErrorCode::kUnsupported,
+                    "model '" + model.info().name +
+                        "' has no attention (no softmax whose result weighs values)");
+      }
+      slot = impl_->inst.attention.front().weights_slot;
+    }
     if (!slot && layer == kGlobalPoolInput) {
       throw Error(ErrorCode::kUnsupported,
                   "model '" + model.info().name +
@@ -900,6 +1060,27 @@ at::Tensor Pass::relevance(const std::vector<int64_t>& classes, const LrpRules& 
   settings.high = rules.high;
   ops::set_lrp(settings);
   return backward(classes, Backprop::kLrp, score);
+}
+
+std::vector<AttentionRecord> Pass::attention() const {
+  const Engine::Impl& e = *impl_->engine;
+  if (std::find(e.layers.begin(), e.layers.end(), kAttentionLayers) == e.layers.end()) {
+    throw Error(ErrorCode::kRuntime, "engine: attention() needs an engine with kAttentionLayers");
+  }
+  const ops::TapRecorder& r = impl_->recorder;
+  std::vector<AttentionRecord> out;
+  for (const Instrumented::Attention& a : e.inst.attention) {
+    AttentionRecord rec;
+    rec.path = a.path;
+    rec.weights = r.activations[a.weights_slot];
+    rec.gradient = r.gradients[a.weights_slot];
+    rec.calls = r.forward_calls[a.weights_slot];
+    if (r.activations[a.input_slot].defined()) {
+      rec.input_shape = r.activations[a.input_slot].sizes().vec();
+    }
+    out.push_back(std::move(rec));
+  }
+  return out;
 }
 
 const at::Tensor& Pass::gradient(size_t i) const {

@@ -38,6 +38,8 @@ std::vector<std::string> method_layers(const Model& model, const MethodDef& meth
       return {};
     case LayerUse::kGlobalPoolInput:
       return {kGlobalPoolInput};
+    case LayerUse::kAttention:
+      return {kAttentionLayers};
     case LayerUse::kOptional:
       if (request.all_layers) return feature_layers(model);
       return request.layers;

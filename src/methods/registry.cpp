@@ -32,6 +32,10 @@ std::vector<MethodMap> deeplift(Capture&);
 std::vector<MethodMap> lrp(Capture&);
 void check_lrp(const MethodParams&, int64_t height, int64_t width);
 at::Tensor deeplift_references(const at::Tensor& images, const MethodParams& params);
+std::vector<MethodMap> attention(Capture&);
+std::vector<MethodMap> rollout(Capture&);
+void check_rollout(const MethodParams&, int64_t height, int64_t width);
+std::vector<MethodMap> attention_grad(Capture&);
 }  // namespace methods
 
 namespace {
@@ -116,6 +120,12 @@ const std::vector<ParamDef>& param_table() {
                &MethodParams::alpha, 1.0, 1e6),
         number("beta", "Weight of negative contributions (alpha-beta)", &MethodParams::beta, 0.0,
                1e6),
+        number("head", "Attention head to draw (-1: the mean of the heads)", &MethodParams::head,
+               -1, 4096),
+        choice("head_fusion", "How rollout combines the heads of a block",
+               &MethodParams::head_fusion, {"mean", "max", "min"}),
+        number("discard_ratio", "Share of each block's weakest attention set to zero, in [0, 1)",
+               &MethodParams::discard_ratio, 0.0, 1.0),
         number("sample_batch", "Images per pass for noisy copies, steps, masks or windows",
                &MethodParams::sample_batch, 1, kMaxSampleBatch, /*changes_maps=*/false),
     };
@@ -363,6 +373,26 @@ const std::vector<MethodDef>& method_table() {
                   false)
           .no_units()
           .perturbs(),
+      Row("attention", methods::attention)
+          .summary("Raw attention of the class token, per attention block (--head: one head)")
+          .output(K::kLayerMap)
+          .layers(L::kAttention)
+          .backward(no_backward)
+          .params({"head"})
+          .scores({}, false),
+      Row("rollout", methods::rollout)
+          .summary("Attention rollout: the blocks' attention multiplied through the network")
+          .output(K::kLayerMap)
+          .layers(L::kAttention)
+          .backward(no_backward)
+          .params({"head_fusion", "discard_ratio"})
+          .scores({}, false)
+          .check(methods::check_rollout),
+      Row("attention-grad", methods::attention_grad)
+          .summary("Gradient-weighted attention rolled through the blocks (Chefer et al. 2021)")
+          .output(K::kLayerMap)
+          .layers(L::kAttention)
+          .backward(plain),
   };
   return table;
 }
@@ -414,6 +444,8 @@ const char* layer_use_name(LayerUse use) {
       return "global-pool";
     case LayerUse::kOptional:
       return "optional";
+    case LayerUse::kAttention:
+      return "attention";
   }
   return "none";
 }

@@ -69,12 +69,31 @@ class Pass;
 // map that CAM weighs. Request it like a layer path.
 constexpr const char* kGlobalPoolInput = "(global pool input)";
 
+// The pseudo-layer that stands for every attention of the model, for the
+// methods made for attention: request it like a layer path, and read the
+// attentions from Pass::attention(). An attention is a softmax whose result
+// weighs values (it is the first operand of a bmm or matmul), credited to the
+// innermost module whose forward computes it. Where nn.MultiheadAttention
+// would take its fused inference path (which never forms the weights), the
+// engine takes the explicit one, which computes the same output.
+constexpr const char* kAttentionLayers = "(attention)";
+
+// One attention as a pass saw it.
+struct AttentionRecord {
+  std::string path;                  // the module that computes it ("...encoder_layer_0.self_attention")
+  at::Tensor weights;                // the softmax's output, detached: [..., T, T] as the graph forms it
+  at::Tensor gradient;               // its gradient from the latest backward; undefined before one
+  std::vector<int64_t> input_shape;  // the module's first input ([N,T,C] for attention over all tokens)
+  int calls = 0;                     // times it ran in the forward pass
+};
+
 class Engine {
  public:
   // Instruments `model` to record the layers in `layers` (module paths, or
   // kGlobalPoolInput). Throws Error(kUnsupported) for a path that forward
   // never calls, with the nearest existing paths as a hint, and for
-  // kGlobalPoolInput when the model has no global average pooling.
+  // kGlobalPoolInput when the model has no global average pooling, and for
+  // kAttentionLayers when it has no attention.
   //
   // With `unit`, backward passes differentiate that channel or neuron of its
   // layer (targets.h) instead of the logits: the layer is tapped too, and
@@ -166,6 +185,11 @@ class Pass {
   // Error(kRuntime) for kRescale on a pass that is not paired.
   at::Tensor backward(const std::vector<int64_t>& classes, Backprop mode, const Score& score = {});
   const at::Tensor& gradient(size_t i) const;
+
+  // With kAttentionLayers among the engine's layers: every attention in
+  // forward order (engine.h, AttentionRecord). Throws Error(kRuntime) on an
+  // engine without it.
+  std::vector<AttentionRecord> attention() const;
 
   // LRP: c at the input (relevance = input * c) of the score, with `rules`;
   // gradient(i) then holds c at layer i. Throws Error(kRuntime) when the

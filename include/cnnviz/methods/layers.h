@@ -36,7 +36,8 @@ std::string default_layer(const Model& model);
 
 // The layers `method` needs on `model` for `request`, in the order an Engine
 // takes them: the requested ones, every feature stage, or the default layer
-// (LayerUse::kChosen); kGlobalPoolInput (kGlobalPoolInput); none (kNone).
+// (LayerUse::kChosen); kGlobalPoolInput (kGlobalPoolInput); kAttentionLayers
+// (kAttention); none (kNone).
 // Describes the model (an extra forward pass) only when neither the request
 // nor the metadata names the layers. Throws Error(kUnsupported) when the
 // method needs layers and the model shows none; the Engine built from the

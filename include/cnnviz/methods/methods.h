@@ -48,6 +48,9 @@ struct MethodParams {
   double epsilon = 1e-6;                        // LRP: epsilon rule's stabilizer
   double gamma = 0.25;                          // LRP: gamma rule's weight of positive weights
   double alpha = 2.0, beta = 1.0;               // LRP: alpha-beta rule (alpha - beta = 1)
+  int head = -1;                      // attention: one head's map (-1: the mean of the heads)
+  std::string head_fusion = "mean";   // rollout: how the heads combine (mean, max, min)
+  double discard_ratio = 0.9;         // rollout: the share of weakest attention set to zero
   int sample_batch = 16;  // images per pass for samples, steps, masks and windows
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};  // the model's normalization, for
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};   // the black baseline (set by the run)
@@ -115,6 +118,7 @@ enum class LayerUse {
   kChosen,           // the ones asked for (--layer, --all-layers), else the default layer
   kGlobalPoolInput,  // the input of the classifier's global average pooling (CAM)
   kOptional,         // the ones asked for (--layer, --all-layers), else none (LRP's per-layer maps)
+  kAttention,        // every attention of the model (kAttentionLayers); maps per attention block
 };
 
 // A method's result for one layer (or none): float32, unnormalized, [N,...]
