@@ -2,7 +2,8 @@
 // Transformers"), as jacobgil/vit-explain computes it for ViT: per block,
 // the heads are fused (--head-fusion mean, max or min), the weakest
 // --discard-ratio of the fused matrix's entries are set to zero (never the
-// class token's attention to itself), the identity is added for the
+// class token's attention to itself; of equal values, those first in index
+// order), the identity is added for the
 // residual connection, a = (A + I) / 2, and the rows are renormalized to sum
 // to 1; the rollout is the product a_k ... a_1. Its map at block k is the
 // rollout through block k read on the token grid (the class token's row),
@@ -26,17 +27,23 @@ at::Tensor fuse_heads(const at::Tensor& a, const std::string& how) {
   return a.mean(1);
 }
 
-// Sets the `ratio` share of smallest entries of each image's [T,T] matrix
-// to zero, except entry (0, 0).
+// Sets the `ratio` share of smallest entries of each image's [T,T] matrix to
+// zero (n = floor(T * T * ratio) of them, equal values taken in index order),
+// then restores entry (0, 0) if it was among them.
 at::Tensor discard_weakest(const at::Tensor& fused, double ratio) {
   const int64_t n = fused.size(0), t = fused.size(1);
   const auto k = static_cast<int64_t>(static_cast<double>(t * t) * ratio);
   if (k <= 0) return fused;
-  at::Tensor flat = fused.reshape({n, t * t}).clone();
-  const at::Tensor self_attention = flat.select(1, 0).clone();
-  flat.scatter_(1, std::get<1>(flat.topk(k, 1, /*largest=*/false)), 0.0);
-  flat.select(1, 0).copy_(self_attention);
-  return flat.reshape({n, t, t});
+  const at::Tensor flat = fused.reshape({n, t * t});
+  // The k-th smallest value; everything below it goes, and of the values
+  // equal to it, the first ones until k are gone.
+  const at::Tensor kth = std::get<0>(flat.kthvalue(k, 1, /*keepdim=*/true));
+  const at::Tensor below = flat < kth;
+  const at::Tensor equal = flat == kth;
+  const at::Tensor room = k - below.sum(1, /*keepdim=*/true);
+  at::Tensor gone = below | (equal & (equal.cumsum(1) <= room));
+  gone.select(1, 0).fill_(false);
+  return flat.masked_fill(gone, 0.0).reshape({n, t, t});
 }
 
 }  // namespace
