@@ -7,7 +7,9 @@ downloaded): loads the page, picks an image, checks the top 5, targets the
 second class, moves the Grad-CAM layer slider (and checks that this makes no
 request), changes opacity and colormap (canvas pixels change, no request),
 compares with guided backprop in pane B, reloads the permalink into a fresh
-page and checks the view comes back, uploads a good and a garbage file
+page and checks the view comes back, switches to the tiny ViT beside MODEL.pt
+(tiny_vit.pt, when there) and checks the attention method's block slider and
+head picker (heads swap with no request), uploads a good and a garbage file
 through the file input and checks the server's error is shown. Any uncaught
 exception in the page fails the test. Takes a screenshot of the comparison.
 
@@ -246,6 +248,46 @@ def post_error(base, path, data):
     fail(f"POST {path} with garbage: the server accepted it")
 
 
+def attention_heads(b, screenshot):
+    """The tiny ViT in pane A with the attention method: a block per slider step, a head picker
+    with the mean and each head, heads and blocks swapped with no request."""
+    b.js("(() => { const c = document.querySelector('#compare'); c.checked = false;"
+         " c.dispatchEvent(new Event('change', {bubbles: true})); })()")
+    settle(b, set_value("#model", "tiny_vit"), "choosing the tiny ViT")
+    settle(b, set_value("#a-method", "attention"), "choosing attention")
+    state = b.js("(() => { const s = document.querySelector('#a-layer');"
+                 " return {max: Number(s.max), name: document.querySelector('#a-layer-name').textContent,"
+                 " heads: [...document.querySelectorAll('#a-head option')].map(o => o.value),"
+                 " field: document.querySelector('#a-head-field').classList.contains('na'),"
+                 " head: document.querySelector('#a-canvas').dataset.head}; })()")
+    if state["max"] != 1 or not state["name"].endswith(".self_attention") or state["field"] \
+            or state["heads"] != ["", "0", "1"] or state["head"] != "":
+        fail(f"attention on the tiny ViT: slider, head picker and canvas read {state}, not 2 blocks "
+             "with the mean and 2 heads")
+    p0 = b.js(pixels("#a-canvas"))
+    before = len(b.api_requests())
+    b.js(set_value("#a-head", "1"))
+    time.sleep(0.5)
+    head = b.js("document.querySelector('#a-canvas').dataset.head")
+    p1 = b.js(pixels("#a-canvas"))
+    b.js(set_value("#a-layer", "0", "input"))
+    time.sleep(0.5)
+    moved = b.js("({layer: document.querySelector('#a-canvas').dataset.layer,"
+                 " head: document.querySelector('#a-canvas').dataset.head,"
+                 " caption: document.querySelector('#a-caption').textContent})")
+    if head != "1" or moved["head"] != "1" or not moved["layer"].endswith("encoder_layer_0.self_attention") \
+            or "head 1" not in moved["caption"]:
+        fail(f"after picking head 1 and block 0: canvas head {head!r}, then {moved}")
+    if not p0 or p0["hash"] == p1["hash"]:
+        fail(f"picking head 1 did not change the canvas: {p0} {p1}")
+    if len(b.api_requests()) != before:
+        fail(f"the head picker or block slider made requests: {b.api_requests()[before:]}")
+    shot = b.call("Page.captureScreenshot", format="png")
+    with open(screenshot.replace(".png", "-attention.png"), "wb") as f:
+        f.write(base64.b64decode(shot["data"]))
+    ok("attention on the tiny ViT: 2 blocks, the mean and 2 heads; head 1 of block 0 drawn, no request")
+
+
 def main():
     if len(sys.argv) != 4:
         print("usage: serve_browser_test.py CNNVIZ MODEL.pt SCREENSHOT.png", file=sys.stderr)
@@ -275,7 +317,9 @@ def main():
         names = make_images(images_dir)
 
         # The server, with a token: the page must send it with every request.
-        args = [cnnviz, "serve", "-m", model, "--port", "0", "--token", TOKEN]
+        # The models beside MODEL.pt are listed too (the tiny ViT's attention below).
+        args = [cnnviz, "serve", "-m", model, "--models-dir", os.path.dirname(os.path.abspath(model)),
+                "--port", "0", "--token", TOKEN]
         helptext = subprocess.run([cnnviz, "serve", "--help"], capture_output=True, text=True,
                                   timeout=remaining(30)).stdout
         if "--threads" in helptext:
@@ -444,6 +488,12 @@ def main():
         with open(screenshot, "wb") as f:
             f.write(base64.b64decode(shot["data"]))
         ok(f"screenshot {screenshot}")
+
+        vit = os.path.join(os.path.dirname(os.path.abspath(model)), "tiny_vit.pt")
+        if os.path.isfile(vit):
+            attention_heads(b, screenshot)
+        else:
+            fail(f"{vit} missing: run the tests through ctest (fixture.export_tiny_models)")
 
         # Uploads through the file input: a good image, then garbage.
         doc = b.call("DOM.getDocument")

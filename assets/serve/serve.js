@@ -24,7 +24,10 @@
  *   #P-view select and #P-gray checkbox (input-space methods), #P-canvas,
  *   #P-layer-row, #P-view-row: the rows of those controls (class "na" when they do not apply),
  *   #P-caption, #P-png (button: the canvas as PNG), #P-map-png and #P-npy (download links).
- *   #P-canvas carries data-method, data-class, data-layer, data-view, data-kind: what it shows.
+ *   #P-head select (attention maps: "" for the mean of the heads, or a head index), in
+ *   #P-head-field (class "na" when the layer has no per-head maps),
+ *   #P-canvas carries data-method, data-class, data-layer, data-head, data-view, data-kind: what
+ *   it shows.
  * document.body.dataset.state is "busy" while any request is in flight and "ready" once the
  * page is idle with everything drawn; body.dataset.ready counts the turns to "ready".
  *
@@ -385,7 +388,7 @@
     const p = {
       id, node, el: e,
       // the choice
-      method: '', cls: null, layer: '', score: '', cf: false, view: '', gray: false,
+      method: '', cls: null, layer: '', head: null, score: '', cf: false, view: '', gray: false,
       // what the server gave for it
       gen: 0, maps: null, mapsKey: '', query: null, u8: new Map(), u8data: new Map(),
       png: new Map(), pngdata: new Map(), heat: null, error: '',
@@ -466,12 +469,23 @@
     $('panes').classList.toggle('need-view', S.compare && shown('view-row'));
   }
 
-  const entries = (p) => (p.maps ? p.maps.layers : []);
+  // The slider's entries: one per layer (an attention method's per-head
+  // maps are reached by the head picker, not the slider).
+  const entries = (p) => (p.maps ? p.maps.layers.filter((x) => x.head === null || x.head === undefined) : []);
+  const headsOf = (p, layer) =>
+    (p.maps ? p.maps.layers.filter((x) => x.layer === layer && typeof x.head === 'number') : []);
+  // A map's key in the pane's caches: its layer, and its head if any.
+  const keyOf = (entry) => (typeof entry.head === 'number' ? entry.layer + '#' + entry.head : entry.layer);
   function entryIndex(p) {
     const i = entries(p).findIndex((x) => x.layer === p.layer);
     return i < 0 ? 0 : i;
   }
-  const currentEntry = (p) => entries(p)[entryIndex(p)] || null;
+  // The map the pane shows: the slider's layer, or the picked head of it.
+  function currentEntry(p) {
+    const layer = entries(p)[entryIndex(p)] || null;
+    if (!layer || p.head === null) return layer;
+    return headsOf(p, layer.layer).find((x) => x.head === p.head) || layer;
+  }
 
   function renderLayer(p) {
     const e = p.el;
@@ -482,6 +496,11 @@
     e['layer-name'].textContent = list.length ? (currentEntry(p).layer || 'input') : (p.layer || '…');
     e['layer-pos'].textContent = list.length > 1 ? (entryIndex(p) + 1) + ' of ' + list.length
                                : list.length === 1 ? 'only layer' : '';
+    const heads = list.length ? headsOf(p, list[entryIndex(p)].layer) : [];
+    e['head-field'].classList.toggle('na', heads.length === 0);
+    e.head.replaceChildren(el('option', {value: '', text: 'mean of ' + heads.length}),
+      ...heads.map((x) => el('option', {value: String(x.head), text: String(x.head)})));
+    e.head.value = p.head === null || !heads.some((x) => x.head === p.head) ? '' : String(p.head);
   }
 
   // The /api/maps (and /api/map) parameters of the pane's choice.
@@ -496,7 +515,8 @@
     };
   }
   function mapQuery(p, entry, format) {
-    const q = Object.assign({}, p.query, {layer: entry.layer, format});
+    const q = Object.assign({}, p.query, {layer: entry.layer, format,
+                                          head: typeof entry.head === 'number' ? entry.head : null});
     if (entry.kind !== 'layer-map' && format === 'png') {
       q.view = p.view;
       q.gray = p.gray ? 1 : null;
@@ -507,19 +527,19 @@
 
   // One layer map's u8 bytes: fetched once per map set, kept in memory.
   function u8For(p, entry) {
-    let pr = p.u8.get(entry.layer);
+    let pr = p.u8.get(keyOf(entry));
     if (!pr) {
       const store = p.u8data, size = p.maps.size, q = mapQuery(p, entry, 'u8');
       pr = limited(() => api('/api/map', q, {as: 'bytes'})).then((b) => {
         if (b.length !== size * size) {
-          throw new Error('map of layer ' + entry.layer + ': ' + b.length + ' bytes, not ' +
+          throw new Error('map of layer ' + keyOf(entry) + ': ' + b.length + ' bytes, not ' +
                           size + ' × ' + size);
         }
-        store.set(entry.layer, b);
+        store.set(keyOf(entry), b);
         return b;
       });
       pr.catch(() => {});  // reported by whoever waits for it
-      p.u8.set(entry.layer, pr);
+      p.u8.set(keyOf(entry), pr);
     }
     return pr;
   }
@@ -578,9 +598,10 @@
       await ensureCurrent(p);
       check();
       draw(p);
-      // Every other layer's map, so that the slider swaps images without a
-      // request (input-space maps in the current view).
-      const rest = entries(p).map((x) => (x.kind === 'layer-map' ? u8For(p, x) : pngFor(p, x)));
+      // Every other layer's map (and head's), so that the slider and the
+      // head picker swap images without a request (input-space maps in the
+      // current view).
+      const rest = p.maps.layers.map((x) => (x.kind === 'layer-map' ? u8For(p, x) : pngFor(p, x)));
       if (rest.length > 1) {
         setVeil(p, 'loading layers…');
         item.label = 'loading ' + rest.length + ' layer maps…';
@@ -604,7 +625,7 @@
     p.png = new Map();
     p.pngdata = new Map();
     p.heat = null;
-    const names = maps.layers.map((x) => x.layer);
+    const names = maps.layers.filter((x) => typeof x.head !== 'number').map((x) => x.layer);
     if (!names.includes(p.layer)) {
       // The layer the model's default names, else the last (deepest) one.
       p.layer = names.includes(D.layers.default) ? D.layers.default : names[names.length - 1] || '';
@@ -624,9 +645,9 @@
   // The u8 map coloured with the colormap, as an N × N canvas (cached per
   // layer and colormap).
   function heatmap(p, entry) {
-    const key = entry.layer + '\n' + S.cmap;
+    const key = keyOf(entry) + '\n' + S.cmap;
     if (p.heat && p.heat.key === key) return p.heat.canvas;
-    const b = p.u8data.get(entry.layer);
+    const b = p.u8data.get(keyOf(entry));
     if (!b) return null;
     const n = p.maps.size;
     const c = p.heat && p.heat.canvas.width === n ? p.heat.canvas : el('canvas', {width: n, height: n});
@@ -701,7 +722,8 @@
     }
     Object.assign(canvas.dataset, {
       method: drawn ? p.method : '', class: drawn && p.maps ? p.maps.class : '',
-      layer: drawn ? drawn.layer : '', kind: drawn ? drawn.kind : '',
+      layer: drawn ? drawn.layer : '', head: drawn && typeof drawn.head === 'number' ? drawn.head : '',
+      kind: drawn ? drawn.kind : '',
       view: drawn && drawn.kind !== 'layer-map' ? p.view : '',
     });
     updateCaption(p, drawn);
@@ -723,7 +745,8 @@
     // A layer map's own resolution (before the upsampling to the input).
     const native = entry.kind === 'layer-map' && Array.isArray(entry.shape) && entry.shape.length === 2
       ? ' (' + entry.shape[0] + ' × ' + entry.shape[1] + ')' : '';
-    parts.push(' · ' + (entry.layer ? entry.layer : 'input') + native + ' · ' +
+    const head = typeof entry.head === 'number' ? ' head ' + entry.head : '';
+    parts.push(' · ' + (entry.layer ? entry.layer : 'input') + head + native + ' · ' +
                (entry.min === entry.max ? 'flat: every value ' + num(entry.min)
                                         : 'range ' + num(entry.min) + ' … ' + num(entry.max)));
     parts.push(' · ' + (m.cached ? 'cached' : Math.round(m.compute_ms) + ' ms'));
@@ -733,6 +756,7 @@
   function fileStem(p, entry) {
     const base = imageName().replace(/^.*[\\/]/, '').replace(/\.[^.]*$/, '') || 'image';
     const bits = [base, p.method, entry.layer || p.view];
+    if (typeof entry.head === 'number') bits.push('head' + entry.head);
     if (p.maps && (p.def().scores || []).length) bits.push('c' + p.maps.class + (p.maps.counterfactual ? 'cf' : ''));
     return bits.join('_').replace(/[^\w.+-]+/g, '-');
   }
@@ -758,7 +782,7 @@
   function redraw(p) {
     const entry = currentEntry(p);
     if (!entry) return;
-    const ready = entry.kind === 'layer-map' ? p.u8data.has(entry.layer)
+    const ready = entry.kind === 'layer-map' ? p.u8data.has(keyOf(entry))
                                          : p.pngdata.has(JSON.stringify(mapQuery(p, entry, 'png')));
     if (ready) { draw(p); return; }
     const gen = p.gen;
@@ -821,6 +845,11 @@
         refreshPane(p);
       });
     }
+    e.head.addEventListener('change', () => {
+      p.head = e.head.value === '' ? null : Number(e.head.value);
+      renderLayer(p);
+      redraw(p);
+    });
     // The slider only swaps maps already in memory.
     e.layer.addEventListener('input', () => {
       const entry = entries(p)[Number(e.layer.value)];

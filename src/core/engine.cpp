@@ -126,6 +126,91 @@ struct Instrumented {
   }
 };
 
+// Whether `v` is an attention's weights: a softmax's output, through taps,
+// dropout and the branches of an `if`.
+bool is_softmax_output(Value* v, int depth = 0) {
+  if (depth > 6) return false;
+  Node* n = v->node();
+  const std::string kind = n->kind().toQualString();
+  if (kind == "aten::softmax") return true;
+  if (kind == "cnnviz::tap" || kind == "aten::dropout") return is_softmax_output(n->input(0), depth + 1);
+  if (n->kind() == c10::prim::If) {
+    for (torch::jit::Block* b : n->blocks()) {
+      if (is_softmax_output(b->outputs().at(v->offset()), depth + 1)) return true;
+    }
+  }
+  return false;
+}
+
+// Whether `v` carries tensor data (a tensor, an optional one, a list of
+// them), not a size or a flag read from one.
+bool carries_tensor(Value* v) {
+  const c10::TypePtr& t = v->type();
+  if (t->isSubtypeOf(*c10::TensorType::get())) return true;
+  if (auto list = t->cast<c10::ListType>()) return list->getElementType()->isSubtypeOf(*c10::TensorType::get());
+  if (auto opt = t->cast<c10::OptionalType>()) return opt->getElementType()->isSubtypeOf(*c10::TensorType::get());
+  return false;
+}
+
+// Every value that depends on the graph's input (not only on the module's
+// parameters and constants), through blocks too.
+std::set<Value*> computed_from_input(Graph& g) {
+  std::set<Value*> out = {g.inputs().at(1)};
+  const std::vector<Node*> nodes = all_nodes(g);
+  for (size_t before = 0; before != out.size();) {
+    before = out.size();
+    for (Node* n : nodes) {
+      bool computed = std::any_of(n->inputs().begin(), n->inputs().end(),
+                                  [&](Value* v) { return out.count(v) > 0 && carries_tensor(v); });
+      if (n->kind() == c10::prim::If) {
+        for (torch::jit::Block* b : n->blocks()) {
+          for (size_t i = 0; i < b->outputs().size() && i < n->outputs().size(); ++i) {
+            if (out.count(b->outputs()[i])) out.insert(n->output(i));
+          }
+        }
+        continue;
+      }
+      if (computed) out.insert(n->outputs().begin(), n->outputs().end());
+    }
+  }
+  return out;
+}
+
+// The transformer's operations with AttnLRP's rules (ops.h): every
+// layer_norm and gelu, and every product of two tensors computed from the
+// input (`from_input`; a product with a parameter is a linear map, which the
+// plain gradient already treats as LRP-0).
+void rewrite_transformer_ops_for_lrp(Graph& g, GraphReport& report) {
+  const std::set<Value*> from_input = computed_from_input(g);
+  const c10::Symbol layer_norm = c10::Symbol::fromQualString("cnnviz::lrp_layer_norm");
+  const c10::Symbol gelu = c10::Symbol::fromQualString("cnnviz::lrp_gelu");
+  const c10::Symbol matmul = c10::Symbol::fromQualString("cnnviz::lrp_matmul");
+  for (Node* n : all_nodes(g)) {
+    std::vector<Value*> inputs;
+    c10::Symbol kind;
+    WithInsertPoint guard(n);
+    if (n->kind() == c10::aten::layer_norm && n->inputs().size() == 6) {
+      kind = layer_norm;
+      inputs = {n->input(0), n->input(1), n->input(2), n->input(3), n->input(4)};
+    } else if (n->kind() == c10::aten::gelu && n->inputs().size() == 2) {
+      kind = gelu;
+      inputs = {n->input(0), n->input(1)};
+    } else if ((n->kind() == c10::aten::bmm || n->kind() == c10::aten::matmul) &&
+               n->inputs().size() == 2 && from_input.count(n->input(0)) &&
+               from_input.count(n->input(1))) {
+      kind = matmul;
+      inputs = {n->input(0), n->input(1), g.insertConstant(is_softmax_output(n->input(0)))};
+    } else {
+      continue;
+    }
+    Node* op = g.insertNode(g.create(kind, inputs, 1));
+    op->output()->setType(n->output()->type());
+    n->output()->replaceAllUsesWith(op->output());
+    n->destroy();
+    ++report.lrp_transformer_ops;
+  }
+}
+
 // LRP's layers: every aten::conv2d (integer padding) and aten::linear
 // becomes cnnviz::lrp_conv2d / lrp_linear; a convolution whose only use is an
 // aten::batch_norm absorbs it (the rules see the folded layer). `first` marks
@@ -143,8 +228,10 @@ void rewrite_for_lrp(Graph& g, GraphReport& report) {
                          n->input(4)->type()->isSubtypeOf(*c10::ListType::ofInts());
     const bool is_linear = n->kind() == c10::aten::linear && n->inputs().size() == 3;
     if (!is_conv && !is_linear) {
+      // Through tensors only: a size read from the input (ViT's reshape to
+      // the batch's n) does not make a parameter an input layer's operand.
       for (Value* v : n->inputs()) {
-        if (from_input.count(v)) {
+        if (from_input.count(v) && carries_tensor(v)) {
           for (Value* o : n->outputs()) from_input.insert(o);
           break;
         }
@@ -197,15 +284,12 @@ void rewrite_for_lrp(Graph& g, GraphReport& report) {
     n->destroy();
     ++report.lrp_layers;
   }
+  rewrite_transformer_ops_for_lrp(g, report);
   // What has no rule: the plain gradient passes it.
   static const std::set<std::string> no_rule = {
-      "aten::batch_norm",   "aten::layer_norm",
-      "aten::group_norm",   "aten::instance_norm",
-      "aten::softmax",      "aten::matmul",
-      "aten::bmm",          "aten::addmm",
-      "aten::_convolution", "aten::conv2d",
-      "aten::conv1d",       "aten::sigmoid",
-      "aten::tanh",         "aten::scaled_dot_product_attention"};
+      "aten::batch_norm", "aten::group_norm",    "aten::instance_norm", "aten::addmm",
+      "aten::baddbmm",    "aten::_convolution", "aten::conv2d",        "aten::conv1d",
+      "aten::sigmoid",    "aten::tanh",          "aten::silu",          "aten::scaled_dot_product_attention"};
   for (Node* n : all_nodes(g)) {
     if (no_rule.count(n->kind().toQualString())) ++report.unguided[n->kind().toQualString()];
   }
@@ -1058,6 +1142,7 @@ at::Tensor Pass::relevance(const std::vector<int64_t>& classes, const LrpRules& 
   settings.beta = rules.beta;
   settings.low = rules.low;
   settings.high = rules.high;
+  settings.conservative_attention = rules.conservative_attention;
   ops::set_lrp(settings);
   return backward(classes, Backprop::kLrp, score);
 }

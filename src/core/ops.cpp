@@ -542,12 +542,15 @@ void ensure_registered() {
   // Referencing this translation unit is what keeps its static registrars.
   static const bool registered = true;
   (void)registered;
+  ensure_transformer_ops_registered();
 }
 
 void set_relu_mode(ReluMode mode) { g_relu_mode.store(static_cast<int>(mode)); }
 void set_recorder(TapRecorder* recorder) { g_recorder.store(recorder); }
 void set_paired(bool paired) { g_paired.store(paired); }
 void set_lrp(const LrpSettings& settings) { g_lrp = settings; }
+bool lrp_backward() { return lrp_mode(); }
+const LrpSettings& lrp_settings() { return g_lrp; }
 
 std::mutex& lock() {
   static std::mutex m;

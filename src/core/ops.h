@@ -1,4 +1,4 @@
-// The two custom TorchScript operators the engine splices into a model's
+// The custom TorchScript operators the engine splices into a model's
 // graph (internal to cnnviz_core):
 //
 //   cnnviz::relu(Tensor x) -> Tensor
@@ -41,6 +41,19 @@
 //     The batch norm is folded into the convolution first (W' = W s, b' = (b -
 //     mean) s + beta, s = gamma / sqrt(var + eps)).
 //
+//   cnnviz::lrp_layer_norm(Tensor x, int[] shape, Tensor? w, Tensor? b, float eps)
+//   cnnviz::lrp_gelu(Tensor x, str approximate)
+//   cnnviz::lrp_matmul(Tensor a, Tensor b, bool weights)
+//     (lrp_transformer_ops.cpp) Forward: layer_norm, gelu, matmul. Backward:
+//     the true gradient, except in kLrp mode, AttnLRP's rules (Achtibat et
+//     al. 2024) in the same R = z * c reading: layer norm with its standard
+//     deviation held constant (the identity rule on the normalization), GELU
+//     passing relevance unchanged (c_in = c * y / x), and a product of two
+//     computed tensors giving each factor half (the uniform rule). With
+//     LrpSettings::conservative_attention, a product whose first factor is
+//     an attention's weights (`weights`) gives it nothing and the values all
+//     (CP-LRP). The softmax keeps its gradient, which is AttnLRP's rule.
+//
 //   cnnviz::tap(Tensor x, int slot, bool copy) -> Tensor
 //     Forward: records x (the layer's true output) in the active TapRecorder
 //     and returns x, or a copy of it when `copy` is set: the engine sets it
@@ -66,6 +79,7 @@ struct LrpSettings {
   int first = 0, conv = 0, linear = 0;
   double epsilon = 1e-6, gamma = 0.25, alpha = 2, beta = 1;
   std::vector<float> low, high;  // per input channel (the box rule)
+  bool conservative_attention = false;
 };
 
 // What the taps saw during one forward and the backward passes after it.
@@ -97,6 +111,8 @@ struct StopForward : std::exception {
 // Makes sure the operators are registered (the static library's registration
 // object must be linked in). Idempotent and cheap.
 void ensure_registered();
+// The same for the transformer operators' file (lrp_transformer_ops.cpp).
+void ensure_transformer_ops_registered();
 
 // Sets the backward mode of every cnnviz::relu and the recorder the taps write
 // to (nullptr: taps only copy). Both are process-wide: hold lock() while a
@@ -105,6 +121,10 @@ void set_relu_mode(ReluMode mode);
 // While set, forward passes are paired (see kRescale).
 void set_paired(bool paired);
 void set_lrp(const LrpSettings& settings);
+// For the operators of other files: whether backward passes now run in kLrp
+// mode, and the settings of that pass.
+bool lrp_backward();
+const LrpSettings& lrp_settings();
 // While set, kPlain backward passes redirect ReLUs (Lucid's
 // redirected_relu_grad, for feature visualization): where an image's
 // gradient through a ReLU (or ReLU6) is zero everywhere, the ReLU passes

@@ -23,6 +23,9 @@ std::vector<MethodMap> attention(Capture& capture) {
     }
     const at::Tensor a = head < 0 ? b.weights.mean(1) : b.weights.select(1, head);
     maps.push_back({b.path, method_util::token_grid_map(a, b.path)});
+    for (int h = 0; capture.params().every_head && h < heads; ++h) {
+      maps.push_back({b.path, method_util::token_grid_map(b.weights.select(1, h), b.path), h});
+    }
   }
   return maps;
 }

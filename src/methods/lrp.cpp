@@ -24,6 +24,16 @@
 // relevance of each of those layers' outputs summed over channels, [N,h,w],
 // drawn as a layer map.
 //
+// Transformers (AttnLRP, Achtibat et al. 2024, in the same R = z * c
+// reading): LayerNorm with its standard deviation held constant (the
+// identity rule on the normalization), GELU passing relevance unchanged, the
+// softmax by its gradient times its input (AttnLRP's softmax rule), and each
+// product of two computed tensors (q k^T, A v) giving each factor half (the
+// uniform rule). --attention-rule cp instead holds the attention weights
+// constant (Ali et al. 2022, conservative propagation): all of A v's
+// relevance goes to the values, none through the softmax. Every rule but
+// the softmax's conserves relevance where there are no biases.
+//
 // Composites: epsilon-plus-box (the default: box for the first layer, z+ for
 // the other convolutions, epsilon for linear layers), epsilon-plus-flat (flat,
 // z+, epsilon) and epsilon-gamma-box (box, gamma, epsilon); --rule applies one
@@ -59,6 +69,10 @@ void check_lrp(const MethodParams& p, int64_t, int64_t) {
                                        ": alpha - beta must be 1 (or relevance is not conserved)");
   }
   if (p.rule != "composite") rule_named(p.rule);
+  if (p.attention_rule != "attnlrp" && p.attention_rule != "cp") {
+    throw Error(ErrorCode::kUsage,
+                "--attention-rule '" + p.attention_rule + "': must be attnlrp or cp");
+  }
   if (p.composite != "epsilon-plus-box" && p.composite != "epsilon-plus-flat" &&
       p.composite != "epsilon-gamma-box") {
     throw Error(ErrorCode::kUsage,
@@ -87,6 +101,7 @@ std::vector<MethodMap> lrp(Capture& capture) {
   rules.gamma = p.gamma;
   rules.alpha = p.alpha;
   rules.beta = p.beta;
+  rules.conservative_attention = p.attention_rule == "cp";
   // The box rule's bounds: black and white pixels, normalized.
   for (int64_t c = 0; c < x.size(1) && c < 3; ++c) {
     rules.low.push_back((0.0f - p.mean[c]) / p.std[c]);

@@ -113,6 +113,9 @@ const std::vector<ParamDef>& param_table() {
         choice("rule", "One LRP rule for every layer (composite: --composite's)",
                &MethodParams::rule,
                {"composite", "epsilon", "zplus", "gamma", "alpha-beta", "flat"}),
+        choice("attention_rule",
+               "LRP through attention: AttnLRP's rules, or cp (attention weights held constant)",
+               &MethodParams::attention_rule, {"attnlrp", "cp"}),
         number("epsilon", "Stabilizer of the epsilon rule", &MethodParams::epsilon, 0.0, 1e6),
         number("gamma", "Extra weight of positive weights in the gamma rule", &MethodParams::gamma,
                0.0, 1e6),
@@ -346,7 +349,7 @@ const std::vector<MethodDef>& method_table() {
           .layers(L::kOptional)
           .layer_maps()
           .backward(relevance)
-          .params({"composite", "rule", "epsilon", "gamma", "alpha", "beta"})
+          .params({"composite", "rule", "epsilon", "gamma", "alpha", "beta", "attention_rule"})
           // Relevance starts at the logit (its value, conserved down the layers).
           .scores({ScoreKind::kLogit}, true)
           .lrp()

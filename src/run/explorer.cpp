@@ -342,8 +342,10 @@ struct Explorer::Impl {
     const std::string use = explorer_layer_use(method);
     const LayerRequest layers_wanted{{}, use == "all" || use == "optional"};
     Engine& e = engine(r.model, m, method, method_layers(m, method, layers_wanted));
+    MethodParams given;
+    given.every_head = true;  // the head picker switches without another request
     const MethodParams params =
-        run_params(method, {}, info, method_score(method, r.score, r.counterfactual));
+        run_params(method, given, info, method_score(method, r.score, r.counterfactual));
     const Clock::time_point start = Clock::now();
     const at::Tensor batch = input_batch(m, r.model, d);
     BatchMaps out =
@@ -367,6 +369,7 @@ struct Explorer::Impl {
     for (const MethodMap& mm : out.maps[0]) {
       ExplorerMap em;
       em.layer = mm.layer;
+      em.head = mm.head;
       em.kind = mm.input_space() ? method.output : MapKind::kLayerMap;
       em.raw = to_float_array(mm.value[0]);
       set->maps.push_back(std::move(em));

@@ -200,11 +200,26 @@ MapRequest map_request(const Params& p, const std::string& default_model) {
   return r;
 }
 
+// A head index of /api/map: 0 to 4095.
+int parse_head(const std::string& text) {
+  char* end = nullptr;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || v < 0 || v > 4095) {
+    throw Error(ErrorCode::kUsage, "head '" + text + "': not a head index (0 to 4095)");
+  }
+  return static_cast<int>(v);
+}
+
 const ExplorerMap& find_map(const MapSet& set, const Params& p) {
   const std::string layer = p.get("layer");
   if (!p.has("layer") && set.maps.size() == 1) return set.maps[0];
+  const int head = p.has("head") ? parse_head(p.get("head")) : -1;
   for (const ExplorerMap& m : set.maps) {
-    if (m.layer == layer) return m;
+    if (m.layer == layer && m.head == head) return m;
+  }
+  if (head >= 0) {
+    throw NotFound("head " + std::to_string(head) + " of layer '" + layer + "': " +
+                   set.method->name + " gave no such map");
   }
   std::string known;
   for (const ExplorerMap& m : set.maps) known += (known.empty() ? "" : ", ") + m.layer;
@@ -568,6 +583,7 @@ struct Server::Impl {
     for (const ExplorerMap& m : s.maps) {
       const MapRange range = map_range(m.raw);
       layers.push_back(json{{"layer", m.layer},
+                            {"head", m.head < 0 ? json(nullptr) : json(m.head)},
                             {"kind", map_kind_name(m.kind)},
                             {"shape", m.raw.shape},
                             {"min", range.min},
@@ -606,7 +622,8 @@ struct Server::Impl {
     const ExplorerMap& m = find_map(s, p);
     if (format == "npy") {
       res.set_content(encode_npy(m.raw), "application/octet-stream");
-      const std::string file = s.method->name + (m.layer.empty() ? "" : "_" + m.layer) + "_c" +
+      const std::string file = s.method->name + (m.layer.empty() ? "" : "_" + m.layer) +
+                               (m.head < 0 ? "" : "_head" + std::to_string(m.head)) + "_c" +
                                std::to_string(*s.request.cls) + ".npy";
       res.set_header("Content-Disposition", "attachment; filename=\"" + file + "\"");
       return;

@@ -41,6 +41,9 @@ struct LrpRules {
   LrpRule linear = LrpRule::kEpsilon;
   double epsilon = 1e-6, gamma = 0.25, alpha = 2, beta = 1;
   std::vector<float> low, high;  // the box rule's input bounds, per input channel
+  // Attention (AttnLRP's rules otherwise): no relevance through the
+  // attention weights, all of it to the values (CP-LRP, conservative).
+  bool conservative_attention = false;
 };
 
 // What graph instrumentation found.
@@ -52,6 +55,7 @@ struct GraphReport {
   int max_pools = 0;                    // aten::max_pool2d nodes replaced (DeepLIFT's rule)
   int lrp_layers = 0;                   // convolutions and linear layers with LRP rules (lrp)
   int folded_batch_norms = 0;           // batch norms folded into their convolution (lrp)
+  int lrp_transformer_ops = 0;          // layer norms, GELUs and products with AttnLRP's rules (lrp)
 };
 
 // One addressable layer: a module that forward calls.
@@ -101,9 +105,11 @@ class Engine {
   // unit). Throws Error(kUnsupported) when the unit's layer is not found.
   //
   // With `lrp`, every convolution (with the eval-mode batch norm that follows
-  // it) and linear layer gets LRP's rules for Pass::relevance(); operations
-  // that have none (other normalizations, attention, activations other than
-  // ReLU) are counted in report().unguided.
+  // it) and linear layer gets LRP's rules for Pass::relevance(), and so do
+  // the transformer's operations (AttnLRP: LayerNorm, GELU, products of two
+  // computed tensors, softmax); operations that have none (other
+  // normalizations, activations other than ReLU) are counted in
+  // report().unguided.
   Engine(const Model& model, const std::vector<std::string>& layers,
          std::optional<Unit> unit = std::nullopt, bool lrp = false);
   ~Engine();

@@ -48,7 +48,9 @@ struct MethodParams {
   double epsilon = 1e-6;                        // LRP: epsilon rule's stabilizer
   double gamma = 0.25;                          // LRP: gamma rule's weight of positive weights
   double alpha = 2.0, beta = 1.0;               // LRP: alpha-beta rule (alpha - beta = 1)
+  std::string attention_rule = "attnlrp";       // LRP through attention: "attnlrp" or "cp"
   int head = -1;                      // attention: one head's map (-1: the mean of the heads)
+  bool every_head = false;            // attention: each head's map too (the explorer's picker)
   std::string head_fusion = "mean";   // rollout: how the heads combine (mean, max, min)
   double discard_ratio = 0.9;         // rollout: the share of weakest attention set to zero
   int sample_batch = 16;  // images per pass for samples, steps, masks and windows
@@ -126,6 +128,7 @@ enum class LayerUse {
 struct MethodMap {
   std::string layer;  // empty for input-space maps of the whole network
   at::Tensor value;
+  int head = -1;  // one attention head's map (MethodParams::every_head); -1: not one head's
   bool input_space() const { return value.dim() == 4; }
 };
 

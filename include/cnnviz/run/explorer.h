@@ -95,6 +95,7 @@ struct MapRequest {
 
 struct ExplorerMap {
   std::string layer;  // "" for an input-space map
+  int head = -1;      // one attention head's map of `layer` (the method's every_head); -1: none
   MapKind kind = MapKind::kLayerMap;
   FloatArray raw;  // [h,w] layer map or [3,H,W] input-space map, as the CLI's .npy
 };
