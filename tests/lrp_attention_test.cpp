@@ -1,7 +1,8 @@
 // LRP through attention (AttnLRP's rules, and CP-LRP with --attention-rule
 // cp): conservation on a ViT without biases, class token or position
-// embedding (the tiny ViT with those set to zero), the operators' true
-// gradients outside LRP passes, and the option.
+// embedding (the tiny ViT with those set to zero), agreement with
+// tests/reference/relevance_ref.py's explicit ViT traversal, the operators'
+// true gradients outside LRP passes, and the option.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
@@ -92,6 +93,55 @@ TEST(ModelLrpAttentionTest, OperatorsKeepTheTrueGradientOutsideLrp) {
   test::expect_maps_close(p.backward({1, 2}, Backprop::kPlain), want, 1e-5,
                           "plain gradient through the LRP engine");
 }
+
+struct VitLrpCase {
+  std::string model, attention_rule;
+};
+
+class ModelLrpAttentionReferenceTest : public ::testing::TestWithParam<VitLrpCase> {};
+
+TEST_P(ModelLrpAttentionReferenceTest, MatchesTheReference) {
+  const VitLrpCase& c = GetParam();
+  const std::string model_path = test::test_models_dir() + "/" + c.model + ".pt";
+  const int threads = set_threads(0);
+  test::TempDir dir;
+  const std::string image = test::smooth_image(dir, 23);
+  test::RunResult r =
+      test::run({test::python(), test::source_dir() + "/tests/reference/relevance_ref.py",
+                 model_path, image, dir.path(), "--lrp", "--attention-rule", c.attention_rule,
+                 "--threads", std::to_string(threads)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json meta = nlohmann::json::parse(test::read_text(dir.file("meta.json")));
+  const int64_t cls = meta["class"].get<int64_t>();
+  Model model = Model::load(model_path);
+  const at::Tensor x = preprocess(read_image_rgb(image), model.info().preprocess).unsqueeze(0);
+  Engine engine(model, {}, std::nullopt, true);
+  const MethodParams p = lrp_params(model, c.attention_rule);
+  const std::vector<MethodMap> maps =
+      compute_maps(engine, find_method("lrp"), x, fixed_class(cls), p).maps.at(0);
+  ASSERT_EQ(maps.size(), 1u);
+  test::expect_maps_close(maps[0].value[0], test::load(dir.file("lrp.npy")), 1e-4,
+                          "lrp " + c.attention_rule);
+  std::cout << c.model << " " << c.attention_rule << ": relevance "
+            << maps[0].value.sum().item<double>() << " of the logit " << meta["logit"]
+            << " (reference " << meta["lrp_sum"] << ")\n";
+}
+
+std::string case_name(const ::testing::TestParamInfo<VitLrpCase>& info) {
+  return info.param.model + "_" + info.param.attention_rule;
+}
+
+INSTANTIATE_TEST_SUITE_P(Model, ModelLrpAttentionReferenceTest,
+                         ::testing::Values(VitLrpCase{"tiny_vit", "attnlrp"},
+                                           VitLrpCase{"tiny_vit", "cp"},
+                                           VitLrpCase{"tiny_vit_nobias", "attnlrp"}),
+                         case_name);
+
+// Full size (`scripts/test.sh --backbones`).
+INSTANTIATE_TEST_SUITE_P(Backbone, ModelLrpAttentionReferenceTest,
+                         ::testing::Values(VitLrpCase{"vit_b_16", "attnlrp"},
+                                           VitLrpCase{"vit_b_16", "cp"}),
+                         case_name);
 
 TEST(CliLrpAttentionTest, RunsOnViTAndChecksTheRule) {
   const std::string vit = test::test_models_dir() + "/tiny_vit.pt";

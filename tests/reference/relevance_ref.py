@@ -4,7 +4,8 @@
 usage: relevance_ref.py MODEL.pt IMAGE OUTDIR [--class C] [--threads N]
                         [--deeplift] [--baseline black|blurred|mean] [--blur-sigma S]
                         [--lrp] [--composite NAME | --rule R] [--epsilon E] [--gamma G]
-                        [--alpha A] [--beta B] [--layers L1,L2,...]
+                        [--alpha A] [--beta B] [--attention-rule attnlrp|cp]
+                        [--layers L1,L2,...]
 
 The model is rebuilt in eager PyTorch from the TorchScript file as methods_ref.py does
 (load_eager: torchvision.models.<arch> with the scripted weights, eval mode, parameters frozen,
@@ -48,8 +49,9 @@ LRP (--lrp; Bach et al. 2015, Montavon et al. 2019 "Layer-wise relevance propaga
 overview"), computed explicitly layer by layer on the eager modules, with a traversal written
 per architecture: VGG and AlexNet (features, avgpool, flatten, classifier), ResNet (conv1+bn1,
 relu, maxpool, layer1..4 of Bottleneck/BasicBlock blocks with their downsample, avgpool,
-flatten, fc), SqueezeNet (features with Fire modules, classifier, flatten) and any plain
-nn.Sequential of the supported modules (no ReLU6, no other activation). Its forward pass
+flatten, fc), SqueezeNet (features with Fire modules, classifier, flatten), VisionTransformer
+(below) and any plain nn.Sequential of the supported modules (no ReLU6, no other activation;
+GELU only inside a transformer's MLP). Its forward pass
 recomputes the logits from the folded layers and must match model(x) within
 1e-4 * max(1, max |logit|). float32 throughout; each "W^T s" below is the autograd gradient of
 the (modified) layer weighted by s, as in the overview's recipe z = layer'(a), s = R / z,
@@ -100,6 +102,54 @@ c = grad(z, a, s), R_in = a * c.
   or --rule R (epsilon, zplus, gamma, alpha-beta or flat) for every convolution and linear
   layer. A convolution is a convolution wherever it is (SqueezeNet's 1x1 classifier conv gets
   the convolution rule). Defaults: E = 1e-6, G = 0.25, A = 2, B = 1.
+  Vision transformer (torchvision VisionTransformer, eval mode: every dropout is the identity):
+  conv_proj (a convolution, or a conv stem Sequential walked as above), [N,D,g,g] reshaped to
+  the tokens [N,g*g,D]; cat([class_token, tokens], 1); encoder: + pos_embedding, dropout,
+  layers (EncoderBlock: x = x + dropout(self_attention(ln_1(x))); x + mlp(ln_2(x)), mlp =
+  Linear, GELU, Dropout, Linear, Dropout), ln; token 0; heads (Linear layers only: the Tanh of
+  a representation layer is refused). Tensors are [N,T,D] token sequences, T = 1 + g*g. The
+  "z-rule" of an op y = f(u, ...) that is linear in u with the other inputs held fixed is
+  R_u = u * d/du <y, R / y> with R / y taken as 0 where y == 0 (no stabilizer); by linearity
+  sum(R_u) = sum(R) where y != 0 and f has no additive term.
+    conv_proj                    a convolution: the composite's first convolution (box by
+                                 default; its input is the image)
+    in_proj, out_proj, mlp       linear layers: the composite's linear rule (epsilon, z with the
+    linears, heads.head          bias) or --rule. in_proj is nn.MultiheadAttention's packed
+                                 q|k|v projection (in_proj_weight [3D,D], in_proj_bias), taken
+                                 as ONE linear layer of the ln_1 output whose output relevance is
+                                 cat([R_q, R_k, R_v], -1) (each part's heads merged), so the
+                                 relevance of its input is the sum of the three parts'
+    class token                  R[:, 1:] goes back to the patch tokens; the class token is a
+                                 parameter and its relevance is dropped
+    + pos_embedding              z-rule in the tokens: R_x = x * R / (x + pos) (pos_embedding's
+                                 share is dropped)
+    residual additions           out = m + x (m the branch): R_m = m * R / (m + x),
+                                 R_x = x * R / (m + x), 0 where m + x == 0
+    LayerNorm (ln_1, ln_2, ln)   identity rule on the normalization (AttnLRP, Achtibat et al.
+                                 2024): sigma = sqrt(var(x) + eps) (biased variance over the
+                                 last dimension) held constant, y = gamma * (x - mean(x)) /
+                                 sigma + beta is linear in x; z-rule: R_x = x * J^T (R / y),
+                                 J = dy/dx at fixed sigma (beta absorbs its share)
+    GELU                         identity rule: R passes through unchanged
+    token 0                      R goes to the class token's position, 0 elsewhere
+    attention, per head (q, k, v split from in_proj's output, heads from their last dimension,
+    d = D / heads): S = (q / sqrt(d)) k^T, A = softmax(S) along the last dimension, O = A v;
+    heads merged, out_proj. The scaling by 1 / sqrt(d) passes relevance unchanged (R_q is the
+    relevance of q / sqrt(d)). By --attention-rule (default attnlrp):
+      attnlrp  (AttnLRP, Achtibat et al. 2024) the product O = A v, uniform rule: R_A = 1/2 of
+               the z-rule in A with v fixed, R_v = 1/2 of the z-rule in v with A fixed; the
+               softmax: R_S = S * (R_A - A * sum_j R_A[.., j]) along each row (not
+               conservative); the product S = (q / sqrt(d)) k^T, uniform rule: R_q = 1/2 of the
+               z-rule in q with k fixed, R_k = 1/2 of the z-rule in k with q fixed
+      cp       (conservative propagation, Ali et al. 2022) A is a constant: R_v = the z-rule in
+               v with A fixed; R_q = R_k = 0 (no relevance passes through the softmax)
+    With eps -> 0 and the epsilon rule everywhere both equal gradient x input of a modified
+    model: sigma detached in every LayerNorm, GELU(x) replaced by x * (GELU(x) / x).detach(),
+    and in the attention, cp: A detached; attnlrp: half the gradient to each factor of A v and
+    of q k^T, the softmax's true gradient. Without biases, class token and position embedding
+    (tiny_models.py's tiny_vit_nobias) every rule but attnlrp's softmax conserves relevance:
+    with cp the input relevance sums to the target logit up to the epsilon rule's absorption
+    and the box rule's stabilizer.
   Caution for tests: gamma divides by zg = Wg a + bg, which can cross zero where a layer's
   output is negative yet carries relevance: a ResNet block's conv3 (and downsample) gets
   R_m = m * R / (m + s) through the residual split. Such maps are dominated by near-zero
@@ -114,7 +164,12 @@ c = grad(z, a, s), R_in = a * c.
                       step) summed over channels. A convolution and the batch norm folded into
                       it share one output; a Sequential's output is its last module's; a module
                       that runs more than once (a ResNet block's relu) has no single output
-                      and is refused, as is an output that is not [N,C,h,w].
+                      and is refused, as is an output that is not [N,C,h,w] or, in a vision
+                      transformer, [N,1+g*g,C] tokens (e.g. "encoder.layers.encoder_layer_3"):
+                      those give the [g,g] map of tokens 1.. (row major; the class token is
+                      left out of the map and of its sum). Past the last block only the class
+                      token carries relevance (token 0 is classified), so the last block's and
+                      encoder.ln's maps are all 0.
 
 Written to OUTDIR besides those maps (float32 .npy, little-endian, C order):
   input.npy [3,H,W]  logits.npy [num_classes]  and with --deeplift deeplift_baseline.npy [3,H,W]
@@ -127,7 +182,9 @@ Written to OUTDIR besides those maps (float32 .npy, little-endian, C order):
     with --lrp: "lrp_sum" (sum of lrp.npy), "lrp_target" (z_c), "lrp_composite" (null with
       --rule), "lrp_rule" (null with a composite), "lrp_epsilon", "lrp_gamma", "lrp_alpha",
       "lrp_beta", "lrp_rules" ({layer: rule} in forward order), "lrp_forward_max_abs"
-      (traversal vs model logits), "lrp_layers" ({L: sum of lrp_<L>.npy})}
+      (traversal vs model logits), "lrp_layers" ({L: sum of lrp_<L>.npy}), and for a vision
+      transformer "attention_rule" (attnlrp or cp; --attention-rule on another model is an
+      error)}
 """
 
 import os
@@ -141,6 +198,7 @@ ensure_torch("relevance_ref.py")
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
@@ -149,6 +207,7 @@ import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 from torchvision.models.resnet import BasicBlock, Bottleneck  # noqa: E402
 from torchvision.models.squeezenet import Fire  # noqa: E402
+from torchvision.models.vision_transformer import EncoderBlock, VisionTransformer  # noqa: E402
 
 import common  # noqa: E402
 from methods_ref import RefError, load_eager, save, script_diff  # noqa: E402
@@ -676,6 +735,250 @@ class FireOp(Op):
         return self.squeeze.layers() + self.expand1.layers() + self.expand3.layers()
 
 
+# ---- Vision transformer ops (torchvision's VisionTransformer); tensors are token sequences
+# [N,T,D] unless said otherwise.
+
+
+class Projection(Layer):
+    """A linear layer given by its weight [out,in] and bias (nn.MultiheadAttention's packed
+    q|k|v projection has no module of its own)."""
+
+    def __init__(self, weight, bias, names=()):
+        Op.__init__(self, names)
+        self.kind = "linear"
+        self.f = F.linear
+        self.w = weight.detach()
+        self.b = None if bias is None else bias.detach()
+        self.rule, self.params = None, None  # set by assign_rules
+
+
+class Tokens(Op):
+    """VisionTransformer._process_input after conv_proj: [N,D,g,g] -> [N,g*g,D]."""
+
+    def forward(self, a):
+        self.shape = a.shape
+        return a.flatten(2).permute(0, 2, 1)
+
+    def relprop(self, r, record):
+        return r.permute(0, 2, 1).reshape(self.shape)
+
+
+class ClassToken(Op):
+    """cat([class_token, x], 1): the class token is a parameter, its relevance is dropped."""
+
+    def __init__(self, token, names=()):
+        super().__init__(names)
+        self.token = token.detach()
+
+    def forward(self, a):
+        return torch.cat([self.token.expand(a.shape[0], -1, -1), a], dim=1)
+
+    def relprop(self, r, record):
+        return r[:, 1:]
+
+
+class PositionEmbedding(Op):
+    """x + pos_embedding, z-rule: R_x = x * R / (x + pos), 0 where x + pos == 0 (the position
+    embedding's share is dropped)."""
+
+    def __init__(self, pos, names=()):
+        super().__init__(names)
+        self.pos = pos.detach()
+
+    def forward(self, a):
+        self.a = a
+        return a + self.pos
+
+    def relprop(self, r, record):
+        return self.a * safe_divide(r, self.a + self.pos)
+
+
+class Skip(Op):
+    """x + branch(x) (the two residual additions of an EncoderBlock), z-rule: R_branch =
+    m * R / (m + x), R_x = x * R / (m + x), 0 where m + x == 0."""
+
+    def __init__(self, branch, names=()):
+        super().__init__(names)
+        self.branch = branch
+
+    def forward(self, a):
+        self.a = a
+        self.m = self.branch.forward(a)
+        return self.m + a
+
+    def relprop(self, r, record):
+        share = safe_divide(r, self.m + self.a)
+        return self.branch.propagate(self.m * share, record) + self.a * share
+
+    def layers(self):
+        return self.branch.layers()
+
+
+class LayerNorm(Op):
+    """nn.LayerNorm over the last dimension, identity rule on the normalization (AttnLRP):
+    sigma = sqrt(var(x) + eps) held constant, y = gamma * (x - mean(x)) / sigma + beta is
+    linear in x; z-rule R_x = x * J^T (R / y), 0 where y == 0."""
+
+    def __init__(self, ln, names=()):
+        super().__init__(names)
+        if len(ln.normalized_shape) != 1:
+            raise RefError(f"LRP: '{self.names[0]}' normalizes over {len(ln.normalized_shape)} "
+                           "dimensions (only the last one is supported)")
+        dim = ln.normalized_shape[0]
+        self.eps = ln.eps
+        self.gamma = torch.ones(dim) if ln.weight is None else ln.weight.detach()
+        self.beta = torch.zeros(dim) if ln.bias is None else ln.bias.detach()
+
+    def forward(self, a):
+        self.a = a
+        return F.layer_norm(a, self.gamma.shape, self.gamma, self.beta, self.eps)
+
+    def relprop(self, r, record):
+        sigma = torch.sqrt(self.a.var(dim=-1, unbiased=False, keepdim=True) + self.eps)
+        a = leaf(self.a)
+        y = (a - a.mean(dim=-1, keepdim=True)) / sigma * self.gamma + self.beta
+        return contributions(y, (a,), safe_divide(r, y))
+
+
+class Gelu(Op):
+    """GELU, identity rule: R passes through unchanged."""
+
+    def __init__(self, module, names=()):
+        super().__init__(names)
+        self.module = module
+
+    def forward(self, a):
+        return self.module(a)
+
+    def relprop(self, r, record):
+        return r
+
+
+class ClassSelect(Op):
+    """x[:, 0], the class token's output: R goes back to token 0."""
+
+    def forward(self, a):
+        self.shape = a.shape
+        return a[:, 0]
+
+    def relprop(self, r, record):
+        out = torch.zeros(self.shape, dtype=r.dtype, device=r.device)
+        out[:, 0] = r
+        return out
+
+
+ATTENTION_RULES = ("attnlrp", "cp")
+
+
+class Attention(Op):
+    """nn.MultiheadAttention as an EncoderBlock calls it: self-attention, batch first, no mask.
+    Per head (d = head dim): q, k, v from the packed projection in_proj, S = (q / sqrt(d)) k^T,
+    A = softmax(S) along rows, O = A v; heads merged, out_proj. See the module docstring for
+    the rules ("attnlrp" or "cp")."""
+
+    def __init__(self, mha, name, rule):
+        super().__init__([name])
+        if not mha._qkv_same_embed_dim or mha.in_proj_weight is None:
+            raise RefError(f"LRP: '{name}': only a packed q|k|v projection is supported")
+        if mha.bias_k is not None or mha.bias_v is not None or mha.add_zero_attn:
+            raise RefError(f"LRP: '{name}': bias_k, bias_v and add_zero_attn are not supported")
+        if not mha.batch_first:
+            raise RefError(f"LRP: '{name}': only batch_first attention is supported")
+        if rule not in ATTENTION_RULES:
+            raise RefError(f"LRP: unknown attention rule '{rule}'")
+        self.num_heads = mha.num_heads
+        self.rule = rule
+        self.in_proj = Projection(mha.in_proj_weight, mha.in_proj_bias, [f"{name}.in_proj"])
+        self.out_proj = Layer(mha.out_proj, None, [f"{name}.out_proj"])
+
+    def split(self, t):
+        """[N,T,D] -> [N,heads,T,D/heads]"""
+        n, length, dim = t.shape
+        return t.reshape(n, length, self.num_heads, dim // self.num_heads).transpose(1, 2)
+
+    @staticmethod
+    def merge(t):
+        """[N,heads,T,d] -> [N,T,heads*d]"""
+        n, heads, length, d = t.shape
+        return t.transpose(1, 2).reshape(n, length, heads * d)
+
+    def forward(self, a):
+        q, k, v = (self.split(t) for t in self.in_proj.forward(a).chunk(3, dim=-1))
+        self.q = q / math.sqrt(q.shape[-1])  # the scaling passes relevance unchanged
+        self.k, self.v = k, v
+        self.s = self.q @ k.transpose(-2, -1)
+        self.attn = torch.softmax(self.s, dim=-1)
+        return self.out_proj.forward(self.merge(self.attn @ v))
+
+    def relprop(self, r, record):
+        r_o = self.split(self.out_proj.propagate(r, record))
+        attn, v = leaf(self.attn), leaf(self.v)
+        o = attn @ v
+        g_attn, g_v = torch.autograd.grad(o, (attn, v), safe_divide(r_o, o))
+        if self.rule == "cp":  # A is a constant
+            r_v = self.v * g_v
+            r_q = r_k = torch.zeros_like(self.q)
+        else:  # uniform rule on O = A v, AttnLRP's softmax rule, uniform rule on S = q k^T
+            r_v = 0.5 * self.v * g_v
+            r_attn = 0.5 * self.attn * g_attn
+            r_s = self.s * (r_attn - self.attn * r_attn.sum(dim=-1, keepdim=True))
+            q, k = leaf(self.q), leaf(self.k)
+            s = q @ k.transpose(-2, -1)
+            g_q, g_k = torch.autograd.grad(s, (q, k), safe_divide(r_s, s))
+            r_q, r_k = 0.5 * self.q * g_q, 0.5 * self.k * g_k
+        r_qkv = torch.cat([self.merge(r_q), self.merge(r_k), self.merge(r_v)], dim=-1)
+        return self.in_proj.propagate(r_qkv, record)
+
+    def layers(self):
+        return [self.in_proj, self.out_proj]
+
+
+def mlp_op(mlp, path):
+    """torchvision's MLPBlock: Linear, GELU, Dropout, Linear, Dropout."""
+    ops = []
+    for name, child in mlp.named_children():
+        child_path = f"{path}.{name}"
+        if isinstance(child, nn.Linear):
+            ops.append(Layer(child, None, [child_path]))
+        elif isinstance(child, nn.GELU):
+            ops.append(Gelu(child, [child_path]))
+        elif isinstance(child, nn.Dropout):
+            ops.append(PassThrough([child_path]))
+        else:
+            raise RefError(f"LRP: module '{child_path}' ({type(child).__name__}) is not "
+                           "supported in a transformer MLP")
+    return Sequence(ops, [path])
+
+
+def encoder_block_op(block, path, attention_rule):
+    """EncoderBlock: x = x + dropout(attention(ln_1(x))); x + mlp(ln_2(x))."""
+    attention = Sequence([LayerNorm(block.ln_1, [f"{path}.ln_1"]),
+                          Attention(block.self_attention, f"{path}.self_attention",
+                                    attention_rule),
+                          PassThrough([f"{path}.dropout"])])
+    mlp = Sequence([LayerNorm(block.ln_2, [f"{path}.ln_2"]), mlp_op(block.mlp, f"{path}.mlp")])
+    return Sequence([Skip(attention), Skip(mlp)], [path])
+
+
+def vit_graph(model, attention_rule):
+    """VisionTransformer.forward: conv_proj, tokens, class token, encoder (position embedding,
+    dropout, layers, ln), token 0, heads."""
+    encoder = model.encoder
+    blocks = []
+    for name, block in encoder.layers.named_children():
+        if not isinstance(block, EncoderBlock):
+            raise RefError(f"LRP: 'encoder.layers.{name}' ({type(block).__name__}) is not an "
+                           "EncoderBlock")
+        blocks.append(encoder_block_op(block, f"encoder.layers.{name}", attention_rule))
+    return Sequence([build(model.conv_proj, "conv_proj"), Tokens(),
+                     ClassToken(model.class_token),
+                     Sequence([PositionEmbedding(encoder.pos_embedding),
+                               PassThrough(["encoder.dropout"]),
+                               Sequence(blocks, ["encoder.layers"]),
+                               LayerNorm(encoder.ln, ["encoder.ln"])], ["encoder"]),
+                     ClassSelect(), build(model.heads, "heads")])
+
+
 def join(prefix, name):
     return f"{prefix}.{name}" if prefix else name
 
@@ -725,9 +1028,12 @@ def build(module, path):
     raise RefError(f"LRP: module '{path}' ({kind}) is not supported")
 
 
-def lrp_graph(model):
-    """The explicit LRP traversal of a torchvision VGG, AlexNet, ResNet, SqueezeNet or a plain
-    nn.Sequential, mirroring their forward()."""
+def lrp_graph(model, attention_rule="attnlrp"):
+    """The explicit LRP traversal of a torchvision VGG, AlexNet, ResNet, SqueezeNet,
+    VisionTransformer (its attention by attention_rule) or a plain nn.Sequential, mirroring
+    their forward()."""
+    if isinstance(model, VisionTransformer):
+        return vit_graph(model, attention_rule)
     if isinstance(model, (torchvision.models.VGG, torchvision.models.AlexNet)):
         return Sequence([build(model.features, "features"), build(model.avgpool, "avgpool"),
                          PassThrough(flatten=True), build(model.classifier, "classifier")])
@@ -743,7 +1049,7 @@ def lrp_graph(model):
     if isinstance(model, nn.Sequential):
         return build(model, "")
     raise RefError(f"LRP: no traversal for {type(model).__name__} (VGG, AlexNet, ResNet, "
-                   "SqueezeNet or nn.Sequential only)")
+                   "SqueezeNet, VisionTransformer or nn.Sequential only)")
 
 
 def assign_rules(graph, composite, rule, params):
@@ -804,6 +1110,8 @@ def main():
     parser.add_argument("--gamma", type=float, default=0.25, metavar="G")
     parser.add_argument("--alpha", type=float, default=2.0, metavar="A")
     parser.add_argument("--beta", type=float, default=1.0, metavar="B")
+    parser.add_argument("--attention-rule", default=None, choices=ATTENTION_RULES,
+                        help="LRP through a vision transformer's attention (default: attnlrp)")
     parser.add_argument("--layers", default=None,
                         help="comma-separated module paths: their output relevance (LRP)")
     args = parser.parse_args()
@@ -813,6 +1121,8 @@ def main():
         parser.error("--composite and --rule exclude each other")
     if args.layers and not args.lrp:
         parser.error("--layers needs --lrp")
+    if args.attention_rule and not args.lrp:
+        parser.error("--attention-rule needs --lrp")
     if not args.blur_sigma > 0:
         parser.error("--blur-sigma must be > 0")
     composite = None if args.rule else (args.composite or "epsilon-gamma-box")
@@ -862,7 +1172,12 @@ def main():
             params = LrpParams(args.epsilon, args.gamma, args.alpha, args.beta,
                                normalized_constant(meta, 0.0, x)[0, :, 0, 0],
                                normalized_constant(meta, 1.0, x)[0, :, 0, 0])
-            graph = lrp_graph(model)
+            transformer = isinstance(model, VisionTransformer)
+            if args.attention_rule and not transformer:
+                raise RefError(f"--attention-rule: {arch} has no attention (vision "
+                               "transformers only)")
+            attention_rule = args.attention_rule or "attnlrp"
+            graph = lrp_graph(model, attention_rule)
             rules = assign_rules(graph, composite, args.rule, params)
             relevance, traced, record = lrp(graph, x, cls)
             forward_diff = (traced - logits).abs().max().item()
@@ -878,18 +1193,29 @@ def main():
                 if name not in record:
                     raise RefError(f"layer '{name}' has no single output in the LRP traversal "
                                    "(it runs more than once)")
-                if record[name].dim() != 4:
-                    raise RefError(f"layer '{name}' does not output an [N,C,h,w] tensor")
-                maps[f"lrp_{name}.npy"] = record[name][0].sum(dim=0)
-                layer_sums[name] = record[name][0].double().sum().item()
+                r = record[name]
+                grid = math.isqrt(r.shape[1] - 1) if r.dim() == 3 and r.shape[1] > 1 else 0
+                if r.dim() == 4:
+                    maps[f"lrp_{name}.npy"] = r[0].sum(dim=0)
+                    layer_sums[name] = r[0].double().sum().item()
+                elif transformer and grid * grid + 1 == r.shape[1]:
+                    tokens = r[0, 1:]  # the class token's relevance is left out of the map
+                    maps[f"lrp_{name}.npy"] = tokens.sum(dim=1).reshape(grid, grid)
+                    layer_sums[name] = tokens.double().sum().item()
+                else:
+                    raise RefError(f"layer '{name}' outputs {list(r.shape)}, neither an "
+                                   "[N,C,h,w] map nor (vision transformer) [N,1+g*g,C] tokens")
             target = traced[cls].item()
             report.update({"lrp_sum": relevance.double().sum().item(), "lrp_target": target,
                            "lrp_composite": composite, "lrp_rule": args.rule,
                            "lrp_epsilon": args.epsilon, "lrp_gamma": args.gamma,
                            "lrp_alpha": args.alpha, "lrp_beta": args.beta, "lrp_rules": rules,
                            "lrp_forward_max_abs": forward_diff, "lrp_layers": layer_sums})
-            summary.append(f"lrp {composite or args.rule} sum {report['lrp_sum']:.6g} target "
-                           f"{target:.6g}")
+            if transformer:
+                report["attention_rule"] = attention_rule
+            summary.append(f"lrp {composite or args.rule}"
+                           f"{' ' + attention_rule if transformer else ''} sum "
+                           f"{report['lrp_sum']:.6g} target {target:.6g}")
 
         os.makedirs(args.outdir, exist_ok=True)
         save(args.outdir, "input.npy", x[0])

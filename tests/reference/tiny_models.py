@@ -4,6 +4,10 @@ scripts/export_models.py exports the real ones (TorchScript + cnnviz.json), in a
 
   tiny_vit   torchvision VisionTransformer, 32x32 input, 8x8 patches: its encoder blocks output
              [N, 1+16, 16] token sequences (a class token and a 4x4 grid)
+  tiny_vit_nobias  tiny_vit with every bias zeroed after initialization: the Linear biases
+             (nn.MultiheadAttention's in_proj_bias and out_proj.bias included), conv_proj's
+             bias, every LayerNorm's beta, the class token and the position embedding; LRP
+             with conservative rules then sums exactly to the logit
   tiny_swin  torchvision SwinTransformer, 32x32 input: its stages output channels-last maps
              [N, 8, 8, 12] and [N, 4, 4, 24]
 
@@ -25,6 +29,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 from torchvision.models.swin_transformer import SwinTransformer  # noqa: E402
 from torchvision.models.vision_transformer import VisionTransformer  # noqa: E402
 
@@ -44,9 +49,31 @@ def tiny_swin():
                            window_size=[2, 2], num_classes=CLASSES)
 
 
-# name -> (constructor, default Grad-CAM layer, crop)
-TINY = {"tiny_vit": tiny_vit, "tiny_swin": tiny_swin}
-GRADCAM_LAYER = {"tiny_vit": "encoder.layers.encoder_layer_1", "tiny_swin": "features.3"}
+def zero_vit_biases(model):
+    """Zeroes, in place, every additive parameter of a torchvision VisionTransformer: the
+    biases of its Linear layers (nn.MultiheadAttention's out_proj is one) and convolutions,
+    nn.MultiheadAttention's in_proj_bias, LayerNorm's beta, the class token and the position
+    embedding."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d, nn.LayerNorm)) and m.bias is not None:
+                m.bias.zero_()
+            if isinstance(m, nn.MultiheadAttention):
+                if m.in_proj_bias is not None:
+                    m.in_proj_bias.zero_()
+                if m.bias_k is not None or m.bias_v is not None:
+                    raise SystemExit("tiny_models.py: attention with bias_k/bias_v")
+        model.class_token.zero_()
+        model.encoder.pos_embedding.zero_()
+
+
+# name -> constructor; the weights are the constructor's (seeded), then
+# export_models.reinit_zero_linears, then POST_INIT[name] where there is one. load_eager
+# (methods_ref.py) rebuilds TINY[arch]() and loads the exported weights over it.
+TINY = {"tiny_vit": tiny_vit, "tiny_vit_nobias": tiny_vit, "tiny_swin": tiny_swin}
+POST_INIT = {"tiny_vit_nobias": zero_vit_biases}
+GRADCAM_LAYER = {"tiny_vit": "encoder.layers.encoder_layer_1",
+                 "tiny_vit_nobias": "encoder.layers.encoder_layer_1", "tiny_swin": "features.3"}
 CROP = 32
 
 
@@ -54,6 +81,8 @@ def export(name, outdir, seed=0):
     torch.manual_seed(seed)
     model = TINY[name]()
     export_models.reinit_zero_linears(model, seed)
+    if name in POST_INIT:
+        POST_INIT[name](model)
     model.eval()
     example = torch.randn(1, 3, CROP, CROP, generator=torch.Generator().manual_seed(1234))
     stages = export_models.feature_stages(model, example)
