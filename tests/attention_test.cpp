@@ -67,7 +67,8 @@ Model handmade_attention(const test::TempDir& dir) {
 std::vector<MethodMap> maps_of(const Model& model, const std::string& method, const at::Tensor& x,
                                int64_t cls, MethodParams p = {}) {
   const MethodDef& m = find_method(method);
-  Engine engine(model, method_layers(model, m, {}));
+  // As runs build it: without backward passes for the methods that need none.
+  Engine engine(model, method_layers(model, m, {}), std::nullopt, false, !m.forward_only());
   p = run_params(m, p, model.info(), method_score(m, std::nullopt, false));
   return compute_maps(engine, m, x, fixed_class(cls), p).maps.at(0);
 }
@@ -162,6 +163,36 @@ TEST(ModelAttentionTest, TheExplicitPathComputesTheModulesOutput) {
   // An engine without the pseudo-layer gives the same logits.
   Engine plain(model, {});
   test::expect_maps_close(plain.run(x).logits(), fused, 1e-5, "logits without attention taps");
+}
+
+TEST(ModelAttentionTest, WithoutBackwardTheFusedPathFormsTheSameWeightsPerHead) {
+  Model model = Model::load(test::test_models_dir() + "/tiny_vit.pt");
+  at::manual_seed(6);
+  const at::Tensor x = at::randn({3, 3, 32, 32});
+  Engine explicit_path(model, {kAttentionLayers});
+  Engine fused_path(model, {kAttentionLayers}, std::nullopt, false, /*backward=*/false);
+  std::vector<AttentionRecord> want, got;
+  {
+    Pass pass = explicit_path.run(x);
+    want = pass.attention();
+  }
+  {
+    Pass pass = fused_path.run(x);
+    test::expect_maps_close(pass.logits(), model.logits(x), 1e-5, "logits");
+    got = pass.attention();
+    test::expect_error([&] { pass.backward({0, 0, 0}, Backprop::kPlain); }, ErrorCode::kRuntime,
+                       "engine: backward() on an engine built without backward passes");
+  }
+  ASSERT_EQ(got.size(), 2u);
+  for (size_t k = 0; k < got.size(); ++k) {
+    EXPECT_EQ(got[k].path, want[k].path);
+    EXPECT_EQ(got[k].calls, 1);
+    EXPECT_EQ(got[k].input_shape, want[k].input_shape);
+    // The fused operator's own [N,H,T,T], not the explicit path's [N*H,T,T].
+    ASSERT_EQ(got[k].weights.sizes(), (at::IntArrayRef{3, 2, 17, 17})) << got[k].path;
+    test::expect_maps_close(got[k].weights, want[k].weights.reshape({3, 2, 17, 17}), 1e-6,
+                            got[k].path);
+  }
 }
 
 struct RefRun {

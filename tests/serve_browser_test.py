@@ -285,7 +285,21 @@ def attention_heads(b, screenshot):
     shot = b.call("Page.captureScreenshot", format="png")
     with open(screenshot.replace(".png", "-attention.png"), "wb") as f:
         f.write(base64.b64decode(shot["data"]))
-    ok("attention on the tiny ViT: 2 blocks, the mean and 2 heads; head 1 of block 0 drawn, no request")
+    # The permalink keeps the head: the pane's eighth field.
+    time.sleep(0.3)
+    pane = [x[2:] for x in b.js("location.hash")[1:].split("&") if x.startswith("a=")]
+    if not pane or pane[0].split(",")[7:] != ["1"]:
+        fail(f"after picking head 1 the permalink's pane A is {pane}, not one ending in head 1")
+    fields = pane[0].split(",")
+    fields[7] = "0"
+    settle(b, f"location.hash = location.hash.replace(/a=[^&]*/, 'a=' + {json.dumps(','.join(fields))})",
+           "following a permalink to head 0")
+    linked = b.js("({head: document.querySelector('#a-canvas').dataset.head,"
+                  " picker: document.querySelector('#a-head').value})")
+    if linked != {"head": "0", "picker": "0"}:
+        fail(f"a permalink to head 0 shows {linked}")
+    ok("attention on the tiny ViT: 2 blocks, the mean and 2 heads; head 1 of block 0 drawn, no request; "
+       "the permalink keeps the head")
 
 
 def main():

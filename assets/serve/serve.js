@@ -33,7 +33,8 @@
  *
  * URL hash (permalink), each value URI-encoded:
  *   #model=M&image=ID&opacity=0.5&cmap=jet&a=PANE[&b=PANE]      (b present = compare on)
- *   PANE = method,class,layer,score,counterfactual(0|1),view,gray(0|1)  (class empty = top class)
+ *   PANE = method,class,layer,score,counterfactual(0|1),view,gray(0|1),head
+ *          (class empty = top class; head empty = the mean of the heads)
  * The page's own ?token=T is sent as the X-Cnnviz-Token header on fetches and as token=T in
  * the download links' URLs.
  */
@@ -212,7 +213,8 @@
 
   function paneHash(p) {
     return [p.method, p.cls === null ? '' : p.cls, p.layer, p.score, p.cf ? 1 : 0, p.view,
-            p.gray ? 1 : 0].map((v) => encodeURIComponent(String(v))).join(',');
+            p.gray ? 1 : 0, p.head === null ? '' : p.head]
+        .map((v) => encodeURIComponent(String(v))).join(',');
   }
   function hashText() {
     const parts = [['model', S.model], ['image', S.image], ['opacity', S.opacity], ['cmap', S.cmap]]
@@ -245,7 +247,7 @@
         if (k === 'a' || k === 'b') {
           const f = v.split(',').map(decodeURIComponent);
           out[k] = {method: f[0] || '', cls: f[1] || '', layer: f[2] || '', score: f[3] || '',
-                    cf: f[4] === '1', view: f[5] || '', gray: f[6] === '1'};
+                    cf: f[4] === '1', view: f[5] || '', gray: f[6] === '1', head: f[7] || ''};
         } else {
           out[k] = decodeURIComponent(v);
         }
@@ -282,6 +284,7 @@
       p.cf = ph.cf;
       p.view = ph.view;
       p.gray = ph.gray;
+      p.head = /^\d+$/.test(ph.head) ? Number(ph.head) : null;
       fixPaneOptions(p);
     }
     S.compare = !!h.b;
@@ -847,6 +850,7 @@
     }
     e.head.addEventListener('change', () => {
       p.head = e.head.value === '' ? null : Number(e.head.value);
+      saveHash();
       renderLayer(p);
       redraw(p);
     });

@@ -206,7 +206,8 @@ std::vector<double> bench_batches(const cnnviz::Model& model, const at::Tensor& 
   const cnnviz::MethodDef& m = cnnviz::find_method(o.method);
   cnnviz::LayerRequest all;
   all.all_layers = true;
-  cnnviz::Engine engine(model, cnnviz::method_layers(model, m, all), std::nullopt, m.lrp);
+  cnnviz::Engine engine(model, cnnviz::method_layers(model, m, all), std::nullopt, m.lrp,
+                        !m.forward_only());
   cnnviz::MethodParams params;
   for (int i = 0; i < o.warmup; ++i) run_explain(engine, m, x, params);
   for (int i = 0; i < o.batches; ++i) ms.push_back(run_explain(engine, m, x, params));

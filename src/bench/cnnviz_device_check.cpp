@@ -65,7 +65,7 @@ Maps compute(const cnnviz::Model& model, const cnnviz::MethodDef& method,
     cnnviz::LayerRequest request;
     request.layers = layers;
     cnnviz::Engine engine(model, cnnviz::method_layers(model, method, request), std::nullopt,
-                          method.lrp);
+                          method.lrp, !method.forward_only());
     cnnviz::MethodParams params;
     params.samples = params.steps = 4;
     params.sample_batch = 8;

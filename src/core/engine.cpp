@@ -105,6 +105,11 @@ Node* find_global_pool(Graph& g) {
   return found;
 }
 
+c10::Symbol fused_attention() {
+  static const c10::Symbol s = c10::Symbol::fromQualString("aten::_native_multi_head_attention");
+  return s;
+}
+
 struct Instrumented {
   std::shared_ptr<Graph> graph;
   std::unique_ptr<torch::jit::GraphFunction> function;
@@ -298,8 +303,9 @@ void rewrite_for_lrp(Graph& g, GraphReport& report) {
 // Inlines every module and function call, depth first, tapping the wanted
 // modules first: the copy is per call site, so modules sharing a TorchScript
 // type (equal Sequential blocks, say) are still told apart by their paths.
-// It also notes, for each softmax, the innermost module whose forward
-// computes it, and each module's first tensor argument (for attention).
+// It also notes, for each softmax and each fused attention, the innermost
+// module whose forward computes it, and each module's first tensor argument
+// (for attention).
 class Inliner {
  public:
   Inliner(Instrumented& out, const std::function<bool(const std::string&)>& want_tap)
@@ -310,7 +316,7 @@ class Inliner {
     torch::jit::Block* b = g_.block();
     range(b->nodes().front(), b->return_node(), "");
   }
-  const std::unordered_map<Node*, std::string>& softmax_owner() const { return softmax_owner_; }
+  const std::unordered_map<Node*, std::string>& attention_owner() const { return attention_owner_; }
   const std::unordered_map<std::string, Value*>& first_input() const { return first_input_; }
 
  private:
@@ -335,7 +341,9 @@ class Inliner {
       range(before->next(), after, owner);
     } else {
       for (torch::jit::Block* b : n->blocks()) range(b->nodes().front(), b->return_node(), owner);
-      if (n->kind() == c10::aten::softmax) softmax_owner_[n] = owner;
+      if (n->kind() == c10::aten::softmax || n->kind() == fused_attention()) {
+        attention_owner_[n] = owner;
+      }
     }
   }
 
@@ -377,23 +385,61 @@ class Inliner {
   const std::function<bool(const std::string&)>& want_tap_;
   Graph& g_;
   Value* self_;
-  std::unordered_map<Node*, std::string> softmax_owner_;
+  std::unordered_map<Node*, std::string> attention_owner_;
   std::unordered_map<std::string, Value*> first_input_;
 };
 
-// nn.MultiheadAttention's fused inference path (one operator that never
-// forms the weights) is taken only when its checks pass at run time; the
-// branch that holds it is cut off, leaving the explicit computation.
+// nn.MultiheadAttention's fused inference path (one operator, with no
+// backward, that forms the weights only when asked) is taken only when its
+// checks pass at run time. Cuts off the branch that holds `fused`, leaving
+// the explicit computation.
+void cut_fused_branch(Graph& g, Node* fused) {
+  Node* branch = fused->owningBlock()->owningNode();
+  if (!branch || branch->kind() != c10::prim::If) return;
+  const bool in_then = branch->blocks().at(0) == fused->owningBlock();
+  WithInsertPoint guard(branch);
+  branch->replaceInput(0, g.insertConstant(!in_then));
+}
+
 void take_explicit_attention(Graph& g) {
-  const c10::Symbol fused = c10::Symbol::fromQualString("aten::_native_multi_head_attention");
   for (Node* n : all_nodes(g)) {
-    if (n->kind() != fused) continue;
-    Node* branch = n->owningBlock()->owningNode();
-    if (!branch || branch->kind() != c10::prim::If) continue;
-    const bool in_then = branch->blocks().at(0) == n->owningBlock();
-    WithInsertPoint guard(branch);
-    branch->replaceInput(0, g.insertConstant(!in_then));
+    if (n->kind() == fused_attention()) cut_fused_branch(g, n);
   }
+}
+
+// The argument positions of _native_multi_head_attention's flags.
+constexpr size_t kNeedWeights = 10, kAverageWeights = 11;
+
+std::optional<bool> constant_bool(Value* v) {
+  std::optional<c10::IValue> iv = torch::jit::toIValue(v);
+  if (!iv || !iv->isBool()) return std::nullopt;
+  return iv->toBool();
+}
+
+// Without backward passes, the fused path may stay: where the model asks it
+// for no weights, it is asked for them per head (what the model reads of its
+// output is unchanged; the weights, which it did not ask for, go to the
+// tap). Where it asks for weights averaged over the heads, the branch is
+// cut off as with backward passes. Returns the fused attentions that form
+// per-head weights, as their second output.
+std::set<Node*> ask_fused_for_weights(Graph& g) {
+  std::set<Node*> asked;
+  for (Node* n : all_nodes(g)) {
+    if (n->kind() != fused_attention() || n->inputs().size() <= kAverageWeights) continue;
+    const std::optional<bool> need = constant_bool(n->input(kNeedWeights));
+    const std::optional<bool> average = constant_bool(n->input(kAverageWeights));
+    if (need == false) {
+      WithInsertPoint guard(n);
+      n->replaceInput(kNeedWeights, g.insertConstant(true));
+      n->replaceInput(kAverageWeights, g.insertConstant(false));
+      asked.insert(n);
+    } else if (need == true && average == false) {
+      asked.insert(n);
+    } else {
+      cut_fused_branch(g, n);
+    }
+  }
+  return asked;
 }
 
 // Whether softmax `n` is an attention's: its result (through dropout, in
@@ -420,18 +466,20 @@ bool weighs_values(Node* n) {
   return false;
 }
 
-// Taps each attention's weights and its module's first input. Softmaxes of
-// one module share its slots: the branches of an `if` (nn.MultiheadAttention
-// has two ways to the same attention) run one at a time, and a module that
-// attends twice in one pass is seen running twice.
-void tap_attention(Instrumented& out, const Inliner& inliner) {
+// Taps each attention's weights (a softmax's, or a fused attention's in
+// `fused`) and its module's first input. Attentions of one module share its
+// slots: the branches of an `if` (nn.MultiheadAttention has two ways to the
+// same attention) run one at a time, and a module that attends twice in one
+// pass is seen running twice.
+void tap_attention(Instrumented& out, const Inliner& inliner, const std::set<Node*>& fused) {
   Graph& g = *out.graph;
   const c10::Symbol tap = c10::Symbol::fromQualString("cnnviz::tap");
   std::set<std::string> input_tapped;
   for (Node* n : all_nodes(g)) {
-    if (n->kind() != c10::aten::softmax) continue;
-    auto owner = inliner.softmax_owner().find(n);
-    if (owner == inliner.softmax_owner().end() || !weighs_values(n)) continue;
+    const bool is_fused = fused.count(n) > 0;
+    if (!is_fused && (n->kind() != c10::aten::softmax || !weighs_values(n))) continue;
+    auto owner = inliner.attention_owner().find(n);
+    if (owner == inliner.attention_owner().end()) continue;
     const std::string path = owner->second.empty() ? "(model)" : owner->second;
     auto known = std::find_if(out.attention.begin(), out.attention.end(),
                               [&](const Instrumented::Attention& a) { return a.path == path; });
@@ -449,10 +497,11 @@ void tap_attention(Instrumented& out, const Inliner& inliner) {
       known = out.attention.end() - 1;
     }
     {
+      Value* weights = is_fused ? n->output(1) : n->output();
       WithInsertPoint guard(n->next());
-      Value* tapped = g.insert(tap, {n->output(), static_cast<int64_t>(known->weights_slot), true});
-      n->output()->replaceAllUsesWith(tapped);
-      tapped->node()->replaceInput(0, n->output());
+      Value* tapped = g.insert(tap, {weights, static_cast<int64_t>(known->weights_slot), true});
+      weights->replaceAllUsesWith(tapped);
+      tapped->node()->replaceInput(0, weights);
     }
     auto input = inliner.first_input().find(owner->second);
     if (input != inliner.first_input().end() && input_tapped.insert(path).second) {
@@ -466,16 +515,20 @@ void tap_attention(Instrumented& out, const Inliner& inliner) {
   }
 }
 
+// With `attention`: the attentions are tapped, read from the fused path
+// where there is no backward (`backward` false), else from the explicit one.
 void inline_and_tap(Instrumented& out, const std::function<bool(const std::string&)>& want_tap,
-                    bool attention) {
+                    bool attention, bool backward) {
   Inliner inliner(out, want_tap);
   inliner.run();
   torch::jit::Inline(*out.graph);  // anything left (calls with no graph of their own)
-  if (attention) take_explicit_attention(*out.graph);
+  if (attention && backward) take_explicit_attention(*out.graph);
   // Fold `if inplace:` branches of functional activations and the like.
   torch::jit::ConstantPropagation(out.graph);
+  std::set<Node*> fused;
+  if (attention && !backward) fused = ask_fused_for_weights(*out.graph);
   torch::jit::EliminateDeadCode(out.graph);
-  if (attention) tap_attention(out, inliner);
+  if (attention) tap_attention(out, inliner, fused);
 }
 
 // A tap on the input of the classifier's global average pooling (CAM).
@@ -554,11 +607,11 @@ void drop_needless_tap_copies(Instrumented& out) {
 
 Instrumented instrument(const torch::jit::Module& module,
                         const std::function<bool(const std::string&)>& want_tap, bool lrp = false,
-                        bool attention = false) {
+                        bool attention = false, bool backward = true) {
   ops::ensure_registered();
   Instrumented out;
   out.graph = module.get_method("forward").graph()->copy();
-  inline_and_tap(out, want_tap, attention);
+  inline_and_tap(out, want_tap, attention, backward);
   if (want_tap(kGlobalPoolInput)) tap_global_pool(out);
   if (lrp) rewrite_for_lrp(*out.graph, out.report);
   rewrite_max_pools(*out.graph, out.report);
@@ -613,8 +666,9 @@ std::vector<std::string> near_matches(const std::string& name,
 }
 
 struct Engine::Impl {
-  Impl(const Model& m, const std::vector<std::string>& l, std::optional<Unit> u, bool with_lrp)
-      : model(m), layers(l), unit(std::move(u)), lrp(with_lrp) {}
+  Impl(const Model& m, const std::vector<std::string>& l, std::optional<Unit> u, bool with_lrp,
+       bool with_backward)
+      : model(m), layers(l), unit(std::move(u)), lrp(with_lrp), backward(with_backward) {}
   Model model;
   Instrumented inst;
   std::vector<std::string> layers;
@@ -622,6 +676,7 @@ struct Engine::Impl {
   std::optional<Unit> unit;
   int64_t unit_slot = -1;
   bool lrp = false;
+  bool backward = true;  // passes record the autograd graph for backward passes
   bool keep_outputs = false, stop = false, grad = true;
 };
 
@@ -861,8 +916,8 @@ PixelBox receptive_box(const ReceptiveField& rf, int64_t y, int64_t x, int64_t h
 }
 
 Engine::Engine(const Model& model, const std::vector<std::string>& layers, std::optional<Unit> unit,
-               bool lrp)
-    : impl_(std::make_unique<Impl>(model, layers, std::move(unit), lrp)) {
+               bool lrp, bool backward)
+    : impl_(std::make_unique<Impl>(model, layers, std::move(unit), lrp, backward)) {
   std::set<std::string> wanted(layers.begin(), layers.end());
   std::vector<std::string> located = layers;  // the layers, then the unit's
   if (impl_->unit) {
@@ -871,7 +926,7 @@ Engine::Engine(const Model& model, const std::vector<std::string>& layers, std::
   }
   impl_->inst = instrument(
       model.module(), [&](const std::string& p) { return wanted.count(p) > 0; }, lrp,
-      wanted.count(kAttentionLayers) > 0);
+      wanted.count(kAttentionLayers) > 0, backward);
   for (size_t i = 0; i < located.size(); ++i) {
     const std::string& layer = located[i];
     std::optional<size_t> slot = impl_->inst.slot(layer);
@@ -997,9 +1052,11 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
   // plain kernels (no autograd bookkeeping), as Model::logits does.
   std::optional<c10::InferenceMode> inference;
   if (!engine.grad) inference.emplace();
-  torch::AutoGradMode grad(engine.grad);
-  p.input = engine.grad ? batch.detach().to(engine.model.device()).clone().requires_grad_(true)
-                        : batch.to(engine.model.device());
+  // Without backward passes: no autograd graph either, in plain tensors.
+  const bool graph = engine.grad && engine.backward;
+  torch::AutoGradMode grad(graph);
+  p.input = graph ? batch.detach().to(engine.model.device()).clone().requires_grad_(true)
+                  : batch.to(engine.model.device());
   ops::set_paired(paired);
   c10::IValue out;
   try {
@@ -1100,6 +1157,9 @@ at::Tensor Pass::backward(const std::vector<int64_t>& classes, Backprop mode, co
   if (mode == Backprop::kRescale && !impl_->paired) {
     throw Error(ErrorCode::kRuntime, "engine: the rescale rule needs a paired pass");
   }
+  if (!impl_->engine->backward) {
+    throw Error(ErrorCode::kRuntime, "engine: backward() on an engine built without backward passes");
+  }
   torch::AutoGradMode grad(true);
   // Checks the classes (and may throw) before any process-wide state changes.
   at::Tensor target = target_scores(impl_->explained, classes, score).sum();
@@ -1131,6 +1191,9 @@ at::Tensor Pass::relevance(const std::vector<int64_t>& classes, const LrpRules& 
                            const Score& score) {
   if (!impl_->engine->lrp) {
     throw Error(ErrorCode::kRuntime, "engine: relevance needs an engine built for LRP");
+  }
+  if (!impl_->engine->backward) {
+    throw Error(ErrorCode::kRuntime, "engine: relevance() on an engine built without backward passes");
   }
   ops::LrpSettings settings;
   settings.first = static_cast<int>(rules.first);

@@ -154,6 +154,8 @@ bool MethodDef::guided(const MethodParams& p) const {
   return false;
 }
 
+bool MethodDef::forward_only() const { return backprops == no_backward; }
+
 std::vector<std::string> MethodDef::names() const {
   std::vector<std::string> all = {name};
   all.insert(all.end(), aliases.begin(), aliases.end());

@@ -79,7 +79,8 @@ std::vector<EvalMethod> eval_methods(const Model& model, const EvaluateOptions& 
     LayerRequest request;
     if (!options.layer.empty()) request.layers = {options.layer};
     m.layers = method_layers(model, *m.def, request);
-    m.engine = std::make_unique<Engine>(model, m.layers, std::nullopt, m.def->lrp);
+    m.engine = std::make_unique<Engine>(model, m.layers, std::nullopt, m.def->lrp,
+                                        !m.def->forward_only());
   }
   return methods;
 }
@@ -164,7 +165,8 @@ json randomization_phase(const Model& model, const std::vector<EvalMethod>& meth
     Model copy = randomized_copy(model, top, options.seed, &randomized);
     level_doc.push_back({{"top", top}, {"layers", randomized}});
     for (size_t m = 0; m < methods.size(); ++m) {
-      Engine engine(copy, methods[m].layers, std::nullopt, methods[m].def->lrp);
+      Engine engine(copy, methods[m].layers, std::nullopt, methods[m].def->lrp,
+                    !methods[m].def->forward_only());
       for (size_t i = 0; i < done.size() && i < images.size(); ++i) {
         if (!done[i]) continue;
         at::Tensor map = importance(engine, methods[m], done[i]->x, done[i]->cls);

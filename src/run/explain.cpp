@@ -407,7 +407,8 @@ void write_manifest(json& doc, std::map<size_t, json>& entries, const Plan& plan
 ExplainSummary explain(const Model& model, const std::vector<std::string>& images,
                        const ExplainOptions& options, Progress& progress) {
   const Plan plan = make_plan(model, images, options, progress);
-  const Engine engine(model, plan.layers, plan.unit, plan.method.lrp);
+  const Engine engine(model, plan.layers, plan.unit, plan.method.lrp,
+                      !plan.method.forward_only());
   const OutputDir outdir(options.outdir);
   ExplainSummary summary;
   summary.manifest = manifest_header(model, engine, plan, options, images.size(), progress);

@@ -315,10 +315,11 @@ struct Explorer::Impl {
 
   Engine& engine(const std::string& model_name, Model& m, const MethodDef& method,
                  const std::vector<std::string>& layers) {
-    std::string key = model_name + "|" + (method.lrp ? "relevance-rules" : "plain");
+    std::string key = model_name + "|" + (method.lrp ? "relevance-rules" : "plain") +
+                      (method.forward_only() ? "|forward" : "|backward");
     for (const std::string& l : layers) key += "|" + l;
     if (auto* e = engines.find(key)) return **e;
-    auto e = std::make_shared<Engine>(m, layers, std::nullopt, method.lrp);
+    auto e = std::make_shared<Engine>(m, layers, std::nullopt, method.lrp, !method.forward_only());
     engines.put(key, e);
     engines.trim([](size_t n, const auto&) { return n > kEngines; });
     return *e;

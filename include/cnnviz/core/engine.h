@@ -77,9 +77,11 @@ constexpr const char* kGlobalPoolInput = "(global pool input)";
 // methods made for attention: request it like a layer path, and read the
 // attentions from Pass::attention(). An attention is a softmax whose result
 // weighs values (it is the first operand of a bmm or matmul), credited to the
-// innermost module whose forward computes it. Where nn.MultiheadAttention
-// would take its fused inference path (which never forms the weights), the
-// engine takes the explicit one, which computes the same output.
+// innermost module whose forward computes it. nn.MultiheadAttention's fused
+// inference path forms the weights only when asked: an engine with backward
+// passes takes the explicit path instead (the fused one has no backward),
+// and one without (Engine's `backward`) asks the fused one for its per-head
+// weights where the model did not.
 constexpr const char* kAttentionLayers = "(attention)";
 
 // One attention as a pass saw it.
@@ -110,8 +112,12 @@ class Engine {
   // computed tensors, softmax); operations that have none (other
   // normalizations, activations other than ReLU) are counted in
   // report().unguided.
+  //
+  // Without `backward`, passes record no autograd graph (for methods that
+  // read the forward pass only): Pass::backward() and relevance() then throw
+  // Error(kRuntime).
   Engine(const Model& model, const std::vector<std::string>& layers,
-         std::optional<Unit> unit = std::nullopt, bool lrp = false);
+         std::optional<Unit> unit = std::nullopt, bool lrp = false, bool backward = true);
   ~Engine();
   Engine(Engine&&) noexcept;
 

@@ -174,6 +174,9 @@ struct MethodDef {
   bool takes(const std::string& param) const;
   // True when a guided or deconvnet backward shapes its maps.
   bool guided(const MethodParams& params) const;
+  // True when it runs no backward pass, whatever its settings: its engine
+  // needs no autograd graph (Engine's `backward`).
+  bool forward_only() const;
   // The names it answers to: name, then aliases.
   std::vector<std::string> names() const;
 };
