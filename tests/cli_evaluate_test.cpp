@@ -6,6 +6,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "cnnviz/methods/methods.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -45,6 +46,24 @@ TEST_F(CliEvaluateTest, EvaluateWritesCurvesAndKeepsGoingPastBadImages) {
   EXPECT_NE(r.out.find("cam"), std::string::npos) << r.out;
   r = cnnviz({"evaluate", "-m", model_, image_});
   EXPECT_EQ(r.exit_code, 2) << "--method is required";
+}
+
+TEST_F(CliEvaluateTest, AttentionMethodsAreScoredOnTheirLastBlocksMap) {
+  const std::string vit = test::test_models_dir() + "/tiny_vit.pt";
+  test::RunResult r = cnnviz({"evaluate", "-q", "-m", vit, "--method",
+                              "attention,rollout,attention-grad", "--steps", "4", "--no-plots",
+                              "-o", out_, "--json", image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json doc = nlohmann::json::parse(r.out);
+  for (const char* method : {"attention", "rollout", "attention-grad"}) {
+    const auto& m = doc["images"][0]["methods"][method];
+    EXPECT_EQ(m["deletion"].size(), 5u) << method;
+    EXPECT_FALSE(m["randomization"].empty()) << method;
+  }
+  for (const char* method : {"attention", "rollout", "attention-grad"}) {
+    EXPECT_EQ(find_method(method).summary_map(2), 1u) << method;
+  }
+  EXPECT_EQ(find_method("gradcam").summary_map(5), 0u);
 }
 
 }  // namespace

@@ -156,6 +156,10 @@ bool MethodDef::guided(const MethodParams& p) const {
 
 bool MethodDef::forward_only() const { return backprops == no_backward; }
 
+size_t MethodDef::summary_map(size_t count) const {
+  return layers == LayerUse::kAttention && count > 0 ? count - 1 : 0;
+}
+
 std::vector<std::string> MethodDef::names() const {
   std::vector<std::string> all = {name};
   all.insert(all.end(), aliases.begin(), aliases.end());

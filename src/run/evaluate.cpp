@@ -43,10 +43,12 @@ struct Done {
   std::vector<at::Tensor> maps;  // per method
 };
 
-// The method's first map for the one image of x, as an [H,W] importance map.
+// The method's summary map for the one image of x, as an [H,W] importance map.
 at::Tensor importance(const Engine& engine, const EvalMethod& m, const at::Tensor& x, int64_t cls) {
   BatchMaps maps = compute_maps(engine, *m.def, x, fixed_class(cls), m.params);
-  return importance_map(maps.maps.at(0).at(0).value[0], x.size(2), x.size(3)).contiguous();
+  const std::vector<MethodMap>& all = maps.maps.at(0);
+  return importance_map(all.at(m.def->summary_map(all.size())).value[0], x.size(2), x.size(3))
+      .contiguous();
 }
 
 // Cascading levels: the top 1, 2, 4, ... parametrized layers, then all.

@@ -177,6 +177,10 @@ struct MethodDef {
   // True when it runs no backward pass, whatever its settings: its engine
   // needs no autograd graph (Engine's `backward`).
   bool forward_only() const;
+  // Of `count` maps of one image, the one that stands for the whole network
+  // (what evaluate scores): the last for the attention methods, whose map
+  // at a block is their result through that block, else the first.
+  size_t summary_map(size_t count) const;
   // The names it answers to: name, then aliases.
   std::vector<std::string> names() const;
 };
