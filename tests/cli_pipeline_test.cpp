@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -130,6 +131,42 @@ TEST_F(CliPipelineTest, WriteChoosesTheFilesAndIsPartOfTheRun) {
     EXPECT_EQ(
         cv::imread(out_ + "/" + f["path"].get<std::string>(), cv::IMREAD_UNCHANGED).channels(), 1);
   }
+}
+
+TEST_F(CliPipelineTest, WithoutACropEachImageRunsWhole) {
+  const std::string folder = dir_.file("shapes");
+  fs::create_directories(folder);
+  cv::Mat wide(300, 500, CV_8UC3), tall(400, 250, CV_8UC3);
+  cv::randu(wide, 0, 255);
+  cv::randu(tall, 0, 255);
+  cv::imwrite(folder + "/wide.png", wide);
+  cv::imwrite(folder + "/tall.png", tall);
+  test::RunResult r = cnnviz({"gradcam", "--no-crop", "--size", "112", "--batch-size", "4",
+                              "--layer", "features.12", "-m", model_, "-o", out_, folder});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The shorter side resized to 112, nothing cut: 186 x 112 and 112 x 179.
+  const std::map<std::string, std::pair<int, int>> input = {{"wide", {186, 112}},
+                                                            {"tall", {112, 179}}};
+  const std::map<std::string, std::pair<int, int>> source = {{"wide", {500, 300}},
+                                                             {"tall", {250, 400}}};
+  for (const auto& img : manifest()["images"]) {
+    const std::string stem = img["dir"];
+    for (const auto& f : img["files"]) {
+      const cv::Mat m = cv::imread(out_ + "/" + f["path"].get<std::string>());
+      if (f["variant"] == "heatmap" || f["variant"] == "overlay") {
+        EXPECT_EQ(std::pair(m.cols, m.rows), input.at(stem)) << f["path"];
+      } else if (f["variant"] == "overlay_full") {
+        EXPECT_EQ(std::pair(m.cols, m.rows), source.at(stem)) << f["path"];
+      }
+    }
+  }
+  // The same for classify; the top-activations scan, which tiles one size, refuses.
+  r = cnnviz({"classify", "--no-crop", "-m", model_, folder + "/wide.png", folder + "/tall.png"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = cnnviz({"top-activations", "--no-crop", "--layer", "features.12", "-m", model_, "-o",
+              out_ + "-top", folder});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("has no crop (its inputs differ in size)"), std::string::npos) << r.err;
 }
 
 TEST_F(CliPipelineTest, BadWriteListsAreUsageErrors) {

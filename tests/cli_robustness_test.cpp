@@ -178,7 +178,7 @@ TEST_F(CliRobustnessTest, TinyFilesCannotAskForHugeMemory) {
   EXPECT_EQ(r.exit_code, 4);
   EXPECT_EQ(test::lines(r.err).back(),
             "cnnviz: model '" + crop +
-                "': invalid cnnviz.json: preprocess.crop: 20000 is out of range (1 to 4096) "
+                "': invalid cnnviz.json: preprocess.crop: 20000 is out of range (0 to 4096) "
                 "(re-export it with scripts/export_models.py)");
   // Options are bounded: an error naming the bound, not an allocation.
   for (const std::vector<std::string>& args :

@@ -204,6 +204,8 @@ TEST_F(CliServeTest, EveryLayerFromOnePassEqualsTheCli) {
   const json maps = get("/api/maps?" + q);
   EXPECT_FALSE(maps["cached"]);
   EXPECT_EQ(maps["class"], second);
+  EXPECT_EQ(maps["input_width"], 224);
+  EXPECT_EQ(maps["input_height"], 224);
   ASSERT_EQ(maps["layers"].size(), layers["layers"].size());
   for (size_t i = 0; i < layers["layers"].size(); ++i) {
     EXPECT_EQ(maps["layers"][i]["layer"], layers["layers"][i]);

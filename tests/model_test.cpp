@@ -84,9 +84,13 @@ TEST(MetadataTest, MetadataIsValidatedFieldByField) {
       R"({"cnnviz_format": 1, "labels": ["a", "b"], "num_classes": 2,
           "preprocess": {"resize": 256, "crop": 224, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}})";
   EXPECT_NO_THROW(parse_model_info(good, "m.pt"));
+  const ModelInfo whole = parse_model_info(
+      R"({"cnnviz_format": 1, "preprocess": {"resize": 520, "crop": 0}})", "m.pt");
+  EXPECT_EQ(whole.preprocess.crop, 0);  // no crop
+  EXPECT_EQ(whole.preprocess.resize, 520);
   const std::vector<std::pair<std::string, std::string>> bad = {
       {R"({"cnnviz_format": 1, "preprocess": {"crop": 20000, "resize": 20000}})",
-       "preprocess.crop: 20000 is out of range (1 to 4096)"},
+       "preprocess.crop: 20000 is out of range (0 to 4096)"},
       {R"({"cnnviz_format": 1, "preprocess": {"resize": 100000}})", "preprocess.resize"},
       {R"({"cnnviz_format": 1, "labels": ["a", 3]})", "labels[1]: must be a string"},
       {R"({"cnnviz_format": 1, "labels": "abc"})", "labels: must be a list of strings"},

@@ -84,6 +84,32 @@ TEST_F(ModelParityTest, PreprocessingMatchesTorchvision) {
   }
 }
 
+// Without a crop: torchvision's Resize alone, the input as tall or wide as the image.
+TEST_F(ModelParityTest, PreprocessingWithoutACropMatchesTorchvision) {
+  const std::string ref = test::source_dir() + "/tests/reference/preprocess_ref.py";
+  Preprocessing p;
+  p.crop = 0;
+  p.resize = 96;
+  const std::vector<std::string> all = images();
+  std::vector<std::string> args = {test::python(), ref};
+  for (size_t i = 0; i < all.size(); ++i) {
+    args.push_back(all[i]);
+    args.push_back(dir_.file("whole" + std::to_string(i) + ".npy"));
+  }
+  for (const char* a : {"--resize", "96", "--crop", "0"}) args.push_back(a);
+  test::RunResult r = test::run(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (size_t i = 0; i < all.size(); ++i) {
+    SCOPED_TRACE(all[i]);
+    NpyArray expected = read_npy(dir_.file("whole" + std::to_string(i) + ".npy"));
+    at::Tensor want = at::from_blob(expected.data.data(), expected.shape, at::kFloat);
+    at::Tensor got = preprocess(read_image_rgb(all[i]), p);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_EQ(std::min(got.size(1), got.size(2)), 96);
+    EXPECT_LE((got - want).abs().max().item<double>(), kMaxAbs);
+  }
+}
+
 // A 1-channel model: torchvision's Grayscale() (PIL's convert("L"), ITU-R
 // 601 luma in fixed point) before the resize, one mean and std.
 TEST_F(ModelParityTest, GreyPreprocessingMatchesTorchvision) {

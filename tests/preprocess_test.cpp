@@ -23,7 +23,29 @@ TEST(PreprocessTest, CropBoxFollowsTorchvision) {
   EXPECT_EQ(tall.resized_w, 224);
   EXPECT_EQ(tall.resized_h, 336);  // int(336.75): truncated, not rounded
   EXPECT_EQ(tall.top, 56);
-  EXPECT_EQ(tall.size, 224);
+  EXPECT_EQ(tall.width, 224);
+  EXPECT_EQ(tall.height, 224);
+}
+
+TEST(PreprocessTest, WithoutACropTheInputIsTheWholeResizedImage) {
+  Preprocessing p;
+  p.crop = 0;
+  const CropBox tall = crop_box(300, 451, p);
+  EXPECT_EQ(tall.left, 0);
+  EXPECT_EQ(tall.top, 0);
+  EXPECT_EQ(tall.width, 224);
+  EXPECT_EQ(tall.height, 336);
+  cv::Mat rgb(451, 300, CV_8UC3);
+  cv::randu(rgb, 0, 255);
+  const at::Tensor x = preprocess(rgb, p);
+  ASSERT_EQ(x.sizes(), (at::IntArrayRef{3, 336, 224}));
+  // Pixel (y, x) of channel 1 is the full resize's, normalized.
+  const cv::Mat full = resize_bilinear_pil(rgb, 224, 336);
+  for (const auto& [y, xx] : {std::pair{0, 0}, {335, 223}, {170, 99}}) {
+    const float want = (full.at<cv::Vec3b>(y, xx)[1] / 255.0f - p.mean[1]) / p.std[1];
+    EXPECT_FLOAT_EQ(x[1][y][xx].item<float>(), want) << y << "," << xx;
+  }
+  EXPECT_EQ(p.square_side(), 224);
 }
 
 TEST(PreprocessTest, CropOffsetRoundsHalfToEven) {

@@ -31,7 +31,7 @@ TEST(RenderTest, NormalizedMapIsLibTorchsUpsampling) {
   for (auto [h, w, size] : {std::tuple{13, 13, 224}, std::tuple{7, 7, 224}, std::tuple{6, 9, 50},
                             std::tuple{224, 224, 224}, std::tuple{1, 1, 8}}) {
     const FloatArray m = random_map({h, w}, h * 31 + w);
-    const cv::Mat got = normalize_map(m, map_range(m), size);
+    const cv::Mat got = normalize_map(m, map_range(m), size, size);
     const at::Tensor norm = normalize_per_image(tensor_of(m).unsqueeze(0));
     const at::Tensor want = upsample(norm, size, size)[0].clamp(0.0, 1.0);
     ASSERT_EQ(got.rows, size);
@@ -40,7 +40,7 @@ TEST(RenderTest, NormalizedMapIsLibTorchsUpsampling) {
   }
   // A constant map carries no location: zeros.
   FloatArray flat{{3, 3}, std::vector<float>(9, 2.5f)};
-  EXPECT_EQ(cv::countNonZero(normalize_map(flat, map_range(flat), 16)), 0);
+  EXPECT_EQ(cv::countNonZero(normalize_map(flat, map_range(flat), 16, 16)), 0);
 }
 
 TEST(RenderTest, EightBitsRoundHalfToEvenAsLibTorch) {

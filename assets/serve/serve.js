@@ -532,11 +532,12 @@
   function u8For(p, entry) {
     let pr = p.u8.get(keyOf(entry));
     if (!pr) {
-      const store = p.u8data, size = p.maps.size, q = mapQuery(p, entry, 'u8');
+      const store = p.u8data, w = p.maps.input_width, h = p.maps.input_height;
+      const q = mapQuery(p, entry, 'u8');
       pr = limited(() => api('/api/map', q, {as: 'bytes'})).then((b) => {
-        if (b.length !== size * size) {
+        if (b.length !== w * h) {
           throw new Error('map of layer ' + keyOf(entry) + ': ' + b.length + ' bytes, not ' +
-                          size + ' × ' + size);
+                          w + ' × ' + h);
         }
         store.set(keyOf(entry), b);
         return b;
@@ -652,9 +653,10 @@
     if (p.heat && p.heat.key === key) return p.heat.canvas;
     const b = p.u8data.get(keyOf(entry));
     if (!b) return null;
-    const n = p.maps.size;
-    const c = p.heat && p.heat.canvas.width === n ? p.heat.canvas : el('canvas', {width: n, height: n});
-    const img = new ImageData(n, n);
+    const w = p.maps.input_width, h = p.maps.input_height;
+    const c = p.heat && p.heat.canvas.width === w && p.heat.canvas.height === h
+        ? p.heat.canvas : el('canvas', {width: w, height: h});
+    const img = new ImageData(w, h);
     // One 32-bit RGBA word per pixel (both views share the byte order).
     const table = new Uint32Array(lut(S.cmap).buffer);
     const out = new Uint32Array(img.data.buffer);

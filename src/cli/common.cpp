@@ -100,6 +100,9 @@ void add_model_options(CLI::App& sub, ModelOptions& opts, bool channels_flag) {
   sub.add_option("--resize", opts.resize,
                  "Resize the shorter side to N before the crop (default: the crop size)")
       ->check(CLI::Range(8, 8192));
+  sub.add_flag("--no-crop", opts.no_crop,
+               "No centre crop: the whole image, its shorter side resized (models that take any "
+               "input size; one image per pass)");
 }
 
 void add_input_options(CLI::App& sub, InputOptions& opts) {
@@ -159,6 +162,7 @@ void apply_overrides(const ModelOptions& opts, ModelInfo& info) {
   }
   if (opts.size > 0) p.resize = p.crop = opts.size;
   if (opts.resize > 0) p.resize = opts.resize;
+  if (opts.no_crop) p.crop = 0;
   if (p.resize < p.crop) {
     throw Error(ErrorCode::kUsage, "--resize " + std::to_string(p.resize) +
                                        ": smaller than the crop (" + std::to_string(p.crop) + ")");

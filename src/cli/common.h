@@ -27,6 +27,7 @@ struct ModelOptions {
   int channels = 0;              // --channels 1|3; 0: the metadata's (default 3)
   int size = 0;                  // --size N: resize and crop to N
   int resize = 0;                // --resize N: shorter side to N before the crop
+  bool no_crop = false;          // --no-crop: the whole resized image
 };
 
 // `channels_flag` false: the input-channel override is --input-channels (for

@@ -982,7 +982,7 @@ void Engine::keep_outputs(bool stop, bool grad) {
 
 Engine::Description Engine::describe(const Model& model) {
   Instrumented inst = instrument(model.module(), [](const std::string&) { return true; });
-  const int crop = model.info().preprocess.crop;
+  const int crop = model.info().preprocess.square_side();
   std::unique_lock<std::mutex> lock(ops::lock(), std::try_to_lock);
   if (!lock.owns_lock()) throw Error(ErrorCode::kRuntime, kBusy);
   ops::TapRecorder recorder;

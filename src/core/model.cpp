@@ -201,7 +201,7 @@ ModelInfo parse_model_info(const std::string& json_text, const std::string& path
   }
   const json& p = r.object(j, "preprocess", "preprocess");
   Preprocessing& pre = info.preprocess;
-  pre.crop = static_cast<int>(r.integer(p, "crop", "preprocess.crop", 1, kMaxCrop, pre.crop));
+  pre.crop = static_cast<int>(r.integer(p, "crop", "preprocess.crop", 0, kMaxCrop, pre.crop));
   pre.resize = static_cast<int>(
       r.integer(p, "resize", "preprocess.resize", 1, kMaxResize, std::max(pre.resize, pre.crop)));
   if (pre.resize < pre.crop) {

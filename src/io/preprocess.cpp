@@ -48,7 +48,12 @@ CropBox crop_box(int src_w, int src_h, const Preprocessing& p) {
     box.resized_w = static_cast<int>(new_long);
     box.resized_h = p.resize;
   }
-  box.size = p.crop;
+  if (p.crop <= 0) {  // no crop: the whole resized image
+    box.width = box.resized_w;
+    box.height = box.resized_h;
+    return box;
+  }
+  box.width = box.height = p.crop;
   box.left = round_half_even((box.resized_w - p.crop) / 2.0);
   box.top = round_half_even((box.resized_h - p.crop) / 2.0);
   return box;
@@ -85,22 +90,22 @@ at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p) {
   if (p.channels == 1) {
     // Luma first, then the resize, as Grayscale() before Resize() on a PIL image.
     cv::Mat crop = resize_bilinear_pil(luma_601(rgb), box.resized_w, box.resized_h,
-                                       cv::Rect(box.left, box.top, box.size, box.size));
+                                       cv::Rect(box.left, box.top, box.width, box.height));
     float table[256];
     for (int v = 0; v < 256; ++v)
       table[v] = (static_cast<float>(v) / 255.0f - p.mean[0]) / p.std[0];
-    at::Tensor x = at::empty({1, box.size, box.size}, at::kFloat);
+    at::Tensor x = at::empty({1, box.height, box.width}, at::kFloat);
     float* out = x.data_ptr<float>();
-    for (int y = 0; y < box.size; ++y) {
+    for (int y = 0; y < box.height; ++y) {
       const uint8_t* row = crop.ptr<uint8_t>(y);
-      for (int xx = 0; xx < box.size; ++xx)
-        out[static_cast<size_t>(y) * box.size + xx] = table[row[xx]];
+      for (int xx = 0; xx < box.width; ++xx)
+        out[static_cast<size_t>(y) * box.width + xx] = table[row[xx]];
     }
     return x;
   }
-  // Resize and crop in one step: only the kept square is computed.
+  // Resize and crop in one step: only the kept rectangle is computed.
   cv::Mat crop = resize_bilinear_pil(rgb, box.resized_w, box.resized_h,
-                                     cv::Rect(box.left, box.top, box.size, box.size));
+                                     cv::Rect(box.left, box.top, box.width, box.height));
   // Plain loops rather than tensor ops: this runs on loader threads, where
   // LibTorch's intra-op parallelism must not start, and it is one pass. The
   // float operations are torchvision's, v / 255 then (x - mean) / std,
@@ -111,15 +116,15 @@ at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p) {
       table[c][v] = (static_cast<float>(v) / 255.0f - p.mean[c]) / p.std[c];
     }
   }
-  at::Tensor x = at::empty({3, box.size, box.size}, at::kFloat);
-  const size_t plane = static_cast<size_t>(box.size) * box.size;
+  at::Tensor x = at::empty({3, box.height, box.width}, at::kFloat);
+  const size_t plane = static_cast<size_t>(box.height) * box.width;
   float* r = x.data_ptr<float>();
   float* g = r + plane;
   float* b = g + plane;
-  for (int y = 0; y < box.size; ++y) {
+  for (int y = 0; y < box.height; ++y) {
     const uint8_t* row = crop.ptr<uint8_t>(y);
-    const size_t o = static_cast<size_t>(y) * box.size;
-    for (int xx = 0; xx < box.size; ++xx) {
+    const size_t o = static_cast<size_t>(y) * box.width;
+    for (int xx = 0; xx < box.width; ++xx) {
       r[o + xx] = table[0][row[xx * 3]];
       g[o + xx] = table[1][row[xx * 3 + 1]];
       b[o + xx] = table[2][row[xx * 3 + 2]];

@@ -183,10 +183,10 @@ RescaledMap rescale_gradient(const FloatArray& g, Rescale mode) {
   return out;
 }
 
-cv::Mat normalize_map(const FloatArray& map, const MapRange& range, int size) {
+cv::Mat normalize_map(const FloatArray& map, const MapRange& range, int width, int height) {
   if (map.shape.size() != 2) throw Error(ErrorCode::kRuntime, "normalize_map: expected [h,w]");
   const int h = static_cast<int>(map.shape[0]), w = static_cast<int>(map.shape[1]);
-  cv::Mat out = cv::Mat::zeros(size, size, CV_32FC1);
+  cv::Mat out = cv::Mat::zeros(height, width, CV_32FC1);
   const float span = range.max - range.min;
   // A constant map carries no location: zeros, never NaN.
   if (!(span > 0.0f)) return out;
@@ -194,13 +194,13 @@ cv::Mat normalize_map(const FloatArray& map, const MapRange& range, int size) {
   for (size_t i = 0; i < norm.size(); ++i) {
     norm[i] = (map.data[i] - range.min) / std::max(span, 1e-30f);
   }
-  const std::vector<Tap> ys = bilinear_taps(h, size), xs = bilinear_taps(w, size);
-  for (int y = 0; y < size; ++y) {
+  const std::vector<Tap> ys = bilinear_taps(h, height), xs = bilinear_taps(w, width);
+  for (int y = 0; y < height; ++y) {
     const Tap& ty = ys[y];
     const float* r0 = norm.data() + static_cast<size_t>(ty.i0) * w;
     const float* r1 = norm.data() + static_cast<size_t>(ty.i1) * w;
     float* o = out.ptr<float>(y);
-    for (int x = 0; x < size; ++x) {
+    for (int x = 0; x < width; ++x) {
       const Tap& tx = xs[x];
       const float v = ty.w0 * (tx.w0 * r0[tx.i0] + tx.w1 * r0[tx.i1]) +
                       ty.w1 * (tx.w0 * r1[tx.i0] + tx.w1 * r1[tx.i1]);
@@ -260,14 +260,14 @@ cv::Mat blend(const cv::Mat& image, const cv::Mat& heat, double alpha) {
 
 cv::Rect source_rect(const CropBox& box) {
   // The source pixels whose nearest resized pixel lies in the crop: x with
-  // floor(x * resized_w / src_w) in [left, left + size), in exact integers.
+  // floor(x * resized_w / src_w) in [left, left + width), in exact integers.
   auto first = [](int64_t resized_edge, int64_t src, int64_t resized) {
     return static_cast<int>((resized_edge * src + resized - 1) / resized);
   };
   const int x0 = first(box.left, box.src_w, box.resized_w);
-  const int x1 = first(box.left + box.size, box.src_w, box.resized_w);
+  const int x1 = first(box.left + box.width, box.src_w, box.resized_w);
   const int y0 = first(box.top, box.src_h, box.resized_h);
-  const int y1 = first(box.top + box.size, box.src_h, box.resized_h);
+  const int y1 = first(box.top + box.height, box.src_h, box.resized_h);
   return cv::Rect(x0, y0, std::max(0, x1 - x0), std::max(0, y1 - y0)) &
          cv::Rect(0, 0, box.src_w, box.src_h);
 }
@@ -277,7 +277,7 @@ SourceView make_source_view(const cv::Mat& source_rgb, const CropBox& box) {
   v.source_rgb = source_rgb;
   v.box = box;
   v.network_rgb = resize_bilinear_pil(source_rgb, box.resized_w, box.resized_h,
-                                      cv::Rect(box.left, box.top, box.size, box.size));
+                                      cv::Rect(box.left, box.top, box.width, box.height));
   v.crop_in_source = source_rect(box);
   return v;
 }
@@ -381,8 +381,14 @@ cv::Mat plot_curves(const std::string& title, const std::vector<double>& deletio
   return img;
 }
 
-MapPictures::MapPictures(const FloatArray& raw, MapKind kind, int size, const Colormap& colormap)
-    : raw_(raw), kind_(kind), size_(size), colormap_(colormap), range_(map_range(raw)) {}
+MapPictures::MapPictures(const FloatArray& raw, MapKind kind, int width, int height,
+                         const Colormap& colormap)
+    : raw_(raw),
+      kind_(kind),
+      width_(width),
+      height_(height),
+      colormap_(colormap),
+      range_(map_range(raw)) {}
 
 const std::vector<std::string>& MapPictures::variants(MapKind kind) {
   static const std::vector<std::string> gradient = {"all", "all_gray", "pos",   "pos_gray",
@@ -421,7 +427,7 @@ MapPictures::Picture& MapPictures::draw(const std::string& variant) {
   if (kind_ == MapKind::kLayerMap) {
     Picture& gray = drawn_["gray"];
     if (gray.image.empty()) {
-      gray.image = to_gray8(normalize_map(raw_, range_, size_));
+      gray.image = to_gray8(normalize_map(raw_, range_, width_, height_));
       gray.blank = !(range_.max - range_.min > 0.0f);
     }
     if (variant == "gray") return gray;

@@ -439,7 +439,9 @@ MethodParams run_params(const MethodDef& method, MethodParams given, const Model
   given.mean = info.preprocess.mean;
   given.std = info.preprocess.std;
   given.score = score;
-  if (method.check) method.check(given, info.preprocess.crop, info.preprocess.crop);
+  if (method.check) {
+    method.check(given, info.preprocess.square_side(), info.preprocess.square_side());
+  }
   return given;
 }
 

@@ -4,6 +4,10 @@
 
 namespace cnnviz {
 
+size_t images_per_pass(const Preprocessing& p, size_t requested) {
+  return p.crop > 0 ? std::max<size_t>(1, requested) : 1;
+}
+
 void run_in_parts(size_t count, size_t& chunk, Progress& progress,
                   const std::function<void(size_t begin, size_t end)>& process,
                   const std::function<void(size_t index, const OutOfMemory& error)>& failed) {

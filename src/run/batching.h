@@ -8,9 +8,14 @@
 #include <string>
 
 #include "cnnviz/core/error.h"
+#include "cnnviz/core/model.h"
 #include "cnnviz/run/progress.h"
 
 namespace cnnviz {
+
+// Images per pass for a run that asked for `requested` (at least 1): one for
+// a model without a crop, whose inputs differ in size.
+size_t images_per_pass(const Preprocessing& p, size_t requested);
 
 // Runs `process(begin, end)` on consecutive parts of [0, count) of at most
 // `chunk` items. When it throws OutOfMemory on a part of more than one item,

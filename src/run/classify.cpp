@@ -111,7 +111,7 @@ ClassifySummary classify(const Model& model, const std::vector<std::string>& ima
   summary.results.resize(images.size());
   const LoadList list = images_to_load(images, plan, summary, progress);
   LoaderOptions loader_options;
-  loader_options.batch_size = std::max<size_t>(1, options.batch_size);
+  loader_options.batch_size = images_per_pass(model.info().preprocess, options.batch_size);
   loader_options.workers = options.decoders;
   loader_options.max_pixels = options.max_pixels;
   BatchLoader loader(list.paths, info.preprocess, loader_options);

@@ -331,7 +331,7 @@ std::unique_ptr<WriterPool> make_pool(const ExplainOptions& o, const Plan& plan)
   const size_t writers =
       o.writers > 0 ? static_cast<size_t>(o.writers) : static_cast<size_t>(available_cores());
   const size_t maps_per_image = plan.targets->max_ranks() * (plan.layers.size() + 1);
-  const size_t batch = std::max<size_t>(1, o.batch_size);
+  const size_t batch = std::max<size_t>(1, o.batch_size);  // at most
   return std::make_unique<WriterPool>(writers, std::max(2 * writers, batch * maps_per_image));
 }
 
@@ -340,7 +340,7 @@ std::unique_ptr<WriterPool> make_pool(const ExplainOptions& o, const Plan& plan)
 void run_batches(const Model& model, const Engine& engine, const Plan& plan, const LoadList& list,
                  const ExplainOptions& o, ExplainWriters& writers, ExplainSummary& summary) {
   LoaderOptions loader_options;
-  loader_options.batch_size = std::max<size_t>(1, o.batch_size);
+  loader_options.batch_size = images_per_pass(model.info().preprocess, o.batch_size);
   loader_options.workers = o.decoders;
   loader_options.keep_rgb = plan.full_view;
   loader_options.max_pixels = o.max_pixels;

@@ -364,7 +364,8 @@ struct Explorer::Impl {
     const float* p = logits.data_ptr<float>();
     set->logits = std::make_shared<const std::vector<float>>(p, p + logits.size(1));
     set->box = crop_box(d.rgb.cols, d.rgb.rows, info.preprocess);
-    set->size = set->box.size;
+    set->input_width = set->box.width;
+    set->input_height = set->box.height;
     set->width = d.rgb.cols;
     set->height = d.rgb.rows;
     for (const MethodMap& mm : out.maps[0]) {
@@ -631,7 +632,8 @@ std::vector<std::string> Explorer::labels(const std::string& model_name, const G
     const ModelInfo& info = m.info();
     int64_t n = known_classes(info);
     if (n == INT64_MAX) {
-      const cv::Mat black(info.preprocess.crop, info.preprocess.crop, CV_8UC3, cv::Scalar(0, 0, 0));
+      const int side = info.preprocess.square_side();
+      const cv::Mat black(side, side, CV_8UC3, cv::Scalar(0, 0, 0));
       n = m.logits(preprocess(black, info.preprocess).unsqueeze(0).to(m.device())).size(1);
     }
     for (int64_t k = 0; k < n; ++k) j.labels.push_back(info.label(k));

@@ -214,7 +214,7 @@ MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::stri
   OutputSelection layer_selection;
   layer_selection.variants = selection.layer_variants;
   const OutputSelection& chosen = at_layer ? layer_selection : selection;
-  MapPictures pictures(raw, kind, view.box.size, style.colormap);
+  MapPictures pictures(raw, kind, view.box.width, view.box.height, style.colormap);
   Writer w(dir, method, layer, target, pictures.range(), out);
   if (chosen.has("npy")) w.npy(raw);
   const bool one_signed = method.one_signed && kind == MapKind::kInputGradient;

@@ -500,7 +500,7 @@ class Inverter {
       : model_(model), layers_(layers), o_(o), targets_engine_(model, layers) {
     targets_engine_.keep_outputs(/*stop=*/true, /*grad=*/false);
     s_ = o.synthesis;
-    s_.param.size = model.info().preprocess.crop;
+    s_.param.size = model.info().preprocess.square_side();
     chunks_ = batch_ranges(layers.size(), o.batch);
     for (const auto& [begin, end] : chunks_) {
       engines_.push_back(objective_engine(model, invert_objective(layers, begin, end)));
@@ -896,6 +896,11 @@ json run_top_activations(const Model& model, const std::vector<std::string>& ima
                          const SynthesisRunOptions& o, Progress& progress) {
   const Engine::Description d = Engine::describe(model);
   const FeatureLayout f = layer_layout(model, d, o.layer, "top-activations");
+  if (model.info().preprocess.crop <= 0) {
+    throw Error(ErrorCode::kUsage,
+                "top-activations: model '" + model.info().name +
+                    "' has no crop (its inputs differ in size); give it one with --size N");
+  }
   const std::vector<int64_t> channels = parse_channel_list(o.channels, f.channels, o.layer);
   if (o.k < 1 || o.k > kMaxTopK) {
     throw Error(ErrorCode::kUsage, "--k " + std::to_string(o.k) + ": must be between 1 and " +

@@ -599,7 +599,8 @@ struct Server::Impl {
                          s.method->scores.empty() ? json(nullptr) : json(score_name(s.score.kind))},
                         {"counterfactual", s.score.counterfactual},
                         {"kind", map_kind_name(s.method->output)},
-                        {"size", s.size},
+                        {"input_width", s.input_width},
+                        {"input_height", s.input_height},
                         {"width", s.width},
                         {"height", s.height},
                         {"crop", crop_json(s.box)},
@@ -629,7 +630,7 @@ struct Server::Impl {
       return;
     }
     const Colormap colormap(m.kind == MapKind::kLayerMap ? p.get("colormap", "jet") : "jet");
-    MapPictures pictures(m.raw, m.kind, s.size, colormap);
+    MapPictures pictures(m.raw, m.kind, s.input_width, s.input_height, colormap);
     if (format == "u8") {
       if (m.kind != MapKind::kLayerMap) {
         throw Error(ErrorCode::kUsage, "format u8: only for layer maps (" + s.method->name +

@@ -69,8 +69,8 @@ int image(const uint8_t* data, size_t size) {
     Preprocessing p;
     p.resize = p.crop = 32;
     const CropBox box = crop_box(rgb.cols, rgb.rows, p);
-    if (box.left < 0 || box.top < 0 || box.left + box.size > box.resized_w ||
-        box.top + box.size > box.resized_h) {
+    if (box.left < 0 || box.top < 0 || box.left + box.width > box.resized_w ||
+        box.top + box.height > box.resized_h) {
       bug("crop outside the resized image");
     }
     (void)preprocess(rgb, p);

@@ -43,11 +43,12 @@ def load_rgb(path):
 
 def preprocess(img, resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, grey=False):
     """torchvision's Resize(resize) (shorter side; PIL bilinear, which antialiases),
-    CenterCrop(crop), ToTensor, Normalize(mean, std). Returns a [3, crop, crop] float32 tensor;
-    with `grey`, Grayscale() first (PIL's convert("L")) and [1, crop, crop]."""
+    CenterCrop(crop) (none when crop is 0), ToTensor, Normalize(mean, std). Returns a
+    [3, crop, crop] float32 tensor (without a crop, the resized image's size); with `grey`,
+    Grayscale() first (PIL's convert("L")) and one channel."""
     pipeline = transforms.Compose(([transforms.Grayscale(num_output_channels=1)] if grey else []) + [
         transforms.Resize(resize, interpolation=transforms.InterpolationMode.BILINEAR),
-        transforms.CenterCrop(crop),
+    ] + ([transforms.CenterCrop(crop)] if crop else []) + [
         transforms.ToTensor(),
         transforms.Normalize(mean=mean, std=std),
     ])

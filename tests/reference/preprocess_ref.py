@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Reference preprocessing: IMAGE -> [3, crop, crop] float32 tensor saved as OUT.npy.
+"""Reference preprocessing: IMAGE -> [3, crop, crop] float32 tensor saved as OUT.npy
+([3, H, W] of the resized image with --crop 0).
 
 usage: preprocess_ref.py IMAGE OUT.npy [IMAGE OUT.npy ...] [--resize 224] [--crop 224]
                          [--grey --mean M --std S]
@@ -26,7 +27,7 @@ def main():
     parser = argparse.ArgumentParser(description="Reference preprocessing of images to .npy")
     parser.add_argument("pairs", nargs="+", metavar="IMAGE OUT.npy")
     parser.add_argument("--resize", type=int, default=224)
-    parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--crop", type=int, default=224, help="0: no crop")
     parser.add_argument("--grey", action="store_true",
                         help="Grayscale() first; one channel, normalized by --mean and --std")
     parser.add_argument("--mean", type=float, default=0.0)

@@ -24,17 +24,22 @@ namespace cnnviz {
 
 // How an image becomes the network's input: the shorter side is resized to
 // `resize` (bilinear, antialiased, as PIL/torchvision), the centre
-// `crop` x `crop` square is kept, and each channel c becomes
+// `crop` x `crop` square is kept (crop 0: no crop, the whole resized image,
+// for models that take any input size), and each channel c becomes
 // (v / 255 - mean[c]) / std[c]. A 1-channel model gets the image's luma,
 // L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 (ITU-R 601 weights 0.299,
 // 0.587, 0.114 in PIL's fixed point: PIL's convert("L"), torchvision's
 // Grayscale), before resizing; only mean[0] and std[0] are used.
 struct Preprocessing {
   int resize = 224;
-  int crop = 224;
+  int crop = 224;  // 0: none
   int channels = 3;  // 3: RGB; 1: grey
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+
+  // The side of the input a square image becomes: the crop, or the resize
+  // when there is no crop (what describing layers and synthesizing images use).
+  int square_side() const { return crop > 0 ? crop : resize; }
 };
 
 enum class WeightsKind { kPretrained, kFile, kRandom, kUnknown };

@@ -11,24 +11,27 @@
 
 namespace cnnviz {
 
-// Where the network's input square lies in the source image: the source is
-// resized to resized_w x resized_h, then the size x size square at
-// (left, top) of the resized image is kept.
+// Where the network's input lies in the source image: the source is
+// resized to resized_w x resized_h, then the width x height rectangle at
+// (left, top) of the resized image is kept: the centre crop x crop square,
+// or the whole resized image for a model without a crop (crop 0).
 struct CropBox {
   int src_w = 0, src_h = 0;
   int resized_w = 0, resized_h = 0;
   int left = 0, top = 0;
-  int size = 0;
+  int width = 0, height = 0;
 };
 
 // The shorter side becomes p.resize and the longer int(p.resize * long / short)
 // (torchvision's rule); the crop offsets are round((resized - crop) / 2) with
-// round-half-to-even, as Python's round(). Throws Error(kInput) for an empty
+// round-half-to-even, as Python's round(); with p.crop 0 the box is the whole
+// resized image. Throws Error(kInput) for an empty
 // image or one so elongated that its resized longer side passes 2^30 pixels
 // (4,194,304:1 at a shorter side of 256).
 CropBox crop_box(int src_w, int src_h, const Preprocessing& p);
 
-// rgb: H x W CV_8UC3, RGB. Returns [p.channels,crop,crop] float32,
+// rgb: H x W CV_8UC3, RGB. Returns [p.channels,height,width] float32 (the
+// crop_box's; crop x crop with a crop),
 // normalized (1 channel: the luma, luma_601()). Resizing is Pillow's
 // antialiased bilinear, bit for bit (see resize.h).
 at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p);

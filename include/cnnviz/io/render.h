@@ -64,10 +64,10 @@ RescaledMap rescale_gradient(const FloatArray& gradient, Rescale mode);
 cv::Mat signed_heatmap(const FloatArray& map, bool& degenerate);
 
 // A [h,w] map min-max normalized to [0,1] by `range` (a constant map becomes
-// all zeros), upsampled bilinearly to size x size with half-pixel centres
+// all zeros), upsampled bilinearly to width x height with half-pixel centres
 // (as at::upsample_bilinear2d without align_corners, OpenCV's INTER_LINEAR
 // and pytorch-grad-cam's cv2.resize) and clamped to [0,1]: CV_32FC1.
-cv::Mat normalize_map(const FloatArray& map, const MapRange& range, int size);
+cv::Mat normalize_map(const FloatArray& map, const MapRange& range, int width, int height);
 
 // CV_32FC1 in [0,1] -> CV_8UC1, v * 255 rounded half to even.
 cv::Mat to_gray8(const cv::Mat& map01);
@@ -105,9 +105,10 @@ cv::Mat blend(const cv::Mat& image, const cv::Mat& heat, double alpha);
 // grey picture together. Uses no LibTorch (it runs on writer threads).
 class MapPictures {
  public:
-  // `raw` and `colormap` must outlive this object. `size`: the side of a
-  // layer map's pictures (the network's input square).
-  MapPictures(const FloatArray& raw, MapKind kind, int size, const Colormap& colormap);
+  // `raw` and `colormap` must outlive this object. `width` x `height`: the
+  // size of a layer map's pictures (the network's input).
+  MapPictures(const FloatArray& raw, MapKind kind, int width, int height,
+              const Colormap& colormap);
 
   // The variants `kind` has, in the order above.
   static const std::vector<std::string>& variants(MapKind kind);
@@ -129,7 +130,7 @@ class MapPictures {
 
   const FloatArray& raw_;
   MapKind kind_;
-  int size_;
+  int width_, height_;
   const Colormap& colormap_;
   MapRange range_;
   std::map<std::string, Picture> drawn_;
@@ -139,7 +140,7 @@ class MapPictures {
 struct SourceView {
   cv::Mat source_rgb;       // the decoded image, RGB
   CropBox box;              // where the network's input lies in it
-  cv::Mat network_rgb;      // that crop as the network saw it (box.size square), RGB
+  cv::Mat network_rgb;      // that crop as the network saw it (box.width x box.height), RGB
   cv::Rect crop_in_source;  // the crop's area in source pixels
 };
 // The crop's area in source pixels: those whose nearest resized pixel lies
@@ -148,7 +149,7 @@ cv::Rect source_rect(const CropBox& box);
 // `source_rgb`: the decoded image the input `box` was cut from.
 SourceView make_source_view(const cv::Mat& source_rgb, const CropBox& box);
 
-// The overlay of a crop-sized map (box.size square, CV_8UC1) on the whole
+// The overlay of a crop-sized map (box.width x box.height, CV_8UC1) on the whole
 // source image at its own size: the map is scaled (bilinear) onto the crop's
 // area in the source and blended there; outside it the image is unchanged.
 cv::Mat overlay_on_source(const SourceView& view, const cv::Mat& crop_gray8,

@@ -107,7 +107,7 @@ struct MapSet {
   std::string label;
   double probability = 0.0;  // softmax probability of the class
   Score score;
-  int size = 0;  // the network's input square, pixels
+  int input_width = 0, input_height = 0;  // the network's input, pixels
   CropBox box;
   int width = 0, height = 0;  // of the source image
   std::vector<ExplorerMap> maps;
