@@ -68,7 +68,12 @@ GRADCAM_LAYER = {
     "inception_v3": "Mixed_7c",
     "maxvit_t": "blocks.3",
 }
-MODELS = list(GRADCAM_LAYER)
+# Semantic segmenters: their forward returns {"out": [N, 21, H, W]}, the 21 PASCAL VOC classes of
+# torchvision's weights. `cnnviz segment` labels pixels with them; their metadata has no feature
+# stages (the stage rule reads classifiers).
+SEGMENTERS = ("fcn_resnet50", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50",
+              "lraspp_mobilenet_v3_large")
+MODELS = list(GRADCAM_LAYER) + list(SEGMENTERS)
 
 # Constructor arguments of the models built without torchvision's weights (from a file, random),
 # so that they get the graph of the pretrained model. torchvision's googlenet(weights=DEFAULT)
@@ -85,6 +90,9 @@ CONSTRUCTOR_ARGS = {
 # State_dict keys of torchvision checkpoints that the exported graph does not have: GoogLeNet's
 # auxiliary classifiers (untrained, and never used in eval mode).
 DROPPED_PREFIXES = {"googlenet": ("aux1.", "aux2.")}
+# The segmenters' auxiliary heads (FCN, DeepLabV3), likewise trained but never part of the output.
+for _name in SEGMENTERS:
+    DROPPED_PREFIXES[_name] = ("aux_classifier.",)
 
 # The seed tutorial's preprocessing, kept for the models it covers: Resize(224) (not the usual
 # 256), CenterCrop(224), ImageNet mean and std. The other models take the resize and crop of
@@ -113,7 +121,8 @@ def preprocess_for(name):
     transforms = torchvision.models.get_model_weights(name).DEFAULT.transforms()
     return {
         "resize": int(transforms.resize_size[0]),
-        "crop": int(transforms.crop_size[0]),
+        # Segmenters take the whole resized image: crop 0.
+        "crop": 0 if name in SEGMENTERS else int(transforms.crop_size[0]),
         "interpolation": "bilinear",
         "antialias": True,
         "mean": [float(v) for v in transforms.mean],
@@ -181,7 +190,8 @@ def build_pretrained(name):
     real_stderr = sys.stderr
     sys.stderr = _DropDownloadNotice(real_stderr)
     try:
-        model = getattr(torchvision.models, name)(weights=weights, progress=real_stderr.isatty())
+        model = torchvision.models.get_model_builder(name)(weights=weights,
+                                                          progress=real_stderr.isatty())
     except Exception as exc:  # network, disk, or a corrupt cached checkpoint
         checkpoint = os.path.basename(urllib.parse.urlparse(weights.url).path)
         hub_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
@@ -200,6 +210,8 @@ def build_pretrained(name):
         ) from None
     finally:
         sys.stderr = real_stderr
+    if name in SEGMENTERS:
+        model.aux_classifier = None  # trained beside the model, never part of its output
     return model, {"kind": "pretrained", "source": weights.name}
 
 
@@ -252,8 +264,25 @@ def build_from_file(name, path):
 
 
 def construct(name):
-    """torchvision.models.<name> without weights, with the pretrained model's graph."""
-    return getattr(torchvision.models, name)(weights=None, **CONSTRUCTOR_ARGS.get(name, {}))
+    """torchvision.models.<name> without weights, with the pretrained model's graph (a
+    segmenter without its auxiliary head, and without downloading its backbone's weights)."""
+    builder = torchvision.models.get_model_builder(name)
+    if name in SEGMENTERS:
+        return builder(weights=None, weights_backbone=None, aux_loss=False)
+    return builder(weights=None, **CONSTRUCTOR_ARGS.get(name, {}))
+
+
+def labels_of(name):
+    """The class names of `name`'s torchvision weights (ImageNet's; PASCAL VOC's 21 for the
+    segmenters, the first being "__background__")."""
+    if name in SEGMENTERS:
+        return list(torchvision.models.get_model_weights(name).DEFAULT.meta["categories"])
+    return list(_IMAGENET_CATEGORIES)
+
+
+def square_side(preprocess):
+    """The side of the input a square image becomes: the crop, or the resize without one."""
+    return preprocess["crop"] or preprocess["resize"]
 
 
 def reinit_zero_linears(model, seed):
@@ -359,7 +388,10 @@ def feature_stages(model, example):
 
 def logits_of(output):
     """The logits of a model's output: a scripted GoogLeNet returns a GoogLeNetOutputs tuple
-    (logits, aux2, aux1) even in eval mode."""
+    (logits, aux2, aux1) even in eval mode; a segmenter its class scores per pixel in a dict, as
+    "out"."""
+    if isinstance(output, dict):
+        return output["out"]
     return output[0] if isinstance(output, tuple) else output
 
 
@@ -393,7 +425,8 @@ def export_one(name, args, outdir):
         model, weights_meta = build_from_file(name, args.weights)
     elif args.random_weights:
         model, weights_meta = build_random(name, args.seed)
-        if args.calibrate_bn and calibrate_batchnorm(model, args.seed, preprocess_for(name)["crop"]):
+        if args.calibrate_bn and calibrate_batchnorm(model, args.seed,
+                                                     square_side(preprocess_for(name))):
             weights_meta["source"] += ", BatchNorm calibrated"
     else:
         model, weights_meta = build_pretrained(name)
@@ -402,11 +435,12 @@ def export_one(name, args, outdir):
     # A fixed input of the crop size, independent of the weight seed, for the stage discovery
     # and the parity check.
     preprocess = preprocess_for(name)
-    crop = preprocess["crop"]
-    example = torch.randn(1, 3, crop, crop, generator=torch.Generator().manual_seed(1234))
-    stages = feature_stages(model, example)
-    gradcam_layer = GRADCAM_LAYER[name]
-    if gradcam_layer not in stages:
+    side = square_side(preprocess)
+    example = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(1234))
+    segmenter = name in SEGMENTERS
+    stages = [] if segmenter else feature_stages(model, example)
+    gradcam_layer = None if segmenter else GRADCAM_LAYER[name]
+    if not segmenter and gradcam_layer not in stages:
         raise ExportError(f"{name}: Grad-CAM layer '{gradcam_layer}' is not among the feature "
                           f"stages {stages}")
 
@@ -429,18 +463,20 @@ def export_one(name, args, outdir):
         "cnnviz_format": 1,
         "name": name,
         "arch": name,
+        "task": "segment" if name in SEGMENTERS else "classify",
         "weights": weights_meta,
         "num_classes": int(eager_out.shape[1]),
-        "labels": list(_IMAGENET_CATEGORIES),
+        "labels": labels_of(name),
         "preprocess": preprocess,
-        "feature_layers": stages,
-        "default_layer": gradcam_layer,
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,
     }
+    if not segmenter:
+        meta["feature_layers"] = stages
+        meta["default_layer"] = gradcam_layer
     if meta["num_classes"] != len(meta["labels"]):
         raise ExportError(f"{name}: {meta['num_classes']} outputs but "
-                          f"{len(meta['labels'])} ImageNet labels")
+                          f"{len(meta['labels'])} labels")
 
     # Save beside the target and rename, so an interrupted export never leaves a truncated .pt.
     tmp = path + ".tmp"

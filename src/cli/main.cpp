@@ -29,6 +29,7 @@
 #include "merge.h"
 #include "models.h"
 #include "report.h"
+#include "segment.h"
 #include "serve.h"
 #include "synthesis.h"
 #include "visualize.h"
@@ -121,6 +122,8 @@ void tidy_type_names(CLI::App& app) {
 struct Commands {
   cnnviz::cli::ClassifyOptions classify;
   CLI::App* classify_cmd = nullptr;
+  cnnviz::cli::SegmentCliOptions segment;
+  CLI::App* segment_cmd = nullptr;
   std::vector<std::unique_ptr<cnnviz::cli::VisualizeOptions>> visualize;
   cnnviz::cli::LayersOptions layers;
   CLI::App* layers_cmd = nullptr;
@@ -142,6 +145,7 @@ struct Commands {
   explicit Commands(CLI::App& app) {
     using namespace cnnviz::cli;
     classify_cmd = setup_classify(app, classify);
+    segment_cmd = setup_segment(app, segment);
     setup_visualize(app, visualize);
     layers_cmd = setup_layers(app, layers);
     merge_cmd = setup_merge(app, merge);
@@ -163,6 +167,7 @@ struct Commands {
     apply_config(app, given ? config : default_config_path(), given);
     if (models_cmd->parsed()) return run_models(models, std::cout, std::cerr);
     if (classify_cmd->parsed()) return run_classify(classify, std::cout, std::cerr);
+    if (segment_cmd->parsed()) return run_segment(segment, std::cout, std::cerr);
     if (layers_cmd->parsed()) return run_layers(layers, std::cout, std::cerr);
     if (merge_cmd->parsed()) return run_merge(merge, std::cout, std::cerr);
     if (report_cmd->parsed()) return run_report(report, std::cout, std::cerr);

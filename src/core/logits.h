@@ -12,8 +12,14 @@ namespace cnnviz {
 
 // The [N,classes] tensor `out` holds (the first element of a tuple, as
 // GoogLeNet and Inception return). Throws Error(kModel) naming the model at
-// `path` when it is not a 2-D tensor or has no classes.
+// `path` when it is not a 2-D tensor or has no classes, Error(kUnsupported)
+// when it is a segmenter's output (pixel_logits_of reads it).
 at::Tensor logits_of(const c10::IValue& out, const std::string& path);
+
+// A segmenter's [N,classes,H,W] class scores per pixel: a 4-D tensor, or the
+// "out" entry of a dict (torchvision's segmentation models). Throws
+// Error(kModel) naming the model at `path` for anything else.
+at::Tensor pixel_logits_of(const c10::IValue& out, const std::string& path);
 
 }  // namespace cnnviz
 

@@ -129,6 +129,8 @@ class MetadataReader {
 
 }  // namespace
 
+const char* task_name(Task task) { return task == Task::kSegment ? "segment" : "classify"; }
+
 const char* weights_kind_name(WeightsKind kind) {
   switch (kind) {
     case WeightsKind::kPretrained:
@@ -184,6 +186,12 @@ ModelInfo parse_model_info(const std::string& json_text, const std::string& path
   }
   info.name = r.string(j, "name", "name");
   info.arch = r.string(j, "arch", "arch");
+  const std::string task = r.string(j, "task", "task");
+  if (task == "segment") {
+    info.task = Task::kSegment;
+  } else if (!task.empty() && task != "classify") {
+    r.fail("task", "'" + task + "' is not classify or segment");
+  }
   const json& w = r.object(j, "weights", "weights");
   const std::string kind = r.string(w, "kind", "weights.kind");
   info.weights_kind = kind == "pretrained" ? WeightsKind::kPretrained
@@ -323,6 +331,18 @@ at::Device Model::device() const { return impl_->device; }
 torch::jit::Module& Model::module() const { return impl_->module; }
 
 at::Tensor Model::logits(const at::Tensor& batch) const {
+  at::Tensor result = logits_of(forward(batch), impl_->info.path).to(at::kCPU, at::kFloat);
+  check_output_classes(impl_->info, result.size(1));
+  return result;
+}
+
+at::Tensor Model::pixel_logits(const at::Tensor& batch) const {
+  at::Tensor result = pixel_logits_of(forward(batch), impl_->info.path).to(at::kCPU, at::kFloat);
+  check_output_classes(impl_->info, result.size(1));
+  return result;
+}
+
+c10::IValue Model::forward(const at::Tensor& batch) const {
   c10::InferenceMode no_autograd;
   simulate_out_of_memory(batch.size(0));
   c10::IValue out;
@@ -338,9 +358,7 @@ at::Tensor Model::logits(const at::Tensor& batch) const {
     throw Error(ErrorCode::kRuntime, "model '" + impl_->info.path + "': forward pass failed (" +
                                          torch_error_summary(e.what()) + ")");
   }
-  at::Tensor result = logits_of(out, impl_->info.path).to(at::kCPU, at::kFloat);
-  check_output_classes(impl_->info, result.size(1));
-  return result;
+  return out;
 }
 
 }  // namespace cnnviz

@@ -10,6 +10,8 @@ scripts/export_models.py exports the real ones (TorchScript + cnnviz.json), in a
              with conservative rules then sums exactly to the logit
   tiny_swin  torchvision SwinTransformer, 32x32 input: its stages output channels-last maps
              [N, 8, 8, 12] and [N, 4, 4, 24]
+  tiny_fcn   torchvision FCN (a semantic segmenter) on a two-convolution backbone: any input
+             size (no crop, shorter side 40), {"out": [N, 5, H, W]}; class 0 is the background
 
 They let the suite check cnnviz's reshape rule and stage discovery on the real module code of
 those architectures against tests/reference/methods_ref.py, without the full models' size.
@@ -30,12 +32,15 @@ import json  # noqa: E402
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+from torchvision.models._utils import IntermediateLayerGetter  # noqa: E402
+from torchvision.models.segmentation.fcn import FCN, FCNHead  # noqa: E402
 from torchvision.models.swin_transformer import SwinTransformer  # noqa: E402
 from torchvision.models.vision_transformer import VisionTransformer  # noqa: E402
 
 import export_models  # noqa: E402
 
 CLASSES = 10
+SEG_CLASSES = 5
 
 
 def tiny_vit():
@@ -47,6 +52,12 @@ def tiny_swin():
     # embed_dim 12, not 8: an [N,8,8,8] output would not tell channels from positions.
     return SwinTransformer(patch_size=[4, 4], embed_dim=12, depths=[1, 1], num_heads=[1, 2],
                            window_size=[2, 2], num_classes=CLASSES)
+
+
+def tiny_fcn():
+    body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU())
+    return FCN(IntermediateLayerGetter(body, {"5": "out"}), FCNHead(16, SEG_CLASSES))
 
 
 def zero_vit_biases(model):
@@ -70,11 +81,26 @@ def zero_vit_biases(model):
 # name -> constructor; the weights are the constructor's (seeded), then
 # export_models.reinit_zero_linears, then POST_INIT[name] where there is one. load_eager
 # (methods_ref.py) rebuilds TINY[arch]() and loads the exported weights over it.
-TINY = {"tiny_vit": tiny_vit, "tiny_vit_nobias": tiny_vit, "tiny_swin": tiny_swin}
-POST_INIT = {"tiny_vit_nobias": zero_vit_biases}
+TINY = {"tiny_vit": tiny_vit, "tiny_vit_nobias": tiny_vit, "tiny_swin": tiny_swin,
+        "tiny_fcn": tiny_fcn}
+def zero_fcn_class_bias(model):
+    """Zeroes the bias of the FCN's last convolution, so that the random classes vary across an
+    image instead of one class winning everywhere."""
+    with torch.no_grad():
+        model.classifier[4].bias.zero_()
+
+
+POST_INIT = {"tiny_vit_nobias": zero_vit_biases, "tiny_fcn": zero_fcn_class_bias}
 GRADCAM_LAYER = {"tiny_vit": "encoder.layers.encoder_layer_1",
-                 "tiny_vit_nobias": "encoder.layers.encoder_layer_1", "tiny_swin": "features.3"}
+                 "tiny_vit_nobias": "encoder.layers.encoder_layer_1", "tiny_swin": "features.3",
+                 "tiny_fcn": "classifier.0"}
+SEGMENTERS = {"tiny_fcn"}
 CROP = 32
+
+
+def output_of(out):
+    """The logits of a classifier, the "out" map of a segmenter."""
+    return out["out"] if isinstance(out, dict) else out
 
 
 def export(name, outdir, seed=0):
@@ -84,6 +110,7 @@ def export(name, outdir, seed=0):
     if name in POST_INIT:
         POST_INIT[name](model)
     model.eval()
+    segmenter = name in SEGMENTERS
     example = torch.randn(1, 3, CROP, CROP, generator=torch.Generator().manual_seed(1234))
     stages = export_models.feature_stages(model, example)
     if GRADCAM_LAYER[name] not in stages:
@@ -91,7 +118,7 @@ def export(name, outdir, seed=0):
                          f"stages {stages}")
     scripted = torch.jit.script(model)
     with torch.no_grad():
-        diff = (model(example) - scripted(example)).abs().max().item()
+        diff = (output_of(model(example)) - output_of(scripted(example))).abs().max().item()
     if not diff < 1e-4:
         raise SystemExit(f"tiny_models.py: {name}: scripted and eager differ by {diff:g}")
     meta = {
@@ -99,9 +126,12 @@ def export(name, outdir, seed=0):
         "name": name,
         "arch": name,
         "weights": {"kind": "random", "source": f"seed {seed}"},
-        "num_classes": CLASSES,
-        "labels": [f"tiny class {i}" for i in range(CLASSES)],
-        "preprocess": {"resize": 36, "crop": CROP, "interpolation": "bilinear", "antialias": True,
+        "task": "segment" if segmenter else "classify",
+        "num_classes": SEG_CLASSES if segmenter else CLASSES,
+        "labels": (["__background__"] + [f"tiny class {i}" for i in range(1, SEG_CLASSES)]
+                   if segmenter else [f"tiny class {i}" for i in range(CLASSES)]),
+        "preprocess": {"resize": 40 if segmenter else 36, "crop": 0 if segmenter else CROP,
+                       "interpolation": "bilinear", "antialias": True,
                        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
         "feature_layers": stages,
         "default_layer": GRADCAM_LAYER[name],

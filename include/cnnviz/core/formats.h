@@ -10,6 +10,7 @@ namespace cnnviz {
 
 enum class Format {
   kClassify,
+  kSegment,
   kManifest,
   kJournal,
   kEvaluate,
@@ -23,6 +24,8 @@ inline const char* format_name(Format f) {
   switch (f) {
     case Format::kClassify:
       return "cnnviz/classify";
+    case Format::kSegment:
+      return "cnnviz/segment";
     case Format::kManifest:
       return "cnnviz/manifest";
     case Format::kJournal:

@@ -19,6 +19,9 @@
 namespace torch::jit {
 struct Module;
 }
+namespace c10 {
+struct IValue;
+}
 
 namespace cnnviz {
 
@@ -44,6 +47,13 @@ struct Preprocessing {
 
 enum class WeightsKind { kPretrained, kFile, kRandom, kUnknown };
 
+// What the model computes: class logits per image [N,K] (classify), or
+// class scores per pixel [N,K,H,W] (segment), as metadata "task" says.
+enum class Task { kClassify, kSegment };
+
+// "classify" or "segment", as in cnnviz.json.
+const char* task_name(Task task);
+
 // "pretrained", "file", "random" or "unknown", as in cnnviz.json and manifests.
 const char* weights_kind_name(WeightsKind kind);
 
@@ -51,6 +61,7 @@ struct ModelInfo {
   std::string path;  // the file it was loaded from
   std::string name;  // metadata "name", else the file's stem
   std::string arch;  // e.g. "vgg16"; empty when unknown
+  Task task = Task::kClassify;
   WeightsKind weights_kind = WeightsKind::kUnknown;
   std::string weights_source;       // "IMAGENET1K_V1", a .pth path, "seed 0"
   std::vector<std::string> labels;  // one per class; empty without metadata
@@ -103,10 +114,18 @@ class Model {
   // of classes differs from the number of labels.
   at::Tensor logits(const at::Tensor& batch) const;
 
+  // For a segmenter: [N,num_classes,H,W] float32 class scores per pixel on
+  // the CPU (pixel_logits_of in src/core/logits.h), computed as logits() is,
+  // with the same errors.
+  at::Tensor pixel_logits(const at::Tensor& batch) const;
+
   // The underlying module, for graph capture by the visualization methods.
   torch::jit::Module& module() const;
 
  private:
+  // The module's output for `batch`, without autograd (OutOfMemory and
+  // Error(kRuntime) as logits() says).
+  c10::IValue forward(const at::Tensor& batch) const;
   struct Impl;
   explicit Model(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;

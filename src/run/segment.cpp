@@ -1,0 +1,152 @@
+#include "cnnviz/run/segment.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "batching.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/stopwatch.h"
+#include "cnnviz/io/label_map.h"
+#include "cnnviz/io/png.h"
+#include "cnnviz/run/manifest.h"
+#include "loader.h"
+
+namespace cnnviz {
+
+bool is_background_label(const std::string& label) {
+  std::string l = label;
+  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
+  return l == "__background__" || l == "background";
+}
+
+namespace {
+
+// The classes of one image's [K,H,W] scores at the source's size, CV_32SC1.
+cv::Mat source_labels(const at::Tensor& scores, int width, int height) {
+  const at::Tensor best = scores.argmax(0).to(at::kInt).contiguous();
+  const cv::Mat labels(static_cast<int>(best.size(0)), static_cast<int>(best.size(1)), CV_32SC1,
+                       best.data_ptr<int32_t>());
+  return resize_labels(labels, width, height);
+}
+
+std::vector<ClassArea> areas_of(const cv::Mat& labels, int64_t classes) {
+  std::vector<int64_t> count(static_cast<size_t>(classes), 0);
+  for (int y = 0; y < labels.rows; ++y) {
+    const int32_t* row = labels.ptr<int32_t>(y);
+    for (int x = 0; x < labels.cols; ++x) ++count[static_cast<size_t>(row[x])];
+  }
+  std::vector<ClassArea> areas;
+  const double total = static_cast<double>(labels.total());
+  for (int64_t k = 0; k < classes; ++k) {
+    const int64_t n = count[static_cast<size_t>(k)];
+    if (n > 0) areas.push_back({k, n, static_cast<double>(n) / total});
+  }
+  std::stable_sort(areas.begin(), areas.end(),
+                   [](const ClassArea& a, const ClassArea& b) { return a.pixels > b.pixels; });
+  return areas;
+}
+
+class Segmenter {
+ public:
+  Segmenter(const Model& model, const SegmentOptions& options, const std::vector<std::string>& images,
+            SegmentSummary& summary)
+      : model_(model), options_(options), stems_(unique_stems(images)), summary_(summary) {}
+
+  // One pass over `batch` (decoded with their source images), then each
+  // image's labels, areas and pictures.
+  void run(std::vector<LoadedImage*>& batch, size_t begin, size_t end) {
+    std::vector<at::Tensor> inputs;
+    for (size_t i = begin; i < end; ++i) inputs.push_back(batch[i]->input);
+    const Clock::time_point t = Clock::now();
+    const at::Tensor scores = model_.pixel_logits(at::stack(inputs));
+    summary_.network_ms += ms_since(t);
+    for (size_t i = begin; i < end; ++i) {
+      LoadedImage& img = *batch[i];
+      SegmentResult& r = summary_.results[img.index];
+      r.grey = img.grey;
+      r.width = img.rgb.cols;
+      r.height = img.rgb.rows;
+      r.input_width = static_cast<int>(img.input.size(2));
+      r.input_height = static_cast<int>(img.input.size(1));
+      const cv::Mat labels =
+          source_labels(scores[static_cast<int64_t>(i - begin)], r.width, r.height);
+      r.areas = areas_of(labels, scores.size(1));
+      if (!options_.outdir.empty()) write_pictures(img, labels, r, scores.size(1));
+    }
+  }
+
+ private:
+  void write_pictures(const LoadedImage& img, const cv::Mat& labels, SegmentResult& r,
+                      int64_t classes) {
+    const std::string& stem = stems_[img.index];
+    std::vector<bool> painted(static_cast<size_t>(classes));
+    for (int64_t k = 0; k < classes; ++k) {
+      painted[static_cast<size_t>(k)] = !is_background_label(model_.info().label(k));
+    }
+    r.mask = stem + "_mask.png";
+    r.overlay = stem + "_overlay.png";
+    write_png(options_.outdir + "/" + r.mask, colour_labels(labels), PixelOrder::kRgb);
+    write_png(options_.outdir + "/" + r.overlay,
+              overlay_labels(img.rgb, labels, painted, options_.opacity), PixelOrder::kRgb);
+  }
+
+  const Model& model_;
+  const SegmentOptions& options_;
+  std::vector<std::string> stems_;
+  SegmentSummary& summary_;
+};
+
+}  // namespace
+
+SegmentSummary segment(const Model& model, const std::vector<std::string>& images,
+                       const SegmentOptions& options, Progress& progress,
+                       const std::function<void(const SegmentResult&)>& on_result) {
+  const Clock::time_point start = Clock::now();
+  SegmentSummary summary;
+  summary.results.resize(images.size());
+  LoadList list;
+  for (size_t i = 0; i < images.size(); ++i) {
+    summary.results[i].image = images[i];
+    list.add(i, images[i]);
+  }
+  if (!options.outdir.empty()) make_output_dir(options.outdir);
+  LoaderOptions loader_options;
+  loader_options.batch_size = images_per_pass(model.info().preprocess, options.batch_size);
+  loader_options.workers = options.decoders;
+  loader_options.max_pixels = options.max_pixels;
+  loader_options.keep_rgb = true;
+  BatchLoader loader(list.paths, model.info().preprocess, loader_options);
+  Segmenter segmenter(model, options, images, summary);
+  auto fail = [&](size_t position, const std::string& message) {
+    summary.results[position].error = message;
+    ++summary.failed;
+    progress.failed(message);
+  };
+  size_t chunk = loader_options.batch_size;  // images per pass; halved on out-of-memory
+  while (true) {
+    std::vector<LoadedImage> batch = loader.next();
+    if (batch.empty()) break;
+    if (interrupted()) {
+      summary.interrupted = true;
+      break;
+    }
+    std::vector<LoadedImage*> ok =
+        place_loaded(batch, list, [&](LoadedImage& bad) { fail(bad.index, bad.error->what()); });
+    run_in_parts(
+        ok.size(), chunk, progress,
+        [&](size_t begin, size_t end) {
+          segmenter.run(ok, begin, end);
+          for (size_t i = begin; i < end; ++i) on_result(summary.results[ok[i]->index]);
+          progress.done(end - begin);
+        },
+        [&](size_t j, const OutOfMemory& e) {
+          fail(ok[j]->index, "image '" + images[ok[j]->index] + "': " + e.what());
+        });
+  }
+  summary.run_ms = ms_since(start);
+  return summary;
+}
+
+}  // namespace cnnviz

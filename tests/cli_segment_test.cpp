@@ -1,0 +1,136 @@
+// `cnnviz segment` on the tiny FCN (torchvision's FCN on a small backbone,
+// random weights): each class's area and the mask agree with
+// tests/reference/segment_ref.py; pictures, bad images and the refusals
+// between classifiers and segmenters.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "cnnviz/io/label_map.h"
+#include "cnnviz/io/npy.h"
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+using CliSegmentTest = test::PhotoCliTest;
+
+// A picture with regions and gradients, so that the random classes vary.
+std::string structured_image(const test::TempDir& dir, int width, int height) {
+  cv::Mat img(height, width, CV_8UC3);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      const double u = static_cast<double>(x) / width, v = static_cast<double>(y) / height;
+      img.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<uint8_t>(255 * u), static_cast<uint8_t>(255 * v),
+                                          static_cast<uint8_t>(127.5 + 127 * std::sin(12 * u * v)));
+    }
+  }
+  const std::string path = dir.file("structured_" + std::to_string(width) + ".png");
+  cv::imwrite(path, img);
+  return path;
+}
+
+TEST_F(CliSegmentTest, AreasAndMasksMatchTheReference) {
+  const std::string fcn = test::test_models_dir() + "/tiny_fcn.pt";
+  const std::string wide = structured_image(dir_, 150, 90), tall = structured_image(dir_, 70, 120);
+  const std::string bad = dir_.file("bad.png");
+  test::write_text(bad, "not an image");
+  test::RunResult r = cnnviz({"segment", "-q", "-m", fcn, "--json", "-o", out_, wide, bad, tall});
+  ASSERT_EQ(r.exit_code, 3) << r.err;  // the bad image; the others still run
+  const nlohmann::json doc = nlohmann::json::parse(r.out);
+  ASSERT_EQ(doc["results"].size(), 3u);
+  EXPECT_TRUE(doc["results"][1].contains("error"));
+  for (const size_t i : {size_t{0}, size_t{2}}) {
+    const nlohmann::json& got = doc["results"][i];
+    const std::string image = got["image"];
+    SCOPED_TRACE(image);
+    const std::string ref = dir_.file("ref" + std::to_string(i) + ".json");
+    test::RunResult py = test::run({test::python(),
+                                    test::source_dir() + "/tests/reference/segment_ref.py", fcn,
+                                    image, ref});
+    ASSERT_EQ(py.exit_code, 0) << py.err;
+    const nlohmann::json want = nlohmann::json::parse(test::read_text(ref));
+    EXPECT_EQ(got["size"]["width"], want["size"][0]);
+    EXPECT_EQ(got["input_size"]["width"], want["input_size"][0]);
+    EXPECT_EQ(got["input_size"]["height"], want["input_size"][1]);
+    const int64_t total = want["size"][0].get<int64_t>() * want["size"][1].get<int64_t>();
+    // Preprocessing agrees with torchvision to float precision, not bit for
+    // bit: a pixel whose two best classes tie that closely may differ.
+    int64_t listed = 0;
+    for (const auto& c : got["classes"]) {
+      const std::string k = std::to_string(c["index"].get<int64_t>());
+      const int64_t ref_pixels = want["pixels"].value(k, int64_t{0});
+      EXPECT_LE(std::abs(c["pixels"].get<int64_t>() - ref_pixels), total / 200) << "class " << k;
+      EXPECT_NEAR(c["share"].get<double>(), static_cast<double>(c["pixels"]) / total, 1e-12);
+      listed += c["pixels"].get<int64_t>();
+    }
+    EXPECT_EQ(listed, total);
+    EXPECT_GE(want["pixels"].size(), 2u) << "the test image should show several classes";
+    // The mask: each pixel in its reference class's colour.
+    const NpyArray labels = read_npy(ref.substr(0, ref.size() - 5) + ".npy");
+    const cv::Mat mask = cv::imread(out_ + "/" + got["mask"].get<std::string>());
+    ASSERT_EQ(mask.cols, want["size"][0].get<int>());
+    int64_t same = 0;
+    for (int y = 0; y < mask.rows; ++y) {
+      for (int x = 0; x < mask.cols; ++x) {
+        const auto k = static_cast<int64_t>(labels.data[static_cast<size_t>(y) * mask.cols + x]);
+        const cv::Vec3b bgr = mask.at<cv::Vec3b>(y, x), c = class_colour(k);
+        same += bgr[2] == c[0] && bgr[1] == c[1] && bgr[0] == c[2];
+      }
+    }
+    EXPECT_GE(same, total - total / 200);
+    EXPECT_FALSE(cv::imread(out_ + "/" + got["overlay"].get<std::string>()).empty());
+  }
+  // A run without failures and without pictures.
+  r = cnnviz({"segment", "-q", "-m", fcn, "--json", wide});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json plain = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(plain["outdir"].is_null());
+  EXPECT_TRUE(plain["results"][0]["mask"].is_null());
+  EXPECT_EQ(plain["results"][0]["classes"], doc["results"][0]["classes"]);
+}
+
+TEST_F(CliSegmentTest, TorchvisionsSegmenterRunsOnWholeImages) {
+  const std::string lraspp = test::test_models_dir() + "/lraspp_mobilenet_v3_large.pt";
+  test::RunResult r = cnnviz({"segment", "-q", "-m", lraspp, "--json", "-o", out_, image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
+  const nlohmann::json doc = nlohmann::json::parse(r.out);
+  const nlohmann::json& got = doc["results"][0];
+  // 240 x 180, the shorter side resized to 520 as its weights' transforms do, nothing cut.
+  EXPECT_EQ(got["input_size"], nlohmann::json({{"width", 693}, {"height", 520}}));
+  int64_t pixels = 0;
+  for (const auto& c : got["classes"]) pixels += c["pixels"].get<int64_t>();
+  EXPECT_EQ(pixels, 240 * 180);
+  const cv::Mat mask = cv::imread(out_ + "/" + got["mask"].get<std::string>());
+  EXPECT_EQ(mask.cols, 240);
+  EXPECT_EQ(mask.rows, 180);
+  // Its layers are listed; the explanation methods take classifiers.
+  r = cnnviz({"layers", "-m", lraspp});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("classifier.low_classifier"), std::string::npos) << r.out;
+  r = cnnviz({"gradcam", "-q", "-m", lraspp, "-o", out_ + "-maps", image_});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("is a segmenter"), std::string::npos) << r.err;
+}
+
+TEST_F(CliSegmentTest, ClassifiersAndSegmentersAreToldApart) {
+  const std::string fcn = test::test_models_dir() + "/tiny_fcn.pt";
+  test::RunResult r = cnnviz({"classify", "-q", "-m", fcn, image_});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("is a segmenter (its forward gives [1, 5, 40, 53] class scores per pixel): "
+                       "`cnnviz segment` labels its pixels"),
+            std::string::npos)
+      << r.err;
+  r = cnnviz({"segment", "-q", "-m", model_, image_});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("forward does not return [N,classes,H,W] class scores per pixel"),
+            std::string::npos)
+      << r.err;
+}
+
+}  // namespace
+}  // namespace cnnviz
