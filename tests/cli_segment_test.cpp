@@ -108,7 +108,14 @@ TEST_F(CliSegmentTest, TorchvisionsSegmenterRunsOnWholeImages) {
   const cv::Mat mask = cv::imread(out_ + "/" + got["mask"].get<std::string>());
   EXPECT_EQ(mask.cols, 240);
   EXPECT_EQ(mask.rows, 180);
-  // Its layers are listed; the explanation methods take classifiers.
+  // `models` says what it is; its layers are listed; the explanation methods
+  // take classifiers.
+  r = cnnviz({"models", "--json", "--models-dir", test::test_models_dir()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const auto& m : nlohmann::json::parse(r.out)["models"]) {
+    if (m["name"] == "lraspp_mobilenet_v3_large") EXPECT_EQ(m["task"], "segment");
+    if (m["name"] == "squeezenet1_1") EXPECT_EQ(m["task"], "classify");
+  }
   r = cnnviz({"layers", "-m", lraspp});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("classifier.low_classifier"), std::string::npos) << r.out;

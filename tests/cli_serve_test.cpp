@@ -156,9 +156,15 @@ TEST_F(CliServeTest, ListsImagesModelsAndMethods) {
   EXPECT_EQ(ids, (std::vector<std::string>{"gradient.png", "sub/disc.png"}));
   const json models = get("/api/models");
   EXPECT_EQ(models["default"], "squeezenet1_1");
-  bool mobilenet = false;
-  for (const json& m : models["models"]) mobilenet = mobilenet || m["name"] == "mobilenet_v2";
+  bool mobilenet = false, segmenter = false;
+  for (const json& m : models["models"]) {
+    mobilenet = mobilenet || (m["name"] == "mobilenet_v2" && m["problem"] == "");
+    // A segmenter is listed, as unusable here.
+    segmenter = segmenter || (m["name"] == "tiny_fcn" &&
+                              m["problem"].get<std::string>().find("a segmenter") == 0);
+  }
   EXPECT_TRUE(mobilenet) << models.dump();
+  EXPECT_TRUE(segmenter) << models.dump();
   const json methods = get("/api/methods");
   std::map<std::string, json> by_name;
   for (const json& m : methods["methods"]) by_name[m["name"]] = m;

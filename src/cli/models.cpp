@@ -63,6 +63,7 @@ int run_models(const ModelsOptions& opts, std::ostream& out, std::ostream& err) 
     for (const ModelEntry& m : models) {
       nlohmann::ordered_json j{{"name", m.name},         {"path", m.path},
                                {"source", m.dir_source}, {"arch", m.arch},
+                               {"task", m.task},
                                {"weights", m.weights},   {"classes", m.classes},
                                {"bytes", m.bytes},       {"shadowed", m.shadowed}};
       if (!m.problem.empty()) j["problem"] = m.problem;

@@ -119,6 +119,7 @@ std::vector<ModelEntry> find_models(const std::vector<ModelDir>& path) {
       try {
         const ModelInfo info = read_model_info(e.path);
         e.arch = info.arch;
+        e.task = task_name(info.task);
         e.weights = info.has_metadata ? weights_kind_name(info.weights_kind) : "unknown";
         e.classes =
             !info.labels.empty() ? static_cast<int64_t>(info.labels.size()) : info.num_classes;

@@ -523,7 +523,15 @@ std::vector<uint8_t> Explorer::image_jpeg(const std::string& id) {
   return jpeg;
 }
 
-std::vector<ModelEntry> Explorer::models() const { return impl_->list(); }
+std::vector<ModelEntry> Explorer::models() const {
+  std::vector<ModelEntry> all = impl_->list();
+  for (ModelEntry& e : all) {
+    if (e.problem.empty() && e.task == task_name(Task::kSegment)) {
+      e.problem = "a segmenter: the explorer shows classifiers (`cnnviz segment` labels its pixels)";
+    }
+  }
+  return all;
+}
 
 Classification Explorer::classify(const std::string& image, const std::string& model_name, int top,
                                   const GoneCheck& gone) {

@@ -49,6 +49,7 @@ struct ModelEntry {
   std::string path;
   std::string dir_source;  // the ModelDir::source it was found through
   std::string arch;        // empty when unknown
+  std::string task;        // classify or segment (task_name)
   std::string weights;     // pretrained, file, random, unknown
   int64_t classes = 0;     // 0 when the metadata does not say
   uint64_t bytes = 0;
