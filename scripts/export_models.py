@@ -314,7 +314,8 @@ def feature_stages(model, example):
     equal, dims 2 and 3 not); or [N,T,C] token sequences whose T is a square s*s, or 1 + s*s
     with a class token first (s >= 2). A qualifying module is a "container" when at least one
     of its direct children qualifies. A module that never runs itself (a ModuleList, such as
-    MaxViT's `blocks`) is see-through: its children count as its parent's. Starting at the
+    MaxViT's `blocks`), or that returns no tensor (a segmenter's backbone, which returns a
+    dict), is see-through: its children count as its parent's. Starting at the
     root: let C be the direct children of the current module that qualify, in the order of
     their first call; when exactly one element of C is a container, descend into it and repeat;
     when several are but exactly one of those is "deep" (has a container among its qualifying
@@ -323,7 +324,7 @@ def feature_stages(model, example):
     avgpool] at the root, only features a container), resnet50 conv1, bn1, relu, maxpool,
     layer1 ... layer4 (four containers at the root), vit_b_16 its 12 encoder blocks.
     """
-    calls, spatial, first_call = {}, {}, {}
+    calls, spatial, first_call, tensor_out = {}, {}, {}, {}
 
     def square_side(n):
         s = math.isqrt(max(n, 0))
@@ -346,6 +347,7 @@ def feature_stages(model, example):
         if module not in first_call:
             first_call[module] = len(first_call)
             spatial[module] = is_map(output)
+            tensor_out[module] = torch.is_tensor(output)
 
     handles = [module.register_forward_hook(hook) for module in model.modules()]
     try:
@@ -360,9 +362,11 @@ def feature_stages(model, example):
         return calls.get(module, 0) == 1 and spatial[module]
 
     def children(module, prefix):
-        """(path, child) of `module`'s children, looking through modules that never run."""
+        """(path, child) of `module`'s children, looking through modules that never run or
+        return no tensor (a segmenter's IntermediateLayerGetter returns a dict)."""
         for name, child in module.named_children():
-            if calls.get(child, 0) == 0 and any(True for _ in child.children()):
+            see_through = calls.get(child, 0) == 0 or not tensor_out.get(child, True)
+            if see_through and any(True for _ in child.children()):
                 yield from children(child, prefix + name + ".")
             else:
                 yield prefix + name, child
@@ -438,9 +442,10 @@ def export_one(name, args, outdir):
     side = square_side(preprocess)
     example = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(1234))
     segmenter = name in SEGMENTERS
-    stages = [] if segmenter else feature_stages(model, example)
-    gradcam_layer = None if segmenter else GRADCAM_LAYER[name]
-    if not segmenter and gradcam_layer not in stages:
+    stages = feature_stages(model, example)
+    # A segmenter's last stage is its head, whose output is the class scores: the one before.
+    gradcam_layer = stages[-2] if segmenter and len(stages) >= 2 else GRADCAM_LAYER.get(name)
+    if gradcam_layer not in stages:
         raise ExportError(f"{name}: Grad-CAM layer '{gradcam_layer}' is not among the feature "
                           f"stages {stages}")
 
@@ -471,9 +476,8 @@ def export_one(name, args, outdir):
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,
     }
-    if not segmenter:
-        meta["feature_layers"] = stages
-        meta["default_layer"] = gradcam_layer
+    meta["feature_layers"] = stages
+    meta["default_layer"] = gradcam_layer
     if meta["num_classes"] != len(meta["labels"]):
         raise ExportError(f"{name}: {meta['num_classes']} outputs but "
                           f"{len(meta['labels'])} labels")

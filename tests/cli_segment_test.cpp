@@ -4,6 +4,7 @@
 // between classifiers and segmenters.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -119,9 +120,82 @@ TEST_F(CliSegmentTest, TorchvisionsSegmenterRunsOnWholeImages) {
   r = cnnviz({"layers", "-m", lraspp});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("classifier.low_classifier"), std::string::npos) << r.out;
-  r = cnnviz({"gradcam", "-q", "-m", lraspp, "-o", out_ + "-maps", image_});
-  EXPECT_EQ(r.exit_code, 5) << r.err;
-  EXPECT_NE(r.err.find("is a segmenter"), std::string::npos) << r.err;
+  // Its stages: the backbone's blocks through its dict output, then the head;
+  // the default layer is the backbone's last.
+  const std::string maps = out_ + "-maps";
+  r = cnnviz({"gradcam", "-q", "-m", lraspp, "--all-layers", "--write", "overlay_full", "-o",
+              maps, image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json manifest = nlohmann::json::parse(test::read_text(maps + "/manifest.json"));
+  std::vector<std::string> stages;
+  for (int i = 0; i <= 16; ++i) stages.push_back("backbone." + std::to_string(i));
+  stages.push_back("classifier");
+  EXPECT_EQ(manifest["layers"], nlohmann::json(stages));
+  const nlohmann::json& target = manifest["images"][0]["targets"][0];
+  EXPECT_NE(target["label"], "__background__");
+  EXPECT_GT(target["area"].get<double>(), 0.0);
+  const std::string overlay = maps + "/" + manifest["images"][0]["dir"].get<std::string>() +
+                              "/gradcam_backbone.16_c" + std::to_string(target["class"].get<int>()) +
+                              "_overlay_full.png";
+  const cv::Mat picture = cv::imread(overlay);
+  EXPECT_EQ(picture.cols, 240) << overlay;
+  EXPECT_EQ(picture.rows, 180) << overlay;
+  r = cnnviz({"layers", "--json", "-m", lraspp});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["default_layer"], "backbone.16");
+}
+
+TEST_F(CliSegmentTest, RegionsAndScoresAreChecked) {
+  const std::string fcn = test::test_models_dir() + "/tiny_fcn.pt";
+  const std::string wide = structured_image(dir_, 150, 90), tall = structured_image(dir_, 70, 120);
+  cv::Mat inside = cv::Mat::zeros(90, 150, CV_8UC3);
+  inside(cv::Rect(40, 10, 90, 60)).setTo(cv::Scalar(255, 255, 255));
+  const std::string region = dir_.file("region.png");
+  cv::imwrite(region, inside);
+  // The region fits the wide image; the tall one fails with both sizes named,
+  // and the wide one's maps are still written.
+  test::RunResult r = cnnviz({"gradcam", "-q", "-m", fcn, "--region", region, "-o", out_, wide,
+                              tall});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("image '" + tall + "': --region '" + region +
+                       "' is 150x90; the image is 70x120"),
+            std::string::npos)
+      << r.err;
+  const nlohmann::json manifest = nlohmann::json::parse(test::read_text(out_ + "/manifest.json"));
+  EXPECT_EQ(manifest["layers"], nlohmann::json({"backbone.1"}));
+  EXPECT_EQ(manifest["images"][0]["targets"].size(), 1u);
+  EXPECT_TRUE(manifest["images"][1].contains("error"));
+
+  cv::Mat grey = inside.clone();
+  grey.at<cv::Vec3b>(50, 60) = cv::Vec3b(128, 128, 128);
+  const std::string two = dir_.file("two_colours.png");
+  cv::imwrite(two, grey);
+  const std::string black = dir_.file("black.png");
+  cv::imwrite(black, cv::Mat::zeros(90, 150, CV_8UC3));
+  const struct {
+    std::vector<std::string> args;
+    int code;
+    std::string message;
+  } refusals[] = {
+      {{"--region", two}, 3, "--region '" + two + "': not binary: pixel (60, 50)"},
+      {{"--region", black}, 3, "--region '" + black + "': empty: every pixel is black"},
+      {{"--region", dir_.file("missing.png")}, 3, "--region '" + dir_.file("missing.png") + "': "},
+      {{"--score", "probability"}, 2, "--score probability: a segmenter's target is the sum"},
+  };
+  for (const auto& refusal : refusals) {
+    std::vector<std::string> argv = {"gradcam", "-q", "-m", fcn, "-o", out_ + "-r"};
+    argv.insert(argv.end(), refusal.args.begin(), refusal.args.end());
+    argv.push_back(wide);
+    r = cnnviz(argv);
+    EXPECT_EQ(r.exit_code, refusal.code) << r.err;
+    EXPECT_NE(r.err.find(refusal.message), std::string::npos) << r.err;
+    // One line after the random-weights warning's two.
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 3) << r.err;
+  }
+  r = cnnviz({"gradcam", "-q", "-m", model_, "--region", region, "-o", out_ + "-c", image_});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--region '" + region + "': applies to segmenters"), std::string::npos)
+      << r.err;
 }
 
 TEST_F(CliSegmentTest, ClassifiersAndSegmentersAreToldApart) {

@@ -259,8 +259,14 @@ class Runner:
         # that makes a run several times slower. Passive waiting changes no result.
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         env["LC_ALL"] = "C.UTF-8"  # one sort order for `ls`
+        # `python3` in an example is the Python the project's scripts use (Debian's, with
+        # Pillow), also where another one comes first on PATH.
+        tools = os.path.join(box, ".bin")
+        os.makedirs(tools)
+        os.symlink(sys.executable, os.path.join(tools, "python3"))
         env.update({
-            "PATH": os.path.dirname(self.cnnviz) + os.pathsep + os.environ.get("PATH", ""),
+            "PATH": os.pathsep.join([os.path.dirname(self.cnnviz), tools,
+                                     os.environ.get("PATH", "")]),
             "CNNVIZ_MODELS": self.models_dir,
             "HOME": home,
             "XDG_CONFIG_HOME": os.path.join(home, ".config"),

@@ -39,7 +39,8 @@ void add_target_options(CLI::App& sub, const MethodDef& method, VisualizeOptions
       [o = &opts](const std::vector<std::string>& v) {
         o->explain.classes.insert(o->explain.classes.end(), v.begin(), v.end());
       },
-      "Target class: index or label (repeatable: maps for each; default: each image's top-1)");
+      "Target class: index or label (repeatable: maps for each; default: each image's top-1, "
+      "for a segmenter the class with the largest area but the background)");
   cls->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   sub.add_option("--top", opts.explain.top, "Maps for each of the top N classes")
       ->check(CLI::Range(1, kMaxTop))
@@ -49,6 +50,11 @@ void add_target_options(CLI::App& sub, const MethodDef& method, VisualizeOptions
       sub.add_option("--targets", opts.explain.targets_file,
                      "CSV or TSV file: image path or name, then its classes (images not in it "
                      "get --class or --top)");
+  if (!method.scores.empty()) {
+    sub.add_option("--region", opts.explain.region,
+                   "Segmenters: count only this mask's pixels, a picture of the image's size "
+                   "(black outside the region, one colour inside)");
+  }
   if (method.units) {
     sub.add_option("--unit", opts.explain.unit,
                    "Explain a channel of a layer instead of a class: LAYER:K (its mean "

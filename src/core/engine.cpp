@@ -690,6 +690,8 @@ struct Pass::Impl {
   at::Tensor logits_detached;
   at::Tensor explained;  // what backward differentiates: the logits, or the unit's value
   at::Tensor explained_detached;
+  at::Tensor region;  // a segmenter's: the pixels its targets count (Engine::run)
+  at::Tensor labels;  // a segmenter's: each pixel's class, -1 outside the region
   bool paired = false;
   bool stopped = false;  // the forward pass ended at the last kept layer
 
@@ -1021,13 +1023,14 @@ Engine::Description Engine::describe(const Model& model) {
   return d;
 }
 
-Pass Engine::run(const at::Tensor& batch, bool paired) const {
+Pass Engine::run(const at::Tensor& batch, bool paired, const at::Tensor& region) const {
   if (paired && batch.size(0) % 2 != 0) {
     throw Error(ErrorCode::kRuntime, "engine: a paired pass needs an even batch");
   }
   auto p = std::make_unique<Pass::Impl>();
   p->lock = std::unique_lock<std::mutex>(ops::lock(), std::try_to_lock);
   if (!p->lock.owns_lock()) throw Error(ErrorCode::kRuntime, kBusy);
+  p->region = region;
   Pass::start(*p, *impl_, batch, paired);
   return Pass(std::move(p));
 }
@@ -1068,9 +1071,25 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
   }
   ops::set_paired(false);
   if (p.stopped) return;
-  p.logits = logits_of(out, engine.model.info().path);
+  const ModelInfo& info = engine.model.info();
+  if (info.task == Task::kSegment) {
+    const at::Tensor pixels = pixel_logits_of(out, info.path);
+    check_output_classes(info, pixels.size(1));
+    if (!p.labels.defined()) {
+      // A paired pass's references are scored over the inputs' labels.
+      const int64_t n = p.paired ? pixels.size(0) / 2 : pixels.size(0);
+      p.labels = pixel_labels(pixels.slice(0, 0, n), p.region);
+      if (p.paired) p.labels = at::cat({p.labels, p.labels});
+    }
+    p.logits = class_scores(pixels, p.labels);
+    p.logits_detached = log_area_shares(p.labels, pixels.size(1));
+    p.explained = engine.unit ? unit_value(p, engine) : p.logits;
+    p.explained_detached = p.explained.detach().to(at::kCPU);
+    return;
+  }
+  p.logits = logits_of(out, info.path);
   p.logits_detached = p.logits.detach().to(at::kCPU);
-  check_output_classes(engine.model.info(), p.logits.size(1));
+  check_output_classes(info, p.logits.size(1));
   p.explained = engine.unit ? unit_value(p, engine) : p.logits;
   p.explained_detached = engine.unit ? p.explained.detach().to(at::kCPU) : p.logits_detached;
 }
@@ -1093,9 +1112,16 @@ at::Tensor Pass::unit_value(Impl& p, const Engine::Impl& engine) {
   return v.unsqueeze(1);
 }
 
-Pass Pass::nested(const at::Tensor& batch) const {
+Pass Pass::nested(const at::Tensor& batch, const std::vector<int64_t>& rows) const {
+  if (static_cast<int64_t>(rows.size()) != batch.size(0)) {
+    throw Error(ErrorCode::kRuntime, "engine: a nested pass needs one image row per input");
+  }
   auto p = std::make_unique<Pass::Impl>();
   p->outer = &impl_->recorder;
+  if (impl_->labels.defined()) {
+    p->labels = impl_->labels.index_select(
+        0, at::tensor(rows, at::kLong).to(impl_->labels.device()));
+  }
   start(*p, *impl_->engine, batch, false);
   return Pass(std::move(p));
 }
@@ -1107,6 +1133,7 @@ Pass::Pass(Pass&&) noexcept = default;
 const at::Tensor& Pass::logits() const { return impl_->logits_detached; }
 const at::Tensor& Pass::explained() const { return impl_->explained_detached; }
 const at::Tensor& Pass::input() const { return impl_->input; }
+const at::Tensor& Pass::labels() const { return impl_->labels; }
 
 const at::Tensor& Pass::output(size_t i) const {
   if (!impl_->engine->keep_outputs) {

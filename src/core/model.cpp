@@ -4,6 +4,7 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <mutex>
@@ -162,6 +163,19 @@ void check_output_classes(const ModelInfo& info, int64_t outputs) {
 std::string ModelInfo::label(int64_t index) const {
   if (index >= 0 && index < static_cast<int64_t>(labels.size())) return labels[index];
   return "class " + std::to_string(index);
+}
+
+bool is_background_label(const std::string& label) {
+  std::string l = label;
+  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
+  return l == "__background__" || l == "background";
+}
+
+int64_t ModelInfo::background_class() const {
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (is_background_label(labels[i])) return static_cast<int64_t>(i);
+  }
+  return -1;
 }
 
 ModelInfo parse_model_info(const std::string& json_text, const std::string& path) {

@@ -20,8 +20,12 @@ std::string parent_of(const std::string& path) {
 }  // namespace
 
 std::vector<std::string> feature_stages(const std::vector<LayerInfo>& layers) {
+  // Modules that return no tensor (a segmenter's backbone, which returns a
+  // dict) are see-through too.
   std::set<std::string> known;
-  for (const LayerInfo& l : layers) known.insert(l.path);
+  for (const LayerInfo& l : layers) {
+    if (!l.shape.empty()) known.insert(l.path);
+  }
   // Qualifying children of each module, in forward order (`layers` is). A
   // module that is never called itself (a ModuleList: MaxViT's `blocks`)
   // is see-through: its children count as its parent's.

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <climits>
+#include <cmath>
+#include <limits>
 
 #include "cnnviz/core/engine.h"
 #include "cnnviz/core/error.h"
@@ -29,6 +31,12 @@ void check_class(int64_t k, int64_t classes) {
   if (k != kNoTarget && (k < 0 || k >= classes)) {
     throw out_of_range("class", std::to_string(k), classes);
   }
+}
+
+// A class the choosers may pick by rank: one whose logit is not -inf.
+bool choosable(const at::Tensor& logits, int64_t image, int64_t cls) {
+  const double v = logits[image][cls].item<double>();
+  return !(std::isinf(v) && v < 0);
 }
 
 }  // namespace
@@ -171,7 +179,10 @@ TargetChooser top_classes(int n) {
     const std::vector<std::vector<Prediction>> top = top_k(logits, k);
     std::vector<std::vector<int64_t>> ranks(static_cast<size_t>(k));
     for (int r = 0; r < k; ++r) {
-      for (const std::vector<Prediction>& image : top) ranks[r].push_back(image[r].index);
+      for (size_t i = 0; i < top.size(); ++i) {
+        const int64_t cls = top[i][static_cast<size_t>(r)].index;
+        ranks[r].push_back(choosable(logits, static_cast<int64_t>(i), cls) ? cls : kNoTarget);
+      }
     }
     return ranks;
   };
@@ -210,7 +221,9 @@ TargetChooser per_image_classes(std::vector<std::optional<std::vector<int64_t>>>
           if (cls < 0 || cls >= c) throw out_of_range("class", std::to_string(cls), c);
         }
       } else {
-        for (const Prediction& p : best[i]) list.push_back(p.index);
+        for (const Prediction& p : best[i]) {
+          if (choosable(logits, i, p.index)) list.push_back(p.index);
+        }
       }
       ranks = std::max(ranks, list.size());
       lists.push_back(std::move(list));
@@ -220,6 +233,41 @@ TargetChooser per_image_classes(std::vector<std::optional<std::vector<int64_t>>>
       for (size_t r = 0; r < lists[i].size(); ++r) out[r][i] = lists[i][r];
     }
     return out;
+  };
+}
+
+at::Tensor pixel_labels(const at::Tensor& pixel_logits, const at::Tensor& region) {
+  at::Tensor labels = pixel_logits.detach().argmax(1);  // [N,h,w]
+  if (!region.defined()) return labels;
+  const int64_t h = labels.size(1), w = labels.size(2);
+  at::Tensor inside = region.to(labels.device(), at::kFloat).view({1, 1, region.size(0), region.size(1)});
+  if (region.size(0) != h || region.size(1) != w) inside = at::upsample_nearest2d(inside, {h, w});
+  return labels.masked_fill(inside.view({1, h, w}) < 0.5, -1);
+}
+
+at::Tensor class_scores(const at::Tensor& pixel_logits, const at::Tensor& labels) {
+  const int64_t n = pixel_logits.size(0), k = pixel_logits.size(1);
+  const at::Tensor index = labels.clamp_min(0).unsqueeze(1);            // [N,1,h,w]
+  const at::Tensor counted = (labels >= 0).unsqueeze(1).to(pixel_logits.scalar_type());
+  const at::Tensor own = pixel_logits.gather(1, index) * counted;       // each pixel's own logit
+  return at::zeros({n, k}, pixel_logits.options())
+      .scatter_add(1, index.flatten(1), own.flatten(1));
+}
+
+at::Tensor log_area_shares(const at::Tensor& labels, int64_t classes) {
+  const at::Tensor flat = labels.detach().to(at::kCPU).flatten(1);
+  const at::Tensor counted = (flat >= 0).to(at::kFloat);
+  at::Tensor areas = at::zeros({flat.size(0), classes}).scatter_add(1, flat.clamp_min(0), counted);
+  const at::Tensor total = counted.sum(1, /*keepdim=*/true).clamp_min(1.0);
+  return (areas / total).log();
+}
+
+TargetChooser excluding_class(TargetChooser inner, int64_t excluded) {
+  return [inner = std::move(inner), excluded](const at::Tensor& logits) {
+    if (excluded < 0 || excluded >= logits.size(1)) return inner(logits);
+    at::Tensor without = logits.clone();
+    without.select(1, excluded).fill_(-std::numeric_limits<float>::infinity());
+    return inner(without);
   };
 }
 

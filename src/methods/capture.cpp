@@ -35,6 +35,16 @@ at::Tensor Capture::input_gradient(Backprop mode) {
   return g;
 }
 
+at::Tensor Capture::variant_scores(int64_t image, const at::Tensor& variants, int64_t cls,
+                                  const Score& score) const {
+  const Model& model = engine_.model();
+  const std::vector<int64_t> classes(static_cast<size_t>(variants.size(0)), cls);
+  if (!pass_.labels().defined()) return target_scores(model.logits(variants), classes, score);
+  const at::Tensor own = pass_.labels()[image].to(at::kCPU);
+  const at::Tensor labels = own.expand({variants.size(0), own.size(0), own.size(1)});
+  return target_scores(class_scores(model.pixel_logits(variants), labels), classes, score);
+}
+
 const at::Tensor& Capture::activation(size_t i) const { return pass_.activation(i); }
 
 at::Tensor Capture::layer_gradient(size_t i) {

@@ -26,25 +26,22 @@ at::Tensor gradcam(Capture& capture, size_t i) {
   return at::relu((weights * a).sum(1));
 }
 
-at::Tensor input_gradients(Capture& capture, const at::Tensor& inputs,
-                           const std::vector<int64_t>& classes, Backprop mode) {
+at::Tensor input_gradients(Capture& capture, const at::Tensor& inputs, int64_t copies,
+                           Backprop mode) {
   const int64_t m = inputs.size(0);
   const int64_t chunk = std::max(1, capture.params().sample_batch);
   std::vector<at::Tensor> parts;
   for (int64_t start = 0; start < m; start += chunk) {
     const int64_t end = std::min(m, start + chunk);
-    Pass sub = capture.pass().nested(inputs.slice(0, start, end));
-    parts.push_back(
-        sub.backward(std::vector<int64_t>(classes.begin() + start, classes.begin() + end), mode,
-                     capture.params().score.value_or(Score{})));
+    std::vector<int64_t> rows, classes;
+    for (int64_t r = start; r < end; ++r) {
+      rows.push_back(r / copies);
+      classes.push_back(capture.classes()[static_cast<size_t>(r / copies)]);
+    }
+    Pass sub = capture.pass().nested(inputs.slice(0, start, end), rows);
+    parts.push_back(sub.backward(classes, mode, capture.params().score.value_or(Score{})));
   }
   return at::cat(parts);
-}
-
-std::vector<int64_t> repeat_each(const std::vector<int64_t>& classes, int64_t times) {
-  std::vector<int64_t> out;
-  for (int64_t c : classes) out.insert(out.end(), static_cast<size_t>(times), c);
-  return out;
 }
 
 }  // namespace cnnviz::method_util

@@ -8,13 +8,15 @@ BatchMaps compute_maps(const Engine& engine, const MethodDef& method, const at::
                        const TargetChooser& targets, const MethodParams& params, at::Device out) {
   const int64_t n = batch.size(0);
   Pass pass = method.references
-                  ? engine.run(at::cat({batch, method.references(batch, params)}), true)
-                  : engine.run(batch);
+                  ? engine.run(at::cat({batch, method.references(batch, params)}), true,
+                               params.region)
+                  : engine.run(batch, false, params.region);
   BatchMaps result;
   // A paired pass's second half is the references: not part of the result.
   result.logits = pass.logits().slice(0, 0, n);
   result.explained = pass.explained().slice(0, 0, n);
-  result.classes = targets(result.explained);
+  // Ranked by the logits (a segmenter's: the classes' areas), or the unit.
+  result.classes = targets(engine.unit() ? result.explained : result.logits);
   for (const std::vector<int64_t>& classes : result.classes) {
     Capture capture(engine, pass, classes, params);
     std::vector<MethodMap> maps = method.compute(capture);

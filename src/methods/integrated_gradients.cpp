@@ -25,8 +25,7 @@ at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, in
   at::Tensor alphas =
       (at::arange(1, steps + 1, at::kDouble) / steps).to(x.options()).view({1, steps, 1, 1, 1});
   at::Tensor path = baseline.unsqueeze(1) + alphas * (x - baseline).unsqueeze(1);  // [N,m,3,H,W]
-  at::Tensor grads = input_gradients(capture, path.flatten(0, 1),
-                                     repeat_each(capture.classes(), steps), Backprop::kPlain);
+  at::Tensor grads = input_gradients(capture, path.flatten(0, 1), steps, Backprop::kPlain);
   return (x - baseline) * grads.view(path.sizes()).mean(1);
 }
 

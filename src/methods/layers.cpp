@@ -19,16 +19,26 @@ std::vector<std::string> feature_layers(const Model& model) {
   return feature_stages(Engine::describe(model).layers);
 }
 
+namespace {
+
+// The last stage; a segmenter's last is its head, whose output is the class
+// scores themselves: the one before it.
+std::string last_stage(const Model& model, const std::vector<std::string>& stages) {
+  if (stages.empty()) return std::string();
+  if (model.info().task == Task::kSegment && stages.size() >= 2) return stages[stages.size() - 2];
+  return stages.back();
+}
+
+}  // namespace
+
 std::string default_layer(const Model& model, const Engine::Description& d) {
   if (!model.info().default_layer.empty()) return model.info().default_layer;
-  std::vector<std::string> stages = feature_layers(model, d);
-  return stages.empty() ? std::string() : stages.back();
+  return last_stage(model, feature_layers(model, d));
 }
 
 std::string default_layer(const Model& model) {
   if (!model.info().default_layer.empty()) return model.info().default_layer;
-  std::vector<std::string> stages = feature_layers(model);
-  return stages.empty() ? std::string() : stages.back();
+  return last_stage(model, feature_layers(model));
 }
 
 std::vector<std::string> method_layers(const Model& model, const MethodDef& method,

@@ -65,14 +65,13 @@ std::vector<MethodMap> occlusion(Capture& capture) {
   at::Tensor count = at::zeros({height, width});
   for (const auto& [y, x0] : windows) count.slice(0, y, y + w).slice(1, x0, x0 + w) += 1;
 
-  const Model& model = capture.engine().model();
   const Score score = p.score.value_or(Score{});
   const int64_t chunk = std::max(1, p.sample_batch);
   std::vector<at::Tensor> maps;
   for (int64_t j = 0; j < n; ++j) {
     const int64_t cls = capture.classes()[static_cast<size_t>(j)];
     const at::Tensor image = x.slice(0, j, j + 1);
-    const double base = target_scores(model.logits(image), {cls}, score)[0].item<double>();
+    const double base = capture.variant_scores(j, image, cls, score)[0].item<double>();
     at::Tensor sum = at::zeros({height, width}, at::kDouble);
     for (size_t start = 0; start < windows.size(); start += static_cast<size_t>(chunk)) {
       const size_t end = std::min(windows.size(), start + static_cast<size_t>(chunk));
@@ -84,9 +83,7 @@ std::vector<MethodMap> occlusion(Capture& capture) {
             .slice(2, x0, x0 + w)
             .copy_(fill[j].slice(1, y, y + w).slice(2, x0, x0 + w));
       }
-      const at::Tensor scores =
-          target_scores(model.logits(batch), std::vector<int64_t>(end - start, cls), score)
-              .to(at::kDouble);
+      const at::Tensor scores = capture.variant_scores(j, batch, cls, score).to(at::kDouble);
       for (size_t k = start; k < end; ++k) {
         const auto [y, x0] = windows[k];
         sum.slice(0, y, y + w).slice(1, x0, x0 + w) +=

@@ -45,7 +45,6 @@ std::vector<MethodMap> rise(Capture& capture) {
   const at::Tensor shifts = at::randint(0, cell, {p.masks, 2}, generator, at::kLong);
   const auto shift = shifts.accessor<int64_t, 2>();
 
-  const Model& model = capture.engine().model();
   const Score score = p.score.value_or(Score{ScoreKind::kProbability, false});
   const int64_t chunk = std::max(1, p.sample_batch);
   at::Tensor sums = at::zeros({n, height, width}, at::kDouble);
@@ -62,9 +61,8 @@ std::vector<MethodMap> rise(Capture& capture) {
     const at::Tensor masks = at::stack(cropped);  // [c,H,W]
     for (int64_t j = 0; j < n; ++j) {
       const int64_t cls = capture.classes()[static_cast<size_t>(j)];
-      const at::Tensor logits = model.logits(x[j].unsqueeze(0) * masks.unsqueeze(1));
       const at::Tensor w =
-          target_scores(logits, std::vector<int64_t>(static_cast<size_t>(end - start), cls), score);
+          capture.variant_scores(j, x[j].unsqueeze(0) * masks.unsqueeze(1), cls, score);
       sums[j] += (w.view({-1, 1, 1}) * masks).sum(0).to(at::kDouble);
     }
   }

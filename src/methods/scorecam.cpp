@@ -32,10 +32,11 @@ std::vector<MethodMap> scorecam(Capture& capture) {
             normalize_per_image(upsample(a[j].slice(0, start, end), height, width));  // [c,H,W]
         // No autograd needed: the model's frozen inference module (about twice
         // as fast on CPU as the instrumented graph); logits come back on the CPU.
-        at::Tensor logits = capture.engine().model().logits(x[j].unsqueeze(0) * h.unsqueeze(1));
-        const std::vector<int64_t> cls(static_cast<size_t>(end - start), capture.classes()[j]);
         const Score score = capture.params().score.value_or(Score{ScoreKind::kProbability, false});
-        scores.push_back(target_scores(logits, cls, score).to(a.device()));
+        scores.push_back(capture
+                             .variant_scores(j, x[j].unsqueeze(0) * h.unsqueeze(1),
+                                             capture.classes()[j], score)
+                             .to(a.device()));
       }
       at::Tensor s = at::cat(scores).view({k, 1, 1});
       per_image.push_back(at::relu((s * a[j]).sum(0)));

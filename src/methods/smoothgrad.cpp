@@ -24,7 +24,7 @@ at::Tensor smooth_gradient(Capture& capture, const at::Tensor& noise, Backprop m
   at::Tensor range = (x.amax({1, 2, 3}) - x.amin({1, 2, 3})).view({n, 1, 1, 1, 1});
   at::Tensor noisy = x.unsqueeze(1) + noise.unsqueeze(0) * range;  // [N,S,3,H,W]
   at::Tensor grads =
-      input_gradients(capture, noisy.flatten(0, 1), repeat_each(capture.classes(), samples), mode);
+      input_gradients(capture, noisy.flatten(0, 1), samples, mode);
   return grads.view(noisy.sizes()).mean(1);
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -25,6 +26,7 @@
 #include "cnnviz/core/targets.h"
 #include "cnnviz/core/version.h"
 #include "cnnviz/io/files.h"
+#include "cnnviz/io/region.h"
 #include "cnnviz/methods/compute.h"
 #include "cnnviz/methods/layers.h"
 #include "cnnviz/run/image_targets.h"
@@ -72,6 +74,33 @@ std::optional<Unit> checked_unit(const ExplainOptions& o) {
   return unit;
 }
 
+// What a segmenter's maps differentiate: the sum of the target class's
+// logits over its pixels (targets.h), never a softmax of such sums.
+Score segmenter_score(const MethodDef& method, const ExplainOptions& o) {
+  if (o.score && *o.score != ScoreKind::kLogit) {
+    throw Error(ErrorCode::kUsage, "--score " + score_name(*o.score) +
+                                       ": a segmenter's target is the sum of its class's logits "
+                                       "over the class's pixels (only --score logit applies)");
+  }
+  Score score = method_score(method, std::nullopt, o.counterfactual);
+  if (!method.scores.empty()) score.kind = ScoreKind::kLogit;
+  return score;
+}
+
+// --region, read once, for a segmenter's class targets only.
+std::optional<Region> checked_region(const Model& model, const ExplainOptions& o) {
+  if (o.region.empty()) return std::nullopt;
+  if (model.info().task != Task::kSegment) {
+    throw Error(ErrorCode::kUsage, "--region '" + o.region + "': applies to segmenters; model '" +
+                                       model.info().name + "' is a classifier");
+  }
+  if (!o.unit.empty()) {
+    throw Error(ErrorCode::kUsage, "--region '" + o.region + "': applies to class targets, not "
+                                       "a --unit");
+  }
+  return read_region(o.region);
+}
+
 // What a run will do, resolved and checked before any work.
 struct Plan {
   const MethodDef& method;
@@ -85,6 +114,8 @@ struct Plan {
   MethodParams params;
   std::vector<std::string> stems;  // each image's directory, unique over the whole list
   bool full_view = false;          // overlays: the loader keeps the decoded source
+  std::optional<Region> region;    // a segmenter's --region
+  int64_t background = -1;         // a segmenter's background class: never a default target
 };
 
 Plan make_plan(const Model& model, const std::vector<std::string>& images, const ExplainOptions& o,
@@ -103,11 +134,17 @@ Plan make_plan(const Model& model, const std::vector<std::string>& images, const
          nullptr,
          {},
          {},
-         false};
+         false,
+         std::nullopt,
+         -1};
   const LayerRequest request{o.layers, o.all_layers};
   p.layers = p.unit ? unit_method_layers(model, method, request, *p.unit)
                     : method_layers(model, method, request);
-  p.score = method_score(method, p.unit ? std::nullopt : o.score, o.counterfactual);
+  const bool segmenter = model.info().task == Task::kSegment;
+  p.score = segmenter ? segmenter_score(method, o)
+                      : method_score(method, p.unit ? std::nullopt : o.score, o.counterfactual);
+  p.region = checked_region(model, o);
+  if (segmenter) p.background = model.info().background_class();
   p.positions = shard_positions(images.size(), o.shard);
   p.targets = std::make_unique<TargetPlan>(
       model.info(), images, p.positions,
@@ -223,8 +260,12 @@ class BatchRunner {
       inputs.push_back(ok[i]->input);
       positions.push_back(ok[i]->index);
     }
-    const BatchMaps maps = compute_maps(engine_, plan_.method, at::stack(inputs),
-                                        plan_.targets->chooser(positions), plan_.params);
+    MethodParams params = plan_.params;
+    if (plan_.region) params.region = region_on_input(*plan_.region, ok[begin]->box);
+    const BatchMaps maps =
+        compute_maps(engine_, plan_.method, at::stack(inputs),
+                     excluding_class(plan_.targets->chooser(positions), plan_.background), params);
+    note_segment_targets(maps, ok, begin);
     const BatchFacts facts =
         batch_facts(model_.info(), *plan_.targets, plan_.method, plan_.unit, maps, plan_.score);
     std::vector<std::shared_ptr<ImageWork>> work;
@@ -270,6 +311,30 @@ class BatchRunner {
       }
     }
     summary_.wait_ms += ms_since(t);
+  }
+
+  // A segmenter's images the default targets left without any (every pixel
+  // is the background: their entries list no targets), and its given
+  // classes that have no pixel (their maps are zero).
+  void note_segment_targets(const BatchMaps& maps, const std::vector<LoadedImage*>& ok,
+                            size_t begin) {
+    if (model_.info().task != Task::kSegment || maps.classes.empty()) return;
+    const std::string where = plan_.region ? " in the region" : "";
+    for (size_t n = 0; n < maps.classes.front().size(); ++n) {
+      const std::string image = "image '" + ok[begin + n]->path + "': ";
+      bool any = false;
+      for (const std::vector<int64_t>& rank : maps.classes) {
+        if (rank[n] == kNoTarget) continue;
+        any = true;
+        if (std::isinf(maps.logits[static_cast<int64_t>(n)][rank[n]].item<double>())) {
+          writers_.progress.note(image + "class " + std::to_string(rank[n]) + " (" +
+                                 model_.info().label(rank[n]) + ") has no pixel" + where +
+                                 ": its maps are zero");
+        }
+      }
+      if (!any) writers_.progress.note(image + "no class but the background" + where +
+                                       ": nothing to explain");
+    }
   }
 
   static void make_image_dir(const ImageDir& dir) {
@@ -335,6 +400,23 @@ std::unique_ptr<WriterPool> make_pool(const ExplainOptions& o, const Plan& plan)
   return std::make_unique<WriterPool>(writers, std::max(2 * writers, batch * maps_per_image));
 }
 
+// The images of `ok` that --region fits; the others fail, each with its own
+// line.
+template <typename Failed>
+std::vector<LoadedImage*> fitting_region(const std::vector<LoadedImage*>& ok, const Region& region,
+                                         Failed&& failed) {
+  std::vector<LoadedImage*> fit;
+  for (LoadedImage* img : ok) {
+    try {
+      region_on_input(region, img->box);
+      fit.push_back(img);
+    } catch (const Error& e) {
+      failed(img->index, img->path, "image '" + img->path + "': " + e.what());
+    }
+  }
+  return fit;
+}
+
 // Every batch of `list` through the network and onto the writers; stops at
 // the next batch when interrupted.
 void run_batches(const Model& model, const Engine& engine, const Plan& plan, const LoadList& list,
@@ -360,8 +442,9 @@ void run_batches(const Model& model, const Engine& engine, const Plan& plan, con
       summary.interrupted = true;
       break;
     }
-    const std::vector<LoadedImage*> ok = place_loaded(
+    std::vector<LoadedImage*> ok = place_loaded(
         batch, list, [&](LoadedImage& img) { failed(img.index, img.path, img.error->what()); });
+    if (plan.region) ok = fitting_region(ok, *plan.region, failed);
     run_in_parts(
         ok.size(), chunk, writers.progress,
         [&](size_t begin, size_t end) { runner.run(ok, begin, end); },

@@ -49,14 +49,20 @@ json class_target_json(const BatchFacts& f, size_t n, size_t rank, int64_t cls,
                        const ImageTargets& given, const json& score) {
   const bool chosen = given.source == "top";
   const auto i = static_cast<int64_t>(n);
-  return {{"class", cls},
+  json target = {{"class", cls},
           {"label", f.info.label(cls)},
           {"rank", chosen ? json(rank + 1) : json(nullptr)},
           {"source", given.source},
           {"spec", chosen ? json(nullptr) : json(given.specs.at(rank))},
-          {"score", score},
-          {"logit", f.maps.logits[i][cls].item<double>()},
-          {"probability", f.probabilities[i][cls].item<double>()}};
+          {"score", score}};
+  if (f.info.task == Task::kSegment) {
+    // A segmenter's "logits" are the log of each class's area (targets.h).
+    target["area"] = f.probabilities[i][cls].item<double>();
+  } else {
+    target["logit"] = f.maps.logits[i][cls].item<double>();
+    target["probability"] = f.probabilities[i][cls].item<double>();
+  }
+  return target;
 }
 
 // Image n's maps of every rank it has a target at, and those targets.

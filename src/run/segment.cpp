@@ -15,12 +15,6 @@
 
 namespace cnnviz {
 
-bool is_background_label(const std::string& label) {
-  std::string l = label;
-  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
-  return l == "__background__" || l == "background";
-}
-
 namespace {
 
 // The classes of one image's [K,H,W] scores at the source's size, CV_32SC1.

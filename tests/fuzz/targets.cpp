@@ -1,5 +1,7 @@
 #include "targets.h"
 
+#include <ATen/ATen.h>
+
 #include <unistd.h>
 
 #include <cstdlib>
@@ -19,6 +21,7 @@
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/png.h"
 #include "cnnviz/io/preprocess.h"
+#include "cnnviz/io/region.h"
 #include "cnnviz/run/inputs.h"
 #include "cnnviz/run/manifest.h"
 #include "cnnviz/run/report.h"
@@ -84,7 +87,8 @@ int metadata(const uint8_t* data, size_t size) {
     const ModelInfo info =
         parse_model_info(std::string(reinterpret_cast<const char*>(data), size), "fuzz.pt");
     const Preprocessing& p = info.preprocess;
-    if (p.crop < 1 || p.crop > kMaxCrop || p.resize < p.crop || p.resize > kMaxResize) {
+    // crop 0: no crop, the whole resized image.
+    if (p.crop < 0 || p.crop > kMaxCrop || p.resize < p.crop || p.resize > kMaxResize) {
       bug("preprocessing out of bounds");
     }
     for (float s : p.std) {
@@ -229,6 +233,32 @@ int config(const uint8_t* data, size_t size) {
   return 0;
 }
 
+int region(const uint8_t* data, size_t size) {
+  const std::string path = scratch() + "/region";
+  write(path, data, size);
+  try {
+    const Region r = read_region(path);
+    if (r.inside.type() != CV_8UC1 || cv::countNonZero(r.inside) == 0) bug("region not binary");
+    double high = 0;
+    cv::minMaxLoc(r.inside, nullptr, &high);
+    if (high != 1) bug("region values are not 0 and 1");
+    for (const int crop : {0, 24}) {
+      Preprocessing p;
+      p.resize = 32;
+      p.crop = crop;
+      const CropBox box = crop_box(r.inside.cols, r.inside.rows, p);
+      try {
+        const at::Tensor grid = region_on_input(r, box);
+        if (grid.size(0) != box.height || grid.size(1) != box.width) bug("region grid size");
+        if (!grid.any().item<bool>()) bug("region grid empty");
+      } catch (const Error&) {  // the crop may leave no pixel of the region
+      }
+    }
+  } catch (const Error&) {
+  }
+  return 0;
+}
+
 int png(const uint8_t* data, size_t size) {
   if (size < 3) return 0;
   // Width, channels and order from the first bytes; the rest are pixels.
@@ -254,7 +284,7 @@ const std::vector<NamedTarget>& targets() {
   static const std::vector<NamedTarget> all = {
       {"image", image}, {"metadata", metadata}, {"lists", lists},  {"manifests", manifests},
       {"npy", npy},     {"png", png},           {"config", config},
-      {"differential", differential}};
+      {"region", region}, {"differential", differential}};
   return all;
 }
 

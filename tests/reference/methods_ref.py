@@ -2,6 +2,7 @@
 """Reference visual explanations with plain PyTorch autograd on an EAGER torchvision model.
 
 usage: methods_ref.py MODEL.pt IMAGE OUTDIR [--class C] [--layers L1,L2,...] [--all-layers]
+                      [--region MASK.png]
                       [--cam] [--extra] [--score-cam] [--noise NOISE.npy]
                       [--ig] [--ig-steps M] [--blur-sigma S] [--score S] [--counterfactual]
                       [--threads N]
@@ -39,7 +40,11 @@ repeat; otherwise those children are the stages.
 Target: the pre-softmax logit y_c (default c: top-1 of the clean image); --score probability,
 log-probability or sigmoid differentiates softmax(y)_c, log_softmax(y)_c or sigmoid(y_c)
 instead, and --counterfactual the negation (every gradient below; not Score-CAM's softmax, nor
-CAM's weights, nor the IG completeness check, which use the logit). x is the normalized
+CAM's weights, nor the IG completeness check, which use the logit). A segmenter's y_c is the
+sum of its "out" scores of class c over the pixels the clean image labels c (within --region
+MASK.png: black outside, one colour inside, resized and cropped as the image with NEAREST), the
+same pixels for every perturbed pass; default c: the largest class but the background; Score-CAM
+then weighs by y_c, not a softmax. x is the normalized
 input [1,3,H,W]; "upsample" is F.interpolate(mode="bilinear", align_corners=False) to H,W.
 Written to OUTDIR as float32 .npy (little-endian, C order):
   input.npy [3,H,W]  logits.npy [1000]
@@ -326,10 +331,63 @@ def load_eager(path):
 
 
 def script_diff(model, scripted, x):
-    """Max abs difference of eager and scripted logits on the batch x."""
+    """Max abs difference of eager and scripted logits (a segmenter's scores per pixel) on the
+    batch x."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Scripted GoogleNet")
-        return (model(x) - logits_of(scripted(x))).abs().max().item()
+        eager, script = model(x), scripted(x)
+        if isinstance(eager, dict):
+            return (eager["out"] - script["out"]).abs().max().item()
+        return (eager - logits_of(script)).abs().max().item()
+
+
+# A segmenter's targets (pytorch-grad-cam's SemanticSegmentationTarget): class c's score is the
+# sum of the "out" scores of c over the pixels the clean image labels c (argmax over classes),
+# within --region. "labels": those labels [1,H,W] (-1 outside the region), fixed for every
+# pass, the perturbed ones included.
+SEGMENT = {"labels": None}
+
+
+def head(output):
+    """What the targets index, [N,C]: a classifier's logits, or a segmenter's class scores."""
+    if not isinstance(output, dict):
+        return logits_of(output)
+    scores = output["out"]  # [N,K,H,W]
+    labels = SEGMENT["labels"]
+    per_class = torch.stack([(labels == k) for k in range(scores.shape[1])], dim=1)
+    return (scores * per_class.to(scores.dtype)).sum(dim=(2, 3))
+
+
+def region_mask(path, meta):
+    """--region: the mask picture (black outside, one colour inside) resized and cropped as the
+    image is, with PIL's NEAREST; [H,W] bool."""
+    from PIL import Image
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    inside = rgb.any(axis=2)
+    if len({tuple(c) for c in rgb[inside]}) != 1:
+        raise RefError(f"{path}: not one colour inside the region")
+    params = common.preprocess_params(meta)
+    mask = Image.fromarray(inside.astype(np.uint8) * 255)
+    mask = torchvision.transforms.functional.resize(
+        mask, params["resize"], interpolation=torchvision.transforms.InterpolationMode.NEAREST)
+    if params.get("crop"):
+        mask = torchvision.transforms.functional.center_crop(mask, params["crop"])
+    return torch.from_numpy(np.asarray(mask) > 0)
+
+
+def segment_labels(model, meta, x, region_path):
+    """Fixes SEGMENT["labels"] from the clean image x; returns the default class: the one with
+    the largest area (within the region) but the background."""
+    with torch.no_grad():
+        labels = model(x)["out"].argmax(dim=1)
+    if region_path:
+        labels[:, ~region_mask(region_path, meta)] = -1
+    SEGMENT["labels"] = labels
+    areas = torch.bincount(labels[labels >= 0], minlength=int(meta["num_classes"])).double()
+    for k, label in enumerate(meta.get("labels", [])):
+        if label.lower() in ("background", "__background__"):
+            areas[k] = -1
+    return int(areas.argmax())
 
 
 # What the backward passes differentiate (--score, --counterfactual); Score-CAM keeps the
@@ -405,7 +463,7 @@ def backprop(model, x, cls, mode, tap_names=(), state=None):
     try:
         x = x.detach().clone().requires_grad_(True)
         with modal_relus(state):
-            out = model(x)
+            out = head(model(x))
             logits = out[0]
             target = int(logits.argmax()) if cls is None else cls
             objective = unit.value() if unit else score_of(out, target)
@@ -425,7 +483,7 @@ def mean_input_gradient(model, inputs, cls, mode, batch=GRAD_BATCH):
     for start in range(0, inputs.shape[0], batch):
         xb = inputs[start:start + batch].detach().clone().requires_grad_(True)
         with modal_relus(state):
-            score_of(model(xb), cls).sum().backward()
+            score_of(head(model(xb)), cls).sum().backward()
         total += xb.grad.double().sum(dim=0)
     return (total / inputs.shape[0]).float()
 
@@ -433,7 +491,7 @@ def mean_input_gradient(model, inputs, cls, mode, batch=GRAD_BATCH):
 def logit(model, x, cls):
     """y_cls of a single input [1,3,H,W] (no patching, no grad)."""
     with torch.no_grad():
-        return model(x)[0, cls].item()
+        return head(model(x))[0, cls].item()
 
 
 def grad_cam(activation, grad):
@@ -514,7 +572,10 @@ def score_cam(model, x, activation, cls, batch=FORWARD_BATCH):
     with torch.no_grad():
         for start in range(0, masks.shape[0], batch):
             masked = x * masks[start:start + batch, None]  # [B,3,H,W]
-            scores.append(model(masked).double().softmax(dim=1)[:, cls])
+            out = head(model(masked)).double()
+            # A segmenter's score is its class score (cnnviz takes no softmax of those).
+            scores.append(out[:, cls] if SEGMENT["labels"] is not None
+                          else out.softmax(dim=1)[:, cls])
     scores = torch.cat(scores)
     return torch.relu((scores[:, None, None] * activation.double()).sum(dim=0))
 
@@ -596,6 +657,8 @@ def main():
                         help="differentiate a channel's mean (or one neuron) of a layer instead "
                         "of a class score")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--region", default=None, metavar="MASK.png",
+                        help="a segmenter's region: its targets count only these pixels")
     args = parser.parse_args()
     if args.ig_steps < 1:
         parser.error("--ig-steps must be >= 1")
@@ -614,6 +677,11 @@ def main():
 
         x = common.preprocess(common.load_rgb(args.image), **common.preprocess_params(meta))[None]
         diff = script_diff(model, scripted, x)
+        if meta.get("task") == "segment":
+            best = segment_labels(model, meta, x, args.region)
+            args.cls = best if args.cls is None else args.cls
+        elif args.region:
+            raise RefError("--region: the model is not a segmenter")
         if not diff < 1e-4:
             raise RefError(f"eager and scripted logits differ by {diff:g} (>= 1e-4)")
         num_classes = int(meta.get("num_classes", 1000))

@@ -55,9 +55,10 @@ def tiny_swin():
 
 
 def tiny_fcn():
-    body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU())
-    return FCN(IntermediateLayerGetter(body, {"5": "out"}), FCNHead(16, SEG_CLASSES))
+    # Two stages, as a ResNet's layer1..4 are: cnnviz finds backbone.0, backbone.1 and the head.
+    body = nn.Sequential(nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU()),
+                         nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU()))
+    return FCN(IntermediateLayerGetter(body, {"1": "out"}), FCNHead(16, SEG_CLASSES))
 
 
 def zero_vit_biases(model):
@@ -93,7 +94,7 @@ def zero_fcn_class_bias(model):
 POST_INIT = {"tiny_vit_nobias": zero_vit_biases, "tiny_fcn": zero_fcn_class_bias}
 GRADCAM_LAYER = {"tiny_vit": "encoder.layers.encoder_layer_1",
                  "tiny_vit_nobias": "encoder.layers.encoder_layer_1", "tiny_swin": "features.3",
-                 "tiny_fcn": "classifier.0"}
+                 "tiny_fcn": "backbone.1"}
 SEGMENTERS = {"tiny_fcn"}
 CROP = 32
 

@@ -151,7 +151,12 @@ class Engine {
   //
   // paired: the batch is [inputs; references] (2N rows, row i paired with
   // row N + i), for Backprop::kRescale; its ReLUs keep their inputs too.
-  Pass run(const at::Tensor& batch, bool paired = false) const;
+  //
+  // A segmenter's pass (ModelInfo::task) explains the class scores of its
+  // pixels' own labels (targets.h, class_scores) within `region` ([H,W]
+  // bool on the input grid; undefined: every pixel); a paired pass's
+  // references are scored over the inputs' labels.
+  Pass run(const at::Tensor& batch, bool paired = false, const at::Tensor& region = {}) const;
 
   const Model& model() const;
 
@@ -168,10 +173,16 @@ class Pass {
   ~Pass();
   Pass(Pass&&) noexcept;
 
-  const at::Tensor& logits() const;  // [N,C] float32, detached, on the CPU
+  // [N,C] float32, detached, on the CPU. A segmenter's are the log of each
+  // class's share of the labelled pixels (targets.h, log_area_shares).
+  const at::Tensor& logits() const;
   // What backward() differentiates a score of, [N,K] float32, detached, on
-  // the CPU: the logits, or the engine's unit's value [N,1].
+  // the CPU: the logits (a segmenter's class scores), or the engine's
+  // unit's value [N,1].
   const at::Tensor& explained() const;
+  // A segmenter's pixel labels [N,h,w] int64 (targets.h, pixel_labels), on
+  // the model's device; undefined for a classifier.
+  const at::Tensor& labels() const;
   const at::Tensor& input() const;  // the batch it ran on, [N,3,H,W], on the model's device
 
   // The output of layer `i` (index into Engine::layers()), [N,...] detached.
@@ -212,8 +223,10 @@ class Pass {
   // Another forward pass of the same engine on `batch`, nested in this one
   // (for methods that need passes of their own: SmoothGrad, Integrated
   // Gradients). It shares this pass's hold on the process-wide taps, so it
-  // must be destroyed before this pass is used again or destroyed.
-  Pass nested(const at::Tensor& batch) const;
+  // must be destroyed before this pass is used again or destroyed. Row i of
+  // `batch` is a variant of this pass's image rows[i]: a segmenter's nested
+  // pass scores it over that image's labels.
+  Pass nested(const at::Tensor& batch, const std::vector<int64_t>& rows) const;
 
  private:
   friend class Engine;
@@ -229,7 +242,8 @@ class Pass {
 // once and its output reads as a spatial map (feature_map.h: [N,C,h,w],
 // [N,h,w,C] or a square grid of tokens, h*w > 1). Starting at the root
 // module, take the qualifying direct children (a module that never runs
-// itself, such as a ModuleList, is see-through); while exactly one of them
+// itself, such as a ModuleList, or returns no tensor, such as a segmenter's
+// backbone returning a dict, is see-through); while exactly one of them
 // has qualifying children of its own (a container such as VGG's
 // `features`), descend into it; when several do but only one of those has
 // containers among its children (RegNet's `trunk_output` beside its
@@ -238,7 +252,9 @@ class Pass {
 // and efficientnet_b0: features.0..18 / features.0..8; vit_b_16:
 // encoder.layers.encoder_layer_0..11; swin_t and convnext_tiny:
 // features.0..7; maxvit_t: stem, blocks.0..3; regnet_y_400mf:
-// trunk_output.block1..4.
+// trunk_output.block1..4; fcn_resnet50 and deeplabv3_resnet50:
+// backbone.conv1 ... backbone.layer4, classifier; lraspp_mobilenet_v3_large:
+// backbone.0..16, classifier.
 std::vector<std::string> feature_stages(const std::vector<LayerInfo>& layers);
 
 // The receptive field of a layer's output read as a map (feature_map.h),

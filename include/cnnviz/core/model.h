@@ -73,7 +73,14 @@ struct ModelInfo {
 
   // The label of class `index`, or "class <index>" when there is none.
   std::string label(int64_t index) const;
+  // A segmenter's background class: the first labelled "background" or
+  // "__background__" (any case); -1 when none is.
+  int64_t background_class() const;
 };
+
+// Whether `label` names a segmenter's background ("background",
+// "__background__", any case).
+bool is_background_label(const std::string& label);
 
 // Throws Error(kModel) when a model whose forward pass gives `outputs`
 // classes has another number of labels, or another num_classes in its

@@ -59,7 +59,8 @@ using TargetChooser = std::function<std::vector<std::vector<int64_t>>(const at::
 // classes.
 TargetChooser fixed_classes(std::vector<int64_t> classes);
 inline TargetChooser fixed_class(int64_t k) { return fixed_classes({k}); }
-// Ranks 1..n: each image's n most probable classes (at most C).
+// Ranks 1..n: each image's n most probable classes (at most C). A class
+// whose logit is -inf is never chosen: that rank has kNoTarget.
 TargetChooser top_classes(int n);
 // Rank 1 only: image n's class is per_image[n].
 TargetChooser given_classes(std::vector<int64_t> per_image);
@@ -100,6 +101,28 @@ Unit parse_unit(const std::string& text);
 // Throws Error(kUsage) naming the unit and its layer's size when its channel
 // or position lies outside a map of `channels` x `height` x `width`.
 void check_unit_range(const Unit& unit, int64_t channels, int64_t height, int64_t width);
+
+// A segmenter's targets, as pytorch-grad-cam's SemanticSegmentationTarget
+// defines them: the score of class k of an image is the sum of its per-pixel
+// logits of k over the pixels labelled k. The labels are fixed by the image's
+// own forward pass (pixel_labels), and perturbed copies of the image
+// (occlusion, RISE, noise, paths) are scored over the same pixels.
+//
+// Each pixel's predicted class, [N,h,w] int64 for pixel_logits [N,K,h,w],
+// and -1 where `region` excludes it. `region`: [H,W] bool on the network's
+// input grid (resized nearest to h x w when they differ), the pixels a
+// target may count (--region); undefined: all of them.
+at::Tensor pixel_labels(const at::Tensor& pixel_logits, const at::Tensor& region);
+// The class scores [N,K] of pixel_logits [N,K,h,w] over `labels` [N,h,w]
+// (pixel_labels; -1 counts for no class). Differentiable in pixel_logits.
+at::Tensor class_scores(const at::Tensor& pixel_logits, const at::Tensor& labels);
+// The log of each class's share of the labelled pixels, [N,K] float32 on the
+// CPU: its softmax is the shares. Absent classes (and every class of an
+// image without labelled pixels) are -inf, which the choosers never pick.
+at::Tensor log_area_shares(const at::Tensor& labels, int64_t classes);
+// `inner`, never choosing class `excluded` by rank (a segmenter's
+// background); fixed classes are not affected.
+TargetChooser excluding_class(TargetChooser inner, int64_t excluded);
 
 // The model's number of classes as known before a forward pass: the
 // metadata's num_classes, else its number of labels, else INT64_MAX

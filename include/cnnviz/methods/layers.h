@@ -29,7 +29,8 @@ std::vector<std::string> feature_layers(const Model& model, const Engine::Descri
 std::vector<std::string> feature_layers(const Model& model);
 
 // The default layer of the layer methods: the metadata's default_layer, else
-// the last feature stage; empty when there is none.
+// the last feature stage (a segmenter's: the one before its last, which is
+// the head); empty when there is none.
 std::string default_layer(const Model& model, const Engine::Description& d);
 // The same, describing the model only when the metadata does not name it.
 std::string default_layer(const Model& model);

@@ -60,6 +60,9 @@ struct MethodParams {
   // method's own default, the first of its row's `scores` (the logit, or
   // Score-CAM's probability).
   std::optional<Score> score;
+  // A segmenter's region (--region): [H,W] bool on the network's input grid,
+  // the pixels its targets count (targets.h, pixel_labels). Undefined: all.
+  at::Tensor region;
 };
 
 // One setting of MethodParams as a command-line option and a manifest entry.
@@ -97,6 +100,11 @@ class Capture {
   const std::vector<std::string>& layers() const { return engine_.layers(); }
   std::optional<size_t> layer_index(const std::string& path) const;
   const at::Tensor& logits() const { return pass_.logits(); }
+  // The `score` of class `cls` for `variants` [M,3,H,W], perturbed copies of
+  // the pass's image `image`, [M] on the CPU: through the model's inference
+  // module (no autograd), a segmenter's over that image's pixel labels.
+  at::Tensor variant_scores(int64_t image, const at::Tensor& variants, int64_t cls,
+                            const Score& score) const;
 
   // d score(classes) / d input (params().score: the logit by default) with
   // every ReLU's backward in `mode`, [N,3,H,W].
@@ -238,12 +246,12 @@ at::Tensor feature_gradient(Capture& capture, size_t i);
 // Grad-CAM at layer i: relu(sum_k w_k A_k), w_k = spatial mean of the plain
 // gradient. [N,h,w]. Throws Error(kUnsupported) for an output that is not a map.
 at::Tensor gradcam(Capture& capture, size_t i);
-// d score[classes[m]] / d inputs[m] (params().score) for inputs [M,3,H,W] with ReLUs in
-// `mode`, in nested passes of up to params().sample_batch images.
-at::Tensor input_gradients(Capture& capture, const at::Tensor& inputs,
-                           const std::vector<int64_t>& classes, Backprop mode);
-// Each of `classes` repeated `times` times in place: {a,b} x2 -> {a,a,b,b}.
-std::vector<int64_t> repeat_each(const std::vector<int64_t>& classes, int64_t times);
+// For inputs [N*copies,3,H,W], `copies` variants of each image of the pass in
+// turn (row m is a variant of image m / copies): d score / d inputs[m] of
+// that image's class (params().score) with ReLUs in `mode`, in nested
+// passes of up to params().sample_batch images.
+at::Tensor input_gradients(Capture& capture, const at::Tensor& inputs, int64_t copies,
+                           Backprop mode);
 // SmoothGrad with the given noise patterns [S,3,H,W] (unit scale: multiplied
 // by each image's max - min), averaged over S.
 at::Tensor smooth_gradient(Capture& capture, const at::Tensor& noise, Backprop mode);

@@ -32,6 +32,9 @@ struct ExplainOptions {
   // channel or neuron instead of a class; excludes classes, targets_file
   // and top. Empty: class targets.
   std::string unit;
+  // A segmenter's targets count only the pixels of this mask picture
+  // (--region; io/region.h), which has each image's size. Empty: all pixels.
+  std::string region;
   std::optional<ScoreKind> score;  // --score; default: the method's (registry)
   bool counterfactual = false;     // explain the negated score
   std::string outdir = "cnnviz-out";

@@ -49,10 +49,6 @@ struct SegmentSummary {
   double run_ms = 0, network_ms = 0;
 };
 
-// Whether class `label` is the background, left unpainted in overlays:
-// "__background__" or "background", in any case.
-bool is_background_label(const std::string& label);
-
 // Labels the pixels of `images` with `model`: each pixel of the network's
 // input takes its highest-scoring class (ties: the lower index), and each
 // pixel of the source image the class of the input pixel at its centre
