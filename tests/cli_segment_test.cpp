@@ -12,6 +12,7 @@
 
 #include "cnnviz/io/label_map.h"
 #include "cnnviz/io/npy.h"
+#include "map_util.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -19,24 +20,11 @@ namespace {
 
 using CliSegmentTest = test::PhotoCliTest;
 
-// A picture with regions and gradients, so that the random classes vary.
-std::string structured_image(const test::TempDir& dir, int width, int height) {
-  cv::Mat img(height, width, CV_8UC3);
-  for (int y = 0; y < height; ++y) {
-    for (int x = 0; x < width; ++x) {
-      const double u = static_cast<double>(x) / width, v = static_cast<double>(y) / height;
-      img.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<uint8_t>(255 * u), static_cast<uint8_t>(255 * v),
-                                          static_cast<uint8_t>(127.5 + 127 * std::sin(12 * u * v)));
-    }
-  }
-  const std::string path = dir.file("structured_" + std::to_string(width) + ".png");
-  cv::imwrite(path, img);
-  return path;
-}
 
 TEST_F(CliSegmentTest, AreasAndMasksMatchTheReference) {
   const std::string fcn = test::test_models_dir() + "/tiny_fcn.pt";
-  const std::string wide = structured_image(dir_, 150, 90), tall = structured_image(dir_, 70, 120);
+  const std::string wide = test::structured_image(dir_, 150, 90);
+  const std::string tall = test::structured_image(dir_, 70, 120);
   const std::string bad = dir_.file("bad.png");
   test::write_text(bad, "not an image");
   test::RunResult r = cnnviz({"segment", "-q", "-m", fcn, "--json", "-o", out_, wide, bad, tall});
@@ -114,8 +102,15 @@ TEST_F(CliSegmentTest, TorchvisionsSegmenterRunsOnWholeImages) {
   r = cnnviz({"models", "--json", "--models-dir", test::test_models_dir()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const auto& m : nlohmann::json::parse(r.out)["models"]) {
-    if (m["name"] == "lraspp_mobilenet_v3_large") EXPECT_EQ(m["task"], "segment");
-    if (m["name"] == "squeezenet1_1") EXPECT_EQ(m["task"], "classify");
+    if (m["name"] == "lraspp_mobilenet_v3_large") {
+      EXPECT_EQ(m["task"], "segment");
+    }
+    if (m["name"] == "squeezenet1_1") {
+      EXPECT_EQ(m["task"], "classify");
+    }
+    if (m["name"] == "tiny_yolov8") {
+      EXPECT_EQ(m["task"], "detect");
+    }
   }
   r = cnnviz({"layers", "-m", lraspp});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -147,7 +142,8 @@ TEST_F(CliSegmentTest, TorchvisionsSegmenterRunsOnWholeImages) {
 
 TEST_F(CliSegmentTest, RegionsAndScoresAreChecked) {
   const std::string fcn = test::test_models_dir() + "/tiny_fcn.pt";
-  const std::string wide = structured_image(dir_, 150, 90), tall = structured_image(dir_, 70, 120);
+  const std::string wide = test::structured_image(dir_, 150, 90);
+  const std::string tall = test::structured_image(dir_, 70, 120);
   cv::Mat inside = cv::Mat::zeros(90, 150, CV_8UC3);
   inside(cv::Rect(40, 10, 90, 60)).setTo(cv::Scalar(255, 255, 255));
   const std::string region = dir_.file("region.png");

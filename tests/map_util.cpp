@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -36,6 +37,21 @@ std::string smooth_image(const TempDir& dir, int seed) {
   rng.fill(img, cv::RNG::UNIFORM, 0, 255);
   cv::GaussianBlur(img, img, cv::Size(9, 9), 3.0);
   std::string path = dir.file("smooth.png");
+  cv::imwrite(path, img);
+  return path;
+}
+
+std::string structured_image(const TempDir& dir, int width, int height) {
+  cv::Mat img(height, width, CV_8UC3);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      const double u = static_cast<double>(x) / width, v = static_cast<double>(y) / height;
+      img.at<cv::Vec3b>(y, x) =
+          cv::Vec3b(static_cast<uint8_t>(255 * u), static_cast<uint8_t>(255 * v),
+                    static_cast<uint8_t>(127.5 + 127 * std::sin(12 * u * v)));
+    }
+  }
+  const std::string path = dir.file("structured_" + std::to_string(width) + ".png");
   cv::imwrite(path, img);
   return path;
 }

@@ -33,6 +33,11 @@ inline at::Tensor load(const std::string& path) { return load_npy_tensor(path); 
 // smoothness, no structure any model recognizes. Returns its path.
 std::string smooth_image(const TempDir& dir, int seed);
 
+// A width x height PNG with regions and gradients in `dir`
+// ("structured_<width>.png"), so that random segmenters' and detectors'
+// classes vary across it. Returns its path.
+std::string structured_image(const TempDir& dir, int width, int height);
+
 }  // namespace cnnviz::test
 
 #endif  // CNNVIZ_TESTS_MAP_UTIL_H_

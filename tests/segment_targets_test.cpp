@@ -30,21 +30,6 @@ namespace {
 using test::expect_close;
 using test::load;
 
-// A picture with regions and gradients, so that the random classes vary.
-std::string structured_image(const test::TempDir& dir, int width, int height) {
-  cv::Mat img(height, width, CV_8UC3);
-  for (int y = 0; y < height; ++y) {
-    for (int x = 0; x < width; ++x) {
-      const double u = static_cast<double>(x) / width, v = static_cast<double>(y) / height;
-      img.at<cv::Vec3b>(y, x) =
-          cv::Vec3b(static_cast<uint8_t>(255 * u), static_cast<uint8_t>(255 * v),
-                    static_cast<uint8_t>(127.5 + 127 * std::sin(12 * u * v)));
-    }
-  }
-  const std::string path = dir.file("structured.png");
-  cv::imwrite(path, img);
-  return path;
-}
 
 // White inside [x0,x1) x [y0,y1), black elsewhere.
 std::string region_picture(const test::TempDir& dir, int width, int height, cv::Rect inside) {
@@ -110,13 +95,13 @@ void check_against_reference(const Model& model, const std::string& image,
 TEST(ModelSegmentTargetsTest, MatchTheReferenceOverTheWholeImage) {
   const Model model = Model::load(test::test_models_dir() + "/tiny_fcn.pt");
   test::TempDir dir;
-  check_against_reference(model, structured_image(dir, 150, 90), "", dir);
+  check_against_reference(model, test::structured_image(dir, 150, 90), "", dir);
 }
 
 TEST(ModelSegmentTargetsTest, MatchTheReferenceWithinARegion) {
   const Model model = Model::load(test::test_models_dir() + "/tiny_fcn.pt");
   test::TempDir dir;
-  const std::string image = structured_image(dir, 150, 90);
+  const std::string image = test::structured_image(dir, 150, 90);
   check_against_reference(model, image, region_picture(dir, 150, 90, cv::Rect(40, 10, 90, 60)),
                           dir);
 }

@@ -29,6 +29,7 @@
 #include "merge.h"
 #include "models.h"
 #include "report.h"
+#include "detect.h"
 #include "segment.h"
 #include "serve.h"
 #include "synthesis.h"
@@ -124,6 +125,8 @@ struct Commands {
   CLI::App* classify_cmd = nullptr;
   cnnviz::cli::SegmentCliOptions segment;
   CLI::App* segment_cmd = nullptr;
+  cnnviz::cli::DetectCliOptions detect;
+  CLI::App* detect_cmd = nullptr;
   std::vector<std::unique_ptr<cnnviz::cli::VisualizeOptions>> visualize;
   cnnviz::cli::LayersOptions layers;
   CLI::App* layers_cmd = nullptr;
@@ -146,6 +149,7 @@ struct Commands {
     using namespace cnnviz::cli;
     classify_cmd = setup_classify(app, classify);
     segment_cmd = setup_segment(app, segment);
+    detect_cmd = setup_detect(app, detect);
     setup_visualize(app, visualize);
     layers_cmd = setup_layers(app, layers);
     merge_cmd = setup_merge(app, merge);
@@ -168,6 +172,7 @@ struct Commands {
     if (models_cmd->parsed()) return run_models(models, std::cout, std::cerr);
     if (classify_cmd->parsed()) return run_classify(classify, std::cout, std::cerr);
     if (segment_cmd->parsed()) return run_segment(segment, std::cout, std::cerr);
+    if (detect_cmd->parsed()) return run_detect(detect, std::cout, std::cerr);
     if (layers_cmd->parsed()) return run_layers(layers, std::cout, std::cerr);
     if (merge_cmd->parsed()) return run_merge(merge, std::cout, std::cerr);
     if (report_cmd->parsed()) return run_report(report, std::cout, std::cerr);

@@ -1072,6 +1072,7 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
   ops::set_paired(false);
   if (p.stopped) return;
   const ModelInfo& info = engine.model.info();
+  if (info.task == Task::kDetect) refuse_detector(info.path);
   if (info.task == Task::kSegment) {
     const at::Tensor pixels = pixel_logits_of(out, info.path);
     check_output_classes(info, pixels.size(1));

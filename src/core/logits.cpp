@@ -44,6 +44,23 @@ at::Tensor pixel_logits_of(const c10::IValue& out, const std::string& path) {
   return *scores;
 }
 
+at::Tensor raw_predictions_of(const c10::IValue& out, const std::string& path) {
+  c10::IValue v = out;
+  if (v.isTuple() && !v.toTupleRef().elements().empty()) v = v.toTupleRef().elements()[0];
+  if (v.isList() && !v.toListRef().empty()) v = v.toListRef()[0];
+  if (!v.isTensor()) {
+    throw Error(ErrorCode::kModel, "model '" + path + "': forward does not return a tensor of raw "
+                                   "box predictions, as a detector exported with a --layout does");
+  }
+  return v.toTensor();
+}
+
+void refuse_detector(const std::string& path) {
+  throw Error(ErrorCode::kUnsupported, "model '" + path + "' is a detector: `cnnviz detect` finds "
+                                       "its boxes; this subcommand takes classifiers and "
+                                       "segmenters");
+}
+
 at::Tensor logits_of(const c10::IValue& v, const std::string& path) {
   if (std::optional<at::Tensor> scores = pixel_scores(v)) {
     throw Error(ErrorCode::kUnsupported,

@@ -21,6 +21,14 @@ at::Tensor logits_of(const c10::IValue& out, const std::string& path);
 // Error(kModel) naming the model at `path` for anything else.
 at::Tensor pixel_logits_of(const c10::IValue& out, const std::string& path);
 
+// A detector's raw predictions: `out` as a tensor, or the first element of a
+// tuple or list. Throws Error(kModel) naming the model at `path` otherwise.
+at::Tensor raw_predictions_of(const c10::IValue& out, const std::string& path);
+
+// Throws Error(kUnsupported) naming the detector at `path`: the subcommands
+// that read logits or pixel scores do not take it.
+[[noreturn]] void refuse_detector(const std::string& path);
+
 }  // namespace cnnviz
 
 #endif  // CNNVIZ_SRC_CORE_LOGITS_H_

@@ -130,7 +130,35 @@ class MetadataReader {
 
 }  // namespace
 
-const char* task_name(Task task) { return task == Task::kSegment ? "segment" : "classify"; }
+const char* task_name(Task task) {
+  switch (task) {
+    case Task::kSegment:
+      return "segment";
+    case Task::kDetect:
+      return "detect";
+    case Task::kClassify:
+      break;
+  }
+  return "classify";
+}
+
+const char* layout_name(DetectLayout layout) {
+  switch (layout) {
+    case DetectLayout::kYolov8:
+      return "yolov8";
+    case DetectLayout::kYolov5:
+      return "yolov5";
+    case DetectLayout::kNone:
+      break;
+  }
+  return "";
+}
+
+DetectLayout parse_layout(const std::string& name, const std::string& subject) {
+  if (name == "yolov8") return DetectLayout::kYolov8;
+  if (name == "yolov5") return DetectLayout::kYolov5;
+  throw Error(ErrorCode::kUsage, subject + " '" + name + "': unknown (yolov8 or yolov5)");
+}
 
 const char* weights_kind_name(WeightsKind kind) {
   switch (kind) {
@@ -178,6 +206,41 @@ int64_t ModelInfo::background_class() const {
   return -1;
 }
 
+namespace {
+
+// "task", and a detector's "layout".
+void read_task(const MetadataReader& r, const json& j, ModelInfo& info) {
+  const std::string task = r.string(j, "task", "task");
+  if (task == "segment") {
+    info.task = Task::kSegment;
+  } else if (task == "detect") {
+    info.task = Task::kDetect;
+  } else if (!task.empty() && task != "classify") {
+    r.fail("task", "'" + task + "' is not classify, segment or detect");
+  }
+  const std::string layout = r.string(j, "layout", "layout");
+  if (info.task == Task::kDetect) {
+    if (layout != "yolov8" && layout != "yolov5") {
+      r.fail("layout", "'" + layout + "': a detector's must be yolov8 or yolov5");
+    }
+    info.layout = parse_layout(layout, "layout");
+  }
+}
+
+// "preprocess.letterbox": a detector's only; it replaces the crop.
+void read_letterbox(const MetadataReader& r, const json& p, ModelInfo& info) {
+  const json* letterbox = r.find(p, "letterbox");
+  if (!letterbox) return;
+  if (!letterbox->is_boolean()) r.fail("preprocess.letterbox", "must be true or false");
+  info.preprocess.letterbox = letterbox->get<bool>();
+  if (info.preprocess.letterbox && info.task != Task::kDetect) {
+    r.fail("preprocess.letterbox", "applies to detectors (task detect)");
+  }
+  if (info.preprocess.letterbox) info.preprocess.crop = 0;
+}
+
+}  // namespace
+
 ModelInfo parse_model_info(const std::string& json_text, const std::string& path) {
   if (json_text.size() > kMaxMetadataBytes) {
     bad_metadata(path, "larger than " + std::to_string(kMaxMetadataBytes >> 20) + " MiB");
@@ -200,12 +263,7 @@ ModelInfo parse_model_info(const std::string& json_text, const std::string& path
   }
   info.name = r.string(j, "name", "name");
   info.arch = r.string(j, "arch", "arch");
-  const std::string task = r.string(j, "task", "task");
-  if (task == "segment") {
-    info.task = Task::kSegment;
-  } else if (!task.empty() && task != "classify") {
-    r.fail("task", "'" + task + "' is not classify or segment");
-  }
+  read_task(r, j, info);
   const json& w = r.object(j, "weights", "weights");
   const std::string kind = r.string(w, "kind", "weights.kind");
   info.weights_kind = kind == "pretrained" ? WeightsKind::kPretrained
@@ -230,8 +288,10 @@ ModelInfo parse_model_info(const std::string& json_text, const std::string& path
     r.fail("preprocess.resize", std::to_string(pre.resize) + " is smaller than the crop (" +
                                     std::to_string(pre.crop) + "; needs crop <= resize)");
   }
+  read_letterbox(r, p, info);
   pre.channels = static_cast<int>(r.integer(p, "channels", "preprocess.channels", 1, 3, 3));
   if (pre.channels == 2) r.fail("preprocess.channels", "must be 1 (grey) or 3 (RGB)");
+  if (pre.channels == 1 && pre.letterbox) r.fail("preprocess.letterbox", "needs 3 channels");
   if (pre.channels == 1) {  // without mean and std: v / 255 as it is
     pre.mean = {0.0f, 0.0f, 0.0f};
     pre.std = {1.0f, 1.0f, 1.0f};
@@ -345,12 +405,18 @@ at::Device Model::device() const { return impl_->device; }
 torch::jit::Module& Model::module() const { return impl_->module; }
 
 at::Tensor Model::logits(const at::Tensor& batch) const {
+  if (impl_->info.task == Task::kDetect) refuse_detector(impl_->info.path);
   at::Tensor result = logits_of(forward(batch), impl_->info.path).to(at::kCPU, at::kFloat);
   check_output_classes(impl_->info, result.size(1));
   return result;
 }
 
+at::Tensor Model::raw_predictions(const at::Tensor& batch) const {
+  return raw_predictions_of(forward(batch), impl_->info.path).to(at::kCPU, at::kFloat);
+}
+
 at::Tensor Model::pixel_logits(const at::Tensor& batch) const {
+  if (impl_->info.task == Task::kDetect) refuse_detector(impl_->info.path);
   at::Tensor result = pixel_logits_of(forward(batch), impl_->info.path).to(at::kCPU, at::kFloat);
   check_output_classes(impl_->info, result.size(1));
   return result;

@@ -23,8 +23,39 @@ int round_half_even(double v) { return static_cast<int>(std::nearbyint(v)); }
 
 }  // namespace
 
+namespace {
+
+// The letterbox: the longer side becomes p.resize, the shorter
+// floor(short * resize / long + 0.5) (at least 1), centred on the square
+// (the padding before it rounded down).
+CropBox letterbox_box(int src_w, int src_h, const Preprocessing& p) {
+  CropBox box;
+  box.src_w = src_w;
+  box.src_h = src_h;
+  const int64_t longer = std::max(src_w, src_h), shorter = std::min(src_w, src_h);
+  const auto side = static_cast<int>(
+      std::max<int64_t>(1, (2 * shorter * p.resize + longer) / (2 * longer)));
+  box.resized_w = src_w >= src_h ? p.resize : side;
+  box.resized_h = src_w >= src_h ? side : p.resize;
+  box.width = box.height = p.resize;
+  box.left = -((p.resize - box.resized_w) / 2);
+  box.top = -((p.resize - box.resized_h) / 2);
+  return box;
+}
+
+// The letterboxed image: the resized source on a grey (114) square.
+cv::Mat letterboxed(const cv::Mat& rgb, const CropBox& box) {
+  cv::Mat canvas(box.height, box.width, CV_8UC3, cv::Scalar(114, 114, 114));
+  resize_bilinear_pil(rgb, box.resized_w, box.resized_h)
+      .copyTo(canvas(cv::Rect(-box.left, -box.top, box.resized_w, box.resized_h)));
+  return canvas;
+}
+
+}  // namespace
+
 CropBox crop_box(int src_w, int src_h, const Preprocessing& p) {
   if (src_w < 1 || src_h < 1) throw Error(ErrorCode::kInput, "image is empty");
+  if (p.letterbox) return letterbox_box(src_w, src_h, p);
   CropBox box;
   box.src_w = src_w;
   box.src_h = src_h;
@@ -87,6 +118,9 @@ at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p) {
     throw Error(ErrorCode::kRuntime, "preprocess: expected a non-empty 8-bit RGB image");
   }
   const CropBox box = crop_box(rgb.cols, rgb.rows, p);
+  if (p.channels == 1 && p.letterbox) {
+    throw Error(ErrorCode::kRuntime, "preprocess: no letterbox for a grey model");
+  }
   if (p.channels == 1) {
     // Luma first, then the resize, as Grayscale() before Resize() on a PIL image.
     cv::Mat crop = resize_bilinear_pil(luma_601(rgb), box.resized_w, box.resized_h,
@@ -104,8 +138,10 @@ at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p) {
     return x;
   }
   // Resize and crop in one step: only the kept rectangle is computed.
-  cv::Mat crop = resize_bilinear_pil(rgb, box.resized_w, box.resized_h,
-                                     cv::Rect(box.left, box.top, box.width, box.height));
+  const cv::Mat crop = p.letterbox ? letterboxed(rgb, box)
+                                   : resize_bilinear_pil(rgb, box.resized_w, box.resized_h,
+                                                         cv::Rect(box.left, box.top, box.width,
+                                                                  box.height));
   // Plain loops rather than tensor ops: this runs on loader threads, where
   // LibTorch's intra-op parallelism must not start, and it is one pass. The
   // float operations are torchvision's, v / 255 then (x - mean) / std,

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/model.h"
@@ -14,7 +15,7 @@
 namespace cnnviz {
 
 // Images per pass for a run that asked for `requested` (at least 1): one for
-// a model without a crop, whose inputs differ in size.
+// a model without a crop (nor a letterbox), whose inputs differ in size.
 size_t images_per_pass(const Preprocessing& p, size_t requested);
 
 // Runs `process(begin, end)` on consecutive parts of [0, count) of at most
@@ -27,6 +28,21 @@ size_t images_per_pass(const Preprocessing& p, size_t requested);
 void run_in_parts(size_t count, size_t& chunk, Progress& progress,
                   const std::function<void(size_t begin, size_t end)>& process,
                   const std::function<void(size_t index, const OutOfMemory& error)>& failed);
+
+struct LoadedImage;
+struct LoaderOptions;
+
+// The loop of the runs that take each image once (segment, detect): decodes
+// `images` in batches of loader.batch_size ahead of the network, hands the
+// decoded ones to `process(batch, begin, end)` in parts (run_in_parts), and
+// each image that cannot be decoded or does not fit in memory to
+// `fail(position, message)`. Stops at the next batch when interrupted;
+// returns whether it was.
+bool run_image_batches(
+    const std::vector<std::string>& images, const Preprocessing& preprocess,
+    const LoaderOptions& loader, Progress& progress,
+    const std::function<void(std::vector<LoadedImage*>& batch, size_t begin, size_t end)>& process,
+    const std::function<void(size_t position, const std::string& message)>& fail);
 
 }  // namespace cnnviz
 

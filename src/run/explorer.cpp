@@ -529,6 +529,9 @@ std::vector<ModelEntry> Explorer::models() const {
     if (e.problem.empty() && e.task == task_name(Task::kSegment)) {
       e.problem = "a segmenter: the explorer shows classifiers (`cnnviz segment` labels its pixels)";
     }
+    if (e.problem.empty() && e.task == task_name(Task::kDetect)) {
+      e.problem = "a detector: the explorer shows classifiers (`cnnviz detect` finds its boxes)";
+    }
   }
   return all;
 }

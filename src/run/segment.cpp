@@ -100,45 +100,26 @@ SegmentSummary segment(const Model& model, const std::vector<std::string>& image
   const Clock::time_point start = Clock::now();
   SegmentSummary summary;
   summary.results.resize(images.size());
-  LoadList list;
-  for (size_t i = 0; i < images.size(); ++i) {
-    summary.results[i].image = images[i];
-    list.add(i, images[i]);
-  }
+  for (size_t i = 0; i < images.size(); ++i) summary.results[i].image = images[i];
   if (!options.outdir.empty()) make_output_dir(options.outdir);
   LoaderOptions loader_options;
   loader_options.batch_size = images_per_pass(model.info().preprocess, options.batch_size);
   loader_options.workers = options.decoders;
   loader_options.max_pixels = options.max_pixels;
   loader_options.keep_rgb = true;
-  BatchLoader loader(list.paths, model.info().preprocess, loader_options);
   Segmenter segmenter(model, options, images, summary);
-  auto fail = [&](size_t position, const std::string& message) {
-    summary.results[position].error = message;
-    ++summary.failed;
-    progress.failed(message);
-  };
-  size_t chunk = loader_options.batch_size;  // images per pass; halved on out-of-memory
-  while (true) {
-    std::vector<LoadedImage> batch = loader.next();
-    if (batch.empty()) break;
-    if (interrupted()) {
-      summary.interrupted = true;
-      break;
-    }
-    std::vector<LoadedImage*> ok =
-        place_loaded(batch, list, [&](LoadedImage& bad) { fail(bad.index, bad.error->what()); });
-    run_in_parts(
-        ok.size(), chunk, progress,
-        [&](size_t begin, size_t end) {
-          segmenter.run(ok, begin, end);
-          for (size_t i = begin; i < end; ++i) on_result(summary.results[ok[i]->index]);
-          progress.done(end - begin);
-        },
-        [&](size_t j, const OutOfMemory& e) {
-          fail(ok[j]->index, "image '" + images[ok[j]->index] + "': " + e.what());
-        });
-  }
+  summary.interrupted = run_image_batches(
+      images, model.info().preprocess, loader_options, progress,
+      [&](std::vector<LoadedImage*>& ok, size_t begin, size_t end) {
+        segmenter.run(ok, begin, end);
+        for (size_t i = begin; i < end; ++i) on_result(summary.results[ok[i]->index]);
+        progress.done(end - begin);
+      },
+      [&](size_t position, const std::string& message) {
+        summary.results[position].error = message;
+        ++summary.failed;
+        progress.failed(message);
+      });
   summary.run_ms = ms_since(start);
   return summary;
 }

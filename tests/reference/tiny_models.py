@@ -12,6 +12,26 @@ scripts/export_models.py exports the real ones (TorchScript + cnnviz.json), in a
              [N, 8, 8, 12] and [N, 4, 4, 24]
   tiny_fcn   torchvision FCN (a semantic segmenter) on a two-convolution backbone: any input
              size (no crop, shorter side 40), {"out": [N, 5, H, W]}; class 0 is the background
+  tiny_yolov8  a YOLO-style detector, [N,3,S,S] (S = 64 letterboxed; any multiple of 16) to one
+             [N, 4+3, A] tensor, as ultralytics' YOLOv8 TorchScript export: rows cx, cy, w, h
+             (input pixels), then the 3 sigmoid class scores
+  tiny_yolov5  the same backbone, to one [N, A, 5+3] tensor, as YOLOv5's export: cx, cy, w, h,
+             sigmoid objectness, then the 3 sigmoid class probabilities
+
+The detectors (class TinyYolo) run `backbone`, an nn.Sequential of four stages backbone.0 ..
+backbone.3 (Conv2d 3x3 stride 2 without bias, BatchNorm2d, ReLU; 8, 16, 24, 32 channels), and
+`head` on the outputs of backbone.2 (stride 8) and backbone.3 (stride 16): head.m.0 and head.m.1,
+1x1 convolutions with bias. Anchors: level stride 8 first, then 16; in each, row-major (y, then
+x), one per cell (A = (S/8)^2 + (S/16)^2). For the cell (x, y) of a level of stride s, with raw
+outputs r and sigmoid(r) written g:
+  yolov8  x1 = (x + 0.5) s - (0.75 + g0) s, y1 = (y + 0.5) s - (0.75 + g1) s,
+          x2 = (x + 0.5) s + (0.75 + g2) s, y2 = (y + 0.5) s + (0.75 + g3) s;
+          cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1; scores g4 .. g6
+  yolov5  cx = (2 g0 - 0.5 + x) s, cy = (2 g1 - 0.5 + y) s, w = (2 g2)^2 2 s,
+          h = (2 g3)^2 2 s; objectness g4; class probabilities g5 .. g7
+After the seeded initialization, POST_INIT (init_detector, DETECTOR_INIT) gives the backbone
+Kaiming-normal weights and scales and shifts the heads' rows, so that an ordinary photo gives a
+few to a few dozen boxes above 0.25 after NMS (tests/reference/detect_ref.py).
 
 They let the suite check cnnviz's reshape rule and stage discovery on the real module code of
 those architectures against tests/reference/methods_ref.py, without the full models' size.
@@ -30,6 +50,8 @@ ensure_torch("tiny_models.py")
 import argparse  # noqa: E402
 import json  # noqa: E402
 
+from typing import List  # noqa: E402
+
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torchvision.models._utils import IntermediateLayerGetter  # noqa: E402
@@ -41,6 +63,10 @@ import export_models  # noqa: E402
 
 CLASSES = 10
 SEG_CLASSES = 5
+DET_CLASSES = 3
+DET_SIZE = 64
+DET_CHANNELS = [8, 16, 24, 32]
+DET_STRIDES = [8, 16]
 
 
 def tiny_vit():
@@ -59,6 +85,109 @@ def tiny_fcn():
     body = nn.Sequential(nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU()),
                          nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU()))
     return FCN(IntermediateLayerGetter(body, {"1": "out"}), FCNHead(16, SEG_CLASSES))
+
+
+def det_stage(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+def cell_grid(feature: torch.Tensor):
+    """Column and row index (float) of each cell of a [N,C,h,w] map, row-major: two [h*w]."""
+    h, w = feature.shape[2], feature.shape[3]
+    xs = torch.arange(w, dtype=feature.dtype, device=feature.device).repeat(h)
+    ys = torch.arange(h, dtype=feature.dtype, device=feature.device).repeat_interleave(w)
+    return xs, ys
+
+
+class YoloV8Head(nn.Module):
+    """One 1x1 convolution per level to 4 + C channels, decoded to [N, 4+C, A] (module doc)."""
+
+    def __init__(self, channels: List[int], strides: List[int], classes: int):
+        super().__init__()
+        self.m = nn.ModuleList([nn.Conv2d(c, 4 + classes, 1) for c in channels])
+        self.strides = strides
+
+    def forward(self, feats: List[torch.Tensor]) -> torch.Tensor:
+        outs: List[torch.Tensor] = []
+        for i, conv in enumerate(self.m):
+            g = torch.sigmoid(conv(feats[i]).flatten(2))
+            s = float(self.strides[i])
+            xs, ys = cell_grid(feats[i])
+            ax, ay = (xs + 0.5) * s, (ys + 0.5) * s
+            d = (0.75 + g[:, :4]) * s
+            x1, y1, x2, y2 = ax - d[:, 0], ay - d[:, 1], ax + d[:, 2], ay + d[:, 3]
+            box = torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], 1)
+            outs.append(torch.cat([box, g[:, 4:]], 1))
+        return torch.cat(outs, 2)
+
+
+class YoloV5Head(nn.Module):
+    """One 1x1 convolution per level to 5 + C channels, decoded to [N, A, 5+C] (module doc)."""
+
+    def __init__(self, channels: List[int], strides: List[int], classes: int):
+        super().__init__()
+        self.m = nn.ModuleList([nn.Conv2d(c, 5 + classes, 1) for c in channels])
+        self.strides = strides
+
+    def forward(self, feats: List[torch.Tensor]) -> torch.Tensor:
+        outs: List[torch.Tensor] = []
+        for i, conv in enumerate(self.m):
+            g = torch.sigmoid(conv(feats[i]).flatten(2))
+            s = float(self.strides[i])
+            xs, ys = cell_grid(feats[i])
+            xy = torch.stack([(2 * g[:, 0] - 0.5 + xs) * s, (2 * g[:, 1] - 0.5 + ys) * s], 1)
+            wh = (2 * g[:, 2:4]) ** 2 * (2 * s)
+            outs.append(torch.cat([xy, wh, g[:, 4:]], 1))
+        return torch.cat(outs, 2).permute(0, 2, 1)
+
+
+class TinyYolo(nn.Module):
+    """backbone.0 .. backbone.3 (strides 2 .. 16), then `head` on backbone.2 and backbone.3."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        chans = [3] + DET_CHANNELS
+        self.backbone = nn.Sequential(*[det_stage(chans[i], chans[i + 1]) for i in range(4)])
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats: List[torch.Tensor] = []
+        for i, stage in enumerate(self.backbone):
+            x = stage(x)
+            if i >= 2:
+                feats.append(x)
+        return self.head(feats)
+
+
+def tiny_yolov8():
+    return TinyYolo(YoloV8Head(DET_CHANNELS[2:], DET_STRIDES, DET_CLASSES))
+
+
+def tiny_yolov5():
+    return TinyYolo(YoloV5Head(DET_CHANNELS[2:], DET_STRIDES, DET_CLASSES))
+
+
+def init_detector(model, box_gain, score_gain, biases):
+    """Kaiming-normal (ReLU) weights for the backbone's convolutions, which keeps the activations'
+    size from stage to stage; in each head convolution (level l), the box rows 0..3 scaled by
+    box_gain, the score rows 4.. by score_gain and their biases set to biases[l]."""
+    with torch.no_grad():
+        for m in model.backbone.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        for conv, bias in zip(model.head.m, biases):
+            conv.weight[:4] *= box_gain
+            conv.weight[4:] *= score_gain
+            conv.bias[4:] = torch.tensor(bias)
+
+
+# name -> init_detector's (box_gain, score_gain, biases), tuned by hand on the four photos of
+# ../shared/images (cat.jpg, cat_dog.png, snake.png, spider.png) letterboxed to 64: the score
+# rows' raw values average about -3.5 for yolov8's classes, -2 for yolov5's objectness and +1
+# for its classes (a spread of about 1.5), which leaves 12 to 37 detections above 0.25 after NMS
+# at IoU 0.45, boxes of about 16..48 px (yolov8) and 6..42 px (yolov5).
+DETECTOR_INIT = {"tiny_yolov8": (6.0, 20.0, [[0.6, 1.4, 0.8], [-4.1, -8.4, -3.0]]),
+                 "tiny_yolov5": (2.0, 20.0, [[-0.9, 0.6, 17.7, 4.3], [-3.0, -2.1, 1.1, 3.5]])}
 
 
 def zero_vit_biases(model):
@@ -83,7 +212,9 @@ def zero_vit_biases(model):
 # export_models.reinit_zero_linears, then POST_INIT[name] where there is one. load_eager
 # (methods_ref.py) rebuilds TINY[arch]() and loads the exported weights over it.
 TINY = {"tiny_vit": tiny_vit, "tiny_vit_nobias": tiny_vit, "tiny_swin": tiny_swin,
-        "tiny_fcn": tiny_fcn}
+        "tiny_fcn": tiny_fcn, "tiny_yolov8": tiny_yolov8, "tiny_yolov5": tiny_yolov5}
+
+
 def zero_fcn_class_bias(model):
     """Zeroes the bias of the FCN's last convolution, so that the random classes vary across an
     image instead of one class winning everywhere."""
@@ -91,17 +222,39 @@ def zero_fcn_class_bias(model):
         model.classifier[4].bias.zero_()
 
 
-POST_INIT = {"tiny_vit_nobias": zero_vit_biases, "tiny_fcn": zero_fcn_class_bias}
+POST_INIT = {"tiny_vit_nobias": zero_vit_biases, "tiny_fcn": zero_fcn_class_bias,
+             "tiny_yolov8": lambda m: init_detector(m, *DETECTOR_INIT["tiny_yolov8"]),
+             "tiny_yolov5": lambda m: init_detector(m, *DETECTOR_INIT["tiny_yolov5"])}
 GRADCAM_LAYER = {"tiny_vit": "encoder.layers.encoder_layer_1",
                  "tiny_vit_nobias": "encoder.layers.encoder_layer_1", "tiny_swin": "features.3",
-                 "tiny_fcn": "backbone.1"}
+                 "tiny_fcn": "backbone.1", "tiny_yolov8": "backbone.3",
+                 "tiny_yolov5": "backbone.3"}
 SEGMENTERS = {"tiny_fcn"}
+DETECTORS = {"tiny_yolov8": "yolov8", "tiny_yolov5": "yolov5"}
 CROP = 32
 
 
 def output_of(out):
     """The logits of a classifier, the "out" map of a segmenter."""
     return out["out"] if isinstance(out, dict) else out
+
+
+def detector_meta(name, scripted):
+    """The cnnviz.json fields of a detector, after checking that the scripted model also runs
+    at another multiple of 16 (96) and gives its A = (S/8)^2 + (S/16)^2 anchors."""
+    side = DET_SIZE + 32
+    with torch.no_grad():
+        out = scripted(torch.zeros(1, 3, side, side))
+    anchors = (side // 8) ** 2 + (side // 16) ** 2
+    want = ([1, 4 + DET_CLASSES, anchors] if DETECTORS[name] == "yolov8"
+            else [1, anchors, 5 + DET_CLASSES])
+    if list(out.shape) != want:
+        raise SystemExit(f"tiny_models.py: {name}: output {list(out.shape)} at {side}, not {want}")
+    return {"task": "detect", "layout": DETECTORS[name], "num_classes": DET_CLASSES,
+            "labels": [f"tiny {c}" for c in "abc"],
+            "preprocess": {"resize": DET_SIZE, "crop": 0, "letterbox": True,
+                           "interpolation": "bilinear", "antialias": True,
+                           "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}}
 
 
 def export(name, outdir, seed=0):
@@ -112,7 +265,8 @@ def export(name, outdir, seed=0):
         POST_INIT[name](model)
     model.eval()
     segmenter = name in SEGMENTERS
-    example = torch.randn(1, 3, CROP, CROP, generator=torch.Generator().manual_seed(1234))
+    side = DET_SIZE if name in DETECTORS else CROP
+    example = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(1234))
     stages = export_models.feature_stages(model, example)
     if GRADCAM_LAYER[name] not in stages:
         raise SystemExit(f"tiny_models.py: {name}: '{GRADCAM_LAYER[name]}' is not among the "
@@ -137,6 +291,8 @@ def export(name, outdir, seed=0):
         "feature_layers": stages,
         "default_layer": GRADCAM_LAYER[name],
     }
+    if name in DETECTORS:
+        meta.update(detector_meta(name, scripted))
     path = os.path.join(outdir, f"{name}.pt")
     torch.jit.save(scripted, path + ".tmp", _extra_files={"cnnviz.json": json.dumps(meta)})
     os.replace(path + ".tmp", path)

@@ -11,6 +11,7 @@ namespace cnnviz {
 enum class Format {
   kClassify,
   kSegment,
+  kDetect,
   kManifest,
   kJournal,
   kEvaluate,
@@ -26,6 +27,8 @@ inline const char* format_name(Format f) {
       return "cnnviz/classify";
     case Format::kSegment:
       return "cnnviz/segment";
+    case Format::kDetect:
+      return "cnnviz/detect";
     case Format::kManifest:
       return "cnnviz/manifest";
     case Format::kJournal:

@@ -36,6 +36,7 @@ constexpr int kMaxThreads = 256;         // --threads, --decoders, --writers
 constexpr int kMaxBatch = 256;           // --batch-size of the map methods
 constexpr int kMaxClassifyBatch = 1024;  // classify's --batch-size
 constexpr int kMaxTop = 100;             // --top
+constexpr int kMaxDetections = 10000;    // detect's --max-detections
 constexpr int kMaxSamples = 10000;       // --samples, --steps
 constexpr int kMaxMasks = 100000;        // RISE's --masks
 constexpr int kMaxSampleBatch = 1024;    // --sample-batch, --eval-batch

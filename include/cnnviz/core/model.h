@@ -39,6 +39,9 @@ struct Preprocessing {
   int channels = 3;  // 3: RGB; 1: grey
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+  // A detector's letterbox (io/preprocess.h): the longer side resized to
+  // `resize`, centred on a resize x resize grey canvas; no crop.
+  bool letterbox = false;
 
   // The side of the input a square image becomes: the crop, or the resize
   // when there is no crop (what describing layers and synthesizing images use).
@@ -47,12 +50,24 @@ struct Preprocessing {
 
 enum class WeightsKind { kPretrained, kFile, kRandom, kUnknown };
 
-// What the model computes: class logits per image [N,K] (classify), or
-// class scores per pixel [N,K,H,W] (segment), as metadata "task" says.
-enum class Task { kClassify, kSegment };
+// What the model computes: class logits per image [N,K] (classify), class
+// scores per pixel [N,K,H,W] (segment), or raw dense box predictions in a
+// DetectLayout (detect), as metadata "task" says.
+enum class Task { kClassify, kSegment, kDetect };
 
-// "classify" or "segment", as in cnnviz.json.
+// "classify", "segment" or "detect", as in cnnviz.json.
 const char* task_name(Task task);
+
+// How a detector's raw output lays out its predictions for A anchors and C
+// classes (core/detections.h decodes them):
+//   kYolov8  [N, 4+C, A]: cx, cy, w, h in input pixels, then C class scores
+//   kYolov5  [N, A, 5+C]: cx, cy, w, h, objectness, then C class scores
+enum class DetectLayout { kNone, kYolov8, kYolov5 };
+
+// "yolov8", "yolov5" (kNone: ""), as in cnnviz.json and --layout.
+const char* layout_name(DetectLayout layout);
+// Throws Error(kUsage) naming `subject` and the choices for another name.
+DetectLayout parse_layout(const std::string& name, const std::string& subject);
 
 // "pretrained", "file", "random" or "unknown", as in cnnviz.json and manifests.
 const char* weights_kind_name(WeightsKind kind);
@@ -62,6 +77,7 @@ struct ModelInfo {
   std::string name;  // metadata "name", else the file's stem
   std::string arch;  // e.g. "vgg16"; empty when unknown
   Task task = Task::kClassify;
+  DetectLayout layout = DetectLayout::kNone;  // a detector's (task kDetect)
   WeightsKind weights_kind = WeightsKind::kUnknown;
   std::string weights_source;       // "IMAGENET1K_V1", a .pth path, "seed 0"
   std::vector<std::string> labels;  // one per class; empty without metadata
@@ -125,6 +141,12 @@ class Model {
   // the CPU (pixel_logits_of in src/core/logits.h), computed as logits() is,
   // with the same errors.
   at::Tensor pixel_logits(const at::Tensor& batch) const;
+
+  // For a detector: its raw predictions (the output tensor, or the first
+  // element of a tuple or list, as YOLO exports return), float32 on the CPU,
+  // computed as logits() is; core/detections.h decodes them. Throws
+  // Error(kModel) when the output holds no tensor.
+  at::Tensor raw_predictions(const at::Tensor& batch) const;
 
   // The underlying module, for graph capture by the visualization methods.
   torch::jit::Module& module() const;

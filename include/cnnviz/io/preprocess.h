@@ -14,7 +14,9 @@ namespace cnnviz {
 // Where the network's input lies in the source image: the source is
 // resized to resized_w x resized_h, then the width x height rectangle at
 // (left, top) of the resized image is kept: the centre crop x crop square,
-// or the whole resized image for a model without a crop (crop 0).
+// or the whole resized image for a model without a crop (crop 0). A
+// letterbox's rectangle is larger than the resized image (left and top
+// negative): the rest is grey padding.
 struct CropBox {
   int src_w = 0, src_h = 0;
   int resized_w = 0, resized_h = 0;
@@ -25,13 +27,16 @@ struct CropBox {
 // The shorter side becomes p.resize and the longer int(p.resize * long / short)
 // (torchvision's rule); the crop offsets are round((resized - crop) / 2) with
 // round-half-to-even, as Python's round(); with p.crop 0 the box is the whole
-// resized image. Throws Error(kInput) for an empty
+// resized image. With p.letterbox, the longer side becomes p.resize and the
+// shorter floor(short * resize / long + 0.5), at least 1, centred on a
+// resize x resize square with (resize - resized) / 2 (rounded down) before
+// it. Throws Error(kInput) for an empty
 // image or one so elongated that its resized longer side passes 2^30 pixels
 // (4,194,304:1 at a shorter side of 256).
 CropBox crop_box(int src_w, int src_h, const Preprocessing& p);
 
 // rgb: H x W CV_8UC3, RGB. Returns [p.channels,height,width] float32 (the
-// crop_box's; crop x crop with a crop),
+// crop_box's; crop x crop with a crop; a letterbox pads with grey 114),
 // normalized (1 channel: the luma, luma_601()). Resizing is Pillow's
 // antialiased bilinear, bit for bit (see resize.h).
 at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p);

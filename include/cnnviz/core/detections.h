@@ -1,0 +1,52 @@
+// A detector's boxes from its raw dense predictions (model.h, DetectLayout):
+// decoding, the score threshold, and non-maximum suppression.
+#ifndef CNNVIZ_CORE_DETECTIONS_H_
+#define CNNVIZ_CORE_DETECTIONS_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cnnviz/core/model.h"
+
+namespace cnnviz {
+
+struct Detection {
+  double x1 = 0, y1 = 0, x2 = 0, y2 = 0;  // corners, in pixels
+  double score = 0;
+  int64_t label = 0;
+  int64_t anchor = 0;  // its prediction's index among the A anchors
+};
+
+struct DetectSettings {
+  double min_score = 0.25;  // candidates score above it (strictly)
+  double iou = 0.45;        // a box overlapping a better one of its label by more is dropped
+  int max_detections = 300;
+};
+
+// The most candidates (by score) non-maximum suppression considers per
+// image, as detectors' own post-processing caps them.
+constexpr int64_t kMaxNmsCandidates = 30000;
+
+// Intersection over union of two boxes (0 when both are empty).
+double box_iou(const Detection& a, const Detection& b);
+
+// Each image's detections in `raw` ([N,...] as `layout` says; model.h), in
+// the network input's pixels, best first: the candidates whose score is
+// above settings.min_score (yolov8: the best class score; yolov5:
+// objectness times the best class score; the label is that class), at
+// most kMaxNmsCandidates of them, then greedy non-maximum suppression per
+// label (by decreasing score, ties: the lower anchor), then the first
+// settings.max_detections. `classes`: the model's number of classes when
+// known (targets.h, known_classes). Throws Error(kModel) naming the model at
+// `path`, the output's shape and the layout when they do not fit.
+std::vector<std::vector<Detection>> decode_detections(const at::Tensor& raw, DetectLayout layout,
+                                                      int64_t classes,
+                                                      const DetectSettings& settings,
+                                                      const std::string& path);
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_CORE_DETECTIONS_H_

@@ -1,0 +1,96 @@
+#include "cnnviz/core/detections.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "cnnviz/core/error.h"
+
+namespace cnnviz {
+
+namespace {
+
+std::string shape_text(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
+  return s + "]";
+}
+
+// The predictions as [N, A, 4+1+C] (cx, cy, w, h, objectness, classes), an
+// objectness of 1 for a layout without one; throws when `raw` does not fit.
+at::Tensor anchor_rows(const at::Tensor& raw, DetectLayout layout, int64_t classes,
+                       const std::string& path) {
+  const bool v8 = layout == DetectLayout::kYolov8;
+  const int64_t fixed = v8 ? 4 : 5;
+  const int64_t axis = v8 ? 1 : 2;  // the one that holds the box, (objectness) and classes
+  const bool fits = raw.dim() == 3 && raw.size(axis) > fixed &&
+                    (classes == INT64_MAX || raw.size(axis) == fixed + classes);
+  if (!fits) {
+    const std::string c = classes == INT64_MAX ? "C" : "C = " + std::to_string(classes);
+    throw Error(ErrorCode::kModel,
+                "model '" + path + "': its output " + shape_text(raw) + " does not fit layout " +
+                    layout_name(layout) + " (" + (v8 ? "[N, 4+C, A]" : "[N, A, 5+C]") +
+                    " with " + c + " classes)");
+  }
+  at::Tensor rows = v8 ? raw.transpose(1, 2) : raw;  // [N, A, fixed + C]
+  if (v8) rows = at::cat({rows.narrow(2, 0, 4), at::ones_like(rows.narrow(2, 0, 1)),
+                          rows.narrow(2, 4, rows.size(2) - 4)}, 2);
+  return rows.to(at::kDouble).contiguous();
+}
+
+// Greedy non-maximum suppression per label over `candidates`, best first.
+std::vector<Detection> suppress(std::vector<Detection> candidates, const DetectSettings& s) {
+  std::stable_sort(candidates.begin(), candidates.end(), [](const Detection& a, const Detection& b) {
+    return a.score > b.score || (a.score == b.score && a.anchor < b.anchor);
+  });
+  if (static_cast<int64_t>(candidates.size()) > kMaxNmsCandidates) {
+    candidates.resize(static_cast<size_t>(kMaxNmsCandidates));
+  }
+  std::vector<Detection> kept;
+  for (const Detection& d : candidates) {
+    if (static_cast<int>(kept.size()) >= s.max_detections) break;
+    const bool overlaps = std::any_of(kept.begin(), kept.end(), [&](const Detection& k) {
+      return k.label == d.label && box_iou(k, d) > s.iou;
+    });
+    if (!overlaps) kept.push_back(d);
+  }
+  return kept;
+}
+
+}  // namespace
+
+double box_iou(const Detection& a, const Detection& b) {
+  const double w = std::min(a.x2, b.x2) - std::max(a.x1, b.x1);
+  const double h = std::min(a.y2, b.y2) - std::max(a.y1, b.y1);
+  const double inter = w > 0 && h > 0 ? w * h : 0.0;
+  const double area_a = std::max(0.0, a.x2 - a.x1) * std::max(0.0, a.y2 - a.y1);
+  const double area_b = std::max(0.0, b.x2 - b.x1) * std::max(0.0, b.y2 - b.y1);
+  const double united = area_a + area_b - inter;
+  return united > 0 ? inter / united : 0.0;
+}
+
+std::vector<std::vector<Detection>> decode_detections(const at::Tensor& raw, DetectLayout layout,
+                                                      int64_t classes,
+                                                      const DetectSettings& settings,
+                                                      const std::string& path) {
+  const at::Tensor rows = anchor_rows(raw, layout, classes, path);
+  const int64_t anchors = rows.size(1), width = rows.size(2);
+  std::vector<std::vector<Detection>> result;
+  for (int64_t n = 0; n < rows.size(0); ++n) {
+    const double* p = rows[n].data_ptr<double>();
+    std::vector<Detection> candidates;
+    for (int64_t a = 0; a < anchors; ++a) {
+      const double* r = p + a * width;
+      const double* best = std::max_element(r + 5, r + width);  // the first of equal scores
+      const double score = r[4] * *best;
+      if (!(score > settings.min_score)) continue;
+      candidates.push_back(Detection{r[0] - r[2] / 2, r[1] - r[3] / 2, r[0] + r[2] / 2,
+                                     r[1] + r[3] / 2, score, best - (r + 5), a});
+    }
+    result.push_back(suppress(std::move(candidates), settings));
+  }
+  return result;
+}
+
+}  // namespace cnnviz

@@ -1,0 +1,126 @@
+// `cnnviz detect` on the tiny YOLO-style detectors (tests/reference/
+// tiny_models.py, random weights): each image's boxes, labels and scores
+// agree with tests/reference/detect_ref.py (its own letterbox, decoding and
+// torchvision's batched NMS); pictures, bad images, layouts that do not fit
+// and the refusals between detectors and the other subcommands.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "map_util.h"
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+using CliDetectTest = test::PhotoCliTest;
+
+std::string detector(const std::string& layout) {
+  return test::test_models_dir() + "/tiny_" + layout + ".pt";
+}
+
+
+void expect_same_detections(const nlohmann::json& got, const nlohmann::json& want) {
+  ASSERT_EQ(got["detections"].size(), want["detections"].size());
+  for (size_t k = 0; k < got["detections"].size(); ++k) {
+    SCOPED_TRACE("detection " + std::to_string(k));
+    const nlohmann::json& g = got["detections"][k];
+    const nlohmann::json& w = want["detections"][k];
+    EXPECT_EQ(g["class"], w["label"]);
+    EXPECT_NEAR(g["score"].get<double>(), w["score"].get<double>(), 1e-5);
+    for (size_t c = 0; c < 4; ++c) {
+      EXPECT_NEAR(g["box"][c].get<double>(), w["box"][c].get<double>(), 1e-2) << "corner " << c;
+    }
+  }
+}
+
+TEST_F(CliDetectTest, BoxesMatchTheReference) {
+  const std::string wide = test::structured_image(dir_, 150, 90);
+  const std::string tall = test::structured_image(dir_, 70, 120);
+  for (const std::string layout : {"yolov8", "yolov5"}) {
+    SCOPED_TRACE(layout);
+    const std::string model = detector(layout);
+    test::RunResult r =
+        cnnviz({"detect", "-q", "-m", model, "--json", "-o", out_ + layout, wide, tall, image_});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json doc = nlohmann::json::parse(r.out);
+    EXPECT_EQ(doc["layout"], layout);
+    ASSERT_EQ(doc["results"].size(), 3u);
+    size_t boxes = 0;
+    for (const nlohmann::json& got : doc["results"]) {
+      const std::string image = got["image"];
+      SCOPED_TRACE(image);
+      const std::string ref = dir_.file("ref.json");
+      test::RunResult py = test::run_reference("detect_ref.py", {model, image, ref});
+      ASSERT_EQ(py.exit_code, 0) << py.err;
+      const nlohmann::json want = nlohmann::json::parse(test::read_text(ref));
+      EXPECT_EQ(got["size"]["width"], want["size"][0]);
+      EXPECT_EQ(got["input_size"]["width"], 64);
+      expect_same_detections(got, want);
+      boxes += got["detections"].size();
+      // The picture: the image at its own size.
+      const cv::Mat picture = cv::imread(out_ + layout + "/" + got["boxes"].get<std::string>());
+      EXPECT_EQ(picture.cols, want["size"][0].get<int>());
+      EXPECT_EQ(picture.rows, want["size"][1].get<int>());
+    }
+    EXPECT_GT(boxes, 3u) << "the test images should show boxes";
+  }
+}
+
+TEST_F(CliDetectTest, ThresholdsAndEmptyImages) {
+  const std::string model = detector("yolov8");
+  test::RunResult r = cnnviz({"detect", "-m", model, "--min-score", "1", "--json", image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("image '" + image_ + "': no box scores above 1.00"), std::string::npos)
+      << r.err;
+  EXPECT_TRUE(nlohmann::json::parse(r.out)["results"][0]["detections"].empty());
+  r = cnnviz({"detect", "-q", "-m", model, "--max-detections", "2", "--min-score", "0",
+              "--json", image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["results"][0]["detections"].size(), 2u);
+  // Text: one line per box after the image's.
+  r = cnnviz({"detect", "-q", "-m", model, "--max-detections", "3", "--min-score", "0", image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 4) << r.out;
+  EXPECT_NE(r.out.find("tiny "), std::string::npos) << r.out;
+  for (const char* bad : {"--iou=1.5", "--min-score=-0.1", "--max-detections=0"}) {
+    r = cnnviz({"detect", "-q", "-m", model, bad, image_});
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
+  }
+}
+
+TEST_F(CliDetectTest, LayoutsAndTasksAreChecked) {
+  const std::string bad = dir_.file("bad.png");
+  test::write_text(bad, "not an image");
+  // A bad image fails alone.
+  test::RunResult r = cnnviz({"detect", "-q", "-m", detector("yolov5"), "--json", image_, bad});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_TRUE(nlohmann::json::parse(r.out)["results"][1].contains("error"));
+  // The YOLOv8 output read as YOLOv5's: the shape is named.
+  r = cnnviz({"detect", "-q", "-m", detector("yolov8"), "--layout", "yolov5", image_});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("does not fit layout yolov5 ([N, A, 5+C] with C = 3 classes)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("its output [1, 7, "), std::string::npos) << r.err;
+  r = cnnviz({"detect", "-q", "-m", detector("yolov8"), "--layout", "yolov7", image_});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  // Classifiers are not detectors, and the other subcommands refuse detectors.
+  r = cnnviz({"detect", "-q", "-m", model_, image_});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("is not a detector"), std::string::npos) << r.err;
+  for (const std::string sub : {"classify", "gradcam", "segment"}) {
+    r = cnnviz({sub, "-q", "-m", detector("yolov8"), "-o", out_ + sub, image_});
+    if (sub == "classify") r = cnnviz({sub, "-q", "-m", detector("yolov8"), image_});
+    EXPECT_EQ(r.exit_code, 5) << sub << ": " << r.err;
+    EXPECT_NE(r.err.find("is a detector: `cnnviz detect` finds its boxes"), std::string::npos)
+        << sub << ": " << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace cnnviz

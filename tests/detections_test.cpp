@@ -1,0 +1,106 @@
+// Decoding a detector's raw predictions (core/detections.h) on hand-made
+// outputs: the layouts, the strict score threshold, non-maximum suppression
+// per class, the cap, the refusals; and the letterbox geometry back to the
+// source image.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "cnnviz/core/detections.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/io/preprocess.h"
+#include "cnnviz/run/detect.h"
+
+namespace cnnviz {
+namespace {
+
+// YOLOv5 rows [cx, cy, w, h, objectness, class 0, class 1] of one image.
+at::Tensor v5(std::vector<std::vector<float>> rows) {
+  std::vector<float> flat;
+  for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+  return at::tensor(flat).view({1, static_cast<int64_t>(rows.size()), 7});
+}
+
+TEST(DetectionsTest, BoxIouOfOverlappingDisjointAndEmptyBoxes) {
+  EXPECT_DOUBLE_EQ(box_iou({0, 0, 2, 2}, {1, 1, 3, 3}), 1.0 / 7);
+  EXPECT_DOUBLE_EQ(box_iou({0, 0, 1, 1}, {2, 2, 3, 3}), 0.0);
+  EXPECT_DOUBLE_EQ(box_iou({0, 0, 0, 0}, {0, 0, 0, 0}), 0.0);
+  EXPECT_DOUBLE_EQ(box_iou({0, 0, 4, 4}, {0, 0, 4, 4}), 1.0);
+}
+
+TEST(DetectionsTest, SuppressesOverlapsOfTheSameClassOnly) {
+  const at::Tensor raw = v5({{10, 10, 4, 4, 1.0f, 0.9f, 0.1f},    // best of class 0
+                             {10.5f, 10, 4, 4, 1.0f, 0.8f, 0.1f},  // overlaps it: dropped
+                             {10, 10, 4, 4, 1.0f, 0.1f, 0.7f},     // same place, class 1: kept
+                             {30, 30, 4, 4, 0.5f, 0.6f, 0.0f},     // 0.3 > 0.25: kept
+                             {50, 50, 4, 4, 0.5f, 0.5f, 0.0f}});   // 0.25, not above: dropped
+  const auto found = decode_detections(raw, DetectLayout::kYolov5, 2, DetectSettings{}, "m.pt");
+  ASSERT_EQ(found.size(), 1u);
+  ASSERT_EQ(found[0].size(), 3u);
+  EXPECT_EQ(found[0][0].anchor, 0);
+  EXPECT_EQ(found[0][1].anchor, 2);
+  EXPECT_EQ(found[0][1].label, 1);
+  EXPECT_EQ(found[0][2].anchor, 3);
+  EXPECT_NEAR(found[0][2].score, 0.3, 1e-7);
+  EXPECT_DOUBLE_EQ(found[0][0].x1, 8);
+  EXPECT_DOUBLE_EQ(found[0][0].y2, 12);
+  DetectSettings one;
+  one.max_detections = 1;
+  EXPECT_EQ(decode_detections(raw, DetectLayout::kYolov5, 2, one, "m.pt")[0].size(), 1u);
+}
+
+TEST(DetectionsTest, ReadsYolov8AsClassRowsOverAnchorColumns) {
+  // [1, 4+2, 2]: anchor 0 scores class 1 at 0.6, anchor 1 nothing above 0.25.
+  const at::Tensor raw =
+      at::tensor(std::vector<float>{20, 40, 30, 40, 4, 4, 8, 8, 0.1f, 0.2f, 0.6f, 0.2f})
+          .view({1, 6, 2});
+  const auto found = decode_detections(raw, DetectLayout::kYolov8, 2, DetectSettings{}, "m.pt");
+  ASSERT_EQ(found[0].size(), 1u);
+  EXPECT_EQ(found[0][0].label, 1);
+  EXPECT_NEAR(found[0][0].score, 0.6, 1e-7);
+  EXPECT_DOUBLE_EQ(found[0][0].x1, 18);
+  EXPECT_DOUBLE_EQ(found[0][0].y2, 34);
+}
+
+TEST(DetectionsTest, AnOutputThatDoesNotFitTheLayoutIsNamed) {
+  const at::Tensor raw = at::zeros({1, 84, 8400});
+  try {
+    decode_detections(raw, DetectLayout::kYolov5, 80, DetectSettings{}, "yolo.pt");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kModel);
+    EXPECT_STREQ(e.what(), "model 'yolo.pt': its output [1, 84, 8400] does not fit layout yolov5 "
+                           "([N, A, 5+C] with C = 80 classes)");
+  }
+  EXPECT_NO_THROW(decode_detections(raw, DetectLayout::kYolov8, 80, DetectSettings{}, "yolo.pt"));
+  EXPECT_THROW(decode_detections(at::zeros({1, 4, 10}), DetectLayout::kYolov8, INT64_MAX,
+                                 DetectSettings{}, "yolo.pt"),
+               Error);
+}
+
+TEST(DetectionsTest, LetterboxGeometryMapsBoxesBackToTheSource) {
+  Preprocessing p;
+  p.resize = 64;
+  p.crop = 0;
+  p.letterbox = true;
+  const CropBox box = crop_box(200, 100, p);  // 64 x 32, 16 rows of grey above
+  EXPECT_EQ(box.resized_w, 64);
+  EXPECT_EQ(box.resized_h, 32);
+  EXPECT_EQ(box.left, 0);
+  EXPECT_EQ(box.top, -16);
+  EXPECT_EQ(box.width, 64);
+  EXPECT_EQ(box.height, 64);
+  EXPECT_EQ(crop_box(101, 200, p).resized_w, 32);  // 101 * 64 / 200 = 32.32
+  const Detection d = to_source(Detection{16, 16, 48, 56, 0.5, 0, 0}, box);
+  EXPECT_DOUBLE_EQ(d.x1, 50);
+  EXPECT_DOUBLE_EQ(d.y1, 0);
+  EXPECT_DOUBLE_EQ(d.x2, 150);
+  EXPECT_DOUBLE_EQ(d.y2, 100);  // 40 / 32 * 100 = 125, clipped
+  cv::Mat grey(100, 200, CV_8UC3, cv::Scalar(0, 0, 0));
+  const at::Tensor x = preprocess(grey, Preprocessing{64, 0, 3, {0, 0, 0}, {1, 1, 1}, true});
+  EXPECT_EQ(x.sizes(), (at::IntArrayRef{3, 64, 64}));
+  EXPECT_NEAR(x[0][0][0].item<float>(), 114.0f / 255, 1e-7);
+  EXPECT_EQ(x[0][32][32].item<float>(), 0.0f);
+}
+
+}  // namespace
+}  // namespace cnnviz
