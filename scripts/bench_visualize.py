@@ -17,7 +17,8 @@ top-1 logit:
   floor      1 forward, 2 backward: a plain backward (retain_graph) with hooks on every layer
              gives all Grad-CAMs at once, then a guided backward through the same graph; the
              cost cnnviz's engine is designed for
-  fwdbwd     1 forward + 1 backward of the top-1 logit to the input, no hooks and nothing else:
+  fwdbwd     1 forward + 1 backward of the top-1 logit (a segmenter's: the sum of its largest
+             class's scores over that class's pixels) to the input, no hooks and nothing else:
              the floor of Grad-CAM at every layer (the backbone benchmark's reference); with
              --batch B, of B copies of the image (DeepLIFT's floor: a batch of two)
 Every mode then forms, per layer, the CAM upsampled (bilinear) to the input size and min-max
@@ -113,8 +114,16 @@ def run_floor(model, x, layers):
 
 def run_fwdbwd(model, x, _layers):
     xx = x.detach().clone().requires_grad_(True)
-    logits = model(xx)
-    logits = logits[0] if isinstance(logits, tuple) else logits
+    out = model(xx)
+    if isinstance(out, dict):
+        # A segmenter: the sum of a class's scores over the pixels labelled with it (the
+        # class with the most pixels), as cnnviz explains it.
+        scores = out["out"]
+        labels = scores.detach().argmax(dim=1)
+        cls = int(torch.bincount(labels.flatten()).argmax())
+        (scores[:, cls] * (labels == cls)).sum().backward()
+        return [xx.grad[0]]
+    logits = out[0] if isinstance(out, tuple) else out
     logits[:, int(logits[0].argmax())].sum().backward()
     return [xx.grad[0]]
 

@@ -113,13 +113,66 @@ TEST_F(CliDetectTest, LayoutsAndTasksAreChecked) {
   r = cnnviz({"detect", "-q", "-m", model_, image_});
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_NE(r.err.find("is not a detector"), std::string::npos) << r.err;
-  for (const std::string sub : {"classify", "gradcam", "segment"}) {
+  for (const std::string sub : {"classify", "segment"}) {
     r = cnnviz({sub, "-q", "-m", detector("yolov8"), "-o", out_ + sub, image_});
     if (sub == "classify") r = cnnviz({sub, "-q", "-m", detector("yolov8"), image_});
     EXPECT_EQ(r.exit_code, 5) << sub << ": " << r.err;
     EXPECT_NE(r.err.find("is a detector: `cnnviz detect` finds its boxes"), std::string::npos)
         << sub << ": " << r.err;
   }
+}
+
+TEST_F(CliDetectTest, EveryMethodExplainsDetections) {
+  const std::string model = detector("yolov5");
+  test::RunResult r = cnnviz({"detect", "-q", "-m", model, "--json", image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json found = nlohmann::json::parse(r.out)["results"][0]["detections"];
+  ASSERT_GE(found.size(), 2u);
+  // --box 1: the second best, at every stage; its box as detect gave it.
+  r = cnnviz({"gradcam", "-q", "-m", model, "--all-layers", "--box", "1", "--write",
+              "overlay_full", "-o", out_, image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json manifest = nlohmann::json::parse(test::read_text(out_ + "/manifest.json"));
+  EXPECT_EQ(manifest["layers"].size(), 4u);
+  const nlohmann::json& images = manifest["images"][0];
+  ASSERT_EQ(images["targets"].size(), 1u);
+  const nlohmann::json& target = images["targets"][0];
+  EXPECT_EQ(target["detection"], 1);
+  EXPECT_EQ(target["class"], found[1]["class"]);
+  for (size_t c = 0; c < 4; ++c) {
+    EXPECT_NEAR(target["box"][c].get<double>(), found[1]["box"][c].get<double>(), 1e-6);
+  }
+  EXPECT_NEAR(target["score"].get<double>(), found[1]["score"].get<double>(), 1e-5);
+  const std::string overlay = out_ + "/" + images["dir"].get<std::string>() +
+                              "/gradcam_backbone.3_d1-c" +
+                              std::to_string(found[1]["class"].get<int>()) + "_overlay_full.png";
+  const cv::Mat picture = cv::imread(overlay);
+  const cv::Mat photo = cv::imread(image_);
+  EXPECT_EQ(picture.size(), photo.size()) << overlay;
+  // By default every detection, each its own backward.
+  r = cnnviz({"guided-backprop", "-q", "-m", model, "--write", "npy", "-o", out_ + "-all", image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json all =
+      nlohmann::json::parse(test::read_text(out_ + "-all/manifest.json"))["images"][0];
+  EXPECT_EQ(all["targets"].size(), found.size());
+  // A detection the image does not have: a note, no target.
+  r = cnnviz({"gradcam", "-m", model, "--box", "999", "-o", out_ + "-none", image_});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("--box 999: it has " + std::to_string(found.size()) + " detections"),
+            std::string::npos)
+      << r.err;
+  // Targets that are not detections are refused.
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--class", "1"}, {"--score", "probability"}, {"--top", "2"}}) {
+    std::vector<std::string> argv = {"gradcam", "-q", "-m", model, "-o", out_ + "-bad"};
+    argv.insert(argv.end(), bad.begin(), bad.end());
+    argv.push_back(image_);
+    r = cnnviz(argv);
+    EXPECT_EQ(r.exit_code, 2) << bad[0] << ": " << r.err;
+  }
+  r = cnnviz({"gradcam", "-q", "-m", model_, "--box", "0", "-o", out_ + "-c", image_});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--box 0: applies to detectors"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "cnnviz/io/npy.h"
+#include "cnnviz/methods/methods.h"
 
 namespace cnnviz::test {
 
@@ -54,6 +55,26 @@ std::string structured_image(const TempDir& dir, int width, int height) {
   const std::string path = dir.file("structured_" + std::to_string(width) + ".png");
   cv::imwrite(path, img);
   return path;
+}
+
+void expect_target_maps(const Engine& engine, Pass& pass, int64_t target, const at::Tensor& noise,
+                        const TempDir& dir) {
+  MethodParams params;
+  params.sample_batch = 2;  // 3 noisy copies: a partial last chunk
+  params.score = Score{};
+  Capture capture(engine, pass, {target}, params);
+  expect_close(capture.input_gradient(Backprop::kPlain)[0], load(dir.file("saliency.npy")),
+               "saliency");
+  expect_close(capture.input_gradient(Backprop::kGuided)[0], load(dir.file("guided.npy")),
+               "guided backprop");
+  for (const MethodMap& m : find_method("gradcam").compute(capture)) {
+    expect_close(m.value[0], load(dir.file("gradcam_" + m.layer + ".npy")), "gradcam " + m.layer);
+  }
+  expect_close(method_util::smooth_gradient(capture, noise, Backprop::kPlain)[0],
+               load(dir.file("smoothgrad.npy")), "smoothgrad");
+  for (const MethodMap& m : find_method("scorecam").compute(capture)) {
+    expect_close(m.value[0], load(dir.file("scorecam_" + m.layer + ".npy")), "scorecam " + m.layer);
+  }
 }
 
 }  // namespace cnnviz::test

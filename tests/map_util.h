@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "cnnviz/core/engine.h"
 #include "test_util.h"
 
 namespace cnnviz::test {
@@ -32,6 +33,13 @@ inline at::Tensor load(const std::string& path) { return load_npy_tensor(path); 
 // A 320x240 PNG of blurred uniform noise (`seed`) in `dir`: photo-like
 // smoothness, no structure any model recognizes. Returns its path.
 std::string smooth_image(const TempDir& dir, int seed);
+
+// For target `target` of the one image of `pass` (the logit score), the
+// maps methods_ref.py wrote to `dir` with --all-layers --score-cam --noise
+// (`noise`, unit scale): saliency, guided backprop, Grad-CAM of every layer
+// of `engine`, SmoothGrad (nested passes of 2 images) and Score-CAM.
+void expect_target_maps(const Engine& engine, Pass& pass, int64_t target, const at::Tensor& noise,
+                        const TempDir& dir);
 
 // A width x height PNG with regions and gradients in `dir`
 // ("structured_<width>.png"), so that random segmenters' and detectors'

@@ -74,22 +74,7 @@ void check_against_reference(const Model& model, const std::string& image,
   expect_close(pass.explained()[0], load(dir.file("logits.npy")), "class scores");
   EXPECT_NEAR(at::softmax(pass.logits(), 1).sum().item<double>(), 1.0, 1e-6);
 
-  MethodParams params;
-  params.sample_batch = 2;  // 3 noisy copies: a partial last chunk
-  params.score = Score{};   // the logit, as every segmenter target
-  Capture capture(engine, pass, {cls}, params);
-  expect_close(capture.input_gradient(Backprop::kPlain)[0], load(dir.file("saliency.npy")),
-               "saliency");
-  expect_close(capture.input_gradient(Backprop::kGuided)[0], load(dir.file("guided.npy")),
-               "guided backprop");
-  for (const MethodMap& m : find_method("gradcam").compute(capture)) {
-    expect_close(m.value[0], load(dir.file("gradcam_" + m.layer + ".npy")), "gradcam " + m.layer);
-  }
-  expect_close(method_util::smooth_gradient(capture, noise, Backprop::kPlain)[0],
-               load(dir.file("smoothgrad.npy")), "smoothgrad");
-  for (const MethodMap& m : find_method("scorecam").compute(capture)) {
-    expect_close(m.value[0], load(dir.file("scorecam_" + m.layer + ".npy")), "scorecam " + m.layer);
-  }
+  test::expect_target_maps(engine, pass, cls, noise, dir);
 }
 
 TEST(ModelSegmentTargetsTest, MatchTheReferenceOverTheWholeImage) {

@@ -50,6 +50,15 @@ void add_target_options(CLI::App& sub, const MethodDef& method, VisualizeOptions
       sub.add_option("--targets", opts.explain.targets_file,
                      "CSV or TSV file: image path or name, then its classes (images not in it "
                      "get --class or --top)");
+  sub.add_option("--box", opts.explain.boxes,
+                 "Detectors: explain detection K, the K-th best of each image (repeatable; "
+                 "default: every detection)")
+      ->check(CLI::Range(0, kMaxDetections - 1))
+      ->excludes(cls);
+  sub.add_option("--min-score", opts.explain.min_score,
+                 "Detectors: the detections are the boxes scoring above this")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   if (!method.scores.empty()) {
     sub.add_option("--region", opts.explain.region,
                    "Segmenters: count only this mask's pixels, a picture of the image's size "

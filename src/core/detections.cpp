@@ -17,26 +17,19 @@ std::string shape_text(const at::Tensor& t) {
   return s + "]";
 }
 
-// The predictions as [N, A, 4+1+C] (cx, cy, w, h, objectness, classes), an
-// objectness of 1 for a layout without one; throws when `raw` does not fit.
-at::Tensor anchor_rows(const at::Tensor& raw, DetectLayout layout, int64_t classes,
-                       const std::string& path) {
+void check_fits(const at::Tensor& raw, DetectLayout layout, int64_t classes,
+                const std::string& path) {
   const bool v8 = layout == DetectLayout::kYolov8;
   const int64_t fixed = v8 ? 4 : 5;
   const int64_t axis = v8 ? 1 : 2;  // the one that holds the box, (objectness) and classes
   const bool fits = raw.dim() == 3 && raw.size(axis) > fixed &&
                     (classes == INT64_MAX || raw.size(axis) == fixed + classes);
-  if (!fits) {
-    const std::string c = classes == INT64_MAX ? "C" : "C = " + std::to_string(classes);
-    throw Error(ErrorCode::kModel,
-                "model '" + path + "': its output " + shape_text(raw) + " does not fit layout " +
-                    layout_name(layout) + " (" + (v8 ? "[N, 4+C, A]" : "[N, A, 5+C]") +
-                    " with " + c + " classes)");
-  }
-  at::Tensor rows = v8 ? raw.transpose(1, 2) : raw;  // [N, A, fixed + C]
-  if (v8) rows = at::cat({rows.narrow(2, 0, 4), at::ones_like(rows.narrow(2, 0, 1)),
-                          rows.narrow(2, 4, rows.size(2) - 4)}, 2);
-  return rows.to(at::kDouble).contiguous();
+  if (fits) return;
+  const std::string c = classes == INT64_MAX ? "C" : "C = " + std::to_string(classes);
+  throw Error(ErrorCode::kModel,
+              "model '" + path + "': its output " + shape_text(raw) + " does not fit layout " +
+                  layout_name(layout) + " (" + (v8 ? "[N, 4+C, A]" : "[N, A, 5+C]") + " with " +
+                  c + " classes)");
 }
 
 // Greedy non-maximum suppression per label over `candidates`, best first.
@@ -70,11 +63,19 @@ double box_iou(const Detection& a, const Detection& b) {
   return united > 0 ? inter / united : 0.0;
 }
 
-std::vector<std::vector<Detection>> decode_detections(const at::Tensor& raw, DetectLayout layout,
-                                                      int64_t classes,
-                                                      const DetectSettings& settings,
-                                                      const std::string& path) {
-  const at::Tensor rows = anchor_rows(raw, layout, classes, path);
+at::Tensor prediction_rows(const at::Tensor& raw, DetectLayout layout, int64_t classes,
+                           const std::string& path) {
+  check_fits(raw, layout, classes, path);
+  if (layout == DetectLayout::kYolov5) return raw;
+  const at::Tensor rows = raw.transpose(1, 2);  // [N, A, 4+C]
+  return at::cat({rows.narrow(2, 0, 4), at::ones_like(rows.narrow(2, 0, 1)),
+                  rows.narrow(2, 4, rows.size(2) - 4)},
+                 2);
+}
+
+std::vector<std::vector<Detection>> decode_rows(const at::Tensor& rows_in,
+                                                const DetectSettings& settings) {
+  const at::Tensor rows = rows_in.detach().to(at::kCPU, at::kDouble).contiguous();
   const int64_t anchors = rows.size(1), width = rows.size(2);
   std::vector<std::vector<Detection>> result;
   for (int64_t n = 0; n < rows.size(0); ++n) {
@@ -91,6 +92,34 @@ std::vector<std::vector<Detection>> decode_detections(const at::Tensor& raw, Det
     result.push_back(suppress(std::move(candidates), settings));
   }
   return result;
+}
+
+std::vector<std::vector<Detection>> decode_detections(const at::Tensor& raw, DetectLayout layout,
+                                                      int64_t classes,
+                                                      const DetectSettings& settings,
+                                                      const std::string& path) {
+  return decode_rows(prediction_rows(raw, layout, classes, path), settings);
+}
+
+at::Tensor detection_scores(const at::Tensor& rows,
+                            const std::vector<std::vector<Detection>>& detections, double fill) {
+  size_t most = 1;
+  for (const auto& d : detections) most = std::max(most, d.size());
+  std::vector<at::Tensor> per_image;
+  for (int64_t n = 0; n < rows.size(0); ++n) {
+    const auto& found = detections.at(static_cast<size_t>(n));
+    std::vector<at::Tensor> scores;
+    for (const Detection& d : found) {
+      const at::Tensor row = rows[n][d.anchor];
+      scores.push_back(row[4] * row[5 + d.label]);
+    }
+    at::Tensor s = scores.empty() ? at::empty({0}, rows.options()) : at::stack(scores);
+    if (found.size() < most) {
+      s = at::cat({s, at::full({static_cast<int64_t>(most - found.size())}, fill, rows.options())});
+    }
+    per_image.push_back(s);
+  }
+  return at::stack(per_image);
 }
 
 }  // namespace cnnviz

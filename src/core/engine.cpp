@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -692,6 +693,9 @@ struct Pass::Impl {
   at::Tensor explained_detached;
   at::Tensor region;  // a segmenter's: the pixels its targets count (Engine::run)
   at::Tensor labels;  // a segmenter's: each pixel's class, -1 outside the region
+  DetectSettings detect;                             // a detector's
+  std::vector<std::vector<Detection>> detections;    // a detector's, per image
+  bool detector = false;
   bool paired = false;
   bool stopped = false;  // the forward pass ended at the last kept layer
 
@@ -1023,7 +1027,8 @@ Engine::Description Engine::describe(const Model& model) {
   return d;
 }
 
-Pass Engine::run(const at::Tensor& batch, bool paired, const at::Tensor& region) const {
+Pass Engine::run(const at::Tensor& batch, bool paired, const at::Tensor& region,
+                 const DetectSettings& detect) const {
   if (paired && batch.size(0) % 2 != 0) {
     throw Error(ErrorCode::kRuntime, "engine: a paired pass needs an even batch");
   }
@@ -1031,6 +1036,7 @@ Pass Engine::run(const at::Tensor& batch, bool paired, const at::Tensor& region)
   p->lock = std::unique_lock<std::mutex>(ops::lock(), std::try_to_lock);
   if (!p->lock.owns_lock()) throw Error(ErrorCode::kRuntime, kBusy);
   p->region = region;
+  p->detect = detect;
   Pass::start(*p, *impl_, batch, paired);
   return Pass(std::move(p));
 }
@@ -1072,7 +1078,24 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
   ops::set_paired(false);
   if (p.stopped) return;
   const ModelInfo& info = engine.model.info();
-  if (info.task == Task::kDetect) refuse_detector(info.path);
+  if (info.task == Task::kDetect) {
+    const at::Tensor rows = prediction_rows(raw_predictions_of(out, info.path), info.layout,
+                                            known_classes(info), info.path);
+    if (!p.detector) {
+      // A paired pass's references are scored at the inputs' detections.
+      const int64_t n = p.paired ? rows.size(0) / 2 : rows.size(0);
+      p.detections = decode_rows(rows.slice(0, 0, n), p.detect);
+      if (p.paired) p.detections.insert(p.detections.end(), p.detections.begin(), p.detections.end());
+      p.detector = true;
+    }
+    p.logits = detection_scores(rows, p.detections, 0.0);
+    p.logits_detached =
+        detection_scores(rows.detach(), p.detections, -std::numeric_limits<double>::infinity())
+            .to(at::kCPU, at::kFloat);
+    p.explained = engine.unit ? unit_value(p, engine) : p.logits;
+    p.explained_detached = p.explained.detach().to(at::kCPU);
+    return;
+  }
   if (info.task == Task::kSegment) {
     const at::Tensor pixels = pixel_logits_of(out, info.path);
     check_output_classes(info, pixels.size(1));
@@ -1123,6 +1146,10 @@ Pass Pass::nested(const at::Tensor& batch, const std::vector<int64_t>& rows) con
     p->labels = impl_->labels.index_select(
         0, at::tensor(rows, at::kLong).to(impl_->labels.device()));
   }
+  if (impl_->detector) {
+    for (int64_t r : rows) p->detections.push_back(impl_->detections.at(static_cast<size_t>(r)));
+    p->detector = true;
+  }
   start(*p, *impl_->engine, batch, false);
   return Pass(std::move(p));
 }
@@ -1135,6 +1162,7 @@ const at::Tensor& Pass::logits() const { return impl_->logits_detached; }
 const at::Tensor& Pass::explained() const { return impl_->explained_detached; }
 const at::Tensor& Pass::input() const { return impl_->input; }
 const at::Tensor& Pass::labels() const { return impl_->labels; }
+const std::vector<std::vector<Detection>>& Pass::detections() const { return impl_->detections; }
 
 const at::Tensor& Pass::output(size_t i) const {
   if (!impl_->engine->keep_outputs) {

@@ -57,8 +57,8 @@ at::Tensor raw_predictions_of(const c10::IValue& out, const std::string& path) {
 
 void refuse_detector(const std::string& path) {
   throw Error(ErrorCode::kUnsupported, "model '" + path + "' is a detector: `cnnviz detect` finds "
-                                       "its boxes; this subcommand takes classifiers and "
-                                       "segmenters");
+                                       "its boxes and the explanation subcommands explain them "
+                                       "(--box); this subcommand does not take detectors");
 }
 
 at::Tensor logits_of(const c10::IValue& v, const std::string& path) {

@@ -26,7 +26,8 @@ at::Tensor pixel_logits_of(const c10::IValue& out, const std::string& path);
 at::Tensor raw_predictions_of(const c10::IValue& out, const std::string& path);
 
 // Throws Error(kUnsupported) naming the detector at `path`: the subcommands
-// that read logits or pixel scores do not take it.
+// that read logits or pixel scores (classify, segment, evaluate) do not take
+// it.
 [[noreturn]] void refuse_detector(const std::string& path);
 
 }  // namespace cnnviz

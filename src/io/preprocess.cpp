@@ -90,6 +90,12 @@ CropBox crop_box(int src_w, int src_h, const Preprocessing& p) {
   return box;
 }
 
+cv::Mat network_view(const cv::Mat& rgb, const CropBox& box) {
+  if (box.left < 0 || box.top < 0) return letterboxed(rgb, box);
+  return resize_bilinear_pil(rgb, box.resized_w, box.resized_h,
+                             cv::Rect(box.left, box.top, box.width, box.height));
+}
+
 cv::Mat luma_601(const cv::Mat& rgb) {
   cv::Mat out(rgb.rows, rgb.cols, CV_8UC1);
   for (int y = 0; y < rgb.rows; ++y) {
@@ -138,10 +144,7 @@ at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p) {
     return x;
   }
   // Resize and crop in one step: only the kept rectangle is computed.
-  const cv::Mat crop = p.letterbox ? letterboxed(rgb, box)
-                                   : resize_bilinear_pil(rgb, box.resized_w, box.resized_h,
-                                                         cv::Rect(box.left, box.top, box.width,
-                                                                  box.height));
+  const cv::Mat crop = network_view(rgb, box);
   // Plain loops rather than tensor ops: this runs on loader threads, where
   // LibTorch's intra-op parallelism must not start, and it is one pass. The
   // float operations are torchvision's, v / 255 then (x - mean) / std,

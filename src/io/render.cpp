@@ -276,9 +276,11 @@ SourceView make_source_view(const cv::Mat& source_rgb, const CropBox& box) {
   SourceView v;
   v.source_rgb = source_rgb;
   v.box = box;
-  v.network_rgb = resize_bilinear_pil(source_rgb, box.resized_w, box.resized_h,
-                                      cv::Rect(box.left, box.top, box.width, box.height));
+  v.network_rgb = network_view(source_rgb, box);
   v.crop_in_source = source_rect(box);
+  if (box.left < 0 || box.top < 0) {
+    v.source_in_crop = cv::Rect(-box.left, -box.top, box.resized_w, box.resized_h);
+  }
   return v;
 }
 
@@ -295,7 +297,8 @@ void overlay_on_source(const SourceView& view, const cv::Mat& crop_gray8, const 
   const cv::Rect& area = view.crop_in_source;
   if (area.empty()) return;
   cv::Mat scaled;
-  cv::resize(crop_gray8, scaled, area.size(), 0, 0, cv::INTER_LINEAR);
+  const cv::Mat shown = view.source_in_crop.empty() ? crop_gray8 : crop_gray8(view.source_in_crop);
+  cv::resize(shown, scaled, area.size(), 0, 0, cv::INTER_LINEAR);
   cv::Mat region = out(area);
   cv::addWeighted(colormap.apply(scaled), alpha, region, 1.0 - alpha, 0.0, region);
 }

@@ -39,6 +39,17 @@ at::Tensor Capture::variant_scores(int64_t image, const at::Tensor& variants, in
                                   const Score& score) const {
   const Model& model = engine_.model();
   const std::vector<int64_t> classes(static_cast<size_t>(variants.size(0)), cls);
+  if (model.info().task == Task::kDetect) {
+    // Detection `cls` of the image: its class's score at its anchor, in each variant.
+    const ModelInfo& info = model.info();
+    const at::Tensor rows = prediction_rows(model.raw_predictions(variants), info.layout,
+                                            known_classes(info), info.path);
+    const Detection& d = pass_.detections().at(static_cast<size_t>(image)).at(
+        static_cast<size_t>(cls));
+    const at::Tensor s = rows.select(1, d.anchor).select(1, 4) *
+                         rows.select(1, d.anchor).select(1, 5 + d.label);
+    return score.counterfactual ? -s : s;
+  }
   if (!pass_.labels().defined()) return target_scores(model.logits(variants), classes, score);
   const at::Tensor own = pass_.labels()[image].to(at::kCPU);
   const at::Tensor labels = own.expand({variants.size(0), own.size(0), own.size(1)});

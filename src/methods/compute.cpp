@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 namespace cnnviz {
 
 BatchMaps compute_maps(const Engine& engine, const MethodDef& method, const at::Tensor& batch,
@@ -9,12 +11,14 @@ BatchMaps compute_maps(const Engine& engine, const MethodDef& method, const at::
   const int64_t n = batch.size(0);
   Pass pass = method.references
                   ? engine.run(at::cat({batch, method.references(batch, params)}), true,
-                               params.region)
-                  : engine.run(batch, false, params.region);
+                               params.region, params.detect)
+                  : engine.run(batch, false, params.region, params.detect);
   BatchMaps result;
   // A paired pass's second half is the references: not part of the result.
   result.logits = pass.logits().slice(0, 0, n);
   result.explained = pass.explained().slice(0, 0, n);
+  const auto& found = pass.detections();
+  result.detections.assign(found.begin(), found.begin() + std::min(found.size(), static_cast<size_t>(n)));
   // Ranked by the logits (a segmenter's: the classes' areas), or the unit.
   result.classes = targets(engine.unit() ? result.explained : result.logits);
   for (const std::vector<int64_t>& classes : result.classes) {

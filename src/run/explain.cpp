@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -74,17 +75,61 @@ std::optional<Unit> checked_unit(const ExplainOptions& o) {
   return unit;
 }
 
-// What a segmenter's maps differentiate: the sum of the target class's
-// logits over its pixels (targets.h), never a softmax of such sums.
-Score segmenter_score(const MethodDef& method, const ExplainOptions& o) {
+// What a segmenter's or detector's maps differentiate: the sum of the
+// target class's logits over its pixels (targets.h), or the detection's
+// score as the model gives it; never a softmax of those.
+Score task_score(const MethodDef& method, const ExplainOptions& o, Task task) {
   if (o.score && *o.score != ScoreKind::kLogit) {
-    throw Error(ErrorCode::kUsage, "--score " + score_name(*o.score) +
-                                       ": a segmenter's target is the sum of its class's logits "
-                                       "over the class's pixels (only --score logit applies)");
+    throw Error(ErrorCode::kUsage,
+                "--score " + score_name(*o.score) +
+                    (task == Task::kSegment
+                         ? ": a segmenter's target is the sum of its class's logits over the "
+                           "class's pixels (only --score logit applies)"
+                         : ": a detection's target is its score as the model gives it (only "
+                           "--score logit applies)"));
   }
   Score score = method_score(method, std::nullopt, o.counterfactual);
   if (!method.scores.empty()) score.kind = ScoreKind::kLogit;
   return score;
+}
+
+// A detector's targets are its detections (--box); --box applies to
+// detectors only.
+void check_detector_targets(const Model& model, const ExplainOptions& o) {
+  const bool detector = model.info().task == Task::kDetect;
+  if (!detector) {
+    if (!o.boxes.empty()) {
+      throw Error(ErrorCode::kUsage, "--box " + std::to_string(o.boxes.front()) +
+                                         ": applies to detectors; model '" + model.info().name +
+                                         "' is not one");
+    }
+    return;
+  }
+  if (!o.classes.empty() || !o.targets_file.empty() || o.top != 1) {
+    throw Error(ErrorCode::kUsage,
+                std::string(!o.classes.empty()         ? "--class"
+                            : !o.targets_file.empty() ? "--targets"
+                                                      : "--top") +
+                    ": a detector's targets are its detections (--box K, the K-th best; default: "
+                    "every one)");
+  }
+}
+
+// A detector's targets: detections `boxes` of each image that has them,
+// else every detection (its scores are -inf past its last).
+TargetChooser detection_chooser(std::vector<int64_t> boxes) {
+  if (boxes.empty()) return top_classes(kMaxDetections);
+  return [boxes = std::move(boxes)](const at::Tensor& scores) {
+    std::vector<std::vector<int64_t>> ranks;
+    for (int64_t k : boxes) {
+      ranks.emplace_back();
+      for (int64_t n = 0; n < scores.size(0); ++n) {
+        const bool has = k < scores.size(1) && !std::isinf(scores[n][k].item<double>());
+        ranks.back().push_back(has ? k : kNoTarget);
+      }
+    }
+    return ranks;
+  };
 }
 
 // --region, read once, for a segmenter's class targets only.
@@ -92,7 +137,9 @@ std::optional<Region> checked_region(const Model& model, const ExplainOptions& o
   if (o.region.empty()) return std::nullopt;
   if (model.info().task != Task::kSegment) {
     throw Error(ErrorCode::kUsage, "--region '" + o.region + "': applies to segmenters; model '" +
-                                       model.info().name + "' is a classifier");
+                                       model.info().name + "' is a " +
+                                       (model.info().task == Task::kDetect ? "detector"
+                                                                           : "classifier"));
   }
   if (!o.unit.empty()) {
     throw Error(ErrorCode::kUsage, "--region '" + o.region + "': applies to class targets, not "
@@ -116,6 +163,7 @@ struct Plan {
   bool full_view = false;          // overlays: the loader keeps the decoded source
   std::optional<Region> region;    // a segmenter's --region
   int64_t background = -1;         // a segmenter's background class: never a default target
+  std::vector<int64_t> boxes;      // a detector's --box
 };
 
 Plan make_plan(const Model& model, const std::vector<std::string>& images, const ExplainOptions& o,
@@ -136,21 +184,25 @@ Plan make_plan(const Model& model, const std::vector<std::string>& images, const
          {},
          false,
          std::nullopt,
-         -1};
+         -1,
+         o.boxes};
   const LayerRequest request{o.layers, o.all_layers};
   p.layers = p.unit ? unit_method_layers(model, method, request, *p.unit)
                     : method_layers(model, method, request);
-  const bool segmenter = model.info().task == Task::kSegment;
-  p.score = segmenter ? segmenter_score(method, o)
-                      : method_score(method, p.unit ? std::nullopt : o.score, o.counterfactual);
+  const Task task = model.info().task;
+  check_detector_targets(model, o);
+  p.score = task != Task::kClassify
+                ? task_score(method, o, task)
+                : method_score(method, p.unit ? std::nullopt : o.score, o.counterfactual);
   p.region = checked_region(model, o);
-  if (segmenter) p.background = model.info().background_class();
+  if (task == Task::kSegment) p.background = model.info().background_class();
   p.positions = shard_positions(images.size(), o.shard);
   p.targets = std::make_unique<TargetPlan>(
       model.info(), images, p.positions,
       p.unit ? TargetRequest{{}, "", 1} : TargetRequest{o.classes, o.targets_file, o.top},
       progress);
   p.params = run_params(method, o.params, model.info(), p.score);
+  p.params.detect.min_score = o.min_score;
   p.stems = unique_stems(images);
   const bool layer_maps = method.output == MapKind::kLayerMap || method.layer_maps;
   p.full_view = layer_maps && (p.selection.any("overlay") || p.selection.any("overlay_full") ||
@@ -262,10 +314,17 @@ class BatchRunner {
     }
     MethodParams params = plan_.params;
     if (plan_.region) params.region = region_on_input(*plan_.region, ok[begin]->box);
-    const BatchMaps maps =
-        compute_maps(engine_, plan_.method, at::stack(inputs),
-                     excluding_class(plan_.targets->chooser(positions), plan_.background), params);
+    const BatchMaps maps = compute_maps(
+        engine_, plan_.method, at::stack(inputs),
+        model_.info().task == Task::kDetect
+            // A map that does not depend on its target (Eigen-CAM): the best detection's.
+            ? detection_chooser(plan_.method.scores.empty() && plan_.boxes.empty()
+                                    ? std::vector<int64_t>{0}
+                                    : plan_.boxes)
+            : excluding_class(plan_.targets->chooser(positions), plan_.background),
+        params);
     note_segment_targets(maps, ok, begin);
+    note_detection_targets(maps, ok, begin);
     const BatchFacts facts =
         batch_facts(model_.info(), *plan_.targets, plan_.method, plan_.unit, maps, plan_.score);
     std::vector<std::shared_ptr<ImageWork>> work;
@@ -335,6 +394,34 @@ class BatchRunner {
       if (!any) writers_.progress.note(image + "no class but the background" + where +
                                        ": nothing to explain");
     }
+  }
+
+  // A detector's images without a detection, or without the one --box asks
+  // for: their entries list no such target.
+  void note_detection_targets(const BatchMaps& maps, const std::vector<LoadedImage*>& ok,
+                              size_t begin) {
+    for (size_t n = 0; n < maps.detections.size(); ++n) {
+      const std::string image = "image '" + ok[begin + n]->path + "': ";
+      const size_t found = maps.detections[n].size();
+      if (found == 0) {
+        writers_.progress.note(image + "no box scores above " + score_text(plan_.params) +
+                               ": nothing to explain");
+        continue;
+      }
+      for (int64_t k : plan_.boxes) {
+        if (k >= static_cast<int64_t>(found)) {
+          writers_.progress.note(image + "--box " + std::to_string(k) + ": it has " +
+                                 std::to_string(found) + " detection" + (found == 1 ? "" : "s") +
+                                 " (0 to " + std::to_string(found - 1) + ")");
+        }
+      }
+    }
+  }
+
+  static std::string score_text(const MethodParams& params) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.2f", params.detect.min_score);
+    return text;
   }
 
   static void make_image_dir(const ImageDir& dir) {

@@ -9,6 +9,7 @@
 
 #include "arrays.h"
 #include "cnnviz/core/predict.h"
+#include "cnnviz/run/detect.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
@@ -65,6 +66,22 @@ json class_target_json(const BatchFacts& f, size_t n, size_t rank, int64_t cls,
   return target;
 }
 
+// Detection `k` of image n as a target: its class, its box in the source's
+// pixels, and its score as the model gave it.
+json detection_target_json(const BatchFacts& f, size_t n, int64_t k, const CropBox& box,
+                           const json& score) {
+  const Detection d = to_source(f.maps.detections.at(n).at(static_cast<size_t>(k)), box);
+  return {{"class", d.label},
+          {"label", f.info.label(d.label)},
+          {"rank", k + 1},
+          {"source", "detection"},
+          {"spec", nullptr},
+          {"score", score},
+          {"detection", k},
+          {"box", {d.x1, d.y1, d.x2, d.y2}},
+          {"detection_score", d.score}};
+}
+
 // Image n's maps of every rank it has a target at, and those targets.
 json take_maps_and_targets(const BatchFacts& f, size_t n, size_t position, ImageWork& w) {
   json targets = json::array();
@@ -79,6 +96,10 @@ json take_maps_and_targets(const BatchFacts& f, size_t n, size_t position, Image
     if (f.unit) {
       w.targets.push_back(MapTarget{0, f.unit});
       targets.push_back(unit_target_json(*f.unit, score, f.maps.explained[i][0].item<double>()));
+    } else if (!f.maps.detections.empty()) {
+      const int64_t label = f.maps.detections.at(n).at(static_cast<size_t>(cls)).label;
+      w.targets.push_back(MapTarget{label, std::nullopt, cls});
+      targets.push_back(detection_target_json(f, n, cls, w.box, score));
     } else {
       w.targets.push_back(MapTarget{cls, std::nullopt});
       targets.push_back(class_target_json(f, n, r, cls, f.plan.of(position), score));
@@ -111,6 +132,15 @@ BatchFacts batch_facts(const ModelInfo& info, const TargetPlan& plan, const Meth
   BatchFacts f{info, plan, method, unit, maps, {}, {}, {}};
   for (const std::vector<int64_t>& cls : maps.classes) {
     f.rank_scores.push_back(target_scores(maps.explained, cls, score));
+  }
+  if (!maps.detections.empty()) {  // a detector's predictions: its detections, best first
+    for (const std::vector<Detection>& found : maps.detections) {
+      f.top.emplace_back();
+      for (size_t k = 0; k < found.size() && k < static_cast<size_t>(kManifestPredictions); ++k) {
+        f.top.back().push_back(Prediction{found[k].label, found[k].score});
+      }
+    }
+    return f;
   }
   const int64_t classes = maps.logits.size(1);
   f.top = top_k(maps.logits, static_cast<int>(std::min<int64_t>(classes, kManifestPredictions)));

@@ -267,10 +267,15 @@ json write_contact_sheet(const ImageDir& dir, const MethodDef& method, const Map
   return entry;
 }
 
-std::string MapTarget::tag() const { return unit ? unit->tag() : "c" + std::to_string(cls); }
+std::string MapTarget::tag() const {
+  if (unit) return unit->tag();
+  const std::string c = "c" + std::to_string(cls);
+  return detection >= 0 ? "d" + std::to_string(detection) + "-" + c : c;
+}
 
 json MapTarget::fields() const {
   if (unit) return {{"class", nullptr}, {"unit", unit->spec()}};
+  if (detection >= 0) return {{"class", cls}, {"detection", detection}};
   return {{"class", cls}};
 }
 

@@ -44,7 +44,11 @@ CAM's weights, nor the IG completeness check, which use the logit). A segmenter'
 sum of its "out" scores of class c over the pixels the clean image labels c (within --region
 MASK.png: black outside, one colour inside, resized and cropped as the image with NEAREST), the
 same pixels for every perturbed pass; default c: the largest class but the background; Score-CAM
-then weighs by y_c, not a softmax. x is the normalized
+then weighs by y_c, not a softmax (so for a detector). A detector's (YOLO layouts, letterboxed as
+tests/reference/detect_ref.py does) "class" c is its detection c on the clean image
+(detect_ref.py's decoding and NMS at min-score 0.25, IoU 0.45; default 0), and y_c that
+detection's score at its anchor and class: objectness (yolov5) times the class score. x is the
+normalized
 input [1,3,H,W]; "upsample" is F.interpolate(mode="bilinear", align_corners=False) to H,W.
 Written to OUTDIR as float32 .npy (little-endian, C order):
   input.npy [3,H,W]  logits.npy [1000]
@@ -127,6 +131,7 @@ import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
 
 import common  # noqa: E402
+import detect_ref  # noqa: E402
 import export_models  # noqa: E402
 import tiny_models  # noqa: E402
 
@@ -348,8 +353,42 @@ def script_diff(model, scripted, x):
 SEGMENT = {"labels": None}
 
 
+# A detector's targets: its detections on the clean image (tests/reference/detect_ref.py's
+# letterbox, decoding and NMS at its defaults); "class" k is detection k, whose score is
+# objectness (yolov5; 1 for yolov8) times its class's score at its anchor, the same anchor and
+# class in every pass.
+DETECT = {"layout": None, "targets": None}
+
+
+def detection_scores(output):
+    """[N,K]: each detection's score in the detector's raw output."""
+    rows = output.transpose(1, 2) if DETECT["layout"] == "yolov8" else output
+    scores = []
+    for anchor, label in DETECT["targets"]:
+        if DETECT["layout"] == "yolov8":
+            scores.append(rows[:, anchor, 4 + label])
+        else:
+            scores.append(rows[:, anchor, 4] * rows[:, anchor, 5 + label])
+    return torch.stack(scores, dim=1)
+
+
+def find_detections(model, meta, x):
+    """Fixes DETECT["targets"] from the clean image x (letterboxed)."""
+    DETECT["layout"] = meta["layout"]
+    with torch.no_grad():
+        out = model(x)
+    boxes, scores, labels = detect_ref.decode(out, meta["layout"], meta.get("num_classes"))
+    anchors = detect_ref.select(boxes, scores, labels, 0.25, 0.45, 300)
+    if not anchors:
+        raise RefError("the detector finds no box above 0.25")
+    DETECT["targets"] = [(a, int(labels[a])) for a in anchors]
+
+
 def head(output):
-    """What the targets index, [N,C]: a classifier's logits, or a segmenter's class scores."""
+    """What the targets index, [N,C]: a classifier's logits, a segmenter's class scores, or a
+    detector's detection scores."""
+    if DETECT["targets"] is not None:
+        return detection_scores(output)
     if not isinstance(output, dict):
         return logits_of(output)
     scores = output["out"]  # [N,K,H,W]
@@ -573,9 +612,10 @@ def score_cam(model, x, activation, cls, batch=FORWARD_BATCH):
         for start in range(0, masks.shape[0], batch):
             masked = x * masks[start:start + batch, None]  # [B,3,H,W]
             out = head(model(masked)).double()
-            # A segmenter's score is its class score (cnnviz takes no softmax of those).
-            scores.append(out[:, cls] if SEGMENT["labels"] is not None
-                          else out.softmax(dim=1)[:, cls])
+            # A segmenter's or detector's score is its class or detection score (cnnviz takes
+            # no softmax of those).
+            raw = SEGMENT["labels"] is not None or DETECT["targets"] is not None
+            scores.append(out[:, cls] if raw else out.softmax(dim=1)[:, cls])
     scores = torch.cat(scores)
     return torch.relu((scores[:, None, None] * activation.double()).sum(dim=0))
 
@@ -675,7 +715,15 @@ def main():
         arch = meta["arch"]
         LAYOUT["reshape"] = RESHAPE.get(arch)
 
-        x = common.preprocess(common.load_rgb(args.image), **common.preprocess_params(meta))[None]
+        if meta.get("task") == "detect":
+            pre = common.preprocess_params(meta)
+            x = detect_ref.letterbox(common.load_rgb(args.image), pre["resize"], pre["mean"],
+                                     pre["std"])[0][None]
+            find_detections(model, meta, x)
+            args.cls = 0 if args.cls is None else args.cls
+        else:
+            x = common.preprocess(common.load_rgb(args.image),
+                                  **common.preprocess_params(meta))[None]
         diff = script_diff(model, scripted, x)
         if meta.get("task") == "segment":
             best = segment_labels(model, meta, x, args.region)
@@ -684,7 +732,8 @@ def main():
             raise RefError("--region: the model is not a segmenter")
         if not diff < 1e-4:
             raise RefError(f"eager and scripted logits differ by {diff:g} (>= 1e-4)")
-        num_classes = int(meta.get("num_classes", 1000))
+        num_classes = (len(DETECT["targets"]) if DETECT["targets"] is not None
+                       else int(meta.get("num_classes", 1000)))
         if args.cls is not None and not 0 <= args.cls < num_classes:
             raise RefError(f"--class {args.cls} out of range [0, {num_classes})")
         discovered = export_models.feature_stages(model, x)
@@ -786,7 +835,7 @@ def main():
         with open(os.path.join(args.outdir, "meta.json"), "w") as out:
             json.dump(report, out, indent=1)
             out.write("\n")
-    except (RefError, OSError, RuntimeError, ValueError) as exc:
+    except (RefError, detect_ref.RefError, OSError, RuntimeError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     print(f"{args.outdir}: {arch} class {cls} relus {counts[0]} relu6s {counts[1]} "

@@ -47,6 +47,22 @@ std::vector<std::vector<Detection>> decode_detections(const at::Tensor& raw, Det
                                                       const DetectSettings& settings,
                                                       const std::string& path);
 
+// `raw` as rows [N, A, 5+C]: cx, cy, w, h, objectness (1 for yolov8), then
+// the C class scores; differentiable where `raw` is. Throws as
+// decode_detections does.
+at::Tensor prediction_rows(const at::Tensor& raw, DetectLayout layout, int64_t classes,
+                           const std::string& path);
+// decode_detections of rows [N, A, 5+C] (prediction_rows).
+std::vector<std::vector<Detection>> decode_rows(const at::Tensor& rows,
+                                                const DetectSettings& settings);
+
+// What explaining detection k of image n differentiates: its score as the
+// rows give it, objectness times its class's score at its anchor. [N,K]
+// with K the most detections of an image (at least 1), `fill` where an
+// image has fewer. Differentiable where `rows` is.
+at::Tensor detection_scores(const at::Tensor& rows,
+                            const std::vector<std::vector<Detection>>& detections, double fill);
+
 }  // namespace cnnviz
 
 #endif  // CNNVIZ_CORE_DETECTIONS_H_

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/core/detections.h"
 #include "cnnviz/core/model.h"
 #include "cnnviz/core/targets.h"
 
@@ -155,8 +156,11 @@ class Engine {
   // A segmenter's pass (ModelInfo::task) explains the class scores of its
   // pixels' own labels (targets.h, class_scores) within `region` ([H,W]
   // bool on the input grid; undefined: every pixel); a paired pass's
-  // references are scored over the inputs' labels.
-  Pass run(const at::Tensor& batch, bool paired = false, const at::Tensor& region = {}) const;
+  // references are scored over the inputs' labels. A detector's pass
+  // (a DetectLayout) explains its detections (core/detections.h, found with
+  // `detect`): "class" k of an image is its detection k, best first.
+  Pass run(const at::Tensor& batch, bool paired = false, const at::Tensor& region = {},
+           const DetectSettings& detect = {}) const;
 
   const Model& model() const;
 
@@ -183,6 +187,10 @@ class Pass {
   // A segmenter's pixel labels [N,h,w] int64 (targets.h, pixel_labels), on
   // the model's device; undefined for a classifier.
   const at::Tensor& labels() const;
+  // A detector's detections per image, in the input's pixels, best first;
+  // empty for other models. A detector's logits() are their scores, -inf
+  // where an image has fewer than the most of the batch.
+  const std::vector<std::vector<Detection>>& detections() const;
   const at::Tensor& input() const;  // the batch it ran on, [N,3,H,W], on the model's device
 
   // The output of layer `i` (index into Engine::layers()), [N,...] detached.

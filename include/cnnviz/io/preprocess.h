@@ -41,6 +41,10 @@ CropBox crop_box(int src_w, int src_h, const Preprocessing& p);
 // antialiased bilinear, bit for bit (see resize.h).
 at::Tensor preprocess(const cv::Mat& rgb, const Preprocessing& p);
 
+// The RGB image the network sees of `rgb` (8-bit, box.width x box.height):
+// resized and cropped, or letterboxed, as `box` (crop_box) says.
+cv::Mat network_view(const cv::Mat& rgb, const CropBox& box);
+
 // The ITU-R 601 luma of an RGB image as PIL's convert("L") computes it:
 // (19595 R + 38470 G + 7471 B + 2^15) >> 16, CV_8UC1.
 cv::Mat luma_601(const cv::Mat& rgb);

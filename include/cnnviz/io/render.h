@@ -142,6 +142,7 @@ struct SourceView {
   CropBox box;              // where the network's input lies in it
   cv::Mat network_rgb;      // that crop as the network saw it (box.width x box.height), RGB
   cv::Rect crop_in_source;  // the crop's area in source pixels
+  cv::Rect source_in_crop;  // a letterbox's: the source's area in the crop (empty: all of it)
 };
 // The crop's area in source pixels: those whose nearest resized pixel lies
 // in the crop.
@@ -152,6 +153,7 @@ SourceView make_source_view(const cv::Mat& source_rgb, const CropBox& box);
 // The overlay of a crop-sized map (box.width x box.height, CV_8UC1) on the whole
 // source image at its own size: the map is scaled (bilinear) onto the crop's
 // area in the source and blended there; outside it the image is unchanged.
+// A letterbox's map is cut to the source's area first (no padding shown).
 cv::Mat overlay_on_source(const SourceView& view, const cv::Mat& crop_gray8,
                           const Colormap& colormap, double alpha);
 // The same into `out` (its buffer reused when it has the source's size).

@@ -20,6 +20,7 @@ struct BatchMaps {
   at::Tensor explained;                       // what the classes index: the logits, or the
                                               // engine's unit's value [N,1] (engine.h)
   std::vector<std::vector<int64_t>> classes;  // [rank][image]: what each rank explains
+  std::vector<std::vector<Detection>> detections;  // a detector's, per image (input pixels)
   std::vector<std::vector<MethodMap>> maps;   // [rank]: the method's maps, [N,...] on `out`
 };
 

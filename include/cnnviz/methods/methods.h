@@ -63,6 +63,8 @@ struct MethodParams {
   // A segmenter's region (--region): [H,W] bool on the network's input grid,
   // the pixels its targets count (targets.h, pixel_labels). Undefined: all.
   at::Tensor region;
+  // A detector's decoding: which boxes are its targets (core/detections.h).
+  DetectSettings detect;
 };
 
 // One setting of MethodParams as a command-line option and a manifest entry.

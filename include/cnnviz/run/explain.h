@@ -35,6 +35,10 @@ struct ExplainOptions {
   // A segmenter's targets count only the pixels of this mask picture
   // (--region; io/region.h), which has each image's size. Empty: all pixels.
   std::string region;
+  // A detector's targets: these detections of each image (--box K, by rank,
+  // best first), else every one scoring above min_score.
+  std::vector<int64_t> boxes;
+  double min_score = 0.25;
   std::optional<ScoreKind> score;  // --score; default: the method's (registry)
   bool counterfactual = false;     // explain the negated score
   std::string outdir = "cnnviz-out";

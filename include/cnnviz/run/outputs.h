@@ -61,9 +61,11 @@ struct OutputStyle {
 struct MapTarget {
   int64_t cls = 0;
   std::optional<Unit> unit;
+  int64_t detection = -1;  // a detector's: the detection's index in its image (cls its class)
 
-  std::string tag() const;  // "c281" or "u-features.12-5"
-  // Its manifest fields: {"class": 281}, or {"class": null, "unit": "features.12:5"}.
+  std::string tag() const;  // "c281", "d3-c2" or "u-features.12-5"
+  // Its manifest fields: {"class": 281}, {"class": 2, "detection": 3}, or
+  // {"class": null, "unit": "features.12:5"}.
   nlohmann::ordered_json fields() const;
 };
 
