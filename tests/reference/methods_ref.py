@@ -325,7 +325,7 @@ def load_eager(path):
     arch = meta.get("arch")
     if arch in tiny_models.TINY:
         model = tiny_models.TINY[arch]()
-    elif arch and hasattr(torchvision.models, arch):
+    elif arch and (hasattr(torchvision.models, arch) or arch in export_models.SEGMENTERS):
         model = export_models.construct(arch)
     else:
         raise RefError(f"{path}: no usable 'arch' in cnnviz.json ({arch!r})")
