@@ -11,6 +11,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "cnnviz/io/label_map.h"
 #include "map_util.h"
 #include "test_util.h"
 
@@ -148,7 +149,16 @@ TEST_F(CliDetectTest, EveryMethodExplainsDetections) {
                               std::to_string(found[1]["class"].get<int>()) + "_overlay_full.png";
   const cv::Mat picture = cv::imread(overlay);
   const cv::Mat photo = cv::imread(image_);
-  EXPECT_EQ(picture.size(), photo.size()) << overlay;
+  ASSERT_EQ(picture.size(), photo.size()) << overlay;
+  // The detection's box is outlined in its class's colour: its left edge,
+  // halfway down.
+  const cv::Vec3b rgb = class_colour(found[1]["class"].get<int64_t>() + 1);
+  const int x = static_cast<int>(std::lround(found[1]["box"][0].get<double>()));
+  const int y = static_cast<int>(std::lround(
+      (found[1]["box"][1].get<double>() + found[1]["box"][3].get<double>()) / 2));
+  const cv::Vec3b bgr = picture.at<cv::Vec3b>(std::min(y, picture.rows - 1),
+                                              std::min(x, picture.cols - 1));
+  for (int c = 0; c < 3; ++c) EXPECT_NEAR(bgr[2 - c], rgb[c], 48) << "channel " << c;
   // By default every detection, each its own backward.
   r = cnnviz({"guided-backprop", "-q", "-m", model, "--write", "npy", "-o", out_ + "-all", image_});
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -97,8 +97,8 @@ json take_maps_and_targets(const BatchFacts& f, size_t n, size_t position, Image
       w.targets.push_back(MapTarget{0, f.unit});
       targets.push_back(unit_target_json(*f.unit, score, f.maps.explained[i][0].item<double>()));
     } else if (!f.maps.detections.empty()) {
-      const int64_t label = f.maps.detections.at(n).at(static_cast<size_t>(cls)).label;
-      w.targets.push_back(MapTarget{label, std::nullopt, cls});
+      const Detection d = to_source(f.maps.detections.at(n).at(static_cast<size_t>(cls)), w.box);
+      w.targets.push_back(MapTarget{d.label, std::nullopt, cls, {d.x1, d.y1, d.x2, d.y2}});
       targets.push_back(detection_target_json(f, n, cls, w.box, score));
     } else {
       w.targets.push_back(MapTarget{cls, std::nullopt});

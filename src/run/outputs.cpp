@@ -6,6 +6,7 @@
 #include <set>
 
 #include "cnnviz/core/error.h"
+#include "cnnviz/io/boxes.h"
 #include "cnnviz/io/png.h"
 
 namespace cnnviz {
@@ -143,13 +144,30 @@ OutputSelection select_outputs(const MethodDef& method, const std::vector<std::s
 
 namespace {
 
+// A detection target's box outline (no text) in the source's pixels, or on
+// the network's view of it.
+LabelledBox target_outline(const MapTarget& t, const CropBox& box, bool network) {
+  LabelledBox b{t.box[0], t.box[1], t.box[2], t.box[3], t.cls + 1, ""};
+  if (network) {
+    const double sx = static_cast<double>(box.resized_w) / box.src_w;
+    const double sy = static_cast<double>(box.resized_h) / box.src_h;
+    b.x1 = b.x1 * sx - box.left;
+    b.x2 = b.x2 * sx - box.left;
+    b.y1 = b.y1 * sy - box.top;
+    b.y2 = b.y2 * sy - box.top;
+  }
+  return b;
+}
+
 // The pictures that need the image under the map, for a layer map: overlays
 // on the network's view and on the whole source, and the contact-sheet tile.
 void write_overlays(Writer& w, MapPictures& pictures, const OutputSelection& chosen,
-                    const SourceView& view, const OutputStyle& style, MapFiles& out) {
+                    const SourceView& view, const OutputStyle& style, const MapTarget& target,
+                    MapFiles& out) {
   const bool overlay = chosen.has("overlay") || chosen.has("contact");
   if (overlay) {
     cv::Mat over = blend(view.network_rgb, pictures.get("heatmap"), style.alpha);
+    if (target.detection >= 0) over = draw_boxes(over, {target_outline(target, view.box, true)});
     if (chosen.has("overlay")) w.png("overlay", over);
     if (chosen.has("contact")) out.tile = over;
   }
@@ -157,6 +175,7 @@ void write_overlays(Writer& w, MapPictures& pictures, const OutputSelection& cho
     // Source-sized: the thread's buffer from the last image is reused.
     thread_local cv::Mat full;
     overlay_on_source(view, pictures.get("gray"), style.colormap, style.alpha, full);
+    if (target.detection >= 0) full = draw_boxes(full, {target_outline(target, view.box, false)});
     w.png("overlay_full", full);
   }
 }
@@ -224,7 +243,7 @@ MapFiles write_map(const ImageDir& dir, const MethodDef& method, const std::stri
     w.png(v, pictures.get(v));
   }
   if (kind == MapKind::kInputProduct && chosen.has("contact")) out.tile = pictures.get("gray");
-  if (kind == MapKind::kLayerMap) write_overlays(w, pictures, chosen, view, style, out);
+  if (kind == MapKind::kLayerMap) write_overlays(w, pictures, chosen, view, style, target, out);
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <opencv2/core/mat.hpp>
+#include <array>
 #include <optional>
 #include <string>
 #include <utility>
@@ -62,6 +63,7 @@ struct MapTarget {
   int64_t cls = 0;
   std::optional<Unit> unit;
   int64_t detection = -1;  // a detector's: the detection's index in its image (cls its class)
+  std::array<double, 4> box{};  // a detection's x1, y1, x2, y2 in the source's pixels
 
   std::string tag() const;  // "c281", "d3-c2" or "u-features.12-5"
   // Its manifest fields: {"class": 281}, {"class": 2, "detection": 3}, or
