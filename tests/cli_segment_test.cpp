@@ -188,6 +188,13 @@ TEST_F(CliSegmentTest, RegionsAndScoresAreChecked) {
     // One line after the random-weights warning's two.
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 3) << r.err;
   }
+  // A unit of a segmenter is its target as a classifier's is.
+  r = cnnviz({"guided-backprop", "-q", "-m", fcn, "--unit", "backbone.1:3", "-o", out_ + "-u",
+              wide});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(test::read_text(out_ + "-u/manifest.json"))["images"][0]
+                ["targets"][0]["source"],
+            "unit");
   r = cnnviz({"gradcam", "-q", "-m", model_, "--region", region, "-o", out_ + "-c", image_});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("--region '" + region + "': applies to segmenters"), std::string::npos)

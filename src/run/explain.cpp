@@ -195,7 +195,8 @@ Plan make_plan(const Model& model, const std::vector<std::string>& images, const
                 ? task_score(method, o, task)
                 : method_score(method, p.unit ? std::nullopt : o.score, o.counterfactual);
   p.region = checked_region(model, o);
-  if (task == Task::kSegment) p.background = model.info().background_class();
+  // A --unit is every image's one target: no class to leave out.
+  if (task == Task::kSegment && !p.unit) p.background = model.info().background_class();
   p.positions = shard_positions(images.size(), o.shard);
   p.targets = std::make_unique<TargetPlan>(
       model.info(), images, p.positions,
