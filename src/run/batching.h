@@ -11,6 +11,7 @@
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/model.h"
 #include "cnnviz/run/progress.h"
+#include "loader.h"
 
 namespace cnnviz {
 
@@ -29,9 +30,6 @@ void run_in_parts(size_t count, size_t& chunk, Progress& progress,
                   const std::function<void(size_t begin, size_t end)>& process,
                   const std::function<void(size_t index, const OutOfMemory& error)>& failed);
 
-struct LoadedImage;
-struct LoaderOptions;
-
 // The loop of the runs that take each image once (segment, detect): decodes
 // `images` in batches of loader.batch_size ahead of the network, hands the
 // decoded ones to `process(batch, begin, end)` in parts (run_in_parts), and
@@ -43,6 +41,28 @@ bool run_image_batches(
     const LoaderOptions& loader, Progress& progress,
     const std::function<void(std::vector<LoadedImage*>& batch, size_t begin, size_t end)>& process,
     const std::function<void(size_t position, const std::string& message)>& fail);
+
+// run_image_batches for a run whose `summary` has `results` (one per image,
+// each with an `error`), `failed` and `interrupted`: `run(batch, begin, end)`
+// fills the results of a part, each of which then goes to `on_result`;
+// failures are recorded in their result and reported.
+template <typename Summary, typename Run, typename OnResult>
+void run_each_image(const std::vector<std::string>& images, const Preprocessing& preprocess,
+                    const LoaderOptions& loader, Progress& progress, Summary& summary, Run&& run,
+                    OnResult&& on_result) {
+  summary.interrupted = run_image_batches(
+      images, preprocess, loader, progress,
+      [&](std::vector<LoadedImage*>& ok, size_t begin, size_t end) {
+        run(ok, begin, end);
+        for (size_t i = begin; i < end; ++i) on_result(summary.results[ok[i]->index]);
+        progress.done(end - begin);
+      },
+      [&](size_t position, const std::string& message) {
+        summary.results[position].error = message;
+        ++summary.failed;
+        progress.failed(message);
+      });
+}
 
 }  // namespace cnnviz
 

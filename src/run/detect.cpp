@@ -116,18 +116,10 @@ DetectSummary detect(const Model& model, const std::vector<std::string>& images,
   loader_options.max_pixels = options.max_pixels;
   loader_options.keep_rgb = !options.outdir.empty();
   Detector detector(model, options, images, summary, progress);
-  summary.interrupted = run_image_batches(
-      images, model.info().preprocess, loader_options, progress,
-      [&](std::vector<LoadedImage*>& ok, size_t begin, size_t end) {
-        detector.run(ok, begin, end);
-        for (size_t i = begin; i < end; ++i) on_result(summary.results[ok[i]->index]);
-        progress.done(end - begin);
-      },
-      [&](size_t position, const std::string& message) {
-        summary.results[position].error = message;
-        ++summary.failed;
-        progress.failed(message);
-      });
+  run_each_image(
+      images, model.info().preprocess, loader_options, progress, summary,
+      [&](std::vector<LoadedImage*>& ok, size_t begin, size_t end) { detector.run(ok, begin, end); },
+      on_result);
   summary.run_ms = ms_since(start);
   return summary;
 }

@@ -108,18 +108,10 @@ SegmentSummary segment(const Model& model, const std::vector<std::string>& image
   loader_options.max_pixels = options.max_pixels;
   loader_options.keep_rgb = true;
   Segmenter segmenter(model, options, images, summary);
-  summary.interrupted = run_image_batches(
-      images, model.info().preprocess, loader_options, progress,
-      [&](std::vector<LoadedImage*>& ok, size_t begin, size_t end) {
-        segmenter.run(ok, begin, end);
-        for (size_t i = begin; i < end; ++i) on_result(summary.results[ok[i]->index]);
-        progress.done(end - begin);
-      },
-      [&](size_t position, const std::string& message) {
-        summary.results[position].error = message;
-        ++summary.failed;
-        progress.failed(message);
-      });
+  run_each_image(
+      images, model.info().preprocess, loader_options, progress, summary,
+      [&](std::vector<LoadedImage*>& ok, size_t begin, size_t end) { segmenter.run(ok, begin, end); },
+      on_result);
   summary.run_ms = ms_since(start);
   return summary;
 }
