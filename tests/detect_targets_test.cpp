@@ -6,6 +6,10 @@
 // passes keep the clean image's detections) and Score-CAM (perturbed passes
 // through the inference module), on both tiny YOLO-style detectors.
 //
+// Box queries (--box x1,y1,x2,y2) are checked the same way, with the
+// reference matching the box on its own; and D-RISE of both kinds of
+// target, with the reference drawing the same masks.
+//
 // Tolerances: maps as in methods_test.cpp (1e-4 of the map's max |value|).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -16,7 +20,10 @@
 #include "cnnviz/core/runtime.h"
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/preprocess.h"
+#include "cnnviz/methods/compute.h"
 #include "cnnviz/methods/methods.h"
+#include "cnnviz/run/detect.h"
+#include "cnnviz/run/image_targets.h"
 #include "map_util.h"
 #include "test_util.h"
 
@@ -28,6 +35,27 @@ using test::load;
 
 class ModelDetectTargetsTest : public ::testing::TestWithParam<std::string> {};
 
+// D-RISE of target `target` of the image x, with the reference's mask
+// settings.
+at::Tensor drise_map(const Model& model, const at::Tensor& x, int64_t target,
+                     const DetectSettings& settings) {
+  const MethodDef& method = find_method("d-rise");
+  MethodParams p;
+  p.masks = 120;
+  p.grid = 5;
+  p.keep = 0.5;
+  p.seed = 3;
+  p.sample_batch = 32;
+  p.detect = settings;
+  p = run_params(method, p, model.info(), method_score(method, std::nullopt, false));
+  Engine engine(model, {}, std::nullopt, false, false);
+  const BatchMaps maps = compute_maps(engine, method, x, fixed_class(target), p);
+  return maps.maps.at(0).at(0).value[0];
+}
+
+const std::vector<std::string> kDriseArgs = {"--drise", "--masks", "120", "--grid", "5",
+                                             "--p",     "0.5",     "--seed", "3"};
+
 TEST_P(ModelDetectTargetsTest, MatchTheReference) {
   const Model model = Model::load(test::test_models_dir() + "/tiny_" + GetParam() + ".pt");
   const int threads = set_threads(0);
@@ -38,15 +66,19 @@ TEST_P(ModelDetectTargetsTest, MatchTheReference) {
       at::randn({3, 3, x.size(2), x.size(3)}, at::make_generator<at::CPUGeneratorImpl>(5)) * 0.1;
   test::save_npy_tensor(dir.file("noise.npy"), noise * (x.max() - x.min()));
   const int64_t target = 1;  // the second best detection
-  test::RunResult r = test::run_reference(
-      "methods_ref.py", {model.info().path, image, dir.path(), "--all-layers", "--class", "1",
-                         "--score-cam", "--noise", dir.file("noise.npy"), "--threads",
-                         std::to_string(threads)});
+  std::vector<std::string> args = {model.info().path, image, dir.path(), "--all-layers",
+                                   "--class", "1", "--score-cam", "--noise",
+                                   dir.file("noise.npy"), "--threads", std::to_string(threads)};
+  args.insert(args.end(), kDriseArgs.begin(), kDriseArgs.end());
+  test::RunResult r = test::run_reference("methods_ref.py", args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json meta = nlohmann::json::parse(test::read_text(dir.file("meta.json")));
   const std::vector<std::string> layers = meta["layers"].get<std::vector<std::string>>();
   EXPECT_EQ(layers, (std::vector<std::string>{"backbone.0", "backbone.1", "backbone.2",
                                               "backbone.3"}));
+  // Before the engine below: one pass at a time.
+  expect_close(drise_map(model, x, target, DetectSettings{}), load(dir.file("drise.npy")),
+               "d-rise");
 
   Engine engine(model, layers);
   Pass pass = engine.run(x, false, {}, DetectSettings{});
@@ -58,6 +90,51 @@ TEST_P(ModelDetectTargetsTest, MatchTheReference) {
                 1e-5);
   }
   test::expect_target_maps(engine, pass, target, noise, dir);
+}
+
+// A box query (--box x1,y1,x2,y2): the sum of the scores of the detections
+// overlapping it, found by the reference with torchvision's box_iou after
+// its own letterbox of the box.
+TEST_P(ModelDetectTargetsTest, BoxQueriesMatchTheReference) {
+  const Model model = Model::load(test::test_models_dir() + "/tiny_" + GetParam() + ".pt");
+  const int threads = set_threads(0);
+  test::TempDir dir;
+  const std::string image = test::structured_image(dir, 150, 90);
+  const cv::Mat rgb = read_image_rgb(image);
+  const at::Tensor x = preprocess(rgb, model.info().preprocess).unsqueeze(0);
+  const CropBox box = crop_box(rgb.cols, rgb.rows, model.info().preprocess);
+  const at::Tensor noise =
+      at::randn({3, 3, x.size(2), x.size(3)}, at::make_generator<at::CPUGeneratorImpl>(6)) * 0.1;
+  test::save_npy_tensor(dir.file("noise.npy"), noise * (x.max() - x.min()));
+  // The best detection's box in the image's pixels, widened: it then
+  // overlaps its neighbours too at the lower threshold.
+  Engine probe(model, {});
+  const Detection best = to_source(probe.run(x).detections().at(0).at(0), box);
+  char spec[128];
+  std::snprintf(spec, sizeof(spec), "%.4f,%.4f,%.4f,%.4f", best.x1, best.y1,
+                std::min(best.x2 + 4, 150.0), std::min(best.y2 + 4, 90.0));
+  std::vector<std::string> args = {model.info().path, image, dir.path(), "--all-layers",
+                                   "--box", spec, "--match-iou", "0.3", "--score-cam", "--noise",
+                                   dir.file("noise.npy"), "--threads", std::to_string(threads)};
+  args.insert(args.end(), kDriseArgs.begin(), kDriseArgs.end());
+  test::RunResult r = test::run_reference("methods_ref.py", args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json meta = nlohmann::json::parse(test::read_text(dir.file("meta.json")));
+  const std::vector<std::string> layers = meta["layers"].get<std::vector<std::string>>();
+  const std::vector<size_t> matched =
+      nlohmann::json::parse(test::read_text(dir.file("matched.json"))).get<std::vector<size_t>>();
+
+  DetectSettings settings;
+  settings.match_iou = 0.3;
+  const BoxSpec query = parse_box_spec(spec, model.info());
+  settings.queries = {{to_input(*query.box, box)}};
+  expect_close(drise_map(model, x, 0, settings), load(dir.file("drise.npy")), "d-rise");
+  Engine engine(model, layers);
+  Pass pass = engine.run(x, false, {}, settings);
+  ASSERT_EQ(pass.detection_groups().at(0).size(), 1u);
+  EXPECT_EQ(pass.detection_groups()[0][0], matched);
+  expect_close(pass.explained()[0], load(dir.file("logits.npy")), "box query score");
+  test::expect_target_maps(engine, pass, 0, noise, dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Model, ModelDetectTargetsTest, ::testing::Values("yolov8", "yolov5"));

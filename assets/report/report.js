@@ -35,6 +35,24 @@
   document.getElementById('footer').textContent = 'Made by ' + data.generator + ' from ' +
       runs.map((r) => r.source).join(', ') + '.';
 
+  // A target's facts after its heading: a classifier's rank and
+  // probability, a segmenter's area, a detection's rank and score, a box
+  // query's matches and their summed score.
+  function targetFacts(t) {
+    const score = (v) => (typeof v === 'number' ? v.toFixed(2) : '');
+    if (t.query !== null && t.query !== undefined) {
+      return 'box ' + t.query + ', score ' + score(t.detection_score);
+    }
+    if (t.detection !== null && t.detection !== undefined) {
+      return 'detection ' + t.detection + ', score ' + score(t.detection_score);
+    }
+    const facts = [];
+    if (t.rank) facts.push('rank ' + t.rank);
+    if (typeof t.area === 'number') facts.push(pct(t.area) + ' of the pixels');
+    else if (typeof t.probability === 'number') facts.push(pct(t.probability));
+    return facts.join(', ');
+  }
+
   // What a reader wants first: the contact sheet, then the deepest layer
   // (the default one of layer methods) down to the first, and at each layer
   // the overlay before the other pictures.
@@ -102,22 +120,24 @@
           ...img.warnings.map((w) => el('li', {text: String(w)}))));
     }
 
-    // One group per (method, class), in manifest order.
+    // One group per (method, target), in manifest order: a target is a
+    // class, or a detector's detection or box query.
+    const targetKey = (x) => key(x['class']) + '\n' + key(x.detection) + '\n' + key(x.query);
     const groups = new Map();
     for (const m of maps.concat(raw.map((r) => Object.assign({isRaw: true}, r)))) {
-      const g = key(m.method) + '\n' + key(m['class']);
-      if (!groups.has(g)) groups.set(g, {method: key(m.method), cls: key(m['class']), maps: [], raw: []});
+      const g = key(m.method) + '\n' + targetKey(m);
+      if (!groups.has(g)) {
+        groups.set(g, {method: key(m.method), cls: key(m['class']), target: targetKey(m), maps: [], raw: []});
+      }
       groups.get(g)[m.isRaw ? 'raw' : 'maps'].push(m);
     }
     const mapsBox = el('div', {class: 'maps'});
     const rowGroups = [];
     for (const g of groups.values()) {
-      const t = targets.find((x) => key(x['class']) === g.cls);
+      const t = targets.find((x) => targetKey(x) === g.target);
       // Runs without classes (feature visualization, --unit) name the method only.
       const heading = el('h3', null, g.method + (g.cls ? ' · ' + g.cls : '') + (t && t.label ? ' ' + t.label : ''));
-      if (t) {
-        heading.append(' ', el('small', {text: (t.rank ? 'rank ' + t.rank + ', ' : '') + pct(t.probability)}));
-      }
+      if (t) heading.append(' ', el('small', {text: targetFacts(t)}));
       const thumbs = el('div', {class: 'thumbs'});
       const figures = [];
       for (const m of g.maps) {

@@ -51,10 +51,13 @@ void add_target_options(CLI::App& sub, const MethodDef& method, VisualizeOptions
                      "CSV or TSV file: image path or name, then its classes (images not in it "
                      "get --class or --top)");
   sub.add_option("--box", opts.explain.boxes,
-                 "Detectors: explain detection K, the K-th best of each image (repeatable; "
-                 "default: every detection)")
-      ->check(CLI::Range(0, kMaxDetections - 1))
+                 "Detectors: explain detection K (the K-th best, from 0), or x1,y1,x2,y2[:LABEL], "
+                 "the detections matching that box of the image (repeatable; default: every "
+                 "detection)")
       ->excludes(cls);
+  sub.add_option("--iou", opts.explain.match_iou,
+                 "Detectors: a detection matches a --box x1,y1,x2,y2 at this IoU or more "
+                 "(default 0.5)");
   sub.add_option("--min-score", opts.explain.min_score,
                  "Detectors: the detections are the boxes scoring above this")
       ->check(CLI::Range(0.0, 1.0))

@@ -101,21 +101,62 @@ std::vector<std::vector<Detection>> decode_detections(const at::Tensor& raw, Det
   return decode_rows(prediction_rows(raw, layout, classes, path), settings);
 }
 
+std::vector<size_t> matching_detections(const std::vector<Detection>& found,
+                                        const BoxQuery& query, double match_iou) {
+  const Detection box{query.x1, query.y1, query.x2, query.y2};
+  std::vector<size_t> match;
+  for (size_t k = 0; k < found.size(); ++k) {
+    if (query.label >= 0 && found[k].label != query.label) continue;
+    if (box_iou(found[k], box) >= match_iou) match.push_back(k);
+  }
+  return match;
+}
+
+DetectionGroups detection_groups(const std::vector<std::vector<Detection>>& detections,
+                                 const DetectSettings& settings) {
+  DetectionGroups groups(detections.size());
+  for (size_t n = 0; n < detections.size(); ++n) {
+    const bool queried = n < settings.queries.size() && !settings.queries[n].empty();
+    if (!queried) {
+      for (size_t k = 0; k < detections[n].size(); ++k) groups[n].push_back({k});
+      continue;
+    }
+    for (const BoxQuery& q : settings.queries[n]) {
+      groups[n].push_back(matching_detections(detections[n], q, settings.match_iou));
+    }
+  }
+  return groups;
+}
+
+at::Tensor detection_score(const at::Tensor& rows, int64_t n, const Detection& d) {
+  const at::Tensor row = rows[n][d.anchor];
+  return row[4] * row[5 + d.label];
+}
+
 at::Tensor detection_scores(const at::Tensor& rows,
-                            const std::vector<std::vector<Detection>>& detections, double fill) {
+                            const std::vector<std::vector<Detection>>& detections,
+                            const DetectionGroups& groups, double fill) {
   size_t most = 1;
-  for (const auto& d : detections) most = std::max(most, d.size());
+  for (const auto& g : groups) most = std::max(most, g.size());
   std::vector<at::Tensor> per_image;
   for (int64_t n = 0; n < rows.size(0); ++n) {
     const auto& found = detections.at(static_cast<size_t>(n));
+    const auto& targets = groups.at(static_cast<size_t>(n));
+    // Connected to the rows' graph, with a zero gradient: a batch whose
+    // targets all lack detections still has a score to differentiate.
+    const at::Tensor none = rows[n][0][0] * 0.0 + fill;
     std::vector<at::Tensor> scores;
-    for (const Detection& d : found) {
-      const at::Tensor row = rows[n][d.anchor];
-      scores.push_back(row[4] * row[5 + d.label]);
+    for (const std::vector<size_t>& group : targets) {
+      at::Tensor s = none;
+      for (size_t i = 0; i < group.size(); ++i) {
+        const at::Tensor one = detection_score(rows, n, found.at(group[i]));
+        s = i == 0 ? one : s + one;
+      }
+      scores.push_back(s);
     }
     at::Tensor s = scores.empty() ? at::empty({0}, rows.options()) : at::stack(scores);
-    if (found.size() < most) {
-      s = at::cat({s, at::full({static_cast<int64_t>(most - found.size())}, fill, rows.options())});
+    if (targets.size() < most) {
+      s = at::cat({s, none.expand({static_cast<int64_t>(most - targets.size())})});
     }
     per_image.push_back(s);
   }

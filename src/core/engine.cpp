@@ -695,6 +695,7 @@ struct Pass::Impl {
   at::Tensor labels;  // a segmenter's: each pixel's class, -1 outside the region
   DetectSettings detect;                             // a detector's
   std::vector<std::vector<Detection>> detections;    // a detector's, per image
+  DetectionGroups groups;                            // a detector's targets, per image
   bool detector = false;
   bool paired = false;
   bool stopped = false;  // the forward pass ended at the last kept layer
@@ -1085,13 +1086,17 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
       // A paired pass's references are scored at the inputs' detections.
       const int64_t n = p.paired ? rows.size(0) / 2 : rows.size(0);
       p.detections = decode_rows(rows.slice(0, 0, n), p.detect);
-      if (p.paired) p.detections.insert(p.detections.end(), p.detections.begin(), p.detections.end());
+      p.groups = cnnviz::detection_groups(p.detections, p.detect);
+      if (p.paired) {
+        p.detections.insert(p.detections.end(), p.detections.begin(), p.detections.end());
+        p.groups.insert(p.groups.end(), p.groups.begin(), p.groups.end());
+      }
       p.detector = true;
     }
-    p.logits = detection_scores(rows, p.detections, 0.0);
-    p.logits_detached =
-        detection_scores(rows.detach(), p.detections, -std::numeric_limits<double>::infinity())
-            .to(at::kCPU, at::kFloat);
+    p.logits = detection_scores(rows, p.detections, p.groups, 0.0);
+    p.logits_detached = detection_scores(rows.detach(), p.detections, p.groups,
+                                         -std::numeric_limits<double>::infinity())
+                            .to(at::kCPU, at::kFloat);
     p.explained = engine.unit ? unit_value(p, engine) : p.logits;
     p.explained_detached = p.explained.detach().to(at::kCPU);
     return;
@@ -1147,7 +1152,10 @@ Pass Pass::nested(const at::Tensor& batch, const std::vector<int64_t>& rows) con
         0, at::tensor(rows, at::kLong).to(impl_->labels.device()));
   }
   if (impl_->detector) {
-    for (int64_t r : rows) p->detections.push_back(impl_->detections.at(static_cast<size_t>(r)));
+    for (int64_t r : rows) {
+      p->detections.push_back(impl_->detections.at(static_cast<size_t>(r)));
+      p->groups.push_back(impl_->groups.at(static_cast<size_t>(r)));
+    }
     p->detector = true;
   }
   start(*p, *impl_->engine, batch, false);
@@ -1163,6 +1171,7 @@ const at::Tensor& Pass::explained() const { return impl_->explained_detached; }
 const at::Tensor& Pass::input() const { return impl_->input; }
 const at::Tensor& Pass::labels() const { return impl_->labels; }
 const std::vector<std::vector<Detection>>& Pass::detections() const { return impl_->detections; }
+const DetectionGroups& Pass::detection_groups() const { return impl_->groups; }
 
 const at::Tensor& Pass::output(size_t i) const {
   if (!impl_->engine->keep_outputs) {

@@ -39,21 +39,51 @@ at::Tensor Capture::variant_scores(int64_t image, const at::Tensor& variants, in
                                   const Score& score) const {
   const Model& model = engine_.model();
   const std::vector<int64_t> classes(static_cast<size_t>(variants.size(0)), cls);
+  if (cls == kNoTarget) return at::zeros({variants.size(0)}, at::kFloat);
   if (model.info().task == Task::kDetect) {
-    // Detection `cls` of the image: its class's score at its anchor, in each variant.
+    // Target `cls` of the image: its detections' scores at their anchors, in each variant.
     const ModelInfo& info = model.info();
     const at::Tensor rows = prediction_rows(model.raw_predictions(variants), info.layout,
                                             known_classes(info), info.path);
-    const Detection& d = pass_.detections().at(static_cast<size_t>(image)).at(
-        static_cast<size_t>(cls));
-    const at::Tensor s = rows.select(1, d.anchor).select(1, 4) *
-                         rows.select(1, d.anchor).select(1, 5 + d.label);
+    const auto& found = pass_.detections().at(static_cast<size_t>(image));
+    at::Tensor s = at::zeros({variants.size(0)}, rows.options());
+    for (size_t k : pass_.detection_groups().at(static_cast<size_t>(image)).at(
+             static_cast<size_t>(cls))) {
+      const Detection& d = found.at(k);
+      s = s + rows.select(1, d.anchor).select(1, 4) * rows.select(1, d.anchor).select(1, 5 + d.label);
+    }
     return score.counterfactual ? -s : s;
   }
   if (!pass_.labels().defined()) return target_scores(model.logits(variants), classes, score);
   const at::Tensor own = pass_.labels()[image].to(at::kCPU);
   const at::Tensor labels = own.expand({variants.size(0), own.size(0), own.size(1)});
   return target_scores(class_scores(model.pixel_logits(variants), labels), classes, score);
+}
+
+at::Tensor Capture::variant_rows(const at::Tensor& variants) const {
+  const ModelInfo& info = engine_.model().info();
+  if (info.task != Task::kDetect) {
+    throw Error(ErrorCode::kUnsupported, "model '" + info.name + "' is not a detector");
+  }
+  return prediction_rows(engine_.model().raw_predictions(variants), info.layout,
+                         known_classes(info), info.path)
+      .to(at::kCPU);
+}
+
+Detection Capture::target_box(int64_t image, int64_t cls) const {
+  const ModelInfo& info = engine_.model().info();
+  if (info.task != Task::kDetect) {
+    throw Error(ErrorCode::kUnsupported, "model '" + info.name + "' is not a detector");
+  }
+  const auto n = static_cast<size_t>(image);
+  const auto k = static_cast<size_t>(cls);
+  const std::vector<Detection>& found = pass_.detections().at(n);
+  const auto& queries = params_.detect.queries;
+  if (n >= queries.size() || queries[n].empty()) return found.at(k);
+  const BoxQuery& q = queries[n].at(k);
+  const std::vector<size_t>& group = pass_.detection_groups().at(n).at(k);
+  const int64_t label = q.label >= 0 ? q.label : found.at(group.at(0)).label;
+  return Detection{q.x1, q.y1, q.x2, q.y2, 0.0, label, -1};
 }
 
 const at::Tensor& Capture::activation(size_t i) const { return pass_.activation(i); }

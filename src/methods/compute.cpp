@@ -18,7 +18,10 @@ BatchMaps compute_maps(const Engine& engine, const MethodDef& method, const at::
   result.logits = pass.logits().slice(0, 0, n);
   result.explained = pass.explained().slice(0, 0, n);
   const auto& found = pass.detections();
-  result.detections.assign(found.begin(), found.begin() + std::min(found.size(), static_cast<size_t>(n)));
+  const size_t images = std::min(found.size(), static_cast<size_t>(n));
+  result.detections.assign(found.begin(), found.begin() + images);
+  const DetectionGroups& groups = pass.detection_groups();
+  result.groups.assign(groups.begin(), groups.begin() + std::min(groups.size(), images));
   // Ranked by the logits (a segmenter's: the classes' areas), or the unit.
   result.classes = targets(engine.unit() ? result.explained : result.logits);
   for (const std::vector<int64_t>& classes : result.classes) {

@@ -28,6 +28,7 @@ std::vector<MethodMap> eigencam(Capture&);
 std::vector<MethodMap> occlusion(Capture&);
 void check_occlusion(const MethodParams&, int64_t height, int64_t width);
 std::vector<MethodMap> rise(Capture&);
+std::vector<MethodMap> drise(Capture&);
 std::vector<MethodMap> deeplift(Capture&);
 std::vector<MethodMap> lrp(Capture&);
 void check_lrp(const MethodParams&, int64_t height, int64_t width);
@@ -220,6 +221,10 @@ class Row {
     def_.perturbs = true;
     return *this;
   }
+  Row& detectors_only() {
+    def_.detectors_only = true;
+    return *this;
+  }
   Row& lrp() {
     def_.lrp = true;
     return *this;
@@ -382,6 +387,17 @@ const std::vector<MethodDef>& method_table() {
                   false)
           .no_units()
           .perturbs(),
+      Row("d-rise", methods::drise)
+          .summary("D-RISE: random masks weighted by how well the masked image's detections "
+                   "match the target box and class")
+          .output(K::kLayerMap)
+          .backward(no_backward)
+          .params({"masks", "grid", "p", "seed", "sample_batch"})
+          // Weights are similarities, in [0, 1]: nothing to negate.
+          .scores({ScoreKind::kLogit}, false)
+          .no_units()
+          .perturbs()
+          .detectors_only(),
       Row("attention", methods::attention)
           .summary("Raw attention of the class token, per attention block (--head: one head)")
           .output(K::kLayerMap)
@@ -436,6 +452,12 @@ Score method_score(const MethodDef& method, std::optional<ScoreKind> requested,
 
 MethodParams run_params(const MethodDef& method, MethodParams given, const ModelInfo& info,
                         const Score& score) {
+  if (method.detectors_only && info.task != Task::kDetect) {
+    throw Error(ErrorCode::kUnsupported,
+                method.name + ": explains a detector's detections; model '" + info.name +
+                    "' is a " + (info.task == Task::kSegment ? "segmenter" : "classifier") +
+                    " (rise is the form for classes)");
+  }
   given.mean = info.preprocess.mean;
   given.std = info.preprocess.std;
   given.score = score;

@@ -20,45 +20,57 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/methods/methods.h"
 
-namespace cnnviz::methods {
+namespace cnnviz {
+
+namespace method_util {
+
+RandomMasks::RandomMasks(const MethodParams& p, int64_t height, int64_t width)
+    : height_(height), width_(width) {
+  if (p.masks < 1) throw Error(ErrorCode::kUsage, "--masks: must be at least 1");
+  if (p.grid < 1) throw Error(ErrorCode::kUsage, "--grid: must be at least 1");
+  if (!(p.keep > 0 && p.keep <= 1)) throw Error(ErrorCode::kUsage, "--p: must be in (0, 1]");
+  const int64_t s = p.grid;
+  const int64_t cell = (std::max(height, width) + s - 1) / s;
+  up_ = (s + 1) * cell;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(p.seed);
+  cells_ = (at::rand({p.masks, s, s}, generator, at::kFloat) < p.keep).to(at::kFloat);
+  shifts_ = at::randint(0, cell, {p.masks, 2}, generator, at::kLong);
+}
+
+at::Tensor RandomMasks::chunk(int64_t start, int64_t end) const {
+  const at::Tensor big = at::upsample_bilinear2d(cells_.slice(0, start, end).unsqueeze(1),
+                                                 {up_, up_}, /*align_corners=*/false);
+  const auto shift = shifts_.accessor<int64_t, 2>();
+  std::vector<at::Tensor> cropped;
+  for (int64_t i = start; i < end; ++i) {
+    cropped.push_back(big[i - start][0]
+                          .slice(0, shift[i][0], shift[i][0] + height_)
+                          .slice(1, shift[i][1], shift[i][1] + width_));
+  }
+  return at::stack(cropped);
+}
+
+}  // namespace method_util
+
+namespace methods {
 
 std::vector<MethodMap> rise(Capture& capture) {
   const MethodParams& p = capture.params();
-  if (p.masks < 1) throw Error(ErrorCode::kUsage, "--masks: must be at least 1");
-  if (p.grid < 1) throw Error(ErrorCode::kUsage, "--grid: must be at least 1");
-  if (!(p.keep > 0 && p.keep <= 1)) {
-    throw Error(ErrorCode::kUsage, "--p: must be in (0, 1]");
-  }
   const at::Tensor x = capture.input().to(at::kCPU);
   const int64_t n = x.size(0), height = x.size(2), width = x.size(3);
-  const int64_t s = p.grid;
-  const int64_t cell = (std::max(height, width) + s - 1) / s;
-  const int64_t up = (s + 1) * cell;
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(p.seed);
-  const at::Tensor cells =
-      (at::rand({p.masks, s, s}, generator, at::kFloat) < p.keep).to(at::kFloat);
-  const at::Tensor shifts = at::randint(0, cell, {p.masks, 2}, generator, at::kLong);
-  const auto shift = shifts.accessor<int64_t, 2>();
-
+  const method_util::RandomMasks random(p, height, width);
   const Score score = p.score.value_or(Score{ScoreKind::kProbability, false});
   const int64_t chunk = std::max(1, p.sample_batch);
   at::Tensor sums = at::zeros({n, height, width}, at::kDouble);
-  for (int64_t start = 0; start < p.masks; start += chunk) {
-    const int64_t end = std::min<int64_t>(p.masks, start + chunk);
-    const at::Tensor big = at::upsample_bilinear2d(cells.slice(0, start, end).unsqueeze(1),
-                                                   {up, up}, /*align_corners=*/false);
-    std::vector<at::Tensor> cropped;
-    for (int64_t i = start; i < end; ++i) {
-      cropped.push_back(big[i - start][0]
-                            .slice(0, shift[i][0], shift[i][0] + height)
-                            .slice(1, shift[i][1], shift[i][1] + width));
-    }
-    const at::Tensor masks = at::stack(cropped);  // [c,H,W]
+  for (int64_t start = 0; start < random.count(); start += chunk) {
+    const at::Tensor masks = random.chunk(start, std::min(random.count(), start + chunk));  // [c,H,W]
     for (int64_t j = 0; j < n; ++j) {
       const int64_t cls = capture.classes()[static_cast<size_t>(j)];
       const at::Tensor w =
@@ -70,4 +82,6 @@ std::vector<MethodMap> rise(Capture& capture) {
   return {{"", saliency.to(capture.input().device())}};
 }
 
-}  // namespace cnnviz::methods
+}  // namespace methods
+
+}  // namespace cnnviz

@@ -96,6 +96,13 @@ Detection to_source(const Detection& d, const CropBox& box) {
   return s;
 }
 
+BoxQuery to_input(const BoxQuery& q, const CropBox& box) {
+  const double sx = static_cast<double>(box.resized_w) / box.src_w;
+  const double sy = static_cast<double>(box.resized_h) / box.src_h;
+  return BoxQuery{q.x1 * sx - box.left, q.y1 * sy - box.top, q.x2 * sx - box.left,
+                  q.y2 * sy - box.top, q.label};
+}
+
 DetectSummary detect(const Model& model, const std::vector<std::string>& images,
                      const DetectOptions& options, Progress& progress,
                      const std::function<void(const DetectResult&)>& on_result) {

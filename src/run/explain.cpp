@@ -30,6 +30,7 @@
 #include "cnnviz/io/region.h"
 #include "cnnviz/methods/compute.h"
 #include "cnnviz/methods/layers.h"
+#include "cnnviz/run/detect.h"
 #include "cnnviz/run/image_targets.h"
 #include "cnnviz/run/manifest.h"
 #include "cnnviz/run/outputs.h"
@@ -93,43 +94,28 @@ Score task_score(const MethodDef& method, const ExplainOptions& o, Task task) {
   return score;
 }
 
-// A detector's targets are its detections (--box); --box applies to
-// detectors only.
+// A detector's targets are its detections (--box, --targets); --box and
+// --iou apply to detectors only.
 void check_detector_targets(const Model& model, const ExplainOptions& o) {
   const bool detector = model.info().task == Task::kDetect;
+  if (o.match_iou && !(*o.match_iou > 0.0 && *o.match_iou <= 1.0)) {
+    throw Error(ErrorCode::kUsage, "--iou " + std::to_string(*o.match_iou) +
+                                       ": must be above 0 and at most 1");
+  }
   if (!detector) {
-    if (!o.boxes.empty()) {
-      throw Error(ErrorCode::kUsage, "--box " + std::to_string(o.boxes.front()) +
-                                         ": applies to detectors; model '" + model.info().name +
-                                         "' is not one");
+    if (!o.boxes.empty() || o.match_iou) {
+      throw Error(ErrorCode::kUsage,
+                  (!o.boxes.empty() ? "--box '" + o.boxes.front() + "'" : std::string("--iou")) +
+                      ": applies to detectors; model '" + model.info().name + "' is not one");
     }
     return;
   }
-  if (!o.classes.empty() || !o.targets_file.empty() || o.top != 1) {
+  if (!o.classes.empty() || o.top != 1) {
     throw Error(ErrorCode::kUsage,
-                std::string(!o.classes.empty()         ? "--class"
-                            : !o.targets_file.empty() ? "--targets"
-                                                      : "--top") +
-                    ": a detector's targets are its detections (--box K, the K-th best; default: "
-                    "every one)");
+                std::string(!o.classes.empty() ? "--class" : "--top") +
+                    ": a detector's targets are its detections (--box K, the K-th best, or "
+                    "--box x1,y1,x2,y2[:label]; default: every one)");
   }
-}
-
-// A detector's targets: detections `boxes` of each image that has them,
-// else every detection (its scores are -inf past its last).
-TargetChooser detection_chooser(std::vector<int64_t> boxes) {
-  if (boxes.empty()) return top_classes(kMaxDetections);
-  return [boxes = std::move(boxes)](const at::Tensor& scores) {
-    std::vector<std::vector<int64_t>> ranks;
-    for (int64_t k : boxes) {
-      ranks.emplace_back();
-      for (int64_t n = 0; n < scores.size(0); ++n) {
-        const bool has = k < scores.size(1) && !std::isinf(scores[n][k].item<double>());
-        ranks.back().push_back(has ? k : kNoTarget);
-      }
-    }
-    return ranks;
-  };
 }
 
 // --region, read once, for a segmenter's class targets only.
@@ -148,6 +134,16 @@ std::optional<Region> checked_region(const Model& model, const ExplainOptions& o
   return read_region(o.region);
 }
 
+// An image's box queries (--box x1,y1,x2,y2, a targets file's), in the
+// network input's pixels; none when its targets are detection indices.
+std::vector<BoxQuery> input_queries(const ImageTargets& targets, const CropBox& box) {
+  std::vector<BoxQuery> queries;
+  for (const BoxSpec& b : targets.boxes) {
+    if (b.box) queries.push_back(to_input(*b.box, box));
+  }
+  return queries;
+}
+
 // What a run will do, resolved and checked before any work.
 struct Plan {
   const MethodDef& method;
@@ -163,7 +159,6 @@ struct Plan {
   bool full_view = false;          // overlays: the loader keeps the decoded source
   std::optional<Region> region;    // a segmenter's --region
   int64_t background = -1;         // a segmenter's background class: never a default target
-  std::vector<int64_t> boxes;      // a detector's --box
 };
 
 Plan make_plan(const Model& model, const std::vector<std::string>& images, const ExplainOptions& o,
@@ -184,8 +179,7 @@ Plan make_plan(const Model& model, const std::vector<std::string>& images, const
          {},
          false,
          std::nullopt,
-         -1,
-         o.boxes};
+         -1};
   const LayerRequest request{o.layers, o.all_layers};
   p.layers = p.unit ? unit_method_layers(model, method, request, *p.unit)
                     : method_layers(model, method, request);
@@ -200,10 +194,12 @@ Plan make_plan(const Model& model, const std::vector<std::string>& images, const
   p.positions = shard_positions(images.size(), o.shard);
   p.targets = std::make_unique<TargetPlan>(
       model.info(), images, p.positions,
-      p.unit ? TargetRequest{{}, "", 1} : TargetRequest{o.classes, o.targets_file, o.top},
+      p.unit ? TargetRequest{{}, "", 1, {}}
+             : TargetRequest{o.classes, o.targets_file, o.top, o.boxes},
       progress);
   p.params = run_params(method, o.params, model.info(), p.score);
   p.params.detect.min_score = o.min_score;
+  p.params.detect.match_iou = o.match_iou.value_or(p.params.detect.match_iou);
   p.stems = unique_stems(images);
   const bool layer_maps = method.output == MapKind::kLayerMap || method.layer_maps;
   p.full_view = layer_maps && (p.selection.any("overlay") || p.selection.any("overlay_full") ||
@@ -315,13 +311,14 @@ class BatchRunner {
     }
     MethodParams params = plan_.params;
     if (plan_.region) params.region = region_on_input(*plan_.region, ok[begin]->box);
+    for (size_t i = begin; i < end; ++i) {
+      params.detect.queries.push_back(input_queries(plan_.targets->of(ok[i]->index), ok[i]->box));
+    }
     const BatchMaps maps = compute_maps(
         engine_, plan_.method, at::stack(inputs),
         model_.info().task == Task::kDetect
             // A map that does not depend on its target (Eigen-CAM): the best detection's.
-            ? detection_chooser(plan_.method.scores.empty() && plan_.boxes.empty()
-                                    ? std::vector<int64_t>{0}
-                                    : plan_.boxes)
+            ? plan_.targets->chooser(positions, plan_.method.scores.empty() ? 1 : kMaxDetections)
             : excluding_class(plan_.targets->chooser(positions), plan_.background),
         params);
     note_segment_targets(maps, ok, begin);
@@ -398,7 +395,8 @@ class BatchRunner {
   }
 
   // A detector's images without a detection, or without the one --box asks
-  // for: their entries list no such target.
+  // for, and its boxes that match no detection: their entries list no such
+  // target.
   void note_detection_targets(const BatchMaps& maps, const std::vector<LoadedImage*>& ok,
                               size_t begin) {
     for (size_t n = 0; n < maps.detections.size(); ++n) {
@@ -409,11 +407,18 @@ class BatchRunner {
                                ": nothing to explain");
         continue;
       }
-      for (int64_t k : plan_.boxes) {
-        if (k >= static_cast<int64_t>(found)) {
-          writers_.progress.note(image + "--box " + std::to_string(k) + ": it has " +
+      const std::vector<BoxSpec>& boxes = plan_.targets->of(ok[begin + n]->index).boxes;
+      for (size_t k = 0; k < boxes.size(); ++k) {
+        const BoxSpec& b = boxes[k];
+        if (!b.box && b.index >= static_cast<int64_t>(found)) {
+          writers_.progress.note(image + b.where + " '" + b.text + "': it has " +
                                  std::to_string(found) + " detection" + (found == 1 ? "" : "s") +
                                  " (0 to " + std::to_string(found - 1) + ")");
+        } else if (b.box && maps.groups.at(n).at(k).empty()) {
+          char iou[32];
+          std::snprintf(iou, sizeof(iou), "%.2f", plan_.params.detect.match_iou);
+          writers_.progress.note(image + b.where + " '" + b.text +
+                                 "': matches no detection (IoU >= " + iou + ")");
         }
       }
     }
@@ -505,6 +510,30 @@ std::vector<LoadedImage*> fitting_region(const std::vector<LoadedImage*>& ok, co
   return fit;
 }
 
+// The images of `ok` whose box queries lie inside them; the others fail,
+// each with its own line.
+template <typename Failed>
+std::vector<LoadedImage*> fitting_boxes(const std::vector<LoadedImage*>& ok, const TargetPlan& plan,
+                                        Failed&& failed) {
+  std::vector<LoadedImage*> fit;
+  for (LoadedImage* img : ok) {
+    const CropBox& size = img->box;
+    const std::vector<BoxSpec>& boxes = plan.of(img->index).boxes;
+    const auto outside = std::find_if(boxes.begin(), boxes.end(), [&](const BoxSpec& b) {
+      return b.box && (b.box->x2 > size.src_w || b.box->y2 > size.src_h);
+    });
+    if (outside == boxes.end()) {
+      fit.push_back(img);
+      continue;
+    }
+    failed(img->index, img->path,
+           "image '" + img->path + "': " + outside->where + " '" + outside->text +
+               "': lies outside the image (" + std::to_string(size.src_w) + " x " +
+               std::to_string(size.src_h) + " pixels)");
+  }
+  return fit;
+}
+
 // Every batch of `list` through the network and onto the writers; stops at
 // the next batch when interrupted.
 void run_batches(const Model& model, const Engine& engine, const Plan& plan, const LoadList& list,
@@ -533,6 +562,7 @@ void run_batches(const Model& model, const Engine& engine, const Plan& plan, con
     std::vector<LoadedImage*> ok = place_loaded(
         batch, list, [&](LoadedImage& img) { failed(img.index, img.path, img.error->what()); });
     if (plan.region) ok = fitting_region(ok, *plan.region, failed);
+    if (model.info().task == Task::kDetect) ok = fitting_boxes(ok, *plan.targets, failed);
     run_in_parts(
         ok.size(), chunk, writers.progress,
         [&](size_t begin, size_t end) { runner.run(ok, begin, end); },

@@ -82,6 +82,30 @@ json detection_target_json(const BatchFacts& f, size_t n, int64_t k, const CropB
           {"detection_score", d.score}};
 }
 
+// Box query `k` of image n as a target (--box x1,y1,x2,y2): the detections
+// it matched, their summed score, and its label (the query's, else its best
+// match's).
+json query_target_json(const BatchFacts& f, size_t n, int64_t k, const BoxSpec& spec,
+                       const json& score, MapTarget& target) {
+  const std::vector<size_t>& group = f.maps.groups.at(n).at(static_cast<size_t>(k));
+  const std::vector<Detection>& found = f.maps.detections.at(n);
+  const BoxQuery& q = *spec.box;
+  const int64_t label = q.label >= 0 ? q.label : found.at(group.at(0)).label;
+  double sum = 0;
+  for (size_t d : group) sum += found.at(d).score;
+  target = MapTarget{label, std::nullopt, -1, k, {q.x1, q.y1, q.x2, q.y2}};
+  return {{"class", label},
+          {"label", f.info.label(label)},
+          {"rank", nullptr},
+          {"source", spec.where == "--box" ? "box" : "targets"},
+          {"spec", spec.text},
+          {"score", score},
+          {"query", k},
+          {"box", {q.x1, q.y1, q.x2, q.y2}},
+          {"detections", group},
+          {"detection_score", sum}};
+}
+
 // Image n's maps of every rank it has a target at, and those targets.
 json take_maps_and_targets(const BatchFacts& f, size_t n, size_t position, ImageWork& w) {
   json targets = json::array();
@@ -96,9 +120,14 @@ json take_maps_and_targets(const BatchFacts& f, size_t n, size_t position, Image
     if (f.unit) {
       w.targets.push_back(MapTarget{0, f.unit});
       targets.push_back(unit_target_json(*f.unit, score, f.maps.explained[i][0].item<double>()));
+    } else if (!f.maps.detections.empty() && !f.plan.of(position).boxes.empty() &&
+               f.plan.of(position).boxes.front().box) {
+      const BoxSpec& spec = f.plan.of(position).boxes.at(static_cast<size_t>(cls));
+      w.targets.emplace_back();
+      targets.push_back(query_target_json(f, n, cls, spec, score, w.targets.back()));
     } else if (!f.maps.detections.empty()) {
       const Detection d = to_source(f.maps.detections.at(n).at(static_cast<size_t>(cls)), w.box);
-      w.targets.push_back(MapTarget{d.label, std::nullopt, cls, {d.x1, d.y1, d.x2, d.y2}});
+      w.targets.push_back(MapTarget{d.label, std::nullopt, cls, -1, {d.x1, d.y1, d.x2, d.y2}});
       targets.push_back(detection_target_json(f, n, cls, w.box, score));
     } else {
       w.targets.push_back(MapTarget{cls, std::nullopt});

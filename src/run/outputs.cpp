@@ -167,7 +167,7 @@ void write_overlays(Writer& w, MapPictures& pictures, const OutputSelection& cho
   const bool overlay = chosen.has("overlay") || chosen.has("contact");
   if (overlay) {
     cv::Mat over = blend(view.network_rgb, pictures.get("heatmap"), style.alpha);
-    if (target.detection >= 0) over = draw_boxes(over, {target_outline(target, view.box, true)});
+    if (target.has_box()) over = draw_boxes(over, {target_outline(target, view.box, true)});
     if (chosen.has("overlay")) w.png("overlay", over);
     if (chosen.has("contact")) out.tile = over;
   }
@@ -175,7 +175,7 @@ void write_overlays(Writer& w, MapPictures& pictures, const OutputSelection& cho
     // Source-sized: the thread's buffer from the last image is reused.
     thread_local cv::Mat full;
     overlay_on_source(view, pictures.get("gray"), style.colormap, style.alpha, full);
-    if (target.detection >= 0) full = draw_boxes(full, {target_outline(target, view.box, false)});
+    if (target.has_box()) full = draw_boxes(full, {target_outline(target, view.box, false)});
     w.png("overlay_full", full);
   }
 }
@@ -289,12 +289,14 @@ json write_contact_sheet(const ImageDir& dir, const MethodDef& method, const Map
 std::string MapTarget::tag() const {
   if (unit) return unit->tag();
   const std::string c = "c" + std::to_string(cls);
+  if (query >= 0) return "b" + std::to_string(query) + "-" + c;
   return detection >= 0 ? "d" + std::to_string(detection) + "-" + c : c;
 }
 
 json MapTarget::fields() const {
   if (unit) return {{"class", nullptr}, {"unit", unit->spec()}};
   if (detection >= 0) return {{"class", cls}, {"detection", detection}};
+  if (query >= 0) return {{"class", cls}, {"query", query}};
   return {{"class", cls}};
 }
 

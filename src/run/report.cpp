@@ -118,7 +118,7 @@ void add_files(const json& e, const std::string& outdir, json& img, MissingMaps&
   img["maps"] = json::array();
   img["raw"] = json::array();
   for (const json& f : e.value("files", json::array())) {
-    json m = pick(f, {"path", "method", "layer", "class", "variant"});
+    json m = pick(f, {"path", "method", "layer", "class", "detection", "query", "variant"});
     const std::string rel = f.at("path").get<std::string>();
     if (f.value("format", "") == "png") {
       std::error_code ec;
@@ -151,7 +151,8 @@ json image_json(const json& e, const std::string& path, const std::string& outdi
   }
   img["targets"] = json::array();
   for (const json& t : e.value("targets", json::array())) {
-    img["targets"].push_back(pick(t, {"class", "label", "rank", "probability"}));
+    img["targets"].push_back(pick(
+        t, {"class", "label", "rank", "probability", "detection", "query", "detection_score", "area"}));
   }
   add_files(e, outdir, img, missing);
   return img;

@@ -459,6 +459,7 @@ struct Server::Impl {
   void get_methods(const httplib::Request&, httplib::Response& res) {
     json methods = json::array();
     for (const MethodDef& m : method_table()) {
+      if (m.detectors_only) continue;  // the explorer shows classifiers
       json scores = json::array();
       for (ScoreKind k : m.scores) scores.push_back(score_name(k));
       methods.push_back(json{{"name", m.name},

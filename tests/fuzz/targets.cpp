@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -22,6 +23,7 @@
 #include "cnnviz/io/png.h"
 #include "cnnviz/io/preprocess.h"
 #include "cnnviz/io/region.h"
+#include "cnnviz/run/image_targets.h"
 #include "cnnviz/run/inputs.h"
 #include "cnnviz/run/manifest.h"
 #include "cnnviz/run/report.h"
@@ -100,6 +102,34 @@ int metadata(const uint8_t* data, size_t size) {
   return 0;
 }
 
+// A targets file's field as a detector's target (K or x1,y1,x2,y2[:label]):
+// a box it accepts is non-empty, finite and not negative, of a label the
+// model has.
+void check_box_spec(const std::string& text) {
+  static const ModelInfo info = [] {
+    ModelInfo i;
+    i.name = "fuzz";
+    i.task = Task::kDetect;
+    i.labels = {"a", "b", "c"};
+    i.num_classes = 3;
+    return i;
+  }();
+  try {
+    const BoxSpec spec = parse_box_spec(text, info, "fuzz");
+    if (!spec.box) {
+      if (spec.index < 0) bug("a box spec that is neither an index nor a box");
+      return;
+    }
+    const BoxQuery& b = *spec.box;
+    if (!(b.x1 >= 0 && b.y1 >= 0 && b.x2 > b.x1 && b.y2 > b.y1 && std::isfinite(b.x2) &&
+          std::isfinite(b.y2))) {
+      bug("an empty, negative or infinite box accepted");
+    }
+    if (b.label < -1 || b.label >= 3) bug("a box label out of range");
+  } catch (const Error&) {
+  }
+}
+
 int lists(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   try {
@@ -125,6 +155,7 @@ int lists(const uint8_t* data, size_t size) {
       if (row.image.empty() || row.classes.empty()) bug("a row without image or classes");
       for (const std::string& c : row.classes) {
         if (c.empty()) bug("an empty class");
+        check_box_spec(c);
       }
       if (file.find(row.image) == nullptr) bug("a row that find() does not return");
     }

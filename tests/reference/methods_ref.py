@@ -122,6 +122,7 @@ ensure_torch("methods_ref.py")
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
@@ -357,11 +358,15 @@ SEGMENT = {"labels": None}
 # letterbox, decoding and NMS at its defaults); "class" k is detection k, whose score is
 # objectness (yolov5; 1 for yolov8) times its class's score at its anchor, the same anchor and
 # class in every pass.
-DETECT = {"layout": None, "targets": None}
+# With --box, "class" 0 is instead the sum of the scores of the detections whose box overlaps
+# the given one (image pixels, carried through the letterbox) by IoU >= --match-iou, of its
+# label when it has one: pytorch-grad-cam's FasterRCNNBoxScoreTarget without the IoU term,
+# summed over every match.
+DETECT = {"layout": None, "targets": None, "boxes": None, "groups": None}
 
 
 def detection_scores(output):
-    """[N,K]: each detection's score in the detector's raw output."""
+    """[N,K]: each detection's (or box query's) score in the detector's raw output."""
     rows = output.transpose(1, 2) if DETECT["layout"] == "yolov8" else output
     scores = []
     for anchor, label in DETECT["targets"]:
@@ -369,7 +374,66 @@ def detection_scores(output):
             scores.append(rows[:, anchor, 4 + label])
         else:
             scores.append(rows[:, anchor, 4] * rows[:, anchor, 5 + label])
+    if DETECT["groups"] is not None:
+        return torch.stack([sum(scores[k] for k in group) for group in DETECT["groups"]], dim=1)
     return torch.stack(scores, dim=1)
+
+
+def match_box(spec, geometry, size, match_iou):
+    """The detections (indices into DETECT["targets"]) a --box X1,Y1,X2,Y2[:LABEL] matches."""
+    corners, _, label = spec.partition(":")
+    x1, y1, x2, y2 = (float(v) for v in corners.split(","))
+    w, h = size
+    sx, sy = geometry["width"] / w, geometry["height"] / h
+    query = torch.tensor([[x1 * sx + geometry["left"], y1 * sy + geometry["top"],
+                           x2 * sx + geometry["left"], y2 * sy + geometry["top"]]],
+                         dtype=DETECT["boxes"].dtype)
+    iou = torchvision.ops.box_iou(query, DETECT["boxes"])[0]
+    group = [k for k, (_, lab) in enumerate(DETECT["targets"])
+             if iou[k].item() >= match_iou and (not label or lab == int(label))]
+    if not group:
+        raise RefError(f"--box {spec} matches no detection")
+    DETECT["query"] = (query[0], int(label) if label else DETECT["targets"][group[0]][1])
+    return group
+
+
+# D-RISE (Petsiuk et al. 2021), --drise -> drise.npy [H,W]: RISE's masks (the same seed, order
+# and upsampling as perturbation_ref.py's), each masked image's proposals (every anchor, before
+# threshold and NMS) compared with the target box and class by IoU x objectness x cosine of the
+# class scores with the one-hot class; a mask weighs by its best proposal; sum / (N p).
+def drise(model, x, box, label, args):
+    _, _, h, w = x.shape
+    s = args.grid
+    g = torch.Generator().manual_seed(args.seed)
+    cells = (torch.rand(args.masks, s, s, generator=g) < args.p).float()
+    cell = math.ceil(max(h, w) / s)
+    shifts = torch.randint(0, cell, (args.masks, 2), generator=g)
+    total = torch.zeros(h, w, dtype=torch.float64)
+    for i in range(0, args.masks, args.batch):
+        up = F.interpolate(cells[i:i + args.batch, None], size=((s + 1) * cell, (s + 1) * cell),
+                           mode="bilinear", align_corners=False)
+        masks = torch.stack([up[k, 0, dy:dy + h, dx:dx + w]
+                             for k, (dy, dx) in enumerate(shifts[i:i + args.batch].tolist())])
+        with torch.no_grad():
+            out = model(x * masks[:, None]).double()
+        if DETECT["layout"] == "yolov8":
+            rows = out.transpose(1, 2)
+            obj, probs = torch.ones(rows.shape[:2], dtype=rows.dtype), rows[..., 4:]
+        else:
+            rows = out
+            obj, probs = rows[..., 4], rows[..., 5:]
+        cx, cy, bw, bh = rows[..., :4].unbind(-1)
+        boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1)
+        iou = torchvision.ops.box_iou(box[None].double(), boxes.reshape(-1, 4))
+        iou = iou.reshape(boxes.shape[:2])
+        onehot = torch.zeros(probs.shape[-1], dtype=probs.dtype)
+        onehot[label] = 1
+        norm = torch.linalg.vector_norm(probs, dim=-1)
+        cosine = torch.where(norm > 0, (probs * onehot).sum(-1) / norm.clamp_min(1e-300),
+                             torch.zeros_like(norm))
+        weight = (iou * obj * cosine).max(1).values
+        total += (weight.view(-1, 1, 1) * masks.double()).sum(0)
+    return (total / (args.masks * args.p)).float()
 
 
 def find_detections(model, meta, x):
@@ -382,6 +446,7 @@ def find_detections(model, meta, x):
     if not anchors:
         raise RefError("the detector finds no box above 0.25")
     DETECT["targets"] = [(a, int(labels[a])) for a in anchors]
+    DETECT["boxes"] = boxes[anchors]
 
 
 def head(output):
@@ -699,6 +764,16 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--region", default=None, metavar="MASK.png",
                         help="a segmenter's region: its targets count only these pixels")
+    parser.add_argument("--box", default=None, metavar="X1,Y1,X2,Y2[:LABEL]",
+                        help="a detector's target: the detections matching this box (image pixels)")
+    parser.add_argument("--match-iou", type=float, default=0.5,
+                        help="--box: a detection matches at this IoU or more")
+    parser.add_argument("--drise", action="store_true", help="a detector's D-RISE map")
+    parser.add_argument("--masks", type=int, default=100)
+    parser.add_argument("--grid", type=int, default=7)
+    parser.add_argument("--p", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=16, help="masks per forward pass")
     args = parser.parse_args()
     if args.ig_steps < 1:
         parser.error("--ig-steps must be >= 1")
@@ -717,9 +792,14 @@ def main():
 
         if meta.get("task") == "detect":
             pre = common.preprocess_params(meta)
-            x = detect_ref.letterbox(common.load_rgb(args.image), pre["resize"], pre["mean"],
-                                     pre["std"])[0][None]
+            rgb = common.load_rgb(args.image)
+            x, geometry = detect_ref.letterbox(rgb, pre["resize"], pre["mean"], pre["std"])
+            x = x[None]
             find_detections(model, meta, x)
+            if args.box:
+                DETECT["groups"] = [match_box(args.box, geometry, rgb.size, args.match_iou)]
+                with open(os.path.join(args.outdir, "matched.json"), "w") as f:
+                    json.dump(DETECT["groups"][0], f)
             args.cls = 0 if args.cls is None else args.cls
         else:
             x = common.preprocess(common.load_rgb(args.image),
@@ -732,7 +812,8 @@ def main():
             raise RefError("--region: the model is not a segmenter")
         if not diff < 1e-4:
             raise RefError(f"eager and scripted logits differ by {diff:g} (>= 1e-4)")
-        num_classes = (len(DETECT["targets"]) if DETECT["targets"] is not None
+        num_classes = (len(DETECT["groups"]) if DETECT["groups"] is not None
+                       else len(DETECT["targets"]) if DETECT["targets"] is not None
                        else int(meta.get("num_classes", 1000)))
         if args.cls is not None and not 0 <= args.cls < num_classes:
             raise RefError(f"--class {args.cls} out of range [0, {num_classes})")
@@ -831,6 +912,13 @@ def main():
                 report["ig"][kind] = {"sum": ig.double().sum().item(),
                                       "delta": y - logit(model, baseline, cls)}
             save(args.outdir, "ig_baseline_blurred.npy", blurred[0])
+
+        if args.drise:
+            if DETECT["targets"] is None:
+                raise RefError("--drise: the model is not a detector")
+            box, label = (DETECT["query"] if DETECT["groups"] is not None
+                          else (DETECT["boxes"][cls], DETECT["targets"][cls][1]))
+            save(args.outdir, "drise.npy", drise(model, x, box, label, args))
 
         with open(os.path.join(args.outdir, "meta.json"), "w") as out:
             json.dump(report, out, indent=1)

@@ -20,11 +20,29 @@ struct Detection {
   int64_t anchor = 0;  // its prediction's index among the A anchors
 };
 
+// A box an explanation asks about (--box x1,y1,x2,y2[:label]), in the
+// network input's pixels: its target is the detections of `label` (of any
+// label when -1) that overlap it by at least DetectSettings::match_iou.
+struct BoxQuery {
+  double x1 = 0, y1 = 0, x2 = 0, y2 = 0;
+  int64_t label = -1;
+};
+
 struct DetectSettings {
   double min_score = 0.25;  // candidates score above it (strictly)
   double iou = 0.45;        // a box overlapping a better one of its label by more is dropped
   int max_detections = 300;
+  // Explanations only. Each image's box queries, by its row in the pass;
+  // an image without any (or past the list's end) has its detections as
+  // its targets.
+  std::vector<std::vector<BoxQuery>> queries;
+  double match_iou = 0.5;  // a detection matches a query at this IoU or more
 };
+
+// What each target of each image sums, as indices into that image's
+// detections: [image][target]. Target k is detection k, or, for an image
+// with box queries, the detections matching query k (possibly none).
+using DetectionGroups = std::vector<std::vector<std::vector<size_t>>>;
 
 // The most candidates (by score) non-maximum suppression considers per
 // image, as detectors' own post-processing caps them.
@@ -32,6 +50,15 @@ constexpr int64_t kMaxNmsCandidates = 30000;
 
 // Intersection over union of two boxes (0 when both are empty).
 double box_iou(const Detection& a, const Detection& b);
+
+// The detections of `found` (one image's) that match `query`: of its label
+// when it has one, overlapping it by IoU >= match_iou; best first.
+std::vector<size_t> matching_detections(const std::vector<Detection>& found,
+                                        const BoxQuery& query, double match_iou);
+// Each image's targets (DetectionGroups) from its detections and
+// settings.queries.
+DetectionGroups detection_groups(const std::vector<std::vector<Detection>>& detections,
+                                 const DetectSettings& settings);
 
 // Each image's detections in `raw` ([N,...] as `layout` says; model.h), in
 // the network input's pixels, best first: the candidates whose score is
@@ -56,12 +83,17 @@ at::Tensor prediction_rows(const at::Tensor& raw, DetectLayout layout, int64_t c
 std::vector<std::vector<Detection>> decode_rows(const at::Tensor& rows,
                                                 const DetectSettings& settings);
 
-// What explaining detection k of image n differentiates: its score as the
-// rows give it, objectness times its class's score at its anchor. [N,K]
-// with K the most detections of an image (at least 1), `fill` where an
-// image has fewer. Differentiable where `rows` is.
+// The score of one detection in `rows` [N, A, 5+C] of image n:
+// objectness times its class's score at its anchor, [] (differentiable).
+at::Tensor detection_score(const at::Tensor& rows, int64_t n, const Detection& d);
+
+// What explaining target k of image n differentiates: the sum of its
+// group's detection scores (detection_score), as the rows give them. [N,K]
+// with K the most targets of an image (at least 1); `fill` where an image
+// has fewer, and where a group is empty. Differentiable where `rows` is.
 at::Tensor detection_scores(const at::Tensor& rows,
-                            const std::vector<std::vector<Detection>>& detections, double fill);
+                            const std::vector<std::vector<Detection>>& detections,
+                            const DetectionGroups& groups, double fill);
 
 }  // namespace cnnviz
 

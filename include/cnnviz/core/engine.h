@@ -158,7 +158,8 @@ class Engine {
   // bool on the input grid; undefined: every pixel); a paired pass's
   // references are scored over the inputs' labels. A detector's pass
   // (a DetectLayout) explains its detections (core/detections.h, found with
-  // `detect`): "class" k of an image is its detection k, best first.
+  // `detect`): "class" k of an image is its detection k, best first, or,
+  // for an image with box queries, the detections matching query k.
   Pass run(const at::Tensor& batch, bool paired = false, const at::Tensor& region = {},
            const DetectSettings& detect = {}) const;
 
@@ -188,9 +189,13 @@ class Pass {
   // the model's device; undefined for a classifier.
   const at::Tensor& labels() const;
   // A detector's detections per image, in the input's pixels, best first;
-  // empty for other models. A detector's logits() are their scores, -inf
-  // where an image has fewer than the most of the batch.
+  // empty for other models. A detector's logits() are its targets' scores
+  // (detection_groups), -inf where an image has fewer targets than the most
+  // of the batch and for a query that matches no detection.
   const std::vector<std::vector<Detection>>& detections() const;
+  // A detector's targets per image (detections.h): what "class" k of image
+  // n sums; empty for other models.
+  const DetectionGroups& detection_groups() const;
   const at::Tensor& input() const;  // the batch it ran on, [N,3,H,W], on the model's device
 
   // The output of layer `i` (index into Engine::layers()), [N,...] detached.

@@ -21,6 +21,7 @@ struct BatchMaps {
                                               // engine's unit's value [N,1] (engine.h)
   std::vector<std::vector<int64_t>> classes;  // [rank][image]: what each rank explains
   std::vector<std::vector<Detection>> detections;  // a detector's, per image (input pixels)
+  DetectionGroups groups;  // a detector's targets: the detections "class" k sums, per image
   std::vector<std::vector<MethodMap>> maps;   // [rank]: the method's maps, [N,...] on `out`
 };
 

@@ -107,6 +107,14 @@ class Capture {
   // module (no autograd), a segmenter's over that image's pixel labels.
   at::Tensor variant_scores(int64_t image, const at::Tensor& variants, int64_t cls,
                             const Score& score) const;
+  // A detector's prediction rows [M,A,5+C] (detections.h, prediction_rows)
+  // for `variants` [M,3,H,W], through the inference module, on the CPU.
+  at::Tensor variant_rows(const at::Tensor& variants) const;
+  // What a detector's target `cls` of image `image` is about, in the
+  // input's pixels: its detection, or a box query's box with the query's
+  // label (else its best match's). Throws Error(kUnsupported) for a model
+  // that is not a detector.
+  Detection target_box(int64_t image, int64_t cls) const;
 
   // d score(classes) / d input (params().score: the logit by default) with
   // every ReLU's backward in `mode`, [N,3,H,W].
@@ -180,6 +188,7 @@ struct MethodDef {
   // Checks settings that depend on the input's size (height x width) before
   // any work; throws Error(kUsage) naming the option. Null: nothing to check.
   void (*check)(const MethodParams& params, int64_t height, int64_t width) = nullptr;
+  bool detectors_only = false;  // it explains a detector's detections only (D-RISE)
 
   bool takes(const std::string& param) const;
   // True when a guided or deconvnet backward shapes its maps.
@@ -219,7 +228,8 @@ Score method_score(const MethodDef& method, std::optional<ScoreKind> requested,
 // The settings `method` runs with on a model described by `info`: `given`
 // with the model's normalization (for black baselines) and `score`
 // (method_score()), checked against the model's input size
-// (MethodDef::check; throws Error(kUsage) naming the option).
+// (MethodDef::check; throws Error(kUsage) naming the option). Throws
+// Error(kUnsupported) for a detectors_only method on another model.
 MethodParams run_params(const MethodDef& method, MethodParams given, const ModelInfo& info,
                         const Score& score);
 
@@ -268,6 +278,21 @@ at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, in
 // The black image in normalized form, shaped like x.
 at::Tensor black_baseline(const at::Tensor& x, const std::array<float, 3>& mean,
                           const std::array<float, 3>& std);
+
+// RISE's random masks for an input of height x width (rise.cpp says how
+// they are drawn): params.masks of them from params.seed, made a chunk at
+// a time. Throws Error(kUsage) for --masks, --grid or --p out of range.
+class RandomMasks {
+ public:
+  RandomMasks(const MethodParams& params, int64_t height, int64_t width);
+  int64_t count() const { return cells_.size(0); }
+  // Masks [start, end), [end - start, H, W] float32 on the CPU.
+  at::Tensor chunk(int64_t start, int64_t end) const;
+
+ private:
+  at::Tensor cells_, shifts_;
+  int64_t height_ = 0, width_ = 0, up_ = 0;
+};
 }  // namespace method_util
 
 }  // namespace cnnviz

@@ -49,6 +49,9 @@ struct DetectSummary {
 // A detection in the network input's pixels carried to the source image's
 // (the inverse of the resize, crop or letterbox of `box`), clipped to it.
 Detection to_source(const Detection& d, const CropBox& box);
+// A box of the source image's pixels carried to the network input's (the
+// resize, crop or letterbox of `box`).
+BoxQuery to_input(const BoxQuery& q, const CropBox& box);
 
 // Finds the boxes of `images` with the detector `model` (ModelInfo::layout
 // says how to read its output). With an output folder, writes STEM_boxes.png,

@@ -35,10 +35,14 @@ struct ExplainOptions {
   // A segmenter's targets count only the pixels of this mask picture
   // (--region; io/region.h), which has each image's size. Empty: all pixels.
   std::string region;
-  // A detector's targets: these detections of each image (--box K, by rank,
-  // best first), else every one scoring above min_score.
-  std::vector<int64_t> boxes;
+  // A detector's targets (--box, repeatable; run/image_targets.h): its
+  // detection K (best first, from 0), or x1,y1,x2,y2[:label], the
+  // detections matching that box of the image's pixels by IoU >= match_iou
+  // (summed); an image named in targets_file gets its row's. Default: every
+  // detection scoring above min_score, each on its own.
+  std::vector<std::string> boxes;
   double min_score = 0.25;
+  std::optional<double> match_iou;  // --iou; default 0.5
   std::optional<ScoreKind> score;  // --score; default: the method's (registry)
   bool counterfactual = false;     // explain the negated score
   std::string outdir = "cnnviz-out";

@@ -63,11 +63,13 @@ struct MapTarget {
   int64_t cls = 0;
   std::optional<Unit> unit;
   int64_t detection = -1;  // a detector's: the detection's index in its image (cls its class)
-  std::array<double, 4> box{};  // a detection's x1, y1, x2, y2 in the source's pixels
+  int64_t query = -1;      // or the box query's, in the image's list (cls its label)
+  std::array<double, 4> box{};  // that box's x1, y1, x2, y2 in the source's pixels
 
-  std::string tag() const;  // "c281", "d3-c2" or "u-features.12-5"
-  // Its manifest fields: {"class": 281}, {"class": 2, "detection": 3}, or
-  // {"class": null, "unit": "features.12:5"}.
+  bool has_box() const { return detection >= 0 || query >= 0; }
+  std::string tag() const;  // "c281", "d3-c2", "b0-c2" or "u-features.12-5"
+  // Its manifest fields: {"class": 281}, {"class": 2, "detection": 3},
+  // {"class": 2, "query": 0}, or {"class": null, "unit": "features.12:5"}.
   nlohmann::ordered_json fields() const;
 };
 
