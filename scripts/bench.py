@@ -198,6 +198,9 @@ def build_binary(name):
     return path
 
 
+BENCH_DETECTORS = {"yolov8_resnet50", "tiny_yolov8"}  # tests/reference/tiny_models.py
+
+
 def model_file(name):
     """NAME if it is a file, else models/NAME.pt, else build/bench-models/NAME.pt, exported
     with random weights when missing (weights do not change the cost)."""
@@ -211,8 +214,11 @@ def model_file(name):
     if not os.path.isfile(path):
         print(f"{PROG}: exporting {name} with random weights into build/bench-models",
               file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "export_models.py"),
-                               "--random-weights", "-o", outdir, name], stdout=sys.stderr)
+        # The benchmark's own detector is built by the tests' model script.
+        exporter = ([os.path.join(ROOT, "tests", "reference", "tiny_models.py")]
+                    if name in BENCH_DETECTORS else
+                    [os.path.join(SCRIPTS, "export_models.py"), "--random-weights"])
+        proc = subprocess.run([sys.executable, *exporter, "-o", outdir, name], stdout=sys.stderr)
         if proc.returncode != 0 or not os.path.isfile(path):
             raise BenchError(f"cannot export model '{name}' (see export_models.py's message)")
     return path
@@ -936,6 +942,56 @@ def mode_serve(b):
 # ---------------------------------------------------------------------------------------------
 # Command line
 
+def mode_detector(b):
+    """A detector's maps on one image (cat_dog.png), compute time warm, best of R (default 3),
+    alternating with one forward + one backward of the same detector in eager PyTorch
+    (scripts/bench_visualize.py --mode fwdbwd: the best anchor's score, letterboxed input):
+    `gradcam --all-layers --box 0`, every backbone stage for one detection (target <= 1.2x);
+    with --box 0 .. 3, the cost of each further detection over the first (target <= 0.75 of
+    one forward + backward: it is one more backward to the input, about half of them); and D-RISE's peak memory (the whole
+    process) at 1,000 and 4,000 masks, on tiny_yolov8 (target: flat, <= 1.1x). Default model
+    yolov8_resnet50
+    (tests/reference/tiny_models.py: ResNet-50 body, 640 x 640, 8,400 anchors, 80 classes;
+    random weights, exported into build/bench-models)."""
+    image = one_image()
+    base = [b.cnnviz, "gradcam", "--all-layers", "--write", "npy", "--timings", "--threads",
+            b.threads, "--batch-size", 1, "-m", b.model, "-o", os.path.join(b.work, "out")]
+    four = [a for k in range(4) for a in ("--box", k)]
+    fwdbwd = {}
+
+    def python():
+        run = json_run(b.script("bench_visualize.py") + [
+            b.model, image, "--mode", "fwdbwd", "--threads", b.threads, "--repeat", 1])
+        fwdbwd["flops"] = run["flops"]
+        return {"ms": run["best_ms"]}
+
+    one, many, p = alternate(b.repeat, lambda: {"ms": warm_compute(base + ["--box", 0], image)[1]},
+                             lambda: {"ms": warm_compute(base + four, image)[1]}, python)
+    # Thousands of masked passes of the full detector take hours on a few cores: the
+    # streaming is shown on the tiny one, whose masks cost the same memory per batch.
+    tiny = model_file("tiny_yolov8")
+    drise = [b.cnnviz, "d-rise", "--box", 0, "--write", "npy", "--threads", b.threads,
+             "--sample-batch", 16, "-m", tiny, "-o", os.path.join(b.work, "drise"), image]
+    peak = {m: peak_rss_kib(drise + ["--masks", m]) / 1024 for m in (1000, 4000)}
+    r = b.report
+    r.section(f"gradcam --all-layers: {b.name()}, {feature_layer_count(b)} layers, 1 image, "
+              f"{b.threads} threads")
+    r.figure("fwdbwd_gflop", "work: 1 forward + 1 backward to the input",
+             fwdbwd["flops"] / 1e9, "GFLOP")
+    r.figure("python_fwdbwd_ms", f"python 1 fwd + 1 bwd (best of {b.repeat})", p["ms"], "ms")
+    r.figure("cnnviz_one_ms", f"cnnviz, one detection (best of {b.repeat})", one["ms"], "ms")
+    r.figure("cnnviz_four_ms", f"cnnviz, four detections (best of {b.repeat})", many["ms"], "ms")
+    r.ratio("one_over_fwdbwd", "one detection / python fwd + bwd", one["ms"] / p["ms"],
+            ("<=", 1.2))
+    r.ratio("further_over_fwdbwd", "each further detection / python fwd + bwd",
+            (many["ms"] - one["ms"]) / 3 / p["ms"], ("<=", 0.75))
+    r.section("d-rise --box 0: tiny_yolov8 (64 x 64), --sample-batch 16, peak memory of the "
+              "whole process")
+    r.figure("drise_1000_mib", "1,000 masks", peak[1000], "MiB")
+    r.figure("drise_4000_mib", "4,000 masks", peak[4000], "MiB")
+    r.ratio("drise_4000_over_1000", "4,000 / 1,000 masks", peak[4000] / peak[1000], ("<=", 1.1))
+
+
 MODES = {  # name: (function, summary, defaults)
     "classify": (mode_classify, "cnnviz classify against PIL + torchvision (the default mode)",
                  {"model": "squeezenet1_1", "images": 32, "batch_size": 8, "repeat": 5}),
@@ -952,6 +1008,8 @@ MODES = {  # name: (function, summary, defaults)
                   "(+ backward)", {"model": "vit_b_16", "repeat": 3}),
     "attribution": (mode_attribution, "DeepLIFT, LRP, occlusion and RISE",
                     {"model": "vgg16", "repeat": 3}),
+    "detector": (mode_detector, "a detector's maps against one forward + backward; D-RISE's "
+                 "memory", {"model": "yolov8_resnet50", "repeat": 3}),
     "featviz": (mode_featviz, "filters against the PyTorch loop; top-activations against "
                 "classify", {"model": "squeezenet1_1", "images": 64, "repeat": 3}),
     "serve": (mode_serve, "cnnviz serve: new maps, layer switches, load test",

@@ -18,7 +18,8 @@ top-1 logit:
              gives all Grad-CAMs at once, then a guided backward through the same graph; the
              cost cnnviz's engine is designed for
   fwdbwd     1 forward + 1 backward of the top-1 logit (a segmenter's: the sum of its largest
-             class's scores over that class's pixels) to the input, no hooks and nothing else:
+             class's scores over that class's pixels; a detector's: its best anchor's score, on
+             the letterboxed image) to the input, no hooks and nothing else:
              the floor of Grad-CAM at every layer (the backbone benchmark's reference); with
              --batch B, of B copies of the image (DeepLIFT's floor: a batch of two)
 Every mode then forms, per layer, the CAM upsampled (bilinear) to the input size and min-max
@@ -52,6 +53,7 @@ import torch.nn.functional as F  # noqa: E402
 import export_models  # noqa: E402
 
 import common  # noqa: E402
+import detect_ref  # noqa: E402
 import methods_ref as ref  # noqa: E402
 
 
@@ -123,9 +125,19 @@ def run_fwdbwd(model, x, _layers):
         cls = int(torch.bincount(labels.flatten()).argmax())
         (scores[:, cls] * (labels == cls)).sum().backward()
         return [xx.grad[0]]
+    if DETECT_LAYOUT["layout"]:
+        # A detector: the score of its best anchor, as cnnviz explains a detection.
+        rows = out.transpose(1, 2) if DETECT_LAYOUT["layout"] == "yolov8" else out
+        scores = (rows[..., 4:] if DETECT_LAYOUT["layout"] == "yolov8"
+                  else rows[..., 4:5] * rows[..., 5:])
+        scores.flatten(1).max(1).values.sum().backward()
+        return [xx.grad[0]]
     logits = out[0] if isinstance(out, tuple) else out
     logits[:, int(logits[0].argmax())].sum().backward()
     return [xx.grad[0]]
+
+
+DETECT_LAYOUT = {"layout": None}  # a detector's raw output layout (cnnviz.json)
 
 
 RUNS = {"seed": run_seed, "per-layer": run_per_layer, "floor": run_floor, "fwdbwd": run_fwdbwd}
@@ -171,7 +183,13 @@ def main():
     except (ref.RefError, RuntimeError, OSError) as exc:
         print(f"bench_visualize.py: {exc}", file=sys.stderr)
         return 1
-    x = common.preprocess(common.load_rgb(args.image), **common.preprocess_params(meta))[None]
+    if meta.get("task") == "detect":
+        DETECT_LAYOUT["layout"] = meta["layout"]
+        pre = common.preprocess_params(meta)
+        x = detect_ref.letterbox(common.load_rgb(args.image), pre["resize"], pre["mean"],
+                                 pre["std"])[0][None]
+    else:
+        x = common.preprocess(common.load_rgb(args.image), **common.preprocess_params(meta))[None]
     layers = export_models.feature_stages(model, x)
     if args.mode == "fwdbwd":
         x = x.repeat(args.batch, 1, 1, 1)

@@ -253,7 +253,8 @@ TEST_F(CliDetectTest, BoxesAsTargets) {
   const nlohmann::json found = nlohmann::json::parse(r.out)["results"][0]["detections"];
   ASSERT_GE(found.size(), 1u);
   const std::string spec = box_text(found[0]["box"]);
-  r = cnnviz({"gradcam", "-q", "-m", model, "--box", spec, "--write", "npy", "-o", out_, image_});
+  // The image right after --box: one box per --box.
+  r = cnnviz({"gradcam", "-q", "-m", model, "--write", "npy", "-o", out_, "--box", spec, image_});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json entry = nlohmann::json::parse(test::read_text(out_ + "/manifest.json"))["images"][0];
   ASSERT_EQ(entry["targets"].size(), 1u);

@@ -102,5 +102,40 @@ TEST(DetectionsTest, LetterboxGeometryMapsBoxesBackToTheSource) {
   EXPECT_EQ(x[0][32][32].item<float>(), 0.0f);
 }
 
+// A box query's target: the detections of its label (any without one)
+// overlapping it by IoU >= the threshold (inclusive); an image without
+// queries has one target per detection.
+TEST(DetectionsTest, BoxQueriesMatchByIouAndLabel) {
+  const std::vector<Detection> found = {
+      {0, 0, 10, 10, 0.9, 0, 0},   // the query's own box
+      {0, 0, 10, 20, 0.8, 1, 1},   // IoU 0.5, another label
+      {20, 20, 30, 30, 0.7, 0, 2}  // disjoint
+  };
+  const BoxQuery any{0, 0, 10, 10, -1};
+  EXPECT_EQ(matching_detections(found, any, 0.5), (std::vector<size_t>{0, 1}));
+  EXPECT_EQ(matching_detections(found, any, 0.51), (std::vector<size_t>{0}));
+  EXPECT_EQ(matching_detections(found, BoxQuery{0, 0, 10, 10, 1}, 0.5), (std::vector<size_t>{1}));
+  EXPECT_TRUE(matching_detections(found, BoxQuery{40, 40, 50, 50, -1}, 0.1).empty());
+  DetectSettings settings;
+  settings.queries = {{}, {any, BoxQuery{40, 40, 50, 50, -1}}};
+  const DetectionGroups groups = detection_groups({found, found}, settings);
+  EXPECT_EQ(groups[0], (std::vector<std::vector<size_t>>{{0}, {1}, {2}}));
+  EXPECT_EQ(groups[1], (std::vector<std::vector<size_t>>{{0, 1}, {}}));
+  // Scores: the group's sum; an empty group and the padding are `fill`.
+  at::Tensor rows = at::zeros({2, 3, 7}, at::kDouble);
+  for (int64_t n = 0; n < 2; ++n) {
+    for (int64_t a = 0; a < 3; ++a) {
+      rows[n][a][4] = 1.0;
+      rows[n][a][5 + found[static_cast<size_t>(a)].label] = found[static_cast<size_t>(a)].score;
+    }
+  }
+  const at::Tensor s = detection_scores(rows, {found, found}, groups, -1.0);
+  EXPECT_EQ(s.sizes(), (at::IntArrayRef{2, 3}));
+  EXPECT_NEAR(s[0][2].item<double>(), 0.7, 1e-12);
+  EXPECT_NEAR(s[1][0].item<double>(), 1.7, 1e-12);
+  EXPECT_EQ(s[1][1].item<double>(), -1.0);
+  EXPECT_EQ(s[1][2].item<double>(), -1.0);
+}
+
 }  // namespace
 }  // namespace cnnviz

@@ -54,6 +54,9 @@ void add_target_options(CLI::App& sub, const MethodDef& method, VisualizeOptions
                  "Detectors: explain detection K (the K-th best, from 0), or x1,y1,x2,y2[:LABEL], "
                  "the detections matching that box of the image (repeatable; default: every "
                  "detection)")
+      // One box per --box: the images may follow it.
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->excludes(cls);
   sub.add_option("--iou", opts.explain.match_iou,
                  "Detectors: a detection matches a --box x1,y1,x2,y2 at this IoU or more "

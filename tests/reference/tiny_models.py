@@ -33,10 +33,18 @@ After the seeded initialization, POST_INIT (init_detector, DETECTOR_INIT) gives 
 Kaiming-normal weights and scales and shifts the heads' rows, so that an ordinary photo gives a
 few to a few dozen boxes above 0.25 after NMS (tests/reference/detect_ref.py).
 
+For the detector benchmark (scripts/bench.py detector), and exported only when named:
+
+  yolov8_resnet50  the yolov8 layout at full size: torchvision's ResNet-50 as backbone.0 (the
+             stem) .. backbone.4 (layer4), the head on layer2 .. layer4 (strides 8, 16, 32;
+             512, 1024, 2048 channels), 80 classes, 640 x 640 letterboxed (A = 8400). Its class
+             rows are standardized on a seeded random input and shifted to a mean of -2.5
+             there (calibrate_head), which leaves tens of boxes above 0.25 on most photos.
+
 They let the suite check cnnviz's reshape rule and stage discovery on the real module code of
 those architectures against tests/reference/methods_ref.py, without the full models' size.
 
-usage: tiny_models.py -o OUTDIR [NAME...]   (default: all)
+usage: tiny_models.py -o OUTDIR [NAME...]   (default: all but yolov8_resnet50)
 """
 
 import os
@@ -53,6 +61,7 @@ import json  # noqa: E402
 from typing import List  # noqa: E402
 
 import torch  # noqa: E402
+import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 from torchvision.models._utils import IntermediateLayerGetter  # noqa: E402
 from torchvision.models.segmentation.fcn import FCN, FCNHead  # noqa: E402
@@ -142,19 +151,22 @@ class YoloV5Head(nn.Module):
 
 
 class TinyYolo(nn.Module):
-    """backbone.0 .. backbone.3 (strides 2 .. 16), then `head` on backbone.2 and backbone.3."""
+    """backbone.0 .. backbone.3 (strides 2 .. 16), then `head` on backbone.2 and backbone.3
+    (or the given backbone, the head on its stages from `first_level` on)."""
 
-    def __init__(self, head: nn.Module):
+    def __init__(self, head: nn.Module, backbone: nn.Module = None, first_level: int = 2):
         super().__init__()
         chans = [3] + DET_CHANNELS
-        self.backbone = nn.Sequential(*[det_stage(chans[i], chans[i + 1]) for i in range(4)])
+        self.backbone = backbone if backbone is not None else nn.Sequential(
+            *[det_stage(chans[i], chans[i + 1]) for i in range(4)])
         self.head = head
+        self.first_level = first_level
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats: List[torch.Tensor] = []
         for i, stage in enumerate(self.backbone):
             x = stage(x)
-            if i >= 2:
+            if i >= self.first_level:
                 feats.append(x)
         return self.head(feats)
 
@@ -165,6 +177,35 @@ def tiny_yolov8():
 
 def tiny_yolov5():
     return TinyYolo(YoloV5Head(DET_CHANNELS[2:], DET_STRIDES, DET_CLASSES))
+
+
+BENCH_CLASSES = 80
+BENCH_SIZE = 640
+BENCH_SHIFT = -2.5  # gives 20 (cat_dog.png), 156 (cat.jpg), 69 (snake.png), 0 (spider.png) boxes
+
+
+def yolov8_resnet50():
+    r = torchvision.models.resnet50()
+    body = nn.Sequential(nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool), r.layer1, r.layer2,
+                         r.layer3, r.layer4)
+    return TinyYolo(YoloV8Head([512, 1024, 2048], [8, 16, 32], BENCH_CLASSES), body, 2)
+
+
+def calibrate_head(model, shift=BENCH_SHIFT):
+    """Standardizes each head convolution's class rows on a seeded random input and shifts
+    them to a mean of `shift` there."""
+    x = torch.randn(1, 3, BENCH_SIZE, BENCH_SIZE, generator=torch.Generator().manual_seed(7))
+    feats = []
+    with torch.no_grad():
+        for i, stage in enumerate(model.backbone):
+            x = stage(x)
+            if i >= model.first_level:
+                feats.append(x)
+        for conv, f in zip(model.head.m, feats):
+            raw = conv(f)[:, 4:]
+            mean, std = raw.mean().item(), raw.std().item()
+            conv.weight[4:] /= std
+            conv.bias[4:] = (conv.bias[4:] - mean) / std + shift
 
 
 def init_detector(model, box_gain, score_gain, biases):
@@ -212,7 +253,9 @@ def zero_vit_biases(model):
 # export_models.reinit_zero_linears, then POST_INIT[name] where there is one. load_eager
 # (methods_ref.py) rebuilds TINY[arch]() and loads the exported weights over it.
 TINY = {"tiny_vit": tiny_vit, "tiny_vit_nobias": tiny_vit, "tiny_swin": tiny_swin,
-        "tiny_fcn": tiny_fcn, "tiny_yolov8": tiny_yolov8, "tiny_yolov5": tiny_yolov5}
+        "tiny_fcn": tiny_fcn, "tiny_yolov8": tiny_yolov8, "tiny_yolov5": tiny_yolov5,
+        "yolov8_resnet50": yolov8_resnet50}
+BENCH_ONLY = {"yolov8_resnet50"}
 
 
 def zero_fcn_class_bias(model):
@@ -224,13 +267,14 @@ def zero_fcn_class_bias(model):
 
 POST_INIT = {"tiny_vit_nobias": zero_vit_biases, "tiny_fcn": zero_fcn_class_bias,
              "tiny_yolov8": lambda m: init_detector(m, *DETECTOR_INIT["tiny_yolov8"]),
-             "tiny_yolov5": lambda m: init_detector(m, *DETECTOR_INIT["tiny_yolov5"])}
+             "tiny_yolov5": lambda m: init_detector(m, *DETECTOR_INIT["tiny_yolov5"]),
+             "yolov8_resnet50": calibrate_head}
 GRADCAM_LAYER = {"tiny_vit": "encoder.layers.encoder_layer_1",
                  "tiny_vit_nobias": "encoder.layers.encoder_layer_1", "tiny_swin": "features.3",
                  "tiny_fcn": "backbone.1", "tiny_yolov8": "backbone.3",
-                 "tiny_yolov5": "backbone.3"}
+                 "tiny_yolov5": "backbone.3", "yolov8_resnet50": "backbone.4"}
 SEGMENTERS = {"tiny_fcn"}
-DETECTORS = {"tiny_yolov8": "yolov8", "tiny_yolov5": "yolov5"}
+DETECTORS = {"tiny_yolov8": "yolov8", "tiny_yolov5": "yolov5", "yolov8_resnet50": "yolov8"}
 CROP = 32
 
 
@@ -241,20 +285,25 @@ def output_of(out):
 
 def detector_meta(name, scripted):
     """The cnnviz.json fields of a detector, after checking that the scripted model also runs
-    at another multiple of 16 (96) and gives its A = (S/8)^2 + (S/16)^2 anchors."""
-    side = DET_SIZE + 32
+    at a larger multiple of its coarsest stride and gives one anchor per cell of each level."""
+    bench = name in BENCH_ONLY
+    size, classes = (BENCH_SIZE, BENCH_CLASSES) if bench else (DET_SIZE, DET_CLASSES)
+    strides = [8, 16, 32] if bench else DET_STRIDES
+    side = size + 2 * strides[-1]
     with torch.no_grad():
         out = scripted(torch.zeros(1, 3, side, side))
-    anchors = (side // 8) ** 2 + (side // 16) ** 2
-    want = ([1, 4 + DET_CLASSES, anchors] if DETECTORS[name] == "yolov8"
-            else [1, anchors, 5 + DET_CLASSES])
+    anchors = sum((side // s) ** 2 for s in strides)
+    want = ([1, 4 + classes, anchors] if DETECTORS[name] == "yolov8"
+            else [1, anchors, 5 + classes])
     if list(out.shape) != want:
         raise SystemExit(f"tiny_models.py: {name}: output {list(out.shape)} at {side}, not {want}")
-    return {"task": "detect", "layout": DETECTORS[name], "num_classes": DET_CLASSES,
-            "labels": [f"tiny {c}" for c in "abc"],
-            "preprocess": {"resize": DET_SIZE, "crop": 0, "letterbox": True,
+    mean, std = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) if bench else ([0.0] * 3, [1.0] * 3)
+    return {"task": "detect", "layout": DETECTORS[name], "num_classes": classes,
+            "labels": ([f"class {i}" for i in range(classes)] if bench
+                       else [f"tiny {c}" for c in "abc"]),
+            "preprocess": {"resize": size, "crop": 0, "letterbox": True,
                            "interpolation": "bilinear", "antialias": True,
-                           "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}}
+                           "mean": mean, "std": std}}
 
 
 def export(name, outdir, seed=0):
@@ -265,7 +314,7 @@ def export(name, outdir, seed=0):
         POST_INIT[name](model)
     model.eval()
     segmenter = name in SEGMENTERS
-    side = DET_SIZE if name in DETECTORS else CROP
+    side = (BENCH_SIZE if name in BENCH_ONLY else DET_SIZE) if name in DETECTORS else CROP
     example = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(1234))
     stages = export_models.feature_stages(model, example)
     if GRADCAM_LAYER[name] not in stages:
@@ -309,7 +358,7 @@ def main():
             parser.error(f"unknown model '{name}' ({', '.join(TINY)})")
     os.makedirs(args.outdir, exist_ok=True)
     torch.set_num_threads(1)
-    for name in args.names or list(TINY):
+    for name in args.names or [n for n in TINY if n not in BENCH_ONLY]:
         export(name, args.outdir)
     return 0
 
