@@ -161,6 +161,33 @@ TEST_F(CliSegmentTest, RegionsAndScoresAreChecked) {
   EXPECT_EQ(manifest["layers"], nlohmann::json({"backbone.1"}));
   EXPECT_EQ(manifest["images"][0]["targets"].size(), 1u);
   EXPECT_TRUE(manifest["images"][1].contains("error"));
+  {
+    // The target's pixels are outlined in its class's colour, within the
+    // region only.
+    const int cls = manifest["images"][0]["targets"][0]["class"].get<int>();
+    r = cnnviz({"gradcam", "-q", "-m", fcn, "--region", region, "--write", "overlay_full", "-o",
+                out_ + "-outline", wide});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string dir = out_ + "-outline/" +
+                            nlohmann::json::parse(test::read_text(out_ + "-outline/manifest.json"))
+                                ["images"][0]["dir"]
+                                    .get<std::string>();
+    const cv::Mat picture =
+        cv::imread(dir + "/gradcam_backbone.1_c" + std::to_string(cls) + "_overlay_full.png");
+    ASSERT_FALSE(picture.empty());
+    const cv::Vec3b rgb = class_colour(cls);
+    const cv::Vec3b bgr(rgb[2], rgb[1], rgb[0]);
+    const cv::Rect near(38, 8, 94, 64);  // the region and the line's width
+    int inside_count = 0, outside_count = 0;
+    for (int y = 0; y < picture.rows; ++y) {
+      for (int x = 0; x < picture.cols; ++x) {
+        if (picture.at<cv::Vec3b>(y, x) != bgr) continue;
+        ++(near.contains(cv::Point(x, y)) ? inside_count : outside_count);
+      }
+    }
+    EXPECT_GT(inside_count, 20);
+    EXPECT_EQ(outside_count, 0);
+  }
 
   cv::Mat grey = inside.clone();
   grey.at<cv::Vec3b>(50, 60) = cv::Vec3b(128, 128, 128);

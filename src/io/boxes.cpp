@@ -38,10 +38,23 @@ void draw_one(cv::Mat& out, const LabelledBox& b, int thickness, double font_sca
 
 }  // namespace
 
+static int line_thickness(const cv::Mat& image) {
+  return std::max(1, static_cast<int>(std::lround(std::min(image.cols, image.rows) / 300.0)));
+}
+
+void draw_outline(cv::Mat& rgb, const cv::Mat& mask, int64_t colour) {
+  std::vector<std::vector<cv::Point>> contours;
+  cv::findContours(mask.clone(), contours, cv::RETR_LIST, cv::CHAIN_APPROX_SIMPLE);
+  const cv::Vec3b c = class_colour(colour);
+  // Crisp: the region's edges follow its pixels, and the colour stays the class's.
+  cv::drawContours(rgb, contours, -1, cv::Scalar(c[0], c[1], c[2]), line_thickness(rgb),
+                   cv::LINE_8);
+}
+
 cv::Mat draw_boxes(const cv::Mat& rgb, const std::vector<LabelledBox>& boxes) {
   cv::Mat out = rgb.clone();
   const int side = std::min(out.cols, out.rows);
-  const int thickness = std::max(1, static_cast<int>(std::lround(side / 300.0)));
+  const int thickness = line_thickness(out);
   const double font_scale = std::max(0.3, side / 900.0);
   for (auto it = boxes.rbegin(); it != boxes.rend(); ++it) draw_one(out, *it, thickness, font_scale);
   return out;

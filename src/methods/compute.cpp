@@ -20,6 +20,7 @@ BatchMaps compute_maps(const Engine& engine, const MethodDef& method, const at::
   const auto& found = pass.detections();
   const size_t images = std::min(found.size(), static_cast<size_t>(n));
   result.detections.assign(found.begin(), found.begin() + images);
+  if (pass.labels().defined()) result.labels = pass.labels().slice(0, 0, n).to(at::kCPU);
   const DetectionGroups& groups = pass.detection_groups();
   result.groups.assign(groups.begin(), groups.begin() + std::min(groups.size(), images));
   // Ranked by the logits (a segmenter's: the classes' areas), or the unit.

@@ -106,6 +106,14 @@ json query_target_json(const BatchFacts& f, size_t n, int64_t k, const BoxSpec& 
           {"detection_score", sum}};
 }
 
+// The pixels labelled `cls` of one image's labels [h,w]: CV_8UC1, 255 there.
+cv::Mat class_pixels(const at::Tensor& labels, int64_t cls) {
+  const at::Tensor mask = (labels == cls).to(at::kByte).mul(255).contiguous();
+  return cv::Mat(static_cast<int>(mask.size(0)), static_cast<int>(mask.size(1)), CV_8UC1,
+                 mask.data_ptr<uint8_t>())
+      .clone();
+}
+
 // Image n's maps of every rank it has a target at, and those targets.
 json take_maps_and_targets(const BatchFacts& f, size_t n, size_t position, ImageWork& w) {
   json targets = json::array();
@@ -131,6 +139,7 @@ json take_maps_and_targets(const BatchFacts& f, size_t n, size_t position, Image
       targets.push_back(detection_target_json(f, n, cls, w.box, score));
     } else {
       w.targets.push_back(MapTarget{cls, std::nullopt});
+      if (f.maps.labels.defined()) w.targets.back().pixels = class_pixels(f.maps.labels[i], cls);
       targets.push_back(class_target_json(f, n, r, cls, f.plan.of(position), score));
     }
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <opencv2/imgproc.hpp>
 #include <set>
 
 #include "cnnviz/core/error.h"
@@ -159,6 +160,22 @@ LabelledBox target_outline(const MapTarget& t, const CropBox& box, bool network)
   return b;
 }
 
+// A segmenter's target pixels as a mask of the network's view (network) or
+// of the whole source, placed as the maps are.
+cv::Mat target_mask(const MapTarget& t, const SourceView& view, bool network) {
+  cv::Mat crop;
+  cv::resize(t.pixels, crop, view.network_rgb.size(), 0, 0, cv::INTER_NEAREST);
+  if (network) return crop;
+  cv::Mat full = cv::Mat::zeros(view.source_rgb.size(), CV_8UC1);
+  const cv::Rect& area = view.crop_in_source;
+  if (area.empty()) return full;
+  const cv::Mat shown = view.source_in_crop.empty() ? crop : crop(view.source_in_crop);
+  cv::Mat scaled;
+  cv::resize(shown, scaled, area.size(), 0, 0, cv::INTER_NEAREST);
+  scaled.copyTo(full(area));
+  return full;
+}
+
 // The pictures that need the image under the map, for a layer map: overlays
 // on the network's view and on the whole source, and the contact-sheet tile.
 void write_overlays(Writer& w, MapPictures& pictures, const OutputSelection& chosen,
@@ -168,6 +185,7 @@ void write_overlays(Writer& w, MapPictures& pictures, const OutputSelection& cho
   if (overlay) {
     cv::Mat over = blend(view.network_rgb, pictures.get("heatmap"), style.alpha);
     if (target.has_box()) over = draw_boxes(over, {target_outline(target, view.box, true)});
+    if (!target.pixels.empty()) draw_outline(over, target_mask(target, view, true), target.cls);
     if (chosen.has("overlay")) w.png("overlay", over);
     if (chosen.has("contact")) out.tile = over;
   }
@@ -176,6 +194,7 @@ void write_overlays(Writer& w, MapPictures& pictures, const OutputSelection& cho
     thread_local cv::Mat full;
     overlay_on_source(view, pictures.get("gray"), style.colormap, style.alpha, full);
     if (target.has_box()) full = draw_boxes(full, {target_outline(target, view.box, false)});
+    if (!target.pixels.empty()) draw_outline(full, target_mask(target, view, false), target.cls);
     w.png("overlay_full", full);
   }
 }

@@ -21,6 +21,12 @@ struct LabelledBox {
 // drawn in order, so the first lies on top.
 cv::Mat draw_boxes(const cv::Mat& rgb, const std::vector<LabelledBox>& boxes);
 
+// Draws into `rgb` (CV_8UC3, RGB) the outline of the region of `mask`
+// (CV_8UC1 of rgb's size, nonzero inside: a segmenter's class) in class
+// `colour`'s palette colour (exactly: not antialiased), its line scaled to
+// the image as draw_boxes's.
+void draw_outline(cv::Mat& rgb, const cv::Mat& mask, int64_t colour);
+
 }  // namespace cnnviz
 
 #endif  // CNNVIZ_IO_BOXES_H_

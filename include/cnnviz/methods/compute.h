@@ -22,6 +22,7 @@ struct BatchMaps {
   std::vector<std::vector<int64_t>> classes;  // [rank][image]: what each rank explains
   std::vector<std::vector<Detection>> detections;  // a detector's, per image (input pixels)
   DetectionGroups groups;  // a detector's targets: the detections "class" k sums, per image
+  at::Tensor labels;       // a segmenter's pixel labels [N,h,w] int64 on the CPU (engine.h)
   std::vector<std::vector<MethodMap>> maps;   // [rank]: the method's maps, [N,...] on `out`
 };
 

@@ -65,6 +65,9 @@ struct MapTarget {
   int64_t detection = -1;  // a detector's: the detection's index in its image (cls its class)
   int64_t query = -1;      // or the box query's, in the image's list (cls its label)
   std::array<double, 4> box{};  // that box's x1, y1, x2, y2 in the source's pixels
+  // A segmenter's class target: its pixels on the network's output grid
+  // (CV_8UC1, 255 inside), outlined on the overlays; empty otherwise.
+  cv::Mat pixels;
 
   bool has_box() const { return detection >= 0 || query >= 0; }
   std::string tag() const;  // "c281", "d3-c2", "b0-c2" or "u-features.12-5"
