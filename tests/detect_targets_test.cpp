@@ -8,7 +8,8 @@
 //
 // Box queries (--box x1,y1,x2,y2) are checked the same way, with the
 // reference matching the box on its own; and D-RISE of both kinds of
-// target, with the reference drawing the same masks.
+// target, occlusion and RISE of a detection, with the reference drawing the
+// same masks and windows.
 //
 // Tolerances: maps as in methods_test.cpp (1e-4 of the map's max |value|).
 #include <ATen/ATen.h>
@@ -35,26 +36,35 @@ using test::load;
 
 class ModelDetectTargetsTest : public ::testing::TestWithParam<std::string> {};
 
-// D-RISE of target `target` of the image x, with the reference's mask
-// settings.
-at::Tensor drise_map(const Model& model, const at::Tensor& x, int64_t target,
-                     const DetectSettings& settings) {
-  const MethodDef& method = find_method("d-rise");
+// `method`'s map (a perturbation method) of target `target` of the image x,
+// with the reference's settings: masks for RISE and D-RISE, windows for
+// occlusion; the score is the detection's own (the logit kind).
+at::Tensor perturbation_map(const Model& model, const at::Tensor& x, const std::string& name,
+                            int64_t target, const DetectSettings& settings) {
+  const MethodDef& method = find_method(name);
   MethodParams p;
   p.masks = 120;
   p.grid = 5;
   p.keep = 0.5;
   p.seed = 3;
+  p.window = 16;
+  p.stride = 8;
   p.sample_batch = 32;
   p.detect = settings;
-  p = run_params(method, p, model.info(), method_score(method, std::nullopt, false));
+  p = run_params(method, p, model.info(), Score{ScoreKind::kLogit, false});
   Engine engine(model, {}, std::nullopt, false, false);
   const BatchMaps maps = compute_maps(engine, method, x, fixed_class(target), p);
   return maps.maps.at(0).at(0).value[0];
 }
 
-const std::vector<std::string> kDriseArgs = {"--drise", "--masks", "120", "--grid", "5",
-                                             "--p",     "0.5",     "--seed", "3"};
+at::Tensor drise_map(const Model& model, const at::Tensor& x, int64_t target,
+                     const DetectSettings& settings) {
+  return perturbation_map(model, x, "d-rise", target, settings);
+}
+
+const std::vector<std::string> kPerturbArgs = {"--drise", "--masks", "120", "--grid", "5",
+                                             "--p",     "0.5",     "--seed", "3",
+                                             "--window", "16",     "--stride", "8"};
 
 TEST_P(ModelDetectTargetsTest, MatchTheReference) {
   const Model model = Model::load(test::test_models_dir() + "/tiny_" + GetParam() + ".pt");
@@ -69,11 +79,16 @@ TEST_P(ModelDetectTargetsTest, MatchTheReference) {
   std::vector<std::string> args = {model.info().path, image, dir.path(), "--all-layers",
                                    "--class", "1", "--score-cam", "--noise",
                                    dir.file("noise.npy"), "--threads", std::to_string(threads)};
-  args.insert(args.end(), kDriseArgs.begin(), kDriseArgs.end());
+  args.insert(args.end(), kPerturbArgs.begin(), kPerturbArgs.end());
+  args.push_back("--perturb");
   test::RunResult r = test::run_reference("methods_ref.py", args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json meta = nlohmann::json::parse(test::read_text(dir.file("meta.json")));
   const std::vector<std::string> layers = meta["layers"].get<std::vector<std::string>>();
+  // Occlusion and RISE score the detection's anchor in every masked image.
+  expect_close(perturbation_map(model, x, "occlusion", target, {}), load(dir.file("occlusion.npy")),
+               "occlusion");
+  expect_close(perturbation_map(model, x, "rise", target, {}), load(dir.file("rise.npy")), "rise");
   EXPECT_EQ(layers, (std::vector<std::string>{"backbone.0", "backbone.1", "backbone.2",
                                               "backbone.3"}));
   // Before the engine below: one pass at a time.
@@ -116,7 +131,7 @@ TEST_P(ModelDetectTargetsTest, BoxQueriesMatchTheReference) {
   std::vector<std::string> args = {model.info().path, image, dir.path(), "--all-layers",
                                    "--box", spec, "--match-iou", "0.3", "--score-cam", "--noise",
                                    dir.file("noise.npy"), "--threads", std::to_string(threads)};
-  args.insert(args.end(), kDriseArgs.begin(), kDriseArgs.end());
+  args.insert(args.end(), kPerturbArgs.begin(), kPerturbArgs.end());
   test::RunResult r = test::run_reference("methods_ref.py", args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json meta = nlohmann::json::parse(test::read_text(dir.file("meta.json")));

@@ -401,19 +401,24 @@ def match_box(spec, geometry, size, match_iou):
 # and upsampling as perturbation_ref.py's), each masked image's proposals (every anchor, before
 # threshold and NMS) compared with the target box and class by IoU x objectness x cosine of the
 # class scores with the one-hot class; a mask weighs by its best proposal; sum / (N p).
-def drise(model, x, box, label, args):
-    _, _, h, w = x.shape
+def random_masks(h, w, args):
+    """RISE's masks for an input of h x w, args.batch at a time: [c, h, w] float32 each."""
     s = args.grid
     g = torch.Generator().manual_seed(args.seed)
     cells = (torch.rand(args.masks, s, s, generator=g) < args.p).float()
     cell = math.ceil(max(h, w) / s)
     shifts = torch.randint(0, cell, (args.masks, 2), generator=g)
-    total = torch.zeros(h, w, dtype=torch.float64)
     for i in range(0, args.masks, args.batch):
         up = F.interpolate(cells[i:i + args.batch, None], size=((s + 1) * cell, (s + 1) * cell),
                            mode="bilinear", align_corners=False)
-        masks = torch.stack([up[k, 0, dy:dy + h, dx:dx + w]
-                             for k, (dy, dx) in enumerate(shifts[i:i + args.batch].tolist())])
+        yield torch.stack([up[k, 0, dy:dy + h, dx:dx + w]
+                           for k, (dy, dx) in enumerate(shifts[i:i + args.batch].tolist())])
+
+
+def drise(model, x, box, label, args):
+    _, _, h, w = x.shape
+    total = torch.zeros(h, w, dtype=torch.float64)
+    for masks in random_masks(h, w, args):
         with torch.no_grad():
             out = model(x * masks[:, None]).double()
         if DETECT["layout"] == "yolov8":
@@ -432,6 +437,44 @@ def drise(model, x, box, label, args):
         cosine = torch.where(norm > 0, (probs * onehot).sum(-1) / norm.clamp_min(1e-300),
                              torch.zeros_like(norm))
         weight = (iou * obj * cosine).max(1).values
+        total += (weight.view(-1, 1, 1) * masks.double()).sum(0)
+    return (total / (args.masks * args.p)).float()
+
+
+# A detector's occlusion and RISE, --perturb: the target's score (head()) of the masked images,
+# the anchors fixed by the clean image. Occlusion: windows of --window, --stride (flush with
+# the bottom and right borders) filled with the mean colour (0 after normalization), the score's
+# drop averaged over the windows covering each pixel. RISE: the same masks as D-RISE, weighted
+# by the score, sum / (N p).
+def window_starts(length, window, stride):
+    out = list(range(0, length - window + 1, stride))
+    if not out or out[-1] + window < length:
+        out.append(length - window)
+    return out
+
+
+def detector_occlusion(model, x, cls, window, stride):
+    _, _, h, w = x.shape
+    with torch.no_grad():
+        base = head(model(x))[0, cls].double()
+        total = torch.zeros(h, w, dtype=torch.float64)
+        count = torch.zeros(h, w, dtype=torch.float64)
+        for top in window_starts(h, window, stride):
+            for left in window_starts(w, window, stride):
+                covered = x.clone()
+                covered[:, :, top:top + window, left:left + window] = 0
+                total[top:top + window, left:left + window] += (
+                    base - head(model(covered))[0, cls].double())
+                count[top:top + window, left:left + window] += 1
+    return (total / count).float()
+
+
+def detector_rise(model, x, cls, args):
+    _, _, h, w = x.shape
+    total = torch.zeros(h, w, dtype=torch.float64)
+    for masks in random_masks(h, w, args):
+        with torch.no_grad():
+            weight = head(model(x * masks[:, None]))[:, cls].double()
         total += (weight.view(-1, 1, 1) * masks.double()).sum(0)
     return (total / (args.masks * args.p)).float()
 
@@ -769,6 +812,10 @@ def main():
     parser.add_argument("--match-iou", type=float, default=0.5,
                         help="--box: a detection matches at this IoU or more")
     parser.add_argument("--drise", action="store_true", help="a detector's D-RISE map")
+    parser.add_argument("--perturb", action="store_true",
+                        help="a detector's occlusion (occlusion.npy) and RISE (rise.npy) maps")
+    parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--stride", type=int, default=8)
     parser.add_argument("--masks", type=int, default=100)
     parser.add_argument("--grid", type=int, default=7)
     parser.add_argument("--p", type=float, default=0.5)
@@ -919,6 +966,12 @@ def main():
             box, label = (DETECT["query"] if DETECT["groups"] is not None
                           else (DETECT["boxes"][cls], DETECT["targets"][cls][1]))
             save(args.outdir, "drise.npy", drise(model, x, box, label, args))
+        if args.perturb:
+            if DETECT["targets"] is None:
+                raise RefError("--perturb: the model is not a detector")
+            save(args.outdir, "occlusion.npy",
+                 detector_occlusion(model, x, cls, args.window, args.stride))
+            save(args.outdir, "rise.npy", detector_rise(model, x, cls, args))
 
         with open(os.path.join(args.outdir, "meta.json"), "w") as out:
             json.dump(report, out, indent=1)
