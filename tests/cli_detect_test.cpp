@@ -256,7 +256,11 @@ TEST_F(CliDetectTest, BoxesAsTargets) {
   // The image right after --box: one box per --box.
   r = cnnviz({"gradcam", "-q", "-m", model, "--write", "npy", "-o", out_, "--box", spec, image_});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  nlohmann::json entry = nlohmann::json::parse(test::read_text(out_ + "/manifest.json"))["images"][0];
+  const nlohmann::json doc = nlohmann::json::parse(test::read_text(out_ + "/manifest.json"));
+  EXPECT_EQ(doc["options"]["iou"], 0.5);
+  EXPECT_EQ(doc["options"]["min_score"], 0.25);
+  EXPECT_EQ(doc["options"]["box"], nlohmann::json({spec}));
+  nlohmann::json entry = doc["images"][0];
   ASSERT_EQ(entry["targets"].size(), 1u);
   const nlohmann::json target = entry["targets"][0];  // a copy: `entry` is read again below
   EXPECT_EQ(target["source"], "box");
@@ -298,11 +302,27 @@ TEST_F(CliDetectTest, BoxesAsTargets) {
   ASSERT_EQ(entry["targets"].size(), 1u);
   EXPECT_EQ(entry["targets"][0]["source"], "targets");
   EXPECT_EQ(entry["targets"][0]["detections"], target["detections"]);
+  // The same target written twice is one target.
+  r = cnnviz({"gradcam", "-q", "-m", model, "--write", "npy", "-o", out_ + "-twice", "--box", "0",
+              "--box", "00", image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(test::read_text(out_ + "-twice/manifest.json"))["images"][0]
+                ["targets"]
+                    .size(),
+            1u);
+  // A box left unquoted in a CSV reads as four indices: a note says so.
+  test::write_text(dir_.file("unquoted.csv"), image_ + ",0,1,2,3\n");
+  r = cnnviz({"gradcam", "-m", model, "--targets", dir_.file("unquoted.csv"), "--write", "npy",
+              "-o", out_ + "-unquoted", image_});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("line 1: four detection indices; a box is one field"), std::string::npos)
+      << r.err;
   // Bad boxes and thresholds: one line each, exit 2.
   for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
            {"--box", "10,10,5,20"},      {"--box", "1,2,3"},       {"--box", "-1,0,5,5"},
            {"--box", "0,0,5,5:giraffe"}, {"--box", "0,0,5,x"},     {"--iou", "0"},
-           {"--iou", "1.5"},             {"--box", "0", "--box", "0,0,5,5"}}) {
+           {"--iou", "1.5"},             {"--box", "0", "--box", "0,0,5,5"},
+           {"--box", "0", "--unit", "backbone.2:0"}}) {
     std::vector<std::string> argv = {"gradcam", "-q", "-m", model, "-o", out_ + "-bad"};
     argv.insert(argv.end(), bad.begin(), bad.end());
     argv.push_back(image_);

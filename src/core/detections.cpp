@@ -144,7 +144,8 @@ at::Tensor detection_scores(const at::Tensor& rows,
     const auto& targets = groups.at(static_cast<size_t>(n));
     // Connected to the rows' graph, with a zero gradient: a batch whose
     // targets all lack detections still has a score to differentiate.
-    const at::Tensor none = rows[n][0][0] * 0.0 + fill;
+    const at::Tensor none = rows.requires_grad() ? rows[n][0][0] * 0.0 + fill
+                                                 : at::full({}, fill, rows.options());
     std::vector<at::Tensor> scores;
     for (const std::vector<size_t>& group : targets) {
       at::Tensor s = none;

@@ -1087,9 +1087,11 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
       const int64_t n = p.paired ? rows.size(0) / 2 : rows.size(0);
       p.detections = decode_rows(rows.slice(0, 0, n), p.detect);
       p.groups = cnnviz::detection_groups(p.detections, p.detect);
-      if (p.paired) {
-        p.detections.insert(p.detections.end(), p.detections.begin(), p.detections.end());
-        p.groups.insert(p.groups.end(), p.groups.begin(), p.groups.end());
+      if (p.paired) {  // copies first: a vector cannot insert its own elements
+        const std::vector<std::vector<Detection>> detections = p.detections;
+        const DetectionGroups groups = p.groups;
+        p.detections.insert(p.detections.end(), detections.begin(), detections.end());
+        p.groups.insert(p.groups.end(), groups.begin(), groups.end());
       }
       p.detector = true;
     }

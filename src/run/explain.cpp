@@ -63,10 +63,10 @@ std::vector<std::string> written_variants(const OutputSelection& s) {
 std::optional<Unit> checked_unit(const ExplainOptions& o) {
   if (o.unit.empty()) return std::nullopt;
   Unit unit = parse_unit(o.unit);
-  if (!o.classes.empty() || !o.targets_file.empty() || o.top != 1) {
+  if (!o.classes.empty() || !o.targets_file.empty() || o.top != 1 || !o.boxes.empty()) {
     throw Error(ErrorCode::kUsage, "--unit '" + o.unit +
-                                       "': replaces --class, --targets and --top (the unit is "
-                                       "every image's one target)");
+                                       "': replaces --class, --targets, --top and --box (the "
+                                       "unit is every image's one target)");
   }
   if (o.score && *o.score != ScoreKind::kLogit) {
     throw Error(ErrorCode::kUsage, "--score " + score_name(*o.score) +
@@ -257,6 +257,10 @@ json manifest_header(const Model& model, const Engine& engine, const Plan& plan,
   for (const std::string& name : method.params) {
     const ParamDef& p = find_param(name);
     if (p.changes_maps) doc["options"][p.name] = param_value(p, plan.params);
+  }
+  if (model.info().task == Task::kDetect) {  // which detections, and which match a box
+    doc["options"]["min_score"] = plan.params.detect.min_score;
+    doc["options"]["iou"] = plan.params.detect.match_iou;
   }
   doc["images"] = json::array();
   doc["shard"] = o.shard.active() ? json(o.shard.name()) : json(nullptr);

@@ -85,10 +85,24 @@ void check_box_kinds(const std::vector<BoxSpec>& specs, const std::string& subje
   }
 }
 
-// Adds `spec` unless the list has it already.
+// Adds `spec` unless the list has the same target already (`0` and `00`,
+// or one box written two ways).
 void add_box(std::vector<BoxSpec>& list, BoxSpec spec) {
-  const auto same = [&](const BoxSpec& b) { return b.text == spec.text; };
+  const auto same = [&](const BoxSpec& b) {
+    if (b.box.has_value() != spec.box.has_value()) return false;
+    if (!b.box) return b.index == spec.index;
+    const BoxQuery& x = *b.box;
+    const BoxQuery& y = *spec.box;
+    return x.x1 == y.x1 && x.y1 == y.y1 && x.x2 == y.x2 && x.y2 == y.y2 && x.label == y.label;
+  };
   if (std::none_of(list.begin(), list.end(), same)) list.push_back(std::move(spec));
+}
+
+// A CSV row whose four fields are all numbers: most likely a box written
+// without quotes, which reads as four detection indices.
+bool looks_like_unquoted_box(const TargetRow& row) {
+  return row.classes.size() == 4 &&
+         std::all_of(row.classes.begin(), row.classes.end(), all_digits);
 }
 
 std::vector<std::string> box_texts(const std::vector<BoxSpec>& specs) {
@@ -119,6 +133,7 @@ TargetPlan::TargetPlan(const ModelInfo& info, const std::vector<std::string>& im
                : fixed_.empty() ? static_cast<size_t>(top_)
                                 : fixed_.size();
   std::vector<bool> row_used(file_ ? file_->rows.size() : 0);
+  bool noted_unquoted = false;
   for (size_t p = 0; p < images.size(); ++p) {
     const TargetRow* row = file_ ? file_->find(images[p]) : nullptr;
     if (row) row_used[static_cast<size_t>(row - file_->rows.data())] = true;
@@ -131,6 +146,12 @@ TargetPlan::TargetPlan(const ModelInfo& info, const std::vector<std::string>& im
       continue;
     }
     t = detector_ ? box_row(*row, images[p], info) : class_row(*row, images[p], info, known);
+    if (detector_ && !noted_unquoted && looks_like_unquoted_box(*row)) {
+      noted_unquoted = true;
+      progress.note("targets file '" + file_->path + "' line " + std::to_string(row->line) +
+                    ": four detection indices; a box is one field (quote \"x1,y1,x2,y2\" in a "
+                    "CSV, or separate the fields with tabs)");
+    }
     max_ranks_ = std::max(max_ranks_, detector_ ? t.boxes.size() : t.classes.size());
   }
   if (!file_) return;
