@@ -293,6 +293,17 @@ class Bench:
         """A path under the scratch folder that does not exist yet."""
         return os.path.join(self.work, f"{name}{next(self._fresh)}")
 
+    def fwdbwd_measure(self, image, facts):
+        """A measure for alternate(): eager PyTorch's one forward + one backward of `image`
+        (bench_visualize.py --mode fwdbwd, after its warm-up) as {"ms": ...}; the FLOPs of that
+        work go to facts["flops"]."""
+        def measure():
+            run = json_run(self.script("bench_visualize.py") + [
+                self.model, image, "--mode", "fwdbwd", "--threads", self.threads, "--repeat", 1])
+            facts["flops"] = run["flops"]
+            return {"ms": run["best_ms"]}
+        return measure
+
     def python_fwdbwd(self, image, batch=1, repeat=1):
         """Eager PyTorch's one forward + one backward of `batch` copies of `image`
         (bench_visualize.py --mode fwdbwd, the best of `repeat` timed runs after its warm-up):
@@ -649,12 +660,7 @@ def mode_backbone(b):
     cmd = [b.cnnviz, "gradcam", "--all-layers", "--write", "npy", "--timings", "--threads",
            b.threads, "--batch-size", 1, "-m", b.model, "-o", os.path.join(b.work, "out")]
     fwdbwd = {}
-
-    def python():
-        run = json_run(b.script("bench_visualize.py") + [
-            b.model, image, "--mode", "fwdbwd", "--threads", b.threads, "--repeat", 1])
-        fwdbwd["flops"] = run["flops"]
-        return {"ms": run["best_ms"]}
+    python = b.fwdbwd_measure(image, fwdbwd)
 
     def gemm():  # the best rate is the least negated one
         run = json_run([bench, "gemm", "--gemm-size", 2048, "--batches", 3,
@@ -958,13 +964,7 @@ def mode_detector(b):
             b.threads, "--batch-size", 1, "-m", b.model, "-o", os.path.join(b.work, "out")]
     four = [a for k in range(4) for a in ("--box", k)]
     fwdbwd = {}
-
-    def python():
-        run = json_run(b.script("bench_visualize.py") + [
-            b.model, image, "--mode", "fwdbwd", "--threads", b.threads, "--repeat", 1])
-        fwdbwd["flops"] = run["flops"]
-        return {"ms": run["best_ms"]}
-
+    python = b.fwdbwd_measure(image, fwdbwd)
     one, many, p = alternate(b.repeat, lambda: {"ms": warm_compute(base + ["--box", 0], image)[1]},
                              lambda: {"ms": warm_compute(base + four, image)[1]}, python)
     # Thousands of masked passes of the full detector take hours on a few cores: the
