@@ -13,6 +13,7 @@
 #include "cnnviz/run/inputs.h"
 #include "cnnviz/run/manifest.h"
 #include "cnnviz/run/progress.h"
+#include "image_results.h"
 
 namespace cnnviz::cli {
 
@@ -21,7 +22,7 @@ namespace {
 using json = nlohmann::ordered_json;
 
 void print_text(std::ostream& out, const DetectResult& r, const ModelInfo& info) {
-  out << r.image << "  (" << r.width << " x " << r.height << ")\n";
+  print_image_line(out, r);
   char line[96];
   for (const Detection& d : r.detections) {
     std::snprintf(line, sizeof(line), "  %.4f  [%7.1f, %7.1f, %7.1f, %7.1f]  %4lld  ", d.score, d.x1,
@@ -32,14 +33,7 @@ void print_text(std::ostream& out, const DetectResult& r, const ModelInfo& info)
 
 json result_json(const DetectResult& r, const ModelInfo& info) {
   json j;
-  set_image_name(j, r.image);
-  if (r.error) {
-    j["error"] = *r.error;
-    return j;
-  }
-  j["input"] = input_json(info.preprocess.channels, r.grey);
-  j["size"] = {{"width", r.width}, {"height", r.height}};
-  j["input_size"] = {{"width", r.input_width}, {"height", r.input_height}};
+  if (!image_entry(r, info, j)) return j;
   j["detections"] = json::array();
   for (size_t k = 0; k < r.detections.size(); ++k) {
     const Detection& d = r.detections[k];
@@ -55,24 +49,14 @@ json result_json(const DetectResult& r, const ModelInfo& info) {
 }
 
 json detect_json(const DetectSummary& summary, const ModelInfo& info, const DetectOptions& run) {
-  json doc;
-  doc["format"] = format_name(Format::kDetect);
-  doc["format_version"] = format_version(Format::kDetect);
-  doc["cnnviz_version"] = kVersion;
-  doc["model"] = model_json(info);
-  doc["layout"] = layout_name(info.layout);
-  doc["settings"] = {{"min_score", run.settings.min_score},
-                     {"iou", run.settings.iou},
-                     {"max_detections", run.settings.max_detections}};
-  doc["outdir"] = run.outdir.empty() ? json(nullptr) : json(run.outdir);
-  doc["results"] = json::array();
-  for (const DetectResult& r : summary.results) {
-    if (r.done()) doc["results"].push_back(result_json(r, info));
-  }
-  doc["summary"] = {{"images", summary.results.size()},
-                    {"failed", summary.failed},
-                    {"interrupted", summary.interrupted}};
-  return doc;
+  const json fields = {{"layout", layout_name(info.layout)},
+                       {"settings",
+                        {{"min_score", run.settings.min_score},
+                         {"iou", run.settings.iou},
+                         {"max_detections", run.settings.max_detections}}},
+                       {"outdir", run.outdir.empty() ? json(nullptr) : json(run.outdir)}};
+  return run_document(Format::kDetect, summary, info, fields,
+                      [&](const DetectResult& r) { return result_json(r, info); });
 }
 
 // --layout makes any model a detector read that way: for a YOLO export
@@ -134,7 +118,9 @@ int run_detect(const DetectCliOptions& opts, std::ostream& out, std::ostream& er
   run.decoders = opts.decoders;
   run.max_pixels = opts.inputs.max_pixels;
   run.outdir = opts.outdir;
-  run.settings = DetectSettings{opts.min_score, opts.iou, opts.max_detections};
+  run.settings.min_score = opts.min_score;
+  run.settings.iou = opts.iou;
+  run.settings.max_detections = opts.max_detections;
   Progress progress(err, images.size(), !opts.inputs.quiet && stderr_is_terminal());
   const DetectSummary summary = detect(model, images, run, progress, [&](const DetectResult& r) {
     if (!opts.json) print_text(out, r, info);

@@ -13,6 +13,7 @@
 #include "cnnviz/run/manifest.h"
 #include "cnnviz/run/progress.h"
 #include "cnnviz/run/segment.h"
+#include "image_results.h"
 
 namespace cnnviz::cli {
 
@@ -21,7 +22,7 @@ namespace {
 using json = nlohmann::ordered_json;
 
 void print_text(std::ostream& out, const SegmentResult& r, const ModelInfo& info) {
-  out << r.image << "  (" << r.width << " x " << r.height << ")\n";
+  print_image_line(out, r);
   char line[64];
   for (const ClassArea& a : r.areas) {
     std::snprintf(line, sizeof(line), "  %6.2f%%  %10lld  %4lld  ", 100.0 * a.share,
@@ -32,14 +33,7 @@ void print_text(std::ostream& out, const SegmentResult& r, const ModelInfo& info
 
 json result_json(const SegmentResult& r, const ModelInfo& info) {
   json j;
-  set_image_name(j, r.image);
-  if (r.error) {
-    j["error"] = *r.error;
-    return j;
-  }
-  j["input"] = input_json(info.preprocess.channels, r.grey);
-  j["size"] = {{"width", r.width}, {"height", r.height}};
-  j["input_size"] = {{"width", r.input_width}, {"height", r.input_height}};
+  if (!image_entry(r, info, j)) return j;
   j["classes"] = json::array();
   for (const ClassArea& a : r.areas) {
     j["classes"].push_back({{"index", a.index},
@@ -53,20 +47,9 @@ json result_json(const SegmentResult& r, const ModelInfo& info) {
 }
 
 json segment_json(const SegmentSummary& summary, const ModelInfo& info, const std::string& outdir) {
-  json doc;
-  doc["format"] = format_name(Format::kSegment);
-  doc["format_version"] = format_version(Format::kSegment);
-  doc["cnnviz_version"] = kVersion;
-  doc["model"] = model_json(info);
-  doc["outdir"] = outdir.empty() ? json(nullptr) : json(outdir);
-  doc["results"] = json::array();
-  for (const SegmentResult& r : summary.results) {
-    if (r.done()) doc["results"].push_back(result_json(r, info));
-  }
-  doc["summary"] = {{"images", summary.results.size()},
-                    {"failed", summary.failed},
-                    {"interrupted", summary.interrupted}};
-  return doc;
+  return run_document(Format::kSegment, summary, info,
+                      {{"outdir", outdir.empty() ? json(nullptr) : json(outdir)}},
+                      [&](const SegmentResult& r) { return result_json(r, info); });
 }
 
 }  // namespace

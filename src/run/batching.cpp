@@ -10,6 +10,16 @@ size_t images_per_pass(const Preprocessing& p, size_t requested) {
   return p.crop > 0 || p.letterbox ? std::max<size_t>(1, requested) : 1;
 }
 
+LoaderOptions per_image_loader(const Preprocessing& preprocess, size_t batch_size, int decoders,
+                               int64_t max_pixels, bool keep_rgb) {
+  LoaderOptions options;
+  options.batch_size = images_per_pass(preprocess, batch_size);
+  options.workers = decoders;
+  options.max_pixels = max_pixels;
+  options.keep_rgb = keep_rgb;
+  return options;
+}
+
 void run_in_parts(size_t count, size_t& chunk, Progress& progress,
                   const std::function<void(size_t begin, size_t end)>& process,
                   const std::function<void(size_t index, const OutOfMemory& error)>& failed) {

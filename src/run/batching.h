@@ -42,14 +42,21 @@ bool run_image_batches(
     const std::function<void(std::vector<LoadedImage*>& batch, size_t begin, size_t end)>& process,
     const std::function<void(size_t position, const std::string& message)>& fail);
 
-// run_image_batches for a run whose `summary` has `results` (one per image,
-// each with an `error`), `failed` and `interrupted`: `run(batch, begin, end)`
-// fills the results of a part, each of which then goes to `on_result`;
+// The loader of a run that takes each image once: batches of
+// images_per_pass(preprocess, batch_size) images.
+LoaderOptions per_image_loader(const Preprocessing& preprocess, size_t batch_size, int decoders,
+                               int64_t max_pixels, bool keep_rgb);
+
+// run_image_batches for a run whose `summary` is a PerImageSummary
+// (image_facts.h): its results are made one per image, `run(batch, begin,
+// end)` fills those of a part, each of which then goes to `on_result`;
 // failures are recorded in their result and reported.
 template <typename Summary, typename Run, typename OnResult>
 void run_each_image(const std::vector<std::string>& images, const Preprocessing& preprocess,
                     const LoaderOptions& loader, Progress& progress, Summary& summary, Run&& run,
                     OnResult&& on_result) {
+  summary.results.resize(images.size());
+  for (size_t i = 0; i < images.size(); ++i) summary.results[i].image = images[i];
   summary.interrupted = run_image_batches(
       images, preprocess, loader, progress,
       [&](std::vector<LoadedImage*>& ok, size_t begin, size_t end) {

@@ -114,17 +114,13 @@ DetectSummary detect(const Model& model, const std::vector<std::string>& images,
   }
   const Clock::time_point start = Clock::now();
   DetectSummary summary;
-  summary.results.resize(images.size());
-  for (size_t i = 0; i < images.size(); ++i) summary.results[i].image = images[i];
   if (!options.outdir.empty()) make_output_dir(options.outdir);
-  LoaderOptions loader_options;
-  loader_options.batch_size = images_per_pass(model.info().preprocess, options.batch_size);
-  loader_options.workers = options.decoders;
-  loader_options.max_pixels = options.max_pixels;
-  loader_options.keep_rgb = !options.outdir.empty();
   Detector detector(model, options, images, summary, progress);
   run_each_image(
-      images, model.info().preprocess, loader_options, progress, summary,
+      images, model.info().preprocess,
+      per_image_loader(model.info().preprocess, options.batch_size, options.decoders,
+                       options.max_pixels, !options.outdir.empty()),
+      progress, summary,
       [&](std::vector<LoadedImage*>& ok, size_t begin, size_t end) { detector.run(ok, begin, end); },
       on_result);
   summary.run_ms = ms_since(start);

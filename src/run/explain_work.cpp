@@ -93,7 +93,7 @@ json query_target_json(const BatchFacts& f, size_t n, int64_t k, const BoxSpec& 
   const int64_t label = q.label >= 0 ? q.label : found.at(group.at(0)).label;
   double sum = 0;
   for (size_t d : group) sum += found.at(d).score;
-  target = MapTarget{label, std::nullopt, -1, k, {q.x1, q.y1, q.x2, q.y2}};
+  target = MapTarget{label, std::nullopt, -1, k, {q.x1, q.y1, q.x2, q.y2}, {}};
   return {{"class", label},
           {"label", f.info.label(label)},
           {"rank", nullptr},
@@ -126,7 +126,7 @@ json take_maps_and_targets(const BatchFacts& f, size_t n, size_t position, Image
     w.raw.emplace_back();
     for (const MethodMap& m : f.maps.maps[r]) w.raw.back().push_back(to_float_array(m.value[i]));
     if (f.unit) {
-      w.targets.push_back(MapTarget{0, f.unit});
+      w.targets.push_back(MapTarget{0, f.unit, -1, -1, {}, {}});
       targets.push_back(unit_target_json(*f.unit, score, f.maps.explained[i][0].item<double>()));
     } else if (!f.maps.detections.empty() && !f.plan.of(position).boxes.empty() &&
                f.plan.of(position).boxes.front().box) {
@@ -135,10 +135,10 @@ json take_maps_and_targets(const BatchFacts& f, size_t n, size_t position, Image
       targets.push_back(query_target_json(f, n, cls, spec, score, w.targets.back()));
     } else if (!f.maps.detections.empty()) {
       const Detection d = to_source(f.maps.detections.at(n).at(static_cast<size_t>(cls)), w.box);
-      w.targets.push_back(MapTarget{d.label, std::nullopt, cls, -1, {d.x1, d.y1, d.x2, d.y2}});
+      w.targets.push_back(MapTarget{d.label, std::nullopt, cls, -1, {d.x1, d.y1, d.x2, d.y2}, {}});
       targets.push_back(detection_target_json(f, n, cls, w.box, score));
     } else {
-      w.targets.push_back(MapTarget{cls, std::nullopt});
+      w.targets.push_back(MapTarget{cls, std::nullopt, -1, -1, {}, {}});
       if (f.maps.labels.defined()) w.targets.back().pixels = class_pixels(f.maps.labels[i], cls);
       targets.push_back(class_target_json(f, n, r, cls, f.plan.of(position), score));
     }

@@ -99,17 +99,13 @@ SegmentSummary segment(const Model& model, const std::vector<std::string>& image
                        const std::function<void(const SegmentResult&)>& on_result) {
   const Clock::time_point start = Clock::now();
   SegmentSummary summary;
-  summary.results.resize(images.size());
-  for (size_t i = 0; i < images.size(); ++i) summary.results[i].image = images[i];
   if (!options.outdir.empty()) make_output_dir(options.outdir);
-  LoaderOptions loader_options;
-  loader_options.batch_size = images_per_pass(model.info().preprocess, options.batch_size);
-  loader_options.workers = options.decoders;
-  loader_options.max_pixels = options.max_pixels;
-  loader_options.keep_rgb = true;
   Segmenter segmenter(model, options, images, summary);
   run_each_image(
-      images, model.info().preprocess, loader_options, progress, summary,
+      images, model.info().preprocess,
+      per_image_loader(model.info().preprocess, options.batch_size, options.decoders,
+                       options.max_pixels, true),
+      progress, summary,
       [&](std::vector<LoadedImage*>& ok, size_t begin, size_t end) { segmenter.run(ok, begin, end); },
       on_result);
   summary.run_ms = ms_since(start);

@@ -15,6 +15,7 @@
 #include "cnnviz/core/limits.h"
 #include "cnnviz/core/model.h"
 #include "cnnviz/io/preprocess.h"
+#include "cnnviz/run/image_facts.h"
 #include "cnnviz/run/progress.h"
 
 namespace cnnviz {
@@ -27,24 +28,14 @@ struct DetectOptions {
   DetectSettings settings;
 };
 
-struct DetectResult {
-  std::string image;
-  std::optional<std::string> error;  // why the image failed
-  bool grey = false;                 // the source has no colour
-  int width = 0, height = 0;         // of the source image
-  int input_width = 0, input_height = 0;
+struct DetectResult : ImageFacts {
   std::vector<Detection> detections;  // in the source's pixels, clipped to it; best first
   std::string boxes;                  // the picture written, relative to the output folder
   bool computed = false;
   bool done() const { return error || computed; }
 };
 
-struct DetectSummary {
-  std::vector<DetectResult> results;  // one per image, in input order
-  size_t failed = 0;
-  bool interrupted = false;
-  double run_ms = 0, network_ms = 0;
-};
+using DetectSummary = PerImageSummary<DetectResult>;
 
 // A detection in the network input's pixels carried to the source image's
 // (the inverse of the resize, crop or letterbox of `box`), clipped to it.

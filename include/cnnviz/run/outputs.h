@@ -67,7 +67,7 @@ struct MapTarget {
   std::array<double, 4> box{};  // that box's x1, y1, x2, y2 in the source's pixels
   // A segmenter's class target: its pixels on the network's output grid
   // (CV_8UC1, 255 inside), outlined on the overlays; empty otherwise.
-  cv::Mat pixels;
+  cv::Mat pixels{};
 
   bool has_box() const { return detection >= 0 || query >= 0; }
   std::string tag() const;  // "c281", "d3-c2", "b0-c2" or "u-features.12-5"

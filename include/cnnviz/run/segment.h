@@ -12,6 +12,7 @@
 
 #include "cnnviz/core/limits.h"
 #include "cnnviz/core/model.h"
+#include "cnnviz/run/image_facts.h"
 #include "cnnviz/run/progress.h"
 
 namespace cnnviz {
@@ -31,23 +32,13 @@ struct ClassArea {
   double share = 0;  // of the image's pixels
 };
 
-struct SegmentResult {
-  std::string image;
-  std::optional<std::string> error;  // why the image failed
-  bool grey = false;                 // the source has no colour
-  int width = 0, height = 0;         // of the source image
-  int input_width = 0, input_height = 0;
+struct SegmentResult : ImageFacts {
   std::vector<ClassArea> areas;  // the classes present, most pixels first (ties: lower index)
   std::string mask, overlay;     // files written, relative to the output folder
   bool done() const { return error || !areas.empty(); }
 };
 
-struct SegmentSummary {
-  std::vector<SegmentResult> results;  // one per image, in input order
-  size_t failed = 0;
-  bool interrupted = false;
-  double run_ms = 0, network_ms = 0;
-};
+using SegmentSummary = PerImageSummary<SegmentResult>;
 
 // Labels the pixels of `images` with `model`: each pixel of the network's
 // input takes its highest-scoring class (ties: the lower index), and each
