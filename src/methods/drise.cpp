@@ -49,26 +49,11 @@ at::Tensor best_similarity(const at::Tensor& rows, const Detection& target) {
 }  // namespace
 
 std::vector<MethodMap> drise(Capture& capture) {
-  const MethodParams& p = capture.params();
-  const at::Tensor x = capture.input().to(at::kCPU);
-  const int64_t n = x.size(0), height = x.size(2), width = x.size(3);
-  const method_util::RandomMasks random(p, height, width);
-  const int64_t chunk = std::max(1, p.sample_batch);
-  at::Tensor sums = at::zeros({n, height, width}, at::kDouble);
-  for (int64_t start = 0; start < random.count(); start += chunk) {
-    const at::Tensor masks = random.chunk(start, std::min(random.count(), start + chunk));  // [c,H,W]
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t cls = capture.classes()[static_cast<size_t>(j)];
-      if (cls == kNoTarget) continue;
-      const Detection target = capture.target_box(j, cls);
-      const at::Tensor rows =
-          capture.variant_rows(x[j].unsqueeze(0) * masks.unsqueeze(1)).to(at::kDouble);
-      const at::Tensor w = best_similarity(rows, target);
-      sums[j] += (w.view({-1, 1, 1}) * masks.to(at::kDouble)).sum(0);
-    }
-  }
-  const at::Tensor saliency = (sums / (static_cast<double>(p.masks) * p.keep)).to(at::kFloat);
-  return {{"", saliency.to(capture.input().device())}};
+  return {{"", method_util::mask_saliency(capture, [&](int64_t j, const at::Tensor& masked) {
+             const Detection target =
+                 capture.target_box(j, capture.classes()[static_cast<size_t>(j)]);
+             return best_similarity(capture.variant_rows(masked).to(at::kDouble), target);
+           })}};
 }
 
 }  // namespace cnnviz::methods

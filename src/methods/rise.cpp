@@ -21,6 +21,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -57,29 +58,37 @@ at::Tensor RandomMasks::chunk(int64_t start, int64_t end) const {
   return at::stack(cropped);
 }
 
-}  // namespace method_util
-
-namespace methods {
-
-std::vector<MethodMap> rise(Capture& capture) {
+at::Tensor mask_saliency(Capture& capture,
+                         const std::function<at::Tensor(int64_t, const at::Tensor&)>& weigh) {
   const MethodParams& p = capture.params();
   const at::Tensor x = capture.input().to(at::kCPU);
   const int64_t n = x.size(0), height = x.size(2), width = x.size(3);
-  const method_util::RandomMasks random(p, height, width);
-  const Score score = p.score.value_or(Score{ScoreKind::kProbability, false});
+  const RandomMasks random(p, height, width);
   const int64_t chunk = std::max(1, p.sample_batch);
   at::Tensor sums = at::zeros({n, height, width}, at::kDouble);
   for (int64_t start = 0; start < random.count(); start += chunk) {
     const at::Tensor masks = random.chunk(start, std::min(random.count(), start + chunk));  // [c,H,W]
     for (int64_t j = 0; j < n; ++j) {
-      const int64_t cls = capture.classes()[static_cast<size_t>(j)];
-      const at::Tensor w =
-          capture.variant_scores(j, x[j].unsqueeze(0) * masks.unsqueeze(1), cls, score);
-      sums[j] += (w.view({-1, 1, 1}) * masks).sum(0).to(at::kDouble);
+      if (capture.classes()[static_cast<size_t>(j)] == kNoTarget) continue;
+      // In the weights' own precision (RISE's scores float32, D-RISE's float64).
+      const at::Tensor w = weigh(j, x[j].unsqueeze(0) * masks.unsqueeze(1));
+      sums[j] += (w.view({-1, 1, 1}) * masks.to(w.scalar_type())).sum(0).to(at::kDouble);
     }
   }
   const at::Tensor saliency = (sums / (static_cast<double>(p.masks) * p.keep)).to(at::kFloat);
-  return {{"", saliency.to(capture.input().device())}};
+  return saliency.to(capture.input().device());
+}
+
+}  // namespace method_util
+
+namespace methods {
+
+std::vector<MethodMap> rise(Capture& capture) {
+  const Score score = capture.params().score.value_or(Score{ScoreKind::kProbability, false});
+  return {{"", method_util::mask_saliency(capture, [&](int64_t j, const at::Tensor& masked) {
+             return capture.variant_scores(j, masked, capture.classes()[static_cast<size_t>(j)],
+                                           score);
+           })}};
 }
 
 }  // namespace methods

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -278,6 +279,14 @@ at::Tensor integrated_gradients(Capture& capture, const at::Tensor& baseline, in
 // The black image in normalized form, shaped like x.
 at::Tensor black_baseline(const at::Tensor& x, const std::array<float, 3>& mean,
                           const std::array<float, 3>& std);
+
+// RISE's saliency of the capture's images: for the random masks M_i
+// (RandomMasks, params().sample_batch at a time), 1 / (N p) sum_i w_i M_i,
+// where weigh(j, masked) gives the weights [c] of image j's masked copies
+// [c,3,H,W]. [N,H,W] float32 on the input's device; images without a target
+// (kNoTarget) get zeros.
+at::Tensor mask_saliency(Capture& capture,
+                         const std::function<at::Tensor(int64_t, const at::Tensor&)>& weigh);
 
 // RISE's random masks for an input of height x width (rise.cpp says how
 // they are drawn): params.masks of them from params.seed, made a chunk at
