@@ -18,7 +18,16 @@
 namespace cnnviz {
 namespace {
 
-using CliDetectTest = test::PhotoCliTest;
+class CliDetectTest : public test::PhotoCliTest {
+ protected:
+  // What `cnnviz detect --json` finds in the photo with `model`.
+  nlohmann::json detections_of(const std::string& model) {
+    const test::RunResult r = cnnviz({"detect", "-q", "-m", model, "--json", image_});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out)["results"][0]["detections"]
+                            : nlohmann::json::array();
+  }
+};
 
 std::string detector(const std::string& layout) {
   return test::test_models_dir() + "/tiny_" + layout + ".pt";
@@ -139,10 +148,9 @@ TEST_F(CliDetectTest, LayoutsAndTasksAreChecked) {
 
 TEST_F(CliDetectTest, EveryMethodExplainsDetections) {
   const std::string model = detector("yolov5");
-  test::RunResult r = cnnviz({"detect", "-q", "-m", model, "--json", image_});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const nlohmann::json found = nlohmann::json::parse(r.out)["results"][0]["detections"];
+  const nlohmann::json found = detections_of(model);
   ASSERT_GE(found.size(), 2u);
+  test::RunResult r;
   // --box 1: the second best, at every stage; its box as detect gave it.
   r = cnnviz({"gradcam", "-q", "-m", model, "--all-layers", "--box", "1", "--write",
               "overlay_full", "-o", out_, image_});
@@ -248,10 +256,9 @@ std::string box_text(const nlohmann::json& box) {
 // the command line and from a targets file; and each bad box's one line.
 TEST_F(CliDetectTest, BoxesAsTargets) {
   const std::string model = detector("yolov5");
-  test::RunResult r = cnnviz({"detect", "-q", "-m", model, "--json", image_});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const nlohmann::json found = nlohmann::json::parse(r.out)["results"][0]["detections"];
+  const nlohmann::json found = detections_of(model);
   ASSERT_GE(found.size(), 1u);
+  test::RunResult r;
   const std::string spec = box_text(found[0]["box"]);
   // The image right after --box: one box per --box.
   r = cnnviz({"gradcam", "-q", "-m", model, "--write", "npy", "-o", out_, "--box", spec, image_});
