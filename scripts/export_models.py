@@ -33,6 +33,8 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 from torchvision.models._meta import _IMAGENET_CATEGORIES  # noqa: E402
 
+import torchvision_detectors  # noqa: E402
+
 PROG = "export_models.py"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,7 +75,15 @@ GRADCAM_LAYER = {
 # stages (the stage rule reads classifiers).
 SEGMENTERS = ("fcn_resnet50", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50",
               "lraspp_mobilenet_v3_large")
-MODELS = list(GRADCAM_LAYER) + list(SEGMENTERS)
+# torchvision's one-stage detectors, exported as dense predictions in YOLOv5's layout through
+# scripts/torchvision_detectors.py (COCO's 91 labels, "__background__" first); the two-stage
+# Faster R-CNNs are not (docs/models.md says why).
+DETECTORS = torchvision_detectors.ONE_STAGE
+# A detector's default layer: its backbone body's last stage.
+DETECTOR_LAYER = {"retinanet_resnet50_fpn": "backbone.body.layer4",
+                  "fcos_resnet50_fpn": "backbone.body.layer4",
+                  "ssdlite320_mobilenet_v3_large": "backbone.features.1"}
+MODELS = list(GRADCAM_LAYER) + list(SEGMENTERS) + list(DETECTORS)
 
 # Constructor arguments of the models built without torchvision's weights (from a file, random),
 # so that they get the graph of the pretrained model. torchvision's googlenet(weights=DEFAULT)
@@ -269,13 +279,15 @@ def construct(name):
     builder = torchvision.models.get_model_builder(name)
     if name in SEGMENTERS:
         return builder(weights=None, weights_backbone=None, aux_loss=False)
+    if name in DETECTORS:
+        return builder(weights=None, weights_backbone=None)
     return builder(weights=None, **CONSTRUCTOR_ARGS.get(name, {}))
 
 
 def labels_of(name):
     """The class names of `name`'s torchvision weights (ImageNet's; PASCAL VOC's 21 for the
-    segmenters, the first being "__background__")."""
-    if name in SEGMENTERS:
+    segmenters, COCO's 91 for the detectors, the first being "__background__")."""
+    if name in SEGMENTERS or name in DETECTORS:
         return list(torchvision.models.get_model_weights(name).DEFAULT.meta["categories"])
     return list(_IMAGENET_CATEGORIES)
 
@@ -419,45 +431,65 @@ def calibrate_batchnorm(model, seed, size=224):
     return True
 
 
+def build(name, args):
+    """(model, weights_meta) as the arguments ask: from a file, random, or pretrained."""
+    if args.weights:
+        model, weights_meta = build_from_file(name, args.weights)
+    elif args.random_weights:
+        model, weights_meta = build_random(name, args.seed)
+    else:
+        model, weights_meta = build_pretrained(name)
+    return model.eval(), weights_meta
+
+
+def stages_of(name, net, example):
+    """The feature stages and the default layer of `net` (a detector's dense wrapper): a
+    segmenter's default is the stage before its head; a detector's FPN keeps its levels' outputs
+    (layer_blocks, extra_blocks), not its lateral 1x1 convolutions."""
+    stages = feature_stages(net, example)
+    if name in DETECTORS:
+        stages = [s for s in stages if ".inner_blocks." not in s]
+        default_layer = DETECTOR_LAYER[name]
+    elif name in SEGMENTERS and len(stages) >= 2:
+        default_layer = stages[-2]
+    else:
+        default_layer = GRADCAM_LAYER.get(name)
+    if default_layer not in stages:
+        raise ExportError(f"{name}: default layer '{default_layer}' is not among the feature "
+                          f"stages {stages}")
+    return stages, default_layer
+
+
 def export_one(name, args, outdir):
     path = os.path.join(outdir, f"{name}.pt")
     if os.path.exists(path) and not args.force:
         print(f"{display_path(path)} exists (use --force to re-export)")
         return
 
-    if args.weights:
-        model, weights_meta = build_from_file(name, args.weights)
-    elif args.random_weights:
-        model, weights_meta = build_random(name, args.seed)
-        if args.calibrate_bn and calibrate_batchnorm(model, args.seed,
-                                                     square_side(preprocess_for(name))):
-            weights_meta["source"] += ", BatchNorm calibrated"
-    else:
-        model, weights_meta = build_pretrained(name)
-    model.eval()
+    model, weights_meta = build(name, args)
+    detector = name in DETECTORS
+    # A detector is exported as its dense wrapper; the metadata and the stages read it.
+    net = torchvision_detectors.dense_detector(model) if detector else model
+    preprocess = torchvision_detectors.preprocess_of(model) if detector else preprocess_for(name)
+    side = square_side(preprocess)
+    if args.random_weights and args.calibrate_bn and \
+            calibrate_batchnorm(net, args.seed, min(side, 320) if detector else side):
+        weights_meta["source"] += ", BatchNorm calibrated"
+    net.eval()
 
     # A fixed input of the crop size, independent of the weight seed, for the stage discovery
     # and the parity check.
-    preprocess = preprocess_for(name)
-    side = square_side(preprocess)
     example = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(1234))
-    segmenter = name in SEGMENTERS
-    stages = feature_stages(model, example)
-    # A segmenter's last stage is its head, whose output is the class scores: the one before.
-    gradcam_layer = stages[-2] if segmenter and len(stages) >= 2 else GRADCAM_LAYER.get(name)
-    if gradcam_layer not in stages:
-        raise ExportError(f"{name}: Grad-CAM layer '{gradcam_layer}' is not among the feature "
-                          f"stages {stages}")
-
+    stages, default_layer = stages_of(name, net, example)
     try:
-        scripted = torch.jit.script(model)
+        scripted = torch.jit.script(net)
     except Exception as exc:
         raise ExportError(f"{name}: torch.jit.script failed: {first_line(exc)}") from None
 
     with torch.no_grad(), warnings.catch_warnings():
         # "Scripted GoogleNet always returns GoogleNetOutputs Tuple": known, handled.
         warnings.filterwarnings("ignore", message="Scripted GoogleNet")
-        eager_out = logits_of(model(example))
+        eager_out = logits_of(net(example))
         scripted_out = logits_of(scripted(example))
     diff = (eager_out - scripted_out).abs().max().item()
     if not diff < 1e-4:
@@ -468,16 +500,18 @@ def export_one(name, args, outdir):
         "cnnviz_format": 1,
         "name": name,
         "arch": name,
-        "task": "segment" if name in SEGMENTERS else "classify",
+        "task": "segment" if name in SEGMENTERS else "detect" if detector else "classify",
         "weights": weights_meta,
-        "num_classes": int(eager_out.shape[1]),
+        "num_classes": int(eager_out.shape[-1] - 5 if detector else eager_out.shape[1]),
         "labels": labels_of(name),
         "preprocess": preprocess,
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,
     }
+    if detector:
+        meta.update({"layout": "yolov5", "nms_iou": float(model.nms_thresh), "multi_label": True})
     meta["feature_layers"] = stages
-    meta["default_layer"] = gradcam_layer
+    meta["default_layer"] = default_layer
     if meta["num_classes"] != len(meta["labels"]):
         raise ExportError(f"{name}: {meta['num_classes']} outputs but "
                           f"{len(meta['labels'])} labels")

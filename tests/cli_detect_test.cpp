@@ -225,6 +225,51 @@ int error_lines(const std::string& err) {
 
 // D-RISE maps a detection (or a box query) at the photo's size; on a
 // classifier it is refused with one line.
+// torchvision's detectors as exported (tiny_retinanet, and the full
+// SSDlite with random weights): their metadata's NMS IoU and every class of
+// an anchor as a candidate, their resize, and all-layer maps of a
+// detection at the body's and the FPN's stages.
+TEST_F(CliDetectTest, TorchvisionDetectors) {
+  const std::string model = test::test_models_dir() + "/tiny_retinanet.pt";
+  test::RunResult r = cnnviz({"detect", "-q", "-m", model, "--json", image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(doc["settings"]["iou"], 0.5);
+  EXPECT_EQ(doc["settings"]["multi_label"], true);
+  const nlohmann::json found = doc["results"][0]["detections"];
+  ASSERT_GE(found.size(), 1u);
+  r = cnnviz({"detect", "-q", "-m", model, "--iou", "0.3", "--json", image_});
+  EXPECT_EQ(nlohmann::json::parse(r.out)["settings"]["iou"], 0.3);
+  r = cnnviz({"gradcam", "-q", "-m", model, "--all-layers", "--box", "0", "--write", "npy",
+              "-o", out_ + "-tv", image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json manifest =
+      nlohmann::json::parse(test::read_text(out_ + "-tv/manifest.json"));
+  const std::vector<std::string> layers = manifest["layers"].get<std::vector<std::string>>();
+  EXPECT_EQ(layers.size(), 12u);
+  EXPECT_NE(std::find(layers.begin(), layers.end(), "backbone.fpn.layer_blocks.0"), layers.end());
+  const nlohmann::json& target = manifest["images"][0]["targets"][0];
+  EXPECT_EQ(target["class"], found[0]["class"]);
+  EXPECT_NEAR(target["score"].get<double>(), found[0]["score"].get<double>(), 1e-5);
+  EXPECT_EQ(manifest["images"][0]["files"].size(), 12u);
+
+  const std::string ssd = test::test_models_dir() + "/ssdlite320_mobilenet_v3_large.pt";
+  r = cnnviz({"detect", "-q", "-m", ssd, "--min-score", "0", "--max-detections", "3", "--json",
+              image_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(doc["settings"]["iou"], 0.55);
+  const nlohmann::json boxes = doc["results"][0]["detections"];
+  ASSERT_EQ(boxes.size(), 3u);
+  const cv::Mat photo = cv::imread(image_);
+  for (const nlohmann::json& d : boxes) {
+    EXPECT_NE(d["class"], 0) << "SSD's background is never detected";
+    EXPECT_GE(d["box"][0].get<double>(), 0.0);
+    EXPECT_LE(d["box"][2].get<double>(), photo.cols + 1e-3);
+    EXPECT_LE(d["box"][3].get<double>(), photo.rows + 1e-3);
+  }
+}
+
 TEST_F(CliDetectTest, DRiseExplainsDetectionsOnly) {
   const std::string model = detector("yolov8");
   test::RunResult r = cnnviz({"d-rise", "-q", "-m", model, "--box", "0", "--masks", "40",

@@ -51,6 +51,32 @@ TEST(MetadataTest, ReadsTheDefaultLayerUnderEitherName) {
             "a");
 }
 
+// A torchvision detector's fields: its resize cap, NMS IoU and multi-label
+// decoding, each checked.
+TEST(MetadataTest, ReadsADetectorsDecodingDefaults) {
+  const std::string head =
+      R"({"cnnviz_format": 1, "name": "m", "task": "detect", "layout": "yolov5", )";
+  const ModelInfo info = parse_model_info(
+      head + R"("nms_iou": 0.6, "multi_label": true,
+                "preprocess": {"resize": 800, "max_size": 1333, "crop": 0}})",
+      "m.pt");
+  EXPECT_DOUBLE_EQ(info.nms_iou, 0.6);
+  EXPECT_TRUE(info.multi_label);
+  EXPECT_EQ(info.preprocess.max_size, 1333);
+  EXPECT_EQ(info.preprocess.crop, 0);
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {head + R"("nms_iou": 1.5})", "nms_iou: must be a number in (0, 1]"},
+      {head + R"("multi_label": 1})", "multi_label: must be true or false"},
+      {R"({"cnnviz_format": 1, "name": "m", "nms_iou": 0.5})", "nms_iou: applies to detectors"},
+      {head + R"("preprocess": {"resize": 800, "max_size": 600, "crop": 0}})",
+       "preprocess.max_size: 600 is smaller than resize (800)"},
+      {head + R"("preprocess": {"resize": 800, "max_size": 1333, "crop": 224}})",
+       "preprocess.max_size: applies without crop and letterbox"}};
+  for (const auto& [text, message] : bad) {
+    test::expect_error([&] { parse_model_info(text, "m.pt"); }, ErrorCode::kModel, message);
+  }
+}
+
 TEST(MetadataTest, RejectsBadMetadataWithOneLine) {
   test::expect_error([] { parse_model_info("{not json", "m.pt"); }, ErrorCode::kModel,
                      "model 'm.pt': invalid cnnviz.json");

@@ -48,6 +48,25 @@ TEST(PreprocessTest, WithoutACropTheInputIsTheWholeResizedImage) {
   EXPECT_EQ(p.square_side(), 224);
 }
 
+// A torchvision detector's resize: min(800 / shorter, 1333 / longer) in
+// float32, each side floored; the sizes torchvision 0.14's
+// GeneralizedRCNNTransform gives (853 x 1280 becomes 799 high, not 800).
+TEST(PreprocessTest, DetectorResizeFollowsTorchvision) {
+  Preprocessing p;
+  p.resize = 800;
+  p.crop = 0;
+  p.max_size = 1333;
+  const int cases[][4] = {{640, 480, 1066, 800}, {150, 100, 1200, 800},
+                          {1280, 853, 1200, 799}, {2000, 300, 1333, 199}};
+  for (const auto& c : cases) {
+    const CropBox box = crop_box(c[0], c[1], p);
+    EXPECT_EQ(box.width, c[2]) << c[0] << "x" << c[1];
+    EXPECT_EQ(box.height, c[3]) << c[0] << "x" << c[1];
+    EXPECT_EQ(box.resized_w, box.width);
+    EXPECT_EQ(box.left, 0);
+  }
+}
+
 TEST(PreprocessTest, CropOffsetRoundsHalfToEven) {
   Preprocessing p;
   p.resize = 225;  // (225 - 224) / 2 = 0.5 -> 0

@@ -53,6 +53,7 @@ json detect_json(const DetectSummary& summary, const ModelInfo& info, const Dete
                        {"settings",
                         {{"min_score", run.settings.min_score},
                          {"iou", run.settings.iou},
+                         {"multi_label", run.settings.multi_label},
                          {"max_detections", run.settings.max_detections}}},
                        {"outdir", run.outdir.empty() ? json(nullptr) : json(run.outdir)}};
   return run_document(Format::kDetect, summary, info, fields,
@@ -88,9 +89,8 @@ CLI::App* setup_detect(CLI::App& app, DetectCliOptions& opts) {
       ->capture_default_str();
   sub->add_option("--iou", opts.iou,
                   "Non-maximum suppression: drop a box overlapping a better one of its class by "
-                  "more than this intersection over union")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
+                  "more than this intersection over union (default: the model's own, else 0.45)")
+      ->check(CLI::Range(0.0, 1.0));
   sub->add_option("--max-detections", opts.max_detections, "Keep at most this many boxes per image")
       ->check(CLI::Range(1, kMaxDetections))
       ->capture_default_str();
@@ -118,8 +118,9 @@ int run_detect(const DetectCliOptions& opts, std::ostream& out, std::ostream& er
   run.decoders = opts.decoders;
   run.max_pixels = opts.inputs.max_pixels;
   run.outdir = opts.outdir;
+  run.settings = detect_defaults(info);
   run.settings.min_score = opts.min_score;
-  run.settings.iou = opts.iou;
+  run.settings.iou = opts.iou.value_or(run.settings.iou);
   run.settings.max_detections = opts.max_detections;
   Progress progress(err, images.size(), !opts.inputs.quiet && stderr_is_terminal());
   const DetectSummary summary = detect(model, images, run, progress, [&](const DetectResult& r) {

@@ -4,6 +4,7 @@
 #define CNNVIZ_CLI_DETECT_H_
 
 #include <iosfwd>
+#include <optional>
 #include <string>
 
 #include "common.h"
@@ -18,7 +19,7 @@ struct DetectCliOptions {
   int decoders = 0;    // image decoding threads; 0 = every available core
   std::string outdir;  // -o: pictures with boxes
   double min_score = 0.25;
-  double iou = 0.45;
+  std::optional<double> iou;  // default: the model's own, else 0.45
   int max_detections = 300;
   bool json = false;
 };

@@ -51,7 +51,25 @@ std::vector<Detection> suppress(std::vector<Detection> candidates, const DetectS
   return kept;
 }
 
+// Each class of the row `r` (of an anchor) scoring above min_score.
+void add_every_class(const double* r, int64_t width, int64_t anchor, double min_score,
+                     std::vector<Detection>& candidates) {
+  for (int64_t c = 5; c < width; ++c) {
+    const double score = r[4] * r[c];
+    if (!(score > min_score)) continue;
+    candidates.push_back(Detection{r[0] - r[2] / 2, r[1] - r[3] / 2, r[0] + r[2] / 2,
+                                   r[1] + r[3] / 2, score, c - 5, anchor});
+  }
+}
+
 }  // namespace
+
+DetectSettings detect_defaults(const ModelInfo& info) {
+  DetectSettings s;
+  if (info.nms_iou > 0) s.iou = info.nms_iou;
+  s.multi_label = info.multi_label;
+  return s;
+}
 
 double box_iou(const Detection& a, const Detection& b) {
   const double w = std::min(a.x2, b.x2) - std::max(a.x1, b.x1);
@@ -83,6 +101,10 @@ std::vector<std::vector<Detection>> decode_rows(const at::Tensor& rows_in,
     std::vector<Detection> candidates;
     for (int64_t a = 0; a < anchors; ++a) {
       const double* r = p + a * width;
+      if (settings.multi_label) {
+        add_every_class(r, width, a, settings.min_score, candidates);
+        continue;
+      }
       const double* best = std::max_element(r + 5, r + width);  // the first of equal scores
       const double score = r[4] * *best;
       if (!(score > settings.min_score)) continue;

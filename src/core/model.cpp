@@ -225,6 +225,18 @@ void read_task(const MetadataReader& r, const json& j, ModelInfo& info) {
     }
     info.layout = parse_layout(layout, "layout");
   }
+  if (const json* nms = r.find(j, "nms_iou")) {
+    if (info.task != Task::kDetect) r.fail("nms_iou", "applies to detectors (task detect)");
+    if (!nms->is_number() || !(nms->get<double>() > 0 && nms->get<double>() <= 1)) {
+      r.fail("nms_iou", "must be a number in (0, 1]");
+    }
+    info.nms_iou = nms->get<double>();
+  }
+  if (const json* multi = r.find(j, "multi_label")) {
+    if (!multi->is_boolean()) r.fail("multi_label", "must be true or false");
+    if (info.task != Task::kDetect) r.fail("multi_label", "applies to detectors (task detect)");
+    info.multi_label = multi->get<bool>();
+  }
 }
 
 // "preprocess.letterbox": a detector's only; it replaces the crop.
@@ -237,6 +249,20 @@ void read_letterbox(const MetadataReader& r, const json& p, ModelInfo& info) {
     r.fail("preprocess.letterbox", "applies to detectors (task detect)");
   }
   if (info.preprocess.letterbox) info.preprocess.crop = 0;
+}
+
+// "max_size": a torchvision detector's cap on the longer side (no crop, no letterbox).
+void read_max_size(const MetadataReader& r, const json& p, ModelInfo& info) {
+  Preprocessing& pre = info.preprocess;
+  pre.max_size = static_cast<int>(r.integer(p, "max_size", "preprocess.max_size", 0, kMaxResize, 0));
+  if (pre.max_size == 0) return;
+  if (pre.max_size < pre.resize) {
+    r.fail("preprocess.max_size", std::to_string(pre.max_size) + " is smaller than resize (" +
+                                      std::to_string(pre.resize) + ")");
+  }
+  if (pre.crop != 0 || pre.letterbox) {
+    r.fail("preprocess.max_size", "applies without crop and letterbox");
+  }
 }
 
 }  // namespace
@@ -289,6 +315,7 @@ ModelInfo parse_model_info(const std::string& json_text, const std::string& path
                                     std::to_string(pre.crop) + "; needs crop <= resize)");
   }
   read_letterbox(r, p, info);
+  read_max_size(r, p, info);
   pre.channels = static_cast<int>(r.integer(p, "channels", "preprocess.channels", 1, 3, 3));
   if (pre.channels == 2) r.fail("preprocess.channels", "must be 1 (grey) or 3 (RGB)");
   if (pre.channels == 1 && pre.letterbox) r.fail("preprocess.letterbox", "needs 3 channels");

@@ -51,11 +51,30 @@ cv::Mat letterboxed(const cv::Mat& rgb, const CropBox& box) {
   return canvas;
 }
 
+// torchvision's detection resize: scale = min(resize / shorter, max_size /
+// longer) in float32, each side floor(side * scale); the whole image, no crop.
+CropBox capped_box(int src_w, int src_h, const Preprocessing& p) {
+  CropBox box;
+  box.src_w = src_w;
+  box.src_h = src_h;
+  const float shorter = static_cast<float>(std::min(src_w, src_h));
+  const float longer = static_cast<float>(std::max(src_w, src_h));
+  const float scale = std::min(static_cast<float>(p.resize) / shorter,
+                               static_cast<float>(p.max_size) / longer);
+  const auto side = [scale](int v) {
+    return static_cast<int>(std::max(1.0, std::floor(static_cast<double>(v) * scale)));
+  };
+  box.width = box.resized_w = side(src_w);
+  box.height = box.resized_h = side(src_h);
+  return box;
+}
+
 }  // namespace
 
 CropBox crop_box(int src_w, int src_h, const Preprocessing& p) {
   if (src_w < 1 || src_h < 1) throw Error(ErrorCode::kInput, "image is empty");
   if (p.letterbox) return letterbox_box(src_w, src_h, p);
+  if (p.max_size > 0) return capped_box(src_w, src_h, p);
   CropBox box;
   box.src_w = src_w;
   box.src_h = src_h;

@@ -198,6 +198,9 @@ Plan make_plan(const Model& model, const std::vector<std::string>& images, const
              : TargetRequest{o.classes, o.targets_file, o.top, o.boxes},
       progress);
   p.params = run_params(method, o.params, model.info(), p.score);
+  const DetectSettings own = detect_defaults(model.info());
+  p.params.detect.iou = own.iou;
+  p.params.detect.multi_label = own.multi_label;
   p.params.detect.min_score = o.min_score;
   p.params.detect.match_iou = o.match_iou.value_or(p.params.detect.match_iou);
   p.stems = unique_stems(images);

@@ -41,13 +41,25 @@ def load_rgb(path):
     return img.convert("RGB")
 
 
-def preprocess(img, resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, grey=False):
+def detection_size(width, height, resize, max_size):
+    """(h, w) as torchvision's GeneralizedRCNNTransform resizes: scale = min(resize / shorter,
+    max_size / longer) in float32 tensors, each side floor(side * scale)."""
+    side = torch.tensor([height, width])
+    scale = torch.min(resize / side.min().to(torch.float32),
+                      max_size / side.max().to(torch.float32)).item()
+    return math.floor(height * scale), math.floor(width * scale)
+
+
+def preprocess(img, resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, grey=False,
+               max_size=0):
     """torchvision's Resize(resize) (shorter side; PIL bilinear, which antialiases),
     CenterCrop(crop) (none when crop is 0), ToTensor, Normalize(mean, std). Returns a
     [3, crop, crop] float32 tensor (without a crop, the resized image's size); with `grey`,
-    Grayscale() first (PIL's convert("L")) and one channel."""
+    Grayscale() first (PIL's convert("L")) and one channel. With max_size (a torchvision
+    detector), the size is detection_size()'s, without a crop."""
+    size = detection_size(*img.size, resize, max_size) if max_size else resize
     pipeline = transforms.Compose(([transforms.Grayscale(num_output_channels=1)] if grey else []) + [
-        transforms.Resize(resize, interpolation=transforms.InterpolationMode.BILINEAR),
+        transforms.Resize(size, interpolation=transforms.InterpolationMode.BILINEAR),
     ] + ([transforms.CenterCrop(crop)] if crop else []) + [
         transforms.ToTensor(),
         transforms.Normalize(mean=mean, std=std),
@@ -71,7 +83,10 @@ def preprocess_params(meta):
     if pre.get("interpolation", "bilinear") != "bilinear" or not pre.get("antialias", True):
         raise ValueError(f"unsupported preprocess in cnnviz.json: {pre} "
                          "(the reference does antialiased bilinear only)")
-    return {key: pre[key] for key in ("resize", "crop", "mean", "std")}
+    params = {key: pre[key] for key in ("resize", "crop", "mean", "std")}
+    if pre.get("max_size"):
+        params["max_size"] = pre["max_size"]
+    return params
 
 
 def read_preprocess(model_path):

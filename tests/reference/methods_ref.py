@@ -135,6 +135,8 @@ import common  # noqa: E402
 import detect_ref  # noqa: E402
 import export_models  # noqa: E402
 import tiny_models  # noqa: E402
+import torchvision_detectors  # noqa: E402
+from torch import nn  # noqa: E402
 
 PROG = "methods_ref.py"
 MODES = ("plain", "guided", "deconv")
@@ -320,10 +322,48 @@ def logits_of(output):
     return output[0] if isinstance(output, tuple) else output
 
 
+class TorchvisionScores(nn.Module):
+    """A torchvision detector run whole, as torchvision runs it (its transform, which leaves the
+    already resized input as it is, its heads, its own decoding, threshold at 0.25 and NMS at
+    its own IoU, without a top-k cap): forward(x, normalized as cnnviz's input) returns its list
+    of detections per image. `backbone` comes first so that layer paths read as the export's."""
+
+    def __init__(self, detector, meta):
+        super().__init__()
+        self.backbone = detector.backbone
+        self.detector = detector
+        detector.score_thresh = 0.25
+        detector.topk_candidates = 10 ** 6
+        detector.detections_per_img = 300
+        pre = meta["preprocess"]
+        self.register_buffer("mean", torch.tensor(pre["mean"])[None, :, None, None])
+        self.register_buffer("std", torch.tensor(pre["std"])[None, :, None, None])
+
+    def forward(self, x):
+        return self.detector(list(x * self.std + self.mean))
+
+
+def torchvision_detector(arch):
+    """The torchvision detector (eval mode, random weights) whose dense wrapper `arch` exports,
+    or None."""
+    if arch in tiny_models.TV_DETECTORS:
+        return tiny_models.TV_DETECTORS[arch]()
+    if arch in export_models.DETECTORS:
+        return export_models.construct(arch).eval()
+    return None
+
+
 def load_eager(path):
-    """(eager model, metadata, scripted model); parameters frozen, eval mode."""
+    """(eager model, metadata, scripted model); parameters frozen, eval mode. A torchvision
+    detector's eager model is TorchvisionScores."""
     scripted, meta = common.load_model(path)
     arch = meta.get("arch")
+    detector = torchvision_detector(arch)
+    if detector is not None:
+        detector.load_state_dict(scripted.state_dict(), strict=True)
+        model = TorchvisionScores(detector, meta).eval()
+        model.requires_grad_(False)
+        return model, meta, scripted
     if arch in tiny_models.TINY:
         model = tiny_models.TINY[arch]()
     elif arch and (hasattr(torchvision.models, arch) or arch in export_models.SEGMENTERS):
@@ -339,6 +379,8 @@ def load_eager(path):
 def script_diff(model, scripted, x):
     """Max abs difference of eager and scripted logits (a segmenter's scores per pixel) on the
     batch x."""
+    if isinstance(model, TorchvisionScores):  # its dense rows, computed by the wrapper's code
+        model = torchvision_detectors.dense_detector(model.detector)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Scripted GoogleNet")
         eager, script = model(x), scripted(x)
@@ -365,8 +407,30 @@ SEGMENT = {"labels": None}
 DETECT = {"layout": None, "targets": None, "boxes": None, "groups": None}
 
 
+def torchvision_scores(output):
+    """[N,K]: each detection's score in a torchvision detector's own detections (output: one
+    dict per image): the score of its detection of the same label whose box overlaps the clean
+    image's by IoU >= 0.99 (0 when none does)."""
+    per_image = []
+    for found in output:
+        scores = []
+        for (_, label), box in zip(DETECT["targets"], DETECT["boxes"]):
+            iou = torchvision.ops.box_iou(box[None], found["boxes"])[0]
+            iou = torch.where(found["labels"] == label, iou, torch.zeros_like(iou))
+            j = int(iou.argmax()) if iou.numel() else -1
+            scores.append(found["scores"][j] if j >= 0 and iou[j] >= 0.99
+                          else found["scores"].sum() * 0)
+        per_image.append(torch.stack(scores))
+    return torch.stack(per_image)
+
+
 def detection_scores(output):
     """[N,K]: each detection's (or box query's) score in the detector's raw output."""
+    if DETECT["layout"] == "torchvision":
+        scores = torchvision_scores(output)
+        if DETECT["groups"] is not None:
+            return torch.stack([sum(scores[:, k] for k in g) for g in DETECT["groups"]], dim=1)
+        return scores
     rows = output.transpose(1, 2) if DETECT["layout"] == "yolov8" else output
     scores = []
     for anchor, label in DETECT["targets"]:
@@ -480,7 +544,18 @@ def detector_rise(model, x, cls, args):
 
 
 def find_detections(model, meta, x):
-    """Fixes DETECT["targets"] from the clean image x (letterboxed)."""
+    """Fixes DETECT["targets"] from the clean image x (letterboxed; a torchvision detector's
+    resized, and its own detections)."""
+    if isinstance(model, TorchvisionScores):
+        DETECT["layout"] = "torchvision"
+        with torch.no_grad():
+            found = model(x)[0]
+        if not len(found["scores"]):
+            raise RefError("the detector finds no box above 0.25")
+        DETECT["targets"] = [(j, int(lab)) for j, lab in enumerate(found["labels"])]
+        DETECT["boxes"] = found["boxes"]
+        DETECT["scores"] = found["scores"]
+        return
     DETECT["layout"] = meta["layout"]
     with torch.no_grad():
         out = model(x)
@@ -840,9 +915,19 @@ def main():
         if meta.get("task") == "detect":
             pre = common.preprocess_params(meta)
             rgb = common.load_rgb(args.image)
-            x, geometry = detect_ref.letterbox(rgb, pre["resize"], pre["mean"], pre["std"])
-            x = x[None]
+            if isinstance(model, TorchvisionScores):
+                x = common.preprocess(rgb, **pre)[None]
+                geometry = {"width": x.shape[3], "height": x.shape[2], "left": 0, "top": 0}
+            else:
+                x, geometry = detect_ref.letterbox(rgb, pre["resize"], pre["mean"], pre["std"])
+                x = x[None]
             find_detections(model, meta, x)
+            if DETECT["layout"] == "torchvision":
+                os.makedirs(args.outdir, exist_ok=True)
+                with open(os.path.join(args.outdir, "detections.json"), "w") as f:
+                    json.dump({"boxes": DETECT["boxes"].tolist(), "scores":
+                               DETECT["scores"].tolist(),
+                               "labels": [lab for _, lab in DETECT["targets"]]}, f)
             if args.box:
                 DETECT["groups"] = [match_box(args.box, geometry, rgb.size, args.match_iou)]
                 with open(os.path.join(args.outdir, "matched.json"), "w") as f:

@@ -33,6 +33,16 @@ After the seeded initialization, POST_INIT (init_detector, DETECTOR_INIT) gives 
 Kaiming-normal weights and scales and shifts the heads' rows, so that an ordinary photo gives a
 few to a few dozen boxes above 0.25 after NMS (tests/reference/detect_ref.py).
 
+  tiny_retinanet  torchvision's RetinaNet (its FPN, head, anchors and box coder) on a ResNet
+             of one BasicBlock per stage, FPN and head 32 channels wide, 4 classes
+             ("__background__" first), exported as scripts/export_models.py exports
+             torchvision's one-stage detectors: the dense wrapper of
+             scripts/torchvision_detectors.py, [N, A, 5+4] in YOLOv5's layout, the shorter side
+             resized to 96 (the longer at most 128), ImageNet mean and std. TV_DETECTORS builds
+             the torchvision model itself, which the references run with its own
+             postprocessing. POST_INIT standardizes the class logits on a seeded input and
+             shifts them to -3 there, which leaves tens of boxes above 0.25.
+
 For the detector benchmark (scripts/bench.py detector), and exported only when named:
 
   yolov8_resnet50  the yolov8 layout at full size: torchvision's ResNet-50 as backbone.0 (the
@@ -69,6 +79,11 @@ from torchvision.models.swin_transformer import SwinTransformer  # noqa: E402
 from torchvision.models.vision_transformer import VisionTransformer  # noqa: E402
 
 import export_models  # noqa: E402
+import torchvision_detectors  # noqa: E402
+from torchvision.models.detection.backbone_utils import BackboneWithFPN  # noqa: E402
+from torchvision.models.detection.retinanet import RetinaNet  # noqa: E402
+from torchvision.models.resnet import BasicBlock, ResNet  # noqa: E402
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7  # noqa: E402
 
 CLASSES = 10
 SEG_CLASSES = 5
@@ -231,6 +246,33 @@ DETECTOR_INIT = {"tiny_yolov8": (6.0, 20.0, [[0.6, 1.4, 0.8], [-4.1, -8.4, -3.0]
                  "tiny_yolov5": (2.0, 20.0, [[-0.9, 0.6, 17.7, 4.3], [-3.0, -2.1, 1.1, 3.5]])}
 
 
+TV_SIZE, TV_MAX = 96, 128
+
+
+def tv_retinanet():
+    """The torchvision RetinaNet of tiny_retinanet (eval mode)."""
+    body = ResNet(BasicBlock, [1, 1, 1, 1])
+    backbone = BackboneWithFPN(body, {"layer2": "0", "layer3": "1", "layer4": "2"},
+                               [128, 256, 512], 32, extra_blocks=LastLevelP6P7(32, 32))
+    return RetinaNet(backbone, num_classes=4, min_size=TV_SIZE, max_size=TV_MAX).eval()
+
+
+def tiny_retinanet():
+    return torchvision_detectors.dense_detector(tv_retinanet())
+
+
+def calibrate_retinanet(wrapper, shift=-3.0):
+    """Standardizes the class logits of the head on a seeded random input and shifts them to a
+    mean of `shift` there."""
+    x = torch.randn(1, 3, TV_SIZE, TV_MAX, generator=torch.Generator().manual_seed(7))
+    conv = wrapper.head.classification_head.cls_logits
+    with torch.no_grad():
+        raw = wrapper.head(list(wrapper.backbone(x).values()))["cls_logits"]
+        mean, std = raw.mean().item(), raw.std().item()
+        conv.weight /= std
+        conv.bias.copy_((conv.bias - mean) / std + shift)
+
+
 def zero_vit_biases(model):
     """Zeroes, in place, every additive parameter of a torchvision VisionTransformer: the
     biases of its Linear layers (nn.MultiheadAttention's out_proj is one) and convolutions,
@@ -254,7 +296,9 @@ def zero_vit_biases(model):
 # (methods_ref.py) rebuilds TINY[arch]() and loads the exported weights over it.
 TINY = {"tiny_vit": tiny_vit, "tiny_vit_nobias": tiny_vit, "tiny_swin": tiny_swin,
         "tiny_fcn": tiny_fcn, "tiny_yolov8": tiny_yolov8, "tiny_yolov5": tiny_yolov5,
-        "yolov8_resnet50": yolov8_resnet50}
+        "yolov8_resnet50": yolov8_resnet50, "tiny_retinanet": tiny_retinanet}
+# name -> the torchvision detector whose dense wrapper TINY[name] builds
+TV_DETECTORS = {"tiny_retinanet": tv_retinanet}
 BENCH_ONLY = {"yolov8_resnet50"}
 
 
@@ -268,11 +312,12 @@ def zero_fcn_class_bias(model):
 POST_INIT = {"tiny_vit_nobias": zero_vit_biases, "tiny_fcn": zero_fcn_class_bias,
              "tiny_yolov8": lambda m: init_detector(m, *DETECTOR_INIT["tiny_yolov8"]),
              "tiny_yolov5": lambda m: init_detector(m, *DETECTOR_INIT["tiny_yolov5"]),
-             "yolov8_resnet50": calibrate_head}
+             "yolov8_resnet50": calibrate_head, "tiny_retinanet": calibrate_retinanet}
 GRADCAM_LAYER = {"tiny_vit": "encoder.layers.encoder_layer_1",
                  "tiny_vit_nobias": "encoder.layers.encoder_layer_1", "tiny_swin": "features.3",
                  "tiny_fcn": "backbone.1", "tiny_yolov8": "backbone.3",
-                 "tiny_yolov5": "backbone.3", "yolov8_resnet50": "backbone.4"}
+                 "tiny_yolov5": "backbone.3", "yolov8_resnet50": "backbone.4",
+                 "tiny_retinanet": "backbone.body.layer4"}
 SEGMENTERS = {"tiny_fcn"}
 DETECTORS = {"tiny_yolov8": "yolov8", "tiny_yolov5": "yolov5", "yolov8_resnet50": "yolov8"}
 CROP = 32
@@ -306,6 +351,16 @@ def detector_meta(name, scripted):
                            "mean": mean, "std": std}}
 
 
+def tv_detector_meta(name, scripted):
+    """The cnnviz.json fields of a torchvision detector's dense wrapper."""
+    tv = TV_DETECTORS[name]()
+    classes = tv.head.classification_head.num_classes
+    return {"task": "detect", "layout": "yolov5", "nms_iou": float(tv.nms_thresh),
+            "multi_label": True, "num_classes": classes,
+            "labels": ["__background__"] + [f"tiny {c}" for c in "abcdefgh"[:classes - 1]],
+            "preprocess": torchvision_detectors.preprocess_of(tv)}
+
+
 def export(name, outdir, seed=0):
     torch.manual_seed(seed)
     model = TINY[name]()
@@ -315,8 +370,12 @@ def export(name, outdir, seed=0):
     model.eval()
     segmenter = name in SEGMENTERS
     side = (BENCH_SIZE if name in BENCH_ONLY else DET_SIZE) if name in DETECTORS else CROP
+    if name in TV_DETECTORS:
+        side = TV_SIZE
     example = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(1234))
     stages = export_models.feature_stages(model, example)
+    if name in TV_DETECTORS:  # as export_models.stages_of: the FPN's levels, not its laterals
+        stages = [s for s in stages if ".inner_blocks." not in s]
     if GRADCAM_LAYER[name] not in stages:
         raise SystemExit(f"tiny_models.py: {name}: '{GRADCAM_LAYER[name]}' is not among the "
                          f"stages {stages}")
@@ -342,6 +401,8 @@ def export(name, outdir, seed=0):
     }
     if name in DETECTORS:
         meta.update(detector_meta(name, scripted))
+    if name in TV_DETECTORS:
+        meta.update(tv_detector_meta(name, scripted))
     path = os.path.join(outdir, f"{name}.pt")
     torch.jit.save(scripted, path + ".tmp", _extra_files={"cnnviz.json": json.dumps(meta)})
     os.replace(path + ".tmp", path)

@@ -32,6 +32,9 @@ struct DetectSettings {
   double min_score = 0.25;  // candidates score above it (strictly)
   double iou = 0.45;        // a box overlapping a better one of its label by more is dropped
   int max_detections = 300;
+  // Every class of an anchor above min_score is a candidate, not only its
+  // best (ModelInfo::multi_label).
+  bool multi_label = false;
   // Explanations only. Each image's box queries, by its row in the pass;
   // an image without any (or past the list's end) has its detections as
   // its targets.
@@ -48,6 +51,11 @@ using DetectionGroups = std::vector<std::vector<std::vector<size_t>>>;
 // image, as detectors' own post-processing caps them.
 constexpr int64_t kMaxNmsCandidates = 30000;
 
+// The settings a detector decodes with unless told otherwise: cnnviz's
+// defaults, with the model's own NMS IoU and multi_label where its metadata
+// gives them.
+DetectSettings detect_defaults(const ModelInfo& info);
+
 // Intersection over union of two boxes (0 when both are empty).
 double box_iou(const Detection& a, const Detection& b);
 
@@ -63,7 +71,8 @@ DetectionGroups detection_groups(const std::vector<std::vector<Detection>>& dete
 // Each image's detections in `raw` ([N,...] as `layout` says; model.h), in
 // the network input's pixels, best first: the candidates whose score is
 // above settings.min_score (yolov8: the best class score; yolov5:
-// objectness times the best class score; the label is that class), at
+// objectness times the best class score; the label is that class; with
+// settings.multi_label, every class whose score is above it), at
 // most kMaxNmsCandidates of them, then greedy non-maximum suppression per
 // label (by decreasing score, ties: the lower anchor), then the first
 // settings.max_detections. `classes`: the model's number of classes when

@@ -42,6 +42,11 @@ struct Preprocessing {
   // A detector's letterbox (io/preprocess.h): the longer side resized to
   // `resize`, centred on a resize x resize grey canvas; no crop.
   bool letterbox = false;
+  // A torchvision detector's resize (0: none): the scale is the smaller of
+  // resize / shorter side and max_size / longer side, in float32, and each
+  // side becomes floor(side * scale), as torchvision's
+  // GeneralizedRCNNTransform resizes; no crop.
+  int max_size = 0;
 
   // The side of the input a square image becomes: the crop, or the resize
   // when there is no crop (what describing layers and synthesizing images use).
@@ -78,6 +83,12 @@ struct ModelInfo {
   std::string arch;  // e.g. "vgg16"; empty when unknown
   Task task = Task::kClassify;
   DetectLayout layout = DetectLayout::kNone;  // a detector's (task kDetect)
+  // A detector's decoding defaults (metadata "nms_iou", "multi_label"): its
+  // own non-maximum suppression IoU (0: cnnviz's), and whether every class
+  // of an anchor above the threshold is a candidate (torchvision's one-stage
+  // detectors) rather than its best class only (YOLO's).
+  double nms_iou = 0;
+  bool multi_label = false;
   WeightsKind weights_kind = WeightsKind::kUnknown;
   std::string weights_source;       // "IMAGENET1K_V1", a .pth path, "seed 0"
   std::vector<std::string> labels;  // one per class; empty without metadata

@@ -1,0 +1,151 @@
+"""torchvision's one-stage detectors as cnnviz reads detectors: one TorchScript forward from an
+image batch to raw dense predictions in YOLOv5's layout, [N, A, 5 + C] (cx, cy, w, h in input
+pixels, an objectness, then C class scores), before any threshold or non-maximum suppression.
+
+torchvision's own scripted forward takes a list of images, resizes them inside the model and
+returns boxes after its threshold and NMS. cnnviz needs the dense form instead: a score it can
+differentiate for a fixed anchor, the same anchor in every perturbed pass, and its own threshold
+and NMS. The wrappers here run the detector's own modules (backbone, head, anchor generator, box
+coder) and only replace the model's pre- and post-processing:
+
+- the input arrives resized (the shorter side to the model's min_size, the longer at most its
+  max_size, as torchvision's transform resizes) and normalized by cnnviz, as the metadata says;
+- the wrapper pads it at the bottom and right to a multiple of 32 with zeros, as torchvision's
+  batching does (SSDlite instead stretches it to its fixed 320 x 320 and maps the boxes back);
+- boxes are decoded at every anchor and clipped to the unpadded input, as torchvision does;
+- class scores are torchvision's: sigmoid (RetinaNet), sqrt(sigmoid(class) * sigmoid(centerness))
+  split as objectness sqrt(sigmoid(centerness)) times class sqrt(sigmoid(class)) (FCOS), softmax
+  (SSDlite, whose class 0, the softmax's background, is scored 0 as torchvision never detects
+  it; RetinaNet and FCOS score it like any class, as torchvision does, and trained weights never
+  detect it).
+
+cnnviz then keeps every (anchor, class) pair above --min-score and suppresses per class, as
+torchvision's postprocessing does, without its per-level top-k candidate cap.
+"""
+
+import math
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models.detection.image_list import ImageList
+from torchvision.ops import boxes as box_ops
+
+ONE_STAGE = ("retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssdlite320_mobilenet_v3_large")
+
+
+def pad_to(x: Tensor, divisible: int) -> Tensor:
+    """x padded with zeros at the bottom and right to a multiple of `divisible` (torchvision's
+    batch_images)."""
+    h, w = x.shape[-2], x.shape[-1]
+    ph = int(math.ceil(float(h) / divisible) * divisible)
+    pw = int(math.ceil(float(w) / divisible) * divisible)
+    return F.pad(x, [0, pw - w, 0, ph - h])
+
+
+def dense_rows(boxes: Tensor, objectness: Tensor, scores: Tensor) -> Tensor:
+    """[N, A, 5 + C] from x1y1x2y2 boxes [N, A, 4], objectness [N, A] and scores [N, A, C]."""
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    size = boxes[..., 2:] - boxes[..., :2]
+    return torch.cat([centre, size, objectness.unsqueeze(-1), scores], dim=-1)
+
+
+class DenseBase(nn.Module):
+    """The detector's own modules; forward() per architecture."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.backbone = model.backbone
+        self.head = model.head
+        self.anchor_generator = model.anchor_generator
+        self.box_coder = model.box_coder
+
+    def decoded(self, images: ImageList, regression: Tensor, features: List[Tensor],
+                size: Tuple[int, int]) -> Tensor:
+        """Every anchor's box [N, A, 4] (x1y1x2y2), clipped to `size` as torchvision clips."""
+        anchors = self.anchor_generator(images, features)
+        return torch.stack([
+            box_ops.clip_boxes_to_image(self.decode(regression[i], anchors[i]), size)
+            for i in range(len(anchors))])
+
+    def decode(self, regression: Tensor, anchors: Tensor) -> Tensor:
+        return self.box_coder.decode_single(regression, anchors)
+
+
+class RetinaNetDense(DenseBase):
+    def forward(self, x: Tensor) -> Tensor:
+        size: Tuple[int, int] = (x.shape[-2], x.shape[-1])
+        padded = pad_to(x, 32)
+        features = list(self.backbone(padded).values())
+        out = self.head(features)
+        images = ImageList(padded, [size] * x.shape[0])
+        boxes = self.decoded(images, out["bbox_regression"], features, size)
+        scores = torch.sigmoid(out["cls_logits"])
+        return dense_rows(boxes, torch.ones_like(scores[..., 0]), scores)
+
+
+class FCOSDense(DenseBase):
+    def decode(self, regression: Tensor, anchors: Tensor) -> Tensor:
+        return self.box_coder.decode(regression, anchors)  # FCOS's linear coder
+
+    def forward(self, x: Tensor) -> Tensor:
+        size: Tuple[int, int] = (x.shape[-2], x.shape[-1])
+        padded = pad_to(x, 32)
+        features = list(self.backbone(padded).values())
+        out = self.head(features)
+        images = ImageList(padded, [size] * x.shape[0])
+        boxes = self.decoded(images, out["bbox_regression"], features, size)
+        objectness = torch.sqrt(torch.sigmoid(out["bbox_ctrness"][..., 0]))
+        return dense_rows(boxes, objectness, torch.sqrt(torch.sigmoid(out["cls_logits"])))
+
+
+class SSDDense(DenseBase):
+    def __init__(self, model):
+        super().__init__(model)
+        fixed = model.transform.fixed_size
+        self.fixed: Tuple[int, int] = (int(fixed[0]), int(fixed[1]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        stretched = F.interpolate(x, size=self.fixed, mode="bilinear", align_corners=False)
+        features = list(self.backbone(stretched).values())
+        out = self.head(features)
+        images = ImageList(stretched, [self.fixed] * x.shape[0])
+        boxes = self.decoded(images, out["bbox_regression"], features, self.fixed)
+        scale = torch.tensor([w / self.fixed[1], h / self.fixed[0]] * 2, dtype=boxes.dtype,
+                             device=boxes.device)
+        scores = F.softmax(out["cls_logits"], dim=-1)
+        background = torch.ones_like(scores[0, 0])
+        background[0] = 0.0  # torchvision's SSD never detects class 0, its softmax's background
+        return dense_rows(boxes * scale, torch.ones_like(scores[..., 0]), scores * background)
+
+
+def dense_detector(model):
+    """The dense wrapper of a torchvision one-stage detector (RetinaNet, FCOS, SSD/SSDlite)."""
+    from torchvision.models.detection.fcos import FCOS
+    from torchvision.models.detection.retinanet import RetinaNet
+    from torchvision.models.detection.ssd import SSD
+    if isinstance(model, RetinaNet):
+        return RetinaNetDense(model)
+    if isinstance(model, FCOS):
+        return FCOSDense(model)
+    if isinstance(model, SSD):
+        return SSDDense(model)
+    raise TypeError(f"{type(model).__name__} is not a one-stage torchvision detector")
+
+
+def preprocess_of(model):
+    """cnnviz's preprocessing for a torchvision detector: its transform's resize (the shorter
+    side to min_size, the longer at most max_size; SSD's shorter side to its fixed size, then the
+    wrapper stretches) and its mean and std; no crop."""
+    t = model.transform
+    mean = [float(v) for v in t.image_mean]
+    std = [float(v) for v in t.image_std]
+    fixed = getattr(t, "fixed_size", None)
+    if fixed:
+        resize, most = int(min(fixed)), 0
+    else:
+        resize, most = int(t.min_size[-1]), int(t.max_size)
+    return {"resize": resize, "max_size": most, "crop": 0, "interpolation": "bilinear",
+            "antialias": True, "channels": 3, "mean": mean, "std": std}
