@@ -75,12 +75,13 @@ GRADCAM_LAYER = {
 # stages (the stage rule reads classifiers).
 SEGMENTERS = ("fcn_resnet50", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50",
               "lraspp_mobilenet_v3_large")
-# torchvision's one-stage detectors, exported as dense predictions in YOLOv5's layout through
-# scripts/torchvision_detectors.py (COCO's 91 labels, "__background__" first); the two-stage
-# Faster R-CNNs are not (docs/models.md says why).
-DETECTORS = torchvision_detectors.ONE_STAGE
+# torchvision's detectors, exported as dense predictions in YOLOv5's layout through
+# scripts/torchvision_detectors.py (COCO's 91 labels, "__background__" first).
+DETECTORS = torchvision_detectors.TWO_STAGE + torchvision_detectors.ONE_STAGE
 # A detector's default layer: its backbone body's last stage.
-DETECTOR_LAYER = {"retinanet_resnet50_fpn": "backbone.body.layer4",
+DETECTOR_LAYER = {"fasterrcnn_resnet50_fpn": "backbone.body.layer4",
+                  "fasterrcnn_mobilenet_v3_large_fpn": "backbone.body.16",
+                  "retinanet_resnet50_fpn": "backbone.body.layer4",
                   "fcos_resnet50_fpn": "backbone.body.layer4",
                   "ssdlite320_mobilenet_v3_large": "backbone.features.1"}
 MODELS = list(GRADCAM_LAYER) + list(SEGMENTERS) + list(DETECTORS)
@@ -444,11 +445,11 @@ def build(name, args):
 
 def stages_of(name, net, example):
     """The feature stages and the default layer of `net` (a detector's dense wrapper): a
-    segmenter's default is the stage before its head; a detector's FPN keeps its levels' outputs
-    (layer_blocks, extra_blocks), not its lateral 1x1 convolutions."""
+    segmenter's default is the stage before its head; a detector's are its backbone's
+    (torchvision_detectors.image_stages)."""
     stages = feature_stages(net, example)
     if name in DETECTORS:
-        stages = [s for s in stages if ".inner_blocks." not in s]
+        stages = torchvision_detectors.image_stages(stages)
         default_layer = DETECTOR_LAYER[name]
     elif name in SEGMENTERS and len(stages) >= 2:
         default_layer = stages[-2]
@@ -472,8 +473,11 @@ def export_one(name, args, outdir):
     net = torchvision_detectors.dense_detector(model) if detector else model
     preprocess = torchvision_detectors.preprocess_of(model) if detector else preprocess_for(name)
     side = square_side(preprocess)
+    # A two-stage detector's region proposal network needs targets in training mode: its
+    # backbone alone is calibrated.
+    calibrated = net.backbone if name in torchvision_detectors.TWO_STAGE else net
     if args.random_weights and args.calibrate_bn and \
-            calibrate_batchnorm(net, args.seed, min(side, 320) if detector else side):
+            calibrate_batchnorm(calibrated, args.seed, min(side, 320) if detector else side):
         weights_meta["source"] += ", BatchNorm calibrated"
     net.eval()
 
@@ -509,7 +513,7 @@ def export_one(name, args, outdir):
         "torchvision_version": torchvision.__version__,
     }
     if detector:
-        meta.update({"layout": "yolov5", "nms_iou": float(model.nms_thresh), "multi_label": True})
+        meta.update(torchvision_detectors.decoding_of(model))
     meta["feature_layers"] = stages
     meta["default_layer"] = default_layer
     if meta["num_classes"] != len(meta["labels"]):

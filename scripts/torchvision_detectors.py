@@ -24,7 +24,7 @@ torchvision's postprocessing does, without its per-level top-k candidate cap.
 """
 
 import math
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import boxes as box_ops
 
 ONE_STAGE = ("retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssdlite320_mobilenet_v3_large")
+TWO_STAGE = ("fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
 
 
 def pad_to(x: Tensor, divisible: int) -> Tensor:
@@ -121,8 +122,58 @@ class SSDDense(DenseBase):
         return dense_rows(boxes * scale, torch.ones_like(scores[..., 0]), scores * background)
 
 
+class FasterRCNNDense(nn.Module):
+    """Faster R-CNN's second stage, dense over (proposal, class): forward(x, proposals) returns
+    (rows [N, P * (C - 1), 5 + C], proposals [P, 4]). Row p * (C - 1) + (c - 1) is class c's box
+    of proposal p (decoded and clipped as torchvision does), its softmax probability as the
+    objectness, and a one-hot class vector of c, so that its score is torchvision's and D-RISE
+    weighs it by IoU times that probability; the background (class 0) has no rows.
+
+    The proposals are an input so that every pass scores the same ones: without them, the
+    region proposal network picks them (its own NMS) from the batch's first image, and every
+    image of the batch is scored at those (cnnviz passes one image per pass, with its perturbed
+    copies, then gives the first pass's proposals back)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.backbone = model.backbone
+        self.rpn = model.rpn
+        self.roi_heads = model.roi_heads
+
+    def forward(self, x: Tensor, proposals: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        n = x.shape[0]
+        size: Tuple[int, int] = (x.shape[-2], x.shape[-1])
+        padded = pad_to(x, 32)
+        features = self.backbone(padded)
+        if proposals is None:
+            first: Dict[str, Tensor] = {}
+            for k, v in features.items():
+                first[k] = v[:1]
+            found, _ = self.rpn(ImageList(padded[:1], [size]), first)
+            proposals = found[0]
+        assert proposals is not None
+        heads = self.roi_heads
+        pooled = heads.box_roi_pool(features, [proposals] * n, [size] * n)
+        logits, regression = heads.box_predictor(heads.box_head(pooled))
+        boxes = box_ops.clip_boxes_to_image(heads.box_coder.decode(regression, [proposals] * n),
+                                            size)
+        scores = F.softmax(logits, -1)
+        count, classes = proposals.shape[0], scores.shape[-1]
+        boxes = boxes.reshape(n, count, classes, 4)[:, :, 1:]
+        scores = scores.reshape(n, count, classes)[:, :, 1:]
+        onehot = torch.eye(classes, dtype=scores.dtype, device=scores.device)[1:]
+        rows = torch.cat([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2],
+                          scores.unsqueeze(-1), onehot.expand(n, count, classes - 1, classes)],
+                         dim=-1)
+        return rows.reshape(n, count * (classes - 1), 5 + classes), proposals
+
+
 def dense_detector(model):
-    """The dense wrapper of a torchvision one-stage detector (RetinaNet, FCOS, SSD/SSDlite)."""
+    """The dense wrapper of a torchvision detector (RetinaNet, FCOS, SSD/SSDlite, Faster
+    R-CNN)."""
+    from torchvision.models.detection.faster_rcnn import FasterRCNN
+    if isinstance(model, FasterRCNN):
+        return FasterRCNNDense(model)
     from torchvision.models.detection.fcos import FCOS
     from torchvision.models.detection.retinanet import RetinaNet
     from torchvision.models.detection.ssd import SSD
@@ -132,7 +183,7 @@ def dense_detector(model):
         return FCOSDense(model)
     if isinstance(model, SSD):
         return SSDDense(model)
-    raise TypeError(f"{type(model).__name__} is not a one-stage torchvision detector")
+    raise TypeError(f"{type(model).__name__} is not a torchvision detector cnnviz reads")
 
 
 def preprocess_of(model):
@@ -149,3 +200,23 @@ def preprocess_of(model):
         resize, most = int(t.min_size[-1]), int(t.max_size)
     return {"resize": resize, "max_size": most, "crop": 0, "interpolation": "bilinear",
             "antialias": True, "channels": 3, "mean": mean, "std": std}
+
+
+def decoding_of(model):
+    """The cnnviz.json fields that say how cnnviz decodes the wrapper's rows: the layout, the
+    detector's own NMS IoU, every class of a row a candidate, and for Faster R-CNN, that its
+    forward takes and returns the proposals."""
+    from torchvision.models.detection.faster_rcnn import FasterRCNN
+    two_stage = isinstance(model, FasterRCNN)
+    nms = model.roi_heads.nms_thresh if two_stage else model.nms_thresh
+    meta = {"layout": "yolov5", "nms_iou": float(nms), "multi_label": True}
+    if two_stage:
+        meta["proposals"] = True
+    return meta
+
+
+def image_stages(stages):
+    """A detector's feature stages among the wrapper's discovered `stages`: its backbone's maps
+    of the image (the body's stages, the FPN's levels), not the FPN's lateral 1x1 convolutions
+    nor Faster R-CNN's pooled regions (roi_heads.box_roi_pool, one 7 x 7 map per proposal)."""
+    return [s for s in stages if s.startswith("backbone.") and ".inner_blocks." not in s]

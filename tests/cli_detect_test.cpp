@@ -225,13 +225,16 @@ int error_lines(const std::string& err) {
 
 // D-RISE maps a detection (or a box query) at the photo's size; on a
 // classifier it is refused with one line.
-// torchvision's detectors as exported (tiny_retinanet, and the full
-// SSDlite with random weights): their metadata's NMS IoU and every class of
-// an anchor as a candidate, their resize, and all-layer maps of a
-// detection at the body's and the FPN's stages.
+// torchvision's detectors as exported (tiny_retinanet, tiny_fasterrcnn, and
+// the full SSDlite with random weights): their metadata's NMS IoU and every
+// class of an anchor as a candidate, their resize, all-layer maps of a
+// detection at the body's and the FPN's stages, and Faster R-CNN through
+// gradient, perturbation and path methods.
 TEST_F(CliDetectTest, TorchvisionDetectors) {
   const std::string model = test::test_models_dir() + "/tiny_retinanet.pt";
-  test::RunResult r = cnnviz({"detect", "-q", "-m", model, "--json", image_});
+  // The noise photo scores below 0.25 on it.
+  test::RunResult r =
+      cnnviz({"detect", "-q", "-m", model, "--min-score", "0.1", "--json", image_});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc["settings"]["iou"], 0.5);
@@ -240,8 +243,8 @@ TEST_F(CliDetectTest, TorchvisionDetectors) {
   ASSERT_GE(found.size(), 1u);
   r = cnnviz({"detect", "-q", "-m", model, "--iou", "0.3", "--json", image_});
   EXPECT_EQ(nlohmann::json::parse(r.out)["settings"]["iou"], 0.3);
-  r = cnnviz({"gradcam", "-q", "-m", model, "--all-layers", "--box", "0", "--write", "npy",
-              "-o", out_ + "-tv", image_});
+  r = cnnviz({"gradcam", "-q", "-m", model, "--all-layers", "--box", "0", "--min-score", "0.1",
+              "--write", "npy", "-o", out_ + "-tv", image_});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json manifest =
       nlohmann::json::parse(test::read_text(out_ + "-tv/manifest.json"));
@@ -252,6 +255,30 @@ TEST_F(CliDetectTest, TorchvisionDetectors) {
   EXPECT_EQ(target["class"], found[0]["class"]);
   EXPECT_NEAR(target["score"].get<double>(), found[0]["score"].get<double>(), 1e-5);
   EXPECT_EQ(manifest["images"][0]["files"].size(), 12u);
+
+  // Faster R-CNN (tiny_fasterrcnn): its proposals held fixed, the
+  // perturbation methods run through it too.
+  const std::string rcnn = test::test_models_dir() + "/tiny_fasterrcnn.pt";
+  const nlohmann::json rcnn_found = detections_of(rcnn);
+  ASSERT_GE(rcnn_found.size(), 1u);
+  const std::vector<std::vector<std::string>> runs = {
+      {"gradcam"},
+      {"occlusion", "--window", "32", "--stride", "32"},
+      {"d-rise", "--masks", "40"},
+      {"integrated-gradients", "--steps", "4"}};
+  for (const std::vector<std::string>& run : runs) {
+    const std::string& method = run[0];
+    std::vector<std::string> argv = run;
+    argv.insert(argv.end(), {"-q", "-m", rcnn, "--box", "0", "--write", "npy", "-o",
+                             out_ + "-rcnn-" + method, image_});
+    r = cnnviz(argv);
+    ASSERT_EQ(r.exit_code, 0) << method << ": " << r.err;
+    const nlohmann::json entry = nlohmann::json::parse(
+        test::read_text(out_ + "-rcnn-" + method + "/manifest.json"))["images"][0];
+    EXPECT_NEAR(entry["targets"][0]["score"].get<double>(), rcnn_found[0]["score"].get<double>(),
+                1e-5)
+        << method;
+  }
 
   const std::string ssd = test::test_models_dir() + "/ssdlite320_mobilenet_v3_large.pt";
   r = cnnviz({"detect", "-q", "-m", ssd, "--min-score", "0", "--max-detections", "3", "--json",

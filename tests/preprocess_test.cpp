@@ -48,8 +48,8 @@ TEST(PreprocessTest, WithoutACropTheInputIsTheWholeResizedImage) {
   EXPECT_EQ(p.square_side(), 224);
 }
 
-// A torchvision detector's resize: min(800 / shorter, 1333 / longer) in
-// float32, each side floored; the sizes torchvision 0.14's
+// A torchvision detector's resize: min(800 / shorter, 1333 / longer), each
+// side floored; the sizes torchvision 0.14's
 // GeneralizedRCNNTransform gives (853 x 1280 becomes 799 high, not 800).
 TEST(PreprocessTest, DetectorResizeFollowsTorchvision) {
   Preprocessing p;

@@ -1,14 +1,16 @@
-// torchvision's one-stage detectors, exported as dense predictions
+// torchvision's detectors, exported as dense predictions
 // (scripts/torchvision_detectors.py), against tests/reference/methods_ref.py,
-// which runs the torchvision model itself: its own transform, heads,
-// decoding, threshold (0.25) and NMS at its own IoU (no top-k cap). The
-// test model is tiny_retinanet (RetinaNet's FPN, head, anchors and box
-// coder on a small ResNet; random weights).
+// which runs the torchvision model itself: its own transform, heads (and
+// region proposals), decoding, threshold (0.25) and NMS at its own IoU (no
+// top-k cap). The test models are tiny_retinanet and tiny_fasterrcnn
+// (torchvision's RetinaNet and Faster R-CNN with their FPN, heads, anchors
+// and box coders, on a small ResNet; random weights).
 //
 // Checked: the detections (boxes, labels, scores, in order), then for a
 // detection and for a box query: saliency, guided backprop, and Grad-CAM at
 // the body's last stage and at two FPN levels, each against the gradient of
-// torchvision's own output score.
+// torchvision's own output score. Faster R-CNN's passes of one image all
+// score the first pass's proposals.
 //
 // Tolerances: detections 1e-4 px and 1e-5 in score; maps 1e-4 of the map's
 // max |value| (methods_test.cpp).
@@ -34,7 +36,7 @@ using test::expect_close;
 using test::load;
 
 const std::vector<std::string> kLayers = {"backbone.body.layer4", "backbone.fpn.layer_blocks.0",
-                                          "backbone.fpn.extra_blocks.p6"};
+                                          "backbone.fpn.layer_blocks.1"};
 
 struct Reference {
   test::TempDir dir;
@@ -71,10 +73,11 @@ void expect_maps(const Engine& engine, Pass& pass, int64_t target, const test::T
   }
 }
 
-class TorchvisionDetectTest : public ::testing::Test {
+class TorchvisionDetectTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    model_ = std::make_unique<Model>(Model::load(test::test_models_dir() + "/tiny_retinanet.pt"));
+    model_ = std::make_unique<Model>(
+        Model::load(test::test_models_dir() + "/tiny_" + GetParam() + ".pt"));
     image_ = test::structured_image(images_, 150, 100);
     rgb_ = read_image_rgb(image_);
     x_ = preprocess(rgb_, model_->info().preprocess).unsqueeze(0);
@@ -88,12 +91,13 @@ class TorchvisionDetectTest : public ::testing::Test {
   DetectSettings settings_;
 };
 
-TEST_F(TorchvisionDetectTest, DetectionsAndMapsMatchTorchvision) {
-  // torchvision's resize: min(96 / 100, 128 / 150) in float32, sides floored.
+TEST_P(TorchvisionDetectTest, DetectionsAndMapsMatchTorchvision) {
+  // torchvision's resize: min(96 / 100, 128 / 150), sides floored.
   EXPECT_EQ(x_.size(2), 85);
   EXPECT_EQ(x_.size(3), 128);
   EXPECT_TRUE(settings_.multi_label);
   EXPECT_DOUBLE_EQ(settings_.iou, 0.5);
+  EXPECT_EQ(model_->info().proposals, GetParam() == "fasterrcnn");
   Reference ref;
   run_reference(*model_, image_, {"--class", "1"}, ref);
   Engine engine(*model_, kLayers);
@@ -111,9 +115,13 @@ TEST_F(TorchvisionDetectTest, DetectionsAndMapsMatchTorchvision) {
     EXPECT_NEAR(found[k].y2, box[3].get<double>(), 1e-4) << k;
   }
   expect_maps(engine, pass, 1, ref.dir);
+  // A nested pass of the same image scores the same proposals (Faster
+  // R-CNN), the same anchors (RetinaNet): the same scores.
+  const Pass again = pass.nested(x_, {0});
+  expect_close(again.explained()[0], pass.explained()[0], "nested pass");
 }
 
-TEST_F(TorchvisionDetectTest, BoxQueryMatchesTorchvision) {
+TEST_P(TorchvisionDetectTest, BoxQueryMatchesTorchvision) {
   Engine probe(*model_, {});
   const CropBox geometry = crop_box(rgb_.cols, rgb_.rows, model_->info().preprocess);
   const Detection best = to_source(probe.run(x_, false, {}, settings_).detections().at(0).at(0),
@@ -135,6 +143,9 @@ TEST_F(TorchvisionDetectTest, BoxQueryMatchesTorchvision) {
   expect_close(pass.explained()[0], load(ref.dir.file("logits.npy")), "box query score");
   expect_maps(engine, pass, 0, ref.dir);
 }
+
+INSTANTIATE_TEST_SUITE_P(Model, TorchvisionDetectTest,
+                         ::testing::Values("retinanet", "fasterrcnn"));
 
 }  // namespace
 }  // namespace cnnviz

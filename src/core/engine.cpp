@@ -627,10 +627,27 @@ Instrumented instrument(const torch::jit::Module& module,
   return out;
 }
 
+// The proposals a two-stage detector's forward returns second.
+at::Tensor proposals_of(const c10::IValue& out, const std::string& path) {
+  if (out.isTuple() && out.toTupleRef().elements().size() == 2 &&
+      out.toTupleRef().elements()[1].isTensor()) {
+    return out.toTupleRef().elements()[1].toTensor().detach();
+  }
+  throw Error(ErrorCode::kModel, "model '" + path + "': its metadata says it takes proposals, "
+                                 "but its forward does not return (predictions, proposals)");
+}
+
+// A two-stage detector (`proposals` true) also takes the proposals its
+// second stage scores: `fixed`, or None for its own from the first image.
 c10::IValue call(const Instrumented& inst, const torch::jit::Module& module, const at::Tensor& x,
-                 const std::string& path) {
+                 const std::string& path, bool proposals = false,
+                 const at::Tensor& fixed = at::Tensor()) {
   simulate_out_of_memory(x.size(0));
   try {
+    if (proposals) {
+      return (*inst.function)(
+          {module._ivalue(), x, fixed.defined() ? c10::IValue(fixed) : c10::IValue()});
+    }
     return (*inst.function)({module._ivalue(), x});
   } catch (const c10::OutOfMemoryError& e) {
     throw OutOfMemory("model '" + path + "': out of memory on " + x.device().str() +
@@ -696,6 +713,7 @@ struct Pass::Impl {
   DetectSettings detect;                             // a detector's
   std::vector<std::vector<Detection>> detections;    // a detector's, per image
   DetectionGroups groups;                            // a detector's targets, per image
+  at::Tensor proposals;  // a two-stage detector's (ModelInfo::proposals), from the first pass
   bool detector = false;
   bool paired = false;
   bool stopped = false;  // the forward pass ended at the last kept layer
@@ -1033,6 +1051,9 @@ Pass Engine::run(const at::Tensor& batch, bool paired, const at::Tensor& region,
   if (paired && batch.size(0) % 2 != 0) {
     throw Error(ErrorCode::kRuntime, "engine: a paired pass needs an even batch");
   }
+  if (impl_->model.info().proposals && batch.size(0) > (paired ? 2 : 1)) {
+    throw Error(ErrorCode::kRuntime, "engine: a two-stage detector takes one image per pass");
+  }
   auto p = std::make_unique<Pass::Impl>();
   p->lock = std::unique_lock<std::mutex>(ops::lock(), std::try_to_lock);
   if (!p->lock.owns_lock()) throw Error(ErrorCode::kRuntime, kBusy);
@@ -1070,7 +1091,8 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
   ops::set_paired(paired);
   c10::IValue out;
   try {
-    out = call(engine.inst, engine.model.module(), p.input, engine.model.info().path);
+    out = call(engine.inst, engine.model.module(), p.input, engine.model.info().path,
+               engine.model.info().proposals, p.proposals);
   } catch (...) {
     ops::set_paired(false);
     if (!p.recorder.stopped) throw;
@@ -1080,6 +1102,7 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
   if (p.stopped) return;
   const ModelInfo& info = engine.model.info();
   if (info.task == Task::kDetect) {
+    if (info.proposals && !p.proposals.defined()) p.proposals = proposals_of(out, info.path);
     const at::Tensor rows = prediction_rows(raw_predictions_of(out, info.path), info.layout,
                                             known_classes(info), info.path);
     if (!p.detector) {
@@ -1153,6 +1176,7 @@ Pass Pass::nested(const at::Tensor& batch, const std::vector<int64_t>& rows) con
     p->labels = impl_->labels.index_select(
         0, at::tensor(rows, at::kLong).to(impl_->labels.device()));
   }
+  p->proposals = impl_->proposals;  // a two-stage detector's: its one image's
   if (impl_->detector) {
     for (int64_t r : rows) {
       p->detections.push_back(impl_->detections.at(static_cast<size_t>(r)));

@@ -232,6 +232,11 @@ void read_task(const MetadataReader& r, const json& j, ModelInfo& info) {
     }
     info.nms_iou = nms->get<double>();
   }
+  if (const json* two = r.find(j, "proposals")) {
+    if (!two->is_boolean()) r.fail("proposals", "must be true or false");
+    if (info.task != Task::kDetect) r.fail("proposals", "applies to detectors (task detect)");
+    info.proposals = two->get<bool>();
+  }
   if (const json* multi = r.find(j, "multi_label")) {
     if (!multi->is_boolean()) r.fail("multi_label", "must be true or false");
     if (info.task != Task::kDetect) r.fail("multi_label", "applies to detectors (task detect)");
@@ -326,6 +331,9 @@ ModelInfo parse_model_info(const std::string& json_text, const std::string& path
   const size_t n = static_cast<size_t>(pre.channels);
   pre.mean = r.triple(p, "mean", "preprocess.mean", pre.mean, false, n);
   pre.std = r.triple(p, "std", "preprocess.std", pre.std, true, n);
+  if (info.proposals && (pre.crop > 0 || pre.letterbox)) {
+    r.fail("proposals", "needs one image per pass (no crop, no letterbox)");
+  }
   info.feature_layers = r.strings(j, "feature_layers", "feature_layers", kMaxMetadataLayers);
   // "gradcam_layer" is the key's name in exports before it was renamed to
   // what it means (the default of every layer method): still read.
@@ -364,6 +372,45 @@ struct Model::Impl {
 
 Model::Model(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+namespace {
+
+// torch::jit::load, with torchvision's operators loaded first when the
+// archive calls them (runtime.h, load_torchvision_ops).
+torch::jit::Module load_module(const std::string& path, at::Device device,
+                               torch::jit::ExtraFilesMap& extra) {
+  for (int attempt = 0;; ++attempt) {
+    std::string what;
+    bool archive = true;  // the failure is about the archive, not its code
+    try {
+      return torch::jit::load(path, device, extra);
+    } catch (const c10::Error& e) {
+      what = e.what_without_backtrace();
+    } catch (const std::exception& e) {  // the compiler's ErrorReport: an unknown operator
+      what = e.what();
+      archive = false;
+    }
+    // The first line that says something (an ErrorReport starts with a newline).
+    const size_t begin = what.find_first_not_of(" \n");
+    const std::string line = first_line(begin == std::string::npos ? what : what.substr(begin));
+    if (what.find("torchvision::") == std::string::npos) {
+      throw Error(ErrorCode::kModel, "cannot load model '" + path + "': " +
+                                         (archive ? "not a TorchScript archive (" + line + ")"
+                                                  : line));
+    }
+    std::string tried;
+    if (attempt > 0 || !load_torchvision_ops(&tried)) {
+      throw Error(ErrorCode::kModel,
+                  "cannot load model '" + path + "': it calls torchvision's operators (" + line +
+                      "), and torchvision's library did not load (" +
+                      (tried.empty() ? std::string("it lacks them") : tried) +
+                      "): install python3-torchvision, or set CNNVIZ_TORCHVISION_OPS to its "
+                      "_C*.so");
+    }
+  }
+}
+
+}  // namespace
+
 Model Model::load(const std::string& path, at::Device device) {
   // Only regular files: a FIFO or a device (/dev/zero behind a link) would
   // block or never end.
@@ -378,15 +425,8 @@ Model Model::load(const std::string& path, at::Device device) {
   }
   auto impl = std::make_shared<Impl>();
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
-  try {
-    impl->module = torch::jit::load(path, device, extra);
-    impl->device = device;
-  } catch (const c10::Error& e) {
-    throw Error(ErrorCode::kModel, "cannot load model '" + path + "': not a TorchScript archive (" +
-                                       first_line(e.what_without_backtrace()) + ")");
-  } catch (const std::exception& e) {
-    throw Error(ErrorCode::kModel, "cannot load model '" + path + "': " + first_line(e.what()));
-  }
+  impl->module = load_module(path, device, extra);
+  impl->device = device;
   impl->module.eval();
   const std::string& meta = extra[kMetadataFile];
   if (meta.empty()) {

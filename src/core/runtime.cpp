@@ -2,6 +2,8 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <glob.h>
 #include <sched.h>
 
 #include <atomic>
@@ -18,7 +20,9 @@
 #include <cstdlib>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 namespace cnnviz {
 
@@ -84,6 +88,49 @@ bool reuse_freed_memory() {
 #else
   return false;
 #endif
+}
+
+namespace {
+
+// The candidates for torchvision's operator library, in order.
+std::vector<std::string> torchvision_ops_candidates() {
+  const char* env = std::getenv("CNNVIZ_TORCHVISION_OPS");
+  if (env != nullptr && *env != '\0') return {env};
+  std::vector<std::string> found;
+  for (const char* pattern : {"/usr/lib/python3/dist-packages/torchvision/_C*.so",
+                              "/usr/local/lib/python3*/dist-packages/torchvision/_C*.so"}) {
+    glob_t g{};
+    if (glob(pattern, 0, nullptr, &g) == 0) {
+      for (size_t i = 0; i < g.gl_pathc; ++i) found.emplace_back(g.gl_pathv[i]);
+    }
+    globfree(&g);
+  }
+  return found;
+}
+
+}  // namespace
+
+bool load_torchvision_ops(std::string* tried) {
+  static std::mutex mutex;
+  static int state = -1;  // -1: not tried; 0: failed; 1: loaded
+  static std::string attempts;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (state < 0) {
+    state = 0;
+    for (const std::string& path : torchvision_ops_candidates()) {
+      // Global: the operators register themselves with LibTorch's dispatcher
+      // when the library's static initializers run.
+      if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr) {
+        state = 1;
+        break;
+      }
+      const char* why = dlerror();
+      attempts += (attempts.empty() ? "" : "; ") + path + ": " + (why ? why : "cannot load");
+    }
+    if (state == 0 && attempts.empty()) attempts = "no torchvision/_C*.so found";
+  }
+  if (tried != nullptr) *tried = attempts;
+  return state == 1;
 }
 
 bool cuda_built() { return at::hasCUDA(); }

@@ -52,15 +52,18 @@ cv::Mat letterboxed(const cv::Mat& rgb, const CropBox& box) {
 }
 
 // torchvision's detection resize: scale = min(resize / shorter, max_size /
-// longer) in float32, each side floor(side * scale); the whole image, no crop.
+// longer), each side floor(side * scale). As torchvision computes it: in
+// float32 tensors, where a number over a tensor is the tensor's reciprocal
+// times the number (so 853 px at 800 gives 799), then the floor in double.
 CropBox capped_box(int src_w, int src_h, const Preprocessing& p) {
   CropBox box;
   box.src_w = src_w;
   box.src_h = src_h;
-  const float shorter = static_cast<float>(std::min(src_w, src_h));
-  const float longer = static_cast<float>(std::max(src_w, src_h));
-  const float scale = std::min(static_cast<float>(p.resize) / shorter,
-                               static_cast<float>(p.max_size) / longer);
+  const auto over = [](int number, int side) {
+    return (1.0f / static_cast<float>(side)) * static_cast<float>(number);
+  };
+  const float scale = std::min(over(p.resize, std::min(src_w, src_h)),
+                               over(p.max_size, std::max(src_w, src_h)));
   const auto side = [scale](int v) {
     return static_cast<int>(std::max(1.0, std::floor(static_cast<double>(v) * scale)));
   };

@@ -42,12 +42,12 @@ def load_rgb(path):
 
 
 def detection_size(width, height, resize, max_size):
-    """(h, w) as torchvision's GeneralizedRCNNTransform resizes: scale = min(resize / shorter,
-    max_size / longer) in float32 tensors, each side floor(side * scale)."""
-    side = torch.tensor([height, width])
-    scale = torch.min(resize / side.min().to(torch.float32),
-                      max_size / side.max().to(torch.float32)).item()
-    return math.floor(height * scale), math.floor(width * scale)
+    """(h, w) as torchvision 0.14's GeneralizedRCNNTransform resizes: its own arithmetic, in
+    float32 tensors, then interpolate's floor(side * scale)."""
+    shape = torch.tensor([height, width])
+    scale = torch.min(float(resize) / torch.min(shape).to(torch.float32),
+                      float(max_size) / torch.max(shape).to(torch.float32)).item()
+    return math.floor(float(height) * scale), math.floor(float(width) * scale)
 
 
 def preprocess(img, resize=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, grey=False,

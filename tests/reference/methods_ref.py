@@ -325,16 +325,19 @@ def logits_of(output):
 class TorchvisionScores(nn.Module):
     """A torchvision detector run whole, as torchvision runs it (its transform, which leaves the
     already resized input as it is, its heads, its own decoding, threshold at 0.25 and NMS at
-    its own IoU, without a top-k cap): forward(x, normalized as cnnviz's input) returns its list
-    of detections per image. `backbone` comes first so that layer paths read as the export's."""
+    its own IoU, without a top-k cap, at most 300 detections): forward(x, normalized as
+    cnnviz's input) returns its list of detections per image. `backbone` comes first so that
+    layer paths read as the export's."""
 
     def __init__(self, detector, meta):
         super().__init__()
         self.backbone = detector.backbone
         self.detector = detector
-        detector.score_thresh = 0.25
+        # Faster R-CNN's thresholds are its RoI heads'; RetinaNet's, FCOS's and SSD's its own.
+        settings = getattr(detector, "roi_heads", detector)
+        settings.score_thresh = 0.25
+        settings.detections_per_img = 300
         detector.topk_candidates = 10 ** 6
-        detector.detections_per_img = 300
         pre = meta["preprocess"]
         self.register_buffer("mean", torch.tensor(pre["mean"])[None, :, None, None])
         self.register_buffer("std", torch.tensor(pre["std"])[None, :, None, None])
@@ -384,6 +387,8 @@ def script_diff(model, scripted, x):
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Scripted GoogleNet")
         eager, script = model(x), scripted(x)
+        if isinstance(eager, tuple):  # a two-stage detector's (rows, proposals)
+            eager, script = eager[0], script[0]
         if isinstance(eager, dict):
             return (eager["out"] - script["out"]).abs().max().item()
         return (eager - logits_of(script)).abs().max().item()

@@ -81,6 +81,9 @@ from torchvision.models.vision_transformer import VisionTransformer  # noqa: E40
 import export_models  # noqa: E402
 import torchvision_detectors  # noqa: E402
 from torchvision.models.detection.backbone_utils import BackboneWithFPN  # noqa: E402
+from torchvision.models.detection.faster_rcnn import (FasterRCNN, FastRCNNPredictor,  # noqa: E402
+                                                      TwoMLPHead)
+from torchvision.models.detection.image_list import ImageList  # noqa: E402
 from torchvision.models.detection.retinanet import RetinaNet  # noqa: E402
 from torchvision.models.resnet import BasicBlock, ResNet  # noqa: E402
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7  # noqa: E402
@@ -261,6 +264,37 @@ def tiny_retinanet():
     return torchvision_detectors.dense_detector(tv_retinanet())
 
 
+def tv_fasterrcnn():
+    """The torchvision Faster R-CNN of tiny_fasterrcnn (eval mode)."""
+    body = ResNet(BasicBlock, [1, 1, 1, 1])
+    backbone = BackboneWithFPN(body, {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
+                               [64, 128, 256, 512], 32)
+    return FasterRCNN(backbone, min_size=TV_SIZE, max_size=TV_MAX,
+                      box_head=TwoMLPHead(32 * 7 * 7, 64),
+                      box_predictor=FastRCNNPredictor(64, 4)).eval()
+
+
+def tiny_fasterrcnn():
+    return torchvision_detectors.dense_detector(tv_fasterrcnn())
+
+
+def calibrate_fasterrcnn(wrapper, gain=2.0, background=2.0):
+    """Standardizes the class logits of the box predictor on a seeded random input, times
+    `gain`, and adds `background` to the background's, so that the softmax over the 4 classes
+    leaves tens of boxes above 0.25."""
+    x = torch.randn(1, 3, TV_SIZE, TV_MAX, generator=torch.Generator().manual_seed(7))
+    predictor = wrapper.roi_heads.box_predictor.cls_score
+    with torch.no_grad():
+        feats = wrapper.backbone(x)
+        proposals, _ = wrapper.rpn(ImageList(x, [(TV_SIZE, TV_MAX)]), feats)
+        pooled = wrapper.roi_heads.box_roi_pool(feats, proposals, [(TV_SIZE, TV_MAX)])
+        raw = predictor(wrapper.roi_heads.box_head(pooled))
+        mean, std = raw.mean(dim=0), raw.std().item()
+        predictor.weight.mul_(gain / std)
+        predictor.bias.copy_((predictor.bias - mean) * gain / std)
+        predictor.bias[0] += background
+
+
 def calibrate_retinanet(wrapper, shift=-3.0):
     """Standardizes the class logits of the head on a seeded random input and shifts them to a
     mean of `shift` there."""
@@ -296,9 +330,10 @@ def zero_vit_biases(model):
 # (methods_ref.py) rebuilds TINY[arch]() and loads the exported weights over it.
 TINY = {"tiny_vit": tiny_vit, "tiny_vit_nobias": tiny_vit, "tiny_swin": tiny_swin,
         "tiny_fcn": tiny_fcn, "tiny_yolov8": tiny_yolov8, "tiny_yolov5": tiny_yolov5,
-        "yolov8_resnet50": yolov8_resnet50, "tiny_retinanet": tiny_retinanet}
+        "yolov8_resnet50": yolov8_resnet50, "tiny_retinanet": tiny_retinanet,
+        "tiny_fasterrcnn": tiny_fasterrcnn}
 # name -> the torchvision detector whose dense wrapper TINY[name] builds
-TV_DETECTORS = {"tiny_retinanet": tv_retinanet}
+TV_DETECTORS = {"tiny_retinanet": tv_retinanet, "tiny_fasterrcnn": tv_fasterrcnn}
 BENCH_ONLY = {"yolov8_resnet50"}
 
 
@@ -312,19 +347,24 @@ def zero_fcn_class_bias(model):
 POST_INIT = {"tiny_vit_nobias": zero_vit_biases, "tiny_fcn": zero_fcn_class_bias,
              "tiny_yolov8": lambda m: init_detector(m, *DETECTOR_INIT["tiny_yolov8"]),
              "tiny_yolov5": lambda m: init_detector(m, *DETECTOR_INIT["tiny_yolov5"]),
-             "yolov8_resnet50": calibrate_head, "tiny_retinanet": calibrate_retinanet}
+             "yolov8_resnet50": calibrate_head, "tiny_retinanet": calibrate_retinanet,
+             "tiny_fasterrcnn": calibrate_fasterrcnn}
 GRADCAM_LAYER = {"tiny_vit": "encoder.layers.encoder_layer_1",
                  "tiny_vit_nobias": "encoder.layers.encoder_layer_1", "tiny_swin": "features.3",
                  "tiny_fcn": "backbone.1", "tiny_yolov8": "backbone.3",
                  "tiny_yolov5": "backbone.3", "yolov8_resnet50": "backbone.4",
-                 "tiny_retinanet": "backbone.body.layer4"}
+                 "tiny_retinanet": "backbone.body.layer4",
+                 "tiny_fasterrcnn": "backbone.body.layer4"}
 SEGMENTERS = {"tiny_fcn"}
 DETECTORS = {"tiny_yolov8": "yolov8", "tiny_yolov5": "yolov5", "yolov8_resnet50": "yolov8"}
 CROP = 32
 
 
 def output_of(out):
-    """The logits of a classifier, the "out" map of a segmenter."""
+    """The logits of a classifier, the "out" map of a segmenter, a two-stage detector's rows
+    (before its proposals)."""
+    if isinstance(out, tuple):
+        return out[0]
     return out["out"] if isinstance(out, dict) else out
 
 
@@ -354,9 +394,9 @@ def detector_meta(name, scripted):
 def tv_detector_meta(name, scripted):
     """The cnnviz.json fields of a torchvision detector's dense wrapper."""
     tv = TV_DETECTORS[name]()
-    classes = tv.head.classification_head.num_classes
-    return {"task": "detect", "layout": "yolov5", "nms_iou": float(tv.nms_thresh),
-            "multi_label": True, "num_classes": classes,
+    classes = int(output_of(scripted(torch.zeros(1, 3, TV_SIZE, TV_SIZE))).shape[-1] - 5)
+    meta = torchvision_detectors.decoding_of(tv)
+    return {**meta, "task": "detect", "num_classes": classes,
             "labels": ["__background__"] + [f"tiny {c}" for c in "abcdefgh"[:classes - 1]],
             "preprocess": torchvision_detectors.preprocess_of(tv)}
 
@@ -374,8 +414,8 @@ def export(name, outdir, seed=0):
         side = TV_SIZE
     example = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(1234))
     stages = export_models.feature_stages(model, example)
-    if name in TV_DETECTORS:  # as export_models.stages_of: the FPN's levels, not its laterals
-        stages = [s for s in stages if ".inner_blocks." not in s]
+    if name in TV_DETECTORS:  # as export_models.stages_of
+        stages = torchvision_detectors.image_stages(stages)
     if GRADCAM_LAYER[name] not in stages:
         raise SystemExit(f"tiny_models.py: {name}: '{GRADCAM_LAYER[name]}' is not among the "
                          f"stages {stages}")

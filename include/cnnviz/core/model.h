@@ -43,9 +43,9 @@ struct Preprocessing {
   // `resize`, centred on a resize x resize grey canvas; no crop.
   bool letterbox = false;
   // A torchvision detector's resize (0: none): the scale is the smaller of
-  // resize / shorter side and max_size / longer side, in float32, and each
-  // side becomes floor(side * scale), as torchvision's
-  // GeneralizedRCNNTransform resizes; no crop.
+  // resize / shorter side and max_size / longer side, and each side becomes
+  // floor(side * scale), with torchvision's GeneralizedRCNNTransform's
+  // float32 arithmetic (io/preprocess.cpp); no crop.
   int max_size = 0;
 
   // The side of the input a square image becomes: the crop, or the resize
@@ -89,6 +89,10 @@ struct ModelInfo {
   // detectors) rather than its best class only (YOLO's).
   double nms_iou = 0;
   bool multi_label = false;
+  // A two-stage detector (metadata "proposals"): forward(x, proposals=None)
+  // returns (predictions, proposals), scoring the given proposals, or its
+  // own from x's first image; every pass of an image scores the first's.
+  bool proposals = false;
   WeightsKind weights_kind = WeightsKind::kUnknown;
   std::string weights_source;       // "IMAGENET1K_V1", a .pth path, "seed 0"
   std::vector<std::string> labels;  // one per class; empty without metadata

@@ -57,6 +57,15 @@ void simulate_out_of_memory(int64_t batch_size);
 // LibTorch.
 void route_torch_warnings(std::ostream& err);
 
+// Loads torchvision's compiled operators (torchvision::nms, roi_align, with
+// their autograd), which LibTorch lacks and torchvision's two-stage
+// detectors call, from python3-torchvision's library: $CNNVIZ_TORCHVISION_OPS
+// when set, else the first of /usr/lib/python3/dist-packages/torchvision/_C*.so
+// and /usr/local/lib/python3*/dist-packages/torchvision/_C*.so. Returns
+// whether they are loaded (at most one attempt per process); `tried`, when
+// given, gets what was tried and why it failed.
+bool load_torchvision_ops(std::string* tried = nullptr);
+
 // True when this LibTorch was built with CUDA (whether or not a GPU is
 // present).
 bool cuda_built();
