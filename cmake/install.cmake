@@ -12,6 +12,7 @@ install(PROGRAMS ${CMAKE_BINARY_DIR}/cnnviz-export DESTINATION ${CMAKE_INSTALL_B
 install(PROGRAMS ${PROJECT_SOURCE_DIR}/scripts/export_models.py
         DESTINATION ${CMAKE_INSTALL_DATADIR}/cnnviz/scripts)
 install(FILES ${PROJECT_SOURCE_DIR}/scripts/cnnviz_python.py
+              ${PROJECT_SOURCE_DIR}/scripts/torchvision_detectors.py
         DESTINATION ${CMAKE_INSTALL_DATADIR}/cnnviz/scripts)
 install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/CHANGELOG.md
               ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})

@@ -19,7 +19,8 @@ top-1 logit:
              cost cnnviz's engine is designed for
   fwdbwd     1 forward + 1 backward of the top-1 logit (a segmenter's: the sum of its largest
              class's scores over that class's pixels; a detector's: its best anchor's score, on
-             the letterboxed image) to the input, no hooks and nothing else:
+             the letterboxed image; a torchvision detector's: its best detection's score, the
+             model run whole by torchvision) to the input, no hooks and nothing else:
              the floor of Grad-CAM at every layer (the backbone benchmark's reference); with
              --batch B, of B copies of the image (DeepLIFT's floor: a batch of two)
 Every mode then forms, per layer, the CAM upsampled (bilinear) to the input size and min-max
@@ -125,6 +126,13 @@ def run_fwdbwd(model, x, _layers):
         cls = int(torch.bincount(labels.flatten()).argmax())
         (scores[:, cls] * (labels == cls)).sum().backward()
         return [xx.grad[0]]
+    if isinstance(out, list):
+        # A torchvision detector run whole (its own transform, proposals, postprocessing):
+        # the score of its best detection.
+        if any(not len(found["scores"]) for found in out):
+            raise SystemExit("bench_visualize.py: the detector finds no box above 0.25")
+        torch.stack([found["scores"][0] for found in out]).sum().backward()
+        return [xx.grad[0]]
     if DETECT_LAYOUT["layout"]:
         # A detector: the score of its best anchor, as cnnviz explains a detection.
         rows = out.transpose(1, 2) if DETECT_LAYOUT["layout"] == "yolov8" else out
@@ -183,13 +191,19 @@ def main():
     except (ref.RefError, RuntimeError, OSError) as exc:
         print(f"bench_visualize.py: {exc}", file=sys.stderr)
         return 1
-    if meta.get("task") == "detect":
+    if isinstance(model, ref.TorchvisionScores):  # resized as torchvision resizes
+        x = common.preprocess(common.load_rgb(args.image), **common.preprocess_params(meta))[None]
+    elif meta.get("task") == "detect":
         DETECT_LAYOUT["layout"] = meta["layout"]
         pre = common.preprocess_params(meta)
         x = detect_ref.letterbox(common.load_rgb(args.image), pre["resize"], pre["mean"],
                                  pre["std"])[0][None]
     else:
         x = common.preprocess(common.load_rgb(args.image), **common.preprocess_params(meta))[None]
+    if isinstance(model, ref.TorchvisionScores) and args.mode != "fwdbwd":
+        print("bench_visualize.py: a torchvision detector has the fwdbwd mode only",
+              file=sys.stderr)
+        return 2
     layers = export_models.feature_stages(model, x)
     if args.mode == "fwdbwd":
         x = x.repeat(args.batch, 1, 1, 1)

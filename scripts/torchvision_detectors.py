@@ -104,8 +104,8 @@ class FCOSDense(DenseBase):
 class SSDDense(DenseBase):
     def __init__(self, model):
         super().__init__(model)
-        fixed = model.transform.fixed_size
-        self.fixed: Tuple[int, int] = (int(fixed[0]), int(fixed[1]))
+        fixed = model.transform.fixed_size  # (width, height), as torchvision reads it
+        self.fixed: Tuple[int, int] = (int(fixed[1]), int(fixed[0]))
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2], x.shape[-1]

@@ -223,8 +223,6 @@ int error_lines(const std::string& err) {
   return n;
 }
 
-// D-RISE maps a detection (or a box query) at the photo's size; on a
-// classifier it is refused with one line.
 // torchvision's detectors as exported (tiny_retinanet, tiny_fasterrcnn, and
 // the full SSDlite with random weights): their metadata's NMS IoU and every
 // class of an anchor as a candidate, their resize, all-layer maps of a
@@ -263,11 +261,12 @@ TEST_F(CliDetectTest, TorchvisionDetectors) {
   ASSERT_GE(rcnn_found.size(), 1u);
   const std::vector<std::vector<std::string>> runs = {
       {"gradcam"},
-      {"occlusion", "--window", "32", "--stride", "32"},
+      {"occlusion", "--window", "32", "--stride", "32", "--sample-batch", "8"},
+      {"occlusion", "--window", "32", "--stride", "32", "--sample-batch", "1"},
       {"d-rise", "--masks", "40"},
       {"integrated-gradients", "--steps", "4"}};
   for (const std::vector<std::string>& run : runs) {
-    const std::string& method = run[0];
+    const std::string method = run[0] + (run.back() == "1" ? "-1" : "");
     std::vector<std::string> argv = run;
     argv.insert(argv.end(), {"-q", "-m", rcnn, "--box", "0", "--write", "npy", "-o",
                              out_ + "-rcnn-" + method, image_});
@@ -279,6 +278,15 @@ TEST_F(CliDetectTest, TorchvisionDetectors) {
                 1e-5)
         << method;
   }
+  // Every masked copy is scored at the photo's own proposals, whichever
+  // copies share a pass.
+  const std::string occlusion = "/photo/occlusion_d0-c" +
+                                std::to_string(rcnn_found[0]["class"].get<int>()) + ".npy";
+  test::expect_close(test::load(out_ + "-rcnn-occlusion" + occlusion),
+                     test::load(out_ + "-rcnn-occlusion-1" + occlusion), "occlusion by batch");
+  r = cnnviz({"layers", "-m", rcnn});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("backbone.fpn.layer_blocks.0"), std::string::npos) << r.out;
 
   const std::string ssd = test::test_models_dir() + "/ssdlite320_mobilenet_v3_large.pt";
   r = cnnviz({"detect", "-q", "-m", ssd, "--min-score", "0", "--max-detections", "3", "--json",
@@ -297,6 +305,8 @@ TEST_F(CliDetectTest, TorchvisionDetectors) {
   }
 }
 
+// D-RISE maps a detection (or a box query) at the photo's size; on a
+// classifier it is refused with one line.
 TEST_F(CliDetectTest, DRiseExplainsDetectionsOnly) {
   const std::string model = detector("yolov8");
   test::RunResult r = cnnviz({"d-rise", "-q", "-m", model, "--box", "0", "--masks", "40",

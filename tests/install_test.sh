@@ -36,7 +36,8 @@ prefix=$tmp/prefix
 cmake --install "$build" --prefix "$prefix" >/dev/null
 
 for f in bin/cnnviz bin/cnnviz-export share/cnnviz/scripts/export_models.py \
-  share/cnnviz/scripts/cnnviz_python.py share/man/man1/cnnviz.1 \
+  share/cnnviz/scripts/cnnviz_python.py share/cnnviz/scripts/torchvision_detectors.py \
+  share/man/man1/cnnviz.1 \
   share/bash-completion/completions/cnnviz share/zsh/vendor-completions/_cnnviz \
   share/doc/cnnviz/README.md share/doc/cnnviz/LICENSE share/doc/cnnviz/docs/guide.md; do
   [ -f "$prefix/$f" ] || fail "cmake --install did not write $f"

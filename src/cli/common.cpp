@@ -163,9 +163,9 @@ void apply_overrides(const ModelOptions& opts, ModelInfo& info) {
   if (opts.size > 0) p.resize = p.crop = opts.size;
   if (opts.resize > 0) p.resize = opts.resize;
   if (opts.no_crop) p.crop = 0;
-  if (p.max_size > 0) {  // a torchvision detector: the shorter side, never cropped
+  if (p.max_size > 0 || info.proposals) {  // torchvision's detectors: never cropped
     p.crop = 0;
-    p.max_size = std::max(p.max_size, p.resize);
+    if (p.max_size > 0) p.max_size = std::max(p.max_size, p.resize);
   }
   if (p.resize < p.crop) {
     throw Error(ErrorCode::kUsage, "--resize " + std::to_string(p.resize) +

@@ -1017,7 +1017,7 @@ Engine::Description Engine::describe(const Model& model) {
     c10::InferenceMode no_grad;
     call(inst, model.module(),
          at::zeros({1, model.info().preprocess.channels, crop, crop}, model.device()),
-         model.info().path);
+         model.info().path, model.info().proposals);
   } catch (...) {
     ops::set_recorder(nullptr);
     throw;
@@ -1102,28 +1102,7 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
   if (p.stopped) return;
   const ModelInfo& info = engine.model.info();
   if (info.task == Task::kDetect) {
-    if (info.proposals && !p.proposals.defined()) p.proposals = proposals_of(out, info.path);
-    const at::Tensor rows = prediction_rows(raw_predictions_of(out, info.path), info.layout,
-                                            known_classes(info), info.path);
-    if (!p.detector) {
-      // A paired pass's references are scored at the inputs' detections.
-      const int64_t n = p.paired ? rows.size(0) / 2 : rows.size(0);
-      p.detections = decode_rows(rows.slice(0, 0, n), p.detect);
-      p.groups = cnnviz::detection_groups(p.detections, p.detect);
-      if (p.paired) {  // copies first: a vector cannot insert its own elements
-        const std::vector<std::vector<Detection>> detections = p.detections;
-        const DetectionGroups groups = p.groups;
-        p.detections.insert(p.detections.end(), detections.begin(), detections.end());
-        p.groups.insert(p.groups.end(), groups.begin(), groups.end());
-      }
-      p.detector = true;
-    }
-    p.logits = detection_scores(rows, p.detections, p.groups, 0.0);
-    p.logits_detached = detection_scores(rows.detach(), p.detections, p.groups,
-                                         -std::numeric_limits<double>::infinity())
-                            .to(at::kCPU, at::kFloat);
-    p.explained = engine.unit ? unit_value(p, engine) : p.logits;
-    p.explained_detached = p.explained.detach().to(at::kCPU);
+    score_detections(p, engine, out);
     return;
   }
   if (info.task == Task::kSegment) {
@@ -1146,6 +1125,32 @@ void Pass::start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, b
   check_output_classes(info, p.logits.size(1));
   p.explained = engine.unit ? unit_value(p, engine) : p.logits;
   p.explained_detached = engine.unit ? p.explained.detach().to(at::kCPU) : p.logits_detached;
+}
+
+void Pass::score_detections(Impl& p, const Engine::Impl& engine, const c10::IValue& out) {
+  const ModelInfo& info = engine.model.info();
+  if (info.proposals && !p.proposals.defined()) p.proposals = proposals_of(out, info.path);
+  const at::Tensor rows = prediction_rows(raw_predictions_of(out, info.path), info.layout,
+                                          known_classes(info), info.path);
+  if (!p.detector) {
+    // A paired pass's references are scored at the inputs' detections.
+    const int64_t n = p.paired ? rows.size(0) / 2 : rows.size(0);
+    p.detections = decode_rows(rows.slice(0, 0, n), p.detect);
+    p.groups = cnnviz::detection_groups(p.detections, p.detect);
+    if (p.paired) {  // copies first: a vector cannot insert its own elements
+      const std::vector<std::vector<Detection>> detections = p.detections;
+      const DetectionGroups groups = p.groups;
+      p.detections.insert(p.detections.end(), detections.begin(), detections.end());
+      p.groups.insert(p.groups.end(), groups.begin(), groups.end());
+    }
+    p.detector = true;
+  }
+  p.logits = detection_scores(rows, p.detections, p.groups, 0.0);
+  p.logits_detached = detection_scores(rows.detach(), p.detections, p.groups,
+                                       -std::numeric_limits<double>::infinity())
+                          .to(at::kCPU, at::kFloat);
+  p.explained = engine.unit ? unit_value(p, engine) : p.logits;
+  p.explained_detached = p.explained.detach().to(at::kCPU);
 }
 
 at::Tensor Pass::unit_value(Impl& p, const Engine::Impl& engine) {
@@ -1195,6 +1200,7 @@ Pass::Pass(Pass&&) noexcept = default;
 const at::Tensor& Pass::logits() const { return impl_->logits_detached; }
 const at::Tensor& Pass::explained() const { return impl_->explained_detached; }
 const at::Tensor& Pass::input() const { return impl_->input; }
+const at::Tensor& Pass::proposals() const { return impl_->proposals; }
 const at::Tensor& Pass::labels() const { return impl_->labels; }
 const std::vector<std::vector<Detection>>& Pass::detections() const { return impl_->detections; }
 const DetectionGroups& Pass::detection_groups() const { return impl_->groups; }

@@ -478,8 +478,8 @@ at::Tensor Model::logits(const at::Tensor& batch) const {
   return result;
 }
 
-at::Tensor Model::raw_predictions(const at::Tensor& batch) const {
-  return raw_predictions_of(forward(batch), impl_->info.path).to(at::kCPU, at::kFloat);
+at::Tensor Model::raw_predictions(const at::Tensor& batch, const at::Tensor& proposals) const {
+  return raw_predictions_of(forward(batch, proposals), impl_->info.path).to(at::kCPU, at::kFloat);
 }
 
 at::Tensor Model::pixel_logits(const at::Tensor& batch) const {
@@ -489,12 +489,17 @@ at::Tensor Model::pixel_logits(const at::Tensor& batch) const {
   return result;
 }
 
-c10::IValue Model::forward(const at::Tensor& batch) const {
+c10::IValue Model::forward(const at::Tensor& batch, const at::Tensor& proposals) const {
   c10::InferenceMode no_autograd;
   simulate_out_of_memory(batch.size(0));
   c10::IValue out;
   try {
-    out = impl_->inference_module().forward({batch.to(impl_->device)});
+    std::vector<c10::IValue> inputs{batch.to(impl_->device)};
+    if (impl_->info.proposals) {
+      inputs.emplace_back(proposals.defined() ? c10::IValue(proposals.to(impl_->device))
+                                              : c10::IValue());
+    }
+    out = impl_->inference_module().forward(std::move(inputs));
   } catch (const c10::OutOfMemoryError& e) {
     throw OutOfMemory("model '" + impl_->info.path + "': out of memory on " + impl_->device.str() +
                       " for a batch of " + std::to_string(batch.size(0)));

@@ -2,6 +2,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <dlfcn.h>
 #include <glob.h>
 #include <sched.h>
@@ -120,12 +121,18 @@ bool load_torchvision_ops(std::string* tried) {
     for (const std::string& path : torchvision_ops_candidates()) {
       // Global: the operators register themselves with LibTorch's dispatcher
       // when the library's static initializers run.
-      if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr) {
+      std::string why;
+      if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+        const char* error = dlerror();
+        why = error ? error : "cannot load";
+      } else if (!c10::Dispatcher::singleton().findSchema({"torchvision::nms", ""})) {
+        // Loaded, but its operators went to another LibTorch than this one.
+        why = "loaded, but it registered no torchvision::nms here (built for another LibTorch?)";
+      } else {
         state = 1;
         break;
       }
-      const char* why = dlerror();
-      attempts += (attempts.empty() ? "" : "; ") + path + ": " + (why ? why : "cannot load");
+      attempts += (attempts.empty() ? "" : "; ") + path + ": " + why;
     }
     if (state == 0 && attempts.empty()) attempts = "no torchvision/_C*.so found";
   }

@@ -43,8 +43,8 @@ at::Tensor Capture::variant_scores(int64_t image, const at::Tensor& variants, in
   if (model.info().task == Task::kDetect) {
     // Target `cls` of the image: its detections' scores at their anchors, in each variant.
     const ModelInfo& info = model.info();
-    const at::Tensor rows = prediction_rows(model.raw_predictions(variants), info.layout,
-                                            known_classes(info), info.path);
+    const at::Tensor rows = prediction_rows(model.raw_predictions(variants, pass_.proposals()),
+                                            info.layout, known_classes(info), info.path);
     const auto& found = pass_.detections().at(static_cast<size_t>(image));
     at::Tensor s = at::zeros({variants.size(0)}, rows.options());
     for (size_t k : pass_.detection_groups().at(static_cast<size_t>(image)).at(
@@ -65,8 +65,8 @@ at::Tensor Capture::variant_rows(const at::Tensor& variants) const {
   if (info.task != Task::kDetect) {
     throw Error(ErrorCode::kUnsupported, "model '" + info.name + "' is not a detector");
   }
-  return prediction_rows(engine_.model().raw_predictions(variants), info.layout,
-                         known_classes(info), info.path)
+  return prediction_rows(engine_.model().raw_predictions(variants, pass_.proposals()),
+                         info.layout, known_classes(info), info.path)
       .to(at::kCPU);
 }
 

@@ -323,11 +323,11 @@ def logits_of(output):
 
 
 class TorchvisionScores(nn.Module):
-    """A torchvision detector run whole, as torchvision runs it (its transform, which leaves the
-    already resized input as it is, its heads, its own decoding, threshold at 0.25 and NMS at
-    its own IoU, without a top-k cap, at most 300 detections): forward(x, normalized as
-    cnnviz's input) returns its list of detections per image. `backbone` comes first so that
-    layer paths read as the export's."""
+    """A torchvision detector run whole, as torchvision runs it (its transform without its
+    resize, which the preprocessing did; its heads, region proposals, decoding, threshold at
+    0.25 and NMS at its own IoU, without a top-k cap, at most 300 detections): forward(x,
+    normalized as cnnviz's input) returns its list of detections per image. `backbone` comes
+    first so that layer paths read as the export's."""
 
     def __init__(self, detector, meta):
         super().__init__()
@@ -338,6 +338,9 @@ class TorchvisionScores(nn.Module):
         settings.score_thresh = 0.25
         settings.detections_per_img = 300
         detector.topk_candidates = 10 ** 6
+        # Resized already: torchvision's resize would rescale a side that flooring shortened
+        # (1280 x 853 becomes 1200 x 799, which it would stretch back to 800).
+        detector.transform.resize = lambda image, target=None: (image, target)
         pre = meta["preprocess"]
         self.register_buffer("mean", torch.tensor(pre["mean"])[None, :, None, None])
         self.register_buffer("std", torch.tensor(pre["std"])[None, :, None, None])

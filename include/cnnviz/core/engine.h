@@ -197,6 +197,9 @@ class Pass {
   // n sums; empty for other models.
   const DetectionGroups& detection_groups() const;
   const at::Tensor& input() const;  // the batch it ran on, [N,3,H,W], on the model's device
+  // A two-stage detector's proposals (ModelInfo::proposals), which every
+  // pass of its image scores; undefined for other models.
+  const at::Tensor& proposals() const;
 
   // The output of layer `i` (index into Engine::layers()), [N,...] detached.
   // Throws Error(kUnsupported) when the layer did not run exactly once.
@@ -247,6 +250,9 @@ class Pass {
   explicit Pass(std::unique_ptr<Impl> impl);
   static void start(Impl& p, const Engine::Impl& engine, const at::Tensor& batch, bool paired);
   static at::Tensor unit_value(Impl& p, const Engine::Impl& engine);
+  // A detector's scores from its output `out`: its detections and their
+  // groups (found on a first pass, kept by nested ones), its proposals.
+  static void score_detections(Impl& p, const Engine::Impl& engine, const c10::IValue& out);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -160,16 +160,20 @@ class Model {
   // For a detector: its raw predictions (the output tensor, or the first
   // element of a tuple or list, as YOLO exports return), float32 on the CPU,
   // computed as logits() is; core/detections.h decodes them. Throws
-  // Error(kModel) when the output holds no tensor.
-  at::Tensor raw_predictions(const at::Tensor& batch) const;
+  // Error(kModel) when the output holds no tensor. A two-stage detector
+  // (ModelInfo::proposals) scores `proposals` when given (every row of
+  // `batch` a copy of one image), else its own from the batch's first image.
+  at::Tensor raw_predictions(const at::Tensor& batch,
+                             const at::Tensor& proposals = at::Tensor()) const;
 
   // The underlying module, for graph capture by the visualization methods.
   torch::jit::Module& module() const;
 
  private:
-  // The module's output for `batch`, without autograd (OutOfMemory and
-  // Error(kRuntime) as logits() says).
-  c10::IValue forward(const at::Tensor& batch) const;
+  // The module's output for `batch` (and a two-stage detector's `proposals`,
+  // None when undefined), without autograd (OutOfMemory and Error(kRuntime)
+  // as logits() says).
+  c10::IValue forward(const at::Tensor& batch, const at::Tensor& proposals = at::Tensor()) const;
   struct Impl;
   explicit Model(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;

@@ -30,7 +30,9 @@ struct CropBox {
 // resized image. With p.letterbox, the longer side becomes p.resize and the
 // shorter floor(short * resize / long + 0.5), at least 1, centred on a
 // resize x resize square with (resize - resized) / 2 (rounded down) before
-// it. Throws Error(kInput) for an empty
+// it. With p.max_size (a torchvision detector), the whole image scaled by
+// min(resize / short, max_size / long), each side floored, in torchvision
+// 0.14's float32 arithmetic. Throws Error(kInput) for an empty
 // image or one so elongated that its resized longer side passes 2^30 pixels
 // (4,194,304:1 at a shorter side of 256).
 CropBox crop_box(int src_w, int src_h, const Preprocessing& p);

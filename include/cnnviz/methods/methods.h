@@ -110,6 +110,7 @@ class Capture {
                             const Score& score) const;
   // A detector's prediction rows [M,A,5+C] (detections.h, prediction_rows)
   // for `variants` [M,3,H,W], through the inference module, on the CPU.
+  // Both score a two-stage detector's variants at the pass's proposals.
   at::Tensor variant_rows(const at::Tensor& variants) const;
   // What a detector's target `cls` of image `image` is about, in the
   // input's pixels: its detection, or a box query's box with the query's
