@@ -73,15 +73,19 @@ class DenseBase(nn.Module):
     def decode(self, regression: Tensor, anchors: Tensor) -> Tensor:
         return self.box_coder.decode_single(regression, anchors)
 
-
-class RetinaNetDense(DenseBase):
-    def forward(self, x: Tensor) -> Tensor:
+    def padded_head(self, x: Tensor) -> Tuple[Dict[str, Tensor], Tensor]:
+        """The head's outputs on x padded to a multiple of 32, and every anchor's box."""
         size: Tuple[int, int] = (x.shape[-2], x.shape[-1])
         padded = pad_to(x, 32)
         features = list(self.backbone(padded).values())
         out = self.head(features)
         images = ImageList(padded, [size] * x.shape[0])
-        boxes = self.decoded(images, out["bbox_regression"], features, size)
+        return out, self.decoded(images, out["bbox_regression"], features, size)
+
+
+class RetinaNetDense(DenseBase):
+    def forward(self, x: Tensor) -> Tensor:
+        out, boxes = self.padded_head(x)
         scores = torch.sigmoid(out["cls_logits"])
         return dense_rows(boxes, torch.ones_like(scores[..., 0]), scores)
 
@@ -91,12 +95,7 @@ class FCOSDense(DenseBase):
         return self.box_coder.decode(regression, anchors)  # FCOS's linear coder
 
     def forward(self, x: Tensor) -> Tensor:
-        size: Tuple[int, int] = (x.shape[-2], x.shape[-1])
-        padded = pad_to(x, 32)
-        features = list(self.backbone(padded).values())
-        out = self.head(features)
-        images = ImageList(padded, [size] * x.shape[0])
-        boxes = self.decoded(images, out["bbox_regression"], features, size)
+        out, boxes = self.padded_head(x)
         objectness = torch.sqrt(torch.sigmoid(out["bbox_ctrness"][..., 0]))
         return dense_rows(boxes, objectness, torch.sqrt(torch.sigmoid(out["cls_logits"])))
 

@@ -57,12 +57,7 @@ std::string structured_image(const TempDir& dir, int width, int height) {
   return path;
 }
 
-void expect_target_maps(const Engine& engine, Pass& pass, int64_t target, const at::Tensor& noise,
-                        const TempDir& dir) {
-  MethodParams params;
-  params.sample_batch = 2;  // 3 noisy copies: a partial last chunk
-  params.score = Score{};
-  Capture capture(engine, pass, {target}, params);
+void expect_gradient_maps(Capture& capture, const TempDir& dir) {
   expect_close(capture.input_gradient(Backprop::kPlain)[0], load(dir.file("saliency.npy")),
                "saliency");
   expect_close(capture.input_gradient(Backprop::kGuided)[0], load(dir.file("guided.npy")),
@@ -70,6 +65,15 @@ void expect_target_maps(const Engine& engine, Pass& pass, int64_t target, const 
   for (const MethodMap& m : find_method("gradcam").compute(capture)) {
     expect_close(m.value[0], load(dir.file("gradcam_" + m.layer + ".npy")), "gradcam " + m.layer);
   }
+}
+
+void expect_target_maps(const Engine& engine, Pass& pass, int64_t target, const at::Tensor& noise,
+                        const TempDir& dir) {
+  MethodParams params;
+  params.sample_batch = 2;  // 3 noisy copies: a partial last chunk
+  params.score = Score{};
+  Capture capture(engine, pass, {target}, params);
+  expect_gradient_maps(capture, dir);
   expect_close(method_util::smooth_gradient(capture, noise, Backprop::kPlain)[0],
                load(dir.file("smoothgrad.npy")), "smoothgrad");
   for (const MethodMap& m : find_method("scorecam").compute(capture)) {

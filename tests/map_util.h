@@ -10,6 +10,10 @@
 #include "cnnviz/core/engine.h"
 #include "test_util.h"
 
+namespace cnnviz {
+class Capture;
+}
+
 namespace cnnviz::test {
 
 // A float32 .npy file as a tensor, and back.
@@ -33,6 +37,11 @@ inline at::Tensor load(const std::string& path) { return load_npy_tensor(path); 
 // A 320x240 PNG of blurred uniform noise (`seed`) in `dir`: photo-like
 // smoothness, no structure any model recognizes. Returns its path.
 std::string smooth_image(const TempDir& dir, int seed);
+
+// Saliency, guided backprop and Grad-CAM at every layer of `capture`'s
+// target against methods_ref.py's saliency.npy, guided.npy and
+// gradcam_<layer>.npy in `dir`.
+void expect_gradient_maps(Capture& capture, const TempDir& dir);
 
 // For target `target` of the one image of `pass` (the logit score), the
 // maps methods_ref.py wrote to `dir` with --all-layers --score-cam --noise
