@@ -19,7 +19,9 @@
 #include <random>
 #include <thread>
 
+#include "cnnviz/io/label_map.h"
 #include "cnnviz/io/npy.h"
+#include "map_util.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -117,6 +119,26 @@ std::string raw_get(int port, const std::string& target) {
   return r ? std::to_string(r->status) : "no response";
 }
 
+// The u8 bytes /api/map serves for `query` (format=u8 added) equal the
+// command line's _gray.png `gray_png` of the same map, up to float
+// summation order (the CLI and the server may use other thread counts): at
+// most one level apart, on few pixels.
+void expect_served_gray(const ServerProcess& server, const std::string& query,
+                        const std::string& gray_png) {
+  auto u8 = server.client().Get(("/api/map?" + query + "&format=u8").c_str());
+  ASSERT_TRUE(u8);
+  ASSERT_EQ(u8->status, 200) << u8->body;
+  const cv::Mat gray = cv::imread(gray_png, cv::IMREAD_GRAYSCALE);
+  ASSERT_FALSE(gray.empty()) << gray_png;
+  ASSERT_EQ(u8->get_header_value("X-Map-Width"), std::to_string(gray.cols));
+  ASSERT_EQ(u8->body.size(), gray.total());
+  const cv::Mat served_u8(gray.rows, gray.cols, CV_8UC1, u8->body.data());
+  EXPECT_LE(cv::norm(served_u8, gray, cv::NORM_INF), 1) << query;
+  cv::Mat differ;
+  cv::compare(served_u8, gray, differ, cv::CMP_NE);
+  EXPECT_LT(cv::countNonZero(differ), static_cast<int>(gray.total() / 100)) << query;
+}
+
 class CliServeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -156,19 +178,21 @@ TEST_F(CliServeTest, ListsImagesModelsAndMethods) {
   EXPECT_EQ(ids, (std::vector<std::string>{"gradient.png", "sub/disc.png"}));
   const json models = get("/api/models");
   EXPECT_EQ(models["default"], "squeezenet1_1");
-  bool mobilenet = false, segmenter = false;
-  for (const json& m : models["models"]) {
-    mobilenet = mobilenet || (m["name"] == "mobilenet_v2" && m["problem"] == "");
-    // A segmenter is listed, as unusable here.
-    segmenter = segmenter || (m["name"] == "tiny_fcn" &&
-                              m["problem"].get<std::string>().find("a segmenter") == 0);
+  std::map<std::string, json> listed;
+  for (const json& m : models["models"]) listed[m["name"]] = m;
+  // Classifiers, detectors and segmenters alike, each with its task.
+  for (const auto& [name, task] : std::map<std::string, std::string>{
+           {"mobilenet_v2", "classify"}, {"tiny_yolov8", "detect"}, {"tiny_fcn", "segment"}}) {
+    ASSERT_TRUE(listed.count(name)) << models.dump();
+    EXPECT_EQ(listed[name]["task"], task) << name;
+    EXPECT_EQ(listed[name]["problem"], "") << name;
   }
-  EXPECT_TRUE(mobilenet) << models.dump();
-  EXPECT_TRUE(segmenter) << models.dump();
   const json methods = get("/api/methods");
   std::map<std::string, json> by_name;
   for (const json& m : methods["methods"]) by_name[m["name"]] = m;
   EXPECT_EQ(by_name["gradcam"]["layers"], "all");
+  EXPECT_EQ(by_name["d-rise"]["tasks"], json({"detect"}));
+  EXPECT_EQ(by_name["gradcam"]["tasks"], json({"classify", "detect", "segment"}));
   EXPECT_EQ(by_name["gradcam"]["kind"], "layer-map");
   EXPECT_EQ(by_name["guided-backprop"]["kind"], "input-gradient");
   // The page opens on the registry's default method, not on a name it knows.
@@ -229,21 +253,7 @@ TEST_F(CliServeTest, EveryLayerFromOnePassEqualsTheCli) {
        {layers["layers"][1].get<std::string>(), layers["layers"].back().get<std::string>()}) {
     const std::string stem =
         out.path() + "/gradient/gradcam_" + layer + "_c" + std::to_string(second);
-    auto u8 = server_->client().Get(("/api/map?" + q + "&layer=" + layer + "&format=u8").c_str());
-    ASSERT_TRUE(u8);
-    ASSERT_EQ(u8->status, 200) << u8->body;
-    const cv::Mat gray = cv::imread(stem + "_gray.png", cv::IMREAD_GRAYSCALE);
-    ASSERT_FALSE(gray.empty()) << stem;
-    ASSERT_EQ(u8->get_header_value("X-Map-Width"), std::to_string(gray.cols));
-    ASSERT_EQ(u8->body.size(), gray.total());
-    // The same rendering of the same raw map, up to float summation order
-    // (the CLI and the server may use other thread counts): at most one
-    // level apart, on few pixels.
-    const cv::Mat served_u8(gray.rows, gray.cols, CV_8UC1, u8->body.data());
-    EXPECT_LE(cv::norm(served_u8, gray, cv::NORM_INF), 1) << layer;
-    cv::Mat differ;
-    cv::compare(served_u8, gray, differ, cv::CMP_NE);
-    EXPECT_LT(cv::countNonZero(differ), static_cast<int>(gray.total() / 100)) << layer;
+    expect_served_gray(*server_, q + "&layer=" + layer, stem + "_gray.png");
 
     auto npy = server_->client().Get(("/api/map?" + q + "&layer=" + layer + "&format=npy").c_str());
     ASSERT_TRUE(npy);
@@ -558,6 +568,186 @@ TEST(CliServeTokenTest, ElsewhereThanLoopbackMakesUpAToken) {
   auto with = c.Get(("/api/info?token=" + url.substr(at + 7)).c_str());
   ASSERT_TRUE(with);
   EXPECT_EQ(with->status, 200);
+}
+
+// A detector and a segmenter through the API: the detections and classes
+// `cnnviz detect` and `cnnviz segment` find, each pixel's class, and the
+// maps of a box (by rank and by its corners) and of a class, which equal the
+// command line's --box and --class maps.
+class CliServeTasksTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    work_ = new TempDir();
+    fs::create_directories(work_->file("images"));
+    cv::Mat photo(180, 240, CV_8UC3);
+    cv::RNG rng(7);
+    rng.fill(photo, cv::RNG::UNIFORM, 0, 255);
+    cv::imwrite(work_->file("images/photo.png"), photo);
+    fs::copy_file(structured_image(*work_, 150, 90), work_->file("images/wide.png"));
+    server_ = new ServerProcess(*work_, "tasks",
+                                {"-m", test_models_dir() + "/tiny_yolov5.pt", "--models-dir",
+                                 test_models_dir(), work_->file("images")});
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete work_;
+  }
+  static json get(const std::string& path, int expect = 200) {
+    auto r = server_->client().Get(path.c_str());
+    EXPECT_TRUE(r) << path;
+    if (!r) return json();
+    EXPECT_EQ(r->status, expect) << path << ": " << r->body;
+    return body_json(r);
+  }
+  // `cnnviz ARGS... IMAGE` with an output folder; its manifest's image entry.
+  static json cli_entry(std::vector<std::string> args, const std::string& out) {
+    args.insert(args.end(), {"-q", "--threads", "1", "-o", out, work_->file("images/photo.png")});
+    const RunResult r = run_cnnviz(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? json::parse(read_text(out + "/manifest.json"))["images"][0] : json();
+  }
+  static TempDir* work_;
+  static ServerProcess* server_;
+};
+TempDir* CliServeTasksTest::work_ = nullptr;
+ServerProcess* CliServeTasksTest::server_ = nullptr;
+
+TEST_F(CliServeTasksTest, DetectionsAndBoxMapsEqualTheCli) {
+  const std::string model = test_models_dir() + "/tiny_yolov5.pt";
+  const json c = get("/api/classify?image=photo.png");
+  EXPECT_EQ(c["task"], "detect");
+  EXPECT_EQ(c["predictions"].size(), 0u);
+  const RunResult cli = run_cnnviz({"detect", "-q", "--json", "--threads", "1", "-m", model,
+                                    work_->file("images/photo.png")});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  const json want = json::parse(cli.out)["results"][0]["detections"];
+  const json& got = c["detections"];
+  ASSERT_GE(want.size(), 2u) << "the tiny detector should find boxes in noise";
+  ASSERT_EQ(got.size(), want.size()) << c.dump();
+  for (size_t k = 0; k < got.size(); ++k) {
+    EXPECT_EQ(got[k]["index"], k);
+    EXPECT_EQ(got[k]["class"], want[k]["class"]);
+    EXPECT_EQ(got[k]["label"], want[k]["label"]);
+    EXPECT_NEAR(got[k]["score"].get<double>(), want[k]["score"].get<double>(), 1e-6);
+    const char* corner[] = {"x1", "y1", "x2", "y2"};
+    for (size_t i = 0; i < 4; ++i) {
+      EXPECT_NEAR(got[k][corner[i]].get<double>(), want[k]["box"][i].get<double>(), 1e-6);
+    }
+  }
+  // Box 1, every stage from one request, as `gradcam --all-layers --box 1`.
+  const std::string q = "image=photo.png&method=gradcam&box=1";
+  const json maps = get("/api/maps?" + q);
+  EXPECT_EQ(maps["task"], "detect");
+  EXPECT_EQ(maps["box"], "1");
+  EXPECT_EQ(maps["matched"], json({1}));
+  EXPECT_EQ(maps["class"], want[1]["class"]);
+  EXPECT_NEAR(maps["target"]["score"].get<double>(), want[1]["score"].get<double>(), 1e-5);
+  EXPECT_NEAR(maps["target"]["x1"].get<double>(), want[1]["box"][0].get<double>(), 1e-3);
+  TempDir out;
+  const json entry = cli_entry({"gradcam", "--all-layers", "--box", "1", "-m", model}, out.path());
+  const std::string cls = std::to_string(want[1]["class"].get<int>());
+  ASSERT_EQ(maps["layers"].size(), 4u);
+  for (const json& l : maps["layers"]) {
+    const std::string layer = l["layer"];
+    expect_served_gray(*server_, q + "&layer=" + layer,
+                       out.path() + "/" + entry["dir"].get<std::string>() + "/gradcam_" + layer +
+                           "_d1-c" + cls + "_gray.png");
+  }
+  EXPECT_TRUE(get("/api/maps?" + q)["cached"]);
+  // A box by its corners: the detections overlapping it, as --box x1,y1,x2,y2.
+  char corners[128];
+  std::snprintf(corners, sizeof(corners), "%.3f,%.3f,%.3f,%.3f", want[0]["box"][0].get<double>(),
+                want[0]["box"][1].get<double>(), want[0]["box"][2].get<double>(),
+                want[0]["box"][3].get<double>());
+  const json query = get(std::string("/api/maps?image=photo.png&method=gradcam&box=") + corners);
+  EXPECT_EQ(query["box"], corners);
+  ASSERT_GE(query["matched"].size(), 1u);
+  EXPECT_EQ(query["matched"][0], 0);
+  EXPECT_EQ(query["class"], want[0]["class"]);
+}
+
+TEST_F(CliServeTasksTest, SegmentsAndClassMapsEqualTheCli) {
+  const std::string model = test_models_dir() + "/tiny_fcn.pt";
+  const json c = get("/api/classify?image=photo.png&model=tiny_fcn");
+  EXPECT_EQ(c["task"], "segment");
+  const RunResult cli = run_cnnviz({"segment", "-q", "--json", "--threads", "1", "-m", model,
+                                    work_->file("images/photo.png")});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  const json want = json::parse(cli.out)["results"][0]["classes"];
+  ASSERT_GE(want.size(), 2u);
+  ASSERT_EQ(c["segments"].size(), want.size());
+  for (size_t k = 0; k < want.size(); ++k) {
+    EXPECT_EQ(c["segments"][k]["class"], want[k]["index"]);
+    EXPECT_EQ(c["segments"][k]["pixels"], want[k]["pixels"]);
+  }
+  // Each pixel's class: the grid, resized to the photo as segment does,
+  // gives segment's areas.
+  auto grid = server_->client().Get("/api/segments?image=photo.png&model=tiny_fcn");
+  ASSERT_TRUE(grid);
+  ASSERT_EQ(grid->status, 200) << grid->body;
+  const int w = c["grid"]["width"], h = c["grid"]["height"];
+  ASSERT_EQ(grid->body.size(), static_cast<size_t>(2 * w * h));
+  cv::Mat labels(h, w, CV_32SC1);
+  for (int i = 0; i < w * h; ++i) {
+    const auto lo = static_cast<uint8_t>(grid->body[2 * i]), hi = static_cast<uint8_t>(grid->body[2 * i + 1]);
+    labels.at<int32_t>(i / w, i % w) = lo | (hi << 8);
+  }
+  const cv::Mat source = resize_labels(labels, c["width"], c["height"]);
+  for (const json& a : want) {
+    cv::Mat mask;
+    cv::compare(source, cv::Scalar(a["index"].get<int>()), mask, cv::CMP_EQ);
+    EXPECT_EQ(cv::countNonZero(mask), a["pixels"].get<int>()) << "class " << a["index"];
+  }
+  get("/api/segments?image=photo.png", 400);  // the default model is a detector
+  // The default class (the largest but the background), then a given one,
+  // as the command line's.
+  TempDir out;
+  const json entry = cli_entry({"gradcam", "--all-layers", "-m", model}, out.path());
+  const int64_t top = entry["targets"][0]["class"];
+  const json maps = get("/api/maps?image=photo.png&model=tiny_fcn&method=gradcam");
+  EXPECT_EQ(maps["class"], top);
+  const int64_t other = want.back()["index"];
+  const std::string q = "image=photo.png&model=tiny_fcn&method=gradcam&class=" + std::to_string(other);
+  const json given = get("/api/maps?" + q);
+  EXPECT_EQ(given["class"], other);
+  // Its probability: the class's share of the segmenter's pixels.
+  cv::Mat of_other;
+  cv::compare(labels, cv::Scalar(static_cast<int>(other)), of_other, cv::CMP_EQ);
+  EXPECT_NEAR(given["probability"].get<double>(),
+              static_cast<double>(cv::countNonZero(of_other)) / (w * h), 1e-6);
+  TempDir out2;
+  const json entry2 =
+      cli_entry({"gradcam", "--all-layers", "--class", std::to_string(other), "-m", model}, out2.path());
+  for (const json& l : given["layers"]) {
+    const std::string layer = l["layer"];
+    expect_served_gray(*server_, q + "&layer=" + layer,
+                       out2.path() + "/" + entry2["dir"].get<std::string>() + "/gradcam_" + layer +
+                           "_c" + std::to_string(other) + "_gray.png");
+  }
+}
+
+TEST_F(CliServeTasksTest, TargetsOfTheWrongKindGetOneLine) {
+  struct Case {
+    std::string path;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {"/api/maps?image=photo.png&method=gradcam&box=99", "box '99': the image has detections 0 to"},
+      {"/api/maps?image=photo.png&method=gradcam&class=1", "class 1: a detector's targets are its detections"},
+      {"/api/maps?image=photo.png&method=gradcam&box=1&score=probability", "score probability: a detection's target"},
+      {"/api/maps?image=photo.png&method=gradcam&box=5,5,2,9", "box '5,5,2,9'"},
+      {"/api/maps?image=photo.png&method=gradcam&box=1,1,3,3", "box '1,1,3,3': matches no detection"},
+      {"/api/maps?image=photo.png&model=tiny_fcn&method=gradcam&box=0", "box '0': applies to detectors; model 'tiny_fcn' is a segmenter"},
+      {"/api/maps?image=photo.png&model=tiny_fcn&method=gradcam&score=probability", "score probability: a segmenter's target"},
+      {"/api/maps?image=photo.png&model=tiny_fcn&method=d-rise", "d-rise: explains a detector's detections"},
+      {"/api/maps?image=photo.png&model=squeezenet1_1&method=gradcam&box=0", "box '0': applies to detectors"},
+  };
+  for (const Case& c : cases) {
+    const json e = get(c.path, 400);
+    const std::string message = e.value("error", "");
+    EXPECT_NE(message.find(c.says), std::string::npos) << c.path << ": " << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << c.path;
+  }
 }
 
 // A queue of one, and every job 400 ms longer (the test hook): the third of

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`cnnviz serve` in a real browser.
 
-Starts the server (with a token) on three generated images and drives Debian's
+Starts the server (with a token) on four generated images and drives Debian's
 chromium, headless, over the DevTools protocol (websocket-client; nothing is
 downloaded): loads the page, picks an image, checks the top 5, targets the
 second class, moves the Grad-CAM layer slider (and checks that this makes no
@@ -9,7 +9,8 @@ request), changes opacity and colormap (canvas pixels change, no request),
 compares with guided backprop in pane B, reloads the permalink into a fresh
 page and checks the view comes back, switches to the tiny ViT beside MODEL.pt
 (tiny_vit.pt, when there) and checks the attention method's block slider and
-head picker (heads swap with no request), uploads a good and a garbage file
+head picker (heads swap with no request), switches to the tiny detector and segmenter beside
+it (a click on a box, and on a pixel, of the image explains it), uploads a good and a garbage file
 through the file input and checks the server's error is shown. Any uncaught
 exception in the page fails the test. Takes a screenshot of the comparison.
 
@@ -30,7 +31,7 @@ import time
 import urllib.error
 import urllib.request
 
-DEADLINE = time.monotonic() + 110  # the whole test, however slow the machine
+DEADLINE = time.monotonic() + 180  # the whole test, however slow the machine
 TOKEN = "browser-test-token"
 
 
@@ -45,7 +46,7 @@ def fail(msg):
 def remaining(cap):
     left = DEADLINE - time.monotonic()
     if left <= 0:
-        fail("the test ran out of time (110 s)")
+        fail("the test ran out of time (180 s)")
     return min(cap, left)
 
 
@@ -76,7 +77,8 @@ def first_line(q, proc, what, timeout, match=lambda s: True):
 
 
 def make_images(d):
-    """Three small images unlike each other (one not square: the crop matters)."""
+    """Four small images unlike each other (one not square: the crop matters; noise, in which
+    the tiny detector finds boxes)."""
     import numpy as np
     from PIL import Image
     h, w = 180, 240
@@ -87,6 +89,7 @@ def make_images(d):
         "gradient.png": np.stack([x * 255 // w, y * 255 // h, np.full_like(x, 128)], -1),
         "disc.png": np.stack([np.where(disc, 230, 20), np.full_like(x, 90), np.where(disc, 20, 200)], -1),
         "checker.jpg": np.stack([cells * 255, np.zeros_like(x), cells * 128], -1)[:160, :160],
+        "noise.png": np.random.default_rng(7).integers(0, 256, (h, w, 3)),
     }
     for name, a in images.items():
         Image.fromarray(a.astype(np.uint8)).save(os.path.join(d, name), quality=92)
@@ -288,7 +291,7 @@ def attention_heads(b, screenshot):
     # The permalink keeps the head: the pane's eighth field.
     time.sleep(0.3)
     pane = [x[2:] for x in b.js("location.hash")[1:].split("&") if x.startswith("a=")]
-    if not pane or pane[0].split(",")[7:] != ["1"]:
+    if not pane or pane[0].split(",")[7:8] != ["1"]:
         fail(f"after picking head 1 the permalink's pane A is {pane}, not one ending in head 1")
     fields = pane[0].split(",")
     fields[7] = "0"
@@ -300,6 +303,109 @@ def attention_heads(b, screenshot):
         fail(f"a permalink to head 0 shows {linked}")
     ok("attention on the tiny ViT: 2 blocks, the mean and 2 heads; head 1 of block 0 drawn, no request; "
        "the permalink keeps the head")
+
+
+def click_canvas(b, canvas, sx, sy, what):
+    """A real mouse click (DevTools input events) on `canvas` at source pixel (sx, sy) of the
+    image it shows (data-width / data-height: the image's size), then waits for the page."""
+    b.js(f"document.querySelector({json.dumps(canvas)}).scrollIntoView({{block: 'center'}})")
+    time.sleep(0.2)
+    at = b.js(f"(() => {{ const c = document.querySelector({json.dumps(canvas)}); const r = c.getBoundingClientRect();"
+              f" return {{x: r.left + {sx} * r.width / Number(c.dataset.width),"
+              f" y: r.top + {sy} * r.height / Number(c.dataset.height)}}; }})()")
+    before = b.js("Number(document.body.dataset.ready || 0)")
+    for kind in ("mousePressed", "mouseReleased"):
+        b.call("Input.dispatchMouseEvent", type=kind, x=at["x"], y=at["y"], button="left", clickCount=1)
+    b.wait(f"{READY} && Number(document.body.dataset.ready) > {before}", what, 45)
+    err = b.js("document.getElementById('error').hidden ? '' : document.getElementById('error-text').textContent")
+    if err:
+        fail(f"{what}: the page shows an error: {err}")
+
+
+def boxes_and_segments(b, base, screenshot, back_to):
+    """The tiny YOLOv5-style detector: its detections listed and drawn; a click on a box in the
+    image explains that box, every stage from one request. The tiny FCN: its classes listed; a
+    click on a pixel explains that pixel's class, outlined on the image."""
+    settle(b, set_value("#a-method", "gradcam"), "choosing gradcam")
+    settle(b, set_value("#model", "tiny_yolov5"), "choosing the tiny detector")
+    settle(b, set_value("#images", "noise.png"), "selecting noise.png")
+    found = get_json(base, "/api/classify?image=noise.png&model=tiny_yolov5")["detections"]
+    if len(found) < 2:
+        fail(f"the tiny detector finds {len(found)} boxes in noise.png: the test needs 2 or more")
+    side = b.js("({title: document.querySelector('#side-title').textContent,"
+                " boxes: [...document.querySelectorAll('#predictions li[data-box]')].map(li => li.dataset.box),"
+                " drawn: document.querySelector('#a-canvas').dataset.boxes,"
+                " box: document.querySelector('#a-canvas').dataset.box,"
+                " input: document.querySelector('#a-class-name').textContent})")
+    want = {"title": "Detections", "boxes": [str(d["index"]) for d in found], "drawn": str(len(found)),
+            "box": "0", "input": "Box"}
+    if side != want:
+        fail(f"the detector's view reads {side}, not {want}")
+    # The smallest box: a click at its centre lies in no smaller one.
+    k = min(found, key=lambda d: ((d["x2"] - d["x1"]) * (d["y2"] - d["y1"]), d["index"]))["index"]
+    d = found[k]
+    before = len(b.api_requests())
+    click_canvas(b, "#a-canvas", (d["x1"] + d["x2"]) / 2, (d["y1"] + d["y2"]) / 2, f"clicking box {k}")
+    asked = [u for u in b.api_requests()[before:] if "/api/maps?" in u]
+    got = b.js("({box: document.querySelector('#a-canvas').dataset.box,"
+               " caption: document.querySelector('#a-caption').textContent,"
+               " target: [...document.querySelectorAll('#predictions li.target')].map(li => li.dataset.box),"
+               " layers: Number(document.querySelector('#a-layer').max) + 1})")
+    if got["box"] != str(k) or f"box {k}" not in got["caption"] or got["target"] != [str(k)]:
+        fail(f"after clicking box {k} on the image pane A reads {got}")
+    if len(asked) != 1 or f"box={k}" not in asked[0]:
+        fail(f"clicking box {k} asked for {asked}, not one /api/maps with box={k}")
+    layers = get_json(base, f"/api/maps?image=noise.png&model=tiny_yolov5&method=gradcam&box={k}")["layers"]
+    if got["layers"] != len(layers) or len(layers) < 2:
+        fail(f"box {k}: the slider has {got['layers']} layers, the maps {len(layers)}")
+    b.call("Page.captureScreenshot", format="png")
+    shot = b.call("Page.captureScreenshot", format="png")
+    with open(screenshot.replace(".png", "-detect.png"), "wb") as f:
+        f.write(base64.b64decode(shot["data"]))
+    ok(f"detector: {len(found)} boxes listed and drawn; a click on box {k} explains it "
+       f"({len(layers)} stages from one request)")
+
+    settle(b, set_value("#model", "tiny_fcn"), "choosing the tiny segmenter")
+    c = get_json(base, "/api/classify?image=noise.png&model=tiny_fcn")
+    title = b.js("document.querySelector('#side-title').textContent")
+    listed = b.js("[...document.querySelectorAll('#predictions li[data-class]')].map(li => Number(li.dataset.class))")
+    if title != "Classes" or listed != [s["class"] for s in c["segments"]]:
+        fail(f"the segmenter's side list is {title} {listed}, not its classes {c['segments']}")
+    shown = b.js("Number(document.querySelector('#a-canvas').dataset.class)")
+    req = urllib.request.Request(base + "/api/segments?image=noise.png&model=tiny_fcn",
+                                 headers={"X-Cnnviz-Token": TOKEN})
+    with urllib.request.urlopen(req, timeout=remaining(30)) as r:
+        raw = r.read()
+    gw, gh = c["grid"]["width"], c["grid"]["height"]
+    grid = [raw[2 * i] | (raw[2 * i + 1] << 8) for i in range(gw * gh)]
+    # A pixel of another class than the one shown, inside its class's region.
+    pick = None
+    for y in range(1, gh - 1):
+        for x in range(1, gw - 1):
+            v = grid[y * gw + x]
+            if v != shown and all(grid[(y + dy) * gw + x + dx] == v for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0))):
+                pick = (x, y, v)
+                break
+        if pick:
+            break
+    if not pick:
+        fail(f"the segmenter labels noise.png with one class only ({shown}): nothing to click")
+    x, y, cls = pick
+    crop = c["crop"]
+    sx = crop["x"] + (x + 0.5) * crop["width"] / gw
+    sy = crop["y"] + (y + 0.5) * crop["height"] / gh
+    click_canvas(b, "#a-canvas", sx, sy, f"clicking a pixel of class {cls}")
+    got = b.js("({cls: document.querySelector('#a-canvas').dataset.class,"
+               " outline: document.querySelector('#a-canvas').dataset.outline,"
+               " caption: document.querySelector('#a-caption').textContent})")
+    if got["cls"] != str(cls) or got["outline"] != str(cls) or f"#{cls}" not in got["caption"]:
+        fail(f"after clicking a pixel of class {cls} pane A reads {got}")
+    shot = b.call("Page.captureScreenshot", format="png")
+    with open(screenshot.replace(".png", "-segment.png"), "wb") as f:
+        f.write(base64.b64decode(shot["data"]))
+    ok(f"segmenter: classes listed; a click on a pixel of class {cls} explains it, outlined "
+       f"(the default was class {shown})")
+    settle(b, set_value("#model", back_to), "back to " + back_to)
 
 
 def main():
@@ -508,6 +614,7 @@ def main():
             attention_heads(b, screenshot)
         else:
             fail(f"{vit} missing: run the tests through ctest (fixture.export_tiny_models)")
+        boxes_and_segments(b, base, screenshot, os.path.splitext(os.path.basename(model))[0])
 
         # Uploads through the file input: a good image, then garbage.
         doc = b.call("DOM.getDocument")

@@ -14,11 +14,15 @@
  *   #permalink      a        href = this view's URL; clicking copies it
  *   #status         what is in flight ("computing…"), or the last timing when idle
  *   #error          the last error (the server's JSON "error"), hidden when none; #error-text holds it
- *   #predictions    ol       the top 5; each li has data-class (index) and data-probability;
- *                            clicking one makes it the target of the active pane
+ *   #side-title     the side list's title: "Top 5", "Detections" or "Classes" (the model's task)
+ *   #predictions    ol       a classifier's top 5 (each li: data-class, data-probability), a
+ *                            detector's detections (data-box: its rank, data-score) or a
+ *                            segmenter's classes (data-class, data-share); clicking one makes
+ *                            it the target of the active pane
  *   #labels         datalist of the model's labels (for the class inputs)
  *   Per pane, P = a or b (section #pane-a, #pane-b; B only while #compare is on):
- *   #P-method select, #P-class input (index or label, case-insensitive; empty = top class),
+ *   #P-method select, #P-class input (index or label, case-insensitive; empty = top class; a
+ *   detector's box: its rank or x1,y1,x2,y2[:label]), #P-class-name (its label: Class or Box),
  *   #P-class-clear, #P-score select, #P-cf checkbox (counterfactual),
  *   #P-layer range (layer methods: one step per layer /api/maps returned), #P-layer-name,
  *   #P-view select and #P-gray checkbox (input-space methods), #P-canvas,
@@ -27,13 +31,16 @@
  *   #P-head select (attention maps: "" for the mean of the heads, or a head index), in
  *   #P-head-field (class "na" when the layer has no per-head maps),
  *   #P-canvas carries data-method, data-class, data-layer, data-head, data-view, data-kind: what
- *   it shows.
+ *   it shows; data-box (a detector's target as asked), data-boxes (the detections drawn),
+ *   data-outline (a segmenter's class outlined), data-width and data-height (the image's size).
+ *   A click on it picks a detector's box (the smallest under the pointer) or the class of a
+ *   segmenter's pixel as the pane's target.
  * document.body.dataset.state is "busy" while any request is in flight and "ready" once the
  * page is idle with everything drawn; body.dataset.ready counts the turns to "ready".
  *
  * URL hash (permalink), each value URI-encoded:
  *   #model=M&image=ID&opacity=0.5&cmap=jet&a=PANE[&b=PANE]      (b present = compare on)
- *   PANE = method,class,layer,score,counterfactual(0|1),view,gray(0|1),head
+ *   PANE = method,class,layer,score,counterfactual(0|1),view,gray(0|1),head,box
  *          (class empty = top class; head empty = the mean of the heads)
  * The page's own ?token=T is sent as the X-Cnnviz-Token header on fetches and as token=T in
  * the download links' URLs.
@@ -182,7 +189,7 @@
   const D = {
     info: {}, models: [], defaultModel: '', methods: new Map(), defaultMethod: '', colormaps: {}, luts: new Map(),
     images: [], uploads: [], labels: [], labelIndex: new Map(), layers: {layers: [], default: ''},
-    classify: null, source: null, sources: new Map(), imageP: null, imageGen: 0, scoreNames: [],
+    classify: null, grid: null, source: null, sources: new Map(), imageP: null, imageGen: 0, scoreNames: [],
   };
   const panes = {};
 
@@ -191,8 +198,39 @@
     const i = [...D.images, ...D.uploads].find((x) => x.id === S.image);
     return i ? i.name : S.image;
   };
-  const topClass = () => (D.classify && D.classify.predictions.length
-    ? D.classify.predictions[0].index : null);
+  // What the model does: 'classify', 'detect' (targets are boxes) or
+  // 'segment' (targets are classes of pixels).
+  const task = () => model().task || 'classify';
+  const isBackground = (label) => /^_*background_*$/i.test(label || '');
+  // The class a pane explains when none is given: a classifier's most
+  // probable, a segmenter's largest but the background.
+  function topClass() {
+    const c = D.classify;
+    if (!c) return null;
+    if (c.task === 'segment') {
+      const s = (c.segments || []).find((x) => !isBackground(x.label));
+      return s ? s.class : null;
+    }
+    return c.predictions && c.predictions.length ? c.predictions[0].index : null;
+  }
+  // Class k's colour: the PASCAL VOC palette, as the command line draws
+  // masks (a detector's boxes take class k + 1's, as `cnnviz detect` does).
+  function classColour(k) {
+    let r = 0, g = 0, b = 0;
+    for (let j = 0, c = k; j < 8; j++, c >>= 3) {
+      r |= (c & 1) << (7 - j);
+      g |= ((c >> 1) & 1) << (7 - j);
+      b |= ((c >> 2) & 1) << (7 - j);
+    }
+    return 'rgb(' + r + ',' + g + ',' + b + ')';
+  }
+  // The scores a pane may pick: a detector's and a segmenter's targets are
+  // explained by their logit only.
+  function paneScores(p) {
+    const all = p.def().scores || [];
+    return task() === 'classify' ? all : all.filter((x) => x === 'logit');
+  }
+  const methodFits = (m) => !m.tasks || m.tasks.includes(task());
   const visiblePanes = () => (S.compare ? [panes.a, panes.b] : [panes.a]);
 
   // The 256-entry colour table of a colormap, as RGBA bytes.
@@ -213,7 +251,7 @@
 
   function paneHash(p) {
     return [p.method, p.cls === null ? '' : p.cls, p.layer, p.score, p.cf ? 1 : 0, p.view,
-            p.gray ? 1 : 0, p.head === null ? '' : p.head]
+            p.gray ? 1 : 0, p.head === null ? '' : p.head, p.box === null ? '' : p.box]
         .map((v) => encodeURIComponent(String(v))).join(',');
   }
   function hashText() {
@@ -247,7 +285,8 @@
         if (k === 'a' || k === 'b') {
           const f = v.split(',').map(decodeURIComponent);
           out[k] = {method: f[0] || '', cls: f[1] || '', layer: f[2] || '', score: f[3] || '',
-                    cf: f[4] === '1', view: f[5] || '', gray: f[6] === '1', head: f[7] || ''};
+                    cf: f[4] === '1', view: f[5] || '', gray: f[6] === '1', head: f[7] || '',
+                    box: f[8] || ''};
         } else {
           out[k] = decodeURIComponent(v);
         }
@@ -264,6 +303,7 @@
       if (!m) problems.push('model "' + h.model + '" is not on this server');
       else if (m.problem) problems.push('model ' + h.model + ': ' + m.problem);
       else S.model = h.model;
+      // (The panes' methods are checked against the model's task below.)
     }
     if (h.image) {
       if ([...D.images, ...D.uploads].some((x) => x.id === h.image)) S.image = h.image;
@@ -285,6 +325,7 @@
       p.view = ph.view;
       p.gray = ph.gray;
       p.head = /^\d+$/.test(ph.head) ? Number(ph.head) : null;
+      p.box = ph.box ? ph.box : null;
       fixPaneOptions(p);
     }
     S.compare = !!h.b;
@@ -298,6 +339,7 @@
     sel.replaceChildren(...D.models.map((m) => el('option', {
       value: m.name, disabled: !!m.problem, title: m.problem || null,
       text: m.name + (m.arch && m.arch !== m.name ? ' (' + m.arch + ')' : '') +
+            (m.task && m.task !== 'classify' ? ', ' + (m.task === 'detect' ? 'detector' : 'segmenter') : '') +
             (m.weights === 'random' ? ' (random)' : '') + (m.problem ? ' (unusable)' : ''),
     })));
     sel.value = S.model;
@@ -335,40 +377,68 @@
     syncRows();
     if (!S.compare) S.active = 'a';
     for (const p of Object.values(panes)) p.node.classList.toggle('active', p.id === S.active);
-    $('pred-hint').textContent = 'click a class to explain it' +
-        (S.compare ? ' in pane ' + S.active.toUpperCase() : '');
+    const t = task();
+    $('side-title').textContent = t === 'detect' ? 'Detections' : t === 'segment' ? 'Classes' : 'Top 5';
+    $('pred-hint').textContent = (t === 'detect' ? 'click a box, here or on the image, to explain it'
+        : t === 'segment' ? 'click a class, or a pixel of the image, to explain its pixels'
+        : 'click a class to explain it') + (S.compare ? ' in pane ' + S.active.toUpperCase() : '');
     const m = model();
     $('notes').replaceChildren(...(m.weights === 'random'
       ? [el('p', {class: 'note', text: 'Random weights: ' + m.name + ' is untrained, so its ' +
                   'predictions and maps are meaningless.'})] : []));
   }
 
+  // One entry of the side list: a bar of `share` (0..1), its rank, a
+  // label, the panes that explain it, and a figure.
+  function sideItem(data, share, rank, label, panesOn, figure, title, swatch) {
+    return el('li', Object.assign({tabindex: 0, title, class: panesOn.length ? 'target' : null}, data),
+      el('i', {style: 'width:' + (100 * Math.max(0, Math.min(1, share))).toFixed(1) + '%'}),
+      el('span', {class: 'k', text: String(rank)}),
+      ...(swatch ? [el('span', {class: 'sw', style: 'background:' + swatch})] : []),
+      el('span', {class: 'l', text: label}),
+      el('span', {class: 'tags'}, ...(S.compare ? panesOn.map((p) => el('b', {text: p.id.toUpperCase()})) : [])),
+      el('span', {class: 'p', text: figure}));
+  }
+
+  function sideItems(c) {
+    if (c.task === 'detect') {
+      return (c.detections || []).map((d) => sideItem(
+        {'data-box': d.index, 'data-score': d.score}, d.score, d.index, d.label,
+        visiblePanes().filter((p) => p.targetBoxes().includes(d.index)), num(d.score),
+        'box ' + d.index + ': ' + [d.x1, d.y1, d.x2, d.y2].map((v) => Math.round(v)).join(', ') +
+        ' (class #' + d.class + ')', classColour(d.class + 1)));
+    }
+    if (c.task === 'segment') {
+      return (c.segments || []).map((a, i) => sideItem(
+        {'data-class': a.class, 'data-share': a.share}, a.share, i + 1, a.label,
+        visiblePanes().filter((p) => p.targets() === a.class), pct(a.share),
+        '#' + a.class + ', ' + a.pixels + ' pixels', classColour(a.class)));
+    }
+    const top = c.predictions.length ? c.predictions[0].probability : 1;
+    return c.predictions.map((pr, i) => sideItem(
+      {'data-class': pr.index, 'data-probability': pr.probability}, pr.probability / (top || 1), i + 1,
+      pr.label, visiblePanes().filter((p) => p.targets() === pr.index), pct(pr.probability),
+      '#' + pr.index + ', logit ' + num(pr.logit)));
+  }
+
   function renderPredictions() {
     const list = $('predictions');
     const c = D.classify;
     if (!c) { list.replaceChildren(); return; }
-    const top = c.predictions.length ? c.predictions[0].probability : 1;
-    list.replaceChildren(...c.predictions.map((pr, i) => {
-      const tags = visiblePanes().filter((p) => p.targets() === pr.index);
-      const li = el('li', {
-        'data-class': pr.index, 'data-probability': pr.probability, tabindex: 0,
-        title: '#' + pr.index + ', logit ' + num(pr.logit),
-        class: tags.length ? 'target' : null,
-      }, el('i', {style: 'width:' + (100 * pr.probability / (top || 1)).toFixed(1) + '%'}),
-         el('span', {class: 'k', text: String(i + 1)}),
-         el('span', {class: 'l', text: pr.label}),
-         el('span', {class: 'tags'}, ...(S.compare ? tags.map((p) => el('b', {text: p.id.toUpperCase()})) : [])),
-         el('span', {class: 'p', text: pct(pr.probability)}));
-      return li;
-    }));
+    list.replaceChildren(...sideItems(c));
+    if (c.task === 'detect' && !(c.detections || []).length) {
+      list.append(el('li', {class: 'none', text: 'no box scores above ' + c.min_score}));
+    }
     const m = model();
     const facts = [
       ['image', imageName()],
       ['size', c.width + ' × ' + c.height],
-      ['crop', c.crop.width + ' × ' + c.crop.height + ' at ' + c.crop.x + ', ' + c.crop.y],
+      [c.task === 'classify' ? 'crop' : 'input',
+       c.crop.width + ' × ' + c.crop.height + (c.task === 'classify' ? ' at ' + c.crop.x + ', ' + c.crop.y : '')],
       ['model', (m.arch || m.name || c.model) + (m.weights ? ', ' + m.weights : '')],
       ['classes', m.classes],
-      ['classify', c.ms ? c.ms.toFixed(0) + ' ms' : 'cached'],
+      ['decoding', c.task === 'detect' ? 'score > ' + c.min_score + ', NMS IoU ' + c.iou : null],
+      [c.task === 'classify' ? 'classify' : c.task, c.ms ? c.ms.toFixed(0) + ' ms' : 'cached'],
     ].filter(([, v]) => v !== undefined && v !== null && v !== '');
     $('facts').replaceChildren(...facts.flatMap(([k, v]) =>
       [el('dt', {text: k}), el('dd', {text: String(v)})]));
@@ -391,15 +461,22 @@
     const p = {
       id, node, el: e,
       // the choice
-      method: '', cls: null, layer: '', head: null, score: '', cf: false, view: '', gray: false,
+      method: '', cls: null, box: null, layer: '', head: null, score: '', cf: false, view: '', gray: false,
       // what the server gave for it
       gen: 0, maps: null, mapsKey: '', query: null, u8: new Map(), u8data: new Map(),
       png: new Map(), pngdata: new Map(), heat: null, error: '',
       def() { return D.methods.get(this.method) || {}; },
-      // The class this pane explains (null: the method needs none).
+      // The class this pane explains (null: the method needs none, or the
+      // model is a detector).
       targets() {
-        if (!(this.def().scores || []).length) return null;
+        if (!(this.def().scores || []).length || task() === 'detect') return null;
         return this.cls !== null ? this.cls : this.maps ? this.maps.class : topClass();
+      },
+      // A detector's detections this pane explains (their indices).
+      targetBoxes() {
+        if (!(this.def().scores || []).length || task() !== 'detect') return [];
+        if (this.maps && Array.isArray(this.maps.matched)) return this.maps.matched;
+        return this.box === null ? [0] : /^\d+$/.test(this.box) ? [Number(this.box)] : [];
       },
     };
     $('panes').append(node);
@@ -418,8 +495,12 @@
 
   // Makes the pane's score, counterfactual and view fit its method.
   function fixPaneOptions(p) {
+    if (p.method && !methodFits(p.def())) {
+      const d = D.methods.get(D.defaultMethod);
+      p.method = d && methodFits(d) ? d.name : ([...D.methods.values()].find(methodFits) || {}).name || '';
+    }
     const m = p.def();
-    const scores = m.scores || [];
+    const scores = paneScores(p);
     if (!scores.includes(p.score)) p.score = scores[0] || '';
     if (!m.counterfactual) p.cf = false;
     const views = m.views || [];
@@ -430,11 +511,16 @@
   function renderPaneControls(p) {
     const m = p.def();
     const e = p.el;
+    for (const o of e.method.querySelectorAll('option')) {
+      const fits = methodFits(D.methods.get(o.value) || {});
+      o.disabled = !fits;
+      o.title = fits ? (D.methods.get(o.value) || {}).summary || '' : o.value + ' explains a detector\'s boxes only';
+    }
     e.method.value = p.method;
     e.title.textContent = p.method || '—';
     e.summary.textContent = m.summary || '';
     e.summary.title = m.summary || '';
-    const scores = m.scores || [];
+    const scores = paneScores(p);
     e.score.replaceChildren(...(scores.length ? [] : [el('option', {value: '', text: 'none'})]),
       ...D.scoreNames.map((s) => el('option', {value: s, text: s, disabled: !scores.includes(s)})));
     e.score.value = p.score;
@@ -445,11 +531,23 @@
     e.cf.parentElement.title = m.counterfactual ? 'Explain the negated score (what speaks against the class)'
                                                 : p.method + ' has no counterfactual';
     const targeted = scores.length > 0;
+    const detector = task() === 'detect';
     e.class.disabled = !targeted;
     e['class-clear'].disabled = !targeted;
-    e.class.value = p.cls === null ? '' : (D.labels[p.cls] !== undefined ? D.labels[p.cls] : String(p.cls));
-    e.class.placeholder = !targeted ? 'no target needed'
-        : topClass() !== null ? 'top class: ' + (D.labels[topClass()] || topClass()) : 'top class';
+    e['class-name'].textContent = detector ? 'Box' : 'Class';
+    e.class.title = detector ? 'A detection by its rank (0: the best), or x1,y1,x2,y2[:label] in the ' +
+        'image\'s pixels (the detections overlapping it)' : 'A class index or label';
+    if (detector) e.class.removeAttribute('list'); else e.class.setAttribute('list', 'labels');
+    if (detector) {
+      e.class.value = p.box === null ? '' : p.box;
+      e.class.placeholder = !targeted ? 'no target needed' : 'best: 0';
+    } else {
+      e.class.value = p.cls === null ? '' : (D.labels[p.cls] !== undefined ? D.labels[p.cls] : String(p.cls));
+      const top = topClass();
+      e.class.placeholder = !targeted ? 'no target needed'
+          : top !== null ? (task() === 'segment' ? 'largest: ' : 'top class: ') + (D.labels[top] || top)
+          : task() === 'segment' ? 'largest class' : 'top class';
+    }
     e.class.classList.remove('invalid');
     // Layer maps have a layer slider; so do input-space maps made per layer
     // (guided Grad-CAM). Input-space maps have views.
@@ -510,9 +608,12 @@
   function mapsQuery(p) {
     const m = p.def();
     const targeted = (m.scores || []).length > 0;
+    const detector = task() === 'detect';
     return {
       image: S.image, model: S.model, method: p.method,
-      class: targeted && p.cls !== null ? p.cls : null,
+      class: targeted && !detector && p.cls !== null ? p.cls : null,
+      // A map that does not depend on its target is the best detection's.
+      box: detector ? (targeted && p.box !== null ? p.box : '0') : null,
       score: targeted ? p.score : null,
       counterfactual: m.counterfactual && p.cf ? 1 : null,
     };
@@ -717,15 +818,20 @@
       }
     }
     // Outline the network's input square when it is not the whole image.
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const sx = cssW / W, sy = cssH / H;
     if (crop.x > 0 || crop.y > 0 || crop.width < W || crop.height < H) {
-      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-      const sx = cssW / W, sy = cssH / H;
       ctx.strokeStyle = 'rgba(255,255,255,0.85)';
       ctx.setLineDash([4, 3]);
       ctx.lineWidth = 1;
       ctx.strokeRect(crop.x * sx + 0.5, crop.y * sy + 0.5, crop.width * sx - 1, crop.height * sy - 1);
+      ctx.setLineDash([]);
     }
-    Object.assign(canvas.dataset, {
+    const marks = drawTargets(p, ctx, sx, sy, crop);
+    e.stage.classList.toggle('pick', c.task === 'detect' || c.task === 'segment');
+    Object.assign(canvas.dataset, marks, {
+      box: drawn && p.maps && p.maps.box !== undefined ? p.maps.box : '',
+      width: W, height: H,
       method: drawn ? p.method : '', class: drawn && p.maps ? p.maps.class : '',
       layer: drawn ? drawn.layer : '', head: drawn && typeof drawn.head === 'number' ? drawn.head : '',
       kind: drawn ? drawn.kind : '',
@@ -735,15 +841,136 @@
     updateDownloads(p, drawn);
   }
 
+  // One box in CSS pixels (sx, sy: per source pixel), with its label on a
+  // tag of its colour when `tag` is given.
+  function strokeBox(ctx, d, sx, sy, colour, width, tag) {
+    const x = d.x1 * sx, y = d.y1 * sy, w = (d.x2 - d.x1) * sx, h = (d.y2 - d.y1) * sy;
+    ctx.lineWidth = width + 2;
+    ctx.strokeStyle = 'rgba(0,0,0,0.55)';
+    ctx.strokeRect(x, y, w, h);
+    ctx.lineWidth = width;
+    ctx.strokeStyle = colour;
+    ctx.strokeRect(x, y, w, h);
+    if (!tag) return;
+    ctx.font = '600 12px system-ui, sans-serif';
+    const tw = ctx.measureText(tag).width + 8;
+    const ty = y >= 18 ? y - 18 : y;
+    ctx.fillStyle = colour;
+    ctx.fillRect(x - width / 2, ty, tw, 18);
+    ctx.fillStyle = '#fff';
+    ctx.fillText(tag, x + 4 - width / 2, ty + 13);
+  }
+
+  // Class k's outline on the segmenter's grid, as a path in grid units:
+  // the edges between a pixel of k and one of another class (or the grid's
+  // border), runs of them joined (cached per image and class).
+  function outline(k) {
+    const g = D.grid;
+    if (!g.outlines.has(k)) {
+      const w = g.width, h = g.height, L = g.labels;
+      const path = new Path2D();
+      const is = (x, y) => x >= 0 && y >= 0 && x < w && y < h && L[y * w + x] === k;
+      // Horizontal edges above row y, then vertical edges left of column x.
+      for (let y = 0; y <= h; y++) {
+        let start = -1;
+        for (let x = 0; x <= w; x++) {
+          const edge = x < w && is(x, y) !== is(x, y - 1);
+          if (edge && start < 0) start = x;
+          if (!edge && start >= 0) { path.moveTo(start, y); path.lineTo(x, y); start = -1; }
+        }
+      }
+      for (let x = 0; x <= w; x++) {
+        let start = -1;
+        for (let y = 0; y <= h; y++) {
+          const edge = y < h && is(x, y) !== is(x - 1, y);
+          if (edge && start < 0) start = y;
+          if (!edge && start >= 0) { path.moveTo(x, start); path.lineTo(x, y); start = -1; }
+        }
+      }
+      g.outlines.set(k, path);
+    }
+    return g.outlines.get(k);
+  }
+
+  // What the pane explains, over its image: a detector's boxes (its
+  // targets bold and tagged; a box asked about dashed), or the outline of
+  // a segmenter's target class. Returns what it drew (the canvas's data-).
+  function drawTargets(p, ctx, sx, sy, crop) {
+    const c = D.classify;
+    if (c.task === 'detect') {
+      const on = new Set(p.targetBoxes());
+      const dets = c.detections || [];
+      for (const d of dets) if (!on.has(d.index)) strokeBox(ctx, d, sx, sy, classColour(d.class + 1), 1.5, '');
+      for (const d of dets) {
+        if (on.has(d.index)) {
+          strokeBox(ctx, d, sx, sy, classColour(d.class + 1), 3, d.index + ' ' + d.label + ' ' + num(d.score));
+        }
+      }
+      const m = p.maps;
+      if (m && m.target && m.box && !/^\d+$/.test(m.box)) {
+        ctx.setLineDash([6, 4]);
+        strokeBox(ctx, m.target, sx, sy, '#fff', 2, '');
+        ctx.setLineDash([]);
+      }
+      return {boxes: dets.length, outline: ''};
+    }
+    const k = p.targets();
+    if (c.task !== 'segment' || !D.grid || k === null) return {boxes: '', outline: ''};
+    // Grid units to CSS pixels; lines of the same width whatever the grid.
+    const gx = crop.width * sx / D.grid.width, gy = crop.height * sy / D.grid.height;
+    ctx.save();
+    ctx.transform(gx, 0, 0, gy, crop.x * sx, crop.y * sy);
+    const unit = 1 / Math.min(gx, gy);
+    ctx.lineJoin = 'round';
+    ctx.lineWidth = 3.5 * unit;
+    ctx.strokeStyle = 'rgba(0,0,0,0.6)';
+    ctx.stroke(outline(k));
+    ctx.lineWidth = 1.75 * unit;
+    ctx.strokeStyle = '#fff';
+    ctx.stroke(outline(k));
+    ctx.restore();
+    return {boxes: '', outline: k};
+  }
+
+  // A click on the image: the smallest detection under it, or the class of
+  // the segmenter's pixel under it, becomes the pane's target.
+  function pickAt(p, ev) {
+    const c = D.classify;
+    if (!c || !(p.def().scores || []).length) return;
+    const r = p.el.canvas.getBoundingClientRect();
+    if (!r.width || !r.height) return;
+    const x = (ev.clientX - r.left) * c.width / r.width, y = (ev.clientY - r.top) * c.height / r.height;
+    if (c.task === 'detect') {
+      const under = (c.detections || []).filter((d) => x >= d.x1 && x <= d.x2 && y >= d.y1 && y <= d.y2);
+      const area = (d) => (d.x2 - d.x1) * (d.y2 - d.y1);
+      under.sort((a, b) => area(a) - area(b) || a.index - b.index);
+      if (under.length) setClass(p, String(under[0].index));
+    } else if (c.task === 'segment' && D.grid) {
+      const crop = c.crop, g = D.grid;
+      const gx = Math.floor((x - crop.x) * g.width / crop.width);
+      const gy = Math.floor((y - crop.y) * g.height / crop.height);
+      if (gx >= 0 && gy >= 0 && gx < g.width && gy < g.height) setClass(p, String(g.labels[gy * g.width + gx]));
+    }
+  }
+
   function updateCaption(p, entry) {
     const cap = p.el.caption;
     if (p.error) { cap.textContent = 'No map: ' + p.error; return; }
     if (!entry || !p.maps) { cap.textContent = ''; return; }
     const m = p.maps;
     const parts = [];
-    if ((p.def().scores || []).length) {
+    const cf = m.counterfactual ? ' (counterfactual)' : '';
+    if ((p.def().scores || []).length && m.task === 'detect') {
+      const n = (m.matched || []).length;
+      parts.push(el('b', {text: m.label}), ' · box ' + m.box +
+                 (/^\d+$/.test(m.box) ? '' : ' (' + n + ' detection' + (n === 1 ? '' : 's') + ')') +
+                 ' · score ' + num(m.target.score) + cf);
+    } else if ((p.def().scores || []).length && m.task === 'segment') {
+      parts.push(el('b', {text: m.label}), ' #' + m.class + ' · ' + pct(m.probability) +
+                 ' of the pixels · its logits summed over them' + cf);
+    } else if ((p.def().scores || []).length) {
       parts.push(el('b', {text: m.label}), ' #' + m.class + ' · p ' + pct(m.probability) + ' · ' +
-                 m.score + (m.counterfactual ? ' (counterfactual)' : ''));
+                 m.score + cf);
     } else {
       parts.push('target-independent');
     }
@@ -762,6 +989,7 @@
     const base = imageName().replace(/^.*[\\/]/, '').replace(/\.[^.]*$/, '') || 'image';
     const bits = [base, p.method, entry.layer || p.view];
     if (typeof entry.head === 'number') bits.push('head' + entry.head);
+    if (p.maps && p.maps.task === 'detect' && (p.def().scores || []).length) bits.push('d' + p.maps.box);
     if (p.maps && (p.def().scores || []).length) bits.push('c' + p.maps.class + (p.maps.counterfactual ? 'cf' : ''));
     return bits.join('_').replace(/[^\w.+-]+/g, '-');
   }
@@ -796,7 +1024,25 @@
     }));
   }
 
+  // A detector's target: a detection's rank, or a box (x1,y1,x2,y2[:label])
+  // whose overlapping detections are explained together.
+  function setBox(p, text) {
+    const t = String(text).trim();
+    if (t !== '' && !/^\d+$/.test(t) && !/^\s*[\d.]+\s*,\s*[\d.]+\s*,\s*[\d.]+\s*,\s*[\d.]+\s*(:.+)?$/.test(t)) {
+      p.el.class.classList.add('invalid');
+      showError(new Error('box "' + t + '": neither a detection\'s rank (0: the best) nor x1,y1,x2,y2[:label]'));
+      return;
+    }
+    clearError();
+    p.box = t === '' ? null : t.replace(/\s+/g, '');
+    renderPaneControls(p);
+    saveHash();
+    renderPredictions();
+    refreshPane(p);
+  }
+
   function setClass(p, text) {
+    if (task() === 'detect') { setBox(p, text); return; }
     const t = String(text).trim().replace(/^#/, '');
     let cls = null;
     if (t !== '') {
@@ -839,6 +1085,7 @@
     e.class.addEventListener('change', () => setClass(p, e.class.value));
     e.class.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') e.class.blur(); });
     e['class-clear'].addEventListener('click', () => setClass(p, ''));
+    e.canvas.addEventListener('click', (ev) => pickAt(p, ev));
     for (const [role, key, value] of [['score', 'score', () => e.score.value],
                                       ['cf', 'cf', () => e.cf.checked],
                                       ['view', 'view', () => e.view.value],
@@ -905,6 +1152,7 @@
   function loadImageData() {
     const gen = ++D.imageGen;
     D.classify = null;
+    D.grid = null;
     D.imageP = (async () => {
       if (!S.image) { D.source = null; return; }
       const id = S.image;
@@ -914,7 +1162,17 @@
       source.catch(() => D.sources.delete(id));
       const [cls, bitmap] = await Promise.all([api('/api/classify', {image: id, model: S.model, top: 5}), source]);
       if (gen !== D.imageGen) throw new Stale();
+      let grid = null;
+      if (cls.task === 'segment') {
+        const b = await api('/api/segments', {image: id, model: S.model}, {as: 'bytes'});
+        if (gen !== D.imageGen) throw new Stale();
+        const w = cls.grid.width, h = cls.grid.height;
+        if (b.length !== 2 * w * h) throw new Error('segments: ' + b.length + ' bytes, not 2 × ' + w + ' × ' + h);
+        // Little-endian uint16, as every browser's platform reads them.
+        grid = {width: w, height: h, labels: new Uint16Array(b.buffer, b.byteOffset, w * h), outlines: new Map()};
+      }
       D.classify = cls;
+      D.grid = grid;
       D.source = bitmap;
       renderPredictions();
     })();
@@ -966,12 +1224,18 @@
       S.model = $('model').value;
       // Layer names of another architecture mean something else: start at
       // the new model's default layer.
-      for (const p of Object.values(panes)) p.layer = '';
+      // A method made for detectors only gives way to the default on others.
+      for (const p of Object.values(panes)) {
+        p.layer = '';
+        fixPaneOptions(p);
+        renderPaneControls(p);
+      }
       clearError();
       reload('loading ' + S.model + '…', true);
     });
     $('images').addEventListener('change', () => {
       S.image = $('images').value;
+      for (const p of Object.values(panes)) p.box = null;  // boxes belong to their image
       clearError();
       reload('loading ' + imageName() + '…', false);
     });
@@ -995,7 +1259,7 @@
       const b = panes.b, a = panes.a;
       if (S.compare && !b.method) {
         // Pane B starts as a copy of A: change one thing to compare.
-        Object.assign(b, {method: a.method, cls: a.cls, layer: a.layer, score: a.score, cf: a.cf,
+        Object.assign(b, {method: a.method, cls: a.cls, box: a.box, layer: a.layer, score: a.score, cf: a.cf,
                           view: a.view, gray: a.gray});
         renderPaneControls(b);
       }
@@ -1018,13 +1282,14 @@
       }
     });
     $('error-close').addEventListener('click', clearError);
+    const target = (li) => (li.dataset.box !== undefined ? li.dataset.box : li.dataset.class);
     $('predictions').addEventListener('click', (ev) => {
-      const li = ev.target.closest('li[data-class]');
-      if (li) setClass(panes[S.active], li.dataset.class);
+      const li = ev.target.closest('li[data-class], li[data-box]');
+      if (li) setClass(panes[S.active], target(li));
     });
     $('predictions').addEventListener('keydown', (ev) => {
-      const li = ev.target.closest('li[data-class]');
-      if (li && (ev.key === 'Enter' || ev.key === ' ')) { ev.preventDefault(); setClass(panes[S.active], li.dataset.class); }
+      const li = ev.target.closest('li[data-class], li[data-box]');
+      if (li && (ev.key === 'Enter' || ev.key === ' ')) { ev.preventDefault(); setClass(panes[S.active], target(li)); }
     });
     window.addEventListener('hashchange', () => {
       if (location.hash === writtenHash) return;

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
@@ -20,8 +22,11 @@
 #include "cnnviz/core/stopwatch.h"
 #include "cnnviz/io/files.h"
 #include "cnnviz/io/image.h"
+#include "cnnviz/io/label_map.h"
 #include "cnnviz/methods/compute.h"
 #include "cnnviz/methods/layers.h"
+#include "cnnviz/run/detect.h"
+#include "cnnviz/run/image_targets.h"
 #include "cnnviz/run/inputs.h"
 
 namespace fs = std::filesystem;
@@ -86,6 +91,16 @@ struct Decoded {
   std::vector<uint8_t> jpeg;  // encoded once, when first asked for
 };
 
+// What a model says about one image, as classify() finds it: a classifier's
+// logits, a detector's detections, a segmenter's pixel classes.
+struct Verdict {
+  Task task = Task::kClassify;
+  std::vector<float> logits;          // every class's
+  std::vector<Detection> detections;  // in the source's pixels, best first
+  std::vector<ClassArea> areas;       // in the source's pixels
+  SegmentGrid grid;
+};
+
 // One unit of model work and what it gave.
 struct Job {
   std::string key;  // jobs with the same key are shared; "" never
@@ -99,10 +114,38 @@ struct Job {
   double started_ms = 0.0;  // queue wait
   // Results (the ones this kind of job gives).
   std::shared_ptr<const MapSet> set;
-  std::shared_ptr<const std::vector<float>> logits;
+  std::shared_ptr<const Verdict> verdict;
   std::pair<std::vector<std::string>, std::string> layers;
   std::vector<std::string> labels;
 };
+
+const char* task_noun(Task task) {
+  switch (task) {
+    case Task::kDetect:
+      return "detector";
+    case Task::kSegment:
+      return "segmenter";
+    case Task::kClassify:
+      break;
+  }
+  return "classifier";
+}
+
+std::string score_text(double v) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.2f", v);
+  return text;
+}
+
+// A request's target in the cache's keys: "box=B", "class=K", or "" (none
+// given); a computed set's (its task says which).
+std::string target_key(const MapRequest& r) {
+  if (!r.box.empty()) return "box=" + r.box;
+  return r.cls ? "class=" + std::to_string(*r.cls) : std::string();
+}
+std::string target_key(const MapRequest& r, Task task) {
+  return task == Task::kDetect ? "box=" + r.box : "class=" + std::to_string(*r.cls);
+}
 
 std::string score_key(const MapRequest& r) {
   return (r.score ? score_name(*r.score) : std::string("default")) + (r.counterfactual ? "-" : "+");
@@ -141,7 +184,10 @@ struct Explorer::Impl {
   };
   std::deque<Upload> uploads;  // oldest first
   Lru<std::shared_ptr<Decoded>> decoded;
-  Lru<std::shared_ptr<const std::vector<float>>> classified;  // hash|model -> logits
+  Lru<std::shared_ptr<const Verdict>> classified;  // hash|model
+  // The target a request without one got (hash|model|method|score -> class
+  // or box), so that asking again finds the cached set.
+  Lru<std::string> defaults;
   Lru<std::shared_ptr<const MapSet>> sets;
   size_t set_bytes = 0;
   std::map<std::string, std::shared_ptr<Job>> pending;
@@ -334,8 +380,149 @@ struct Explorer::Impl {
     return t;
   }
 
-  // Every map of `method` for the image `d` and the request's class (its
-  // top class when none is given), on the worker thread.
+  // What `model_name` says about the image `d`, on the worker.
+  std::shared_ptr<const Verdict> judge(const Decoded& d, const std::string& model_name) {
+    Model& m = model(model_name);
+    const ModelInfo& info = m.info();
+    const at::Tensor batch = input_batch(m, model_name, d);
+    auto v = std::make_shared<Verdict>();
+    v->task = info.task;
+    if (info.task == Task::kDetect) {
+      const CropBox box = crop_box(d.rgb.cols, d.rgb.rows, info.preprocess);
+      const std::vector<std::vector<Detection>> found =
+          decode_detections(m.raw_predictions(batch), info.layout, known_classes(info),
+                            detect_defaults(info), info.path);
+      for (const Detection& x : found.at(0)) v->detections.push_back(to_source(x, box));
+    } else if (info.task == Task::kSegment) {
+      const at::Tensor scores = m.pixel_logits(batch)[0];
+      if (scores.size(0) > 65535) {
+        throw Error(ErrorCode::kUnsupported,
+                    "model '" + model_name + "': " + std::to_string(scores.size(0)) +
+                        " classes, more than the explorer's pixel classes hold (65,535)");
+      }
+      const cv::Mat grid = scores_labels(scores);
+      v->areas = areas_of(resize_labels(grid, d.rgb.cols, d.rgb.rows), scores.size(0));
+      v->grid.width = grid.cols;
+      v->grid.height = grid.rows;
+      v->grid.labels.assign(grid.begin<int32_t>(), grid.end<int32_t>());
+    } else {
+      const at::Tensor out = m.logits(batch).to(at::kFloat).contiguous();
+      const float* p = out.data_ptr<float>();
+      v->logits.assign(p, p + out.size(1));
+    }
+    return v;
+  }
+
+  // What `model_name` says about the image `d`: cached, else one job.
+  // `ms`: the job's worker time (0 when cached).
+  std::shared_ptr<const Verdict> verdict(const std::shared_ptr<Decoded>& d,
+                                         const std::string& model_name, const GoneCheck& gone,
+                                         double* ms) {
+    const std::string key = d->hash + "|" + model_name;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (auto* v = classified.find(key)) return *v;
+    }
+    auto job = submit("classify|" + key, [this, d, model_name, key](Job& j) {
+      j.verdict = judge(*d, model_name);
+      std::lock_guard<std::mutex> lock(mutex);
+      classified.put(key, j.verdict);
+      classified.trim([](size_t n, const auto&) { return n > kClassifications; });
+    });
+    await(job, gone);
+    if (ms) *ms = ms_since(job->queued) - job->started_ms;
+    return job->verdict;
+  }
+
+  // What a request explains on a model of its task (its chooser), with a
+  // detector's box query put in `params`; checks the request's target and
+  // score against the task.
+  static TargetChooser request_targets(const ModelInfo& info, const MapRequest& r,
+                                       const CropBox& box, MethodParams& params,
+                                       std::optional<BoxSpec>& spec) {
+    const std::string model = "model '" + r.model + "'";
+    if (info.task != Task::kDetect && !r.box.empty()) {
+      throw Error(ErrorCode::kUsage, "box '" + r.box + "': applies to detectors; " + model +
+                                         " is a " + task_noun(info.task));
+    }
+    if (info.task == Task::kClassify) return r.cls ? fixed_class(*r.cls) : top_classes(1);
+    if (r.score && *r.score != ScoreKind::kLogit) {
+      throw Error(ErrorCode::kUsage,
+                  "score " + score_name(*r.score) +
+                      (info.task == Task::kSegment
+                           ? ": a segmenter's target is the sum of its class's logits over the "
+                             "class's pixels (only logit applies)"
+                           : ": a detection's target is its score as the model gives it (only "
+                             "logit applies)"));
+    }
+    if (info.task == Task::kSegment) {
+      return r.cls ? fixed_class(*r.cls)
+                   : excluding_class(top_classes(1), info.background_class());
+    }
+    if (r.cls) {
+      throw Error(ErrorCode::kUsage, "class " + std::to_string(*r.cls) +
+                                         ": a detector's targets are its detections (box=K, the "
+                                         "K-th best from 0, or box=x1,y1,x2,y2[:label])");
+    }
+    spec = parse_box_spec(r.box.empty() ? "0" : r.box, info, "box");
+    const DetectSettings own = detect_defaults(info);
+    params.detect.iou = own.iou;
+    params.detect.multi_label = own.multi_label;
+    if (spec->box) params.detect.queries = {{to_input(*spec->box, box)}};
+    const bool query = spec->box.has_value();
+    const int64_t column = query ? 0 : spec->index;
+    const std::string what = "box '" + spec->text + "'";
+    const std::string least = score_text(params.detect.min_score);
+    return [column, query, what, least](const at::Tensor& scores) {
+      const int64_t n = scores.size(1);
+      if (query && (n == 0 || std::isinf(scores[0][0].item<double>()))) {
+        throw Error(ErrorCode::kUsage, what + ": matches no detection (none overlaps it enough, "
+                                              "or none scores above " + least + ")");
+      }
+      if (column >= n) {
+        throw Error(ErrorCode::kUsage,
+                    what + (n == 0 ? ": the image has no detection (none scores above " + least + ")"
+                                   : ": the image has detections 0 to " + std::to_string(n - 1)));
+      }
+      return std::vector<std::vector<int64_t>>{{column}};
+    };
+  }
+
+  // The set's target from the pass: its class, label and probability, and
+  // a detector's box.
+  static void describe_target(MapSet& set, const BatchMaps& out, const ModelInfo& info,
+                              const std::optional<BoxSpec>& spec) {
+    const int64_t k = out.classes.at(0).at(0);
+    if (k == kNoTarget) {
+      throw Error(ErrorCode::kUsage, "image '" + set.request.image +
+                                         "': no class but the background (nothing to explain)");
+    }
+    const at::Tensor logits = out.logits.to(at::kFloat).contiguous();
+    if (info.task != Task::kDetect) {
+      set.request.cls = k;
+      set.probability = at::softmax(logits, 1)[0][k].item<double>();
+      set.label = info.label(k);
+      return;
+    }
+    const std::vector<Detection>& found = out.detections.at(0);
+    const std::vector<size_t>& group = out.groups.at(0).at(static_cast<size_t>(k));
+    for (size_t g : group) set.matched.push_back(static_cast<int64_t>(g));
+    Detection t = to_source(found.at(group.at(0)), set.box);
+    if (spec->box) {
+      const BoxQuery& q = *spec->box;
+      t = Detection{q.x1, q.y1, q.x2, q.y2, 0.0, q.label >= 0 ? q.label : t.label, -1};
+    }
+    t.score = logits[0][k].item<double>();
+    set.target = t;
+    set.request.box = spec->text;
+    set.request.cls = t.label;
+    set.probability = t.score;
+    set.label = info.label(t.label);
+  }
+
+  // Every map of `method` for the image `d` and the request's target (a
+  // classifier's top class, a segmenter's largest class but the background,
+  // a detector's best detection, when none is given), on the worker thread.
   std::shared_ptr<const MapSet> compute_set(const Decoded& d, const MapRequest& r,
                                             const MethodDef& method) {
     Model& m = model(r.model);
@@ -345,25 +532,26 @@ struct Explorer::Impl {
     Engine& e = engine(r.model, m, method, method_layers(m, method, layers_wanted));
     MethodParams given;
     given.every_head = true;  // the head picker switches without another request
-    const MethodParams params =
-        run_params(method, given, info, method_score(method, r.score, r.counterfactual));
+    auto set = std::make_shared<MapSet>();
+    set->box = crop_box(d.rgb.cols, d.rgb.rows, info.preprocess);
+    std::optional<BoxSpec> spec;
+    const TargetChooser targets = request_targets(info, r, set->box, given, spec);
+    Score score = method_score(method, info.task == Task::kClassify ? r.score : std::nullopt,
+                               r.counterfactual);
+    if (info.task != Task::kClassify && !method.scores.empty()) score.kind = ScoreKind::kLogit;
+    const MethodParams params = run_params(method, given, info, score);
     const Clock::time_point start = Clock::now();
     const at::Tensor batch = input_batch(m, r.model, d);
-    BatchMaps out =
-        compute_maps(e, method, batch, r.cls ? fixed_class(*r.cls) : top_classes(1), params);
-    auto set = std::make_shared<MapSet>();
+    BatchMaps out = compute_maps(e, method, batch, targets, params);
     set->request = r;
-    set->request.cls = out.classes[0][0];
     set->request.score = params.score->kind;
     set->method = &method;
     set->score = *params.score;
-    const int64_t k = *set->request.cls;
-    set->label = info.label(k);
+    set->task = info.task;
+    describe_target(*set, out, info, spec);
     const at::Tensor logits = out.logits.to(at::kFloat).contiguous();
-    set->probability = at::softmax(logits, 1)[0][k].item<double>();
     const float* p = logits.data_ptr<float>();
     set->logits = std::make_shared<const std::vector<float>>(p, p + logits.size(1));
-    set->box = crop_box(d.rgb.cols, d.rgb.rows, info.preprocess);
     set->input_width = set->box.width;
     set->input_height = set->box.height;
     set->width = d.rgb.cols;
@@ -385,7 +573,12 @@ struct Explorer::Impl {
   void store_set(const std::string& image_key, const std::string& set_key,
                  const std::shared_ptr<const MapSet>& set) {
     std::lock_guard<std::mutex> lock(mutex);
-    classified.put(image_key, set->logits);
+    if (set->task == Task::kClassify && !classified.find(image_key)) {
+      auto v = std::make_shared<Verdict>();
+      v->logits = *set->logits;
+      classified.put(image_key, v);
+      classified.trim([](size_t n, const auto&) { return n > kClassifications; });
+    }
     sets.put(set_key, set);
     set_bytes += set->bytes();
     sets.trim([&](size_t n, const std::shared_ptr<const MapSet>& oldest) {
@@ -523,69 +716,70 @@ std::vector<uint8_t> Explorer::image_jpeg(const std::string& id) {
   return jpeg;
 }
 
-std::vector<ModelEntry> Explorer::models() const {
-  std::vector<ModelEntry> all = impl_->list();
-  for (ModelEntry& e : all) {
-    if (e.problem.empty() && e.task == task_name(Task::kSegment)) {
-      e.problem = "a segmenter: the explorer shows classifiers (`cnnviz segment` labels its pixels)";
-    }
-    if (e.problem.empty() && e.task == task_name(Task::kDetect)) {
-      e.problem = "a detector: the explorer shows classifiers (`cnnviz detect` finds its boxes)";
-    }
-  }
-  return all;
-}
+std::vector<ModelEntry> Explorer::models() const { return impl_->list(); }
 
 Classification Explorer::classify(const std::string& image, const std::string& model_name, int top,
                                   const GoneCheck& gone) {
   Impl& s = *impl_;
   std::shared_ptr<Decoded> d = s.decode(image);
-  const std::string key = "classify|" + d->hash + "|" + model_name;
   Classification c;
   c.image = image;
   c.model = model_name;
   c.width = d->rgb.cols;
   c.height = d->rgb.rows;
-  std::shared_ptr<const std::vector<float>> logits;
-  {
-    std::lock_guard<std::mutex> lock(s.mutex);
-    if (auto* l = s.classified.find(d->hash + "|" + model_name)) logits = *l;
+  double ms = 0.0;
+  const std::shared_ptr<const Verdict> v = s.verdict(d, model_name, gone, &ms);
+  c.ms = ms;
+  // Known: the model was loaded for the verdict.
+  std::lock_guard<std::mutex> lock(s.mutex);
+  const ModelInfo& info = s.infos.at(model_name);
+  c.task = v->task;
+  c.box = crop_box(c.width, c.height, info.preprocess);
+  if (v->task == Task::kDetect) {
+    c.detections = v->detections;
+    c.settings = detect_defaults(info);
+    for (const Detection& x : c.detections) c.labels.push_back(info.label(x.label));
+    return c;
   }
-  if (!logits) {
-    auto job = s.submit(key, [&s, d, model_name](Job& j) {
-      Model& m = s.model(model_name);
-      at::Tensor out = m.logits(s.input_batch(m, model_name, *d)).to(at::kFloat).contiguous();
-      const float* p = out.data_ptr<float>();
-      j.logits = std::make_shared<const std::vector<float>>(p, p + out.size(1));
-      std::lock_guard<std::mutex> lock(s.mutex);
-      s.classified.put(d->hash + "|" + model_name, j.logits);
-      s.classified.trim([](size_t n, const auto&) { return n > kClassifications; });
-    });
-    s.await(job, gone);
-    logits = job->logits;
-    c.ms = ms_since(job->queued) - job->started_ms;
+  if (v->task == Task::kSegment) {
+    c.areas = v->areas;
+    c.grid_width = v->grid.width;
+    c.grid_height = v->grid.height;
+    for (const ClassArea& a : c.areas) c.labels.push_back(info.label(a.index));
+    return c;
   }
-  {
-    // Known: the model was loaded for the logits.
-    std::lock_guard<std::mutex> lock(s.mutex);
-    const ModelInfo& info = s.infos.at(model_name);
-    c.box = crop_box(c.width, c.height, info.preprocess);
-    const at::Tensor row = at::from_blob(const_cast<float*>(logits->data()),
-                                         {1, static_cast<int64_t>(logits->size())}, at::kFloat);
-    const int k = std::max(1, std::min<int>(top, static_cast<int>(logits->size())));
-    c.predictions = top_k(row, k)[0];
-    for (const Prediction& p : c.predictions) {
-      c.logits.push_back((*logits)[p.index]);
-      c.labels.push_back(info.label(p.index));
-    }
+  const std::vector<float>& logits = v->logits;
+  const at::Tensor row = at::from_blob(const_cast<float*>(logits.data()),
+                                       {1, static_cast<int64_t>(logits.size())}, at::kFloat);
+  const int k = std::max(1, std::min<int>(top, static_cast<int>(logits.size())));
+  c.predictions = top_k(row, k)[0];
+  for (const Prediction& p : c.predictions) {
+    c.logits.push_back(logits[p.index]);
+    c.labels.push_back(info.label(p.index));
   }
   return c;
 }
+
+SegmentGrid Explorer::segments(const std::string& image, const std::string& model_name,
+                               const GoneCheck& gone) {
+  Impl& s = *impl_;
+  const std::shared_ptr<const Verdict> v = s.verdict(s.decode(image), model_name, gone, nullptr);
+  if (v->task != Task::kSegment) {
+    throw Error(ErrorCode::kUsage, "model '" + model_name + "': not a segmenter (a " +
+                                       task_noun(v->task) + ")");
+  }
+  return v->grid;
+}
+
 MapSetResult Explorer::maps(const MapRequest& request, const GoneCheck& gone) {
   Impl& s = *impl_;
   const MethodDef& method = find_method(request.method);
   if (request.counterfactual && !method.counterfactual) {
     throw Error(ErrorCode::kUsage, "counterfactual: " + method.name + " cannot explain it");
+  }
+  if (request.cls && !request.box.empty()) {
+    throw Error(ErrorCode::kUsage, "class and box: a detector's target is its box, another "
+                                   "model's its class (give one)");
   }
   // Checked here so that a bad request never reaches the queue.
   method_score(method, request.score, request.counterfactual);
@@ -593,19 +787,22 @@ MapSetResult Explorer::maps(const MapRequest& request, const GoneCheck& gone) {
   MapRequest r = request;
   r.method = method.name;
   const std::string base = d->hash + "|" + r.model + "|" + method.name + "|" + score_key(r);
-  auto class_key = [base](int64_t k) { return "maps|" + base + "|" + std::to_string(k); };
+  std::string target = target_key(r);
   MapSetResult result;
   {
     std::lock_guard<std::mutex> lock(s.mutex);
-    if (!r.cls) {
-      // The most probable class, when a classification already knows it.
-      if (auto* l = s.classified.find(d->hash + "|" + r.model)) {
-        const std::vector<float>& v = **l;
-        r.cls = std::max_element(v.begin(), v.end()) - v.begin();
+    if (target.empty()) {
+      // The target a request without one got before, or a classifier's
+      // most probable class when a classification already knows it.
+      if (auto* t = s.defaults.find(base)) {
+        target = *t;
+      } else if (auto* v = s.classified.find(d->hash + "|" + r.model)) {
+        const std::vector<float>& l = (*v)->logits;
+        if (!l.empty()) target = "class=" + std::to_string(std::max_element(l.begin(), l.end()) - l.begin());
       }
     }
-    if (r.cls) {
-      if (auto* set = s.sets.find(class_key(*r.cls))) {
+    if (!target.empty()) {
+      if (auto* set = s.sets.find("maps|" + base + "|" + target)) {
         ++s.stats.cache_hits;
         result.set = *set;
         result.cached = true;
@@ -614,10 +811,17 @@ MapSetResult Explorer::maps(const MapRequest& request, const GoneCheck& gone) {
     }
     ++s.stats.cache_misses;
   }
-  const std::string key = r.cls ? class_key(*r.cls) : "maps|" + base + "|top";
-  auto job = s.submit(key, [&s, d, r, &method, class_key](Job& j) {
+  const bool asked = !target_key(r).empty();
+  const std::string key = "maps|" + base + "|" + (target.empty() ? "default" : target);
+  auto job = s.submit(key, [&s, d, r, &method, base, asked](Job& j) {
     j.set = s.compute_set(*d, r, method);
-    s.store_set(d->hash + "|" + r.model, class_key(*j.set->request.cls), j.set);
+    const std::string got = target_key(j.set->request, j.set->task);
+    s.store_set(d->hash + "|" + r.model, "maps|" + base + "|" + got, j.set);
+    if (!asked) {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.defaults.put(base, got);
+      s.defaults.trim([](size_t n, const auto&) { return n > kClassifications; });
+    }
   });
   s.await(job, gone);
   result.set = job->set;
@@ -645,7 +849,12 @@ std::vector<std::string> Explorer::labels(const std::string& model_name, const G
     if (n == INT64_MAX) {
       const int side = info.preprocess.square_side();
       const cv::Mat black(side, side, CV_8UC3, cv::Scalar(0, 0, 0));
-      n = m.logits(preprocess(black, info.preprocess).unsqueeze(0).to(m.device())).size(1);
+      const at::Tensor x = preprocess(black, info.preprocess).unsqueeze(0).to(m.device());
+      if (info.task == Task::kDetect) {
+        n = prediction_rows(m.raw_predictions(x), info.layout, n, info.path).size(2) - 5;
+      } else {
+        n = (info.task == Task::kSegment ? m.pixel_logits(x) : m.logits(x)).size(1);
+      }
     }
     for (int64_t k = 0; k < n; ++k) j.labels.push_back(info.label(k));
   });

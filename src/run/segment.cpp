@@ -15,14 +15,11 @@
 
 namespace cnnviz {
 
-namespace {
-
-// The classes of one image's [K,H,W] scores at the source's size, CV_32SC1.
-cv::Mat source_labels(const at::Tensor& scores, int width, int height) {
+cv::Mat scores_labels(const at::Tensor& scores) {
   const at::Tensor best = scores.argmax(0).to(at::kInt).contiguous();
-  const cv::Mat labels(static_cast<int>(best.size(0)), static_cast<int>(best.size(1)), CV_32SC1,
-                       best.data_ptr<int32_t>());
-  return resize_labels(labels, width, height);
+  return cv::Mat(static_cast<int>(best.size(0)), static_cast<int>(best.size(1)), CV_32SC1,
+                 best.data_ptr<int32_t>())
+      .clone();
 }
 
 std::vector<ClassArea> areas_of(const cv::Mat& labels, int64_t classes) {
@@ -40,6 +37,13 @@ std::vector<ClassArea> areas_of(const cv::Mat& labels, int64_t classes) {
   std::stable_sort(areas.begin(), areas.end(),
                    [](const ClassArea& a, const ClassArea& b) { return a.pixels > b.pixels; });
   return areas;
+}
+
+namespace {
+
+// The classes of one image's [K,H,W] scores at the source's size, CV_32SC1.
+cv::Mat source_labels(const at::Tensor& scores, int width, int height) {
+  return resize_labels(scores_labels(scores), width, height);
 }
 
 class Segmenter {

@@ -184,6 +184,21 @@ std::string host_of(const std::string& header) {
   return header.substr(0, header.find(':'));
 }
 
+// A detection (or a box asked about) in the source's pixels.
+json box_json(const Detection& d, const std::string& label) {
+  return json{{"x1", d.x1},       {"y1", d.y1},   {"x2", d.x2},
+              {"y2", d.y2},       {"class", d.label}, {"label", label},
+              {"score", d.score}};
+}
+
+// `text` with anything but letters, digits, '.' and '-' as '-' (a file name's part).
+std::string file_word(std::string text) {
+  for (char& c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') c = '-';
+  }
+  return text;
+}
+
 json crop_json(const CropBox& box) {
   const cv::Rect r = source_rect(box);
   return json{{"x", r.x}, {"y", r.y}, {"width", r.width}, {"height", r.height}};
@@ -197,6 +212,8 @@ MapRequest map_request(const Params& p, const std::string& default_model) {
   r.method = p.required("method");
   if (p.has("score") && !p.get("score").empty()) r.score = parse_score(p.get("score"));
   r.counterfactual = p.flag("counterfactual");
+  r.box = p.get("box");
+  if (r.box.size() > 200) throw Error(ErrorCode::kUsage, "box: longer than 200 characters");
   return r;
 }
 
@@ -367,6 +384,7 @@ struct Server::Impl {
     api_get("/api/layers", &Impl::get_layers);
     api_get("/api/labels", &Impl::get_labels);
     api_get("/api/classify", &Impl::get_classify);
+    api_get("/api/segments", &Impl::get_segments);
     api_get("/api/maps", &Impl::get_maps);
     api_get("/api/map", &Impl::get_map);
   }
@@ -451,6 +469,7 @@ struct Server::Impl {
                             {"arch", m.arch},
                             {"classes", m.classes},
                             {"weights", m.weights},
+                            {"task", m.task},
                             {"problem", m.problem}});
     }
     send_json(res, json{{"default", default_model()}, {"models", models}});
@@ -459,7 +478,6 @@ struct Server::Impl {
   void get_methods(const httplib::Request&, httplib::Response& res) {
     json methods = json::array();
     for (const MethodDef& m : method_table()) {
-      if (m.detectors_only) continue;  // the explorer shows classifiers
       json scores = json::array();
       for (ScoreKind k : m.scores) scores.push_back(score_name(k));
       methods.push_back(json{{"name", m.name},
@@ -468,7 +486,12 @@ struct Server::Impl {
                              {"layers", explorer_layer_use(m)},
                              {"scores", scores},
                              {"counterfactual", m.counterfactual},
-                             {"views", kind_views(m.output)}});
+                             {"views", kind_views(m.output)},
+                             {"tasks", m.detectors_only
+                                           ? json::array({task_name(Task::kDetect)})
+                                           : json::array({task_name(Task::kClassify),
+                                                          task_name(Task::kDetect),
+                                                          task_name(Task::kSegment)})}});
     }
     send_json(res, json{{"default", default_method().name}, {"methods", methods}});
   }
@@ -550,13 +573,50 @@ struct Server::Impl {
                            {"probability", c.predictions[i].probability},
                            {"logit", c.logits[i]}});
     }
-    send_json(res, json{{"image", c.image},
-                        {"model", c.model},
-                        {"width", c.width},
-                        {"height", c.height},
-                        {"crop", crop_json(c.box)},
-                        {"predictions", preds},
-                        {"ms", c.ms}});
+    json doc{{"image", c.image},     {"model", c.model},           {"task", task_name(c.task)},
+             {"width", c.width},     {"height", c.height},         {"crop", crop_json(c.box)},
+             {"predictions", preds}, {"ms", c.ms}};
+    if (c.task == Task::kDetect) {
+      json found = json::array();
+      for (size_t i = 0; i < c.detections.size(); ++i) {
+        json d = box_json(c.detections[i], c.labels[i]);
+        d["index"] = i;
+        found.push_back(std::move(d));
+      }
+      doc["detections"] = std::move(found);
+      doc["min_score"] = c.settings.min_score;
+      doc["iou"] = c.settings.iou;
+    }
+    if (c.task == Task::kSegment) {
+      json areas = json::array();
+      for (size_t i = 0; i < c.areas.size(); ++i) {
+        areas.push_back(json{{"class", c.areas[i].index},
+                             {"label", c.labels[i]},
+                             {"pixels", c.areas[i].pixels},
+                             {"share", c.areas[i].share}});
+      }
+      doc["segments"] = std::move(areas);
+      doc["grid"] = json{{"width", c.grid_width}, {"height", c.grid_height}};
+    }
+    send_json(res, doc);
+  }
+
+  // A segmenter's class of each pixel of its output grid, as little-endian
+  // uint16, row by row.
+  void get_segments(const httplib::Request& req, httplib::Response& res) {
+    const Params p(req);
+    const std::string model = p.get("model", default_model());
+    const PeerWatch peer(req);
+    const SegmentGrid g = explorer.segments(p.required("image"), model.empty() ? default_model() : model,
+                                            [&] { return peer.gone(); });
+    std::string bytes(g.labels.size() * 2, '\0');
+    for (size_t i = 0; i < g.labels.size(); ++i) {
+      bytes[2 * i] = static_cast<char>(g.labels[i] & 0xff);
+      bytes[2 * i + 1] = static_cast<char>(g.labels[i] >> 8);
+    }
+    res.set_content(bytes, "application/octet-stream");
+    res.set_header("X-Grid-Width", std::to_string(g.width));
+    res.set_header("X-Grid-Height", std::to_string(g.height));
   }
 
   // A map request whose class= is an index or a label, as --class takes
@@ -590,9 +650,10 @@ struct Server::Impl {
                             {"min", range.min},
                             {"max", range.max}});
     }
-    send_json(res, json{{"image", s.request.image},
-                        {"model", s.request.model},
-                        {"method", s.method->name},
+    json doc{{"image", s.request.image},
+             {"model", s.request.model},
+             {"task", task_name(s.task)},
+             {"method", s.method->name},
                         {"class", *s.request.cls},
                         {"label", s.label},
                         {"probability", s.probability},
@@ -606,9 +667,15 @@ struct Server::Impl {
                         {"height", s.height},
                         {"crop", crop_json(s.box)},
                         {"layers", layers},
-                        {"cached", r.cached},
-                        {"compute_ms", s.compute_ms},
-                        {"queue_ms", r.queue_ms}});
+             {"cached", r.cached},
+             {"compute_ms", s.compute_ms},
+             {"queue_ms", r.queue_ms}};
+    if (s.target) {
+      doc["box"] = s.request.box;
+      doc["target"] = box_json(*s.target, s.label);
+      doc["matched"] = s.matched;
+    }
+    send_json(res, doc);
   }
 
   // One map as .npy (raw), u8 (a layer map's grey bytes) or PNG (a view).
@@ -625,8 +692,9 @@ struct Server::Impl {
     if (format == "npy") {
       res.set_content(encode_npy(m.raw), "application/octet-stream");
       const std::string file = s.method->name + (m.layer.empty() ? "" : "_" + m.layer) +
-                               (m.head < 0 ? "" : "_head" + std::to_string(m.head)) + "_c" +
-                               std::to_string(*s.request.cls) + ".npy";
+                               (m.head < 0 ? "" : "_head" + std::to_string(m.head)) +
+                               (s.target ? "_d" + file_word(s.request.box) : std::string()) +
+                               "_c" + std::to_string(*s.request.cls) + ".npy";
       res.set_header("Content-Disposition", "attachment; filename=\"" + file + "\"");
       return;
     }

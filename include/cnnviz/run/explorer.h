@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/core/detections.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/limits.h"
 #include "cnnviz/core/model.h"
@@ -23,6 +24,7 @@
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/preprocess.h"
 #include "cnnviz/methods/methods.h"
+#include "cnnviz/run/segment.h"
 
 namespace cnnviz {
 
@@ -75,14 +77,30 @@ struct ImageRef {
   std::string name;  // what the page shows
 };
 
+// What a model says about an image: a classifier's top classes, a
+// detector's detections, or a segmenter's classes and their areas.
 struct Classification {
   std::string image, model;
+  Task task = Task::kClassify;
   int width = 0, height = 0;  // of the source image
   CropBox box;                // the network's input square in the source
-  std::vector<Prediction> predictions;
-  std::vector<float> logits;        // of the predicted classes, in the same order
-  std::vector<std::string> labels;  // theirs, in the same order
+  std::vector<Prediction> predictions;  // a classifier's
+  std::vector<float> logits;            // of the predicted classes, in the same order
+  // A detector's detections in the source's pixels, best first, decoded
+  // with detect_defaults() of the model (what box=K counts).
+  std::vector<Detection> detections;
+  DetectSettings settings;
+  std::vector<ClassArea> areas;  // a segmenter's classes in the source's pixels, most first
+  int grid_width = 0, grid_height = 0;  // a segmenter's output grid (SegmentGrid)
+  std::vector<std::string> labels;  // of the predictions, detections or areas, in their order
   double ms = 0.0;                  // worker time (0 when cached)
+};
+
+// A segmenter's class of each pixel of its output grid, which the network's
+// input square (Classification::box) covers.
+struct SegmentGrid {
+  int width = 0, height = 0;
+  std::vector<uint16_t> labels;  // row by row
 };
 
 // What a map set is asked for.
@@ -91,6 +109,9 @@ struct MapRequest {
   std::optional<int64_t> cls;      // none: the image's most probable class
   std::optional<ScoreKind> score;  // none: the method's default
   bool counterfactual = false;
+  // A detector's target, as --box takes it: K (its K-th detection, best
+  // first from 0) or x1,y1,x2,y2[:label] in the source's pixels; empty: 0.
+  std::string box;
 };
 
 struct ExplorerMap {
@@ -105,12 +126,21 @@ struct MapSet {
   MapRequest request;  // with the class and score resolved
   const MethodDef* method = nullptr;
   std::string label;
-  double probability = 0.0;  // softmax probability of the class
+  // Softmax probability of the class; a segmenter's: the class's share of its
+  // output's pixels; a detector's: the target's score.
+  double probability = 0.0;
   Score score;
   int input_width = 0, input_height = 0;  // the network's input, pixels
   CropBox box;
   int width = 0, height = 0;  // of the source image
   std::vector<ExplorerMap> maps;
+  Task task = Task::kClassify;
+  // A detector's: the target as asked for (request.box, "0" when none),
+  // its box in the source's pixels with its score (the detection's, or
+  // the query's box with the matching detections' summed score), and the
+  // detections it stands for (their indices, best first from 0).
+  std::optional<Detection> target;
+  std::vector<int64_t> matched;
   double compute_ms = 0.0;                           // worker time of the pass and the method
   std::shared_ptr<const std::vector<float>> logits;  // every class's logit for the image
   size_t bytes() const;
@@ -166,6 +196,9 @@ class Explorer {
   std::pair<std::vector<std::string>, std::string> layers(const std::string& model,
                                                           const GoneCheck& gone);
   std::vector<std::string> labels(const std::string& model, const GoneCheck& gone);
+  // A segmenter's pixel classes for the image (as classify() found them).
+  // Throws Error(kUsage) for a model that is not a segmenter.
+  SegmentGrid segments(const std::string& image, const std::string& model, const GoneCheck& gone);
 
   ExplorerStats stats() const;
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <opencv2/core.hpp>
 #include <vector>
 
 #include "cnnviz/core/limits.h"
@@ -39,6 +40,13 @@ struct SegmentResult : ImageFacts {
 };
 
 using SegmentSummary = PerImageSummary<SegmentResult>;
+
+// The class of each pixel of one image's class scores [K,h,w] (its
+// highest-scoring class; ties: the lower index), CV_32SC1 at h x w.
+cv::Mat scores_labels(const at::Tensor& scores);
+// The classes present in `labels` (CV_32SC1, indices below `classes`), most
+// pixels first (ties: lower index).
+std::vector<ClassArea> areas_of(const cv::Mat& labels, int64_t classes);
 
 // Labels the pixels of `images` with `model`: each pixel of the network's
 // input takes its highest-scoring class (ties: the lower index), and each
