@@ -249,6 +249,9 @@ TEST_F(CliDetectTest, TorchvisionDetectors) {
   const std::vector<std::string> layers = manifest["layers"].get<std::vector<std::string>>();
   EXPECT_EQ(layers.size(), 12u);
   EXPECT_NE(std::find(layers.begin(), layers.end(), "backbone.fpn.layer_blocks.0"), layers.end());
+  // The decoding the maps' detections came from: the model's own.
+  EXPECT_EQ(manifest["options"]["nms_iou"], 0.5);
+  EXPECT_EQ(manifest["options"]["multi_label"], true);
   const nlohmann::json& target = manifest["images"][0]["targets"][0];
   EXPECT_EQ(target["class"], found[0]["class"]);
   EXPECT_NEAR(target["score"].get<double>(), found[0]["score"].get<double>(), 1e-5);
@@ -348,6 +351,8 @@ TEST_F(CliDetectTest, BoxesAsTargets) {
   const nlohmann::json doc = nlohmann::json::parse(test::read_text(out_ + "/manifest.json"));
   EXPECT_EQ(doc["options"]["iou"], 0.5);
   EXPECT_EQ(doc["options"]["min_score"], 0.25);
+  EXPECT_EQ(doc["options"]["nms_iou"], 0.45);  // cnnviz's default: the model's metadata has none
+  EXPECT_EQ(doc["options"]["multi_label"], false);
   EXPECT_EQ(doc["options"]["box"], nlohmann::json({spec}));
   nlohmann::json entry = doc["images"][0];
   ASSERT_EQ(entry["targets"].size(), 1u);

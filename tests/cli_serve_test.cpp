@@ -583,6 +583,8 @@ class CliServeTasksTest : public ::testing::Test {
     cv::RNG rng(7);
     rng.fill(photo, cv::RNG::UNIFORM, 0, 255);
     cv::imwrite(work_->file("images/photo.png"), photo);
+    // Plain grey, in which the tiny RetinaNet finds nothing above 0.25.
+    cv::imwrite(work_->file("images/grey.png"), cv::Mat(90, 120, CV_8UC3, cv::Scalar::all(128)));
     fs::copy_file(structured_image(*work_, 150, 90), work_->file("images/wide.png"));
     server_ = new ServerProcess(*work_, "tasks",
                                 {"-m", test_models_dir() + "/tiny_yolov5.pt", "--models-dir",
@@ -617,8 +619,12 @@ TEST_F(CliServeTasksTest, DetectionsAndBoxMapsEqualTheCli) {
   const json c = get("/api/classify?image=photo.png");
   EXPECT_EQ(c["task"], "detect");
   EXPECT_EQ(c["predictions"].size(), 0u);
-  const RunResult cli = run_cnnviz({"detect", "-q", "--json", "--threads", "1", "-m", model,
-                                    work_->file("images/photo.png")});
+  // The letterbox's square over the 240 x 180 photo, its bars outside it:
+  // where the page draws the maps.
+  EXPECT_EQ(c["input"], json({{"x", 0.0}, {"y", -30.0}, {"width", 240.0}, {"height", 240.0}}));
+  EXPECT_EQ(c["crop"], json({{"x", 0}, {"y", 0}, {"width", 240}, {"height", 180}}));
+  const RunResult cli = run_cnnviz(
+      {"detect", "-q", "--json", "--threads", "1", "-m", model, work_->file("images/photo.png")});
   ASSERT_EQ(cli.exit_code, 0) << cli.err;
   const json want = json::parse(cli.out)["results"][0]["detections"];
   const json& got = c["detections"];
@@ -670,8 +676,8 @@ TEST_F(CliServeTasksTest, SegmentsAndClassMapsEqualTheCli) {
   const std::string model = test_models_dir() + "/tiny_fcn.pt";
   const json c = get("/api/classify?image=photo.png&model=tiny_fcn");
   EXPECT_EQ(c["task"], "segment");
-  const RunResult cli = run_cnnviz({"segment", "-q", "--json", "--threads", "1", "-m", model,
-                                    work_->file("images/photo.png")});
+  const RunResult cli = run_cnnviz(
+      {"segment", "-q", "--json", "--threads", "1", "-m", model, work_->file("images/photo.png")});
   ASSERT_EQ(cli.exit_code, 0) << cli.err;
   const json want = json::parse(cli.out)["results"][0]["classes"];
   ASSERT_GE(want.size(), 2u);
@@ -689,7 +695,8 @@ TEST_F(CliServeTasksTest, SegmentsAndClassMapsEqualTheCli) {
   ASSERT_EQ(grid->body.size(), static_cast<size_t>(2 * w * h));
   cv::Mat labels(h, w, CV_32SC1);
   for (int i = 0; i < w * h; ++i) {
-    const auto lo = static_cast<uint8_t>(grid->body[2 * i]), hi = static_cast<uint8_t>(grid->body[2 * i + 1]);
+    const auto lo = static_cast<uint8_t>(grid->body[2 * i]),
+               hi = static_cast<uint8_t>(grid->body[2 * i + 1]);
     labels.at<int32_t>(i / w, i % w) = lo | (hi << 8);
   }
   const cv::Mat source = resize_labels(labels, c["width"], c["height"]);
@@ -707,7 +714,8 @@ TEST_F(CliServeTasksTest, SegmentsAndClassMapsEqualTheCli) {
   const json maps = get("/api/maps?image=photo.png&model=tiny_fcn&method=gradcam");
   EXPECT_EQ(maps["class"], top);
   const int64_t other = want.back()["index"];
-  const std::string q = "image=photo.png&model=tiny_fcn&method=gradcam&class=" + std::to_string(other);
+  const std::string q =
+      "image=photo.png&model=tiny_fcn&method=gradcam&class=" + std::to_string(other);
   const json given = get("/api/maps?" + q);
   EXPECT_EQ(given["class"], other);
   // Its probability: the class's share of the segmenter's pixels.
@@ -716,8 +724,8 @@ TEST_F(CliServeTasksTest, SegmentsAndClassMapsEqualTheCli) {
   EXPECT_NEAR(given["probability"].get<double>(),
               static_cast<double>(cv::countNonZero(of_other)) / (w * h), 1e-6);
   TempDir out2;
-  const json entry2 =
-      cli_entry({"gradcam", "--all-layers", "--class", std::to_string(other), "-m", model}, out2.path());
+  const json entry2 = cli_entry(
+      {"gradcam", "--all-layers", "--class", std::to_string(other), "-m", model}, out2.path());
   for (const json& l : given["layers"]) {
     const std::string layer = l["layer"];
     expect_served_gray(*server_, q + "&layer=" + layer,
@@ -732,15 +740,30 @@ TEST_F(CliServeTasksTest, TargetsOfTheWrongKindGetOneLine) {
     std::string says;
   };
   const std::vector<Case> cases = {
-      {"/api/maps?image=photo.png&method=gradcam&box=99", "box '99': the image has detections 0 to"},
-      {"/api/maps?image=photo.png&method=gradcam&class=1", "class 1: a detector's targets are its detections"},
-      {"/api/maps?image=photo.png&method=gradcam&box=1&score=probability", "score probability: a detection's target"},
+      {"/api/maps?image=photo.png&method=gradcam&box=99",
+       "box '99': the image has detections 0 to"},
+      {"/api/maps?image=photo.png&method=gradcam&class=1",
+       "class 1: a detector's targets are its detections"},
+      {"/api/maps?image=photo.png&method=gradcam&box=1&score=probability",
+       "score probability: a detection's target"},
       {"/api/maps?image=photo.png&method=gradcam&box=5,5,2,9", "box '5,5,2,9'"},
-      {"/api/maps?image=photo.png&method=gradcam&box=1,1,3,3", "box '1,1,3,3': matches no detection"},
-      {"/api/maps?image=photo.png&model=tiny_fcn&method=gradcam&box=0", "box '0': applies to detectors; model 'tiny_fcn' is a segmenter"},
-      {"/api/maps?image=photo.png&model=tiny_fcn&method=gradcam&score=probability", "score probability: a segmenter's target"},
-      {"/api/maps?image=photo.png&model=tiny_fcn&method=d-rise", "d-rise: explains a detector's detections"},
-      {"/api/maps?image=photo.png&model=squeezenet1_1&method=gradcam&box=0", "box '0': applies to detectors"},
+      {"/api/maps?image=photo.png&method=gradcam&box=1,1,3,3",
+       "box '1,1,3,3': matches no detection"},
+      {"/api/maps?image=photo.png&method=gradcam&box=10,10,250,20",
+       "box '10,10,250,20': lies outside the image (240 x 180 pixels)"},
+      // No detection at all: the default box and a target-free method alike.
+      {"/api/maps?image=grey.png&model=tiny_retinanet&method=gradcam",
+       "box '0': the image has no detection (none scores above 0.25)"},
+      {"/api/maps?image=grey.png&model=tiny_retinanet&method=eigencam&box=2",
+       "box '2': the image has no detection"},
+      {"/api/maps?image=photo.png&model=tiny_fcn&method=gradcam&box=0",
+       "box '0': applies to detectors; model 'tiny_fcn' is a segmenter"},
+      {"/api/maps?image=photo.png&model=tiny_fcn&method=gradcam&score=probability",
+       "score probability: a segmenter's target"},
+      {"/api/maps?image=photo.png&model=tiny_fcn&method=d-rise",
+       "d-rise: explains a detector's detections"},
+      {"/api/maps?image=photo.png&model=squeezenet1_1&method=gradcam&box=0",
+       "box '0': applies to detectors"},
   };
   for (const Case& c : cases) {
     const json e = get(c.path, 400);

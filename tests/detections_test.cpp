@@ -116,6 +116,14 @@ TEST(DetectionsTest, BoxQueriesMatchByIouAndLabel) {
   EXPECT_EQ(matching_detections(found, any, 0.51), (std::vector<size_t>{0}));
   EXPECT_EQ(matching_detections(found, BoxQuery{0, 0, 10, 10, 1}, 0.5), (std::vector<size_t>{1}));
   EXPECT_TRUE(matching_detections(found, BoxQuery{40, 40, 50, 50, -1}, 0.1).empty());
+  // A detection reaching into a letterbox's bar matches by its part inside
+  // the image: the clipped box `detect` reports matches it. Detection 1
+  // clipped to y >= 8 is (0, 8, 10, 20).
+  BoxQuery clipped{0, 8, 10, 20, -1};
+  EXPECT_EQ(matching_detections(found, clipped, 0.9), (std::vector<size_t>{}));
+  clipped.area_y1 = 8;
+  clipped.area_x2 = 10;
+  EXPECT_EQ(matching_detections(found, clipped, 0.9), (std::vector<size_t>{1}));
   DetectSettings settings;
   settings.queries = {{}, {any, BoxQuery{40, 40, 50, 50, -1}}};
   const DetectionGroups groups = detection_groups({found, found}, settings);

@@ -433,8 +433,8 @@
     const facts = [
       ['image', imageName()],
       ['size', c.width + ' × ' + c.height],
-      [c.task === 'classify' ? 'crop' : 'input',
-       c.crop.width + ' × ' + c.crop.height + (c.task === 'classify' ? ' at ' + c.crop.x + ', ' + c.crop.y : '')],
+      ['crop', c.task === 'classify' ? c.crop.width + ' × ' + c.crop.height + ' at ' + c.crop.x + ', ' + c.crop.y
+                                     : null],
       ['model', (m.arch || m.name || c.model) + (m.weights ? ', ' + m.weights : '')],
       ['classes', m.classes],
       ['decoding', c.task === 'detect' ? 'score > ' + c.min_score + ', NMS IoU ' + c.iou : null],
@@ -801,19 +801,22 @@
     ctx.drawImage(src, 0, 0, W, H);
     const entry = p.error ? null : currentEntry(p);
     const crop = (p.maps && p.maps.crop) || c.crop;
+    // Where the maps go: the network's whole input (a letterbox's bars
+    // included, outside the image), else the crop.
+    const input = (p.maps && p.maps.input) || c.input || crop;
     let drawn = null;
     if (entry && entry.kind === 'layer-map') {
       const heat = heatmap(p, entry);
       if (heat) {
         ctx.globalAlpha = S.opacity;
-        ctx.drawImage(heat, crop.x, crop.y, crop.width, crop.height);
+        ctx.drawImage(heat, input.x, input.y, input.width, input.height);
         ctx.globalAlpha = 1;
         drawn = entry;
       }
     } else if (entry) {
       const bitmap = p.pngdata.get(JSON.stringify(mapQuery(p, entry, 'png')));
       if (bitmap) {
-        ctx.drawImage(bitmap, crop.x, crop.y, crop.width, crop.height);
+        ctx.drawImage(bitmap, input.x, input.y, input.width, input.height);
         drawn = entry;
       }
     }
@@ -827,7 +830,7 @@
       ctx.strokeRect(crop.x * sx + 0.5, crop.y * sy + 0.5, crop.width * sx - 1, crop.height * sy - 1);
       ctx.setLineDash([]);
     }
-    const marks = drawTargets(p, ctx, sx, sy, crop);
+    const marks = drawTargets(p, ctx, sx, sy, input);
     e.stage.classList.toggle('pick', c.task === 'detect' || c.task === 'segment');
     Object.assign(canvas.dataset, marks, {
       box: drawn && p.maps && p.maps.box !== undefined ? p.maps.box : '',
@@ -895,7 +898,7 @@
   // What the pane explains, over its image: a detector's boxes (its
   // targets bold and tagged; a box asked about dashed), or the outline of
   // a segmenter's target class. Returns what it drew (the canvas's data-).
-  function drawTargets(p, ctx, sx, sy, crop) {
+  function drawTargets(p, ctx, sx, sy, input) {
     const c = D.classify;
     if (c.task === 'detect') {
       const on = new Set(p.targetBoxes());
@@ -917,9 +920,9 @@
     const k = p.targets();
     if (c.task !== 'segment' || !D.grid || k === null) return {boxes: '', outline: ''};
     // Grid units to CSS pixels; lines of the same width whatever the grid.
-    const gx = crop.width * sx / D.grid.width, gy = crop.height * sy / D.grid.height;
+    const gx = input.width * sx / D.grid.width, gy = input.height * sy / D.grid.height;
     ctx.save();
-    ctx.transform(gx, 0, 0, gy, crop.x * sx, crop.y * sy);
+    ctx.transform(gx, 0, 0, gy, input.x * sx, input.y * sy);
     const unit = 1 / Math.min(gx, gy);
     ctx.lineJoin = 'round';
     ctx.lineWidth = 3.5 * unit;
@@ -946,9 +949,9 @@
       under.sort((a, b) => area(a) - area(b) || a.index - b.index);
       if (under.length) setClass(p, String(under[0].index));
     } else if (c.task === 'segment' && D.grid) {
-      const crop = c.crop, g = D.grid;
-      const gx = Math.floor((x - crop.x) * g.width / crop.width);
-      const gy = Math.floor((y - crop.y) * g.height / crop.height);
+      const input = c.input || c.crop, g = D.grid;
+      const gx = Math.floor((x - input.x) * g.width / input.width);
+      const gy = Math.floor((y - input.y) * g.height / input.height);
       if (gx >= 0 && gy >= 0 && gx < g.width && gy < g.height) setClass(p, String(g.labels[gy * g.width + gx]));
     }
   }
@@ -989,8 +992,11 @@
     const base = imageName().replace(/^.*[\\/]/, '').replace(/\.[^.]*$/, '') || 'image';
     const bits = [base, p.method, entry.layer || p.view];
     if (typeof entry.head === 'number') bits.push('head' + entry.head);
-    if (p.maps && p.maps.task === 'detect' && (p.def().scores || []).length) bits.push('d' + p.maps.box);
-    if (p.maps && (p.def().scores || []).length) bits.push('c' + p.maps.class + (p.maps.counterfactual ? 'cf' : ''));
+    if (p.maps && (p.def().scores || []).length) {
+      // As the command line names them: c3, or a detector's d1-c3.
+      bits.push((p.maps.task === 'detect' ? 'd' + p.maps.box + '-' : '') + 'c' + p.maps.class +
+                (p.maps.counterfactual ? 'cf' : ''));
+    }
     return bits.join('_').replace(/[^\w.+-]+/g, '-');
   }
   function updateDownloads(p, entry) {
@@ -1034,7 +1040,10 @@
       return;
     }
     clearError();
-    p.box = t === '' ? null : t.replace(/\s+/g, '');
+    // Spaces go from the corners, not from the label ("traffic light").
+    const colon = t.indexOf(':');
+    p.box = t === '' ? null
+        : colon < 0 ? t.replace(/\s+/g, '') : t.slice(0, colon).replace(/\s+/g, '') + t.slice(colon);
     renderPaneControls(p);
     saveHash();
     renderPredictions();
@@ -1221,12 +1230,19 @@
 
   function wireShared() {
     $('model').addEventListener('change', () => {
+      const before = task();
       S.model = $('model').value;
       // Layer names of another architecture mean something else: start at
       // the new model's default layer.
-      // A method made for detectors only gives way to the default on others.
+      // A method made for detectors only gives way to the default on others;
+      // boxes belong to the detector, classes to the task.
+      const changed = task() !== before;
       for (const p of Object.values(panes)) {
         p.layer = '';
+        p.box = null;
+        if (changed) p.cls = null;
+        p.maps = null;
+        p.mapsKey = '';
         fixPaneOptions(p);
         renderPaneControls(p);
       }
@@ -1254,22 +1270,7 @@
       saveHash();
       visiblePanes().forEach(draw);
     });
-    $('compare').addEventListener('change', () => {
-      S.compare = $('compare').checked;
-      const b = panes.b, a = panes.a;
-      if (S.compare && !b.method) {
-        // Pane B starts as a copy of A: change one thing to compare.
-        Object.assign(b, {method: a.method, cls: a.cls, box: a.box, layer: a.layer, score: a.score, cf: a.cf,
-                          view: a.view, gray: a.gray});
-        renderPaneControls(b);
-      }
-      if (!S.compare) S.active = 'a';
-      saveHash();
-      renderShared();
-      renderPredictions();
-      if (S.compare) refreshPane(b); else a.node.scrollIntoView({block: 'nearest'});
-      requestAnimationFrame(() => visiblePanes().forEach(draw));
-    });
+    $('compare').addEventListener('change', setCompare);
     $('permalink').addEventListener('click', (ev) => {
       ev.preventDefault();
       saveHash();
@@ -1282,6 +1283,43 @@
       }
     });
     $('error-close').addEventListener('click', clearError);
+    wireSideList();
+    window.addEventListener('hashchange', () => {
+      if (location.hash === writtenHash) return;
+      clearError();
+      applyHash(parseHash(location.hash));
+      for (const p of Object.values(panes)) renderPaneControls(p);
+      reload('loading…', true);
+    });
+    wireDrop();
+    // Redraw when the panes change size (window, compare).
+    let pending = 0;
+    new ResizeObserver(() => {
+      cancelAnimationFrame(pending);
+      pending = requestAnimationFrame(() => visiblePanes().forEach(draw));
+    }).observe($('panes'));
+  }
+
+  // Compare on or off: pane B shows, a copy of A to begin with.
+  function setCompare() {
+    S.compare = $('compare').checked;
+    const b = panes.b, a = panes.a;
+    if (S.compare && !b.method) {
+      // Pane B starts as a copy of A: change one thing to compare.
+      Object.assign(b, {method: a.method, cls: a.cls, box: a.box, layer: a.layer, score: a.score, cf: a.cf,
+                        view: a.view, gray: a.gray});
+      renderPaneControls(b);
+    }
+    if (!S.compare) S.active = 'a';
+    saveHash();
+    renderShared();
+    renderPredictions();
+    if (S.compare) refreshPane(b); else a.node.scrollIntoView({block: 'nearest'});
+    requestAnimationFrame(() => visiblePanes().forEach(draw));
+  }
+
+  // The side list: a click (or Enter) on an item makes it the active pane's target.
+  function wireSideList() {
     const target = (li) => (li.dataset.box !== undefined ? li.dataset.box : li.dataset.class);
     $('predictions').addEventListener('click', (ev) => {
       const li = ev.target.closest('li[data-class], li[data-box]');
@@ -1291,14 +1329,10 @@
       const li = ev.target.closest('li[data-class], li[data-box]');
       if (li && (ev.key === 'Enter' || ev.key === ' ')) { ev.preventDefault(); setClass(panes[S.active], target(li)); }
     });
-    window.addEventListener('hashchange', () => {
-      if (location.hash === writtenHash) return;
-      clearError();
-      applyHash(parseHash(location.hash));
-      for (const p of Object.values(panes)) renderPaneControls(p);
-      reload('loading…', true);
-    });
-    // Dropping a file anywhere uploads it.
+  }
+
+  // Dropping a file anywhere uploads it.
+  function wireDrop() {
     let depth = 0;
     const hasFiles = (ev) => ev.dataTransfer && [...ev.dataTransfer.types].includes('Files');
     window.addEventListener('dragenter', (ev) => { if (hasFiles(ev)) { depth++; $('drop').hidden = false; } });
@@ -1312,12 +1346,6 @@
       const f = ev.dataTransfer.files[0];
       if (f) upload(f);
     });
-    // Redraw when the panes change size (window, compare).
-    let pending = 0;
-    new ResizeObserver(() => {
-      cancelAnimationFrame(pending);
-      pending = requestAnimationFrame(() => visiblePanes().forEach(draw));
-    }).observe($('panes'));
   }
 
   async function boot() {

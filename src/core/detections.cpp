@@ -141,10 +141,16 @@ std::vector<std::vector<Detection>> decode_detections(const at::Tensor& raw, Det
 std::vector<size_t> matching_detections(const std::vector<Detection>& found,
                                         const BoxQuery& query, double match_iou) {
   const Detection box{query.x1, query.y1, query.x2, query.y2};
+  auto clip = [](double v, double lo, double hi) { return std::min(std::max(v, lo), hi); };
   std::vector<size_t> match;
   for (size_t k = 0; k < found.size(); ++k) {
     if (query.label >= 0 && found[k].label != query.label) continue;
-    if (box_iou(found[k], box) >= match_iou) match.push_back(k);
+    Detection d = found[k];
+    d.x1 = clip(d.x1, query.area_x1, query.area_x2);
+    d.x2 = clip(d.x2, query.area_x1, query.area_x2);
+    d.y1 = clip(d.y1, query.area_y1, query.area_y2);
+    d.y2 = clip(d.y2, query.area_y1, query.area_y2);
+    if (box_iou(d, box) >= match_iou) match.push_back(k);
   }
   return match;
 }

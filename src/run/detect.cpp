@@ -99,8 +99,17 @@ Detection to_source(const Detection& d, const CropBox& box) {
 BoxQuery to_input(const BoxQuery& q, const CropBox& box) {
   const double sx = static_cast<double>(box.resized_w) / box.src_w;
   const double sy = static_cast<double>(box.resized_h) / box.src_h;
-  return BoxQuery{q.x1 * sx - box.left, q.y1 * sy - box.top, q.x2 * sx - box.left,
-                  q.y2 * sy - box.top, q.label};
+  BoxQuery in{q.x1 * sx - box.left, q.y1 * sy - box.top, q.x2 * sx - box.left, q.y2 * sy - box.top,
+              q.label};
+  in.area_x1 = -box.left;
+  in.area_y1 = -box.top;
+  in.area_x2 = box.resized_w - box.left;
+  in.area_y2 = box.resized_h - box.top;
+  return in;
+}
+
+bool inside_image(const BoxQuery& q, const CropBox& box) {
+  return q.x2 <= box.src_w && q.y2 <= box.src_h;
 }
 
 DetectSummary detect(const Model& model, const std::vector<std::string>& images,

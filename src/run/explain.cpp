@@ -264,6 +264,8 @@ json manifest_header(const Model& model, const Engine& engine, const Plan& plan,
   if (model.info().task == Task::kDetect) {  // which detections, and which match a box
     doc["options"]["min_score"] = plan.params.detect.min_score;
     doc["options"]["iou"] = plan.params.detect.match_iou;
+    doc["options"]["nms_iou"] = plan.params.detect.iou;
+    doc["options"]["multi_label"] = plan.params.detect.multi_label;
   }
   doc["images"] = json::array();
   doc["shard"] = o.shard.active() ? json(o.shard.name()) : json(nullptr);
@@ -527,7 +529,7 @@ std::vector<LoadedImage*> fitting_boxes(const std::vector<LoadedImage*>& ok, con
     const CropBox& size = img->box;
     const std::vector<BoxSpec>& boxes = plan.of(img->index).boxes;
     const auto outside = std::find_if(boxes.begin(), boxes.end(), [&](const BoxSpec& b) {
-      return b.box && (b.box->x2 > size.src_w || b.box->y2 > size.src_h);
+      return b.box && !inside_image(*b.box, size);
     });
     if (outside == boxes.end()) {
       fit.push_back(img);

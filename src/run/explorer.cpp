@@ -4,8 +4,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -99,6 +99,10 @@ struct Verdict {
   std::vector<Detection> detections;  // in the source's pixels, best first
   std::vector<ClassArea> areas;       // in the source's pixels
   SegmentGrid grid;
+  size_t bytes() const {
+    return sizeof(Verdict) + logits.size() * sizeof(float) + detections.size() * sizeof(Detection) +
+           areas.size() * sizeof(ClassArea) + grid.labels.size() * sizeof(uint16_t);
+  }
 };
 
 // One unit of model work and what it gave.
@@ -185,6 +189,7 @@ struct Explorer::Impl {
   std::deque<Upload> uploads;  // oldest first
   Lru<std::shared_ptr<Decoded>> decoded;
   Lru<std::shared_ptr<const Verdict>> classified;  // hash|model
+  size_t verdict_bytes = 0;
   // The target a request without one got (hash|model|method|score -> class
   // or box), so that asking again finds the cached set.
   Lru<std::string> defaults;
@@ -341,6 +346,20 @@ struct Explorer::Impl {
     finished.notify_all();
   }
 
+  // Keeps a verdict under `key` (the mutex held): at most kClassifications
+  // of them, in at most a quarter of the map cache's bytes (a segmenter's
+  // carry its pixel classes).
+  void keep_verdict(const std::string& key, const std::shared_ptr<const Verdict>& v) {
+    if (const auto* old = classified.find(key)) verdict_bytes -= (*old)->bytes();
+    classified.put(key, v);
+    verdict_bytes += v->bytes();
+    classified.trim([&](size_t n, const std::shared_ptr<const Verdict>& oldest) {
+      if (n <= 1 || (n <= kClassifications && verdict_bytes <= opts.cache_bytes / 4)) return false;
+      verdict_bytes -= oldest->bytes();
+      return true;
+    });
+  }
+
   // --- on the worker ---
 
   Model& model(const std::string& name) {
@@ -426,8 +445,7 @@ struct Explorer::Impl {
     auto job = submit("classify|" + key, [this, d, model_name, key](Job& j) {
       j.verdict = judge(*d, model_name);
       std::lock_guard<std::mutex> lock(mutex);
-      classified.put(key, j.verdict);
-      classified.trim([](size_t n, const auto&) { return n > kClassifications; });
+      keep_verdict(key, j.verdict);
     });
     await(job, gone);
     if (ms) *ms = ms_since(job->queued) - job->started_ms;
@@ -456,8 +474,7 @@ struct Explorer::Impl {
                              "logit applies)"));
     }
     if (info.task == Task::kSegment) {
-      return r.cls ? fixed_class(*r.cls)
-                   : excluding_class(top_classes(1), info.background_class());
+      return r.cls ? fixed_class(*r.cls) : excluding_class(top_classes(1), info.background_class());
     }
     if (r.cls) {
       throw Error(ErrorCode::kUsage, "class " + std::to_string(*r.cls) +
@@ -465,6 +482,11 @@ struct Explorer::Impl {
                                          "K-th best from 0, or box=x1,y1,x2,y2[:label])");
     }
     spec = parse_box_spec(r.box.empty() ? "0" : r.box, info, "box");
+    if (spec->box && !inside_image(*spec->box, box)) {
+      throw Error(ErrorCode::kUsage, "box '" + spec->text + "': lies outside the image (" +
+                                         std::to_string(box.src_w) + " x " +
+                                         std::to_string(box.src_h) + " pixels)");
+    }
     const DetectSettings own = detect_defaults(info);
     params.detect.iou = own.iou;
     params.detect.multi_label = own.multi_label;
@@ -473,18 +495,24 @@ struct Explorer::Impl {
     const int64_t column = query ? 0 : spec->index;
     const std::string what = "box '" + spec->text + "'";
     const std::string least = score_text(params.detect.min_score);
+    // The pass's scores have a column per target, -inf where there is none
+    // (engine.h), and one at least.
     return [column, query, what, least](const at::Tensor& scores) {
-      const int64_t n = scores.size(1);
-      if (query && (n == 0 || std::isinf(scores[0][0].item<double>()))) {
-        throw Error(ErrorCode::kUsage, what + ": matches no detection (none overlaps it enough, "
-                                              "or none scores above " + least + ")");
+      const at::Tensor row = scores[0].to(at::kDouble).contiguous();
+      const int64_t found = at::isfinite(row).sum().item<int64_t>();
+      if (column < row.size(0) && std::isfinite(row[column].item<double>())) {
+        return std::vector<std::vector<int64_t>>{{column}};
       }
-      if (column >= n) {
-        throw Error(ErrorCode::kUsage,
-                    what + (n == 0 ? ": the image has no detection (none scores above " + least + ")"
-                                   : ": the image has detections 0 to " + std::to_string(n - 1)));
+      if (query) {
+        throw Error(ErrorCode::kUsage, what +
+                                           ": matches no detection (none overlaps it enough, "
+                                           "or none scores above " +
+                                           least + ")");
       }
-      return std::vector<std::vector<int64_t>>{{column}};
+      throw Error(
+          ErrorCode::kUsage,
+          what + (found == 0 ? ": the image has no detection (none scores above " + least + ")"
+                             : ": the image has detections 0 to " + std::to_string(found - 1)));
     };
   }
 
@@ -576,8 +604,7 @@ struct Explorer::Impl {
     if (set->task == Task::kClassify && !classified.find(image_key)) {
       auto v = std::make_shared<Verdict>();
       v->logits = *set->logits;
-      classified.put(image_key, v);
-      classified.trim([](size_t n, const auto&) { return n > kClassifications; });
+      keep_verdict(image_key, v);
     }
     sets.put(set_key, set);
     set_bytes += set->bytes();
@@ -765,8 +792,8 @@ SegmentGrid Explorer::segments(const std::string& image, const std::string& mode
   Impl& s = *impl_;
   const std::shared_ptr<const Verdict> v = s.verdict(s.decode(image), model_name, gone, nullptr);
   if (v->task != Task::kSegment) {
-    throw Error(ErrorCode::kUsage, "model '" + model_name + "': not a segmenter (a " +
-                                       task_noun(v->task) + ")");
+    throw Error(ErrorCode::kUsage,
+                "model '" + model_name + "': not a segmenter (a " + task_noun(v->task) + ")");
   }
   return v->grid;
 }
@@ -778,14 +805,20 @@ MapSetResult Explorer::maps(const MapRequest& request, const GoneCheck& gone) {
     throw Error(ErrorCode::kUsage, "counterfactual: " + method.name + " cannot explain it");
   }
   if (request.cls && !request.box.empty()) {
-    throw Error(ErrorCode::kUsage, "class and box: a detector's target is its box, another "
-                                   "model's its class (give one)");
+    throw Error(ErrorCode::kUsage,
+                "class and box: a detector's target is its box, another "
+                "model's its class (give one)");
   }
   // Checked here so that a bad request never reaches the queue.
   method_score(method, request.score, request.counterfactual);
   std::shared_ptr<Decoded> d = s.decode(request.image);
   MapRequest r = request;
   r.method = method.name;
+  // The method's default score asked for by name is the default: one key.
+  if (r.score && !method.scores.empty() &&
+      *r.score == method_score(method, std::nullopt, false).kind) {
+    r.score.reset();
+  }
   const std::string base = d->hash + "|" + r.model + "|" + method.name + "|" + score_key(r);
   std::string target = target_key(r);
   MapSetResult result;
@@ -798,7 +831,8 @@ MapSetResult Explorer::maps(const MapRequest& request, const GoneCheck& gone) {
         target = *t;
       } else if (auto* v = s.classified.find(d->hash + "|" + r.model)) {
         const std::vector<float>& l = (*v)->logits;
-        if (!l.empty()) target = "class=" + std::to_string(std::max_element(l.begin(), l.end()) - l.begin());
+        if (!l.empty())
+          target = "class=" + std::to_string(std::max_element(l.begin(), l.end()) - l.begin());
       }
     }
     if (!target.empty()) {

@@ -186,9 +186,8 @@ std::string host_of(const std::string& header) {
 
 // A detection (or a box asked about) in the source's pixels.
 json box_json(const Detection& d, const std::string& label) {
-  return json{{"x1", d.x1},       {"y1", d.y1},   {"x2", d.x2},
-              {"y2", d.y2},       {"class", d.label}, {"label", label},
-              {"score", d.score}};
+  return json{{"x1", d.x1},       {"y1", d.y1},     {"x2", d.x2},      {"y2", d.y2},
+              {"class", d.label}, {"label", label}, {"score", d.score}};
 }
 
 // `text` with anything but letters, digits, '.' and '-' as '-' (a file name's part).
@@ -202,6 +201,17 @@ std::string file_word(std::string text) {
 json crop_json(const CropBox& box) {
   const cv::Rect r = source_rect(box);
   return json{{"x", r.x}, {"y", r.y}, {"width", r.width}, {"height", r.height}};
+}
+
+// The network's whole input in the source's pixels: the crop, or a
+// letterbox's square with its bars (then partly outside the image).
+json input_json(const CropBox& box) {
+  const double sx = static_cast<double>(box.src_w) / box.resized_w;
+  const double sy = static_cast<double>(box.src_h) / box.resized_h;
+  return json{{"x", box.left * sx},
+              {"y", box.top * sy},
+              {"width", box.width * sx},
+              {"height", box.height * sy}};
 }
 
 MapRequest map_request(const Params& p, const std::string& default_model) {
@@ -480,18 +490,18 @@ struct Server::Impl {
     for (const MethodDef& m : method_table()) {
       json scores = json::array();
       for (ScoreKind k : m.scores) scores.push_back(score_name(k));
-      methods.push_back(json{{"name", m.name},
-                             {"summary", m.summary},
-                             {"kind", map_kind_name(m.output)},
-                             {"layers", explorer_layer_use(m)},
-                             {"scores", scores},
-                             {"counterfactual", m.counterfactual},
-                             {"views", kind_views(m.output)},
-                             {"tasks", m.detectors_only
-                                           ? json::array({task_name(Task::kDetect)})
-                                           : json::array({task_name(Task::kClassify),
-                                                          task_name(Task::kDetect),
-                                                          task_name(Task::kSegment)})}});
+      methods.push_back(
+          json{{"name", m.name},
+               {"summary", m.summary},
+               {"kind", map_kind_name(m.output)},
+               {"layers", explorer_layer_use(m)},
+               {"scores", scores},
+               {"counterfactual", m.counterfactual},
+               {"views", kind_views(m.output)},
+               {"tasks", m.detectors_only
+                             ? json::array({task_name(Task::kDetect)})
+                             : json::array({task_name(Task::kClassify), task_name(Task::kDetect),
+                                            task_name(Task::kSegment)})}});
     }
     send_json(res, json{{"default", default_method().name}, {"methods", methods}});
   }
@@ -573,9 +583,9 @@ struct Server::Impl {
                            {"probability", c.predictions[i].probability},
                            {"logit", c.logits[i]}});
     }
-    json doc{{"image", c.image},     {"model", c.model},           {"task", task_name(c.task)},
-             {"width", c.width},     {"height", c.height},         {"crop", crop_json(c.box)},
-             {"predictions", preds}, {"ms", c.ms}};
+    json doc{{"image", c.image},           {"model", c.model},     {"task", task_name(c.task)},
+             {"width", c.width},           {"height", c.height},   {"crop", crop_json(c.box)},
+             {"input", input_json(c.box)}, {"predictions", preds}, {"ms", c.ms}};
     if (c.task == Task::kDetect) {
       json found = json::array();
       for (size_t i = 0; i < c.detections.size(); ++i) {
@@ -607,8 +617,8 @@ struct Server::Impl {
     const Params p(req);
     const std::string model = p.get("model", default_model());
     const PeerWatch peer(req);
-    const SegmentGrid g = explorer.segments(p.required("image"), model.empty() ? default_model() : model,
-                                            [&] { return peer.gone(); });
+    const SegmentGrid g = explorer.segments(
+        p.required("image"), model.empty() ? default_model() : model, [&] { return peer.gone(); });
     std::string bytes(g.labels.size() * 2, '\0');
     for (size_t i = 0; i < g.labels.size(); ++i) {
       bytes[2 * i] = static_cast<char>(g.labels[i] & 0xff);
@@ -654,19 +664,19 @@ struct Server::Impl {
              {"model", s.request.model},
              {"task", task_name(s.task)},
              {"method", s.method->name},
-                        {"class", *s.request.cls},
-                        {"label", s.label},
-                        {"probability", s.probability},
-                        {"score",
-                         s.method->scores.empty() ? json(nullptr) : json(score_name(s.score.kind))},
-                        {"counterfactual", s.score.counterfactual},
-                        {"kind", map_kind_name(s.method->output)},
-                        {"input_width", s.input_width},
-                        {"input_height", s.input_height},
-                        {"width", s.width},
-                        {"height", s.height},
-                        {"crop", crop_json(s.box)},
-                        {"layers", layers},
+             {"class", *s.request.cls},
+             {"label", s.label},
+             {"probability", s.probability},
+             {"score", s.method->scores.empty() ? json(nullptr) : json(score_name(s.score.kind))},
+             {"counterfactual", s.score.counterfactual},
+             {"kind", map_kind_name(s.method->output)},
+             {"input_width", s.input_width},
+             {"input_height", s.input_height},
+             {"width", s.width},
+             {"height", s.height},
+             {"crop", crop_json(s.box)},
+             {"input", input_json(s.box)},
+             {"layers", layers},
              {"cached", r.cached},
              {"compute_ms", s.compute_ms},
              {"queue_ms", r.queue_ms}};
@@ -693,8 +703,8 @@ struct Server::Impl {
       res.set_content(encode_npy(m.raw), "application/octet-stream");
       const std::string file = s.method->name + (m.layer.empty() ? "" : "_" + m.layer) +
                                (m.head < 0 ? "" : "_head" + std::to_string(m.head)) +
-                               (s.target ? "_d" + file_word(s.request.box) : std::string()) +
-                               "_c" + std::to_string(*s.request.cls) + ".npy";
+                               (s.target ? "_d" + file_word(s.request.box) + "-c" : "_c") +
+                               std::to_string(*s.request.cls) + ".npy";
       res.set_header("Content-Disposition", "attachment; filename=\"" + file + "\"");
       return;
     }

@@ -460,7 +460,12 @@ def match_box(spec, geometry, size, match_iou):
     query = torch.tensor([[x1 * sx + geometry["left"], y1 * sy + geometry["top"],
                            x2 * sx + geometry["left"], y2 * sy + geometry["top"]]],
                          dtype=DETECT["boxes"].dtype)
-    iou = torchvision.ops.box_iou(query, DETECT["boxes"])[0]
+    # A detection counts with its part inside the image (not a letterbox's bars), the box
+    # `cnnviz detect` reports.
+    left, top = geometry["left"], geometry["top"]
+    lo = torch.tensor([left, top, left, top], dtype=query.dtype)
+    hi = torch.tensor([left + geometry["width"], top + geometry["height"]] * 2, dtype=query.dtype)
+    iou = torchvision.ops.box_iou(query, torch.max(torch.min(DETECT["boxes"], hi), lo))[0]
     group = [k for k, (_, lab) in enumerate(DETECT["targets"])
              if iou[k].item() >= match_iou and (not label or lab == int(label))]
     if not group:

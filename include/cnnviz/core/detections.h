@@ -23,9 +23,15 @@ struct Detection {
 // A box an explanation asks about (--box x1,y1,x2,y2[:label]), in the
 // network input's pixels: its target is the detections of `label` (of any
 // label when -1) that overlap it by at least DetectSettings::match_iou.
+// A detection counts with its part inside `area`, the image's place in the
+// input (a letterbox's bars and a crop's cut-offs are not the image's):
+// the box `cnnviz detect` reports, clipped to the image, matches itself.
 struct BoxQuery {
   double x1 = 0, y1 = 0, x2 = 0, y2 = 0;
   int64_t label = -1;
+  double area_x1 = -kUnbounded, area_y1 = -kUnbounded;
+  double area_x2 = kUnbounded, area_y2 = kUnbounded;
+  static constexpr double kUnbounded = 1e300;
 };
 
 struct DetectSettings {

@@ -41,8 +41,12 @@ using DetectSummary = PerImageSummary<DetectResult>;
 // (the inverse of the resize, crop or letterbox of `box`), clipped to it.
 Detection to_source(const Detection& d, const CropBox& box);
 // A box of the source image's pixels carried to the network input's (the
-// resize, crop or letterbox of `box`).
+// resize, crop or letterbox of `box`), with the image's place in the input
+// as its area (BoxQuery).
 BoxQuery to_input(const BoxQuery& q, const CropBox& box);
+// Whether the box `q`, in the source's pixels, ends within the image `box`
+// was made for (its x2 and y2 at most the image's width and height).
+bool inside_image(const BoxQuery& q, const CropBox& box);
 
 // Finds the boxes of `images` with the detector `model` (ModelInfo::layout
 // says how to read its output). With an output folder, writes STEM_boxes.png,

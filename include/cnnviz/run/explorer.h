@@ -90,9 +90,9 @@ struct Classification {
   // with detect_defaults() of the model (what box=K counts).
   std::vector<Detection> detections;
   DetectSettings settings;
-  std::vector<ClassArea> areas;  // a segmenter's classes in the source's pixels, most first
+  std::vector<ClassArea> areas;         // a segmenter's classes in the source's pixels, most first
   int grid_width = 0, grid_height = 0;  // a segmenter's output grid (SegmentGrid)
-  std::vector<std::string> labels;  // of the predictions, detections or areas, in their order
+  std::vector<std::string> labels;      // of the predictions, detections or areas, in their order
   double ms = 0.0;                  // worker time (0 when cached)
 };
 

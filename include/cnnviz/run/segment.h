@@ -6,9 +6,9 @@
 
 #include <cstddef>
 #include <functional>
+#include <opencv2/core.hpp>
 #include <optional>
 #include <string>
-#include <opencv2/core.hpp>
 #include <vector>
 
 #include "cnnviz/core/limits.h"
