@@ -616,6 +616,11 @@ ServerProcess* CliServeTasksTest::server_ = nullptr;
 
 TEST_F(CliServeTasksTest, DetectionsAndBoxMapsEqualTheCli) {
   const std::string model = test_models_dir() + "/tiny_yolov5.pt";
+  // The -m model, given by its path, is listed as the detector it is.
+  const json models = get("/api/models");
+  ASSERT_EQ(models["default"], "tiny_yolov5");
+  EXPECT_EQ(models["models"][0]["name"], "tiny_yolov5");
+  EXPECT_EQ(models["models"][0]["task"], "detect");
   const json c = get("/api/classify?image=photo.png");
   EXPECT_EQ(c["task"], "detect");
   EXPECT_EQ(c["predictions"].size(), 0u);

@@ -198,6 +198,8 @@
     const i = [...D.images, ...D.uploads].find((x) => x.id === S.image);
     return i ? i.name : S.image;
   };
+  // The most boxes drawn besides a pane's targets (the best ones).
+  const DRAWN_BOXES = 50;
   // What the model does: 'classify', 'detect' (targets are boxes) or
   // 'segment' (targets are classes of pixels).
   const task = () => model().task || 'classify';
@@ -438,6 +440,8 @@
       ['model', (m.arch || m.name || c.model) + (m.weights ? ', ' + m.weights : '')],
       ['classes', m.classes],
       ['decoding', c.task === 'detect' ? 'score > ' + c.min_score + ', NMS IoU ' + c.iou : null],
+      ['drawn', c.task === 'detect' && (c.detections || []).length > DRAWN_BOXES
+        ? 'the targets and the best ' + DRAWN_BOXES + ' other boxes' : null],
       [c.task === 'classify' ? 'classify' : c.task, c.ms ? c.ms.toFixed(0) + ' ms' : 'cached'],
     ].filter(([, v]) => v !== undefined && v !== null && v !== '');
     $('facts').replaceChildren(...facts.flatMap(([k, v]) =>
@@ -848,9 +852,11 @@
   // tag of its colour when `tag` is given.
   function strokeBox(ctx, d, sx, sy, colour, width, tag) {
     const x = d.x1 * sx, y = d.y1 * sy, w = (d.x2 - d.x1) * sx, h = (d.y2 - d.y1) * sy;
-    ctx.lineWidth = width + 2;
-    ctx.strokeStyle = 'rgba(0,0,0,0.55)';
-    ctx.strokeRect(x, y, w, h);
+    if (tag) {  // a dark halo: the target stands out of any map
+      ctx.lineWidth = width + 2;
+      ctx.strokeStyle = 'rgba(0,0,0,0.55)';
+      ctx.strokeRect(x, y, w, h);
+    }
     ctx.lineWidth = width;
     ctx.strokeStyle = colour;
     ctx.strokeRect(x, y, w, h);
@@ -903,7 +909,12 @@
     if (c.task === 'detect') {
       const on = new Set(p.targetBoxes());
       const dets = c.detections || [];
-      for (const d of dets) if (!on.has(d.index)) strokeBox(ctx, d, sx, sy, classColour(d.class + 1), 1.5, '');
+      // The others faint, and only the best of them: hundreds of boxes (an
+      // untrained detector's) would hide the map.
+      const others = dets.filter((d) => !on.has(d.index)).slice(0, DRAWN_BOXES);
+      ctx.globalAlpha = 0.5;
+      for (const d of others) strokeBox(ctx, d, sx, sy, classColour(d.class + 1), 1, '');
+      ctx.globalAlpha = 1;
       for (const d of dets) {
         if (on.has(d.index)) {
           strokeBox(ctx, d, sx, sy, classColour(d.class + 1), 3, d.index + ' ' + d.label + ' ' + num(d.score));
@@ -915,7 +926,7 @@
         strokeBox(ctx, m.target, sx, sy, '#fff', 2, '');
         ctx.setLineDash([]);
       }
-      return {boxes: dets.length, outline: ''};
+      return {boxes: others.length + dets.filter((d) => on.has(d.index)).length, outline: ''};
     }
     const k = p.targets();
     if (c.task !== 'segment' || !D.grid || k === null) return {boxes: '', outline: ''};

@@ -64,8 +64,10 @@ ModelEntry first_entry(const Model& model) {
   first.path = model.info().path;
   first.dir_source = "-m";
   first.arch = model.info().arch;
+  first.task = task_name(model.info().task);
   first.weights = weights_kind_name(model.info().weights_kind);
-  first.classes = model.info().num_classes;
+  first.classes = !model.info().labels.empty() ? static_cast<int64_t>(model.info().labels.size())
+                                               : model.info().num_classes;
   return first;
 }
 
