@@ -120,6 +120,8 @@ PREPROCESS = {
 }
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_WEIGHTS = 0, 1, 2, 3
+# The opset --onnx writes: the newest that PyTorch 1.13 writes and cnnviz reads.
+ONNX_OPSET = 17
 
 
 def preprocess_for(name):
@@ -461,8 +463,32 @@ def stages_of(name, net, example):
     return stages, default_layer
 
 
+def save_onnx(net, example, path, meta):
+    """Writes `net` as ONNX (opset ONNX_OPSET, any batch size) with the metadata in the
+    model's metadata_props under "cnnviz.json"."""
+    import onnx  # python3-onnx; only --onnx needs it
+
+    # PRESERVE keeps each BatchNorm a node of its own (EVAL folds it into the convolution
+    # before it), so that the ONNX model has the TorchScript one's layers and arithmetic.
+    # The model is in eval mode, so the folding it warns about (of training-mode
+    # parameters) does not happen.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="It is recommended that constant folding")
+        torch.onnx.export(net, example, path, opset_version=ONNX_OPSET, input_names=["input"],
+                          output_names=["logits"], do_constant_folding=True,
+                          training=torch.onnx.TrainingMode.PRESERVE,
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    model = onnx.load(path)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "cnnviz.json", json.dumps(meta)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
 def export_one(name, args, outdir):
-    path = os.path.join(outdir, f"{name}.pt")
+    if args.onnx and (name in DETECTORS or name in SEGMENTERS):
+        raise ExportError(f"{name}: --onnx exports classifiers only")
+    path = os.path.join(outdir, f"{name}.onnx" if args.onnx else f"{name}.pt")
     if os.path.exists(path) and not args.force:
         print(f"{display_path(path)} exists (use --force to re-export)")
         return
@@ -523,7 +549,10 @@ def export_one(name, args, outdir):
     # Save beside the target and rename, so an interrupted export never leaves a truncated .pt.
     tmp = path + ".tmp"
     try:
-        torch.jit.save(scripted, tmp, _extra_files={"cnnviz.json": json.dumps(meta)})
+        if args.onnx:
+            save_onnx(net, example, tmp, meta)
+        else:
+            torch.jit.save(scripted, tmp, _extra_files={"cnnviz.json": json.dumps(meta)})
         os.replace(tmp, path)
     except BaseException as exc:  # also Ctrl-C: never leave the .tmp behind
         if os.path.exists(tmp):
@@ -571,6 +600,9 @@ def parse_args(argv):
                         help="with --random-weights: set BatchNorm running statistics from "
                         "random inputs, so that deep random networks (mobilenet_v2, "
                         "efficientnet_b0, googlenet) give gradients of a usable size (for tests)")
+    parser.add_argument("--onnx", action="store_true",
+                        help=f"write NAME.onnx (opset {ONNX_OPSET}, metadata in metadata_props) "
+                             "instead of TorchScript; classifiers only")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
     parser.add_argument("--list", action="store_true",
                         help="list supported models and whether OUTDIR/<name>.pt exists")

@@ -32,6 +32,8 @@ EXTERNAL = [
     (re.compile(r"^opencv2/"), {"io", "run", "serve", "cli"}),
     (re.compile(r"^httplib\.h$"), {"serve"}),
     (re.compile(r"^CLI/"), {"cli", "bench"}),
+    # ONNX's protobuf classes: the importer in core only (its API, onnx.h, has none).
+    (re.compile(r"^(onnx|google/protobuf)/"), {"core"}),
 ]
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
 

@@ -14,6 +14,7 @@
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/json_util.h"
 #include "cnnviz/core/limits.h"
+#include "cnnviz/core/onnx.h"
 #include "cnnviz/core/runtime.h"
 #include "logits.h"
 
@@ -259,7 +260,8 @@ void read_letterbox(const MetadataReader& r, const json& p, ModelInfo& info) {
 // "max_size": a torchvision detector's cap on the longer side (no crop, no letterbox).
 void read_max_size(const MetadataReader& r, const json& p, ModelInfo& info) {
   Preprocessing& pre = info.preprocess;
-  pre.max_size = static_cast<int>(r.integer(p, "max_size", "preprocess.max_size", 0, kMaxResize, 0));
+  pre.max_size =
+      static_cast<int>(r.integer(p, "max_size", "preprocess.max_size", 0, kMaxResize, 0));
   if (pre.max_size == 0) return;
   if (pre.max_size < pre.resize) {
     r.fail("preprocess.max_size", std::to_string(pre.max_size) + " is smaller than resize (" +
@@ -393,9 +395,9 @@ torch::jit::Module load_module(const std::string& path, at::Device device,
     const size_t begin = what.find_first_not_of(" \n");
     const std::string line = first_line(begin == std::string::npos ? what : what.substr(begin));
     if (what.find("torchvision::") == std::string::npos) {
-      throw Error(ErrorCode::kModel, "cannot load model '" + path + "': " +
-                                         (archive ? "not a TorchScript archive (" + line + ")"
-                                                  : line));
+      throw Error(ErrorCode::kModel,
+                  "cannot load model '" + path +
+                      "': " + (archive ? "not a TorchScript archive (" + line + ")" : line));
     }
     std::string tried;
     if (attempt > 0 || !load_torchvision_ops(&tried)) {
@@ -406,6 +408,17 @@ torch::jit::Module load_module(const std::string& path, at::Device device,
                       "): install python3-torchvision, or set CNNVIZ_TORCHVISION_OPS to its "
                       "_C*.so");
     }
+  }
+}
+
+// An ONNX model without cnnviz's metadata takes the size its input declares:
+// a fixed H x W square is the crop, resized from 8/7 of it (as 224 from 256).
+void apply_input_shape(const std::vector<int64_t>& shape, ModelInfo& info) {
+  if (shape.size() != 4) return;
+  if (shape[1] == 1) info.preprocess.channels = 1;
+  if (shape[2] > 0 && shape[2] == shape[3] && shape[2] <= kMaxCrop) {
+    info.preprocess.crop = static_cast<int>(shape[2]);
+    info.preprocess.resize = static_cast<int>(std::lround(shape[2] * 8.0 / 7.0));
   }
 }
 
@@ -425,12 +438,22 @@ Model Model::load(const std::string& path, at::Device device) {
   }
   auto impl = std::make_shared<Impl>();
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
-  impl->module = load_module(path, device, extra);
+  std::vector<int64_t> onnx_input;
+  if (is_onnx_path(path)) {
+    OnnxModel onnx = import_onnx(path);
+    impl->module = *onnx.module;
+    impl->module.to(device);
+    extra[kMetadataFile] = onnx.metadata;
+    onnx_input = onnx.input_shape;
+  } else {
+    impl->module = load_module(path, device, extra);
+  }
   impl->device = device;
   impl->module.eval();
   const std::string& meta = extra[kMetadataFile];
   if (meta.empty()) {
     impl->info.path = path;
+    apply_input_shape(onnx_input, impl->info);
   } else {
     impl->info = parse_model_info(meta, path);
   }
@@ -445,6 +468,15 @@ ModelInfo read_model_info(const std::string& path) {
   }
   ModelInfo info;
   info.path = path;
+  if (is_onnx_path(path)) {
+    const OnnxModel onnx = import_onnx(path);
+    if (!onnx.metadata.empty())
+      info = parse_model_info(onnx.metadata, path);
+    else
+      apply_input_shape(onnx.input_shape, info);
+    if (info.name.empty()) info.name = fs::path(path).stem().string();
+    return info;
+  }
   try {
     // The archive's directory only: the weights stay on disk.
     caffe2::serialize::PyTorchStreamReader reader(path);

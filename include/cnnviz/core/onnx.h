@@ -1,0 +1,75 @@
+// ONNX models as TorchScript modules.
+//
+// An ONNX model (opsets 7-17) is parsed with ONNX's own protobuf classes and
+// checker, and rebuilt as a scripted module: its weights become parameters,
+// each node becomes the ATen operations with the same semantics (the table
+// in src/core/onnx_ops.cpp, listed in docs/models.md), and the module scopes
+// that exporters keep in node names ("/features/features.3/Concat") become
+// submodules, so that the engine finds stages, ReLUs, convolutions and
+// linear layers in it as in any TorchScript model. See docs/models.md.
+#ifndef CNNVIZ_CORE_ONNX_H_
+#define CNNVIZ_CORE_ONNX_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace cnnviz {
+
+// The largest ONNX file read (its weights inline), and the most external
+// data in all; the most nodes in a graph.
+constexpr size_t kMaxOnnxBytes = size_t{2} << 30;
+constexpr size_t kMaxOnnxExternalBytes = size_t{16} << 30;
+constexpr size_t kMaxOnnxNodes = 200000;
+// The opsets of the default domain that the importer knows.
+constexpr int kMinOnnxOpset = 7;
+constexpr int kMaxOnnxOpset = 17;
+// The metadata_props key whose value is cnnviz.json's text (docs/models.md).
+constexpr const char* kOnnxMetadataKey = "cnnviz.json";
+
+// Whether `path` names an ONNX model (its extension is ".onnx", any case).
+bool is_onnx_path(const std::string& path);
+
+struct OnnxModel {
+  std::shared_ptr<torch::jit::Module> module;  // in eval mode, on the CPU
+  std::string metadata;                        // kOnnxMetadataKey's value, or ""
+  std::vector<std::string> inputs, outputs;    // the graph's names
+  int opset = 0;
+  // The first input's shape (-1: dynamic), as NCHW; empty when unknown. An
+  // NHWC image input (nhwc) is permuted inside the module, so that the
+  // module takes NCHW like every other.
+  std::vector<int64_t> input_shape;
+  bool nhwc = false;
+};
+
+// Reads and imports the ONNX model at `path`. Throws Error(kModel), one line
+// naming the file and the problem, for a file that does not parse, fails
+// ONNX's checker, has an opset outside [kMinOnnxOpset, kMaxOnnxOpset], an
+// initializer whose data does not match its shape, external data outside the
+// model's folder, a cycle, or exceeds the limits above; Error(kUnsupported)
+// naming the node for an operator, attribute value or data type the importer
+// does not support.
+OnnxModel import_onnx(const std::string& path);
+
+// The same for a model already in memory (`bytes`); `path` names it in
+// errors and is the folder external data is looked up in.
+OnnxModel import_onnx_bytes(const std::string& bytes, const std::string& path);
+
+// The operators of the default domain that the importer supports, sorted.
+const std::vector<std::string>& onnx_supported_ops();
+
+// A serialized onnx.TensorProto (a backend test's input_0.pb) as a tensor.
+// Throws Error(kModel) naming `path` when it does not parse or its data does
+// not match its shape.
+at::Tensor read_onnx_tensor(const std::string& path);
+
+}  // namespace cnnviz
+
+#endif  // CNNVIZ_CORE_ONNX_H_

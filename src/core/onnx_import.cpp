@@ -1,0 +1,567 @@
+// Reading an ONNX model and rebuilding it as a scripted module (onnx.h).
+//
+// The graph's nodes, in their (checked) topological order, are grouped by the
+// module scopes in their names: a run of consecutive nodes whose names share
+// "/features/features.3/" becomes the submodule "3" of the submodule
+// "features", called with the values the run reads from outside and
+// returning those read after it. Each node becomes TorchScript through the
+// operator table (onnx_ops.cpp); constants used by a module's nodes become
+// its parameters (floating point) or buffers.
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <onnx/checker.h>
+#include <onnx/onnx_pb.h>
+#include <onnx/shape_inference/implementation.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/onnx.h"
+#include "onnx_ops.h"
+
+namespace cnnviz {
+
+namespace fs = std::filesystem;
+using onnx_import::NodeCode;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const std::string& what,
+                       ErrorCode code = ErrorCode::kModel) {
+  throw Error(code, "ONNX model '" + path + "': " + what);
+}
+
+size_t element_size(int onnx_type) {
+  switch (onnx_type) {
+    case onnx::TensorProto::DOUBLE:
+    case onnx::TensorProto::INT64:
+      return 8;
+    case onnx::TensorProto::FLOAT:
+    case onnx::TensorProto::INT32:
+      return 4;
+    case onnx::TensorProto::INT16:
+    case onnx::TensorProto::FLOAT16:
+    case onnx::TensorProto::BFLOAT16:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+// The bytes of a tensor stored outside the model (data_location EXTERNAL):
+// a file in the model's folder, never outside it.
+std::string external_bytes(const onnx::TensorProto& t, const std::string& dir,
+                           const std::string& subject, size_t& budget) {
+  std::string location;
+  int64_t offset = 0, length = -1;
+  for (const onnx::StringStringEntryProto& kv : t.external_data()) {
+    if (kv.key() == "location") location = kv.value();
+    if (kv.key() == "offset") offset = std::stoll(kv.value());
+    if (kv.key() == "length") length = std::stoll(kv.value());
+  }
+  const fs::path rel(location);
+  bool inside = !location.empty() && rel.is_relative();
+  for (const fs::path& part : rel) inside = inside && part != "..";
+  std::error_code ec;
+  const fs::path folder = fs::weakly_canonical(dir.empty() ? "." : dir, ec);
+  const fs::path file = fs::weakly_canonical(folder / rel, ec);
+  const std::string f = file.string(), d = folder.string() + "/";
+  if (!inside || ec || f.compare(0, d.size(), d) != 0) {
+    throw Error(ErrorCode::kModel,
+                subject + ": external data '" + location + "' is outside the model's folder");
+  }
+  std::ifstream in(file, std::ios::binary | std::ios::ate);
+  if (!in)
+    throw Error(ErrorCode::kModel, subject + ": cannot read external data '" + location + "'");
+  const int64_t size = static_cast<int64_t>(in.tellg());
+  if (length < 0) length = size - offset;
+  if (offset < 0 || length < 0 || offset > size || length > size - offset) {
+    throw Error(ErrorCode::kModel,
+                subject + ": external data '" + location + "': offset and length outside the file");
+  }
+  if (static_cast<size_t>(length) > budget) {
+    throw Error(ErrorCode::kModel, subject + ": external data over the limit of " +
+                                       std::to_string(kMaxOnnxExternalBytes) + " bytes");
+  }
+  budget -= static_cast<size_t>(length);
+  std::string bytes(static_cast<size_t>(length), '\0');
+  in.seekg(offset);
+  in.read(bytes.data(), length);
+  return bytes;
+}
+
+// A TensorProto's typed field as a tensor of `n` values.
+at::Tensor typed_field(const onnx::TensorProto& t, int64_t n, at::ScalarType type,
+                       const std::string& subject) {
+  auto check = [&](int64_t have) {
+    if (have != n) {
+      throw Error(ErrorCode::kModel, subject + ": " + std::to_string(have) +
+                                         " values for a shape of " + std::to_string(n));
+    }
+  };
+  const auto opts = at::TensorOptions();
+  switch (t.data_type()) {
+    case onnx::TensorProto::FLOAT:
+      check(t.float_data_size());
+      return at::tensor(std::vector<float>(t.float_data().begin(), t.float_data().end()), opts);
+    case onnx::TensorProto::DOUBLE:
+      check(t.double_data_size());
+      return at::tensor(std::vector<double>(t.double_data().begin(), t.double_data().end()), opts);
+    case onnx::TensorProto::INT64:
+      check(t.int64_data_size());
+      return at::tensor(std::vector<int64_t>(t.int64_data().begin(), t.int64_data().end()), opts);
+    default: {
+      check(t.int32_data_size());
+      at::Tensor v = at::tensor(std::vector<int32_t>(t.int32_data().begin(), t.int32_data().end()));
+      if (type == at::kHalf || type == at::kBFloat16) {  // the bits, in the low 16
+        return v.to(at::kShort).view(type);
+      }
+      return v.to(type);
+    }
+  }
+}
+
+// A TensorProto as a CPU tensor; `dir` is the model's folder.
+at::Tensor tensor_of(const onnx::TensorProto& t, const std::string& dir, const std::string& subject,
+                     size_t& budget) {
+  const int type = onnx_import::scalar_type_of(t.data_type());
+  if (type < 0) {
+    throw Error(ErrorCode::kUnsupported,
+                subject + ": unsupported data type " + std::to_string(t.data_type()));
+  }
+  std::vector<int64_t> dims;
+  int64_t n = 1;
+  for (int64_t d : t.dims()) {
+    if (d < 0 || (d > 0 && n > (int64_t{1} << 40) / d)) {
+      throw Error(ErrorCode::kModel, subject + ": bad shape");
+    }
+    dims.push_back(d);
+    n *= d;
+  }
+  const auto scalar = static_cast<at::ScalarType>(type);
+  at::Tensor out;
+  const bool external = t.data_location() == onnx::TensorProto::EXTERNAL;
+  if (external || t.has_raw_data()) {
+    const std::string bytes = external ? external_bytes(t, dir, subject, budget) : t.raw_data();
+    const size_t want = static_cast<size_t>(n) * element_size(t.data_type());
+    if (bytes.size() != want) {
+      throw Error(ErrorCode::kModel, subject + ": " + std::to_string(bytes.size()) +
+                                         " bytes of data for a shape needing " +
+                                         std::to_string(want));
+    }
+    out = at::empty({n}, at::TensorOptions().dtype(scalar));
+    if (want) std::memcpy(out.data_ptr(), bytes.data(), want);
+  } else {
+    out = typed_field(t, n, scalar, subject);
+  }
+  return out.reshape(dims);
+}
+
+onnx::ModelProto parse(const std::string& bytes, const std::string& path) {
+  if (bytes.size() > kMaxOnnxBytes) {
+    fail(path, "over the limit of " + std::to_string(kMaxOnnxBytes) + " bytes");
+  }
+  onnx::ModelProto m;
+  google::protobuf::io::ArrayInputStream raw(bytes.data(), static_cast<int>(bytes.size()));
+  google::protobuf::io::CodedInputStream coded(&raw);
+  coded.SetTotalBytesLimit(static_cast<int>(std::min<size_t>(bytes.size() + 1, INT32_MAX)));
+  coded.SetRecursionLimit(64);
+  if (!m.ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage()) {
+    fail(path, "not an ONNX model (the protobuf does not parse)");
+  }
+  if (!m.has_graph() || m.ir_version() <= 0) fail(path, "not an ONNX model (no graph)");
+  return m;
+}
+
+int default_opset(const onnx::ModelProto& m, const std::string& path) {
+  int opset = 0;
+  for (const onnx::OperatorSetIdProto& o : m.opset_import()) {
+    if (o.domain().empty() || o.domain() == "ai.onnx") opset = static_cast<int>(o.version());
+  }
+  if (opset == 0) fail(path, "imports no opset of ONNX's default domain", ErrorCode::kUnsupported);
+  if (opset < kMinOnnxOpset || opset > kMaxOnnxOpset) {
+    fail(path,
+         "opset " + std::to_string(opset) + " is outside the supported " +
+             std::to_string(kMinOnnxOpset) + "-" + std::to_string(kMaxOnnxOpset),
+         opset < kMinOnnxOpset ? ErrorCode::kUnsupported : ErrorCode::kModel);
+  }
+  return opset;
+}
+
+void check(onnx::ModelProto& m, const std::string& path) {
+  if (static_cast<size_t>(m.graph().node_size()) > kMaxOnnxNodes) {
+    fail(path, "over the limit of " + std::to_string(kMaxOnnxNodes) + " nodes");
+  }
+  try {
+    onnx::checker::check_model(m);
+  } catch (const std::exception& e) {
+    fail(path, "fails ONNX's checker (" + first_line(e.what()) + ")");
+  }
+  try {  // shapes help the importer; a model whose inference fails still loads
+    onnx::shape_inference::InferShapes(m);
+  } catch (const std::exception&) {
+  }
+}
+
+// The module scopes of a node's name: "/features/features.3/Concat" is in
+// {"features", "features.3"}.
+std::vector<std::string> scope_of(const std::string& name) {
+  std::vector<std::string> parts;
+  size_t at = 0;
+  while (true) {
+    const size_t slash = name.find('/', at);
+    if (slash == std::string::npos) break;
+    if (slash > at) parts.push_back(name.substr(at, slash - at));
+    at = slash + 1;
+  }
+  return parts;
+}
+
+std::string quoted_name(std::string s) {
+  for (char& c : s) {
+    if (c == '"' || c == '\\' || c == '.' || static_cast<unsigned char>(c) < 0x20) c = '_';
+  }
+  return s;
+}
+
+// The whole graph, as the module builder reads it.
+struct Graph {
+  std::string path, dir;
+  int opset = 0;
+  std::vector<const onnx::NodeProto*> nodes;  // without Constant nodes
+  std::vector<std::vector<std::string>> scopes;
+  std::map<std::string, at::Tensor> consts;
+  std::map<std::string, std::vector<int64_t>> shapes;
+  std::map<std::string, std::string> ident;
+  std::map<std::string, std::vector<size_t>> users;
+  std::set<std::string> outputs;
+  std::string nhwc_input;  // a channels-last image input, permuted from NCHW
+  std::shared_ptr<torch::jit::CompilationUnit> cu = std::make_shared<torch::jit::CompilationUnit>();
+};
+
+std::string ident_of(Graph& g, const std::string& name) {
+  auto it = g.ident.find(name);
+  if (it != g.ident.end()) return it->second;
+  return g.ident[name] = "v" + std::to_string(g.ident.size());
+}
+
+void read_shapes(Graph& g, const google::protobuf::RepeatedPtrField<onnx::ValueInfoProto>& infos) {
+  for (const onnx::ValueInfoProto& v : infos) {
+    if (!v.type().has_tensor_type() || !v.type().tensor_type().has_shape()) continue;
+    std::vector<int64_t> dims;
+    for (const auto& d : v.type().tensor_type().shape().dim()) {
+      dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
+    }
+    g.shapes[v.name()] = dims;
+  }
+}
+
+// A Constant node's value.
+at::Tensor constant_value(const onnx::NodeProto& n, Graph& g, size_t& budget) {
+  if (n.attribute_size() != 1) fail(g.path, "Constant node '" + n.name() + "' without one value");
+  const onnx::AttributeProto& a = n.attribute(0);
+  if (a.name() == "value") return tensor_of(a.t(), g.dir, "Constant '" + n.name() + "'", budget);
+  if (a.name() == "value_float") return at::scalar_tensor(a.f(), at::kFloat);
+  if (a.name() == "value_int") return at::scalar_tensor(a.i(), at::kLong);
+  if (a.name() == "value_floats")
+    return at::tensor(std::vector<float>(a.floats().begin(), a.floats().end()));
+  if (a.name() == "value_ints")
+    return at::tensor(std::vector<int64_t>(a.ints().begin(), a.ints().end()));
+  fail(g.path, "Constant node '" + n.name() + "': unsupported " + a.name(),
+       ErrorCode::kUnsupported);
+}
+
+Graph read_graph(const onnx::ModelProto& m, const std::string& path, int opset) {
+  Graph g;
+  g.path = path;
+  g.dir = fs::path(path).parent_path().string();
+  g.opset = opset;
+  const onnx::GraphProto& graph = m.graph();
+  size_t budget = kMaxOnnxExternalBytes;
+  for (const onnx::TensorProto& t : graph.initializer()) {
+    g.consts[t.name()] =
+        tensor_of(t, g.dir, "ONNX model '" + path + "': initializer '" + t.name() + "'", budget);
+  }
+  read_shapes(g, graph.input());
+  read_shapes(g, graph.value_info());
+  read_shapes(g, graph.output());
+  for (const onnx::NodeProto& n : graph.node()) {
+    if (!n.domain().empty() && n.domain() != "ai.onnx") {
+      fail(path, "node '" + n.name() + "': unsupported operator " + n.domain() + "." + n.op_type(),
+           ErrorCode::kUnsupported);
+    }
+    if (n.op_type() == "Constant") {
+      g.consts[n.output(0)] = constant_value(n, g, budget);
+      continue;
+    }
+    if (!onnx_import::emitters().count(n.op_type())) {
+      fail(path, "node '" + n.name() + "': unsupported operator " + n.op_type(),
+           ErrorCode::kUnsupported);
+    }
+    for (const std::string& in : n.input()) g.users[in].push_back(g.nodes.size());
+    g.nodes.push_back(&n);
+    g.scopes.push_back(scope_of(n.name()));
+  }
+  for (const onnx::ValueInfoProto& o : graph.output()) g.outputs.insert(o.name());
+  return g;
+}
+
+// One module being built: its lines, the constants it holds, its helpers.
+struct ModuleCode {
+  torch::jit::Module module;
+  std::vector<std::string> lines;
+  std::map<std::string, std::string> const_attr;  // value name -> attribute
+  std::set<std::string> helpers, names;
+};
+
+std::string value_expr(Graph& g, ModuleCode& mc, const std::string& name) {
+  if (!g.consts.count(name)) return ident_of(g, name);
+  auto it = mc.const_attr.find(name);
+  if (it != mc.const_attr.end()) return "self." + it->second;
+  const std::string attr = "c" + std::to_string(mc.const_attr.size());
+  mc.const_attr[name] = attr;
+  const at::Tensor& t = g.consts.at(name);
+  if (t.is_floating_point()) {
+    mc.module.register_parameter(attr, t, /*is_buffer=*/false);
+  } else {
+    mc.module.register_buffer(attr, t);
+  }
+  return "self." + attr;
+}
+
+void emit_node(Graph& g, ModuleCode& mc, size_t i) {
+  const onnx::NodeProto& n = *g.nodes[i];
+  NodeCode e;
+  e.node = &n;
+  e.opset = g.opset;
+  e.tmp = "t" + std::to_string(i);
+  for (const std::string& in : n.input()) {
+    auto c = g.consts.find(in);
+    e.in_const.push_back(c != g.consts.end() ? &c->second : nullptr);
+    auto s = g.shapes.find(in);
+    e.in_shape_known.push_back(s != g.shapes.end());
+    e.in_shape.push_back(s != g.shapes.end() ? s->second : std::vector<int64_t>());
+    e.in_expr.push_back(in.empty() ? "" : value_expr(g, mc, in));
+  }
+  for (const std::string& out : n.output()) {
+    const bool used = !out.empty() && (g.users.count(out) || g.outputs.count(out));
+    e.out_name.push_back(used ? ident_of(g, out) : "");
+  }
+  onnx_import::emitters().at(n.op_type())(e);
+  mc.lines.insert(mc.lines.end(), e.lines.begin(), e.lines.end());
+  mc.helpers.insert(e.helpers.begin(), e.helpers.end());
+}
+
+torch::jit::Module build(Graph& g, const std::vector<size_t>& ids, size_t depth,
+                         const std::vector<std::string>& args,
+                         const std::vector<std::string>& results, const std::string& prefix);
+
+// The values a run of nodes reads from before it, and those read after it.
+std::pair<std::vector<std::string>, std::vector<std::string>> run_boundary(
+    const Graph& g, const std::vector<size_t>& run) {
+  const std::set<size_t> inside(run.begin(), run.end());
+  std::set<std::string> made, seen;
+  std::vector<std::string> in, out;
+  for (size_t i : run) {
+    for (const std::string& v : g.nodes[i]->input()) {
+      if (v.empty() || g.consts.count(v) || made.count(v) || !seen.insert(v).second) continue;
+      in.push_back(v);
+    }
+    for (const std::string& v : g.nodes[i]->output()) {
+      if (v.empty()) continue;
+      made.insert(v);
+      bool later = g.outputs.count(v) > 0;
+      auto u = g.users.find(v);
+      if (u != g.users.end()) {
+        for (size_t j : u->second) later = later || !inside.count(j);
+      }
+      if (later) out.push_back(v);
+    }
+  }
+  return {in, out};
+}
+
+// Emits a run of nodes of one scope as a call of a new submodule.
+void emit_run(Graph& g, ModuleCode& mc, const std::vector<size_t>& run, size_t depth,
+              const std::string& key, const std::string& parent_key) {
+  auto [in, out] = run_boundary(g, run);
+  if (out.empty()) return;  // nothing it computes is used
+  std::string name = key;
+  if (!parent_key.empty() && name.compare(0, parent_key.size() + 1, parent_key + ".") == 0) {
+    name = name.substr(parent_key.size() + 1);
+  }
+  name = quoted_name(name);
+  while (mc.names.count(name) || mc.module.hasattr(name)) name += "_";
+  mc.names.insert(name);
+  mc.module.register_module(name, build(g, run, depth + 1, in, out, key));
+  std::vector<std::string> args, outs;
+  for (const std::string& v : in) args.push_back(ident_of(g, v));
+  for (const std::string& v : out) outs.push_back(ident_of(g, v));
+  std::string lhs;
+  for (size_t k = 0; k < outs.size(); ++k) lhs += (k ? ", " : "") + outs[k];
+  std::string call = lhs + " = getattr(self, \"" + name + "\").forward(";
+  for (size_t k = 0; k < args.size(); ++k) call += (k ? ", " : "") + args[k];
+  mc.lines.push_back(call + ")");
+}
+
+std::string method_source(Graph& g, ModuleCode& mc, const std::vector<std::string>& args,
+                          const std::vector<std::string>& results) {
+  std::string src = "def forward(self";
+  std::string first;
+  for (const std::string& a : args) {
+    if (a == g.nhwc_input) {
+      src += ", nchw";
+      first = "    " + ident_of(g, a) + " = nchw.permute([0, 2, 3, 1])\n";
+    } else {
+      src += ", " + ident_of(g, a);
+    }
+  }
+  src += "):\n" + first;
+  for (const std::string& l : mc.lines) src += "    " + l + "\n";
+  std::vector<std::string> rs;
+  for (const std::string& r : results) rs.push_back(value_expr(g, mc, r));
+  src += "    return ";
+  if (rs.size() == 1) {
+    src += rs[0];
+  } else {
+    src += "(";
+    for (size_t k = 0; k < rs.size(); ++k) src += (k ? ", " : "") + rs[k];
+    src += ")";
+  }
+  return src + "\n";
+}
+
+torch::jit::Module build(Graph& g, const std::vector<size_t>& ids, size_t depth,
+                         const std::vector<std::string>& args,
+                         const std::vector<std::string>& results, const std::string& prefix) {
+  // A module of one node is named after its operator ("Conv"), others "Scope".
+  const std::string cls = ids.size() == 1 ? quoted_name(g.nodes[ids[0]]->op_type()) : "Scope";
+  ModuleCode mc{torch::jit::Module("__torch__.onnx." + cls, g.cu, true), {}, {}, {}, {}};
+  std::set<std::string> children;  // scopes already made submodules here
+  for (size_t k = 0; k < ids.size();) {
+    const size_t i = ids[k];
+    if (g.scopes[i].size() <= depth) {
+      emit_node(g, mc, i);
+      ++k;
+      continue;
+    }
+    const std::string& key = g.scopes[i][depth];
+    std::vector<size_t> run;
+    while (k < ids.size() && g.scopes[ids[k]].size() > depth && g.scopes[ids[k]][depth] == key) {
+      run.push_back(ids[k++]);
+    }
+    if (children.insert(key).second) {
+      emit_run(g, mc, run, depth, key, prefix);
+    } else {  // a scope seen before (called twice): its nodes stay here
+      for (size_t j : run) emit_node(g, mc, j);
+    }
+  }
+  std::string src = method_source(g, mc, args, results);
+  for (const std::string& h : mc.helpers) src = onnx_import::helper_source(h) + src;
+  try {
+    mc.module.define(src);
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    const size_t begin = what.find_first_not_of(" \n");
+    if (std::getenv("CNNVIZ_DEBUG_ONNX")) std::cerr << src << "\n" << what << "\n";
+    fail(g.path,
+         "cannot build the TorchScript of scope '" + prefix + "' (" +
+             first_line(begin == std::string::npos ? what : what.substr(begin)) + ")",
+         ErrorCode::kRuntime);
+  }
+  return mc.module;
+}
+
+}  // namespace
+
+bool is_onnx_path(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return ext == ".onnx";
+}
+
+OnnxModel import_onnx_bytes(const std::string& bytes, const std::string& path) {
+  onnx::ModelProto m = parse(bytes, path);
+  const int opset = default_opset(m, path);
+  check(m, path);
+  Graph g = read_graph(m, path, opset);
+  OnnxModel out;
+  out.opset = opset;
+  for (const onnx::StringStringEntryProto& kv : m.metadata_props()) {
+    if (kv.key() == kOnnxMetadataKey) out.metadata = kv.value();
+  }
+  std::vector<std::string> args;
+  for (const onnx::ValueInfoProto& v : m.graph().input()) {
+    if (g.consts.count(v.name())) continue;
+    if (!v.type().has_tensor_type()) {
+      fail(path,
+           "input '" + v.name() +
+               "' is not a tensor (sequences, maps and optionals are unsupported)",
+           ErrorCode::kUnsupported);
+    }
+    args.push_back(v.name());
+  }
+  for (const onnx::ValueInfoProto& v : m.graph().output()) out.outputs.push_back(v.name());
+  out.inputs = args;
+  if (!args.empty() && g.shapes.count(args[0])) {
+    // An image input [N, H, W, C] (Keras's layout: 1 or 3 channels last, at
+    // least 8 x 8 pixels) takes NCHW like any other.
+    const std::vector<int64_t>& s = g.shapes.at(args[0]);
+    if (s.size() == 4 && (s[3] == 1 || s[3] == 3) && s[1] >= 8 && s[2] >= 8) {
+      g.nhwc_input = args[0];
+      out.input_shape = {s[0], s[3], s[1], s[2]};
+    } else {
+      out.input_shape = s;
+    }
+  }
+  std::vector<size_t> ids(g.nodes.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = i;
+  out.module = std::make_shared<torch::jit::Module>(build(g, ids, 0, args, out.outputs, ""));
+  out.nhwc = !g.nhwc_input.empty();
+  out.module->eval();
+  return out;
+}
+
+OnnxModel import_onnx(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) fail(path, "not found or not a regular file");
+  const auto size = fs::file_size(path, ec);
+  if (ec || size > kMaxOnnxBytes) {
+    fail(path, "over the limit of " + std::to_string(kMaxOnnxBytes) + " bytes");
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes(static_cast<size_t>(size), '\0');
+  if (!in.read(bytes.data(), static_cast<std::streamsize>(size))) fail(path, "cannot be read");
+  return import_onnx_bytes(bytes, path);
+}
+
+const std::vector<std::string>& onnx_supported_ops() {
+  static const std::vector<std::string> ops = [] {
+    std::vector<std::string> v = {"Constant"};
+    for (const auto& [name, emit] : onnx_import::emitters()) v.push_back(name);
+    std::sort(v.begin(), v.end());
+    return v;
+  }();
+  return ops;
+}
+
+at::Tensor read_onnx_tensor(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  onnx::TensorProto t;
+  if (!in || !t.ParseFromIstream(&in)) {
+    throw Error(ErrorCode::kModel, "tensor file '" + path + "': not an ONNX TensorProto");
+  }
+  size_t budget = kMaxOnnxExternalBytes;
+  return tensor_of(t, fs::path(path).parent_path().string(), "tensor file '" + path + "'", budget);
+}
+
+}  // namespace cnnviz
