@@ -469,7 +469,7 @@ ModelInfo read_model_info(const std::string& path) {
   ModelInfo info;
   info.path = path;
   if (is_onnx_path(path)) {
-    const OnnxModel onnx = import_onnx(path);
+    const OnnxModel onnx = inspect_onnx(path);
     if (!onnx.metadata.empty())
       info = parse_model_info(onnx.metadata, path);
     else

@@ -8,6 +8,7 @@
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/model.h"
+#include "cnnviz/core/onnx.h"
 
 namespace fs = std::filesystem;
 
@@ -58,12 +59,24 @@ std::vector<ModelDir> model_search_path(const ModelDir& chosen) {
   return path;
 }
 
+namespace {
+
+// The file of a model named `name` in a models directory: NAME.pt, or the
+// ONNX file itself.
+std::string model_file(const std::string& name) {
+  return is_onnx_path(name) || fs::path(name).extension() == ".pt" ? name : name + ".pt";
+}
+
+}  // namespace
+
 std::vector<std::string> list_models(const std::string& dir) {
   std::vector<std::string> names;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const fs::path& p = it->path();
+    // TorchScript models by their stem, ONNX models by their file name.
     if (p.extension() == ".pt" && it->is_regular_file(ec)) names.push_back(p.stem().string());
+    if (is_onnx_path(p.string()) && it->is_regular_file(ec)) names.push_back(p.filename().string());
   }
   std::sort(names.begin(), names.end());
   return names;
@@ -72,6 +85,7 @@ std::vector<std::string> list_models(const std::string& dir) {
 std::string resolve_model(const std::string& name_or_path, const std::vector<ModelDir>& path) {
   if (name_or_path.empty()) throw Error(ErrorCode::kUsage, "--model: empty model name");
   std::error_code ec;
+  // (An ONNX file name without a folder is looked up in the models path too.)
   const bool looks_like_path =
       name_or_path.find('/') != std::string::npos || fs::path(name_or_path).extension() == ".pt";
   if (looks_like_path || fs::exists(name_or_path, ec)) {
@@ -81,7 +95,7 @@ std::string resolve_model(const std::string& name_or_path, const std::vector<Mod
     return name_or_path;
   }
   for (const ModelDir& dir : path) {
-    const fs::path candidate = fs::path(dir.path) / (name_or_path + ".pt");
+    const fs::path candidate = fs::path(dir.path) / model_file(name_or_path);
     if (fs::is_regular_file(candidate, ec)) return candidate.string();
   }
   std::set<std::string> found;
@@ -111,7 +125,7 @@ std::vector<ModelEntry> find_models(const std::vector<ModelDir>& path) {
     for (const std::string& name : list_models(dir.path)) {
       ModelEntry e;
       e.name = name;
-      e.path = (fs::path(dir.path) / (name + ".pt")).string();
+      e.path = (fs::path(dir.path) / model_file(name)).string();
       e.dir_source = dir.source;
       e.shadowed = !seen.insert(name).second;
       std::error_code ec;

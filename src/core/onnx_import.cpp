@@ -165,6 +165,20 @@ at::Tensor tensor_of(const onnx::TensorProto& t, const std::string& dir, const s
   return out.reshape(dims);
 }
 
+// The whole file, within kMaxOnnxBytes.
+std::string read_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) fail(path, "not found or not a regular file");
+  const auto size = fs::file_size(path, ec);
+  if (ec || size > kMaxOnnxBytes) {
+    fail(path, "over the limit of " + std::to_string(kMaxOnnxBytes) + " bytes");
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes(static_cast<size_t>(size), '\0');
+  if (!in.read(bytes.data(), static_cast<std::streamsize>(size))) fail(path, "cannot be read");
+  return bytes;
+}
+
 onnx::ModelProto parse(const std::string& bytes, const std::string& path) {
   if (bytes.size() > kMaxOnnxBytes) {
     fail(path, "over the limit of " + std::to_string(kMaxOnnxBytes) + " bytes");
@@ -240,6 +254,9 @@ struct Graph {
   std::vector<std::vector<std::string>> scopes;
   std::map<std::string, at::Tensor> consts;
   std::map<std::string, std::vector<int64_t>> shapes;
+  std::map<std::string, int> types;     // ONNX element types
+  std::vector<std::string> ops;         // each node's operator ("Silu" for a fused SiLU)
+  std::map<size_t, std::string> fused;  // a fused SiLU's node -> its input
   std::map<std::string, std::string> ident;
   std::map<std::string, std::vector<size_t>> users;
   std::set<std::string> outputs;
@@ -255,13 +272,65 @@ std::string ident_of(Graph& g, const std::string& name) {
 
 void read_shapes(Graph& g, const google::protobuf::RepeatedPtrField<onnx::ValueInfoProto>& infos) {
   for (const onnx::ValueInfoProto& v : infos) {
-    if (!v.type().has_tensor_type() || !v.type().tensor_type().has_shape()) continue;
+    if (!v.type().has_tensor_type()) continue;
+    g.types[v.name()] = v.type().tensor_type().elem_type();
+    if (!v.type().tensor_type().has_shape()) continue;
     std::vector<int64_t> dims;
     for (const auto& d : v.type().tensor_type().shape().dim()) {
       dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
     }
     g.shapes[v.name()] = dims;
   }
+}
+
+// The values node i reads (a fused SiLU: its x only).
+std::vector<std::string> inputs_of(const Graph& g, size_t i) {
+  auto f = g.fused.find(i);
+  if (f != g.fused.end()) return {f->second};
+  return {g.nodes[i]->input().begin(), g.nodes[i]->input().end()};
+}
+
+// Exporters write SiLU as Mul(x, Sigmoid(x)): it becomes aten::silu again,
+// which the engine reports as an activation guided backprop cannot guide.
+void fuse_silu(Graph& g) {
+  std::map<std::string, int> uses;
+  for (const onnx::NodeProto* n : g.nodes) {
+    for (const std::string& in : n->input()) ++uses[in];
+  }
+  for (const std::string& o : g.outputs) ++uses[o];
+  std::map<std::string, size_t> sigmoid_of;  // output -> node
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (g.nodes[i]->op_type() == "Sigmoid") sigmoid_of[g.nodes[i]->output(0)] = i;
+  }
+  std::vector<const onnx::NodeProto*> kept;
+  std::vector<std::string> ops;
+  std::set<size_t> gone;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const onnx::NodeProto& n = *g.nodes[i];
+    if (n.op_type() != "Mul" || n.input_size() != 2) continue;
+    for (int k = 0; k < 2; ++k) {
+      auto s = sigmoid_of.find(n.input(k));
+      if (s == sigmoid_of.end() || uses[n.input(k)] != 1 || s->second > i) continue;
+      if (g.nodes[s->second]->input(0) != n.input(1 - k)) continue;
+      gone.insert(s->second);
+      g.fused[i] = n.input(1 - k);
+      break;
+    }
+  }
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (gone.count(i)) continue;
+    kept.push_back(g.nodes[i]);
+    ops.push_back(g.fused.count(i) ? "Silu" : g.nodes[i]->op_type());
+  }
+  std::map<size_t, std::string> fused;
+  for (size_t i = 0, j = 0; i < g.nodes.size(); ++i) {
+    if (gone.count(i)) continue;
+    if (g.fused.count(i)) fused[j] = g.fused[i];
+    ++j;
+  }
+  g.nodes = kept;
+  g.ops = ops;
+  g.fused = fused;
 }
 
 // A Constant node's value.
@@ -306,11 +375,15 @@ Graph read_graph(const onnx::ModelProto& m, const std::string& path, int opset) 
       fail(path, "node '" + n.name() + "': unsupported operator " + n.op_type(),
            ErrorCode::kUnsupported);
     }
-    for (const std::string& in : n.input()) g.users[in].push_back(g.nodes.size());
     g.nodes.push_back(&n);
-    g.scopes.push_back(scope_of(n.name()));
   }
   for (const onnx::ValueInfoProto& o : graph.output()) g.outputs.insert(o.name());
+  fuse_silu(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (const std::string& in : inputs_of(g, i)) g.users[in].push_back(i);
+    g.scopes.push_back(scope_of(g.nodes[i]->name()));
+    if (g.ops.size() <= i) g.ops.push_back(g.nodes[i]->op_type());
+  }
   return g;
 }
 
@@ -343,19 +416,25 @@ void emit_node(Graph& g, ModuleCode& mc, size_t i) {
   e.node = &n;
   e.opset = g.opset;
   e.tmp = "t" + std::to_string(i);
-  for (const std::string& in : n.input()) {
+  for (const std::string& in : inputs_of(g, i)) {
     auto c = g.consts.find(in);
     e.in_const.push_back(c != g.consts.end() ? &c->second : nullptr);
     auto s = g.shapes.find(in);
     e.in_shape_known.push_back(s != g.shapes.end());
     e.in_shape.push_back(s != g.shapes.end() ? s->second : std::vector<int64_t>());
     e.in_expr.push_back(in.empty() ? "" : value_expr(g, mc, in));
+    auto t = g.types.find(in);
+    e.in_type.push_back(t != g.types.end() ? t->second : 0);
   }
   for (const std::string& out : n.output()) {
     const bool used = !out.empty() && (g.users.count(out) || g.outputs.count(out));
     e.out_name.push_back(used ? ident_of(g, out) : "");
   }
-  onnx_import::emitters().at(n.op_type())(e);
+  if (g.fused.count(i)) {  // x * sigmoid(x)
+    e.set("torch.silu(" + value_expr(g, mc, g.fused.at(i)) + ")");
+  } else {
+    onnx_import::emitters().at(g.ops[i])(e);
+  }
   mc.lines.insert(mc.lines.end(), e.lines.begin(), e.lines.end());
   mc.helpers.insert(e.helpers.begin(), e.helpers.end());
 }
@@ -371,7 +450,7 @@ std::pair<std::vector<std::string>, std::vector<std::string>> run_boundary(
   std::set<std::string> made, seen;
   std::vector<std::string> in, out;
   for (size_t i : run) {
-    for (const std::string& v : g.nodes[i]->input()) {
+    for (const std::string& v : inputs_of(g, i)) {
       if (v.empty() || g.consts.count(v) || made.count(v) || !seen.insert(v).second) continue;
       in.push_back(v);
     }
@@ -480,6 +559,41 @@ torch::jit::Module build(Graph& g, const std::vector<size_t>& ids, size_t depth,
   return mc.module;
 }
 
+// What a model declares: metadata, inputs (those without an initializer),
+// outputs, the first input's shape (NCHW) and whether it is NHWC.
+OnnxModel describe(const onnx::ModelProto& m, const std::string& path) {
+  OnnxModel out;
+  for (const onnx::StringStringEntryProto& kv : m.metadata_props()) {
+    if (kv.key() == kOnnxMetadataKey) out.metadata = kv.value();
+  }
+  std::set<std::string> initialized;
+  for (const onnx::TensorProto& t : m.graph().initializer()) initialized.insert(t.name());
+  for (const onnx::ValueInfoProto& v : m.graph().input()) {
+    if (initialized.count(v.name())) continue;
+    if (!v.type().has_tensor_type()) {
+      fail(path,
+           "input '" + v.name() +
+               "' is not a tensor (sequences, maps and optionals are unsupported)",
+           ErrorCode::kUnsupported);
+    }
+    if (out.inputs.empty() && v.type().tensor_type().has_shape()) {
+      for (const auto& d : v.type().tensor_type().shape().dim()) {
+        out.input_shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
+      }
+    }
+    out.inputs.push_back(v.name());
+  }
+  for (const onnx::ValueInfoProto& v : m.graph().output()) out.outputs.push_back(v.name());
+  // An image input [N, H, W, C] (Keras's layout: 1 or 3 channels last, at
+  // least 8 x 8 pixels) takes NCHW like any other.
+  const std::vector<int64_t> s = out.input_shape;
+  if (s.size() == 4 && (s[3] == 1 || s[3] == 3) && s[1] >= 8 && s[2] >= 8) {
+    out.nhwc = true;
+    out.input_shape = {s[0], s[3], s[1], s[2]};
+  }
+  return out;
+}
+
 }  // namespace
 
 bool is_onnx_path(const std::string& path) {
@@ -493,56 +607,26 @@ OnnxModel import_onnx_bytes(const std::string& bytes, const std::string& path) {
   onnx::ModelProto m = parse(bytes, path);
   const int opset = default_opset(m, path);
   check(m, path);
-  Graph g = read_graph(m, path, opset);
-  OnnxModel out;
+  OnnxModel out = describe(m, path);
   out.opset = opset;
-  for (const onnx::StringStringEntryProto& kv : m.metadata_props()) {
-    if (kv.key() == kOnnxMetadataKey) out.metadata = kv.value();
-  }
-  std::vector<std::string> args;
-  for (const onnx::ValueInfoProto& v : m.graph().input()) {
-    if (g.consts.count(v.name())) continue;
-    if (!v.type().has_tensor_type()) {
-      fail(path,
-           "input '" + v.name() +
-               "' is not a tensor (sequences, maps and optionals are unsupported)",
-           ErrorCode::kUnsupported);
-    }
-    args.push_back(v.name());
-  }
-  for (const onnx::ValueInfoProto& v : m.graph().output()) out.outputs.push_back(v.name());
-  out.inputs = args;
-  if (!args.empty() && g.shapes.count(args[0])) {
-    // An image input [N, H, W, C] (Keras's layout: 1 or 3 channels last, at
-    // least 8 x 8 pixels) takes NCHW like any other.
-    const std::vector<int64_t>& s = g.shapes.at(args[0]);
-    if (s.size() == 4 && (s[3] == 1 || s[3] == 3) && s[1] >= 8 && s[2] >= 8) {
-      g.nhwc_input = args[0];
-      out.input_shape = {s[0], s[3], s[1], s[2]};
-    } else {
-      out.input_shape = s;
-    }
-  }
+  Graph g = read_graph(m, path, opset);
+  if (out.nhwc) g.nhwc_input = out.inputs[0];
   std::vector<size_t> ids(g.nodes.size());
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = i;
-  out.module = std::make_shared<torch::jit::Module>(build(g, ids, 0, args, out.outputs, ""));
-  out.nhwc = !g.nhwc_input.empty();
+  out.module = std::make_shared<torch::jit::Module>(build(g, ids, 0, out.inputs, out.outputs, ""));
   out.module->eval();
   return out;
 }
 
-OnnxModel import_onnx(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) fail(path, "not found or not a regular file");
-  const auto size = fs::file_size(path, ec);
-  if (ec || size > kMaxOnnxBytes) {
-    fail(path, "over the limit of " + std::to_string(kMaxOnnxBytes) + " bytes");
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes(static_cast<size_t>(size), '\0');
-  if (!in.read(bytes.data(), static_cast<std::streamsize>(size))) fail(path, "cannot be read");
-  return import_onnx_bytes(bytes, path);
+OnnxModel inspect_onnx(const std::string& path) {
+  const std::string bytes = read_file(path);
+  onnx::ModelProto m = parse(bytes, path);
+  OnnxModel out = describe(m, path);
+  out.opset = default_opset(m, path);
+  return out;
 }
+
+OnnxModel import_onnx(const std::string& path) { return import_onnx_bytes(read_file(path), path); }
 
 const std::vector<std::string>& onnx_supported_ops() {
   static const std::vector<std::string> ops = [] {

@@ -167,6 +167,10 @@ void emit_max_pool(NodeCode& e) {
                            ints_literal(p.pads) + ", " + ints_literal(p.dilations) + ", " +
                            bool_literal(e.attr_int("ceil_mode", 0) != 0) + ")";
   const std::string f = "torch.max_pool" + std::to_string(p.n) + "d(";
+  if (e.is_float(0)) {
+    e.set(f + p.x + args);
+    return;
+  }
   // ATen pools floating-point tensors only; integers go through float64.
   e.set(f + p.x + args + " if " + e.in(0) + ".is_floating_point() else " + f + p.x +
         ".to(dtype=7)" + args + ".to(dtype=" + e.in(0) + ".dtype)");
@@ -1003,6 +1007,14 @@ int NodeCode::rank(size_t i) const {
   if (i < in_const.size() && in_const[i]) return static_cast<int>(in_const[i]->dim());
   if (i < in_shape.size() && in_shape_known[i]) return static_cast<int>(in_shape[i].size());
   return -1;
+}
+
+bool NodeCode::is_float(size_t i) const {
+  if (i < in_const.size() && in_const[i]) return in_const[i]->is_floating_point();
+  if (i >= in_type.size()) return false;
+  const int t = in_type[i];
+  return t == onnx::TensorProto::FLOAT || t == onnx::TensorProto::DOUBLE ||
+         t == onnx::TensorProto::FLOAT16 || t == onnx::TensorProto::BFLOAT16;
 }
 
 std::optional<std::vector<int64_t>> NodeCode::const_ints(size_t i) const {

@@ -24,6 +24,7 @@ struct NodeCode {
   std::vector<const at::Tensor*> in_const;     // the value of a constant input
   std::vector<std::vector<int64_t>> in_shape;  // from shape inference; -1: unknown dim
   std::vector<bool> in_shape_known;
+  std::vector<int> in_type;           // ONNX element type; 0: unknown
   std::vector<std::string> out_name;  // "" where an output is unused
   std::string tmp;                    // a name free for a temporary
   std::vector<std::string> lines;     // written
@@ -35,6 +36,8 @@ struct NodeCode {
   // The rank of input i, or -1 when neither a constant nor shape inference
   // says.
   int rank(size_t i) const;
+  // Whether input i is known to be floating point.
+  bool is_float(size_t i) const;
   // A constant integer input's values (nullopt when it is not constant).
   std::optional<std::vector<int64_t>> const_ints(size_t i) const;
   // A List[int] expression of input i: a literal when constant.

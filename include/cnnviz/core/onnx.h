@@ -62,6 +62,11 @@ OnnxModel import_onnx(const std::string& path);
 // errors and is the folder external data is looked up in.
 OnnxModel import_onnx_bytes(const std::string& bytes, const std::string& path);
 
+// What the model at `path` declares (metadata, inputs, outputs, opset),
+// read without checking or importing its graph (module stays null); throws
+// as import_onnx for a file that does not parse.
+OnnxModel inspect_onnx(const std::string& path);
+
 // The operators of the default domain that the importer supports, sorted.
 const std::vector<std::string>& onnx_supported_ops();
 

@@ -1,0 +1,126 @@
+// ONNX exports against the TorchScript exports of the same weights (both
+// made by the ctest fixtures with scripts/export_models.py): the same
+// classification, and the same maps from every kind of method, through the
+// command line as a user runs it.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cnnviz/core/engine.h"
+#include "cnnviz/core/model.h"
+#include "map_util.h"
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+std::string onnx_path(const std::string& name) {
+  return test::test_models_dir() + "/onnx/" + name + ".onnx";
+}
+
+std::string pt_path(const std::string& name) {
+  return test::test_models_dir() + "/" + name + ".pt";
+}
+
+nlohmann::json classify(const std::string& model, const std::string& image) {
+  const test::RunResult r =
+      test::run_cnnviz({"classify", "-m", model, "--top-k", "5", "--json", image});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return nlohmann::json::parse(r.out)["results"][0]["predictions"];
+}
+
+// Every .npy written for `pt_dir` has its twin in `onnx_dir`, within 1e-4 of
+// its max.
+void expect_same_maps(const std::string& pt_dir, const std::string& onnx_dir) {
+  int compared = 0;
+  for (const fs::directory_entry& e : fs::recursive_directory_iterator(pt_dir)) {
+    if (e.path().extension() != ".npy") continue;
+    const fs::path twin = fs::path(onnx_dir) / fs::relative(e.path(), pt_dir);
+    ASSERT_TRUE(fs::exists(twin)) << twin << " is missing";
+    test::expect_close(test::load(twin.string()), test::load(e.path().string()),
+                       e.path().filename().string());
+    ++compared;
+  }
+  EXPECT_GT(compared, 0);
+}
+
+class ModelOnnxTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ModelOnnxTest, ClassifiesAsTheTorchScriptExport) {
+  TempDir dir;
+  const std::string image = test::structured_image(dir, 200, 160);
+  const nlohmann::json want = classify(pt_path(GetParam()), image);
+  const nlohmann::json got = classify(onnx_path(GetParam()), image);
+  ASSERT_EQ(got.size(), 5u);
+  for (size_t k = 0; k < 5; ++k) {
+    EXPECT_EQ(got[k]["index"], want[k]["index"]) << "rank " << k + 1;
+    EXPECT_NEAR(got[k]["probability"].get<double>(), want[k]["probability"].get<double>(), 1e-5);
+  }
+}
+
+TEST_P(ModelOnnxTest, MapsMatchTheTorchScriptExport) {
+  TempDir dir;
+  const std::string image = test::structured_image(dir, 200, 160);
+  std::vector<std::vector<std::string>> runs = {
+      {"gradcam", "--all-layers"}, {"guided-backprop"}, {"deeplift"}};
+  // TorchScript's DenseNet hides each convolution from the batch norm after
+  // it behind a branch, so LRP folds 1 batch norm there and 59 in the ONNX
+  // graph: the rules differ, as they should.
+  if (GetParam() != "densenet121") runs.push_back({"lrp"});
+  for (const std::vector<std::string>& run : runs) {
+    for (const char* kind : {"pt", "onnx"}) {
+      std::vector<std::string> args = run;
+      const std::string model =
+          kind == std::string("pt") ? pt_path(GetParam()) : onnx_path(GetParam());
+      args.insert(args.end(), {"-m", model, "--write", "npy", "-o", dir.file(kind), image});
+      const test::RunResult r = test::run_cnnviz(args);
+      ASSERT_EQ(r.exit_code, 0) << run[0] << " on " << model << ": " << r.err;
+    }
+  }
+  expect_same_maps(dir.file("pt"), dir.file("onnx"));
+}
+
+// The engine guides every ReLU of the imported graph (ReLU6 from Clip(0, 6)),
+// and finds the same stages and layer shapes as in the TorchScript one.
+// (TorchScript's counts differ: its graphs keep both branches of
+// `if inplace` in each ReLU6 and of DenseNet's memory-efficient path.)
+TEST_P(ModelOnnxTest, EngineFindsTheSameStructure) {
+  const Engine::Description a = Engine::describe(Model::load(pt_path(GetParam())));
+  const Engine::Description b = Engine::describe(Model::load(onnx_path(GetParam())));
+  EXPECT_EQ(b.report.guided_relus > 0, a.report.guided_relus > 0);
+  EXPECT_EQ(b.report.guided_relu6s > 0, a.report.guided_relu6s > 0);
+  // (In-place or not: ONNX has no in-place operators.)
+  auto activations = [](const GraphReport& r) {
+    std::map<std::string, int> out;
+    for (const auto& [kind, n] : r.unguided)
+      out[kind.back() == '_' ? kind.substr(0, kind.size() - 1) : kind] += n;
+    return out;
+  };
+  EXPECT_EQ(activations(b.report), activations(a.report));
+  EXPECT_EQ(feature_stages(b.layers), feature_stages(a.layers));
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const LayerInfo& l : a.layers) {
+    if (l.calls == 1) shapes[l.path] = l.shape;  // a module run twice is two scopes in ONNX
+  }
+  int compared = 0;
+  for (const LayerInfo& l : b.layers) {
+    if (!shapes.count(l.path)) continue;
+    EXPECT_EQ(l.shape, shapes[l.path]) << l.path;
+    ++compared;
+  }
+  EXPECT_GT(compared, 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(Classifiers, ModelOnnxTest,
+                         ::testing::Values("squeezenet1_1", "mobilenet_v2", "densenet121",
+                                           "efficientnet_b0", "resnet50"));
+
+}  // namespace
+}  // namespace cnnviz
