@@ -51,40 +51,48 @@ void expect_same_maps(const std::string& pt_dir, const std::string& onnx_dir) {
   EXPECT_GT(compared, 0);
 }
 
-class ModelOnnxTest : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(ModelOnnxTest, ClassifiesAsTheTorchScriptExport) {
-  TempDir dir;
-  const std::string image = test::structured_image(dir, 200, 160);
-  const nlohmann::json want = classify(pt_path(GetParam()), image);
-  const nlohmann::json got = classify(onnx_path(GetParam()), image);
-  ASSERT_EQ(got.size(), 5u);
-  for (size_t k = 0; k < 5; ++k) {
-    EXPECT_EQ(got[k]["index"], want[k]["index"]) << "rank " << k + 1;
-    EXPECT_NEAR(got[k]["probability"].get<double>(), want[k]["probability"].get<double>(), 1e-5);
-  }
-}
-
-TEST_P(ModelOnnxTest, MapsMatchTheTorchScriptExport) {
-  TempDir dir;
-  const std::string image = test::structured_image(dir, 200, 160);
+// The methods compared: Grad-CAM at every stage, guided backprop, DeepLIFT
+// and LRP, plus attention rollout on a ViT.
+std::vector<std::vector<std::string>> methods_for(const std::string& name) {
   std::vector<std::vector<std::string>> runs = {
       {"gradcam", "--all-layers"}, {"guided-backprop"}, {"deeplift"}};
   // TorchScript's DenseNet hides each convolution from the batch norm after
   // it behind a branch, so LRP folds 1 batch norm there and 59 in the ONNX
   // graph: the rules differ, as they should.
-  if (GetParam() != "densenet121") runs.push_back({"lrp"});
-  for (const std::vector<std::string>& run : runs) {
-    for (const char* kind : {"pt", "onnx"}) {
+  if (name != "densenet121") runs.push_back({"lrp"});
+  if (name.find("vit") != std::string::npos) runs.push_back({"rollout"});
+  return runs;
+}
+
+// The ONNX file gives the TorchScript file's top 5 (probabilities within
+// 1e-5) and maps (within 1e-4 of each map's max) on `image`.
+void expect_round_trip(const std::string& pt, const std::string& onnx, const std::string& image,
+                       const std::string& name) {
+  const nlohmann::json want = classify(pt, image), got = classify(onnx, image);
+  ASSERT_EQ(got.size(), 5u);
+  for (size_t k = 0; k < 5; ++k) {
+    EXPECT_EQ(got[k]["index"], want[k]["index"]) << "rank " << k + 1;
+    EXPECT_NEAR(got[k]["probability"].get<double>(), want[k]["probability"].get<double>(), 1e-5);
+  }
+  TempDir out;
+  for (const std::vector<std::string>& run : methods_for(name)) {
+    for (const std::string& model : {pt, onnx}) {
       std::vector<std::string> args = run;
-      const std::string model =
-          kind == std::string("pt") ? pt_path(GetParam()) : onnx_path(GetParam());
-      args.insert(args.end(), {"-m", model, "--write", "npy", "-o", dir.file(kind), image});
+      args.insert(args.end(), {"-m", model, "--write", "npy", "-o",
+                               out.file(model == pt ? "pt" : "onnx"), image});
       const test::RunResult r = test::run_cnnviz(args);
       ASSERT_EQ(r.exit_code, 0) << run[0] << " on " << model << ": " << r.err;
     }
   }
-  expect_same_maps(dir.file("pt"), dir.file("onnx"));
+  expect_same_maps(out.file("pt"), out.file("onnx"));
+}
+
+class ModelOnnxTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ModelOnnxTest, ClassifiesAndExplainsAsTheTorchScriptExport) {
+  TempDir dir;
+  expect_round_trip(pt_path(GetParam()), onnx_path(GetParam()),
+                    test::structured_image(dir, 200, 160), GetParam());
 }
 
 // The engine guides every ReLU of the imported graph (ReLU6 from Clip(0, 6)),
@@ -120,7 +128,26 @@ TEST_P(ModelOnnxTest, EngineFindsTheSameStructure) {
 
 INSTANTIATE_TEST_SUITE_P(Classifiers, ModelOnnxTest,
                          ::testing::Values("squeezenet1_1", "mobilenet_v2", "densenet121",
-                                           "efficientnet_b0", "resnet50"));
+                                           "efficientnet_b0", "resnet50", "tiny_vit",
+                                           "tiny_vit_nobias", "tiny_swin"));
+
+// The real squeezenet1_1 weights from shared/ (fixture.export_pretrained
+// exports both files), on the photo of a cat.
+TEST(PretrainedOnnxTest, ClassifiesAndExplainsAsTheTorchScriptExport) {
+  const std::string shared = test::shared_dir();
+  if (shared.empty()) GTEST_SKIP() << "shared/ not found beside the repository: skipped";
+  const std::string dir = test::test_models_dir() + "/pretrained/";
+  ASSERT_TRUE(fs::exists(dir + "squeezenet1_1.onnx")) << "run through ctest";
+  expect_round_trip(dir + "squeezenet1_1.pt", dir + "squeezenet1_1.onnx",
+                    shared + "/images/cat.jpg", "squeezenet1_1");
+}
+
+// ViT-B/16 (330 MiB, the `backbones` label: scripts/test.sh --backbones).
+TEST(BackboneOnnxTest, VitB16ClassifiesAndExplainsAsTheTorchScriptExport) {
+  TempDir dir;
+  expect_round_trip(pt_path("vit_b_16"), onnx_path("vit_b_16"),
+                    test::structured_image(dir, 200, 160), "vit_b_16");
+}
 
 }  // namespace
 }  // namespace cnnviz

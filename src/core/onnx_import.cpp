@@ -15,12 +15,14 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "cnnviz/core/error.h"
@@ -246,6 +248,13 @@ std::string quoted_name(std::string s) {
   return s;
 }
 
+// Nodes that exporters write for one ATen operation, fused back into it:
+// the last node's outputs become `fn(args...)` ("" args: None).
+struct Fused {
+  std::string fn;
+  std::vector<std::string> args;
+};
+
 // The whole graph, as the module builder reads it.
 struct Graph {
   std::string path, dir;
@@ -254,9 +263,10 @@ struct Graph {
   std::vector<std::vector<std::string>> scopes;
   std::map<std::string, at::Tensor> consts;
   std::map<std::string, std::vector<int64_t>> shapes;
-  std::map<std::string, int> types;     // ONNX element types
-  std::vector<std::string> ops;         // each node's operator ("Silu" for a fused SiLU)
-  std::map<size_t, std::string> fused;  // a fused SiLU's node -> its input
+  std::map<std::string, int> types;  // ONNX element types
+  // Activations exporters decompose (fuse_activations): the last node of
+  // each -> (the TorchScript function, its input).
+  std::map<size_t, Fused> fused;
   std::map<std::string, std::string> ident;
   std::map<std::string, std::vector<size_t>> users;
   std::set<std::string> outputs;
@@ -286,51 +296,163 @@ void read_shapes(Graph& g, const google::protobuf::RepeatedPtrField<onnx::ValueI
 // The values node i reads (a fused SiLU: its x only).
 std::vector<std::string> inputs_of(const Graph& g, size_t i) {
   auto f = g.fused.find(i);
-  if (f != g.fused.end()) return {f->second};
+  if (f != g.fused.end()) return f->second.args;
   return {g.nodes[i]->input().begin(), g.nodes[i]->input().end()};
 }
 
-// Exporters write SiLU as Mul(x, Sigmoid(x)): it becomes aten::silu again,
-// which the engine reports as an activation guided backprop cannot guide.
-void fuse_silu(Graph& g) {
+// The node that makes each value.
+std::map<std::string, size_t> producers(const Graph& g) {
+  std::map<std::string, size_t> made;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (const std::string& o : g.nodes[i]->output()) made[o] = i;
+  }
+  return made;
+}
+
+// Whether `name` is a one-element constant equal to `v` (within 1e-6).
+bool const_is(const Graph& g, const std::string& name, double v) {
+  auto c = g.consts.find(name);
+  return c != g.consts.end() && c->second.numel() == 1 &&
+         std::abs(c->second.to(at::kDouble).item<double>() - v) < 1e-6;
+}
+
+// The single-use producer of input `k` of node `i` when it is an `op` node.
+std::optional<size_t> feeder(const Graph& g, const std::map<std::string, size_t>& made,
+                             const std::map<std::string, int>& uses, size_t i, int k,
+                             const std::string& op) {
+  const onnx::NodeProto& n = *g.nodes[i];
+  if (k >= n.input_size()) return std::nullopt;
+  auto p = made.find(n.input(k));
+  if (p == made.end() || uses.at(n.input(k)) != 1 || g.nodes[p->second]->op_type() != op) {
+    return std::nullopt;
+  }
+  return p->second;
+}
+
+// SiLU, written by exporters as Mul(x, Sigmoid(x)): the nodes it spans
+// (Sigmoid, Mul) and x, when node i is its Mul.
+std::optional<std::pair<std::vector<size_t>, std::string>> silu_at(
+    const Graph& g, const std::map<std::string, size_t>& made,
+    const std::map<std::string, int>& uses, size_t i) {
+  const onnx::NodeProto& n = *g.nodes[i];
+  if (n.op_type() != "Mul" || n.input_size() != 2) return std::nullopt;
+  for (int k = 0; k < 2; ++k) {
+    const std::optional<size_t> s = feeder(g, made, uses, i, k, "Sigmoid");
+    if (s && g.nodes[*s]->input(0) == n.input(1 - k)) {
+      return std::make_pair(std::vector<size_t>{*s, i}, n.input(1 - k));
+    }
+  }
+  return std::nullopt;
+}
+
+// GELU, written as Mul(Mul(x, Add(Erf(Div(x, sqrt 2)), 1)), 0.5) by
+// PyTorch's exporter, when node i is its last Mul.
+std::optional<std::pair<std::vector<size_t>, std::string>> gelu_at(
+    const Graph& g, const std::map<std::string, size_t>& made,
+    const std::map<std::string, int>& uses, size_t i) {
+  const onnx::NodeProto& half = *g.nodes[i];
+  if (half.op_type() != "Mul" || half.input_size() != 2 || !const_is(g, half.input(1), 0.5)) {
+    return std::nullopt;
+  }
+  const std::optional<size_t> prod = feeder(g, made, uses, i, 0, "Mul");
+  if (!prod) return std::nullopt;
+  for (int k = 0; k < 2; ++k) {
+    const std::optional<size_t> add = feeder(g, made, uses, *prod, 1 - k, "Add");
+    if (!add || !const_is(g, g.nodes[*add]->input(1), 1)) continue;
+    const std::optional<size_t> erf = feeder(g, made, uses, *add, 0, "Erf");
+    if (!erf) continue;
+    const std::optional<size_t> div = feeder(g, made, uses, *erf, 0, "Div");
+    const std::string& x = g.nodes[*prod]->input(k);
+    if (div && g.nodes[*div]->input(0) == x &&
+        const_is(g, g.nodes[*div]->input(1), std::sqrt(2.0))) {
+      return std::make_pair(std::vector<size_t>{*div, *erf, *add, *prod, i}, x);
+    }
+  }
+  return std::nullopt;
+}
+
+// nn.Linear on more than two dimensions, written as MatMul(x, W^T) and
+// Add(., b) with constant W^T and b: aten::linear again, which LRP's rules
+// recognize. When node i is the Add (or a MatMul without one).
+std::optional<std::pair<std::vector<size_t>, Fused>> linear_at(
+    Graph& g, const std::map<std::string, size_t>& made, const std::map<std::string, int>& uses,
+    size_t i) {
+  const onnx::NodeProto& n = *g.nodes[i];
+  auto weight_of = [&](const onnx::NodeProto& mm) -> std::string {
+    if (mm.op_type() != "MatMul" || mm.input_size() != 2) return "";
+    auto w = g.consts.find(mm.input(1));
+    if (w == g.consts.end() || w->second.dim() != 2 || !w->second.is_floating_point()) return "";
+    const std::string t = mm.input(1) + "/transposed";
+    if (!g.consts.count(t)) g.consts[t] = w->second.t().contiguous();
+    return t;
+  };
+  if (n.op_type() == "MatMul" && !weight_of(n).empty()) {
+    // Alone unless an Add of a bias is its one use (that Add fuses it).
+    bool biased = false;
+    if (uses.at(n.output(0)) == 1) {
+      for (size_t j = i + 1; j < g.nodes.size() && !biased; ++j) {
+        const onnx::NodeProto& a = *g.nodes[j];
+        if (a.op_type() != "Add" || a.input_size() != 2) continue;
+        for (int k = 0; k < 2; ++k) {
+          auto b = g.consts.find(a.input(1 - k));
+          biased =
+              biased || (a.input(k) == n.output(0) && b != g.consts.end() && b->second.dim() == 1);
+        }
+      }
+    }
+    if (!biased) {
+      return std::make_pair(std::vector<size_t>{i},
+                            Fused{"torch.linear", {n.input(0), weight_of(n), ""}});
+    }
+  }
+  if (n.op_type() == "Add" && n.input_size() == 2) {
+    for (int k = 0; k < 2; ++k) {
+      const std::optional<size_t> mm = feeder(g, made, uses, i, k, "MatMul");
+      auto b = g.consts.find(n.input(1 - k));
+      if (!mm || b == g.consts.end() || b->second.dim() != 1) continue;
+      const std::string w = weight_of(*g.nodes[*mm]);
+      if (w.empty() || g.consts.at(w).size(0) != b->second.size(0)) continue;
+      return std::make_pair(std::vector<size_t>{*mm, i},
+                            Fused{"torch.linear", {g.nodes[*mm]->input(0), w, n.input(1 - k)}});
+    }
+  }
+  return std::nullopt;
+}
+
+// Activations that exporters decompose become their ATen operator again
+// (aten::silu, aten::gelu), which the engine knows: AttnLRP's GELU rule,
+// and the report of what guided backprop cannot guide.
+void fuse_activations(Graph& g) {
   std::map<std::string, int> uses;
   for (const onnx::NodeProto* n : g.nodes) {
     for (const std::string& in : n->input()) ++uses[in];
   }
   for (const std::string& o : g.outputs) ++uses[o];
-  std::map<std::string, size_t> sigmoid_of;  // output -> node
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    if (g.nodes[i]->op_type() == "Sigmoid") sigmoid_of[g.nodes[i]->output(0)] = i;
-  }
-  std::vector<const onnx::NodeProto*> kept;
-  std::vector<std::string> ops;
+  const std::map<std::string, size_t> made = producers(g);
   std::set<size_t> gone;
+  std::map<size_t, Fused> fused;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
-    const onnx::NodeProto& n = *g.nodes[i];
-    if (n.op_type() != "Mul" || n.input_size() != 2) continue;
-    for (int k = 0; k < 2; ++k) {
-      auto s = sigmoid_of.find(n.input(k));
-      if (s == sigmoid_of.end() || uses[n.input(k)] != 1 || s->second > i) continue;
-      if (g.nodes[s->second]->input(0) != n.input(1 - k)) continue;
-      gone.insert(s->second);
-      g.fused[i] = n.input(1 - k);
+    for (const auto& [fn, match] :
+         {std::make_pair("torch.silu", &silu_at), std::make_pair("torch.gelu", &gelu_at)}) {
+      const auto m = match(g, made, uses, i);
+      if (!m) continue;
+      gone.insert(m->first.begin(), m->first.end() - 1);
+      fused[i] = {fn, {m->second}};
       break;
     }
+    if (const auto l = linear_at(g, made, uses, i)) {
+      gone.insert(l->first.begin(), l->first.end() - 1);
+      fused[i] = l->second;
+    }
   }
+  std::vector<const onnx::NodeProto*> kept;
+  g.fused.clear();
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     if (gone.count(i)) continue;
+    if (fused.count(i)) g.fused[kept.size()] = fused[i];
     kept.push_back(g.nodes[i]);
-    ops.push_back(g.fused.count(i) ? "Silu" : g.nodes[i]->op_type());
-  }
-  std::map<size_t, std::string> fused;
-  for (size_t i = 0, j = 0; i < g.nodes.size(); ++i) {
-    if (gone.count(i)) continue;
-    if (g.fused.count(i)) fused[j] = g.fused[i];
-    ++j;
   }
   g.nodes = kept;
-  g.ops = ops;
-  g.fused = fused;
 }
 
 // A Constant node's value.
@@ -378,11 +500,10 @@ Graph read_graph(const onnx::ModelProto& m, const std::string& path, int opset) 
     g.nodes.push_back(&n);
   }
   for (const onnx::ValueInfoProto& o : graph.output()) g.outputs.insert(o.name());
-  fuse_silu(g);
+  fuse_activations(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     for (const std::string& in : inputs_of(g, i)) g.users[in].push_back(i);
     g.scopes.push_back(scope_of(g.nodes[i]->name()));
-    if (g.ops.size() <= i) g.ops.push_back(g.nodes[i]->op_type());
   }
   return g;
 }
@@ -430,10 +551,16 @@ void emit_node(Graph& g, ModuleCode& mc, size_t i) {
     const bool used = !out.empty() && (g.users.count(out) || g.outputs.count(out));
     e.out_name.push_back(used ? ident_of(g, out) : "");
   }
-  if (g.fused.count(i)) {  // x * sigmoid(x)
-    e.set("torch.silu(" + value_expr(g, mc, g.fused.at(i)) + ")");
+  auto f = g.fused.find(i);
+  if (f != g.fused.end()) {
+    std::string call = f->second.fn + "(";
+    for (size_t k = 0; k < f->second.args.size(); ++k) {
+      const std::string& a = f->second.args[k];
+      call += (k ? ", " : "") + (a.empty() ? std::string("None") : value_expr(g, mc, a));
+    }
+    e.set(call + ")");
   } else {
-    onnx_import::emitters().at(g.ops[i])(e);
+    onnx_import::emitters().at(n.op_type())(e);
   }
   mc.lines.insert(mc.lines.end(), e.lines.begin(), e.lines.end());
   mc.helpers.insert(e.helpers.begin(), e.helpers.end());

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 #include "cnnviz/core/error.h"
@@ -607,6 +608,35 @@ void add_indexing(Map& m) {
   };
 }
 
+// The first value of a tensor attribute's raw (little-endian) data.
+double raw_scalar(const NodeCode& e, const onnx::TensorProto& v) {
+  const std::string& raw = v.raw_data();
+  auto read = [&](auto zero) {
+    if (raw.size() < sizeof zero) e.unsupported("a value shorter than its type");
+    std::memcpy(&zero, raw.data(), sizeof zero);
+    return static_cast<double>(zero);
+  };
+  switch (v.data_type()) {
+    case onnx::TensorProto::FLOAT:
+      return read(float{});
+    case onnx::TensorProto::DOUBLE:
+      return read(double{});
+    case onnx::TensorProto::INT64:
+      return read(int64_t{});
+    case onnx::TensorProto::INT32:
+      return read(int32_t{});
+    case onnx::TensorProto::INT16:
+      return read(int16_t{});
+    case onnx::TensorProto::INT8:
+      return read(int8_t{});
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::BOOL:
+      return read(uint8_t{});
+    default:
+      e.unsupported("a value of data type " + std::to_string(v.data_type()));
+  }
+}
+
 void add_tensors(Map& m) {
   m["Cast"] = [](NodeCode& e) {
     const int t = scalar_type_of(static_cast<int>(e.attr_int("to", 0)));
@@ -631,16 +661,19 @@ void add_tensors(Map& m) {
       else if (v.double_data_size())
         x = v.double_data(0);
       else if (!v.raw_data().empty())
-        e.unsupported("a raw-data value");  // the importer folds it
+        x = raw_scalar(e, v);
       value = float_literal(x);
     }
     e.set("torch.full(" + e.ints(0) + ", " + value + ", dtype=" + dtype + ")");
   };
   m["Dropout"] = [](NodeCode& e) {
-    if (e.has(2) &&
-        !(e.const_ints(2) && e.const_ints(2)->size() == 1 && (*e.const_ints(2))[0] == 0)) {
-      e.unsupported("training mode (random masks)");
-    }
+    // Training mode draws random masks, unless the ratio is 0 (PyTorch
+    // exports attention dropout with p = 0 in training mode).
+    const bool no_ratio = e.has(1) && e.in_const[1] && e.in_const[1]->numel() == 1 &&
+                          e.in_const[1]->item<double>() == 0;
+    const std::optional<std::vector<int64_t>> training = e.const_ints(2);
+    const bool eval = !e.has(2) || (training && training->size() == 1 && (*training)[0] == 0);
+    if (!eval && !no_ratio) e.unsupported("training mode (random masks)");
     e.set(e.in(0));
     if (e.out_name.size() > 1) e.set("torch.ones_like(" + e.in(0) + ", dtype=11)", 1);
   };

@@ -401,7 +401,7 @@ def tv_detector_meta(name, scripted):
             "preprocess": torchvision_detectors.preprocess_of(tv)}
 
 
-def export(name, outdir, seed=0):
+def export(name, outdir, seed=0, onnx=False):
     torch.manual_seed(seed)
     model = TINY[name]()
     export_models.reinit_zero_linears(model, seed)
@@ -443,8 +443,13 @@ def export(name, outdir, seed=0):
         meta.update(detector_meta(name, scripted))
     if name in TV_DETECTORS:
         meta.update(tv_detector_meta(name, scripted))
-    path = os.path.join(outdir, f"{name}.pt")
-    torch.jit.save(scripted, path + ".tmp", _extra_files={"cnnviz.json": json.dumps(meta)})
+    path = os.path.join(outdir, f"{name}.onnx" if onnx else f"{name}.pt")
+    if onnx:
+        if name in DETECTORS or segmenter:
+            raise SystemExit(f"tiny_models.py: {name}: --onnx exports classifiers only")
+        export_models.save_onnx(model, example, path + ".tmp", meta)
+    else:
+        torch.jit.save(scripted, path + ".tmp", _extra_files={"cnnviz.json": json.dumps(meta)})
     os.replace(path + ".tmp", path)
     print(f"exported {path} (stages {', '.join(stages)})")
 
@@ -453,6 +458,8 @@ def main():
     parser = argparse.ArgumentParser(prog="tiny_models.py", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(TINY))
     parser.add_argument("-o", "--outdir", required=True)
+    parser.add_argument("--onnx", action="store_true",
+                        help="write NAME.onnx (the classifiers only), as export_models.py --onnx")
     args = parser.parse_args()
     for name in args.names:
         if name not in TINY:
@@ -460,7 +467,7 @@ def main():
     os.makedirs(args.outdir, exist_ok=True)
     torch.set_num_threads(1)
     for name in args.names or [n for n in TINY if n not in BENCH_ONLY]:
-        export(name, args.outdir)
+        export(name, args.outdir, onnx=args.onnx)
     return 0
 
 
