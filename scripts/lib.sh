@@ -10,6 +10,8 @@ CNNVIZ_PACKAGES=(
   python3 python3-torch python3-torchvision python3-numpy python3-pil
   python3-skimage  # ships chelsea.png, the sample cat photo (CC0)
   libcpp-httplib-dev  # cnnviz serve's HTTP server
+  libonnx-dev libprotobuf-dev  # reading ONNX models: ONNX's protobuf classes and checker
+  python3-onnx  # export_models.py --onnx writes the model's metadata with it
   help2man  # the man page, from the binary's own --help, at build time
   dpkg-dev  # dpkg-shlibdeps: the Debian package's Depends (scripts/package.sh)
 )
@@ -22,6 +24,7 @@ CNNVIZ_TEST_PACKAGES=(
   python3-jsonschema  # validates every JSON output against schemas/
   bash-completion zsh man-db  # the installed completions and man page (tests/install_test.sh)
   universal-ctags  # function lengths (scripts/long_functions.sh, ctest unit.function_length)
+  libonnx-testdata  # ONNX's backend conformance tests (tests/onnx_conformance_test.cpp)
   libjpeg-turbo-progs  # jpegtran: restart markers, arithmetic coding (tests/conformance_test.py)
 )
 

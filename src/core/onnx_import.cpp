@@ -24,6 +24,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <unordered_map>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/onnx.h"
@@ -58,17 +59,10 @@ size_t element_size(int onnx_type) {
   }
 }
 
-// The bytes of a tensor stored outside the model (data_location EXTERNAL):
-// a file in the model's folder, never outside it.
-std::string external_bytes(const onnx::TensorProto& t, const std::string& dir,
-                           const std::string& subject, size_t& budget) {
-  std::string location;
-  int64_t offset = 0, length = -1;
-  for (const onnx::StringStringEntryProto& kv : t.external_data()) {
-    if (kv.key() == "location") location = kv.value();
-    if (kv.key() == "offset") offset = std::stoll(kv.value());
-    if (kv.key() == "length") length = std::stoll(kv.value());
-  }
+// The file external data names: a relative path inside the model's folder
+// (`dir`), links resolved; throws Error(kModel) for any other.
+fs::path external_file(const std::string& location, const std::string& dir,
+                       const std::string& subject) {
   const fs::path rel(location);
   bool inside = !location.empty() && rel.is_relative();
   for (const fs::path& part : rel) inside = inside && part != "..";
@@ -80,6 +74,21 @@ std::string external_bytes(const onnx::TensorProto& t, const std::string& dir,
     throw Error(ErrorCode::kModel,
                 subject + ": external data '" + location + "' is outside the model's folder");
   }
+  return file;
+}
+
+// The bytes of a tensor stored outside the model (data_location EXTERNAL):
+// a file in the model's folder, never outside it.
+std::string external_bytes(const onnx::TensorProto& t, const std::string& dir,
+                           const std::string& subject, size_t& budget) {
+  std::string location;
+  int64_t offset = 0, length = -1;
+  for (const onnx::StringStringEntryProto& kv : t.external_data()) {
+    if (kv.key() == "location") location = kv.value();
+    if (kv.key() == "offset") offset = std::stoll(kv.value());
+    if (kv.key() == "length") length = std::stoll(kv.value());
+  }
+  const fs::path file = external_file(location, dir, subject);
   std::ifstream in(file, std::ios::binary | std::ios::ate);
   if (!in)
     throw Error(ErrorCode::kModel, subject + ": cannot read external data '" + location + "'");
@@ -216,8 +225,34 @@ void check(onnx::ModelProto& m, const std::string& path) {
   if (static_cast<size_t>(m.graph().node_size()) > kMaxOnnxNodes) {
     fail(path, "over the limit of " + std::to_string(kMaxOnnxNodes) + " nodes");
   }
+  // External data is checked here first, then by the checker relative to the
+  // model's folder (its plain check_model looks in the working directory).
+  const std::string dir = fs::path(path).parent_path().string();
+  bool external = false;
+  for (const onnx::TensorProto& t : m.graph().initializer()) {
+    if (t.data_location() != onnx::TensorProto::EXTERNAL) continue;
+    external = true;
+    for (const onnx::StringStringEntryProto& kv : t.external_data()) {
+      if (kv.key() == "location") {
+        external_file(kv.value(), dir, "ONNX model '" + path + "': initializer '" + t.name() + "'");
+      }
+    }
+  }
   try {
-    onnx::checker::check_model(m);
+    if (external) {
+      onnx::checker::CheckerContext ctx;
+      ctx.set_ir_version(static_cast<int>(m.ir_version()));
+      std::unordered_map<std::string, int> opsets;
+      for (const onnx::OperatorSetIdProto& o : m.opset_import()) {
+        opsets[o.domain()] = static_cast<int>(o.version());
+      }
+      ctx.set_opset_imports(opsets);
+      ctx.set_model_dir(dir.empty() ? "." : dir);
+      onnx::checker::LexicalScopeContext scope;
+      onnx::checker::check_graph(m.graph(), ctx, scope);
+    } else {
+      onnx::checker::check_model(m);
+    }
   } catch (const std::exception& e) {
     fail(path, "fails ONNX's checker (" + first_line(e.what()) + ")");
   }

@@ -1,7 +1,6 @@
 #include "targets.h"
 
 #include <ATen/ATen.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -15,8 +14,10 @@
 #include <stdexcept>
 
 #include "../../src/cli/config.h"
+#include "../../src/io/image_size.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/model.h"
+#include "cnnviz/core/onnx.h"
 #include "cnnviz/io/files.h"
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/npy.h"
@@ -27,7 +28,6 @@
 #include "cnnviz/run/inputs.h"
 #include "cnnviz/run/manifest.h"
 #include "cnnviz/run/report.h"
-#include "../../src/io/image_size.h"
 
 namespace fs = std::filesystem;
 
@@ -311,11 +311,27 @@ int png(const uint8_t* data, size_t size) {
   return 0;
 }
 
+int onnx(const uint8_t* data, size_t size) {
+  try {
+    const OnnxModel m =
+        import_onnx_bytes(std::string(reinterpret_cast<const char*>(data), size), "fuzz.onnx");
+    if (!m.module) bug("imported without a module");
+  } catch (const Error&) {
+  }
+  return 0;
+}
+
 const std::vector<NamedTarget>& targets() {
-  static const std::vector<NamedTarget> all = {
-      {"image", image}, {"metadata", metadata}, {"lists", lists},  {"manifests", manifests},
-      {"npy", npy},     {"png", png},           {"config", config},
-      {"region", region}, {"differential", differential}};
+  static const std::vector<NamedTarget> all = {{"image", image},
+                                               {"metadata", metadata},
+                                               {"lists", lists},
+                                               {"manifests", manifests},
+                                               {"npy", npy},
+                                               {"png", png},
+                                               {"config", config},
+                                               {"region", region},
+                                               {"differential", differential},
+                                               {"onnx", onnx}};
   return all;
 }
 

@@ -35,6 +35,9 @@ int png(const uint8_t* data, size_t size);
 // or for damage libjpeg reports (differential.cpp).
 int differential(const uint8_t* data, size_t size);
 
+// ONNX model bytes -> import_onnx_bytes (parse, checker, graph build).
+int onnx(const uint8_t* data, size_t size);
+
 using Target = int (*)(const uint8_t*, size_t);
 struct NamedTarget {
   const char* name;

@@ -1,0 +1,159 @@
+// Bad ONNX files: each is refused with one line naming the file and the
+// problem (Error kModel, exit 4; kUnsupported, exit 5), never a crash.
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+#include <torch/script.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/onnx.h"
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+namespace fs = std::filesystem;
+using test::expect_error;
+using test::TempDir;
+
+// x [1, 2] -> Relu -> Add(W) -> y, W an initializer [2].
+onnx::ModelProto small_model(int opset = 13) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(opset);
+  onnx::GraphProto* g = m.mutable_graph();
+  g->set_name("small");
+  for (const char* name : {"x", "y"}) {
+    onnx::ValueInfoProto* v = name[0] == 'x' ? g->add_input() : g->add_output();
+    v->set_name(name);
+    auto* t = v->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(onnx::TensorProto::FLOAT);
+    t->mutable_shape()->add_dim()->set_dim_value(1);
+    t->mutable_shape()->add_dim()->set_dim_value(2);
+  }
+  onnx::TensorProto* w = g->add_initializer();
+  w->set_name("W");
+  w->set_data_type(onnx::TensorProto::FLOAT);
+  w->add_dims(2);
+  const float values[2] = {1.5f, -2.0f};
+  w->set_raw_data(std::string(reinterpret_cast<const char*>(values), sizeof values));
+  onnx::NodeProto* relu = g->add_node();
+  relu->set_name("/block/Relu");
+  relu->set_op_type("Relu");
+  relu->add_input("x");
+  relu->add_output("r");
+  onnx::NodeProto* add = g->add_node();
+  add->set_name("/block/Add");
+  add->set_op_type("Add");
+  add->add_input("r");
+  add->add_input("W");
+  add->add_output("y");
+  return m;
+}
+
+std::string save(const TempDir& dir, const onnx::ModelProto& m,
+                 const std::string& name = "m.onnx") {
+  const std::string path = dir.file(name);
+  std::ofstream out(path, std::ios::binary);
+  m.SerializeToOstream(&out);
+  return path;
+}
+
+TEST(OnnxInputTest, ASmallModelImportsAndRuns) {
+  TempDir dir;
+  const OnnxModel m = import_onnx(save(dir, small_model()));
+  const at::Tensor y = m.module->forward({torch::tensor({{-1.0f, 3.0f}})}).toTensor();
+  EXPECT_TRUE(y.allclose(torch::tensor({{1.5f, 1.0f}})));
+  EXPECT_TRUE(m.module->hasattr("block"));  // the scope in the node names
+}
+
+TEST(OnnxInputTest, TruncatedOrCorruptFilesAreRefused) {
+  TempDir dir;
+  std::string bytes;
+  small_model().SerializeToString(&bytes);
+  for (size_t cut : {bytes.size() / 2, bytes.size() - 3}) {
+    test::write_text(dir.file("cut.onnx"), bytes.substr(0, cut));
+    expect_error([&] { import_onnx(dir.file("cut.onnx")); }, ErrorCode::kModel, "cut.onnx");
+  }
+  test::write_text(dir.file("text.onnx"), "this is not a model\n");
+  expect_error([&] { import_onnx(dir.file("text.onnx")); }, ErrorCode::kModel, "text.onnx");
+  test::write_text(dir.file("empty.onnx"), "");
+  expect_error([&] { import_onnx(dir.file("empty.onnx")); }, ErrorCode::kModel, "no graph");
+}
+
+TEST(OnnxInputTest, OpsetsOutsideTheRangeAreRefused) {
+  TempDir dir;
+  expect_error([&] { import_onnx(save(dir, small_model(18))); }, ErrorCode::kModel,
+               "opset 18 is outside the supported 7-17");
+  expect_error([&] { import_onnx(save(dir, small_model(6))); }, ErrorCode::kUnsupported, "opset 6");
+}
+
+TEST(OnnxInputTest, AnInitializerThatDoesNotMatchItsShapeIsRefused) {
+  TempDir dir;
+  onnx::ModelProto m = small_model();
+  m.mutable_graph()->mutable_initializer(0)->set_raw_data("abc");
+  expect_error([&] { import_onnx(save(dir, m)); }, ErrorCode::kModel,
+               "initializer 'W': 3 bytes of data for a shape needing 8");
+}
+
+TEST(OnnxInputTest, ExternalDataOutsideTheModelsFolderIsRefused) {
+  TempDir dir;
+  fs::create_directory(dir.file("model"));
+  test::write_text(dir.file("secret.bin"), std::string(8, 'x'));
+  onnx::ModelProto m = small_model();
+  onnx::TensorProto* w = m.mutable_graph()->mutable_initializer(0);
+  w->clear_raw_data();
+  w->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto* loc = w->add_external_data();
+  loc->set_key("location");
+  for (const std::string& place : {std::string("../secret.bin"), dir.file("secret.bin")}) {
+    loc->set_value(place);
+    expect_error([&] { import_onnx(save(dir, m, "model/m.onnx")); }, ErrorCode::kModel,
+                 "outside the model's folder");
+  }
+  // Inside it, it is read.
+  test::write_text(dir.file("model/w.bin"), std::string("\0\0\300?\0\0\0\300", 8));
+  loc->set_value("w.bin");
+  const OnnxModel ok = import_onnx(save(dir, m, "model/m.onnx"));
+  const at::Tensor y = ok.module->forward({torch::zeros({1, 2})}).toTensor();
+  EXPECT_TRUE(y.allclose(torch::tensor({{1.5f, -2.0f}})));
+}
+
+TEST(OnnxInputTest, ACycleIsRefused) {
+  TempDir dir;
+  onnx::ModelProto m = small_model();
+  onnx::GraphProto* g = m.mutable_graph();
+  g->mutable_node(0)->set_input(0, "y");  // Relu reads Add's output, which reads Relu's
+  expect_error([&] { import_onnx(save(dir, m)); }, ErrorCode::kModel, "fails ONNX's checker");
+}
+
+TEST(OnnxInputTest, AModelOverTheSizeLimitIsRefusedBeforeReading) {
+  TempDir dir;
+  const std::string path = dir.file("huge.onnx");
+  { std::ofstream(path, std::ios::binary).put('x'); }
+  fs::resize_file(path, kMaxOnnxBytes + 1);  // sparse: no disk used
+  expect_error([&] { import_onnx(path); }, ErrorCode::kModel, "over the limit");
+}
+
+TEST(OnnxInputTest, AnUnsupportedOperatorIsNamed) {
+  TempDir dir;
+  onnx::ModelProto m = small_model();
+  m.mutable_graph()->mutable_node(0)->set_op_type("Hardmax");
+  expect_error([&] { import_onnx(save(dir, m)); }, ErrorCode::kUnsupported,
+               "node '/block/Relu': unsupported operator Hardmax");
+}
+
+TEST(CliOnnxTest, ABadModelGetsOneLineAndTheModelExitCode) {
+  TempDir dir;
+  test::write_text(dir.file("bad.onnx"), "not a model");
+  const test::RunResult r = test::run_cnnviz({"layers", "-m", dir.file("bad.onnx")});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_EQ(test::lines(r.err).size(), 1u) << r.err;
+  EXPECT_NE(r.err.find("bad.onnx"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace cnnviz
