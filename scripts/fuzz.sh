@@ -7,7 +7,7 @@
 # build-fuzz/corpus/<target>/ for the next run).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
-#     targets: image metadata lists manifests npy png config differential
+#     targets: image metadata lists manifests npy png config differential onnx
 #
 # A crash, leak, sanitizer report or broken round trip stops that target and
 # leaves the input in build-fuzz/crashes/; copy it to

@@ -10,6 +10,7 @@
 #include "cnnviz/core/feature_map.h"
 #include "cnnviz/core/formats.h"
 #include "cnnviz/core/json_util.h"
+#include "cnnviz/core/onnx.h"
 #include "cnnviz/methods/layers.h"
 
 namespace cnnviz::cli {
@@ -114,6 +115,10 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
       << (d.report.guided_relu6s ? std::to_string(d.report.guided_relu6s) + " ReLU6s guided; " : "")
       << (unguided.empty() ? "no activations that cannot be guided" : "cannot guide " + unguided)
       << "\n";
+  if (is_onnx_path(info.path)) {
+    out << "ONNX model: its layers are the module scopes in its node names (\"/features/"
+           "features.3/Concat\" is in features.3), one per run of consecutive nodes\n";
+  }
   print_layer_rows(d, features, default_path, out);
   out << "feature = taken by --all-layers; default = the layer methods' default layer; CAM = the "
          "map CAM weighs; read as map = what the layer methods see (- : not a spatial map)\n";

@@ -61,18 +61,17 @@ int run_models(const ModelsOptions& opts, std::ostream& out, std::ostream& err) 
     }
     doc["models"] = nlohmann::ordered_json::array();
     for (const ModelEntry& m : models) {
-      nlohmann::ordered_json j{{"name", m.name},         {"path", m.path},
-                               {"source", m.dir_source}, {"arch", m.arch},
-                               {"task", m.task},
-                               {"weights", m.weights},   {"classes", m.classes},
-                               {"bytes", m.bytes},       {"shadowed", m.shadowed}};
+      nlohmann::ordered_json j{
+          {"name", m.name},       {"path", m.path},   {"source", m.dir_source},
+          {"arch", m.arch},       {"task", m.task},   {"weights", m.weights},
+          {"classes", m.classes}, {"bytes", m.bytes}, {"shadowed", m.shadowed}};
       if (!m.problem.empty()) j["problem"] = m.problem;
       doc["models"].push_back(j);
     }
     out << doc.dump(2) << "\n";
     return 0;
   }
-  out << "Searched, in order (the first NAME.pt found wins):\n";
+  out << "Searched, in order (the first NAME.pt, or ONNX file NAME, found wins):\n";
   for (size_t i = 0; i < path.size(); ++i) {
     std::error_code ec;
     const bool exists = fs::is_directory(path[i].path, ec);
