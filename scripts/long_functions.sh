@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Lists the functions in src/ longer than a limit (default 80 lines), longest
 # first, as "LINES FILE:LINE NAME". The data tables (method_table,
-# param_table, the ONNX importer's helper_table of TorchScript sources) are
-# left out: they are rows, not logic. Exits 1 when any
+# param_table) are left out: they are rows, not logic. Exits 1 when any
 # other function is over the limit. Needs universal-ctags.
 #
 #   scripts/long_functions.sh [LIMIT]
@@ -18,7 +17,7 @@ long=$(ctags -R --languages=C++ --kinds-C++=f --fields=+ne -o - src |
       if ($i ~ /^line:/) l = substr($i, 6)
       if ($i ~ /^end:/) e = substr($i, 5)
     }
-    if (l != "" && e != "" && e - l + 1 > limit && $1 != "method_table" && $1 != "param_table" && $1 != "helper_table")
+    if (l != "" && e != "" && e - l + 1 > limit && $1 != "method_table" && $1 != "param_table")
       print e - l + 1, $2 ":" l, $1
   }' | sort -rn)
 if [ -n "$long" ]; then

@@ -778,10 +778,9 @@ Map make_table() {
   return m;
 }
 
-// Helper methods the emitted code calls, by name (each module gets those its
-// nodes use).
-const std::map<std::string, std::string>& helper_table() {
-  static const std::map<std::string, std::string> table = {
+// Helper methods, part 1 of 5.
+void add_helpers_1(std::map<std::string, std::string>& table) {
+  table.insert({
       {"ints", R"(def _ints(self, t: Tensor) -> List[int]:
     r: List[int] = t.to(dtype=4).reshape([-1]).tolist()
     return r
@@ -848,6 +847,12 @@ const std::map<std::string, std::string>& helper_table() {
         x = x.squeeze(a)
     return x
 )"},
+  });
+}
+
+// Helper methods, part 2 of 5.
+void add_helpers_2(std::map<std::string, std::string>& table) {
+  table.insert({
       {"gather", R"(def _gather(self, x: Tensor, i: Tensor, axis: int) -> Tensor:
     if axis < 0:
         axis += x.dim()
@@ -903,6 +908,12 @@ const std::map<std::string, std::string>& helper_table() {
     n = x.size(axis)
     return (n + parts - 1) // parts
 )"},
+  });
+}
+
+// Helper methods, part 3 of 5.
+void add_helpers_3(std::map<std::string, std::string>& table) {
+  table.insert({
       {"softmax_flat", R"(def _softmax_flat(self, x: Tensor, axis: int, log: bool) -> Tensor:
     if axis < 0:
         axis += x.dim()
@@ -943,6 +954,12 @@ const std::map<std::string, std::string>& helper_table() {
     s = torch.avg_pool2d(sq, [size, 1], [1, 1], [0, 0], False, True) * size
     return x / torch.pow(s.reshape(x.shape) * (alpha / size) + bias, beta)
 )"},
+  });
+}
+
+// Helper methods, part 4 of 5.
+void add_helpers_4(std::map<std::string, std::string>& table) {
+  table.insert({
       {"pad", R"(def _pad(self, x: Tensor, p: List[int], mode: str, value: float) -> Tensor:
     n = len(p) // 2
     q: List[int] = []
@@ -1001,6 +1018,12 @@ const std::map<std::string, std::string>& helper_table() {
         return torch.upsample_bicubic2d(x, size, align, None if align else sh, None if align else sw)
     return torch.upsample_bilinear2d(x, size, align, None if align else sh, None if align else sw)
 )"},
+  });
+}
+
+// Helper methods, part 5 of 5.
+void add_helpers_5(std::map<std::string, std::string>& table) {
+  table.insert({
       {"depth_to_space", R"(def _depth_to_space(self, x: Tensor, b: int, crd: bool) -> Tensor:
     n = x.size(0)
     c = x.size(1)
@@ -1020,7 +1043,21 @@ const std::map<std::string, std::string>& helper_table() {
     y = x.reshape([n, c, h // b, b, w // b, b]).permute([0, 3, 5, 1, 2, 4])
     return y.reshape([n, c * b * b, h // b, w // b])
 )"},
-  };
+  });
+}
+
+// Helper methods the emitted code calls, by name (each module gets those its
+// nodes use).
+const std::map<std::string, std::string>& helper_table() {
+  static const std::map<std::string, std::string> table = [] {
+    std::map<std::string, std::string> t;
+    add_helpers_1(t);
+    add_helpers_2(t);
+    add_helpers_3(t);
+    add_helpers_4(t);
+    add_helpers_5(t);
+    return t;
+  }();
   return table;
 }
 
