@@ -42,23 +42,6 @@ namespace {
   throw Error(code, "ONNX model '" + path + "': " + what);
 }
 
-size_t element_size(int onnx_type) {
-  switch (onnx_type) {
-    case onnx::TensorProto::DOUBLE:
-    case onnx::TensorProto::INT64:
-      return 8;
-    case onnx::TensorProto::FLOAT:
-    case onnx::TensorProto::INT32:
-      return 4;
-    case onnx::TensorProto::INT16:
-    case onnx::TensorProto::FLOAT16:
-    case onnx::TensorProto::BFLOAT16:
-      return 2;
-    default:
-      return 1;
-  }
-}
-
 // The file external data names: a relative path inside the model's folder
 // (`dir`), links resolved; throws Error(kModel) for any other.
 fs::path external_file(const std::string& location, const std::string& dir,
@@ -162,7 +145,7 @@ at::Tensor tensor_of(const onnx::TensorProto& t, const std::string& dir, const s
   const bool external = t.data_location() == onnx::TensorProto::EXTERNAL;
   if (external || t.has_raw_data()) {
     const std::string bytes = external ? external_bytes(t, dir, subject, budget) : t.raw_data();
-    const size_t want = static_cast<size_t>(n) * element_size(t.data_type());
+    const size_t want = static_cast<size_t>(n) * at::elementSize(scalar);
     if (bytes.size() != want) {
       throw Error(ErrorCode::kModel, subject + ": " + std::to_string(bytes.size()) +
                                          " bytes of data for a shape needing " +

@@ -1175,31 +1175,24 @@ std::string ints_literal(const std::vector<int64_t>& v) {
   return s + "]";
 }
 
+namespace {
+
+// ONNX's data types that LibTorch has: the ScalarType each becomes.
+const std::map<int, at::ScalarType>& type_table() {
+  static const std::map<int, at::ScalarType> table = {
+      {onnx::TensorProto::FLOAT, at::kFloat},   {onnx::TensorProto::UINT8, at::kByte},
+      {onnx::TensorProto::INT8, at::kChar},     {onnx::TensorProto::INT16, at::kShort},
+      {onnx::TensorProto::INT32, at::kInt},     {onnx::TensorProto::INT64, at::kLong},
+      {onnx::TensorProto::BOOL, at::kBool},     {onnx::TensorProto::FLOAT16, at::kHalf},
+      {onnx::TensorProto::DOUBLE, at::kDouble}, {onnx::TensorProto::BFLOAT16, at::kBFloat16}};
+  return table;
+}
+
+}  // namespace
+
 int scalar_type_of(int onnx_type) {
-  switch (onnx_type) {
-    case onnx::TensorProto::FLOAT:
-      return static_cast<int>(at::kFloat);
-    case onnx::TensorProto::UINT8:
-      return static_cast<int>(at::kByte);
-    case onnx::TensorProto::INT8:
-      return static_cast<int>(at::kChar);
-    case onnx::TensorProto::INT16:
-      return static_cast<int>(at::kShort);
-    case onnx::TensorProto::INT32:
-      return static_cast<int>(at::kInt);
-    case onnx::TensorProto::INT64:
-      return static_cast<int>(at::kLong);
-    case onnx::TensorProto::BOOL:
-      return static_cast<int>(at::kBool);
-    case onnx::TensorProto::FLOAT16:
-      return static_cast<int>(at::kHalf);
-    case onnx::TensorProto::DOUBLE:
-      return static_cast<int>(at::kDouble);
-    case onnx::TensorProto::BFLOAT16:
-      return static_cast<int>(at::kBFloat16);
-    default:
-      return -1;
-  }
+  auto it = type_table().find(onnx_type);
+  return it == type_table().end() ? -1 : static_cast<int>(it->second);
 }
 
 }  // namespace cnnviz::onnx_import
