@@ -224,6 +224,26 @@ def model_file(name):
     return path
 
 
+def onnx_twin(name, model):
+    """The ONNX file beside MODEL (the same name with .onnx), else build/bench-models/NAME.onnx,
+    exported with random weights when missing (scripts/export_models.py --onnx)."""
+    beside = os.path.splitext(model)[0] + ".onnx"
+    if os.path.isfile(beside):
+        return beside
+    outdir = os.path.join(BUILD, "bench-models")
+    path = os.path.join(outdir, os.path.basename(beside))
+    if not os.path.isfile(path):
+        print(f"{PROG}: exporting {name} as ONNX with random weights into build/bench-models",
+              file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "export_models.py"),
+                               "--random-weights", "--onnx", "-o", outdir, name],
+                              stdout=sys.stderr)
+        if proc.returncode != 0 or not os.path.isfile(path):
+            raise BenchError(f"cannot export model '{name}' as ONNX (see export_models.py's "
+                             f"message)")
+    return path
+
+
 def chelsea():
     """scikit-image's sample cat photo (CC0), found without importing scikit-image."""
     spec = importlib.util.find_spec("skimage")
@@ -992,6 +1012,45 @@ def mode_detector(b):
     r.ratio("drise_4000_over_1000", "4,000 / 1,000 masks", peak[4000] / peak[1000], ("<=", 1.1))
 
 
+def mode_onnx(b):
+    """The same model as TorchScript (.pt) and as ONNX (.onnx beside it, else exported with
+    random weights into build/bench-models), alternating, best of R (default 5):
+    - loading as a user sees it: the whole `cnnviz classify` process on one image
+      (cat_dog.png), ONNX parse and graph build included (target <= 1.2x TorchScript's);
+    - one forward + one plain backward to the input through the engine, warm (cnnviz_bench
+      fwdbwd, best of 5 batches of 1 image; target <= 1.05x);
+    - the whole `cnnviz gradcam --all-layers` process on that image (--write npy).
+    Default model resnet50."""
+    image, bench = one_image(), b.bench_binary()
+    models = {"torchscript": b.model, "onnx": onnx_twin(b.args.model, b.model)}
+
+    def measure(model):
+        _, load = run([b.cnnviz, "classify", "--threads", b.threads, "-m", model, image])
+        fb = json_run([bench, "fwdbwd", "-m", model, "--batch-size", 1, "--batches", 5,
+                       "--threads", b.threads])["best_ms_per_image"]
+        out = os.path.join(b.work, "out")
+        shutil.rmtree(out, ignore_errors=True)
+        _, whole = run([b.cnnviz, "gradcam", "--all-layers", "--write", "npy", "-q",
+                        "--threads", b.threads, "-m", model, "-o", out, image])
+        return {"load_ms": load, "fwdbwd_ms": fb, "gradcam_ms": whole}
+
+    ts, ox = alternate(b.repeat, *[lambda m=m: measure(m) for m in models.values()])
+    r = b.report
+    r.section(f"ONNX against TorchScript: {b.name()}, 1 image, {b.threads} threads")
+    for key, label in (("load_ms", "classify, whole process"),
+                       ("fwdbwd_ms", "1 forward + 1 backward, warm"),
+                       ("gradcam_ms", "gradcam --all-layers, whole process")):
+        r.figure(f"torchscript_{key}", f"TorchScript: {label} (best of {b.repeat})", ts[key],
+                 "ms")
+        r.figure(f"onnx_{key}", f"ONNX: {label} (best of {b.repeat})", ox[key], "ms")
+    r.ratio("load_ratio", "classify (load + first run): ONNX/TorchScript",
+            ox["load_ms"] / ts["load_ms"], ("<=", 1.2))
+    r.ratio("fwdbwd_ratio", "forward + backward: ONNX/TorchScript",
+            ox["fwdbwd_ms"] / ts["fwdbwd_ms"], ("<=", 1.05))
+    r.ratio("gradcam_ratio", "gradcam --all-layers run: ONNX/TorchScript",
+            ox["gradcam_ms"] / ts["gradcam_ms"])
+
+
 MODES = {  # name: (function, summary, defaults)
     "classify": (mode_classify, "cnnviz classify against PIL + torchvision (the default mode)",
                  {"model": "squeezenet1_1", "images": 32, "batch_size": 8, "repeat": 5}),
@@ -1012,6 +1071,8 @@ MODES = {  # name: (function, summary, defaults)
                  "memory", {"model": "yolov8_resnet50", "repeat": 3}),
     "featviz": (mode_featviz, "filters against the PyTorch loop; top-activations against "
                 "classify", {"model": "squeezenet1_1", "images": 64, "repeat": 3}),
+    "onnx": (mode_onnx, "an ONNX model's load and forward + backward against its TorchScript "
+             "export", {"model": "resnet50", "repeat": 5}),
     "serve": (mode_serve, "cnnviz serve: new maps, layer switches, load test",
               {"model": "squeezenet1_1", "images": 8}),
 }

@@ -7,6 +7,9 @@
 //     method M at every feature stage as `cnnviz M --all-layers` computes it
 //     (compute_maps: one capture pass, its backward passes, the maps on the CPU);
 //     scripts/bench.py runs guided-gradcam
+//   cnnviz_bench fwdbwd -m MODEL [--batch-size B] [--batches K] [--threads T]
+//     one forward and one plain backward to the input through the engine
+//     (no stages instrumented): the floor every gradient method pays
 //   cnnviz_bench sampling -m MODEL.pt [--samples S] [--sample-batch B] [--threads T]
 //     one image: every method that runs passes of its own per sample or step
 //     (the registry's nested_passes: SmoothGrad with S samples, Integrated
@@ -101,10 +104,10 @@ struct BenchOptions {
 };
 
 void add_options(CLI::App& app, BenchOptions& o) {
-  app.add_option("mode", o.mode, "forward, explain, sampling or gemm")
-      ->check(CLI::IsMember({"forward", "explain", "sampling", "gemm"}))
+  app.add_option("mode", o.mode, "forward, fwdbwd, explain, sampling or gemm")
+      ->check(CLI::IsMember({"forward", "fwdbwd", "explain", "sampling", "gemm"}))
       ->capture_default_str();
-  app.add_option("-m,--model", o.model_path, "TorchScript model file (all modes but gemm)");
+  app.add_option("-m,--model", o.model_path, "TorchScript or ONNX model file (all modes but gemm)");
   app.add_option("--gemm-size", o.gemm_size, "gemm: the side of the square matrices")
       ->check(CLI::Range(16, 16384));
   app.add_option("--method", o.method, "explain: the method (every feature stage of its layers)");
@@ -193,7 +196,7 @@ nlohmann::ordered_json bench_gemm(const BenchOptions& o, const at::Device& dev, 
           {"gflops", 2.0 * n * n * n / (ms * 1e6)}};
 }
 
-// Modes "forward" and "explain" (every feature stage, as --all-layers takes
+// Modes "forward", "fwdbwd" and "explain" (every feature stage, as --all-layers takes
 // them): each timed batch's ms, after the warm-up batches.
 std::vector<double> bench_batches(const cnnviz::Model& model, const at::Tensor& x,
                                   const BenchOptions& o) {
@@ -201,6 +204,12 @@ std::vector<double> bench_batches(const cnnviz::Model& model, const at::Tensor& 
   if (o.mode == "forward") {
     for (int i = 0; i < o.warmup; ++i) run_forward(model, x);
     for (int i = 0; i < o.batches; ++i) ms.push_back(run_forward(model, x));
+    return ms;
+  }
+  if (o.mode == "fwdbwd") {
+    const cnnviz::Engine engine(model, {});
+    for (int i = 0; i < o.warmup; ++i) run_backward(engine, x);
+    for (int i = 0; i < o.batches; ++i) ms.push_back(run_backward(engine, x));
     return ms;
   }
   const cnnviz::MethodDef& m = cnnviz::find_method(o.method);

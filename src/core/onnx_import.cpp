@@ -7,12 +7,16 @@
 // returning those read after it. Each node becomes TorchScript through the
 // operator table (onnx_ops.cpp); constants used by a module's nodes become
 // its parameters (floating point) or buffers.
+#include <fcntl.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <torch/script.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -123,8 +127,9 @@ at::Tensor typed_field(const onnx::TensorProto& t, int64_t n, at::ScalarType typ
   }
 }
 
-// A TensorProto as a CPU tensor; `dir` is the model's folder.
-at::Tensor tensor_of(const onnx::TensorProto& t, const std::string& dir, const std::string& subject,
+// A TensorProto as a CPU tensor; `dir` is the model's folder. Raw data moves
+// into the tensor instead of being copied (it is most of a model's bytes).
+at::Tensor tensor_of(onnx::TensorProto& t, const std::string& dir, const std::string& subject,
                      size_t& budget) {
   const int type = onnx_import::scalar_type_of(t.data_type());
   if (type < 0) {
@@ -144,49 +149,83 @@ at::Tensor tensor_of(const onnx::TensorProto& t, const std::string& dir, const s
   at::Tensor out;
   const bool external = t.data_location() == onnx::TensorProto::EXTERNAL;
   if (external || t.has_raw_data()) {
-    const std::string bytes = external ? external_bytes(t, dir, subject, budget) : t.raw_data();
+    auto bytes = std::make_unique<std::string>(external ? external_bytes(t, dir, subject, budget)
+                                                        : std::string());
+    if (!external) bytes.reset(t.release_raw_data());
     const size_t want = static_cast<size_t>(n) * at::elementSize(scalar);
-    if (bytes.size() != want) {
-      throw Error(ErrorCode::kModel, subject + ": " + std::to_string(bytes.size()) +
+    if (bytes->size() != want) {
+      throw Error(ErrorCode::kModel, subject + ": " + std::to_string(bytes->size()) +
                                          " bytes of data for a shape needing " +
                                          std::to_string(want));
     }
-    out = at::empty({n}, at::TensorOptions().dtype(scalar));
-    if (want) std::memcpy(out.data_ptr(), bytes.data(), want);
+    // A string's heap buffer is aligned for any scalar type (malloc's alignment).
+    std::string* owner = bytes.release();
+    out = at::from_blob(
+        owner->data(), {n}, [owner](void*) { delete owner; }, at::TensorOptions().dtype(scalar));
   } else {
     out = typed_field(t, n, scalar, subject);
   }
   return out.reshape(dims);
 }
 
-// The whole file, within kMaxOnnxBytes.
-std::string read_file(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) fail(path, "not found or not a regular file");
-  const auto size = fs::file_size(path, ec);
-  if (ec || size > kMaxOnnxBytes) {
+void check_size(size_t size, const std::string& path) {
+  if (size > kMaxOnnxBytes) {
     fail(path, "over the limit of " + std::to_string(kMaxOnnxBytes) + " bytes");
   }
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes(static_cast<size_t>(size), '\0');
-  if (!in.read(bytes.data(), static_cast<std::streamsize>(size))) fail(path, "cannot be read");
-  return bytes;
 }
 
-onnx::ModelProto parse(const std::string& bytes, const std::string& path) {
-  if (bytes.size() > kMaxOnnxBytes) {
-    fail(path, "over the limit of " + std::to_string(kMaxOnnxBytes) + " bytes");
+// The whole file, within kMaxOnnxBytes, mapped read-only: the parse reads it
+// straight from the page cache.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path) {
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) fail(path, "not found or not a regular file");
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st {};
+    if (fd < 0 || ::fstat(fd, &st) != 0) {
+      if (fd >= 0) ::close(fd);
+      fail(path, "cannot be read");
+    }
+    size_ = static_cast<size_t>(st.st_size);
+    void* p = size_ > 0 && size_ <= kMaxOnnxBytes
+                  ? ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)
+                  : nullptr;
+    ::close(fd);
+    check_size(size_, path);
+    if (p == MAP_FAILED) fail(path, "cannot be read");
+    data_ = static_cast<const char*>(p);
   }
+  ~MappedFile() {
+    if (data_) ::munmap(const_cast<char*>(data_), size_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+onnx::ModelProto parse(const char* data, size_t size, const std::string& path) {
+  check_size(size, path);
   onnx::ModelProto m;
-  google::protobuf::io::ArrayInputStream raw(bytes.data(), static_cast<int>(bytes.size()));
+  google::protobuf::io::ArrayInputStream raw(data, static_cast<int>(size));
   google::protobuf::io::CodedInputStream coded(&raw);
-  coded.SetTotalBytesLimit(static_cast<int>(std::min<size_t>(bytes.size() + 1, INT32_MAX)));
+  coded.SetTotalBytesLimit(static_cast<int>(std::min<size_t>(size + 1, INT32_MAX)));
   coded.SetRecursionLimit(64);
   if (!m.ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage()) {
     fail(path, "not an ONNX model (the protobuf does not parse)");
   }
   if (!m.has_graph() || m.ir_version() <= 0) fail(path, "not an ONNX model (no graph)");
   return m;
+}
+
+onnx::ModelProto parse_file(const std::string& path) {
+  const MappedFile file(path);
+  return parse(file.data(), file.size(), path);
 }
 
 int default_opset(const onnx::ModelProto& m, const std::string& path) {
@@ -474,10 +513,11 @@ void fuse_activations(Graph& g) {
 }
 
 // A Constant node's value.
-at::Tensor constant_value(const onnx::NodeProto& n, Graph& g, size_t& budget) {
+at::Tensor constant_value(onnx::NodeProto& n, Graph& g, size_t& budget) {
   if (n.attribute_size() != 1) fail(g.path, "Constant node '" + n.name() + "' without one value");
-  const onnx::AttributeProto& a = n.attribute(0);
-  if (a.name() == "value") return tensor_of(a.t(), g.dir, "Constant '" + n.name() + "'", budget);
+  onnx::AttributeProto& a = *n.mutable_attribute(0);
+  if (a.name() == "value")
+    return tensor_of(*a.mutable_t(), g.dir, "Constant '" + n.name() + "'", budget);
   if (a.name() == "value_float") return at::scalar_tensor(a.f(), at::kFloat);
   if (a.name() == "value_int") return at::scalar_tensor(a.i(), at::kLong);
   if (a.name() == "value_floats")
@@ -488,21 +528,22 @@ at::Tensor constant_value(const onnx::NodeProto& n, Graph& g, size_t& budget) {
        ErrorCode::kUnsupported);
 }
 
-Graph read_graph(const onnx::ModelProto& m, const std::string& path, int opset) {
+// The graph to build; the tensors' data moves out of `m`.
+Graph read_graph(onnx::ModelProto& m, const std::string& path, int opset) {
   Graph g;
   g.path = path;
   g.dir = fs::path(path).parent_path().string();
   g.opset = opset;
-  const onnx::GraphProto& graph = m.graph();
+  onnx::GraphProto& graph = *m.mutable_graph();
   size_t budget = kMaxOnnxExternalBytes;
-  for (const onnx::TensorProto& t : graph.initializer()) {
+  for (onnx::TensorProto& t : *graph.mutable_initializer()) {
     g.consts[t.name()] =
         tensor_of(t, g.dir, "ONNX model '" + path + "': initializer '" + t.name() + "'", budget);
   }
   read_shapes(g, graph.input());
   read_shapes(g, graph.value_info());
   read_shapes(g, graph.output());
-  for (const onnx::NodeProto& n : graph.node()) {
+  for (onnx::NodeProto& n : *graph.mutable_node()) {
     if (!n.domain().empty() && n.domain() != "ai.onnx") {
       fail(path, "node '" + n.name() + "': unsupported operator " + n.domain() + "." + n.op_type(),
            ErrorCode::kUnsupported);
@@ -739,17 +780,7 @@ OnnxModel describe(const onnx::ModelProto& m, const std::string& path) {
   return out;
 }
 
-}  // namespace
-
-bool is_onnx_path(const std::string& path) {
-  std::string ext = fs::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return ext == ".onnx";
-}
-
-OnnxModel import_onnx_bytes(const std::string& bytes, const std::string& path) {
-  onnx::ModelProto m = parse(bytes, path);
+OnnxModel import_parsed(onnx::ModelProto m, const std::string& path) {
   const int opset = default_opset(m, path);
   check(m, path);
   OnnxModel out = describe(m, path);
@@ -763,15 +794,27 @@ OnnxModel import_onnx_bytes(const std::string& bytes, const std::string& path) {
   return out;
 }
 
+}  // namespace
+
+bool is_onnx_path(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return ext == ".onnx";
+}
+
+OnnxModel import_onnx_bytes(const std::string& bytes, const std::string& path) {
+  return import_parsed(parse(bytes.data(), bytes.size(), path), path);
+}
+
 OnnxModel inspect_onnx(const std::string& path) {
-  const std::string bytes = read_file(path);
-  onnx::ModelProto m = parse(bytes, path);
+  const onnx::ModelProto m = parse_file(path);
   OnnxModel out = describe(m, path);
   out.opset = default_opset(m, path);
   return out;
 }
 
-OnnxModel import_onnx(const std::string& path) { return import_onnx_bytes(read_file(path), path); }
+OnnxModel import_onnx(const std::string& path) { return import_parsed(parse_file(path), path); }
 
 const std::vector<std::string>& onnx_supported_ops() {
   static const std::vector<std::string> ops = [] {
