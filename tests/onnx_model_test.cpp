@@ -3,8 +3,10 @@
 // classification, and the same maps from every kind of method, through the
 // command line as a user runs it.
 #include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -130,6 +132,60 @@ INSTANTIATE_TEST_SUITE_P(Classifiers, ModelOnnxTest,
                          ::testing::Values("squeezenet1_1", "mobilenet_v2", "densenet121",
                                            "efficientnet_b0", "resnet50", "tiny_vit",
                                            "tiny_vit_nobias", "tiny_swin"));
+
+// `onnx` with every node's name emptied, as written by an exporter that
+// keeps no module scopes, saved as `to`.
+void write_without_scopes(const std::string& onnx, const std::string& to) {
+  onnx::ModelProto m;
+  std::ifstream in(onnx, std::ios::binary);
+  ASSERT_TRUE(m.ParseFromIstream(&in)) << onnx;
+  for (onnx::NodeProto& n : *m.mutable_graph()->mutable_node()) n.clear_name();
+  std::ofstream out(to, std::ios::binary);
+  ASSERT_TRUE(m.SerializeToOstream(&out)) << to;
+}
+
+// A ResNet-50 whose node names carry no scopes: its stages come from the
+// structure (the stem before the first pooling, each residual merge with
+// its ReLU, the last node at each size before a strided convolution), and
+// those ending each of layer1-4 give the named graph's maps there.
+TEST(ModelOnnxStructureTest, StagesOfAGraphWithoutScopes) {
+  TempDir dir;
+  const std::string plain = dir.file("resnet50_plain.onnx");
+  write_without_scopes(onnx_path("resnet50"), plain);
+  const test::RunResult r = test::run_cnnviz({"layers", "--json", "-m", plain});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json doc = nlohmann::json::parse(r.out);
+  std::vector<std::string> stages;
+  int merges = 0;
+  for (const nlohmann::json& l : doc["layers"]) {
+    if (l["found_by"].is_null()) continue;
+    const std::string how = l["found_by"];
+    if (how.rfind("residual merge (Add)", 0) == 0) ++merges;
+    stages.push_back(l["path"]);
+    EXPECT_TRUE(l["feature_layer"].get<bool>()) << l["path"];
+  }
+  ASSERT_EQ(stages.size(), 20u);  // the stem, 16 blocks, 3 sizes before a stride
+  EXPECT_EQ(merges, 16);
+  EXPECT_EQ(doc["layers"][0]["found_by"], "last at 112 x 112 (then 56 x 56)");
+  EXPECT_EQ(doc["default_layer"], "stage20");
+  const std::string image = test::structured_image(dir, 200, 160);
+  const std::vector<std::pair<std::string, std::string>> same = {{"stage1", "relu"},
+                                                                 {"stage4", "layer1"},
+                                                                 {"stage10", "layer2"},
+                                                                 {"stage16", "layer3"},
+                                                                 {"stage20", "layer4"}};
+  for (const auto& [stage, layer] : same) {
+    for (const auto& [model, name] : {std::pair(plain, stage), {onnx_path("resnet50"), layer}}) {
+      const test::RunResult g =
+          test::run_cnnviz({"gradcam", "--layer", name, "--class", "3", "-m", model, "--write",
+                            "npy", "-o", dir.file("out"), image});
+      ASSERT_EQ(g.exit_code, 0) << g.err;
+    }
+    const std::string stem = dir.file("out/") + fs::path(image).stem().string() + "/gradcam_";
+    test::expect_close(test::load(stem + stage + "_c3.npy"), test::load(stem + layer + "_c3.npy"),
+                       stage + " against " + layer);
+  }
+}
 
 // The real squeezenet1_1 weights from shared/ (fixture.export_pretrained
 // exports both files), on the photo of a cat.

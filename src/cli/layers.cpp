@@ -36,6 +36,14 @@ CLI::App* setup_layers(CLI::App& app, LayersOptions& opts) {
 
 namespace {
 
+// How an ONNX model's stage found from the graph's structure was found;
+// null for every other layer.
+nlohmann::ordered_json found_by(const ModelInfo& info, const std::string& path) {
+  auto it = info.structural_stages.find(path);
+  if (it == info.structural_stages.end()) return nullptr;
+  return it->second;
+}
+
 nlohmann::ordered_json layers_json(const ModelInfo& info, const Engine::Description& d,
                                    const std::set<std::string>& features,
                                    const std::string& default_path) {
@@ -62,13 +70,15 @@ nlohmann::ordered_json layers_json(const ModelInfo& info, const Engine::Descript
                              {"map", map},
                              {"calls", l.calls},
                              {"feature_layer", features.count(l.path) > 0},
-                             {"default", l.path == default_path}});
+                             {"default", l.path == default_path},
+                             {"found_by", found_by(info, l.path)}});
   }
   return doc;
 }
 
-void print_layer_rows(const Engine::Description& d, const std::set<std::string>& features,
-                      const std::string& default_path, std::ostream& out) {
+void print_layer_rows(const ModelInfo& info, const Engine::Description& d,
+                      const std::set<std::string>& features, const std::string& default_path,
+                      std::ostream& out) {
   size_t width = 4;
   for (const LayerInfo& l : d.layers) width = std::max(width, l.path.size());
   char line[768];
@@ -82,6 +92,9 @@ void print_layer_rows(const Engine::Description& d, const std::set<std::string>&
     if (l.path == kGlobalPoolInput) notes += "CAM ";
     if (l.calls > 1) notes += "runs " + std::to_string(l.calls) + "x ";
     if (l.calls == 0) notes += "not run ";
+    if (auto it = info.structural_stages.find(l.path); it != info.structural_stages.end()) {
+      notes += "(" + it->second + ")";
+    }
     std::string map = "-";
     if (std::optional<FeatureLayout> f = infer_layout(l.shape)) {
       map = shape_text({f->channels, f->height, f->width});
@@ -115,11 +128,15 @@ int run_layers(const LayersOptions& opts, std::ostream& out, std::ostream& err) 
       << (d.report.guided_relu6s ? std::to_string(d.report.guided_relu6s) + " ReLU6s guided; " : "")
       << (unguided.empty() ? "no activations that cannot be guided" : "cannot guide " + unguided)
       << "\n";
-  if (is_onnx_path(info.path)) {
+  if (is_onnx_path(info.path) && info.structural_stages.empty()) {
     out << "ONNX model: its layers are the module scopes in its node names (\"/features/"
            "features.3/Concat\" is in features.3), one per run of consecutive nodes\n";
+  } else if (is_onnx_path(info.path)) {
+    out << "ONNX model whose node names carry no module scopes: its stages come from the "
+           "graph's structure, each ending at a residual merge or at the last node before the "
+           "spatial size changes (how, in the notes)\n";
   }
-  print_layer_rows(d, features, default_path, out);
+  print_layer_rows(info, d, features, default_path, out);
   out << "feature = taken by --all-layers; default = the layer methods' default layer; CAM = the "
          "map CAM weighs; read as map = what the layer methods see (- : not a spatial map)\n";
   if (std::none_of(d.layers.begin(), d.layers.end(),

@@ -439,12 +439,14 @@ Model Model::load(const std::string& path, at::Device device) {
   auto impl = std::make_shared<Impl>();
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
   std::vector<int64_t> onnx_input;
+  std::map<std::string, std::string> structural;
   if (is_onnx_path(path)) {
     OnnxModel onnx = import_onnx(path);
     impl->module = *onnx.module;
     impl->module.to(device);
     extra[kMetadataFile] = onnx.metadata;
     onnx_input = onnx.input_shape;
+    structural = std::move(onnx.structural_stages);
   } else {
     impl->module = load_module(path, device, extra);
   }
@@ -458,6 +460,13 @@ Model Model::load(const std::string& path, at::Device device) {
     impl->info = parse_model_info(meta, path);
   }
   if (impl->info.name.empty()) impl->info.name = fs::path(path).stem().string();
+  if (!structural.empty()) {
+    // Layers a metadata names are the original network's modules, which a
+    // graph without scopes does not have: its own stages replace them.
+    impl->info.feature_layers.clear();
+    impl->info.default_layer.clear();
+    impl->info.structural_stages = std::move(structural);
+  }
   return Model(std::move(impl));
 }
 

@@ -328,6 +328,9 @@ struct Graph {
   std::map<std::string, std::vector<size_t>> users;
   std::set<std::string> outputs;
   std::string nhwc_input;  // a channels-last image input, permuted from NCHW
+  // Stages found from the structure (a graph whose node names carry no
+  // scopes): stage name -> how it was found.
+  std::map<std::string, std::string> stages;
   std::shared_ptr<torch::jit::CompilationUnit> cu = std::make_shared<torch::jit::CompilationUnit>();
 };
 
@@ -528,6 +531,115 @@ at::Tensor constant_value(onnx::NodeProto& n, Graph& g, size_t& budget) {
        ErrorCode::kUnsupported);
 }
 
+// The spatial size (dims 2 and 3) of a value known to be 4-D with static
+// height and width; nullopt otherwise.
+std::optional<std::pair<int64_t, int64_t>> spatial_size(const Graph& g, const std::string& v) {
+  auto it = g.shapes.find(v);
+  if (it == g.shapes.end() || it->second.size() != 4 || it->second[2] <= 0 || it->second[3] <= 0 ||
+      it->second[2] * it->second[3] == 1) {
+    return std::nullopt;
+  }
+  return std::make_pair(it->second[2], it->second[3]);
+}
+
+// Whether node i adds two or more computed maps of its own 4-D shape (a
+// residual merge).
+bool is_residual_merge(const Graph& g, size_t i) {
+  const std::string& op = g.nodes[i]->op_type();
+  if ((op != "Add" && op != "Sum") || g.fused.count(i) || g.nodes[i]->input_size() < 2)
+    return false;
+  auto out = g.shapes.find(g.nodes[i]->output(0));
+  if (out == g.shapes.end() || out->second.size() != 4) return false;
+  for (const std::string& in : g.nodes[i]->input()) {
+    auto s = g.shapes.find(in);
+    if (g.consts.count(in) || s == g.shapes.end() || s->second != out->second) return false;
+  }
+  return true;
+}
+
+// Whether node i applies an activation to its one computed input only.
+bool is_activation(const Graph& g, size_t i) {
+  static const std::set<std::string> ops = {
+      "Relu",      "Clip",    "LeakyRelu", "Elu",   "Selu",     "Celu",     "HardSigmoid",
+      "HardSwish", "Sigmoid", "Tanh",      "PRelu", "Softplus", "Softsign", "ThresholdedRelu"};
+  if (g.fused.count(i)) return true;  // SiLU, GELU
+  return ops.count(g.nodes[i]->op_type()) > 0;
+}
+
+std::string size_text(const std::pair<int64_t, int64_t>& s) {
+  return std::to_string(s.first) + " x " + std::to_string(s.second);
+}
+
+// Whether each node computes from constants only (exporters' Identity of a
+// shared initializer, a Transpose of a weight).
+std::vector<bool> constant_nodes(const Graph& g) {
+  std::set<std::string> known;
+  for (const auto& [name, t] : g.consts) known.insert(name);
+  std::vector<bool> out(g.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    out[i] = std::all_of(g.nodes[i]->input().begin(), g.nodes[i]->input().end(),
+                         [&](const std::string& v) { return v.empty() || known.count(v); });
+    if (out[i]) known.insert(g.nodes[i]->output().begin(), g.nodes[i]->output().end());
+  }
+  return out;
+}
+
+// Moves the nodes that compute from constants only to the front (still in
+// an order that computes each value before its use), so that they stay out
+// of the stages found from the structure.
+void hoist_constant_nodes(Graph& g) {
+  const std::vector<bool> constant = constant_nodes(g);
+  std::vector<const onnx::NodeProto*> nodes;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (constant[i]) nodes.push_back(g.nodes[i]);
+  }
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!constant[i]) nodes.push_back(g.nodes[i]);
+  }
+  g.nodes = nodes;
+}
+
+// For a graph whose node names carry no scopes: stages from its structure.
+// A stage ends at a residual merge (with the activation right after it) or
+// at the last node before the spatial size changes; each stage's nodes
+// become the submodule "stageK". The nodes after the last stage stay in
+// the root (the head).
+void structural_scopes(Graph& g) {
+  const size_t n = g.nodes.size();
+  std::vector<std::optional<std::pair<int64_t, int64_t>>> size(n);
+  for (size_t i = 0; i < n; ++i) size[i] = spatial_size(g, g.nodes[i]->output(0));
+  const std::vector<bool> constant = constant_nodes(g);
+  size_t first = 0;
+  while (first < n && constant[first]) ++first;  // hoisted: they stay in the root
+  for (size_t i = first; i < n; ++i) {
+    std::string how;
+    size_t end = i;
+    if (is_residual_merge(g, i)) {
+      how = "residual merge (" + g.nodes[i]->op_type() + ")";
+      const std::string& merged = g.nodes[i]->output(0);
+      if (i + 1 < n && is_activation(g, i + 1) && inputs_of(g, i + 1).front() == merged &&
+          g.users[merged].size() == 1) {
+        end = i + 1;
+        how += " and its " + g.nodes[end]->op_type();
+      }
+    } else if (size[i]) {
+      size_t j = i + 1;
+      while (j < n && !size[j]) ++j;
+      const bool last_node = i + 1 == n;
+      if (!last_node && (j == n || size[j] != size[i])) {
+        how = "last at " + size_text(*size[i]) +
+              (j == n ? " (the last map)" : " (then " + size_text(*size[j]) + ")");
+      }
+    }
+    if (how.empty()) continue;
+    const std::string stage = "stage" + std::to_string(g.stages.size() + 1);
+    for (size_t k = first; k <= end; ++k) g.scopes[k] = {stage};
+    g.stages[stage] = how;
+    first = end + 1;
+    i = end;
+  }
+}
+
 // The graph to build; the tensors' data moves out of `m`.
 Graph read_graph(onnx::ModelProto& m, const std::string& path, int opset) {
   Graph g;
@@ -559,11 +671,16 @@ Graph read_graph(onnx::ModelProto& m, const std::string& path, int opset) {
     g.nodes.push_back(&n);
   }
   for (const onnx::ValueInfoProto& o : graph.output()) g.outputs.insert(o.name());
+  const bool scoped = std::any_of(g.nodes.begin(), g.nodes.end(), [](const onnx::NodeProto* n) {
+    return !scope_of(n->name()).empty();
+  });
+  if (!scoped) hoist_constant_nodes(g);
   fuse_activations(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     for (const std::string& in : inputs_of(g, i)) g.users[in].push_back(i);
     g.scopes.push_back(scope_of(g.nodes[i]->name()));
   }
+  if (!scoped) structural_scopes(g);
   return g;
 }
 
@@ -708,7 +825,10 @@ torch::jit::Module build(Graph& g, const std::vector<size_t>& ids, size_t depth,
                          const std::vector<std::string>& args,
                          const std::vector<std::string>& results, const std::string& prefix) {
   // A module of one node is named after its operator ("Conv"), others "Scope".
-  const std::string cls = ids.size() == 1 ? quoted_name(g.nodes[ids[0]]->op_type()) : "Scope";
+  // A stage found from the structure is a "Stage".
+  const std::string cls = g.stages.count(prefix) ? "Stage"
+                          : ids.size() == 1      ? quoted_name(g.nodes[ids[0]]->op_type())
+                                                 : "Scope";
   ModuleCode mc{torch::jit::Module("__torch__.onnx." + cls, g.cu, true), {}, {}, {}, {}};
   std::set<std::string> children;  // scopes already made submodules here
   for (size_t k = 0; k < ids.size();) {
@@ -791,6 +911,7 @@ OnnxModel import_parsed(onnx::ModelProto m, const std::string& path) {
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = i;
   out.module = std::make_shared<torch::jit::Module>(build(g, ids, 0, out.inputs, out.outputs, ""));
   out.module->eval();
+  out.structural_stages = g.stages;
   return out;
 }
 

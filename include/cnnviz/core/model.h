@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -100,6 +101,9 @@ struct ModelInfo {
   Preprocessing preprocess;
   std::vector<std::string> feature_layers;  // module paths, forward order
   std::string default_layer;                // default layer of every layer method
+  // An ONNX model without module scopes in its node names: its stages, found
+  // from the graph's structure (module path -> how; OnnxModel).
+  std::map<std::string, std::string> structural_stages;
   bool has_metadata = false;
 
   // The label of class `index`, or "class <index>" when there is none.

@@ -13,6 +13,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,10 @@ struct OnnxModel {
   // module takes NCHW like every other.
   std::vector<int64_t> input_shape;
   bool nhwc = false;
+  // For a graph whose node names carry no module scopes, the stages found
+  // from its structure (submodules "stage1", "stage2", ...), each with how
+  // it was found ("residual merge (Add)", "last at 56 x 56 (then 28 x 28)").
+  std::map<std::string, std::string> structural_stages;
 };
 
 // Reads and imports the ONNX model at `path`. Throws Error(kModel), one line
