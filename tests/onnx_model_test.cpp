@@ -2,6 +2,7 @@
 // made by the ctest fixtures with scripts/export_models.py): the same
 // classification, and the same maps from every kind of method, through the
 // command line as a user runs it.
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
@@ -185,6 +186,46 @@ TEST(ModelOnnxStructureTest, StagesOfAGraphWithoutScopes) {
     test::expect_close(test::load(stem + stage + "_c3.npy"), test::load(stem + layer + "_c3.npy"),
                        stage + " against " + layer);
   }
+}
+
+// --layer takes any value of an ONNX graph: a module's output gives that
+// module's map; a value inside a module (layer3.5's residual sum, before
+// the ReLU that ends the block) gets a module of its own.
+TEST(ModelOnnxStructureTest, LayerByValueName) {
+  TempDir dir;
+  const std::string image = test::structured_image(dir, 200, 160);
+  const std::string model = onnx_path("resnet50");
+  auto gradcam = [&](const std::vector<std::string>& layers, const std::string& out) {
+    std::vector<std::string> args = {"gradcam", "-m", model,         "--write",
+                                     "npy",     "-o", dir.file(out), image};
+    for (const std::string& l : layers) args.insert(args.begin() + 1, {"--layer", l});
+    const test::RunResult r = test::run_cnnviz(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  };
+  // The map of `layer` (its top class's) under out/.
+  auto map = [&](const std::string& out, const std::string& layer) {
+    const std::string prefix = "gradcam_" + layer + "_c";
+    for (const fs::directory_entry& e : fs::recursive_directory_iterator(dir.file(out))) {
+      if (e.path().filename().string().rfind(prefix, 0) == 0) return test::load(e.path().string());
+    }
+    ADD_FAILURE() << prefix << "*.npy not in " << out;
+    return at::Tensor();
+  };
+  gradcam({"/layer4/layer4.2/relu_2/Relu_output_0", "/layer3/layer3.5/Add_output_0"}, "v");
+  gradcam({"layer4.2.relu_2", "layer3.5"}, "m");
+  test::expect_close(map("v", "layer4.2.relu_2.value__layer4_layer4_2_relu_2_Relu_output_0"),
+                     map("m", "layer4.2.relu_2"), "relu_2 by value");
+  const at::Tensor sum = map("v", "layer3.5.value__layer3_layer3_5_Add_output_0");
+  const at::Tensor block = map("m", "layer3.5");
+  ASSERT_TRUE(sum.defined() && block.defined());
+  EXPECT_EQ(sum.sizes(), block.sizes());
+  EXPECT_GT(block.abs().max().item<float>(), 0);
+  EXPECT_GT((sum - block).abs().max().item<float>(), 1e-3 * block.abs().max().item<float>())
+      << "the sum before the ReLU has a map of its own";
+  const test::RunResult bad = test::run_cnnviz(
+      {"gradcam", "--layer", "/no/such/value", "-m", model, "-o", dir.file("bad"), image});
+  EXPECT_EQ(bad.exit_code, 5) << bad.err;
+  EXPECT_NE(bad.err.find("'/no/such/value' not found"), std::string::npos) << bad.err;
 }
 
 // The real squeezenet1_1 weights from shared/ (fixture.export_pretrained

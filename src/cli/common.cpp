@@ -182,7 +182,7 @@ Model open_model(const ModelOptions& opts, std::ostream& err) {
   }
   Model model = Model::load(
       resolve_model(opts.model, models_search_path(opts.models_dir, opts.models_dir_option)),
-      device);
+      device, opts.onnx_values);
   set_threads(opts.threads);
   if (device.is_cpu() && loaded_blas().reference && has_matrix_products(model)) {
     err << kPrefix << "warning: model '" << model.info().name

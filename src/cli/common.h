@@ -28,6 +28,9 @@ struct ModelOptions {
   int size = 0;                  // --size N: resize and crop to N
   int resize = 0;                // --resize N: shorter side to N before the crop
   bool no_crop = false;          // --no-crop: the whole resized image
+  // Set by subcommands from their --layer: the ONNX value names among them
+  // become layers when the model loads (Model::load).
+  std::vector<std::string> onnx_values;
 };
 
 // `channels_flag` false: the input-channel override is --input-channels (for

@@ -99,6 +99,7 @@ int run_evaluate(EvaluateCliOptions& opts, std::ostream& out, std::ostream& err)
   for (size_t p : shard_positions(all.size(), shard)) images.push_back(all[p]);
   if (shard.active()) opts.evaluate.report_name = "evaluate." + shard.name() + ".json";
   opts.evaluate.max_pixels = opts.inputs.max_pixels;
+  if (!opts.evaluate.layer.empty()) opts.model.onnx_values = {opts.evaluate.layer};
   Model model = open_model(opts.model, err);
   Progress progress(err, images.size(), !opts.inputs.quiet && stderr_is_terminal());
   size_t failed = 0;

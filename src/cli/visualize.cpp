@@ -197,6 +197,7 @@ int run_visualize(VisualizeOptions& opts, std::ostream& out, std::ostream& err) 
   opts.explain.max_pixels = opts.inputs.max_pixels;
   opts.explain.test_write_delay_ms = test_seams().write_delay_ms;
   Clock::time_point start = Clock::now();
+  opts.model.onnx_values = opts.explain.layers;
   Model model = open_model(opts.model, err);
   const double load_ms = ms_since(start);
   const size_t share = shard_positions(images.size(), opts.explain.shard).size();

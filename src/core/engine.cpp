@@ -22,6 +22,7 @@
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/text.h"
 #include "cnnviz/core/feature_map.h"
+#include "cnnviz/core/onnx.h"
 #include "cnnviz/core/runtime.h"
 #include "logits.h"
 #include "ops.h"
@@ -977,9 +978,12 @@ Engine::Engine(const Model& model, const std::vector<std::string>& layers, std::
       }
       const std::string subject = i < layers.size() ? "layer '" + layer + "'"
                                                     : "--unit '" + impl_->unit->spec() + "': layer";
+      const std::string onnx =
+          is_onnx_path(model.info().path) ? ", and any value name of its graph is one too" : "";
       throw Error(ErrorCode::kUnsupported, subject + " not found in model '" + model.info().name +
                                                "' (nearest: " + hint + "; `cnnviz layers -m " +
-                                               model.info().name + "` lists them all)");
+                                               model.info().name + "` lists them all" + onnx +
+                                               ")");
     }
     if (i < layers.size()) {
       impl_->slots.push_back(*slot);

@@ -424,7 +424,8 @@ void apply_input_shape(const std::vector<int64_t>& shape, ModelInfo& info) {
 
 }  // namespace
 
-Model Model::load(const std::string& path, at::Device device) {
+Model Model::load(const std::string& path, at::Device device,
+                  const std::vector<std::string>& onnx_values) {
   // Only regular files: a FIFO or a device (/dev/zero behind a link) would
   // block or never end.
   std::error_code ec;
@@ -439,9 +440,10 @@ Model Model::load(const std::string& path, at::Device device) {
   auto impl = std::make_shared<Impl>();
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
   std::vector<int64_t> onnx_input;
-  std::map<std::string, std::string> structural;
+  std::map<std::string, std::string> structural, aliases;
   if (is_onnx_path(path)) {
-    OnnxModel onnx = import_onnx(path);
+    OnnxModel onnx = import_onnx(path, onnx_values);
+    aliases = std::move(onnx.value_layers);
     impl->module = *onnx.module;
     impl->module.to(device);
     extra[kMetadataFile] = onnx.metadata;
@@ -460,6 +462,7 @@ Model Model::load(const std::string& path, at::Device device) {
     impl->info = parse_model_info(meta, path);
   }
   if (impl->info.name.empty()) impl->info.name = fs::path(path).stem().string();
+  impl->info.layer_aliases = std::move(aliases);
   if (!structural.empty()) {
     // Layers a metadata names are the original network's modules, which a
     // graph without scopes does not have: its own stages replace them.

@@ -331,6 +331,9 @@ struct Graph {
   // Stages found from the structure (a graph whose node names carry no
   // scopes): stage name -> how it was found.
   std::map<std::string, std::string> stages;
+  // Values asked for as layers: the scope key of each one's own module ->
+  // the value; and, once built, each value -> its module path.
+  std::map<std::string, std::string> exposed, value_layers;
   std::shared_ptr<torch::jit::CompilationUnit> cu = std::make_shared<torch::jit::CompilationUnit>();
 };
 
@@ -640,8 +643,27 @@ void structural_scopes(Graph& g) {
   }
 }
 
+// Each of `values` that a node computes gets a module of its own (the node
+// alone, inside its scope), so that it can be a layer; a value of a
+// multi-node fusion (inside a GELU) or an input has none.
+void expose_values(Graph& g, const std::vector<std::string>& values) {
+  for (const std::string& v : values) {
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const auto& outs = g.nodes[i]->output();
+      if (std::find(outs.begin(), outs.end(), v) == outs.end()) continue;
+      std::string key = "value_";
+      for (char c : v) key += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      while (g.exposed.count(key)) key += "_";
+      g.exposed[key] = v;
+      g.scopes[i].push_back(key);
+      break;
+    }
+  }
+}
+
 // The graph to build; the tensors' data moves out of `m`.
-Graph read_graph(onnx::ModelProto& m, const std::string& path, int opset) {
+Graph read_graph(onnx::ModelProto& m, const std::string& path, int opset,
+                 const std::vector<std::string>& values) {
   Graph g;
   g.path = path;
   g.dir = fs::path(path).parent_path().string();
@@ -681,12 +703,14 @@ Graph read_graph(onnx::ModelProto& m, const std::string& path, int opset) {
     g.scopes.push_back(scope_of(g.nodes[i]->name()));
   }
   if (!scoped) structural_scopes(g);
+  expose_values(g, values);
   return g;
 }
 
 // One module being built: its lines, the constants it holds, its helpers.
 struct ModuleCode {
   torch::jit::Module module;
+  std::string path;  // its module path in the model ("" for the root)
   std::vector<std::string> lines;
   std::map<std::string, std::string> const_attr;  // value name -> attribute
   std::set<std::string> helpers, names;
@@ -744,7 +768,8 @@ void emit_node(Graph& g, ModuleCode& mc, size_t i) {
 
 torch::jit::Module build(Graph& g, const std::vector<size_t>& ids, size_t depth,
                          const std::vector<std::string>& args,
-                         const std::vector<std::string>& results, const std::string& prefix);
+                         const std::vector<std::string>& results, const std::string& prefix,
+                         const std::string& path);
 
 // The values a run of nodes reads from before it, and those read after it.
 std::pair<std::vector<std::string>, std::vector<std::string>> run_boundary(
@@ -783,7 +808,9 @@ void emit_run(Graph& g, ModuleCode& mc, const std::vector<size_t>& run, size_t d
   name = quoted_name(name);
   while (mc.names.count(name) || mc.module.hasattr(name)) name += "_";
   mc.names.insert(name);
-  mc.module.register_module(name, build(g, run, depth + 1, in, out, key));
+  const std::string path = mc.path.empty() ? name : mc.path + "." + name;
+  if (auto v = g.exposed.find(key); v != g.exposed.end()) g.value_layers[v->second] = path;
+  mc.module.register_module(name, build(g, run, depth + 1, in, out, key, path));
   std::vector<std::string> args, outs;
   for (const std::string& v : in) args.push_back(ident_of(g, v));
   for (const std::string& v : out) outs.push_back(ident_of(g, v));
@@ -823,13 +850,14 @@ std::string method_source(Graph& g, ModuleCode& mc, const std::vector<std::strin
 
 torch::jit::Module build(Graph& g, const std::vector<size_t>& ids, size_t depth,
                          const std::vector<std::string>& args,
-                         const std::vector<std::string>& results, const std::string& prefix) {
+                         const std::vector<std::string>& results, const std::string& prefix,
+                         const std::string& path) {
   // A module of one node is named after its operator ("Conv"), others "Scope".
   // A stage found from the structure is a "Stage".
   const std::string cls = g.stages.count(prefix) ? "Stage"
                           : ids.size() == 1      ? quoted_name(g.nodes[ids[0]]->op_type())
                                                  : "Scope";
-  ModuleCode mc{torch::jit::Module("__torch__.onnx." + cls, g.cu, true), {}, {}, {}, {}};
+  ModuleCode mc{torch::jit::Module("__torch__.onnx." + cls, g.cu, true), path, {}, {}, {}, {}};
   std::set<std::string> children;  // scopes already made submodules here
   for (size_t k = 0; k < ids.size();) {
     const size_t i = ids[k];
@@ -900,18 +928,21 @@ OnnxModel describe(const onnx::ModelProto& m, const std::string& path) {
   return out;
 }
 
-OnnxModel import_parsed(onnx::ModelProto m, const std::string& path) {
+OnnxModel import_parsed(onnx::ModelProto m, const std::string& path,
+                        const std::vector<std::string>& values = {}) {
   const int opset = default_opset(m, path);
   check(m, path);
   OnnxModel out = describe(m, path);
   out.opset = opset;
-  Graph g = read_graph(m, path, opset);
+  Graph g = read_graph(m, path, opset, values);
   if (out.nhwc) g.nhwc_input = out.inputs[0];
   std::vector<size_t> ids(g.nodes.size());
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = i;
-  out.module = std::make_shared<torch::jit::Module>(build(g, ids, 0, out.inputs, out.outputs, ""));
+  out.module =
+      std::make_shared<torch::jit::Module>(build(g, ids, 0, out.inputs, out.outputs, "", ""));
   out.module->eval();
   out.structural_stages = g.stages;
+  out.value_layers = g.value_layers;
   return out;
 }
 
@@ -935,7 +966,9 @@ OnnxModel inspect_onnx(const std::string& path) {
   return out;
 }
 
-OnnxModel import_onnx(const std::string& path) { return import_parsed(parse_file(path), path); }
+OnnxModel import_onnx(const std::string& path, const std::vector<std::string>& values) {
+  return import_parsed(parse_file(path), path, values);
+}
 
 const std::vector<std::string>& onnx_supported_ops() {
   static const std::vector<std::string> ops = [] {

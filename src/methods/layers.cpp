@@ -41,6 +41,21 @@ std::string default_layer(const Model& model) {
   return last_stage(model, feature_layers(model));
 }
 
+namespace {
+
+// The layers asked for, an ONNX value name (ModelInfo::layer_aliases) as the
+// module path it was loaded as.
+std::vector<std::string> resolved(const Model& model, const std::vector<std::string>& layers) {
+  std::vector<std::string> out;
+  for (const std::string& l : layers) {
+    auto it = model.info().layer_aliases.find(l);
+    out.push_back(it == model.info().layer_aliases.end() ? l : it->second);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<std::string> method_layers(const Model& model, const MethodDef& method,
                                        const LayerRequest& request) {
   switch (method.layers) {
@@ -52,11 +67,11 @@ std::vector<std::string> method_layers(const Model& model, const MethodDef& meth
       return {kAttentionLayers};
     case LayerUse::kOptional:
       if (request.all_layers) return feature_layers(model);
-      return request.layers;
+      return resolved(model, request.layers);
     case LayerUse::kChosen:
       break;
   }
-  if (!request.layers.empty()) return request.layers;
+  if (!request.layers.empty()) return resolved(model, request.layers);
   std::vector<std::string> layers;
   if (request.all_layers) {
     layers = feature_layers(model);

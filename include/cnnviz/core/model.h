@@ -104,6 +104,9 @@ struct ModelInfo {
   // An ONNX model without module scopes in its node names: its stages, found
   // from the graph's structure (module path -> how; OnnxModel).
   std::map<std::string, std::string> structural_stages;
+  // An ONNX model's values loaded as layers (Model::load's `onnx_values`):
+  // value name -> module path. --layer takes either.
+  std::map<std::string, std::string> layer_aliases;
   bool has_metadata = false;
 
   // The label of class `index`, or "class <index>" when there is none.
@@ -139,8 +142,11 @@ class Model {
  public:
   // Loads `path` onto `device` in eval mode. Throws Error(kModel) with a
   // one-line message when the file is missing, is a directory, is not a
-  // TorchScript archive, or carries invalid metadata.
-  static Model load(const std::string& path, at::Device device = at::Device(at::kCPU));
+  // TorchScript archive, or carries invalid metadata. For an ONNX model,
+  // each of `onnx_values` that names a value of its graph becomes a layer
+  // (ModelInfo::layer_aliases); other names are left alone.
+  static Model load(const std::string& path, at::Device device = at::Device(at::kCPU),
+                    const std::vector<std::string>& onnx_values = {});
 
   const ModelInfo& info() const;
   at::Device device() const;

@@ -52,6 +52,9 @@ struct OnnxModel {
   // from its structure (submodules "stage1", "stage2", ...), each with how
   // it was found ("residual merge (Add)", "last at 56 x 56 (then 28 x 28)").
   std::map<std::string, std::string> structural_stages;
+  // The values asked for as layers (import_onnx's `values`) -> their module
+  // paths.
+  std::map<std::string, std::string> value_layers;
 };
 
 // Reads and imports the ONNX model at `path`. Throws Error(kModel), one line
@@ -61,7 +64,9 @@ struct OnnxModel {
 // model's folder, a cycle, or exceeds the limits above; Error(kUnsupported)
 // naming the node for an operator, attribute value or data type the importer
 // does not support.
-OnnxModel import_onnx(const std::string& path);
+// Each of `values` (value names in the graph) that a node computes becomes a
+// module of its own, so that it can be a layer (value_layers).
+OnnxModel import_onnx(const std::string& path, const std::vector<std::string>& values = {});
 
 // The same for a model already in memory (`bytes`); `path` names it in
 // errors and is the folder external data is looked up in.
