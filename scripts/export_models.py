@@ -464,20 +464,26 @@ def stages_of(name, net, example):
 
 
 def save_onnx(net, example, path, meta):
-    """Writes `net` as ONNX (opset ONNX_OPSET, any batch size) with the metadata in the
-    model's metadata_props under "cnnviz.json"."""
+    """Writes `net` as ONNX (opset ONNX_OPSET, any batch size; a model that takes images
+    uncropped and not letterboxed, as segmenters and torchvision's detectors, any height and
+    width too) with the metadata in the model's metadata_props under "cnnviz.json"."""
     import onnx  # python3-onnx; only --onnx needs it
 
     # PRESERVE keeps each BatchNorm a node of its own (EVAL folds it into the convolution
     # before it), so that the ONNX model has the TorchScript one's layers and arithmetic.
     # The model is in eval mode, so the folding it warns about (of training-mode
     # parameters) does not happen.
+    axes = {0: "batch"}
+    preprocess = meta["preprocess"]
+    if preprocess.get("crop") == 0 and not preprocess.get("letterbox"):
+        axes.update({2: "height", 3: "width"})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="It is recommended that constant folding")
+        warnings.filterwarnings("ignore", message="The shape inference of prim::Constant")
         torch.onnx.export(net, example, path, opset_version=ONNX_OPSET, input_names=["input"],
                           output_names=["logits"], do_constant_folding=True,
                           training=torch.onnx.TrainingMode.PRESERVE,
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+                          dynamic_axes={"input": axes, "logits": axes})
     model = onnx.load(path)
     entry = model.metadata_props.add()
     entry.key, entry.value = "cnnviz.json", json.dumps(meta)
@@ -486,8 +492,10 @@ def save_onnx(net, example, path, meta):
 
 
 def export_one(name, args, outdir):
-    if args.onnx and (name in DETECTORS or name in SEGMENTERS):
-        raise ExportError(f"{name}: --onnx exports classifiers only")
+    if args.onnx and name in DETECTORS and name not in torchvision_detectors.ONNX_EXPORTABLE:
+        raise ExportError(f"{name}: --onnx does not export it: its anchors and box clipping "
+                          f"are traced for one input size, and its images vary in size (only "
+                          f"{', '.join(torchvision_detectors.ONNX_EXPORTABLE)}, of a fixed size)")
     path = os.path.join(outdir, f"{name}.onnx" if args.onnx else f"{name}.pt")
     if os.path.exists(path) and not args.force:
         print(f"{display_path(path)} exists (use --force to re-export)")
@@ -602,7 +610,8 @@ def parse_args(argv):
                         "efficientnet_b0, googlenet) give gradients of a usable size (for tests)")
     parser.add_argument("--onnx", action="store_true",
                         help=f"write NAME.onnx (opset {ONNX_OPSET}, metadata in metadata_props) "
-                             "instead of TorchScript; classifiers only")
+                             "instead of TorchScript; of the detectors, "
+                             f"{', '.join(torchvision_detectors.ONNX_EXPORTABLE)} only")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
     parser.add_argument("--list", action="store_true",
                         help="list supported models and whether OUTDIR/<name>.pt exists")

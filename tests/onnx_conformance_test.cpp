@@ -228,6 +228,7 @@ bool differentiable(const std::string& op) {
                                             "Relu",
                                             "Reshape",
                                             "Resize",
+                                            "ScatterND",
                                             "Selu",
                                             "Sigmoid",
                                             "Sin",

@@ -4,8 +4,10 @@
 #include <onnx/onnx_pb.h>
 #include <torch/script.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 #include "cnnviz/core/error.h"
@@ -153,6 +155,34 @@ TEST(CliOnnxTest, ABadModelGetsOneLineAndTheModelExitCode) {
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_EQ(test::lines(r.err).size(), 1u) << r.err;
   EXPECT_NE(r.err.find("bad.onnx"), std::string::npos) << r.err;
+}
+
+// docs/models.md lists the supported operators: exactly the importer's.
+TEST(OnnxOperatorsTest, DocsListTheSupportedSet) {
+  const std::string doc = test::read_text(test::source_dir() + "/docs/models.md");
+  const size_t begin = doc.find("\nAbs, "), end = doc.find("\n\nAnything else", begin);
+  ASSERT_NE(begin, std::string::npos);
+  ASSERT_NE(end, std::string::npos);
+  std::string list = doc.substr(begin, end - begin);
+  std::set<std::string> documented;
+  std::string word;
+  for (char c : list + " ") {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      word += c;
+      continue;
+    }
+    if (!word.empty() && std::isupper(static_cast<unsigned char>(word[0]))) documented.insert(word);
+    word.clear();
+  }
+  for (const std::string& op : onnx_supported_ops()) {
+    EXPECT_TRUE(documented.count(op)) << op << " is supported but not in docs/models.md";
+  }
+  const std::set<std::string> supported(onnx_supported_ops().begin(), onnx_supported_ops().end());
+  for (const std::string& w : documented) {
+    // Words of the notes in parentheses that are not operators.
+    if (w == "Indices" || w == "D") continue;
+    EXPECT_TRUE(supported.count(w)) << w << " is in docs/models.md but not supported";
+  }
 }
 
 }  // namespace

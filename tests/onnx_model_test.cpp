@@ -228,6 +228,58 @@ TEST(ModelOnnxStructureTest, LayerByValueName) {
   EXPECT_NE(bad.err.find("'/no/such/value' not found"), std::string::npos) << bad.err;
 }
 
+// Detectors and segmenters exported both ways from the same weights (the
+// tiny models of tests/reference/tiny_models.py and torchvision's LR-ASPP):
+// the same detections or class areas, and the same maps of the first
+// detection or of the default class.
+class ModelOnnxTaskTest : public ::testing::TestWithParam<std::string> {};
+
+nlohmann::json task_results(const std::string& task, const std::string& model,
+                            const std::string& image) {
+  const test::RunResult r = test::run_cnnviz({task, "-m", model, "--json", image});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return nlohmann::json::parse(r.out)["results"][0];
+}
+
+TEST_P(ModelOnnxTaskTest, DetectsOrSegmentsAndExplainsAsTheTorchScriptExport) {
+  TempDir dir;
+  const std::string image = test::structured_image(dir, 200, 160);
+  const std::string pt = pt_path(GetParam()), onnx = onnx_path(GetParam());
+  const bool detector =
+      GetParam().find("fcn") == std::string::npos && GetParam().find("lraspp") == std::string::npos;
+  const nlohmann::json want = task_results(detector ? "detect" : "segment", pt, image);
+  const nlohmann::json got = task_results(detector ? "detect" : "segment", onnx, image);
+  if (detector) {
+    ASSERT_FALSE(want["detections"].empty());
+    ASSERT_EQ(got["detections"].size(), want["detections"].size());
+    for (size_t k = 0; k < want["detections"].size(); ++k) {
+      const nlohmann::json &a = got["detections"][k], &b = want["detections"][k];
+      EXPECT_EQ(a["class"], b["class"]) << "detection " << k;
+      EXPECT_NEAR(a["score"].get<double>(), b["score"].get<double>(), 1e-5) << "detection " << k;
+      for (size_t c = 0; c < 4; ++c)
+        EXPECT_NEAR(a["box"][c].get<double>(), b["box"][c].get<double>(), 1e-3) << "box " << k;
+    }
+  } else {
+    EXPECT_EQ(got["classes"], want["classes"]);
+  }
+  for (const std::vector<std::string>& run :
+       std::vector<std::vector<std::string>>{{"gradcam", "--all-layers"}, {"guided-backprop"}}) {
+    for (const std::string& model : {pt, onnx}) {
+      std::vector<std::string> args = run;
+      if (detector) args.insert(args.end(), {"--box", "0"});
+      args.insert(args.end(), {"-m", model, "--write", "npy", "-o",
+                               dir.file(model == pt ? "pt" : "onnx"), image});
+      const test::RunResult r = test::run_cnnviz(args);
+      ASSERT_EQ(r.exit_code, 0) << run[0] << " on " << model << ": " << r.err;
+    }
+  }
+  expect_same_maps(dir.file("pt"), dir.file("onnx"));
+}
+
+INSTANTIATE_TEST_SUITE_P(DetectorsAndSegmenters, ModelOnnxTaskTest,
+                         ::testing::Values("tiny_yolov5", "tiny_yolov8",
+                                           "tiny_fcn", "lraspp_mobilenet_v3_large"));
+
 // The real squeezenet1_1 weights from shared/ (fixture.export_pretrained
 // exports both files), on the photo of a cat.
 TEST(PretrainedOnnxTest, ClassifiesAndExplainsAsTheTorchScriptExport) {

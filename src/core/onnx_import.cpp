@@ -797,6 +797,39 @@ std::pair<std::vector<std::string>, std::vector<std::string>> run_boundary(
 }
 
 // Emits a run of nodes of one scope as a call of a new submodule.
+// Where a run's module goes: the module that holds it, the expression that
+// reaches that holder from `self`, and its path. A name with dots left (an
+// item of a ModuleList, "backbone.0": the list itself is never called, so
+// it has no scope of its own) puts the item inside a container module named
+// after the list, as in the TorchScript model.
+struct Place {
+  torch::jit::Module holder;
+  std::string access, path, name;
+};
+
+Place place_of(Graph& g, ModuleCode& mc, std::string name) {
+  Place p{mc.module, "self", mc.path, ""};
+  for (size_t dot = name.find('.'); dot != std::string::npos; dot = name.find('.')) {
+    const std::string part = quoted_name(name.substr(0, dot));
+    name = name.substr(dot + 1);
+    if (!p.holder.hasattr(part)) {
+      p.holder.register_module(part, torch::jit::Module("__torch__.onnx.Container", g.cu, true));
+    } else if (!p.holder.attr(part).isModule()) {
+      return place_of(g, mc, quoted_name(part + "." + name));
+    }
+    p.holder = p.holder.attr(part).toModule();
+    p.access = "getattr(" + p.access + ", \"" + part + "\")";
+    p.path = p.path.empty() ? part : p.path + "." + part;
+  }
+  p.name = quoted_name(name);
+  while (p.holder.hasattr(p.name) || (p.access == "self" && mc.names.count(p.name))) {
+    p.name += "_";
+  }
+  if (p.access == "self") mc.names.insert(p.name);
+  p.path = p.path.empty() ? p.name : p.path + "." + p.name;
+  return p;
+}
+
 void emit_run(Graph& g, ModuleCode& mc, const std::vector<size_t>& run, size_t depth,
               const std::string& key, const std::string& parent_key) {
   auto [in, out] = run_boundary(g, run);
@@ -805,18 +838,15 @@ void emit_run(Graph& g, ModuleCode& mc, const std::vector<size_t>& run, size_t d
   if (!parent_key.empty() && name.compare(0, parent_key.size() + 1, parent_key + ".") == 0) {
     name = name.substr(parent_key.size() + 1);
   }
-  name = quoted_name(name);
-  while (mc.names.count(name) || mc.module.hasattr(name)) name += "_";
-  mc.names.insert(name);
-  const std::string path = mc.path.empty() ? name : mc.path + "." + name;
-  if (auto v = g.exposed.find(key); v != g.exposed.end()) g.value_layers[v->second] = path;
-  mc.module.register_module(name, build(g, run, depth + 1, in, out, key, path));
+  Place p = place_of(g, mc, name);
+  if (auto v = g.exposed.find(key); v != g.exposed.end()) g.value_layers[v->second] = p.path;
+  p.holder.register_module(p.name, build(g, run, depth + 1, in, out, key, p.path));
   std::vector<std::string> args, outs;
   for (const std::string& v : in) args.push_back(ident_of(g, v));
   for (const std::string& v : out) outs.push_back(ident_of(g, v));
   std::string lhs;
   for (size_t k = 0; k < outs.size(); ++k) lhs += (k ? ", " : "") + outs[k];
-  std::string call = lhs + " = getattr(self, \"" + name + "\").forward(";
+  std::string call = lhs + " = getattr(" + p.access + ", \"" + p.name + "\").forward(";
   for (size_t k = 0; k < args.size(); ++k) call += (k ? ", " : "") + args[k];
   mc.lines.push_back(call + ")");
 }

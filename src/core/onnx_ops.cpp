@@ -593,6 +593,14 @@ void add_indexing(Map& m) {
   m["Where"] = [](NodeCode& e) {
     e.set("torch.where(" + e.in(0) + ", " + e.in(1) + ", " + e.in(2) + ")");
   };
+  m["Range"] = [](NodeCode& e) {
+    e.set(e.helper("range") + e.in(0) + ", " + e.in(1) + ", " + e.in(2) + ")");
+  };
+  m["ScatterND"] = [](NodeCode& e) {
+    const std::string reduction = e.attr_string("reduction", "none");
+    if (reduction != "none") e.unsupported("reduction " + reduction);
+    e.set(e.helper("scatter_nd") + e.in(0) + ", " + e.in(1) + ", " + e.in(2) + ")");
+  };
   m["Einsum"] = [](NodeCode& e) {
     std::vector<std::string> parts;
     for (size_t i = 0; i < e.inputs(); ++i) parts.push_back(e.in(i));
@@ -1042,6 +1050,28 @@ void add_helpers_5(std::map<std::string, std::string>& table) {
     w = x.size(3)
     y = x.reshape([n, c, h // b, b, w // b, b]).permute([0, 3, 5, 1, 2, 4])
     return y.reshape([n, c * b * b, h // b, w // b])
+)"},
+      // ONNX's Range takes the type of its inputs; arange's end is exclusive too.
+      {"range", R"(def _range(self, start: Tensor, limit: Tensor, delta: Tensor) -> Tensor:
+    if start.is_floating_point():
+        return torch.arange(float(start), float(limit), float(delta), dtype=start.dtype, device=start.device)
+    return torch.arange(int(start), int(limit), int(delta), dtype=start.dtype, device=start.device)
+)"},
+      // Each index row picks a slice of data's first k dimensions: the rows
+      // become positions in data seen as [-1] + its other dimensions, and
+      // an out-of-place index_put writes the updates there (differentiable
+      // in both data and updates).
+      {"scatter_nd", R"(def _scatter_nd(self, data: Tensor, indices: Tensor, updates: Tensor) -> Tensor:
+    k = indices.size(-1)
+    idx = indices.reshape([-1, k])
+    tail = data.shape[k:]
+    lin = torch.zeros([idx.size(0)], dtype=4, device=data.device)
+    for d in range(k):
+        lin = lin * data.size(d) + torch.remainder(idx[:, d], data.size(d))
+    flat = data.reshape([-1] + tail)
+    at: List[Optional[Tensor]] = [lin]
+    flat = flat.index_put(at, updates.reshape([idx.size(0)] + tail))
+    return flat.reshape(data.shape)
 )"},
   });
 }

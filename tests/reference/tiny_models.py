@@ -122,7 +122,9 @@ def cell_grid(feature: torch.Tensor):
     """Column and row index (float) of each cell of a [N,C,h,w] map, row-major: two [h*w]."""
     h, w = feature.shape[2], feature.shape[3]
     xs = torch.arange(w, dtype=feature.dtype, device=feature.device).repeat(h)
-    ys = torch.arange(h, dtype=feature.dtype, device=feature.device).repeat_interleave(w)
+    # (repeat_interleave(w), written so that PyTorch 1.13's ONNX exporter takes it)
+    ys = torch.arange(h, dtype=feature.dtype, device=feature.device).unsqueeze(1) \
+        .expand(h, w).reshape(-1)
     return xs, ys
 
 
@@ -445,8 +447,9 @@ def export(name, outdir, seed=0, onnx=False):
         meta.update(tv_detector_meta(name, scripted))
     path = os.path.join(outdir, f"{name}.onnx" if onnx else f"{name}.pt")
     if onnx:
-        if name in DETECTORS or segmenter:
-            raise SystemExit(f"tiny_models.py: {name}: --onnx exports classifiers only")
+        if name in TV_DETECTORS:
+            raise SystemExit(f"tiny_models.py: {name}: --onnx does not export torchvision's "
+                             f"anchor-based detectors (export_models.py says why)")
         export_models.save_onnx(model, example, path + ".tmp", meta)
     else:
         torch.jit.save(scripted, path + ".tmp", _extra_files={"cnnviz.json": json.dumps(meta)})
@@ -459,7 +462,8 @@ def main():
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(TINY))
     parser.add_argument("-o", "--outdir", required=True)
     parser.add_argument("--onnx", action="store_true",
-                        help="write NAME.onnx (the classifiers only), as export_models.py --onnx")
+                        help="write NAME.onnx (all but tiny_retinanet and tiny_fasterrcnn), as "
+                        "export_models.py --onnx")
     args = parser.parse_args()
     for name in args.names:
         if name not in TINY:
