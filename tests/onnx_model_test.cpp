@@ -277,8 +277,8 @@ TEST_P(ModelOnnxTaskTest, DetectsOrSegmentsAndExplainsAsTheTorchScriptExport) {
 }
 
 INSTANTIATE_TEST_SUITE_P(DetectorsAndSegmenters, ModelOnnxTaskTest,
-                         ::testing::Values("tiny_yolov5", "tiny_yolov8",
-                                           "tiny_fcn", "lraspp_mobilenet_v3_large"));
+                         ::testing::Values("tiny_yolov5", "tiny_yolov8", "tiny_fcn",
+                                           "lraspp_mobilenet_v3_large"));
 
 // The real squeezenet1_1 weights from shared/ (fixture.export_pretrained
 // exports both files), on the photo of a cat.

@@ -1061,7 +1061,8 @@ void add_helpers_5(std::map<std::string, std::string>& table) {
       // become positions in data seen as [-1] + its other dimensions, and
       // an out-of-place index_put writes the updates there (differentiable
       // in both data and updates).
-      {"scatter_nd", R"(def _scatter_nd(self, data: Tensor, indices: Tensor, updates: Tensor) -> Tensor:
+      {"scatter_nd",
+       R"(def _scatter_nd(self, data: Tensor, indices: Tensor, updates: Tensor) -> Tensor:
     k = indices.size(-1)
     idx = indices.reshape([-1, k])
     tail = data.shape[k:]
