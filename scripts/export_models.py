@@ -492,10 +492,10 @@ def save_onnx(net, example, path, meta):
 
 
 def export_one(name, args, outdir):
-    if args.onnx and name in DETECTORS and name not in torchvision_detectors.ONNX_EXPORTABLE:
-        raise ExportError(f"{name}: --onnx does not export it: its anchors and box clipping "
-                          f"are traced for one input size, and its images vary in size (only "
-                          f"{', '.join(torchvision_detectors.ONNX_EXPORTABLE)}, of a fixed size)")
+    if args.onnx and name in DETECTORS:
+        raise ExportError(f"{name}: --onnx does not export torchvision's detectors: the trace "
+                          f"would fix their anchors and box scaling to the example's size, and "
+                          f"their images vary in size")
     path = os.path.join(outdir, f"{name}.onnx" if args.onnx else f"{name}.pt")
     if os.path.exists(path) and not args.force:
         print(f"{display_path(path)} exists (use --force to re-export)")
@@ -610,8 +610,7 @@ def parse_args(argv):
                         "efficientnet_b0, googlenet) give gradients of a usable size (for tests)")
     parser.add_argument("--onnx", action="store_true",
                         help=f"write NAME.onnx (opset {ONNX_OPSET}, metadata in metadata_props) "
-                             "instead of TorchScript; of the detectors, "
-                             f"{', '.join(torchvision_detectors.ONNX_EXPORTABLE)} only")
+                             "instead of TorchScript; not the detectors")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
     parser.add_argument("--list", action="store_true",
                         help="list supported models and whether OUTDIR/<name>.pt exists")

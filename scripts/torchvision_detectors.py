@@ -34,9 +34,6 @@ from torchvision.ops import boxes as box_ops
 
 ONE_STAGE = ("retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssdlite320_mobilenet_v3_large")
 TWO_STAGE = ("fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
-# Those whose ONNX export (a trace) holds for every image: SSD stretches each to its fixed
-# size first. The others' anchors and box clipping would be traced for one size.
-ONNX_EXPORTABLE = ("ssdlite320_mobilenet_v3_large",)
 
 
 def pad_to(x: Tensor, divisible: int) -> Tensor:

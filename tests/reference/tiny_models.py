@@ -449,7 +449,7 @@ def export(name, outdir, seed=0, onnx=False):
     if onnx:
         if name in TV_DETECTORS:
             raise SystemExit(f"tiny_models.py: {name}: --onnx does not export torchvision's "
-                             f"anchor-based detectors (export_models.py says why)")
+                             f"detectors (export_models.py says why)")
         export_models.save_onnx(model, example, path + ".tmp", meta)
     else:
         torch.jit.save(scripted, path + ".tmp", _extra_files={"cnnviz.json": json.dumps(meta)})
