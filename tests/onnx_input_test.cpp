@@ -72,6 +72,59 @@ TEST(OnnxInputTest, ASmallModelImportsAndRuns) {
   EXPECT_TRUE(m.module->hasattr("block"));  // the scope in the node names
 }
 
+// x [dims] -> Transpose(perm) -> y.
+onnx::ModelProto transpose_model(const std::vector<int64_t>& dims,
+                                 const std::vector<int64_t>& perm) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(13);
+  onnx::GraphProto* g = m.mutable_graph();
+  g->set_name("transpose");
+  onnx::ValueInfoProto* x = g->add_input();
+  x->set_name("x");
+  auto* t = x->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : dims) {
+    if (d < 0)
+      t->mutable_shape()->add_dim()->set_dim_param("d" + std::to_string(t->shape().dim_size()));
+    else
+      t->mutable_shape()->add_dim()->set_dim_value(d);
+  }
+  onnx::ValueInfoProto* y = g->add_output();
+  y->set_name("y");
+  auto* ty = y->mutable_type()->mutable_tensor_type();
+  ty->set_elem_type(onnx::TensorProto::FLOAT);
+  for (size_t k = 0; k < dims.size(); ++k)
+    ty->mutable_shape()->add_dim()->set_dim_param("o" + std::to_string(k));
+  onnx::NodeProto* n = g->add_node();
+  n->set_op_type("Transpose");
+  n->add_input("x");
+  n->add_output("y");
+  onnx::AttributeProto* a = n->add_attribute();
+  a->set_name("perm");
+  a->set_type(onnx::AttributeProto::INTS);
+  for (int64_t p : perm) a->add_ints(p);
+  return m;
+}
+
+// An input [N, H, W, 1 or 3] (Keras's channels-last), static or dynamic, is
+// taken as NCHW and permuted inside: a model that transposes it to NCHW
+// gives back what it was given. [N, 3, H, W] stays as it is.
+TEST(OnnxInputTest, ChannelsLastInputsTakeNchw) {
+  TempDir dir;
+  const at::Tensor nchw = torch::randn({2, 3, 16, 12});
+  for (const std::vector<int64_t>& dims :
+       std::vector<std::vector<int64_t>>{{1, 16, 12, 3}, {-1, -1, -1, 3}}) {
+    const OnnxModel m = import_onnx(save(dir, transpose_model(dims, {0, 3, 1, 2})));
+    EXPECT_TRUE(m.nhwc);
+    EXPECT_EQ(m.input_shape, (std::vector<int64_t>{dims[0], 3, dims[1], dims[2]}));
+    EXPECT_TRUE(m.module->forward({nchw}).toTensor().equal(nchw));
+  }
+  const OnnxModel m = import_onnx(save(dir, transpose_model({-1, 3, -1, -1}, {0, 1, 3, 2})));
+  EXPECT_FALSE(m.nhwc);
+  EXPECT_TRUE(m.module->forward({nchw}).toTensor().equal(nchw.transpose(2, 3)));
+}
+
 TEST(OnnxInputTest, TruncatedOrCorruptFilesAreRefused) {
   TempDir dir;
   std::string bytes;

@@ -948,10 +948,11 @@ OnnxModel describe(const onnx::ModelProto& m, const std::string& path) {
     out.inputs.push_back(v.name());
   }
   for (const onnx::ValueInfoProto& v : m.graph().output()) out.outputs.push_back(v.name());
-  // An image input [N, H, W, C] (Keras's layout: 1 or 3 channels last, at
-  // least 8 x 8 pixels) takes NCHW like any other.
+  // An image input [N, H, W, C] (Keras's layout: 1 or 3 channels last; H
+  // and W at least 8 pixels, or dynamic) takes NCHW like any other.
   const std::vector<int64_t> s = out.input_shape;
-  if (s.size() == 4 && (s[3] == 1 || s[3] == 3) && s[1] >= 8 && s[2] >= 8) {
+  auto side = [](int64_t d) { return d == -1 || d >= 8; };
+  if (s.size() == 4 && (s[3] == 1 || s[3] == 3) && side(s[1]) && side(s[2])) {
     out.nhwc = true;
     out.input_shape = {s[0], s[3], s[1], s[2]};
   }
