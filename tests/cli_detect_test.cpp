@@ -133,6 +133,22 @@ TEST_F(CliDetectTest, LayoutsAndTasksAreChecked) {
   EXPECT_NE(r.err.find("its output [1, 7, "), std::string::npos) << r.err;
   r = cnnviz({"detect", "-q", "-m", detector("yolov8"), "--layout", "yolov7", image_});
   EXPECT_EQ(r.exit_code, 2) << r.err;
+  // --layout also names the input's layout: once per kind, nhwc for ONNX
+  // models only, and the detector layouts for detect only.
+  r = cnnviz(
+      {"detect", "-q", "-m", detector("yolov5"), "--layout", "yolov5", "--layout", "nchw", image_});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = cnnviz({"detect", "-q", "-m", detector("yolov5"), "--layout", "yolov5", "--layout", "yolov8",
+              image_});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--layout yolov5 and --layout yolov8: pick one"), std::string::npos)
+      << r.err;
+  r = cnnviz({"detect", "-q", "-m", detector("yolov5"), "--layout", "nhwc", image_});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("a channels-last input (nhwc) is for ONNX models"), std::string::npos)
+      << r.err;
+  r = cnnviz({"classify", "-q", "-m", detector("yolov5"), "--layout", "yolov5", image_});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
   // Classifiers are not detectors, and the other subcommands refuse detectors.
   r = cnnviz({"detect", "-q", "-m", model_, image_});
   EXPECT_EQ(r.exit_code, 4) << r.err;

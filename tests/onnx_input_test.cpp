@@ -125,6 +125,41 @@ TEST(OnnxInputTest, ChannelsLastInputsTakeNchw) {
   EXPECT_TRUE(m.module->forward({nchw}).toTensor().equal(nchw.transpose(2, 3)));
 }
 
+// --layout overrides the guess from the shape: nhwc for inputs the shape
+// rule does not take (a 4 x 4 image, every dimension dynamic), nchw for one
+// it would take as channels-last (an NCHW input [1, 16, 16, 3]). nhwc on an
+// input that is not [N, H, W, 1 or 3] is a usage error naming the file and
+// the input.
+TEST(OnnxInputTest, LayoutAsGivenOverridesTheShape) {
+  TempDir dir;
+  const at::Tensor nchw = torch::randn({1, 3, 4, 4});
+  OnnxImportOptions nhwc;
+  nhwc.layout = InputLayout::kNhwc;
+  for (const std::vector<int64_t>& dims :
+       std::vector<std::vector<int64_t>>{{1, 4, 4, 3}, {-1, -1, -1, -1}}) {
+    const std::string path = save(dir, transpose_model(dims, {0, 3, 1, 2}));
+    EXPECT_FALSE(import_onnx(path).nhwc);
+    const OnnxModel m = import_onnx(path, nhwc);
+    EXPECT_TRUE(m.nhwc);
+    EXPECT_EQ(m.input_shape, (std::vector<int64_t>{dims[0], dims[3], dims[1], dims[2]}));
+    EXPECT_TRUE(m.module->forward({nchw}).toTensor().equal(nchw));
+  }
+  OnnxImportOptions as_nchw;
+  as_nchw.layout = InputLayout::kNchw;
+  const std::string square = save(dir, transpose_model({1, 16, 16, 3}, {0, 3, 1, 2}));
+  EXPECT_TRUE(import_onnx(square).nhwc);
+  const OnnxModel m = import_onnx(square, as_nchw);
+  EXPECT_FALSE(m.nhwc);
+  EXPECT_EQ(m.input_shape, (std::vector<int64_t>{1, 16, 16, 3}));
+  const at::Tensor x = torch::randn({1, 16, 16, 3});
+  EXPECT_TRUE(m.module->forward({x}).toTensor().equal(x.permute({0, 3, 1, 2})));
+  const std::string flat = save(dir, transpose_model({2, 3, 5}, {0, 2, 1}), "flat.onnx");
+  expect_error([&] { import_onnx(flat, nhwc); }, ErrorCode::kUsage,
+               "flat.onnx': input 'x' is [2, 3, 5]: a channels-last (nhwc) image input");
+  const std::string wide = save(dir, transpose_model({1, 3, 8, 8}, {0, 2, 3, 1}), "wide.onnx");
+  expect_error([&] { import_onnx(wide, nhwc); }, ErrorCode::kUsage, "is [1, 3, 8, 8]");
+}
+
 TEST(OnnxInputTest, TruncatedOrCorruptFilesAreRefused) {
   TempDir dir;
   std::string bytes;

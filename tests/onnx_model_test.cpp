@@ -228,6 +228,53 @@ TEST(ModelOnnxStructureTest, LayerByValueName) {
   EXPECT_NE(bad.err.find("'/no/such/value' not found"), std::string::npos) << bad.err;
 }
 
+// The synthesis commands take value names too: top-activations at a value
+// finds the same images, positions and activations as at the module that
+// computes it, and filters optimizes an image for it.
+TEST(ModelOnnxStructureTest, SynthesisByValueName) {
+  TempDir dir;
+  const std::string model = onnx_path("squeezenet1_1");
+  const std::string value = "/features/features.3/Concat_output_0";
+  const std::vector<std::string> images = {test::structured_image(dir, 120, 96),
+                                           test::structured_image(dir, 90, 140)};
+  auto top = [&](const std::string& layer, const std::string& out) {
+    std::vector<std::string> args = {"top-activations", "-q",  "-m",  model,
+                                     "--layer",         layer, "--k", "2",
+                                     "--channels",      "0-7", "-o",  dir.file(out)};
+    args.insert(args.end(), images.begin(), images.end());
+    const test::RunResult r = test::run_cnnviz(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    for (const fs::directory_entry& e : fs::directory_iterator(dir.file(out))) {
+      if (e.path().string().find(".state.json") != std::string::npos) {
+        return nlohmann::json::parse(test::read_text(e.path().string()));
+      }
+    }
+    ADD_FAILURE() << "no state file in " << out;
+    return nlohmann::json();
+  };
+  const nlohmann::json by_value = top(value, "v"), by_module = top("features.3", "m");
+  ASSERT_EQ(by_value["top"].size(), 8u);
+  ASSERT_EQ(by_value["top"].size(), by_module["top"].size());
+  for (size_t c = 0; c < by_module["top"].size(); ++c) {
+    ASSERT_EQ(by_value["top"][c].size(), by_module["top"][c].size());
+    for (size_t k = 0; k < by_module["top"][c].size(); ++k) {
+      const nlohmann::json &a = by_value["top"][c][k], &b = by_module["top"][c][k];
+      EXPECT_EQ(a["image"], b["image"]);
+      EXPECT_EQ(a["y"], b["y"]);
+      EXPECT_EQ(a["x"], b["x"]);
+      EXPECT_NEAR(a["value"].get<double>(), b["value"].get<double>(),
+                  1e-5 * std::abs(b["value"].get<double>()) + 1e-6);
+    }
+  }
+  const test::RunResult f =
+      test::run_cnnviz({"filters", "-q", "-m", model, "--layer", value, "--channels", "0",
+                        "--steps", "2", "--size", "64", "-o", dir.file("f")});
+  EXPECT_EQ(f.exit_code, 0) << f.err;
+  EXPECT_TRUE(fs::exists(
+      dir.file("f/filters/features.3.value__features_features_3_Concat_output_0_ch0.png")))
+      << f.err;
+}
+
 // Detectors and segmenters exported both ways from the same weights (the
 // tiny models of tests/reference/tiny_models.py and torchvision's LR-ASPP):
 // the same detections or class areas, and the same maps of the first

@@ -40,7 +40,64 @@ std::vector<ModelDir> models_search_path(const std::string& dir, const CLI::Opti
   return model_search_path(chosen);
 }
 
-void add_model_options(CLI::App& sub, ModelOptions& opts, bool channels_flag) {
+namespace {
+
+constexpr std::array kInputLayouts = {InputLayout::kNchw, InputLayout::kNhwc};
+constexpr std::array kDetectLayouts = {DetectLayout::kYolov8, DetectLayout::kYolov5};
+
+template <typename Layout, size_t N, typename Name>
+std::vector<std::string> names_of(const std::array<Layout, N>& layouts, Name name) {
+  std::vector<std::string> names;
+  for (Layout l : layouts) names.push_back(name(l));
+  return names;
+}
+
+void add_layout_option(CLI::App& sub, ModelOptions& opts, bool detector_layouts) {
+  std::vector<std::string> names = names_of(kInputLayouts, input_layout_name);
+  std::string help =
+      "The model's image input: nchw, or nhwc (channels last, as Keras exports; ONNX models); "
+      "default: from an ONNX model's input shape";
+  if (detector_layouts) {
+    for (const std::string& n : names_of(kDetectLayouts, layout_name)) names.push_back(n);
+    help +=
+        ". Or how to read a detector's raw output: yolov8's [N,4+C,A] or yolov5's [N,A,5+C] (a "
+        "detector without metadata; letterboxed to --size). Give it twice for both";
+  }
+  // One value per --layout, so that the images after it stay positional.
+  sub.add_option("--layout", opts.layouts, help)
+      ->check(CLI::IsMember(names))
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
+// The one value of `names` among --layout's, or "" when none is; throws
+// Error(kUsage) when two differ.
+std::string one_layout(const ModelOptions& opts, const std::vector<std::string>& names) {
+  std::string found;
+  for (const std::string& v : opts.layouts) {
+    if (std::find(names.begin(), names.end(), v) == names.end()) continue;
+    if (!found.empty() && found != v) {
+      throw Error(ErrorCode::kUsage, "--layout " + found + " and --layout " + v + ": pick one");
+    }
+    found = v;
+  }
+  return found;
+}
+
+InputLayout input_layout(const ModelOptions& opts) {
+  const std::string name = one_layout(opts, names_of(kInputLayouts, input_layout_name));
+  return name.empty() ? InputLayout::kFromShape : parse_input_layout(name, "--layout");
+}
+
+}  // namespace
+
+DetectLayout detect_layout(const ModelOptions& opts) {
+  const std::string name = one_layout(opts, names_of(kDetectLayouts, layout_name));
+  return name.empty() ? DetectLayout::kNone : parse_layout(name, "--layout");
+}
+
+void add_model_options(CLI::App& sub, ModelOptions& opts, bool channels_flag,
+                       bool detector_layouts) {
   sub.add_option("-m,--model", opts.model,
                  "Model name (the first NAME.pt on the models search path: cnnviz models) or a "
                  "TorchScript file")
@@ -103,6 +160,7 @@ void add_model_options(CLI::App& sub, ModelOptions& opts, bool channels_flag) {
   sub.add_flag("--no-crop", opts.no_crop,
                "No centre crop: the whole image, its shorter side resized (models that take any "
                "input size; one image per pass)");
+  add_layout_option(sub, opts, detector_layouts);
 }
 
 void add_input_options(CLI::App& sub, InputOptions& opts) {
@@ -182,7 +240,7 @@ Model open_model(const ModelOptions& opts, std::ostream& err) {
   }
   Model model = Model::load(
       resolve_model(opts.model, models_search_path(opts.models_dir, opts.models_dir_option)),
-      device, opts.onnx_values);
+      device, LoadOptions{opts.onnx_values, input_layout(opts)});
   set_threads(opts.threads);
   if (device.is_cpu() && loaded_blas().reference && has_matrix_products(model)) {
     err << kPrefix << "warning: model '" << model.info().name

@@ -28,14 +28,23 @@ struct ModelOptions {
   int size = 0;                  // --size N: resize and crop to N
   int resize = 0;                // --resize N: shorter side to N before the crop
   bool no_crop = false;          // --no-crop: the whole resized image
+  // --layout, at most once per kind: the input's (nchw|nhwc) and, for
+  // detect, a detector output's (yolov8|yolov5).
+  std::vector<std::string> layouts;
   // Set by subcommands from their --layer: the ONNX value names among them
   // become layers when the model loads (Model::load).
   std::vector<std::string> onnx_values;
 };
 
 // `channels_flag` false: the input-channel override is --input-channels (for
-// subcommands whose --channels picks a layer's channels).
-void add_model_options(CLI::App& sub, ModelOptions& opts, bool channels_flag = true);
+// subcommands whose --channels picks a layer's channels). `detector_layouts`:
+// --layout also takes a detector output's layout (detect_layout()).
+void add_model_options(CLI::App& sub, ModelOptions& opts, bool channels_flag = true,
+                       bool detector_layouts = false);
+
+// The detector output layout among --layout's values; kNone when none is
+// given. Throws Error(kUsage) when two are.
+DetectLayout detect_layout(const ModelOptions& opts);
 
 // Adds --models-dir (and $CNNVIZ_MODELS) to `sub`; returns the option.
 const CLI::Option* add_models_dir_option(CLI::App& sub, std::string& dir);

@@ -62,12 +62,14 @@ json detect_json(const DetectSummary& summary, const ModelInfo& info, const Dete
 
 // --layout makes any model a detector read that way: for a YOLO export
 // without metadata, with the letterbox YOLO takes.
-void apply_layout(const std::string& layout, ModelInfo& info) {
-  if (layout.empty()) return;
-  info.layout = parse_layout(layout, "--layout");
+void apply_layout(const ModelOptions& opts, ModelInfo& info) {
+  const DetectLayout layout = detect_layout(opts);
+  if (layout == DetectLayout::kNone) return;
+  info.layout = layout;
   info.task = Task::kDetect;
   if (info.preprocess.channels != 3) {
-    throw Error(ErrorCode::kUsage, "--layout " + layout + ": a detector takes RGB images");
+    throw Error(ErrorCode::kUsage,
+                std::string("--layout ") + layout_name(layout) + ": a detector takes RGB images");
   }
   info.preprocess.letterbox = true;
   info.preprocess.crop = 0;
@@ -79,11 +81,7 @@ CLI::App* setup_detect(CLI::App& app, DetectCliOptions& opts) {
   CLI::App* sub = app.add_subcommand(
       "detect", "Find boxes with a detector: label, score and box of each, and pictures");
   add_input_options(*sub, opts.inputs);
-  add_model_options(*sub, opts.model);
-  sub->add_option("--layout", opts.layout,
-                  "Read the model's raw output as YOLOv8's [N,4+C,A] or YOLOv5's [N,A,5+C] "
-                  "(a detector without metadata; letterboxed to --size)")
-      ->check(CLI::IsMember({"yolov8", "yolov5"}));
+  add_model_options(*sub, opts.model, /*channels_flag=*/true, /*detector_layouts=*/true);
   sub->add_option("--min-score", opts.min_score, "Keep boxes scoring above this")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
@@ -111,7 +109,7 @@ int run_detect(const DetectCliOptions& opts, std::ostream& out, std::ostream& er
   std::vector<std::string> images;
   for (size_t p : shard_positions(all.size(), shard)) images.push_back(all[p]);
   Model model = open_model(opts.model, err);
-  apply_layout(opts.layout, model.mutable_info());
+  apply_layout(opts.model, model.mutable_info());
   const ModelInfo& info = model.info();
   DetectOptions run;
   run.batch_size = static_cast<size_t>(opts.batch_size);

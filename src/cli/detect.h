@@ -14,7 +14,6 @@ namespace cnnviz::cli {
 struct DetectCliOptions {
   ModelOptions model;
   InputOptions inputs;
-  std::string layout;  // --layout: how to read a detector's raw output; empty: the metadata's
   int batch_size = 4;
   int decoders = 0;    // image decoding threads; 0 = every available core
   std::string outdir;  // -o: pictures with boxes

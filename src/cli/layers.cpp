@@ -17,11 +17,9 @@ namespace cnnviz::cli {
 
 namespace {
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  if (shape.empty()) return "-";
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
+// A layer's shape, "-" when unknown.
+std::string shape_or_dash(const std::vector<int64_t>& shape) {
+  return shape.empty() ? "-" : shape_text(shape);
 }
 
 }  // namespace
@@ -101,7 +99,7 @@ void print_layer_rows(const ModelInfo& info, const Engine::Description& d,
       if (f->layout != Layout::kChannelsFirst) map += " (" + f->describe() + ")";
     }
     std::snprintf(line, sizeof(line), "%-*s  %-22s  %-20s  %-44s  %s\n", static_cast<int>(width),
-                  l.path.c_str(), l.type.c_str(), shape_text(l.shape).c_str(), map.c_str(),
+                  l.path.c_str(), l.type.c_str(), shape_or_dash(l.shape).c_str(), map.c_str(),
                   notes.c_str());
     out << line;
   }

@@ -11,6 +11,8 @@ namespace cnnviz::cli {
 namespace {
 
 constexpr int kDefaultImageSize = 128;
+constexpr const char* kLayerHelp =
+    "Layer by module path (cnnviz layers), or an ONNX model's value name";
 
 // The optimization options filters, class-model and invert share.
 void add_optimization(CLI::App& sub, SynthesisCliOptions& o) {
@@ -71,7 +73,7 @@ void add_filters(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>
                   "Feature visualization: an image that maximizes each chosen channel of a layer");
   CLI::App* sub = o.command;
   add_model_options(*sub, o.model, /*channels_flag=*/false);
-  sub->add_option("--layer", o.run.layer, "Layer by module path (cnnviz layers)")->required();
+  sub->add_option("--layer", o.run.layer, kLayerHelp)->required();
   sub->add_option("--channels", o.run.channels, "Channels: K, A-B, a comma list, or all")
       ->capture_default_str();
   sub->add_flag("--neuron", o.run.neuron,
@@ -103,7 +105,7 @@ void add_dream(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>>&
   add_model_options(*sub, o.model);
   add_input_options(*sub, o.inputs);
   DreamOptions& d = o.run.dream;
-  sub->add_option("--layer", o.run.layer, "Layer by module path (cnnviz layers)")->required();
+  sub->add_option("--layer", o.run.layer, kLayerHelp)->required();
   sub->add_option("--octaves", d.octaves, "Octaves (image scales)")
       ->check(CLI::Range(1, 12))
       ->capture_default_str();
@@ -133,8 +135,7 @@ void add_invert(CLI::App& app, std::vector<std::unique_ptr<SynthesisCliOptions>>
   CLI::App* sub = o.command;
   add_model_options(*sub, o.model);
   add_input_options(*sub, o.inputs);
-  CLI::Option* layer =
-      sub->add_option("--layer", o.run.layer, "Layer by module path (cnnviz layers)");
+  CLI::Option* layer = sub->add_option("--layer", o.run.layer, kLayerHelp);
   sub->add_flag("--all-layers", o.run.all_layers, "Every feature stage, and a contact sheet")
       ->excludes(layer);
   add_optimization(*sub, o);
@@ -148,7 +149,7 @@ void add_top_activations(CLI::App& app, std::vector<std::unique_ptr<SynthesisCli
   CLI::App* sub = o.command;
   add_model_options(*sub, o.model, /*channels_flag=*/false);
   add_input_options(*sub, o.inputs);
-  sub->add_option("--layer", o.run.layer, "Layer by module path (cnnviz layers)")->required();
+  sub->add_option("--layer", o.run.layer, kLayerHelp)->required();
   sub->add_option("--channels", o.run.channels, "Channels: K, A-B, a comma list, or all")
       ->capture_default_str();
   sub->add_option("--k", o.run.k, "Images kept per channel")
@@ -201,7 +202,9 @@ int run_synthesis(SynthesisCliOptions& o, std::ostream& out, std::ostream& err) 
   if (o.name == "filters" || o.name == "class-model") {
     run.synthesis.param.size = o.model.size > 0 ? o.model.size : kDefaultImageSize;
   }
+  if (!run.layer.empty()) o.model.onnx_values = {run.layer};
   Model model = open_model(o.model, err);
+  run.layer = model.info().layer_path(run.layer);
   if (model.info().preprocess.channels != 3 && model.info().preprocess.channels != 1) {
     throw Error(ErrorCode::kUnsupported, o.name + ": needs a 1- or 3-channel model");
   }

@@ -98,8 +98,9 @@ void add_method_options(CLI::App& sub, const MethodDef& method, VisualizeOptions
     CLI::Option* layer = sub.add_option(
         "--layer", opts.explain.layers,
         method.layers == LayerUse::kChosen
-            ? "Layer by module path (repeatable; default: the model's Grad-CAM layer)"
-            : "Also a map at this layer, by module path (repeatable)");
+            ? "Layer by module path or an ONNX model's value name (repeatable; default: the "
+              "model's Grad-CAM layer)"
+            : "Also a map at this layer, by module path or ONNX value name (repeatable)");
     // One value per --layer, so that the images after it stay positional.
     layer->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     sub.add_flag("--all-layers", opts.explain.all_layers,

@@ -19,13 +19,13 @@ int64_t square_side(int64_t n) {
   return s * s == n ? s : 0;
 }
 
+}  // namespace
+
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
 }
-
-}  // namespace
 
 const char* FeatureLayout::name() const {
   switch (layout) {

@@ -161,6 +161,24 @@ DetectLayout parse_layout(const std::string& name, const std::string& subject) {
   throw Error(ErrorCode::kUsage, subject + " '" + name + "': unknown (yolov8 or yolov5)");
 }
 
+const char* input_layout_name(InputLayout layout) {
+  switch (layout) {
+    case InputLayout::kNchw:
+      return "nchw";
+    case InputLayout::kNhwc:
+      return "nhwc";
+    case InputLayout::kFromShape:
+      break;
+  }
+  return "";
+}
+
+InputLayout parse_input_layout(const std::string& name, const std::string& subject) {
+  if (name == "nchw") return InputLayout::kNchw;
+  if (name == "nhwc") return InputLayout::kNhwc;
+  throw Error(ErrorCode::kUsage, subject + " '" + name + "': unknown (nchw or nhwc)");
+}
+
 const char* weights_kind_name(WeightsKind kind) {
   switch (kind) {
     case WeightsKind::kPretrained:
@@ -192,6 +210,11 @@ void check_output_classes(const ModelInfo& info, int64_t outputs) {
 std::string ModelInfo::label(int64_t index) const {
   if (index >= 0 && index < static_cast<int64_t>(labels.size())) return labels[index];
   return "class " + std::to_string(index);
+}
+
+std::string ModelInfo::layer_path(const std::string& name) const {
+  auto it = layer_aliases.find(name);
+  return it == layer_aliases.end() ? name : it->second;
 }
 
 bool is_background_label(const std::string& label) {
@@ -424,8 +447,7 @@ void apply_input_shape(const std::vector<int64_t>& shape, ModelInfo& info) {
 
 }  // namespace
 
-Model Model::load(const std::string& path, at::Device device,
-                  const std::vector<std::string>& onnx_values) {
+Model Model::load(const std::string& path, at::Device device, const LoadOptions& options) {
   // Only regular files: a FIFO or a device (/dev/zero behind a link) would
   // block or never end.
   std::error_code ec;
@@ -442,7 +464,7 @@ Model Model::load(const std::string& path, at::Device device,
   std::vector<int64_t> onnx_input;
   std::map<std::string, std::string> structural, aliases;
   if (is_onnx_path(path)) {
-    OnnxModel onnx = import_onnx(path, onnx_values);
+    OnnxModel onnx = import_onnx(path, {options.onnx_values, options.input_layout});
     aliases = std::move(onnx.value_layers);
     impl->module = *onnx.module;
     impl->module.to(device);
@@ -450,6 +472,11 @@ Model Model::load(const std::string& path, at::Device device,
     onnx_input = onnx.input_shape;
     structural = std::move(onnx.structural_stages);
   } else {
+    if (options.input_layout == InputLayout::kNhwc) {
+      throw Error(ErrorCode::kUsage, "model file '" + path +
+                                         "': a channels-last input (nhwc) is for ONNX models; "
+                                         "a TorchScript model takes NCHW");
+    }
     impl->module = load_module(path, device, extra);
   }
   impl->device = device;

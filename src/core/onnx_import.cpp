@@ -31,6 +31,7 @@
 #include <unordered_map>
 
 #include "cnnviz/core/error.h"
+#include "cnnviz/core/feature_map.h"
 #include "cnnviz/core/onnx.h"
 #include "onnx_ops.h"
 
@@ -923,9 +924,28 @@ torch::jit::Module build(Graph& g, const std::vector<size_t>& ids, size_t depth,
   return mc.module;
 }
 
+// Whether the first input of `m` (its shape declared in m.input_shape, as
+// the graph has it) is channels-last: as `layout` says, else an image input
+// [N, H, W, C] (Keras's layout: 1 or 3 channels last; H and W at least 8
+// pixels, or dynamic).
+bool is_nhwc(const OnnxModel& m, InputLayout layout, const std::string& path) {
+  const std::vector<int64_t>& s = m.input_shape;
+  if (m.inputs.empty()) return false;
+  if (layout == InputLayout::kNhwc && !s.empty() &&
+      (s.size() != 4 || (s[3] != -1 && s[3] != 1 && s[3] != 3))) {
+    throw Error(ErrorCode::kUsage, "model file '" + path + "': input '" + m.inputs[0] + "' is " +
+                                       shape_text(s) +
+                                       ": a channels-last (nhwc) image input is [N, H, W, 1 or 3]");
+  }
+  if (layout != InputLayout::kFromShape) return layout == InputLayout::kNhwc;
+  auto side = [](int64_t d) { return d == -1 || d >= 8; };
+  return s.size() == 4 && (s[3] == 1 || s[3] == 3) && side(s[1]) && side(s[2]);
+}
+
 // What a model declares: metadata, inputs (those without an initializer),
-// outputs, the first input's shape (NCHW) and whether it is NHWC.
-OnnxModel describe(const onnx::ModelProto& m, const std::string& path) {
+// outputs, the first input's shape (NCHW) and whether it is NHWC (`layout`).
+OnnxModel describe(const onnx::ModelProto& m, const std::string& path,
+                   InputLayout layout = InputLayout::kFromShape) {
   OnnxModel out;
   for (const onnx::StringStringEntryProto& kv : m.metadata_props()) {
     if (kv.key() == kOnnxMetadataKey) out.metadata = kv.value();
@@ -948,24 +968,19 @@ OnnxModel describe(const onnx::ModelProto& m, const std::string& path) {
     out.inputs.push_back(v.name());
   }
   for (const onnx::ValueInfoProto& v : m.graph().output()) out.outputs.push_back(v.name());
-  // An image input [N, H, W, C] (Keras's layout: 1 or 3 channels last; H
-  // and W at least 8 pixels, or dynamic) takes NCHW like any other.
+  out.nhwc = is_nhwc(out, layout, path);
   const std::vector<int64_t> s = out.input_shape;
-  auto side = [](int64_t d) { return d == -1 || d >= 8; };
-  if (s.size() == 4 && (s[3] == 1 || s[3] == 3) && side(s[1]) && side(s[2])) {
-    out.nhwc = true;
-    out.input_shape = {s[0], s[3], s[1], s[2]};
-  }
+  if (out.nhwc && !s.empty()) out.input_shape = {s[0], s[3], s[1], s[2]};
   return out;
 }
 
 OnnxModel import_parsed(onnx::ModelProto m, const std::string& path,
-                        const std::vector<std::string>& values = {}) {
+                        const OnnxImportOptions& options = {}) {
   const int opset = default_opset(m, path);
   check(m, path);
-  OnnxModel out = describe(m, path);
+  OnnxModel out = describe(m, path, options.layout);
   out.opset = opset;
-  Graph g = read_graph(m, path, opset, values);
+  Graph g = read_graph(m, path, opset, options.values);
   if (out.nhwc) g.nhwc_input = out.inputs[0];
   std::vector<size_t> ids(g.nodes.size());
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = i;
@@ -997,8 +1012,8 @@ OnnxModel inspect_onnx(const std::string& path) {
   return out;
 }
 
-OnnxModel import_onnx(const std::string& path, const std::vector<std::string>& values) {
-  return import_parsed(parse_file(path), path, values);
+OnnxModel import_onnx(const std::string& path, const OnnxImportOptions& options) {
+  return import_parsed(parse_file(path), path, options);
 }
 
 const std::vector<std::string>& onnx_supported_ops() {

@@ -5,16 +5,11 @@
 #include <cmath>
 
 #include "cnnviz/core/error.h"
+#include "cnnviz/core/feature_map.h"
 
 namespace cnnviz::method_util {
 
 namespace {
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 int64_t square_side(int64_t n) {
   const auto g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));

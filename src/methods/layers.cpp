@@ -47,10 +47,7 @@ namespace {
 // module path it was loaded as.
 std::vector<std::string> resolved(const Model& model, const std::vector<std::string>& layers) {
   std::vector<std::string> out;
-  for (const std::string& l : layers) {
-    auto it = model.info().layer_aliases.find(l);
-    out.push_back(it == model.info().layer_aliases.end() ? l : it->second);
-  }
+  for (const std::string& l : layers) out.push_back(model.info().layer_path(l));
   return out;
 }
 

@@ -46,6 +46,9 @@ struct FeatureLayout {
 // when the rule does not read it as a map with more than one position.
 std::optional<FeatureLayout> infer_layout(const std::vector<int64_t>& shape);
 
+// "[1, 3, 224, 224]", as messages write shapes.
+std::string shape_text(const std::vector<int64_t>& shape);
+
 // `layer`'s output `t` as [N,C,h,w] (a view where it can be). Throws
 // Error(kUnsupported) naming the layer, its shape and why, and pointing to
 // `cnnviz layers -m MODEL` (model: the model's name), when the rule does not

@@ -75,6 +75,25 @@ const char* layout_name(DetectLayout layout);
 // Throws Error(kUsage) naming `subject` and the choices for another name.
 DetectLayout parse_layout(const std::string& name, const std::string& subject);
 
+// How a model's image input is laid out: NCHW, NHWC (an ONNX model from
+// Keras; permuted inside the model, which then takes NCHW like any other),
+// or found from an ONNX model's input shape (docs/models.md).
+enum class InputLayout { kFromShape, kNchw, kNhwc };
+
+// "nchw", "nhwc" (kFromShape: ""), as --layout takes them.
+const char* input_layout_name(InputLayout layout);
+// Throws Error(kUsage) naming `subject` and the choices for another name.
+InputLayout parse_input_layout(const std::string& name, const std::string& subject);
+
+// What Model::load takes besides the file.
+struct LoadOptions {
+  // For an ONNX model: each of these that names a value of its graph becomes
+  // a layer (ModelInfo::layer_aliases); other names are left alone.
+  std::vector<std::string> onnx_values;
+  // kNhwc is for ONNX models only: a TorchScript model takes NCHW.
+  InputLayout input_layout = InputLayout::kFromShape;
+};
+
 // "pretrained", "file", "random" or "unknown", as in cnnviz.json and manifests.
 const char* weights_kind_name(WeightsKind kind);
 
@@ -111,6 +130,9 @@ struct ModelInfo {
 
   // The label of class `index`, or "class <index>" when there is none.
   std::string label(int64_t index) const;
+  // The module path of layer `name`: its layer_aliases entry (an ONNX value
+  // name), else `name` itself.
+  std::string layer_path(const std::string& name) const;
   // A segmenter's background class: the first labelled "background" or
   // "__background__" (any case); -1 when none is.
   int64_t background_class() const;
@@ -142,11 +164,10 @@ class Model {
  public:
   // Loads `path` onto `device` in eval mode. Throws Error(kModel) with a
   // one-line message when the file is missing, is a directory, is not a
-  // TorchScript archive, or carries invalid metadata. For an ONNX model,
-  // each of `onnx_values` that names a value of its graph becomes a layer
-  // (ModelInfo::layer_aliases); other names are left alone.
+  // TorchScript archive, or carries invalid metadata; Error(kUsage) for
+  // InputLayout::kNhwc with a TorchScript model or an input that is not 4-D.
   static Model load(const std::string& path, at::Device device = at::Device(at::kCPU),
-                    const std::vector<std::string>& onnx_values = {});
+                    const LoadOptions& options = {});
 
   const ModelInfo& info() const;
   at::Device device() const;

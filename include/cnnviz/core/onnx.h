@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/core/model.h"
+
 namespace torch::jit {
 struct Module;
 }
@@ -57,16 +59,25 @@ struct OnnxModel {
   std::map<std::string, std::string> value_layers;
 };
 
+// What import_onnx takes besides the file.
+struct OnnxImportOptions {
+  // Each of these value names that a node computes becomes a module of its
+  // own, so that it can be a layer (OnnxModel::value_layers).
+  std::vector<std::string> values;
+  // The first input's layout; kFromShape: NHWC when its shape is
+  // [N, H, W, 1 or 3] with H and W at least 8 or dynamic.
+  InputLayout layout = InputLayout::kFromShape;
+};
+
 // Reads and imports the ONNX model at `path`. Throws Error(kModel), one line
 // naming the file and the problem, for a file that does not parse, fails
 // ONNX's checker, has an opset outside [kMinOnnxOpset, kMaxOnnxOpset], an
 // initializer whose data does not match its shape, external data outside the
 // model's folder, a cycle, or exceeds the limits above; Error(kUnsupported)
 // naming the node for an operator, attribute value or data type the importer
-// does not support.
-// Each of `values` (value names in the graph) that a node computes becomes a
-// module of its own, so that it can be a layer (value_layers).
-OnnxModel import_onnx(const std::string& path, const std::vector<std::string>& values = {});
+// does not support; Error(kUsage) for InputLayout::kNhwc on an input whose
+// declared shape is not 4-D.
+OnnxModel import_onnx(const std::string& path, const OnnxImportOptions& options = {});
 
 // The same for a model already in memory (`bytes`); `path` names it in
 // errors and is the folder external data is looked up in.
