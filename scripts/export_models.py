@@ -477,13 +477,15 @@ def save_onnx(net, example, path, meta):
     preprocess = meta["preprocess"]
     if preprocess.get("crop") == 0 and not preprocess.get("letterbox"):
         axes.update({2: "height", 3: "width"})
+    # A detector's rows [N, A, 5 + C]: the number of anchors A follows the height and width.
+    outputs = {0: "batch", 1: "anchors"} if meta.get("task") == "detect" and 2 in axes else axes
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="It is recommended that constant folding")
         warnings.filterwarnings("ignore", message="The shape inference of prim::Constant")
         torch.onnx.export(net, example, path, opset_version=ONNX_OPSET, input_names=["input"],
                           output_names=["logits"], do_constant_folding=True,
                           training=torch.onnx.TrainingMode.PRESERVE,
-                          dynamic_axes={"input": axes, "logits": axes})
+                          dynamic_axes={"input": axes, "logits": outputs})
     model = onnx.load(path)
     entry = model.metadata_props.add()
     entry.key, entry.value = "cnnviz.json", json.dumps(meta)
@@ -492,10 +494,9 @@ def save_onnx(net, example, path, meta):
 
 
 def export_one(name, args, outdir):
-    if args.onnx and name in DETECTORS:
-        raise ExportError(f"{name}: --onnx does not export torchvision's detectors: the trace "
-                          f"would fix their anchors and box scaling to the example's size, and "
-                          f"their images vary in size")
+    if args.onnx and name in torchvision_detectors.TWO_STAGE:
+        raise ExportError(f"{name}: --onnx does not export Faster R-CNN: its region proposal "
+                          f"network runs non-maximum suppression inside the model")
     path = os.path.join(outdir, f"{name}.onnx" if args.onnx else f"{name}.pt")
     if os.path.exists(path) and not args.force:
         print(f"{display_path(path)} exists (use --force to re-export)")
@@ -610,7 +611,7 @@ def parse_args(argv):
                         "efficientnet_b0, googlenet) give gradients of a usable size (for tests)")
     parser.add_argument("--onnx", action="store_true",
                         help=f"write NAME.onnx (opset {ONNX_OPSET}, metadata in metadata_props) "
-                             "instead of TorchScript; not the detectors")
+                             "instead of TorchScript; not Faster R-CNN")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
     parser.add_argument("--list", action="store_true",
                         help="list supported models and whether OUTDIR/<name>.pt exists")

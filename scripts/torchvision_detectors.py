@@ -21,9 +21,13 @@ coder) and only replace the model's pre- and post-processing:
 
 cnnviz then keeps every (anchor, class) pair above --min-score and suppresses per class, as
 torchvision's postprocessing does, without its per-level top-k candidate cap.
+
+export_models.py --onnx traces the one-stage wrappers instead (torch.onnx.export): there the
+padding, the anchors, the clipping and SSDlite's scaling follow the input's shape as tensors, so
+that the graph holds for any batch, height and width; the scripted forward is unchanged. Faster
+R-CNN is not exported to ONNX: its region proposal network runs NMS inside the model.
 """
 
-import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -38,11 +42,26 @@ TWO_STAGE = ("fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
 
 def pad_to(x: Tensor, divisible: int) -> Tensor:
     """x padded with zeros at the bottom and right to a multiple of `divisible` (torchvision's
-    batch_images)."""
+    batch_images). Integer arithmetic on x's size, which a trace (ONNX) keeps as values of the
+    graph."""
     h, w = x.shape[-2], x.shape[-1]
-    ph = int(math.ceil(float(h) / divisible) * divisible)
-    pw = int(math.ceil(float(w) / divisible) * divisible)
-    return F.pad(x, [0, pw - w, 0, ph - h])
+    return F.pad(x, [0, (divisible - w % divisible) % divisible,
+                     0, (divisible - h % divisible) % divisible])
+
+
+def clip_to(boxes: Tensor, image: Tensor) -> Tensor:
+    """x1y1x2y2 boxes clipped to the height and width of `image`, as torchvision clips; a trace
+    takes them from the image's shape as a tensor (torchvision's clip_boxes_to_image would make
+    them constants)."""
+    if not torch.jit.is_tracing():
+        return box_ops.clip_boxes_to_image(boxes, (image.shape[-2], image.shape[-1]))
+    return torch.min(boxes.clamp(min=0), wh_wh(image, boxes.dtype))
+
+
+def wh_wh(image: Tensor, dtype: torch.dtype) -> Tensor:
+    """[width, height, width, height] of `image` as a tensor of `dtype`, from its shape."""
+    shape = torch._shape_as_tensor(image).to(dtype)
+    return torch.stack([shape[-1], shape[-2], shape[-1], shape[-2]])
 
 
 def dense_rows(boxes: Tensor, objectness: Tensor, scores: Tensor) -> Tensor:
@@ -62,25 +81,26 @@ class DenseBase(nn.Module):
         self.anchor_generator = model.anchor_generator
         self.box_coder = model.box_coder
 
-    def decoded(self, images: ImageList, regression: Tensor, features: List[Tensor],
-                size: Tuple[int, int]) -> Tensor:
-        """Every anchor's box [N, A, 4] (x1y1x2y2), clipped to `size` as torchvision clips."""
-        anchors = self.anchor_generator(images, features)
-        return torch.stack([
-            box_ops.clip_boxes_to_image(self.decode(regression[i], anchors[i]), size)
-            for i in range(len(anchors))])
+    def decoded(self, padded: Tensor, regression: Tensor, features: List[Tensor],
+                image: Tensor) -> Tensor:
+        """Every anchor's box [N, A, 4] (x1y1x2y2), clipped to the size of `image` as
+        torchvision clips; the anchors are those of `padded`, the same for every image of the
+        batch, so that the batch is decoded at once (a trace keeps its size dynamic)."""
+        size: Tuple[int, int] = (image.shape[-2], image.shape[-1])
+        anchors = self.anchor_generator(ImageList(padded, [size]), features)[0]
+        every = anchors.expand_as(regression).reshape(-1, 4)
+        boxes = self.decode(regression.reshape(-1, 4), every)
+        return clip_to(boxes.reshape(regression.shape), image)
 
     def decode(self, regression: Tensor, anchors: Tensor) -> Tensor:
         return self.box_coder.decode_single(regression, anchors)
 
     def padded_head(self, x: Tensor) -> Tuple[Dict[str, Tensor], Tensor]:
         """The head's outputs on x padded to a multiple of 32, and every anchor's box."""
-        size: Tuple[int, int] = (x.shape[-2], x.shape[-1])
         padded = pad_to(x, 32)
         features = list(self.backbone(padded).values())
         out = self.head(features)
-        images = ImageList(padded, [size] * x.shape[0])
-        return out, self.decoded(images, out["bbox_regression"], features, size)
+        return out, self.decoded(padded, out["bbox_regression"], features, x)
 
 
 class RetinaNetDense(DenseBase):
@@ -107,18 +127,24 @@ class SSDDense(DenseBase):
         self.fixed: Tuple[int, int] = (int(fixed[1]), int(fixed[0]))
 
     def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[-2], x.shape[-1]
         stretched = F.interpolate(x, size=self.fixed, mode="bilinear", align_corners=False)
         features = list(self.backbone(stretched).values())
         out = self.head(features)
-        images = ImageList(stretched, [self.fixed] * x.shape[0])
-        boxes = self.decoded(images, out["bbox_regression"], features, self.fixed)
-        scale = torch.tensor([w / self.fixed[1], h / self.fixed[0]] * 2, dtype=boxes.dtype,
-                             device=boxes.device)
+        boxes = self.decoded(stretched, out["bbox_regression"], features, stretched)
+        scale = self.scale(x, stretched)
         scores = F.softmax(out["cls_logits"], dim=-1)
         background = torch.ones_like(scores[0, 0])
         background[0] = 0.0  # torchvision's SSD never detects class 0, its softmax's background
         return dense_rows(boxes * scale, torch.ones_like(scores[..., 0]), scores * background)
+
+    def scale(self, x: Tensor, stretched: Tensor) -> Tensor:
+        """[w / W, h / H] * 2, from the stretched W x H to x's w x h; a trace divides the
+        shapes as tensors (a Python float would be a constant)."""
+        if torch.jit.is_tracing():
+            return wh_wh(x, x.dtype) / wh_wh(stretched, x.dtype)
+        h, w = x.shape[-2], x.shape[-1]
+        return torch.tensor([w / self.fixed[1], h / self.fixed[0]] * 2, dtype=x.dtype,
+                            device=x.device)
 
 
 class FasterRCNNDense(nn.Module):

@@ -245,18 +245,18 @@ TEST(CliOnnxTest, ABadModelGetsOneLineAndTheModelExitCode) {
   EXPECT_NE(r.err.find("bad.onnx"), std::string::npos) << r.err;
 }
 
-// export_models.py --onnx refuses torchvision's detectors, whose trace
-// would hold for one image size only, in one line and before any work.
-TEST(CliOnnxTest, ExportRefusesTorchvisionDetectors) {
+// export_models.py --onnx refuses Faster R-CNN, whose region proposal
+// network suppresses boxes inside the model, in one line and before any work.
+TEST(CliOnnxTest, ExportRefusesFasterRcnn) {
   TempDir dir;
   const test::RunResult r =
       test::run({test::python(), test::source_dir() + "/scripts/export_models.py", "--onnx",
-                 "--random-weights", "-o", dir.path(), "retinanet_resnet50_fpn"});
+                 "--random-weights", "-o", dir.path(), "fasterrcnn_resnet50_fpn"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  EXPECT_NE(r.err.find("retinanet_resnet50_fpn: --onnx does not export torchvision's detectors"),
+  EXPECT_NE(r.err.find("fasterrcnn_resnet50_fpn: --onnx does not export Faster R-CNN"),
             std::string::npos)
       << r.err;
-  EXPECT_FALSE(fs::exists(dir.file("retinanet_resnet50_fpn.onnx")));
+  EXPECT_FALSE(fs::exists(dir.file("fasterrcnn_resnet50_fpn.onnx")));
 }
 
 // docs/models.md lists the supported operators: exactly the importer's.
