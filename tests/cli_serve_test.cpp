@@ -781,6 +781,43 @@ TEST_F(CliServeTasksTest, TargetsOfTheWrongKindGetOneLine) {
 // A queue of one, and every job 400 ms longer (the test hook): the third of
 // three requests at once is refused with Retry-After; a request whose client
 // hangs up while it waits is dropped before it runs.
+// serve --layer offers an ONNX model's values as layers: listed after the
+// stages, with maps from the same pass as the CLI's at that value. A name
+// that is not a value stops the server before it listens (exit 5).
+TEST(ModelOnnxServeTest, OffersValuesAsLayers) {
+  TempDir work;
+  make_images(work.path(), work.file("images"));
+  const std::string model = test_models_dir() + "/onnx/squeezenet1_1.onnx";
+  const std::string value = "/features/features.3/Concat_output_0";
+  const std::string path = "features.3.value__features_features_3_Concat_output_0";
+  ServerProcess server(work, "server", {"-m", model, "--layer", value, work.file("images")});
+  auto r = server.client().Get("/api/layers");
+  ASSERT_TRUE(r);
+  const json layers = body_json(r)["layers"];
+  ASSERT_GT(layers.size(), 2u);
+  EXPECT_EQ(layers.back(), path);
+  const std::string q = "image=gradient.png&method=gradcam&class=3&layer=" + path;
+  auto npy = server.client().Get(("/api/map?" + q + "&format=npy").c_str());
+  ASSERT_TRUE(npy);
+  ASSERT_EQ(npy->status, 200) << npy->body;
+  write_text(work.file("served.npy"), npy->body);
+  const RunResult cli =
+      run_cnnviz({"gradcam", "-q", "--threads", "1", "--layer", value, "--class", "3", "-m", model,
+                  "--write", "npy", "-o", work.file("cli"), work.file("images/gradient.png")});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  const NpyArray served = read_npy(work.file("served.npy"));
+  const NpyArray want = read_npy(work.file("cli/gradient/gradcam_" + path + "_c3.npy"));
+  ASSERT_EQ(served.shape, want.shape);
+  for (size_t k = 0; k < want.data.size(); ++k) {
+    ASSERT_NEAR(served.data[k], want.data[k], 1e-5 + 1e-4 * std::abs(want.data[k]));
+  }
+  const RunResult bad = run_cnnviz({"serve", "-m", model, "--layer", "/no/such", "--port", "0"});
+  EXPECT_EQ(bad.exit_code, 5) << bad.err;
+  EXPECT_NE(bad.err.find("--layer '/no/such': not a value of model 'squeezenet1_1'"),
+            std::string::npos)
+      << bad.err;
+}
+
 TEST(CliServeQueueTest, FullQueueAnswers503AndGoneClientsCancel) {
   TempDir work;
   make_images(work.path(), work.file("images"));

@@ -94,6 +94,22 @@ ModelLoader model_loader(const Model& model, const ModelEntry& first, const Mode
   };
 }
 
+// The -m model, with the ONNX values of --layer loaded as layers; a name
+// that is not one is refused.
+Model open_served_model(const ServeOptions& opts, std::ostream& err) {
+  ModelOptions mo = opts.model;
+  mo.onnx_values = opts.layers;
+  Model model = open_model(mo, err);
+  for (const std::string& l : opts.layers) {
+    if (model.info().layer_aliases.count(l) == 0) {
+      throw Error(ErrorCode::kUnsupported, "--layer '" + l + "': not a value of model '" +
+                                               model.info().name +
+                                               "' (serve --layer takes an ONNX model's values)");
+    }
+  }
+  return model;
+}
+
 // Off loopback, a request without the token is refused: one is made up when
 // none is given.
 ServerOptions server_options(const ServeOptions& opts) {
@@ -135,6 +151,11 @@ CLI::App* setup_serve(CLI::App& app, ServeOptions& opts) {
                   "Images, or directories of images, to offer on the page (more can be "
                   "uploaded)");
   add_model_options(*sub, opts.model);
+  sub->add_option("--layer", opts.layers,
+                  "Also offer this value of an ONNX model as a layer, beside its stages "
+                  "(repeatable)")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   sub->add_option("--host", opts.host,
                   "Address to listen on; anything but a loopback address requires a token")
       ->capture_default_str();
@@ -165,7 +186,7 @@ CLI::App* setup_serve(CLI::App& app, ServeOptions& opts) {
 
 int run_serve(const ServeOptions& opts, std::ostream& out, std::ostream& err) {
   ExplorerOptions eo = explorer_options(opts, err);
-  const Model model = open_model(opts.model, opts.quiet ? std::cerr : err);
+  const Model model = open_served_model(opts, opts.quiet ? std::cerr : err);
   const ModelEntry first = first_entry(model);
   eo.default_model = first.name;
   const ModelLister lister =

@@ -13,6 +13,7 @@ namespace cnnviz::cli {
 struct ServeOptions {
   ModelOptions model;
   std::vector<std::string> images;  // DIR|IMAGES...
+  std::vector<std::string> layers;  // --layer: ONNX value names offered beside the stages
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string token;

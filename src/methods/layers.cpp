@@ -9,14 +9,32 @@
 
 namespace cnnviz {
 
-std::vector<std::string> feature_layers(const Model& model, const Engine::Description& d) {
+namespace {
+
+// `stages`, then the ONNX values loaded as layers (ModelInfo::layer_aliases)
+// that are not among them.
+std::vector<std::string> with_values(const Model& model, std::vector<std::string> stages) {
+  for (const auto& [value, path] : model.info().layer_aliases) {
+    if (std::find(stages.begin(), stages.end(), path) == stages.end()) stages.push_back(path);
+  }
+  return stages;
+}
+
+// The metadata's stages, else those found in `d`.
+std::vector<std::string> stages_of(const Model& model, const Engine::Description& d) {
   if (!model.info().feature_layers.empty()) return model.info().feature_layers;
   return feature_stages(d.layers);
 }
 
+}  // namespace
+
+std::vector<std::string> feature_layers(const Model& model, const Engine::Description& d) {
+  return with_values(model, stages_of(model, d));
+}
+
 std::vector<std::string> feature_layers(const Model& model) {
-  if (!model.info().feature_layers.empty()) return model.info().feature_layers;
-  return feature_stages(Engine::describe(model).layers);
+  if (!model.info().feature_layers.empty()) return with_values(model, model.info().feature_layers);
+  return feature_layers(model, Engine::describe(model));
 }
 
 namespace {
@@ -33,12 +51,13 @@ std::string last_stage(const Model& model, const std::vector<std::string>& stage
 
 std::string default_layer(const Model& model, const Engine::Description& d) {
   if (!model.info().default_layer.empty()) return model.info().default_layer;
-  return last_stage(model, feature_layers(model, d));
+  return last_stage(model, stages_of(model, d));
 }
 
 std::string default_layer(const Model& model) {
   if (!model.info().default_layer.empty()) return model.info().default_layer;
-  return last_stage(model, feature_layers(model));
+  if (!model.info().feature_layers.empty()) return last_stage(model, model.info().feature_layers);
+  return default_layer(model, Engine::describe(model));
 }
 
 namespace {

@@ -22,7 +22,8 @@ struct LayerRequest {
 };
 
 // The feature stages of `model`: the metadata's feature_layers when it names
-// them, else feature_stages() of the module tree described in `d`.
+// them, else feature_stages() of the module tree described in `d`; then the
+// ONNX values loaded as layers (ModelInfo::layer_aliases), when any were.
 std::vector<std::string> feature_layers(const Model& model, const Engine::Description& d);
 // The same, describing the model (one forward pass) only when the metadata
 // does not name them.
