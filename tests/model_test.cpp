@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/script.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -262,6 +263,42 @@ TEST(ModelTest, CorruptOrForeignFilesAreModelErrors) {
                      "cannot load model");
   test::expect_error([&] { Model::load(dir.file("none.pt")); }, ErrorCode::kModel, "not found");
   test::expect_error([&] { Model::load(dir.path()); }, ErrorCode::kModel, "is a directory");
+}
+
+// Inference runs on a copy rewritten for oneDNN, whose own in-place clamp,
+// ReLU6, hardswish and hardsigmoid got maps of 8, 20 or 200 channels (not
+// a multiple of 16) mostly wrong in PyTorch 1.13: repaired, logits() equals
+// the plain module's forward for each, and for 16 and 240 channels, which
+// keep the rewrite's own kernels.
+TEST(InferenceTest, ClampingActivationsMatchThePlainModule) {
+  test::TempDir dir;
+  at::manual_seed(5);
+  // ReLU6 is hardtanh(0, 6) in TorchScript.
+  for (const char* act :
+       {"torch.clamp(y, 0.0, 6.0)", "torch.hardtanh(y, 0.0, 6.0)", "torch.hardtanh(y, -1.0, 1.0)",
+        "torch.hardswish(y)", "torch.hardsigmoid(y)"}) {
+    for (int64_t channels : {8, 16, 20, 200, 240}) {
+      torch::jit::Module net("Net");
+      net.register_parameter("w", at::randn({channels, 3, 3, 3}), false);
+      net.register_parameter("b", at::randn({channels}), false);
+      net.register_parameter("w2", at::randn({10, channels, 1, 1}) * 0.1, false);
+      net.define(std::string("def forward(self, x):\n"
+                             "  y = torch.conv2d(x, self.w, self.b, [1, 1], [1, 1])\n"
+                             "  z = ") +
+                 act +
+                 "\n"
+                 "  return torch.conv2d(z, self.w2).mean(dim=[2, 3])\n");
+      const std::string path = dir.file("net.pt");
+      net.save(path);
+      const Model model = Model::load(path);
+      const at::Tensor x = at::randn({2, 3, 12, 12}) * 3;
+      const at::Tensor want = model.module().forward({x}).toTensor();
+      const at::Tensor got = model.logits(x);
+      EXPECT_LT((got - want).abs().max().item<float>(),
+                1e-4 * want.abs().max().item<float>() + 1e-5)
+          << act << " after " << channels << " channels";
+    }
+  }
 }
 
 }  // namespace

@@ -367,6 +367,77 @@ ModelInfo parse_model_info(const std::string& json_text, const std::string& path
   return info;
 }
 
+namespace {
+
+// The output channels of the oneDNN convolution that computes `v`, from
+// its weight; -1 when `v` comes from another node.
+int64_t conv_channels(const torch::jit::Value* v) {
+  const torch::jit::Node* conv = v->node();
+  if (conv->kind().toQualString() != std::string("prim::mkldnn_convolution")) return -1;
+  const torch::jit::Node* weight = conv->input(1)->node();
+  if (!weight->hasAttribute(c10::attr::value)) return -1;
+  return weight->t(c10::attr::value).size(0);
+}
+
+// PyTorch 1.13's oneDNN rewrite (optimize_for_inference) runs clamp,
+// hardtanh (ReLU6), hardswish and hardsigmoid in place on a oneDNN tensor
+// as if its buffer were dense. With a channel count that is not a multiple
+// of 16 the tensor is blocked and padded, and most of the output comes out
+// wrong (off by up to 6 on values of 6: MobileNetV3's 184- and 200-channel
+// blocks, SSDlite, LR-ASPP). Each such node becomes the dense ATen
+// operation between a to_dense and a to_mkldnn, which the convolutions
+// around it keep; after a convolution of a multiple of 16 channels (no
+// padding in any blocking) the node stays. False when a node's input has
+// other uses, which saw its in-place change: then the model is not
+// rewritten at all.
+bool repair_onednn_clamps(torch::jit::Block* block) {
+  using torch::jit::Value;
+  static const std::map<std::string, c10::Symbol> dense_op = {
+      {"prim::MKLDNNHardTanh_", c10::Symbol::fromQualString("aten::hardtanh")},
+      {"prim::MKLDNNClamp_", c10::Symbol::fromQualString("aten::hardtanh")},
+      {"prim::MKLDNNHardSwish_", c10::Symbol::fromQualString("aten::hardswish")},
+      {"prim::MKLDNNHardSigmoid_", c10::Symbol::fromQualString("aten::hardsigmoid")}};
+  for (auto it = block->nodes().begin(); it != block->nodes().end();) {
+    torch::jit::Node* n = *it++;
+    for (torch::jit::Block* b : n->blocks()) {
+      if (!repair_onednn_clamps(b)) return false;
+    }
+    auto op = dense_op.find(n->kind().toQualString());
+    if (op == dense_op.end() || conv_channels(n->input()) % 16 == 0) continue;
+    if (n->inputs().size() != 1 || n->input()->uses().size() != 1) return false;
+    torch::jit::Graph& g = *n->owningGraph();
+    torch::jit::WithInsertPoint guard(n);
+    std::vector<torch::jit::NamedValue> args = {g.insert(c10::aten::to_dense, {n->input()})};
+    if (op->second == c10::Symbol::fromQualString("aten::hardtanh")) {
+      for (const char* bound : {"min_val", "max_val"}) {
+        const c10::Symbol attr = c10::Symbol::attr(bound);
+        if (!n->hasAttribute(attr)) return false;
+        args.emplace_back(g.insertConstant(n->f(attr)));
+      }
+    }
+    Value* dense = g.insert(op->second, args);
+    n->output()->replaceAllUsesWith(g.insert(c10::aten::to_mkldnn, {dense}));
+    n->destroy();
+  }
+  return true;
+}
+
+// `module` frozen, and on the CPU also rewritten for inference (constants
+// folded, batch norm folded into convolutions, oneDNN layouts), with the
+// rewrite's faulty in-place activations repaired.
+torch::jit::Module inference_copy(const torch::jit::Module& module, at::Device device) {
+  torch::jit::Module frozen = torch::jit::freeze(module);
+  if (!device.is_cpu()) return frozen;  // the oneDNN rewrites are for the CPU
+  // It rewrites a frozen module's graph in place: a fresh copy on failure.
+  torch::jit::Module fast = torch::jit::optimize_for_inference(frozen);
+  if (!repair_onednn_clamps(fast.get_method("forward").graph()->block())) {
+    return torch::jit::freeze(module);
+  }
+  return fast;
+}
+
+}  // namespace
+
 struct Model::Impl {
   torch::jit::Module module;
   ModelInfo info;
@@ -383,9 +454,7 @@ struct Model::Impl {
   torch::jit::Module& inference_module() {
     std::call_once(frozen_once, [this] {
       try {
-        frozen = torch::jit::freeze(module);
-        // Its oneDNN rewrites are for the CPU; on a GPU, freezing alone.
-        if (device.is_cpu()) frozen = torch::jit::optimize_for_inference(frozen);
+        frozen = inference_copy(module, device);
         frozen_ok = true;
       } catch (const std::exception&) {
         frozen_ok = false;  // an exotic graph: the plain module still works
