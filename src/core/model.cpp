@@ -391,7 +391,6 @@ int64_t conv_channels(const torch::jit::Value* v) {
 // other uses, which saw its in-place change: then the model is not
 // rewritten at all.
 bool repair_onednn_clamps(torch::jit::Block* block) {
-  using torch::jit::Value;
   static const std::map<std::string, c10::Symbol> dense_op = {
       {"prim::MKLDNNHardTanh_", c10::Symbol::fromQualString("aten::hardtanh")},
       {"prim::MKLDNNClamp_", c10::Symbol::fromQualString("aten::hardtanh")},
@@ -403,8 +402,10 @@ bool repair_onednn_clamps(torch::jit::Block* block) {
       if (!repair_onednn_clamps(b)) return false;
     }
     auto op = dense_op.find(n->kind().toQualString());
-    if (op == dense_op.end() || conv_channels(n->input()) % 16 == 0) continue;
-    if (n->inputs().size() != 1 || n->input()->uses().size() != 1) return false;
+    if (op == dense_op.end()) continue;
+    if (n->inputs().size() != 1) return false;
+    if (conv_channels(n->input()) % 16 == 0) continue;
+    if (n->input()->uses().size() != 1) return false;
     torch::jit::Graph& g = *n->owningGraph();
     torch::jit::WithInsertPoint guard(n);
     std::vector<torch::jit::NamedValue> args = {g.insert(c10::aten::to_dense, {n->input()})};
@@ -415,7 +416,7 @@ bool repair_onednn_clamps(torch::jit::Block* block) {
         args.emplace_back(g.insertConstant(n->f(attr)));
       }
     }
-    Value* dense = g.insert(op->second, args);
+    torch::jit::Value* dense = g.insert(op->second, args);
     n->output()->replaceAllUsesWith(g.insert(c10::aten::to_mkldnn, {dense}));
     n->destroy();
   }
